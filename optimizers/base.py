@@ -1,0 +1,265 @@
+"""The pass framework: a pass rewrites a run and says, per call, what it changed and what it saved.
+
+Modelled on LLVM's pass manager: each pass declares what it reads and what it changes, and the pipeline
+runs passes in order on the output of the previous one. Money is never computed by a pass: after every
+step the pipeline prices the whole run with the billing simulator (:mod:`optimizers.billing`), so passes
+that interact (compression breaks a provider's prefix cache) are reported by their combined effect.
+
+Evidence classes (DEVELOPERS.md principle 4): ``measured`` (re-run live), ``simulated`` (exact replay of
+billing rules), ``estimated`` (heuristic). Every ledger row carries one, plus its fidelity risk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, ClassVar, Iterable, Literal, Protocol, runtime_checkable
+
+from profiler.model import Run
+
+Evidence = Literal["measured", "simulated", "estimated"]
+EVIDENCE: tuple[str, ...] = ("measured", "simulated", "estimated")
+
+
+@dataclass
+class LedgerRow:
+    """What one pass did to one LLM call."""
+
+    pass_name: str
+    span_id: str
+    model: str | None
+    change: str
+    """One line a person can read: "served from response cache", "masked 3 tool outputs (4,120 tokens)"."""
+    evidence: Evidence
+    input_tokens_before: int
+    input_tokens_after: int
+    output_tokens_before: int
+    output_tokens_after: int
+    cost_before: Decimal | None = None
+    """Billed cost of the call before this pass (filled by the pipeline from the billing simulator)."""
+    cost_after: Decimal | None = None
+    fidelity: float | None = None
+    """Reference retention of the rewritten input, 0..1 (``None``: the pass does not touch content)."""
+    risk: str = "none"
+    """Fidelity risk in words: ``none``, ``low``, ``medium``, ``high``, with the reason after a colon."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_saved(self) -> int:
+        return (self.input_tokens_before - self.input_tokens_after) + (
+            self.output_tokens_before - self.output_tokens_after)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pass": self.pass_name,
+            "span_id": self.span_id,
+            "model": self.model,
+            "change": self.change,
+            "evidence": self.evidence,
+            "input_tokens_before": self.input_tokens_before,
+            "input_tokens_after": self.input_tokens_after,
+            "output_tokens_before": self.output_tokens_before,
+            "output_tokens_after": self.output_tokens_after,
+            "cost_before": None if self.cost_before is None else str(self.cost_before),
+            "cost_after": None if self.cost_after is None else str(self.cost_after),
+            "fidelity": self.fidelity,
+            "risk": self.risk,
+            "details": self.details,
+        }
+
+
+@dataclass
+class PassStep:
+    """The run's totals after one pass of the pipeline (one bar of the savings waterfall)."""
+
+    pass_name: str
+    description: str
+    evidence: Evidence
+    input_tokens: int
+    output_tokens: int
+    billed_cost: Decimal | None
+    """Billed cost of the whole run after this pass, by the billing simulator, in ``currency``."""
+    currency: str = "USD"
+    fidelity: float | None = None
+    """Reference retention of the run after this pass (cumulative), 0..1."""
+    rows: list[LedgerRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pass": self.pass_name,
+            "description": self.description,
+            "evidence": self.evidence,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "billed_cost": None if self.billed_cost is None else str(self.billed_cost),
+            "currency": self.currency,
+            "fidelity": self.fidelity,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+@dataclass
+class Ledger:
+    """The savings ledger of one pipeline over one run: the baseline, then one step per pass."""
+
+    run_id: str
+    baseline: PassStep
+    """The run as it was billed (pass name ``recorded``)."""
+    steps: list[PassStep] = field(default_factory=list)
+
+    @property
+    def final(self) -> PassStep:
+        return self.steps[-1] if self.steps else self.baseline
+
+    @property
+    def rows(self) -> list[LedgerRow]:
+        return [r for s in self.steps for r in s.rows]
+
+    def saved(self) -> Decimal | None:
+        if self.baseline.billed_cost is None or self.final.billed_cost is None:
+            return None
+        return self.baseline.billed_cost - self.final.billed_cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "baseline": self.baseline.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+            "saved": None if self.saved() is None else str(self.saved()),
+        }
+
+
+@dataclass
+class PassContext:
+    """What a pass may consult besides the run: the pipeline's options and shared services."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    currency: str = "USD"
+    history: list[Run] = field(default_factory=list)
+    """Earlier runs of the same pipeline invocation (a response cache spans runs, e.g. trials of one task)."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """Per-pass state that persists across the runs of one invocation (keyed by pass name)."""
+
+
+@runtime_checkable
+class Pass(Protocol):
+    """A transformation of a recorded run.
+
+    ``reads`` and ``changes`` name what it looks at and what it rewrites (``messages``, ``tools``,
+    ``output``, ``usage``, ``cache``, ``model``, ``timestamps``...). ``apply`` must decide each call from
+    the past of that call only (what was known before it), never from its output or later calls; it
+    returns a new run (never mutates its input) and one ledger row per call it changed.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    evidence: ClassVar[Evidence]
+    reads: ClassVar[frozenset[str]]
+    changes: ClassVar[frozenset[str]]
+
+    def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]: ...
+
+
+PASSES: dict[str, Callable[..., Pass]] = {}
+"""Registry: pass name -> factory taking the pass's options as keyword arguments."""
+
+
+def register(cls: Any) -> Any:
+    """Class decorator: make a pass available to pipelines and the CLI under ``cls.name``."""
+    PASSES[cls.name] = cls
+    return cls
+
+
+def make_pass(spec: "str | Pass", **options: Any) -> Pass:
+    if not isinstance(spec, str):
+        return spec
+    _load_builtin_passes()
+    try:
+        factory = PASSES[spec]
+    except KeyError:
+        raise KeyError(f"unknown pass {spec!r}; available: {', '.join(sorted(PASSES))}") from None
+    return factory(**options)
+
+
+def _load_builtin_passes() -> None:
+    # Importing the modules registers their passes; a module that is missing is simply not available.
+    import importlib
+
+    for mod in ("optimizers.prompt_cache", "optimizers.response_cache", "optimizers.tool_cache",
+                "optimizers.compression", "optimizers.decompose"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def available_passes() -> dict[str, str]:
+    """Pass name -> one-line description."""
+    _load_builtin_passes()
+    return {name: cls.description for name, cls in sorted(PASSES.items())}
+
+
+Pricer = Callable[[Run, str], tuple[Decimal | None, list[Decimal | None]]]
+
+
+def run_tokens(run: Run) -> tuple[int, int]:
+    inp = out = 0
+    for s in run.spans:
+        if s.llm is not None:
+            inp += s.llm.usage.input_tokens
+            out += s.llm.usage.output_tokens
+    return inp, out
+
+
+def optimize(
+    run: Run,
+    passes: Iterable["str | Pass"] = (),
+    *,
+    options: dict[str, dict[str, Any]] | None = None,
+    ctx: PassContext | None = None,
+    pricer: Pricer | None = None,
+    fidelity: Callable[[Run, Run], float | None] | None = None,
+) -> tuple[Run, Ledger]:
+    """Run ``passes`` in order over ``run``; return the optimized run and its ledger.
+
+    After each pass the whole run is priced by ``pricer`` (default: the billing simulator), so each
+    waterfall step shows the combined effect of all passes so far.
+    """
+    options = options or {}
+    ctx = ctx or PassContext()
+    if pricer is None:
+        from optimizers.billing import price_run
+
+        pricer = price_run
+    if fidelity is None:
+        try:
+            from optimizers.fidelity import run_retention as fidelity  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            fidelity = None
+
+    total, per_call = pricer(run, ctx.currency)
+    inp, out = run_tokens(run)
+    baseline = PassStep("recorded", "the run as it was billed", "simulated", inp, out, total, ctx.currency, 1.0)
+    ledger = Ledger(run.run_id, baseline)
+    current = run
+    prev_costs = _cost_by_span(current, per_call)
+    for spec in passes:
+        p = make_pass(spec, **options.get(spec if isinstance(spec, str) else spec.name, {}))
+        new, rows = p.apply(current, ctx)
+        total, per_call = pricer(new, ctx.currency)
+        new_costs = _cost_by_span(new, per_call)
+        for r in rows:
+            r.cost_before = prev_costs.get(r.span_id)
+            r.cost_after = new_costs.get(r.span_id)
+        inp, out = run_tokens(new)
+        fid = fidelity(run, new) if fidelity is not None else None
+        ledger.steps.append(PassStep(p.name, p.description, p.evidence, inp, out, total, ctx.currency, fid, rows))
+        current, prev_costs = new, new_costs
+    current.metadata.setdefault("optimized_by", [])
+    current.metadata["optimized_by"] = [s.pass_name for s in ledger.steps]
+    return current, ledger
+
+
+def _cost_by_span(run: Run, per_call: list[Decimal | None]) -> dict[str, Decimal | None]:
+    return {s.span_id: c for s, c in zip(run.llm_spans(), per_call)}

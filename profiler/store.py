@@ -1,0 +1,283 @@
+"""Run files: append-only JSON Lines with content-addressed payloads, and a tolerant loader.
+
+File layout (one JSON object per line, schema version in the header)::
+
+    {"type": "run", "schema": 1, "run_id": ..., "name": ..., "tags": {...}, "started_wall_ns": ..., "metadata": {...}}
+    {"type": "payload", "id": "<sha1>", "data": {...message...}}      # each distinct message, once per file
+    {"type": "span", ...span fields..., "llm": {..., "messages": {"$refs": ["<sha1>", ...]}}}
+    ...
+    {"type": "end", "ended_wall_ns": ...}
+
+Spans are written as they finish, and each line is flushed, so a crash keeps every finished span; a file
+without its ``end`` line loads as an incomplete run. An agent re-sends its growing history on every call;
+messages are therefore stored once per file and referenced by hash, so 200 calls do not write the history
+200 times.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from profiler.model import SCHEMA_VERSION, Run, Span
+
+DEFAULT_DIR = Path(".tokprof") / "runs"
+ENV_DIR = "TOKPROF_DIR"
+
+
+class RunFileError(ValueError):
+    """A run file that cannot be read: names the file, the line, and what was expected."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class TruncatedRunWarning(UserWarning):
+    """The run file ended in the middle of a line (the process was killed while writing)."""
+
+
+def runs_dir(directory: str | Path | None = None) -> Path:
+    """The runs folder: the argument, else ``$TOKPROF_DIR``, else ``.tokprof/runs``."""
+    if directory is not None:
+        return Path(directory)
+    env = os.environ.get(ENV_DIR)
+    return Path(env) if env else DEFAULT_DIR
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    # Decimal, Path, sets, pydantic objects... stored as text rather than failing the whole line.
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if hasattr(obj, "model_dump"):
+        try:
+            return obj.model_dump()
+        except Exception:
+            pass
+    return str(obj)
+
+
+def payload_id(data: Any) -> str:
+    """Content address of a payload: sha1 of its canonical JSON."""
+    canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return hashlib.sha1(canon.encode("utf-8")).hexdigest()
+
+
+def _header(run: Run) -> dict[str, Any]:
+    return {
+        "type": "run",
+        "schema": SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "name": run.name,
+        "tags": run.tags,
+        "started_wall_ns": run.started_wall_ns,
+        "metadata": run.metadata,
+    }
+
+
+class RunWriter:
+    """Streams a run to ``<folder>/<run_id>.jsonl``: header first, then spans as they finish.
+
+    Thread-safe; each line is written whole and flushed. Files are created readable by the owner only
+    (prompts are private data).
+    """
+
+    def __init__(self, path: Path, fh: IO[str]) -> None:
+        self.path = path
+        self._fh = fh
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self.closed = False
+
+    @classmethod
+    def open(cls, run: Run, folder: str | Path | None = None) -> "RunWriter":
+        folder = runs_dir(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{run.run_id}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fh = os.fdopen(fd, "w", encoding="utf-8")
+        w = cls(path, fh)
+        w._write_line(_dumps(_header(run)))
+        return w
+
+    def _write_line(self, line: str) -> None:
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+    def write_span(self, span: Span) -> None:
+        d = span.to_dict()
+        lines: list[str] = []
+        llm = d.get("llm")
+        if llm is not None and llm.get("messages"):
+            refs = []
+            for m in llm["messages"]:
+                pid = payload_id(m)
+                refs.append(pid)
+                if pid not in self._seen:
+                    self._seen.add(pid)
+                    lines.append(_dumps({"type": "payload", "id": pid, "data": m}))
+            llm["messages"] = {"$refs": refs}
+        d["type"] = "span"
+        lines.append(_dumps(d))
+        with self._lock:
+            if self.closed:
+                return
+            self._fh.write("\n".join(lines) + "\n")
+            self._fh.flush()
+
+    def close(self, run: Run) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
+            self._fh.close()
+            self.closed = True
+
+
+def save_run(run: Run, directory: str | Path | None = None, path: str | Path | None = None) -> Path:
+    """Write a whole run to a file (atomically: a temp file renamed into place). Returns its path."""
+    target = Path(path) if path is not None else runs_dir(directory) / f"{run.run_id}.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        w = RunWriter(target, fh)
+        w._write_line(_dumps(_header(run)))
+        for s in sorted(run.spans, key=lambda s: (s.end_ns or s.start_ns)):
+            w.write_span(s)
+        fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
+    os.replace(tmp, target)
+    run.path = target
+    return target
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, "r", encoding="utf-8")
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run file. A truncated last line is dropped with a :class:`TruncatedRunWarning` and the run is
+    marked incomplete; a wrong schema version or a malformed line raises :class:`RunFileError` naming the
+    file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise RunFileError(path, None, "no such run file")
+    try:
+        with _open_text(path) as fh:
+            raw_lines = fh.read().split("\n")
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise RunFileError(path, None, f"cannot read the file ({exc}); is it a tokprof run file?") from exc
+    # A file written to the end ends with "\n", so the last element is "". Anything else in the last
+    # element is a line cut short by a crash.
+    truncated_tail = raw_lines[-1] if raw_lines else ""
+    lines = raw_lines[:-1] if raw_lines else []
+    if not lines and not truncated_tail:
+        raise RunFileError(path, 1, "empty file; expected a run header line")
+
+    run: Run | None = None
+    payloads: dict[str, Any] = {}
+    ended = False
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunFileError(path, lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(rec, dict) or "type" not in rec:
+            raise RunFileError(path, lineno, "expected a JSON object with a 'type' field")
+        kind = rec["type"]
+        if run is None:
+            if kind != "run":
+                raise RunFileError(path, lineno, f"expected the run header first, found a {kind!r} record")
+            schema = rec.get("schema")
+            if schema != SCHEMA_VERSION:
+                raise RunFileError(
+                    path, lineno,
+                    f"schema version {schema!r} is not supported (this tokprof reads version {SCHEMA_VERSION}); "
+                    "upgrade tokprof or re-record the run",
+                )
+            run = Run(
+                run_id=str(rec.get("run_id") or path.stem),
+                name=rec.get("name", path.stem),
+                tags=rec.get("tags") or {},
+                started_wall_ns=int(rec.get("started_wall_ns") or 0),
+                metadata=rec.get("metadata") or {},
+                complete=False,
+                path=path,
+            )
+            continue
+        try:
+            if kind == "payload":
+                payloads[rec["id"]] = rec["data"]
+            elif kind == "span":
+                llm = rec.get("llm")
+                if llm is not None and isinstance(llm.get("messages"), dict):
+                    refs = llm["messages"].get("$refs", [])
+                    missing = [r for r in refs if r not in payloads]
+                    if missing:
+                        raise RunFileError(path, lineno, f"span refers to payload {missing[0]} not stored before it")
+                    llm["messages"] = [payloads[r] for r in refs]
+                run.spans.append(Span.from_dict(rec))
+            elif kind == "end":
+                run.ended_wall_ns = rec.get("ended_wall_ns")
+                ended = True
+            else:
+                raise RunFileError(path, lineno, f"unknown record type {kind!r}")
+        except RunFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFileError(path, lineno, f"malformed {kind} record ({type(exc).__name__}: {exc})") from None
+    if run is None:
+        raise RunFileError(path, 1, "truncated before the run header was complete")
+    if truncated_tail.strip():
+        warnings.warn(
+            f"{path}:{len(lines) + 1}: last line is truncated (the process was probably killed); "
+            f"loaded the {len(run.spans)} spans before it",
+            TruncatedRunWarning,
+            stacklevel=2,
+        )
+    run.complete = ended and not truncated_tail.strip()
+    return run
+
+
+def iter_run_files(directory: str | Path | None = None) -> Iterator[Path]:
+    """Run files in a folder, newest first."""
+    folder = runs_dir(directory)
+    if not folder.is_dir():
+        return iter(())
+    files = [p for p in folder.glob("*.jsonl*") if not p.name.endswith(".tmp")]
+    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return iter(files)
+
+
+def resolve_run(ref: str | None, directory: str | Path | None = None) -> Path:
+    """A run file from a path, a run id (or unique prefix) in the runs folder, or ``None`` for the latest."""
+    folder = runs_dir(directory)
+    if ref is None:
+        for p in iter_run_files(folder):
+            return p
+        raise RunFileError(folder, None, "no saved runs here; record one with `tokprof run script.py` or profile()")
+    p = Path(ref)
+    if p.exists():
+        return p
+    matches = [f for f in iter_run_files(folder) if f.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunFileError(ref, None, f"no run file or run id matching {ref!r} in {folder}")
+    raise RunFileError(ref, None, f"run id prefix {ref!r} is ambiguous: {', '.join(m.stem for m in matches[:5])}")

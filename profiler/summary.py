@@ -1,0 +1,168 @@
+"""A run's summary: tokens, cost, calls, top spans, and where the numbers came from.
+
+``RunSummary.to_dict()`` is the documented JSON shape used by every ``--json`` flag that prints a run
+summary (see README, "JSON output"):
+
+``{"run_id", "name", "tags", "complete", "spans", "llm_calls", "duration_ms",
+   "tokens": {"input", "output", "cache_read", "cache_write", "reasoning", "total"},
+   "token_sources": {"provider": n, "counted": n, "estimated": n},  # tokens by where they came from
+   "cost": {"amount": "decimal string" | null, "currency", "unpriced_calls"},
+   "models": {model: calls},
+   "top_spans": [{"span_id", "name", "kind", "calls", "excl_tokens", "incl_tokens", "excl_cost", "duration_ms"}]}``
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from profiler.model import Run
+
+SUMMARY_SCHEMA = 1
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    name: str
+    tags: dict[str, str]
+    complete: bool
+    spans: int
+    llm_calls: int
+    duration_ms: float
+    tokens: dict[str, int]
+    token_sources: dict[str, int]
+    cost: Decimal | None
+    currency: str
+    unpriced_calls: int
+    models: dict[str, int]
+    top_spans: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SUMMARY_SCHEMA,
+            "run_id": self.run_id,
+            "name": self.name,
+            "tags": self.tags,
+            "complete": self.complete,
+            "spans": self.spans,
+            "llm_calls": self.llm_calls,
+            "duration_ms": round(self.duration_ms, 3),
+            "tokens": self.tokens,
+            "token_sources": self.token_sources,
+            "cost": {
+                "amount": None if self.cost is None else str(self.cost),
+                "currency": self.currency,
+                "unpriced_calls": self.unpriced_calls,
+            },
+            "models": self.models,
+            "top_spans": self.top_spans,
+        }
+
+    def _cost_text(self) -> str:
+        if self.cost is None:
+            return "unknown"
+        text = f"{self.cost:.6f} {self.currency}"
+        if self.unpriced_calls:
+            text += f" (+{self.unpriced_calls} calls with unknown price)"
+        return text
+
+    def __str__(self) -> str:
+        t = self.tokens
+        total_src = sum(self.token_sources.values()) or 1
+        src = ", ".join(f"{k} {100 * v / total_src:.0f}%" for k, v in self.token_sources.items() if v)
+        lines = [
+            f"run {self.name} ({self.run_id}){'' if self.complete else ' [incomplete]'}",
+            f"  llm calls {self.llm_calls}, spans {self.spans}, {self.duration_ms / 1000:.2f} s",
+            f"  tokens in {t['input']:,} (cached {t['cache_read']:,}) out {t['output']:,}"
+            f" (reasoning {t['reasoning']:,}) total {t['total']:,}",
+            f"  token sources: {src or 'none'}",
+            f"  cost {self._cost_text()}",
+        ]
+        if self.models:
+            lines.append("  models: " + ", ".join(f"{m} x{n}" for m, n in self.models.items()))
+        if self.top_spans:
+            lines.append("  top spans by own tokens:")
+            for r in self.top_spans:
+                lines.append(f"    {r['excl_tokens']:>10,}  {r['kind']:<9} {r['name']}")
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        t = self.tokens
+        rows = [
+            ("LLM calls", f"{self.llm_calls:,}"),
+            ("Input tokens", f"{t['input']:,} (cached {t['cache_read']:,})"),
+            ("Output tokens", f"{t['output']:,}"),
+            ("Cost", self._cost_text()),
+        ]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        return f"<div><b>tokprof run {html.escape(self.name)}</b><table>{body}</table></div>"
+
+
+def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
+    from profiler.accounting import span_cost
+
+    usage = run.total_usage()
+    sources = {"provider": 0, "counted": 0, "estimated": 0}
+    models: dict[str, int] = {}
+    cost: Decimal = Decimal(0)
+    priced = 0
+    unpriced = 0
+    for s in run.spans:
+        if s.llm is None:
+            continue
+        u = s.llm.usage
+        for name in ("input_tokens", "output_tokens"):
+            src = u.sources.get(name)
+            if src is not None:
+                sources[src] += getattr(u, name)
+        key = s.llm.model or "unknown"
+        models[key] = models.get(key, 0) + 1
+        c = span_cost(s, currency)
+        if c is None or c.amount is None:
+            unpriced += 1
+        else:
+            cost += c.amount
+            priced += 1
+    top_rows: list[dict[str, Any]] = []
+    if top:
+        from profiler.graph import top_spans
+
+        g = run.graph()
+        for r in top_spans(g, top, "total_tokens"):
+            top_rows.append({
+                "span_id": r["span_id"],
+                "name": r["name"],
+                "kind": r["kind"],
+                "calls": r["calls"],
+                "excl_tokens": r["excl_total_tokens"],
+                "incl_tokens": r["incl_total_tokens"],
+                "excl_cost": str(r["excl_cost"]),
+                "duration_ms": round(r["duration_ns"] / 1e6, 3),
+            })
+    return RunSummary(
+        run_id=run.run_id,
+        name=run.name,
+        tags=dict(run.tags),
+        complete=run.complete,
+        spans=len(run.spans),
+        llm_calls=sum(models.values()),
+        duration_ms=run.duration_ns / 1e6,
+        tokens={
+            "input": usage.input_tokens,
+            "output": usage.output_tokens,
+            "cache_read": usage.cache_read_tokens,
+            "cache_write": usage.cache_write_tokens,
+            "reasoning": usage.reasoning_tokens,
+            "total": usage.total_tokens,
+        },
+        token_sources=sources,
+        cost=cost if (priced or not unpriced) else None,
+        currency=currency,
+        unpriced_calls=unpriced,
+        models=models,
+        top_spans=top_rows,
+    )

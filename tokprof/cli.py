@@ -1,0 +1,53 @@
+"""The ``tokprof`` command line. Each subcommand lives in its own module under ``tokprof.commands`` and
+registers itself with :func:`register(subparsers)`; this file only assembles them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+# Order is the order shown in --help.
+COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokprof",
+        description="Where do your agent's LLM tokens (and money) go? Profile a run, optimize it, report it.",
+        epilog="Start with `tokprof demo`. Every command that prints a summary takes --json. "
+               "Runs are stored in .tokprof/runs (override with --dir or $TOKPROF_DIR).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log tokprof's own debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"tokprof.commands.{name.replace('-', '_')}_cmd")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="tokprof: %(levelname)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # user-facing errors: one line naming what and where, no traceback
+        from tokprof.errors import UserFacingError
+
+        if isinstance(exc, UserFacingError) and not args.verbose:
+            print(f"tokprof: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

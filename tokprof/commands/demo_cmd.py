@@ -1,0 +1,10 @@
+"""`tokprof demo` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("demo", help="(coming soon)")
+    p.set_defaults(func=lambda args: print("tokprof demo: not implemented yet") or 2)

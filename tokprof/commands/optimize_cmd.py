@@ -1,0 +1,10 @@
+"""`tokprof optimize` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("optimize", help="(coming soon)")
+    p.set_defaults(func=lambda args: print("tokprof optimize: not implemented yet") or 2)

@@ -1,0 +1,7 @@
+"""Errors a user can cause (bad file, unknown run, unknown model): printed as one line by the CLI."""
+
+from __future__ import annotations
+
+from profiler.store import RunFileError
+
+UserFacingError: tuple[type[BaseException], ...] = (RunFileError, FileNotFoundError, KeyError, ValueError)
