@@ -24,3 +24,10 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
 
 def span_cost(span: Span, currency: str = "USD") -> Cost | None:
     return call_cost(span.llm, currency) if span.llm is not None else None
+
+
+def fill_run_usage(run) -> None:  # noqa: ANN001
+    """Fill missing usage on every LLM span of ``run`` (importers call this after building a run)."""
+    for s in run.spans:
+        if s.llm is not None:
+            fill_usage(s.llm)
