@@ -485,12 +485,17 @@ def trace(
     def decorate(f: Any) -> Any:
         if isinstance(f, (classmethod, staticmethod)):
             return type(f)(decorate(f.__func__))
-        return _wrap(f, name or getattr(f, "__qualname__", None) or getattr(f, "__name__", "call"), kind,
-                     capture, tags)
+        return _wrap(f, name or _default_name(f), kind, capture, tags)
 
     if fn is None:
         return decorate
     return decorate(fn)
+
+
+def _default_name(f: Any) -> str:
+    """``Class.method`` for methods, the plain name for functions (nested ones lose their ``<locals>``)."""
+    qual = getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or "call"
+    return qual.rsplit("<locals>.", 1)[-1]
 
 
 def _open(parent: Span, name: str, kind: str, tags: dict[str, str] | None, capture: bool, args: tuple,

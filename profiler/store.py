@@ -4,14 +4,16 @@ File layout (one JSON object per line, schema version in the header)::
 
     {"type": "run", "schema": 1, "run_id": ..., "name": ..., "tags": {...}, "started_wall_ns": ..., "metadata": {...}}
     {"type": "payload", "id": "<sha1>", "data": {...message...}}      # each distinct message, once per file
-    {"type": "span", ...span fields..., "llm": {..., "messages": {"$refs": ["<sha1>", ...]}}}
+    {"type": "span", ...span fields..., "llm": {..., "messages": {"$base": "<span id>", "$keep": 12, "$refs": ["<sha1>", ...]}}}
     ...
     {"type": "end", "ended_wall_ns": ...}
 
 Spans are written as they finish, and each line is flushed, so a crash keeps every finished span; a file
 without its ``end`` line loads as an incomplete run. An agent re-sends its growing history on every call;
 messages are therefore stored once per file and referenced by hash, so 200 calls do not write the history
-200 times.
+200 times; and a span's list of message references is itself written as "the first ``$keep`` references of
+an earlier span's list (``$base``), then these new ones", so the references do not grow quadratically
+either.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class RunWriter:
         self._fh = fh
         self._lock = threading.Lock()
         self._seen: set[str] = set()
+        self._recent: list[tuple[str, list[str]]] = []  # (span id, message refs) of the last few LLM spans
         self.closed = False
 
     @classmethod
@@ -128,7 +131,7 @@ class RunWriter:
                 if pid not in self._seen:
                     self._seen.add(pid)
                     lines.append(_dumps({"type": "payload", "id": pid, "data": m}))
-            llm["messages"] = {"$refs": refs}
+            llm["messages"] = self._encode_refs(span.span_id, refs)
         d["type"] = "span"
         lines.append(_dumps(d))
         with self._lock:
@@ -136,6 +139,25 @@ class RunWriter:
                 return
             self._fh.write("\n".join(lines) + "\n")
             self._fh.flush()
+
+    _RECENT = 8  # conversations interleave (agent and simulated user); look back a few spans
+
+    def _encode_refs(self, span_id: str, refs: list[str]) -> dict[str, Any]:
+        best_id, best_keep = None, 0
+        for base_id, base_refs in self._recent:
+            keep = 0
+            for a, b in zip(base_refs, refs):
+                if a != b:
+                    break
+                keep += 1
+            if keep > best_keep:
+                best_id, best_keep = base_id, keep
+        self._recent.append((span_id, refs))
+        if len(self._recent) > self._RECENT:
+            self._recent.pop(0)
+        if best_id is None or best_keep < 2:
+            return {"$refs": refs}
+        return {"$base": best_id, "$keep": best_keep, "$refs": refs[best_keep:]}
 
     def close(self, run: Run) -> None:
         with self._lock:
@@ -190,6 +212,7 @@ def load_run(path: str | Path) -> Run:
 
     run: Run | None = None
     payloads: dict[str, Any] = {}
+    span_refs: dict[str, list[str]] = {}
     ended = False
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -227,7 +250,15 @@ def load_run(path: str | Path) -> Run:
             elif kind == "span":
                 llm = rec.get("llm")
                 if llm is not None and isinstance(llm.get("messages"), dict):
-                    refs = llm["messages"].get("$refs", [])
+                    enc = llm["messages"]
+                    refs = list(enc.get("$refs", []))
+                    if "$base" in enc:
+                        base = span_refs.get(str(enc["$base"]))
+                        if base is None:
+                            raise RunFileError(path, lineno, f"span refers to messages of span {enc['$base']} "
+                                                             "not stored before it")
+                        refs = base[: int(enc["$keep"])] + refs
+                    span_refs[str(rec.get("span_id"))] = refs
                     missing = [r for r in refs if r not in payloads]
                     if missing:
                         raise RunFileError(path, lineno, f"span refers to payload {missing[0]} not stored before it")
