@@ -34,7 +34,8 @@ log = logging.getLogger("tokprof")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tokprof_current_span", default=None)
-_ids = itertools.count(1)
+# Span ids: hex of a process-wide counter, formatted in C (this is on every traced call).
+_ids = map("{:x}".format, itertools.count(1))
 _perf = time.perf_counter_ns
 _wall = time.time_ns
 
@@ -129,7 +130,7 @@ def start_span(
             if parent is None:
                 return None
     sink = parent._sink
-    s = Span(f"{next(_ids):x}", parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
+    s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
              attributes, tags, llm)
     s._sink = sink
     return s
@@ -356,7 +357,7 @@ class profile:
                 internal_error("opening the run file", exc)
         self.collector = Collector(run, writer)
         self.collector._finish_hooks.extend(_llm_finish_hooks)
-        root = Span(f"{next(_ids):x}", None, run.run_id, self.kind, run.name, _perf(), _wall())
+        root = Span(next(_ids), None, run.run_id, self.kind, run.name, _perf(), _wall())
         root._sink = self.collector
         if not self.capture:
             root.set_attribute("tokprof.capture", False)
@@ -439,6 +440,9 @@ def _close_implicit() -> None:
 # ---------------------------------------------------------------------------------------------------
 # @trace
 # ---------------------------------------------------------------------------------------------------
+_PLAIN = (int, float, bool, type(None))
+
+
 def _safe_repr(value: Any) -> str:
     try:
         r = repr(value)
@@ -449,14 +453,24 @@ def _safe_repr(value: Any) -> str:
     return r
 
 
+def _capture_value(value: Any) -> Any:
+    """A JSON-safe, bounded snapshot of a value. Numbers and short strings are kept as they are (no repr:
+    this runs on the user's hot path); anything else becomes a truncated repr, taken now because the
+    object may change later."""
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if t is str and len(value) <= _REPR_LIMIT:
+        return value
+    return _safe_repr(value)
+
+
 def _capture_args(args: tuple, kwargs: dict) -> dict[str, Any]:
-    if not args and not kwargs:
-        return {}
     out: dict[str, Any] = {}
     if args:
-        out["args"] = [_safe_repr(a) for a in args]
+        out["args"] = [_capture_value(a) for a in args]
     if kwargs:
-        out["kwargs"] = {k: _safe_repr(v) for k, v in kwargs.items()}
+        out["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
     return out
 
 
@@ -500,7 +514,7 @@ def _default_name(f: Any) -> str:
 
 def _open(parent: Span, name: str, kind: str, tags: dict[str, str] | None, capture: bool, args: tuple,
           kwargs: dict) -> Span:
-    s = Span(f"{next(_ids):x}", parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
+    s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
              None, tags)
     s._sink = parent._sink
     if capture and (args or kwargs):
@@ -520,7 +534,7 @@ def _close(s: Span, capture: bool, result: Any = None, exc: BaseException | None
         try:
             if s.attributes is None:
                 s.attributes = {}
-            s.attributes["return"] = _safe_repr(result)
+            s.attributes["return"] = _capture_value(result)
         except Exception as err:
             internal_error("capturing the return value", err)
     try:
@@ -655,6 +669,7 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
 
         return async_wrapper
 
+    # The plain-function path is the hot one: everything inlined, no helper calls but the user's.
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         parent = get()
@@ -662,9 +677,17 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             parent = _parent_or_none()
             if parent is None:
                 return f(*args, **kwargs)
-        s = Span(f"{next(_ids):x}", parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
-                 _capture_args(args, kwargs) if capture and (args or kwargs) else None, tags)
-        s._sink = parent._sink
+        attrs = None
+        if capture:
+            if args:
+                attrs = {"args": [a if type(a) in _PLAIN else _capture_value(a) for a in args]}
+                if kwargs:
+                    attrs["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
+            elif kwargs:
+                attrs = {"kwargs": {k: _capture_value(v) for k, v in kwargs.items()}}
+        s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
+                 attrs, tags)
+        s._sink = sink = parent._sink
         token = setv(s)
         try:
             result = f(*args, **kwargs)
@@ -672,8 +695,19 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             reset(token)
             _close(s, capture, None, exc)
             raise
+        s.end_ns = _perf()
         reset(token)
-        _close(s, capture, result)
+        if capture and result is not None:
+            t = type(result)
+            value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _capture_value(result)
+            if s.attributes is None:
+                s.attributes = {"return": value}
+            else:
+                s.attributes["return"] = value
+        try:
+            sink.finish(s)
+        except Exception as err:
+            internal_error("finishing a span", err)
         return result
 
     return wrapper

@@ -111,7 +111,7 @@ def test_sync_shapes_and_kinds():
         assert Agent.smethod(2) == 10
         assert a.smethod(1) == 5
     names = by_name(run)
-    assert names["plain"][0].attributes == {"args": ["1"], "kwargs": {"y": "5"}, "return": "6"}
+    assert names["plain"][0].attributes == {"args": [1], "kwargs": {"y": 5}, "return": 6}
     assert names["plan"][0].kind == "agent" and names["plan"][0].attributes is None
     assert "Agent.method" in names and "Agent.cmethod" in names and "Agent.cmethod2" in names
     assert len(names["Agent.smethod"]) == 2
@@ -132,7 +132,7 @@ def test_generator_span_lasts_until_exhausted_and_children_nest():
         rest = list(g)
     assert [first, *rest] == [0 + 2, 3, 4]
     (gen_span,) = by_name(run)["counter"]
-    assert gen_span.attributes["return"] == "'done'"
+    assert gen_span.attributes["return"] == "done"
     children = [s for s in run.spans if s.parent_id == gen_span.span_id]
     assert [c.name for c in children] == ["plain"] * 3
     assert gen_span.end_ns >= max(c.end_ns for c in children)
