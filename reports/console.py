@@ -43,7 +43,7 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
     console = console or Console()
     console.print(str(run.summary(currency=currency, top=0)))
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("span")
+    table.add_column("span", no_wrap=True, overflow="ellipsis", min_width=24, ratio=1)
     for col in ("in (incl)", "out (incl)", "cached", "cost (incl)", "in (self)", "out (self)", "cost (self)",
                 "ms"):
         table.add_column(col, justify="right")

@@ -58,9 +58,19 @@ def run_command(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         p.__exit__(None, None, None)
-    except BaseException as exc:
+    except KeyboardInterrupt as exc:
         p.__exit__(type(exc), exc, exc.__traceback__)
         raise
+    except BaseException as exc:
+        # The script's own exception: recorded on the run, then shown as Python would show it.
+        p.__exit__(type(exc), exc, exc.__traceback__)
+        import traceback
+
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != str(script) and tb.tb_next is not None:
+            tb = tb.tb_next  # hide tokprof's and runpy's frames
+        traceback.print_exception(type(exc), exc, tb)
+        code = 1
     else:
         p.__exit__(None, None, None)
     finally:
