@@ -19,6 +19,7 @@ from profiler.hooks import (
 )
 from profiler.model import SCHEMA_VERSION, Cost, LLMCall, Run, Span, Usage
 from profiler.store import RunFileError, load_run, save_run
+import profiler.accounting  # noqa: E402,F401  (registers the hook that fills live LLM spans' missing usage)
 
 __all__ = [
     "trace",

@@ -1,25 +1,92 @@
 """Where a span's numbers come from: fill missing usage by local counting, and price it.
 
 Provider-reported usage always wins; local counting fills only what is missing, and each field keeps
-its source (``provider`` / ``counted`` / ``estimated``).
+its source: ``counted`` when the model's own tokenizer did the counting, ``estimated`` when a tokenizer
+of another family stood in (see :mod:`profiler.tokenizers`).
 
-NOTE: first cut — the tokenizer registry and the price table (``profiler.tokenizers``,
-``profiler.chat_format``, ``profiler.prices``) plug in here.
+Cost = Σ tokens by type × price by type. ``Usage.input_tokens`` includes cache reads and writes, so they
+are taken out of the plain input count before pricing (cached tokens are never billed twice); reasoning
+tokens are part of ``output_tokens`` and only re-priced when the model bills them differently. A cost
+recorded by the trace source (``call.cost.source == "recorded"``) is returned as is. A model with no price
+gives ``None`` (and a warning naming it) — never a silent zero.
 """
 
 from __future__ import annotations
 
-from profiler.model import Cost, LLMCall, Span
+from decimal import Decimal
+from typing import Any
+
+from profiler.model import Cost, LLMCall, Span, Usage
+
+_MILLION = Decimal(1_000_000)
 
 
 def fill_usage(call: LLMCall) -> None:
     """Fill the usage counts a provider did not report by counting the call's messages and output."""
-    return None
+    usage = call.usage
+    need_in = not usage.known("input_tokens") and (call.messages or call.tools)
+    need_out = not usage.known("output_tokens") and call.output is not None
+    if not (need_in or need_out):
+        return
+    from profiler.chat_format import count_completion, count_prompt
+    from profiler.tokenizers import tokenizer_for
+
+    model = call.model or ""
+    source = tokenizer_for(model).source
+    if need_in:
+        usage.fill("input_tokens", count_prompt(call.messages, model, call.tools).tokens, source)
+    if need_out:
+        usage.fill("output_tokens", count_completion(call.output, model), source)
+
+
+def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
+    order = ("provider", "counted", "estimated")
+    worst = None
+    for name in names:
+        src = usage.sources.get(name)
+        if src is not None and (worst is None or order.index(src) > order.index(worst)):
+            worst = src
+    return worst
+
+
+def usage_cost(usage: Usage, model: str | None, currency: str = "USD") -> Cost | None:
+    """Tokens × price for ``usage`` of ``model``; ``None`` if the model has no price or nothing is known."""
+    from profiler.prices import convert, get_price
+
+    if not (usage.known("input_tokens") or usage.known("output_tokens")):
+        return None
+    price = get_price(model)
+    if price is None:
+        return None
+    p = price.for_prompt(usage.input_tokens)
+    cache_read_price = p.cache_read if p.cache_read is not None else p.input
+    cache_write_price = p.cache_write if p.cache_write is not None else p.input
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    if p.reasoning is not None and reasoning:
+        out_money = (usage.output_tokens - reasoning) * p.output + reasoning * p.reasoning
+    else:
+        out_money = usage.output_tokens * p.output
+    total = (usage.fresh_input_tokens * p.input
+             + usage.cache_read_tokens * cache_read_price
+             + usage.cache_write_tokens * cache_write_price
+             + out_money) / _MILLION
+    amount = convert(total, p.currency, currency)
+    weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
+                                      "cache_write_tokens", "reasoning_tokens"))
+    source: Any = "estimated" if (weakest == "estimated" or price.estimated) else "computed"
+    return Cost(amount, currency.upper(), source)
 
 
 def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
     """The cost of one call: as recorded by the trace when present, else tokens x price. ``None``: unknown."""
-    return call.cost
+    recorded = call.cost
+    if recorded is not None and recorded.source == "recorded" and recorded.amount is not None:
+        if recorded.currency.upper() == currency.upper():
+            return recorded
+        from profiler.prices import convert
+
+        return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
+    return usage_cost(call.usage, call.model, currency)
 
 
 def span_cost(span: Span, currency: str = "USD") -> Cost | None:
@@ -31,3 +98,24 @@ def fill_run_usage(run) -> None:  # noqa: ANN001
     for s in run.spans:
         if s.llm is not None:
             fill_usage(s.llm)
+
+
+def _fill_live_span(span: Span) -> None:
+    """Collector hook: fill a finished live LLM span's missing usage (never raises into the agent)."""
+    try:
+        if span.llm is not None:
+            fill_usage(span.llm)
+    except Exception as exc:  # noqa: BLE001 - counting is best effort; the user's agent must go on
+        from profiler.hooks import internal_error
+
+        internal_error("accounting: filling usage of an LLM span", exc)
+
+
+def _register() -> None:
+    from profiler import hooks
+
+    if _fill_live_span not in hooks._llm_finish_hooks:
+        hooks._llm_finish_hooks.append(_fill_live_span)
+
+
+_register()
