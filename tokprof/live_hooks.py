@@ -1,0 +1,369 @@
+"""Live optimization: ``profile("name", optimize=[...])`` switches passes on for LangChain chat models.
+
+Importing this module registers :func:`activate_live` / :func:`deactivate_live` as profile enter/exit
+hooks (``profiler`` never imports upward, so the app layer plugs this in; ``import tokprof`` does it).
+
+>>> from profiler import profile
+>>> import tokprof.live_hooks  # noqa: F401  (``import tokprof`` also does this)
+>>> with profile("support", optimize=["response-cache", "observation-mask"]) as run:
+...     agent.invoke(...)
+>>> run.metadata["live_passes"]
+['response-cache', 'observation-mask']
+
+Passes that can act live (their recorded-run counterparts live in ``optimizers``):
+
+``response-cache``   LangChain's response cache (``set_llm_cache``) for the block: an identical request
+                     (same model, parameters, messages) is answered from memory and bills no tokens.
+``prompt-cache``     prompt-cache planning: ``cache_control`` breakpoints on the system prompt and the
+                     newest message, so a provider with explicit caching (Anthropic) re-reads the stable
+                     prefix at the cache price. Models that ignore the marker are unaffected.
+``dedupe``           a tool output identical to an earlier one is replaced by a pointer to it (lossless).
+``minify``           JSON tool outputs are re-serialised without whitespace (lossless).
+``observation-mask`` tool outputs older than the newest ``keep_last`` (default 3) are replaced by a short
+                     placeholder (lossy: the agent sees that the output existed and how long it was).
+
+How: while a live profile is active, ``BaseChatModel.generate``/``agenerate`` are wrapped so the message
+transforms run *before* LangChain's callbacks, so the profiler records the prompt that was really sent.
+Message transforms are applied in the order dedupe, observation-mask, minify, prompt-cache, whatever order
+they were asked in (pointers before masks, markers last). Every failure inside is swallowed through
+``profiler.hooks.internal_error``: the agent then runs unoptimized, never broken.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from profiler import hooks as _hooks
+
+LIVE_PASSES: tuple[str, ...] = ("response-cache", "prompt-cache", "dedupe", "observation-mask", "minify")
+"""Every pass that can act live, in the order message transforms are applied (cache first)."""
+
+DEFAULT_LIVE_PASSES: tuple[str, ...] = LIVE_PASSES
+"""The default live pipeline (``tokprof demo`` uses it)."""
+
+ALIASES = {
+    "prompt-cache-plan": "prompt-cache", "prompt-caching": "prompt-cache", "cache-plan": "prompt-cache",
+    "mask": "observation-mask", "observation-masking": "observation-mask",
+    "minify-json": "minify", "json-minify": "minify", "tool-output-minify": "minify",
+    "dedup": "dedupe", "dedupe-tool-outputs": "dedupe", "response_cache": "response-cache",
+}
+
+_TRANSFORM_ORDER = ("dedupe", "observation-mask", "minify", "prompt-cache")
+MASK_KEEP_LAST = 3
+MASK_MIN_CHARS = 200
+"""Tool outputs shorter than this are not worth masking (the placeholder is about as long)."""
+
+_session: contextvars.ContextVar["LiveSession | None"] = contextvars.ContextVar("tokprof_live", default=None)
+
+
+@dataclass
+class LiveSession:
+    """The live passes of one profile block, their state and what they did."""
+
+    passes: list[str]
+    unknown: list[str] = field(default_factory=list)
+    keep_last: int = MASK_KEEP_LAST
+    cache: Any = None
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    _previous_cache: Any = None
+    _token: contextvars.Token | None = None
+
+    def bump(self, name: str, key: str, n: int = 1) -> None:
+        self.stats.setdefault(name, {}).setdefault(key, 0)
+        self.stats[name][key] += n
+
+    def transform(self, messages: list[Any]) -> list[Any]:
+        """The messages with every active message transform applied (the input list is not modified)."""
+        out = list(messages)
+        for name in _TRANSFORM_ORDER:
+            if name in self.passes:
+                out = _TRANSFORMS[name](self, out)
+        return out
+
+
+def canonical_pass(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def current_session() -> LiveSession | None:
+    """The live session of the innermost active ``profile(optimize=...)`` block, if any."""
+    return _session.get()
+
+
+# ---------------------------------------------------------------------------------------------------
+# message transforms (LangChain messages in, new LangChain messages out)
+# ---------------------------------------------------------------------------------------------------
+def _text(message: Any) -> str | None:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(b, dict) and b.get("type") == "text" for b in content):
+        return "".join(b.get("text", "") for b in content)
+    return None  # images or other parts: leave the message alone
+
+
+def _is_tool(message: Any) -> bool:
+    return getattr(message, "type", None) == "tool"
+
+
+def _with_text(message: Any, text: str) -> Any:
+    return message.model_copy(update={"content": text})
+
+
+def _dedupe(session: LiveSession, messages: list[Any]) -> list[Any]:
+    first_seen: dict[str, str] = {}
+    out = []
+    for m in messages:
+        text = _text(m) if _is_tool(m) else None
+        if text is not None and len(text) >= MASK_MIN_CHARS:
+            earlier = first_seen.get(text)
+            if earlier is not None:
+                pointer = f"[same output as tool call {earlier} above]"
+                session.bump("dedupe", "chars_removed", len(text) - len(pointer))
+                out.append(_with_text(m, pointer))
+                continue
+            first_seen[text] = m.tool_call_id
+        out.append(m)
+    return out
+
+
+def _mask(session: LiveSession, messages: list[Any]) -> list[Any]:
+    tool_positions = [i for i, m in enumerate(messages) if _is_tool(m)]
+    keep = set(tool_positions[-session.keep_last:]) if session.keep_last > 0 else set()
+    # A kept output that points at an earlier one (dedupe) keeps its target readable too.
+    referenced = {(_text(messages[i]) or "") for i in keep}
+    out = []
+    for i, m in enumerate(messages):
+        if i in tool_positions and i not in keep:
+            text = _text(m)
+            if text is not None and len(text) >= MASK_MIN_CHARS and not any(
+                    m.tool_call_id in r for r in referenced):
+                placeholder = (f"[output of tool call {m.tool_call_id} elided by tokprof observation-mask: "
+                               f"{len(text)} characters; call the tool again if you need it]")
+                session.bump("observation-mask", "chars_removed", len(text) - len(placeholder))
+                out.append(_with_text(m, placeholder))
+                continue
+        out.append(m)
+    return out
+
+
+def _minify(session: LiveSession, messages: list[Any]) -> list[Any]:
+    out = []
+    for m in messages:
+        text = _text(m) if _is_tool(m) else None
+        if text and text.lstrip()[:1] in ("{", "["):
+            try:
+                compact = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+            except ValueError:
+                compact = text
+            if len(compact) < len(text):
+                session.bump("minify", "chars_removed", len(text) - len(compact))
+                out.append(_with_text(m, compact))
+                continue
+        out.append(m)
+    return out
+
+
+def _mark(message: Any) -> Any:
+    content = message.content
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
+    if not blocks:
+        return message
+    blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
+    return message.model_copy(update={"content": blocks})
+
+
+def _prompt_cache(session: LiveSession, messages: list[Any]) -> list[Any]:
+    if not messages:
+        return messages
+    out = list(messages)
+    # Breakpoints: end of the system prompt (stable for the whole run) and the newest message (so the
+    # next turn re-reads everything up to here). Two of Anthropic's four allowed breakpoints.
+    targets = {len(out) - 1}
+    if getattr(out[0], "type", None) == "system":
+        targets.add(0)
+    for i in targets:
+        if _text(out[i]) is not None or isinstance(out[i].content, list):
+            out[i] = _mark(out[i])
+    session.bump("prompt-cache", "breakpoints", len(targets))
+    return out
+
+
+_TRANSFORMS: dict[str, Callable[[LiveSession, list[Any]], list[Any]]] = {
+    "dedupe": _dedupe,
+    "observation-mask": _mask,
+    "minify": _minify,
+    "prompt-cache": _prompt_cache,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the response cache
+# ---------------------------------------------------------------------------------------------------
+def make_response_cache() -> Any:
+    """A LangChain ``BaseCache`` for the block: engineer D's when available, else an in-memory one whose hits
+    report zero billed tokens (a cached answer costs nothing) and say they were cache hits."""
+    try:
+        from optimizers import response_cache as rc
+
+        factory = getattr(rc, "LiveResponseCache", None) or getattr(rc, "ResponseCache", None)
+        if factory is not None:
+            from langchain_core.caches import BaseCache
+
+            cache = factory()
+            if isinstance(cache, BaseCache):
+                return cache
+    except Exception:
+        pass
+    return _ZeroUsageCache()
+
+
+def _zero_usage(gen: Any) -> Any:
+    message = getattr(gen, "message", None)
+    if message is None or getattr(message, "usage_metadata", None) is None:
+        return gen
+    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+             "input_token_details": {"cache_read": 0, "cache_creation": 0}}
+    meta = {**(message.response_metadata or {}), "tokprof_response_cache": "hit"}
+    return gen.model_copy(update={"message": message.model_copy(
+        update={"usage_metadata": usage, "response_metadata": meta})})
+
+
+def _zero_usage_cache_class() -> type:
+    from langchain_core.caches import InMemoryCache
+
+    class ZeroUsageCache(InMemoryCache):
+        """``InMemoryCache`` whose hits bill nothing: the provider was never called."""
+
+        def lookup(self, prompt: str, llm_string: str) -> Any:
+            hit = super().lookup(prompt, llm_string)
+            if hit is None:
+                return None
+            live = current_session()
+            if live is not None:
+                live.bump("response-cache", "hits")
+            return [_zero_usage(g) for g in hit]
+
+    return ZeroUsageCache
+
+
+_cache_cls: type | None = None
+
+
+def _ZeroUsageCache() -> Any:  # noqa: N802 - a lazily built class
+    global _cache_cls
+    if _cache_cls is None:
+        _cache_cls = _zero_usage_cache_class()
+    return _cache_cls()
+
+
+# ---------------------------------------------------------------------------------------------------
+# wrapping LangChain chat models while a live session is active
+# ---------------------------------------------------------------------------------------------------
+_patch_lock = threading.Lock()
+_patch_depth = 0
+_originals: dict[str, Any] = {}
+
+
+def _patch_models() -> None:
+    global _patch_depth
+    from langchain_core.language_models.chat_models import BaseChatModel
+
+    with _patch_lock:
+        _patch_depth += 1
+        if _patch_depth > 1:
+            return
+        generate, agenerate = BaseChatModel.generate, BaseChatModel.agenerate
+        _originals["generate"], _originals["agenerate"] = generate, agenerate
+
+        def live_generate(self: Any, messages: list[list[Any]], *args: Any, **kwargs: Any) -> Any:
+            return generate(self, _transform_batch(messages), *args, **kwargs)
+
+        async def live_agenerate(self: Any, messages: list[list[Any]], *args: Any, **kwargs: Any) -> Any:
+            return await agenerate(self, _transform_batch(messages), *args, **kwargs)
+
+        BaseChatModel.generate = live_generate  # type: ignore[method-assign]
+        BaseChatModel.agenerate = live_agenerate  # type: ignore[method-assign]
+
+
+def _unpatch_models() -> None:
+    global _patch_depth
+    from langchain_core.language_models.chat_models import BaseChatModel
+
+    with _patch_lock:
+        _patch_depth -= 1
+        if _patch_depth == 0 and _originals:
+            BaseChatModel.generate = _originals.pop("generate")  # type: ignore[method-assign]
+            BaseChatModel.agenerate = _originals.pop("agenerate")  # type: ignore[method-assign]
+
+
+def _transform_batch(batch: list[list[Any]]) -> list[list[Any]]:
+    live = _session.get()
+    if live is None:
+        return batch
+    try:
+        out = [live.transform(list(messages)) for messages in batch]
+        live.bump("requests", "transformed", len(out))
+        return out
+    except Exception as exc:  # never break the agent: send the messages unchanged
+        _hooks.internal_error("live message transforms", exc)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------
+# profile enter / exit hooks
+# ---------------------------------------------------------------------------------------------------
+def activate_live(p: Any) -> None:
+    """Profile enter hook: switch on the passes named in ``p.optimize`` for the block."""
+    requested = [canonical_pass(str(n)) for n in (p.optimize or [])]
+    if not requested:
+        return
+    session = LiveSession(passes=[n for n in LIVE_PASSES if n in requested],
+                          unknown=[n for n in requested if n not in LIVE_PASSES])
+    p.run.metadata["live_passes"] = list(session.passes)
+    if session.unknown:
+        p.run.metadata["live_passes_unavailable"] = list(session.unknown)
+    if "response-cache" in session.passes:
+        from langchain_core.globals import get_llm_cache, set_llm_cache
+
+        session._previous_cache = get_llm_cache()
+        session.cache = make_response_cache()
+        set_llm_cache(session.cache)
+    if any(n in session.passes for n in _TRANSFORM_ORDER):
+        _patch_models()
+    session._token = _session.set(session)
+    p.extras["live"] = session
+
+
+def deactivate_live(p: Any) -> None:
+    """Profile exit hook: undo :func:`activate_live` and record what the live passes did."""
+    session: LiveSession | None = p.extras.pop("live", None)
+    if session is None:
+        return
+    if session._token is not None:
+        try:
+            _session.reset(session._token)
+        except ValueError:  # exited from another context
+            _session.set(None)
+    if "response-cache" in session.passes:
+        from langchain_core.globals import set_llm_cache
+
+        set_llm_cache(session._previous_cache)
+    if any(n in session.passes for n in _TRANSFORM_ORDER):
+        _unpatch_models()
+    p.run.metadata["live_stats"] = {k: dict(v) for k, v in session.stats.items()}
+
+
+def install() -> None:
+    """Register the hooks with ``profiler`` (idempotent; done on import)."""
+    if activate_live not in _hooks._profile_enter_hooks:
+        _hooks._profile_enter_hooks.append(activate_live)
+    if deactivate_live not in _hooks._profile_exit_hooks:
+        _hooks._profile_exit_hooks.append(deactivate_live)
+
+
+install()
