@@ -1,0 +1,116 @@
+"""Bring runs recorded elsewhere into tokprof, and send tokprof runs elsewhere.
+
+>>> from profiler.interchange import import_file
+>>> result = import_file("results.json.gz")          # format detected, gzip handled
+>>> result.runs, result.errors                        # good runs; bad records named with file and record
+
+Formats (``FORMATS``): ``tau2`` (τ²-bench results), ``tau1`` (τ-bench trajectories), ``swe_agent``
+(SWE-agent ``.traj``), ``chatlog`` (JSONL of OpenAI chat requests/responses), ``otlp`` (OpenTelemetry
+OTLP-JSON with GenAI semantic conventions; also exported by :func:`profiler.interchange.otlp.write_otlp`).
+Each module's docstring documents exactly what it reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from profiler.interchange import chatlog, otlp, swe_agent, tau1, tau2
+from profiler.interchange.base import ImportResult, InterchangeError, read_text
+
+__all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
+
+FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
+    "tau2": tau2.import_text,
+    "tau1": tau1.import_text,
+    "swe_agent": swe_agent.import_text,
+    "chatlog": chatlog.import_text,
+    "otlp": otlp.import_text,
+}
+ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
+           "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp"}
+_SNIFF_CHARS = 65536
+
+
+def normalize_format(name: str) -> str:
+    """A format name or alias -> its canonical name; an unknown one raises naming the choices."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key.replace("-", "_"))
+    if key not in FORMATS:
+        raise InterchangeError(None, None, f"unknown format {name!r}; expected one of {', '.join(FORMATS)}")
+    return key
+
+
+def _sniff(text: str, path: Path | None) -> str | None:
+    head = text[:_SNIFF_CHARS].lstrip()
+    name = path.name.lower() if path is not None else ""
+    if name.endswith((".traj", ".traj.gz")):
+        return "swe_agent"
+    if '"resourceSpans"' in head or '"instrumentationLibrarySpans"' in head:
+        return "otlp"
+    if head.startswith("["):
+        if '"traj"' in head:
+            return "tau1"
+        return None
+    if not head.startswith("{"):
+        return None
+    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head):
+        return "tau2"
+    if '"trajectory"' in head and '"history"' in head:
+        return "swe_agent"
+    first = head.split("\n", 1)[0]
+    try:
+        obj: Any = json.loads(first)
+    except ValueError:
+        return None
+    if chatlog.looks_like(obj):
+        return "chatlog"
+    if isinstance(obj, dict):
+        if isinstance(obj.get("simulations"), list):
+            return "tau2"
+        if isinstance(obj.get("history"), list):
+            return "swe_agent"
+    return None
+
+
+def detect_format(path: str | Path, text: str | None = None) -> str:
+    """The format of a file (gzip or not), from its name and content; raises when it is none we read."""
+    path = Path(path)
+    if text is None:
+        text = read_text(path)
+    fmt = _sniff(text, path)
+    if fmt is None:
+        if not text.strip():
+            raise InterchangeError(path, None, "empty file; expected a trace file")
+        raise InterchangeError(path, None, "unknown trace format (looked for τ²-bench 'simulations', τ-bench "
+                                           "'traj' lists, SWE-agent 'history', chat-log request/response lines "
+                                           "and OTLP 'resourceSpans'); pass --format "
+                                           f"{{{','.join(FORMATS)}}} if it is one of these")
+    return fmt
+
+
+def import_text(text: str, format: str, path: str | Path | None = None) -> ImportResult:
+    """Import already-read text in ``format``. Raises :class:`InterchangeError` when no record imports."""
+    fmt = normalize_format(format)
+    p = Path(path) if path is not None else None
+    result = FORMATS[fmt](text, p)
+    if not result.runs and result.errors:
+        raise InterchangeError(p, result.errors[0].record,
+                               f"no record could be imported as {fmt}: {result.error_summary()}")
+    if not result.runs and not result.errors:
+        raise InterchangeError(p, None, f"no records found; expected {fmt} data")
+    return result
+
+
+def import_file(path: str | Path, format: str | None = None) -> ImportResult:
+    """Import every run in a trace file (``.gz`` is decompressed; the format is detected unless given).
+
+    Returns the runs (usage the file lacks already filled by local counting) and the records that could
+    not be imported (``result.errors``: each names the file, the record and the reason). Raises
+    :class:`InterchangeError` when the file cannot be read, is of no known format, or has no good record.
+    """
+    path = Path(path)
+    text = read_text(path)
+    fmt = normalize_format(format) if format else detect_format(path, text)
+    return import_text(text, fmt, path)

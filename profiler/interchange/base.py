@@ -1,0 +1,280 @@
+"""What every importer shares: the error type, the result type, file reading and small value helpers.
+
+An importer turns a foreign file into ordinary :class:`~profiler.model.Run` objects. Files hold several
+*records* (a simulation, a trajectory, a JSONL line, a trace); a bad record is reported in
+:attr:`ImportResult.errors` and the good ones are still imported. Only a file that cannot be read at all
+(unknown format, malformed JSON, truncated gzip, no good record) raises :class:`InterchangeError`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from profiler.model import Run, Span
+
+MAX_REPORTED_ERRORS = 5
+"""How many record errors a summary shows (the count is always complete)."""
+
+
+class InterchangeError(ValueError):
+    """A foreign trace file (or one record of it) that cannot be imported.
+
+    The message names the file, the record (``line 17``, ``simulation 3``...) and what was expected.
+    A ``ValueError`` so the CLI prints it as one line.
+    """
+
+    def __init__(self, path: str | Path | None, record: int | str | None, message: str) -> None:
+        self.path = None if path is None else str(path)
+        self.record = record
+        self.reason = message
+        where = self.path or "<data>"
+        if record is not None:
+            where += f": {record if isinstance(record, str) else f'record {record}'}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class ImportResult:
+    """What one file gave: the runs, and the records that could not be imported."""
+
+    path: Path | None
+    format: str
+    runs: list[Run] = field(default_factory=list)
+    errors: list[InterchangeError] = field(default_factory=list)
+    records: int = 0
+    """Records seen (good + bad)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error_summary(self, limit: int = MAX_REPORTED_ERRORS) -> str:
+        """``"3 records not imported: <first reasons>"`` or ``""``."""
+        if not self.errors:
+            return ""
+        first = "; ".join(str(e) for e in self.errors[:limit])
+        more = f" (and {len(self.errors) - limit} more)" if len(self.errors) > limit else ""
+        return f"{len(self.errors)} of {self.records} records not imported: {first}{more}"
+
+    def extend(self, other: "ImportResult") -> None:
+        self.runs.extend(other.runs)
+        self.errors.extend(other.errors)
+        self.records += other.records
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------------
+def read_text(path: str | Path) -> str:
+    """The file's text, gunzipped when it is gzip (by magic bytes, not only by name)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InterchangeError(path, None, "no such file") from None
+    except OSError as exc:
+        raise InterchangeError(path, None, f"cannot read the file ({exc.strerror or exc})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InterchangeError(path, None, f"gzip data is truncated or corrupt ({exc}); "
+                                               "re-download or re-compress the file") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InterchangeError(path, None, f"not UTF-8 text (byte {exc.start}); expected a JSON or JSONL "
+                                           "trace file") from None
+
+
+def parse_json(path: Path | None, text: str, expected: str) -> Any:
+    """The whole file as one JSON document; a syntax error names the line and what was expected."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InterchangeError(path, f"line {exc.lineno}",
+                               f"malformed JSON ({exc.msg} at column {exc.colno}); expected {expected}") from None
+
+
+def iter_jsonl(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) for each non-blank line."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield lineno, line
+
+
+def collect(result: ImportResult, items: Iterable[tuple[int | str, Any]],
+            build: Callable[[Any], Run | list[Run] | None]) -> ImportResult:
+    """Build a run from each record; a record that fails becomes an error naming it, the rest go on."""
+    for record, item in items:
+        result.records += 1
+        try:
+            built = build(item)
+        except InterchangeError as exc:
+            result.errors.append(InterchangeError(result.path, exc.record if exc.record is not None else record,
+                                                  exc.reason))
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            result.errors.append(InterchangeError(result.path, record, f"malformed {result.format} record ({detail})"))
+            continue
+        if built is None:
+            continue
+        for run in built if isinstance(built, list) else [built]:
+            fill_counts(run)
+            result.runs.append(run)
+    return result
+
+
+def fill_counts(run: Run) -> None:
+    """Count what the file did not report (provider usage wins); a counting failure never loses the run."""
+    from profiler.accounting import fill_run_usage
+    from profiler.hooks import internal_error
+
+    try:
+        fill_run_usage(run)
+    except Exception as exc:  # noqa: BLE001 - counting is best effort; the imported run is still right
+        internal_error("interchange: fill_run_usage", exc)
+
+
+# ---------------------------------------------------------------------------------------------------
+# values
+# ---------------------------------------------------------------------------------------------------
+def nullish(value: Any) -> Any:
+    """Some exporters (τ²-bench) write the string ``"None"`` for a missing value: read it as ``None``."""
+    return None if value is None or value == "None" else value
+
+
+def as_int(value: Any) -> int | None:
+    value = nullish(value)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a token count, got {value!r}")
+    return int(float(value)) if isinstance(value, (str, float)) else int(value)
+
+
+def parse_time_ns(value: Any) -> int | None:
+    """ISO-8601 (naive = UTC) or epoch seconds/ns -> epoch ns; ``None`` when absent or unreadable."""
+    value = nullish(value)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        # Epoch seconds, milliseconds or nanoseconds, by magnitude.
+        v = float(value)
+        if v > 1e17:
+            return int(value)
+        if v > 1e11:
+            return int(v * 1_000_000)
+        return int(v * 1_000_000_000)
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    # Integer arithmetic: float timestamps would lose the microseconds.
+    return (calendar.timegm(dt.timetuple()) * 1_000_000 + dt.microsecond) * 1000
+
+
+def stable_id(*parts: Any) -> str:
+    """A 16-hex-digit id from the record's identity, so re-importing a file overwrites instead of duplicating."""
+    h = hashlib.sha1("\x1f".join(str(p) for p in parts).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+_PROVIDER_PREFIXES = (
+    ("claude", "anthropic"),
+    ("gpt-", "openai"),
+    ("gpt4", "openai"),
+    ("chatgpt", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("text-", "openai"),
+    ("gemini", "google"),
+    ("grok", "xai"),
+    ("mistral", "mistral"),
+    ("deepseek", "deepseek"),
+    ("llama", "meta"),
+)
+
+
+def split_model(name: Any) -> tuple[str | None, str | None]:
+    """``"xai/grok-3"`` -> ``("xai", "grok-3")``; ``"claude-sonnet-4-5"`` -> ``("anthropic", ...)``.
+
+    A LiteLLM-style ``provider/model`` prefix names the API the call went through; without one the
+    provider is guessed from the model family (``None`` when unknown).
+    """
+    name = nullish(name)
+    if not name:
+        return None, None
+    name = str(name)
+    prefix, sep, rest = name.partition("/")
+    if sep and rest:
+        return prefix, rest
+    low = name.lower()
+    for start, provider in _PROVIDER_PREFIXES:
+        if low.startswith(start):
+            return provider, name
+    return None, name
+
+
+_SECRET_HINTS = ("key", "token", "secret", "password", "base_url", "api_base", "authorization")
+
+
+def public_params(params: Any) -> dict[str, Any]:
+    """Request parameters minus credentials and endpoints (some files record the API key)."""
+    if not isinstance(params, dict):
+        return {}
+    return {k: v for k, v in params.items() if not any(h in k.lower() for h in _SECRET_HINTS)}
+
+
+def tool_calls_to_openai(calls: Any) -> list[dict[str, Any]]:
+    """``[{id, name, arguments}]`` (τ²-bench style) or OpenAI-style calls -> OpenAI ``tool_calls``."""
+    out = []
+    for call in nullish(calls) or []:
+        if "function" in call:
+            fn = call.get("function") or {}
+            name, args = fn.get("name"), fn.get("arguments")
+        else:
+            name, args = call.get("name"), call.get("arguments")
+        out.append({
+            "id": str(call.get("id") or ""),
+            "type": "function",
+            "function": {
+                "name": name or "",
+                "arguments": args if isinstance(args, str) else json.dumps(args if args is not None else {}),
+            },
+        })
+    return out
+
+
+class RunBuilder:
+    """Appends spans to a run with sequential hex ids (like live spans) and consistent clocks.
+
+    Imported files carry wall-clock times only; the monotonic ``start_ns``/``end_ns`` are set to the same
+    epoch nanoseconds, so differences (durations, gaps between calls) are exactly what the file says.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._next = 1
+
+    def span(self, kind: str, name: str, parent: Span | None, start_ns: int, end_ns: int | None,
+             **fields: Any) -> Span:
+        if end_ns is not None and end_ns < start_ns:
+            end_ns = start_ns  # clock skew between machines; never a negative duration
+        s = Span(f"{self._next:x}", parent.span_id if parent is not None else None, self.run.run_id, kind, name,
+                 start_ns, start_ns, end_ns, **fields)
+        self._next += 1
+        self.run.spans.append(s)
+        return s

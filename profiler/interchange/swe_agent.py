@@ -1,0 +1,113 @@
+"""SWE-agent trajectories (``.traj``): one run per file, one model call per assistant message.
+
+File: ``{"trajectory": [{action, observation, thought, execution_time, ...}], "history": [{role, content,
+tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "replay_config"?}``.
+
+* Each assistant message in ``history`` is a call whose input is the history before it (SWE-agent's own
+  fields ``agent``, ``thought``, ``action``, ``message_type`` are dropped; ``tool_call_ids`` becomes
+  ``tool_call_id``), so the messages are what an OpenAI-style API received.
+* Each ``trajectory`` step (the i-th step follows the i-th assistant message) is a ``tool`` span named
+  after the command, lasting its ``execution_time`` when recorded.
+* ``info.model_stats`` holds usage only as whole-run totals (zero in replayed demonstrations), so calls
+  carry no provider usage and are counted locally. The model is ``replay_config.agent.model.name`` unless
+  that is a replay placeholder; pass ``model=`` to say which model the messages were written for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from profiler.interchange.base import (
+    ImportResult,
+    InterchangeError,
+    RunBuilder,
+    collect,
+    parse_json,
+    split_model,
+    stable_id,
+)
+from profiler.model import LLMCall, Message, Run
+
+FORMAT = "swe_agent"
+STEP_NS = 1_000_000
+EXPECTED = 'a SWE-agent trajectory {"trajectory": [...], "history": [...], "info": {...}}'
+_PLACEHOLDER_MODELS = {"replay", "instant_empty_submit", "human", "human_thought"}
+
+
+def import_data(data: Any, path: Path | None = None, model: str | None = None) -> ImportResult:
+    result = ImportResult(Path(path) if path is not None else None, FORMAT)
+    if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+        raise InterchangeError(path, None, f"no 'history' list; expected {EXPECTED}")
+    source = Path(path).name if path is not None else "<data>"
+    return collect(result, [("trajectory", data)], lambda d: trajectory_run(d, source, model))
+
+
+def import_text(text: str, path: Path | None = None, model: str | None = None) -> ImportResult:
+    return import_data(parse_json(path, text, EXPECTED), path, model)
+
+
+def _recorded_model(data: dict[str, Any]) -> str | None:
+    cfg = data.get("replay_config")
+    if isinstance(cfg, str):
+        try:
+            cfg = json.loads(cfg)
+        except ValueError:
+            return None
+    name = (((cfg or {}).get("agent") or {}).get("model") or {}).get("name") if isinstance(cfg, dict) else None
+    return None if not name or name in _PLACEHOLDER_MODELS else str(name)
+
+
+def to_openai(m: Any, i: int) -> Message:
+    """A history entry as an OpenAI chat message."""
+    if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
+        raise InterchangeError(None, f"history[{i}]", "expected a chat message with role system/user/assistant/tool")
+    out: Message = {"role": m["role"], "content": m.get("content")}
+    if m.get("tool_calls"):
+        out["tool_calls"] = m["tool_calls"]
+    if m["role"] == "tool":
+        ids = m.get("tool_call_ids") or ([m["tool_call_id"]] if m.get("tool_call_id") else [])
+        out["tool_call_id"] = ids[0] if ids else ""
+    if m.get("name"):
+        out["name"] = m["name"]
+    return out
+
+
+def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) -> Run:
+    history = [to_openai(m, i) for i, m in enumerate(data["history"])]
+    steps = data.get("trajectory") or []
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    provider, model_name = split_model(model or _recorded_model(data))
+    notes = ["SWE-agent trajectories record usage only as run totals: token counts are computed locally",
+             "no per-call timestamps: model-call times are a synthetic 1 ms each; tool spans last their "
+             "recorded execution_time"]
+    if model_name is None:
+        notes.append("model not recorded (replayed demonstration): counts use a generic tokenizer unless "
+                     "imported with a model")
+    name = Path(source).name.split(".traj")[0]
+    run = Run(run_id=stable_id(FORMAT, source), name=f"swe-agent {name}", started_wall_ns=0,
+              metadata={"source": FORMAT, "source_file": source, "exit_status": info.get("exit_status"),
+                        "model_stats": info.get("model_stats"), "notes": notes})
+    b = RunBuilder(run)
+    root = b.span("agent", run.name, None, 0, None)
+    t = 0
+    n_assistant = 0
+    for i, m in enumerate(history):
+        if m["role"] != "assistant":
+            continue
+        b.span("llm", f"agent {model_name or 'model'}", root, t, t + STEP_NS,
+               llm=LLMCall(provider=provider, model=model_name, messages=history[:i], output=m))
+        t += STEP_NS
+        if n_assistant < len(steps) and isinstance(steps[n_assistant], dict):
+            step = steps[n_assistant]
+            action = str(step.get("action") or "").strip()
+            secs = step.get("execution_time")
+            dur = int(float(secs) * 1e9) if isinstance(secs, (int, float)) else STEP_NS
+            b.span("tool", action.split()[0] if action else "action", root, t, t + dur,
+                   attributes={"action": action, "output": step.get("observation")})
+            t += dur
+        n_assistant += 1
+    root.end_ns = t
+    run.ended_wall_ns = t
+    return run

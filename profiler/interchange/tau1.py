@@ -1,0 +1,102 @@
+"""τ-bench historical trajectories (``sierra-research/tau-bench``): a JSON list of runs with ``traj``.
+
+Each record is ``{"task_id", "trial", "reward", "info", "traj"}`` where ``traj`` is the full OpenAI chat
+message list the agent saw (system, user, assistant with ``tool_calls``, tool). Each assistant message is
+one model call whose input is the ``traj`` prefix before it; each tool message is a tool span.
+
+The published trajectories were produced by gpt-4o through the OpenAI API (the default model is
+``gpt-4o``, override with ``model=``). They record neither usage nor times: tokens are left for local
+counting, and span times are a synthetic 1 ms-per-message timeline (noted in the run's metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from profiler.interchange.base import (
+    ImportResult,
+    InterchangeError,
+    RunBuilder,
+    collect,
+    nullish,
+    parse_json,
+    split_model,
+    stable_id,
+)
+from profiler.model import LLMCall, Message, Run
+
+FORMAT = "tau1"
+DEFAULT_MODEL = "gpt-4o"
+STEP_NS = 1_000_000
+EXPECTED = 'a JSON list of τ-bench runs [{"task_id", "trial", "traj": [messages]}]'
+NOTES = [
+    "tau-bench trajectories record no usage: token counts are computed locally",
+    "no timestamps: span times are a synthetic 1 ms-per-message timeline",
+    "tool definitions are not recorded: counted prompt tokens miss the tool schema",
+]
+
+
+def import_data(data: Any, path: Path | None = None, model: str = DEFAULT_MODEL) -> ImportResult:
+    result = ImportResult(Path(path) if path is not None else None, FORMAT)
+    if not isinstance(data, list):
+        raise InterchangeError(path, None, f"top level is a {type(data).__name__}; expected {EXPECTED}")
+    source = Path(path).name if path is not None else "<data>"
+    provider, model_name = split_model(model)
+    items = ((f"record {i}", (i, rec)) for i, rec in enumerate(data))
+    return collect(result, items, lambda item: trajectory_run(item[1], item[0], source, provider, model_name))
+
+
+def import_text(text: str, path: Path | None = None, model: str = DEFAULT_MODEL) -> ImportResult:
+    return import_data(parse_json(path, text, EXPECTED), path, model)
+
+
+def _clean(m: Any, i: int) -> Message:
+    if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
+        raise InterchangeError(None, None, f"traj[{i}] is not a chat message with role "
+                                           "system/user/assistant/tool")
+    return m
+
+
+def trajectory_run(rec: Any, index: int, source: str, provider: str | None, model: str | None) -> Run:
+    if not isinstance(rec, dict) or not isinstance(rec.get("traj"), list):
+        raise InterchangeError(None, None, "expected an object with a 'traj' message list")
+    traj = [_clean(m, i) for i, m in enumerate(rec["traj"])]
+    task_id, trial = nullish(rec.get("task_id")), nullish(rec.get("trial"))
+    info = rec.get("info") if isinstance(rec.get("info"), dict) else {}
+    run = Run(
+        run_id=stable_id(FORMAT, source, index, task_id, trial),
+        name=f"tau1 task {task_id} trial {trial}",
+        tags={"task": str(task_id), "trial": str(trial)},
+        started_wall_ns=0,
+        metadata={"source": FORMAT, "source_file": source, "record": index, "reward": nullish(rec.get("reward")),
+                  "user_cost": info.get("user_cost"), "notes": list(NOTES)},
+    )
+    b = RunBuilder(run)
+    root = b.span("agent", run.name, None, 0, len(traj) * STEP_NS)
+    tool_calls: dict[str, dict[str, Any]] = {}
+    for i, m in enumerate(traj):
+        start = i * STEP_NS
+        if m["role"] == "assistant":
+            for c in m.get("tool_calls") or []:
+                tool_calls[str(c.get("id"))] = c.get("function") or {}
+            b.span("llm", f"agent {model}", root, start, start + STEP_NS,
+                   llm=LLMCall(provider=provider, model=model, messages=traj[:i], output=m))
+        elif m["role"] == "tool":
+            call_id = str(m.get("tool_call_id") or "")
+            fn = tool_calls.get(call_id, {})
+            args = fn.get("arguments")
+            b.span("tool", m.get("name") or fn.get("name") or "tool", root, start, start + STEP_NS,
+                   attributes={"tool_call_id": call_id, "arguments": _json_or_text(args), "output": m.get("content")})
+    run.ended_wall_ns = root.end_ns
+    return run
+
+
+def _json_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
