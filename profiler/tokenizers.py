@@ -329,14 +329,14 @@ _BUILTIN_RULES: list[_Rule] = [
     _Rule("gemini*", "o200k_base", "openai", False, _est("Google's Gemini", "o200k_base")),
     _Rule("gemma*", "o200k_base", "openai", False, _est("Google's Gemma", "o200k_base")),
     _Rule("grok*", "o200k_base", "openai", False, _est("xAI's Grok", "o200k_base")),
-    _Rule("kimi*", "qwen", "chatml", False, _est("Moonshot Kimi's", "the Qwen BPE")),
-    _Rule("moonshot*", "qwen", "chatml", False, _est("Moonshot Kimi's", "the Qwen BPE")),
-    _Rule("glm*", "qwen", "chatml", False, _est("Zhipu GLM's", "the Qwen BPE")),
-    _Rule("chatglm*", "qwen", "chatml", False, _est("Zhipu GLM's", "the Qwen BPE")),
-    _Rule("minimax*", "qwen", "chatml", False, _est("MiniMax's", "the Qwen BPE")),
-    _Rule("abab*", "qwen", "chatml", False, _est("MiniMax's", "the Qwen BPE")),
-    _Rule("doubao*", "qwen", "chatml", False, _est("ByteDance Doubao's", "the Qwen BPE")),
-    _Rule("ernie*", "qwen", "chatml", False, _est("Baidu ERNIE's", "the Qwen BPE")),
+    _Rule("kimi*", "qwen", "chatml", False, _est("Moonshot Kimi's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("moonshot*", "qwen", "chatml", False, _est("Moonshot Kimi's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("glm*", "qwen", "chatml", False, _est("Zhipu GLM's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("chatglm*", "qwen", "chatml", False, _est("Zhipu GLM's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("minimax*", "qwen", "chatml", False, _est("MiniMax's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("abab*", "qwen", "chatml", False, _est("MiniMax's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("doubao*", "qwen", "chatml", False, _est("ByteDance Doubao's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
+    _Rule("ernie*", "qwen", "chatml", False, _est("Baidu ERNIE's", "qwen (the Qwen BPE, a Chinese-dense vocabulary)")),
 ]
 _UNKNOWN_NOTE = "unknown model {model!r}: counted with o200k_base (estimate); map it with register_tokenizer()"
 
