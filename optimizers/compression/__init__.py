@@ -1,0 +1,22 @@
+"""Context compression passes. Importing this package registers them with :mod:`optimizers.base`:
+
+``minify``, ``dedupe``, ``observation-mask``, ``history-budget``, ``relevance-prune``.
+
+Each is a pure function of one call's message list (see :mod:`optimizers.compression.common`), so it
+decides only from what was known before the call, keeps the prompt prefix stable between block
+compactions, and is usable live on any OpenAI-style message list (:mod:`optimizers.live`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+for _mod in ("minify", "dedupe", "mask", "history_budget", "relevance"):
+    try:
+        importlib.import_module(f"optimizers.compression.{_mod}")
+    except ModuleNotFoundError as _exc:  # a module not written yet is simply not available
+        if _exc.name != f"optimizers.compression.{_mod}":
+            raise
+
+COMPRESSION_PASSES = ("minify", "dedupe", "observation-mask", "history-budget", "relevance-prune")
+"""Pass names, in the order the default pipeline applies them."""
