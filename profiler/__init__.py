@@ -19,6 +19,17 @@ from profiler.hooks import (
 )
 from profiler.model import SCHEMA_VERSION, Cost, LLMCall, Run, Span, Usage
 from profiler.store import RunFileError, load_run, save_run
+
+# Registers the integrations' profile() hooks (LangChain auto-attach, SDK instrumentation). Guarded: a
+# broken optional integration must never make ``import profiler`` fail.
+try:
+    from profiler.integrations import instrument, uninstrument
+except ImportError:  # pragma: no cover
+    def instrument(*names: str) -> list[str]:  # type: ignore[misc]
+        raise ImportError("tokprof integrations are unavailable in this installation")
+
+    def uninstrument(*names: str) -> None:  # type: ignore[misc]
+        return None
 import profiler.accounting  # noqa: E402,F401  (registers the hook that fills live LLM spans' missing usage)
 
 __all__ = [
@@ -27,6 +38,8 @@ __all__ = [
     "span",
     "record_llm_call",
     "run_in_context",
+    "instrument",
+    "uninstrument",
     "current_span",
     "current_run",
     "Run",

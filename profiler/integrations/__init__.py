@@ -1,0 +1,145 @@
+"""Live instrumentation: LangChain/LangGraph (automatic inside ``profile()``) and the OpenAI and Anthropic
+SDKs (opt-in).
+
+>>> from profiler import instrument, uninstrument, profile
+>>> instrument("openai")            # every chat.completions / responses call is recorded inside a profile
+>>> uninstrument("openai")          # the SDK is exactly as it was
+>>> with profile("agent", instrument=["anthropic"]):   # patched for the block only
+...     ...
+
+Importing this package registers its ``profile()`` enter/exit hooks (``profiler/__init__.py`` imports it),
+so ``profiler.hooks`` never imports an integration. Each SDK module is imported only when instrumented;
+langchain-core on the first ``profile()`` (not by ``import profiler``: it takes most of a second).
+A LangChain run gets the handler when langchain-core was importable at the time the profile was entered.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+from profiler import hooks
+from profiler.hooks import internal_error
+from profiler.integrations import _sdk
+from profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
+
+__all__ = [
+    "instrument",
+    "uninstrument",
+    "instrumented",
+    "SUPPORTED",
+    "Middleware",
+    "add_middleware",
+    "remove_middleware",
+]
+
+SUPPORTED: dict[str, tuple[str, str]] = {
+    "openai": ("profiler.integrations.openai", "pip install 'tokprof[openai]' (or: pip install openai)"),
+    "anthropic": ("profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
+}
+"""SDK name -> (our patch module, how to install the SDK)."""
+
+_lock = threading.RLock()
+_active: dict[str, list[_sdk.Patch]] = {}
+
+
+def _check(name: str) -> str:
+    key = name.lower().strip()
+    if key not in SUPPORTED:
+        raise ValueError(f"tokprof cannot instrument {name!r}: supported SDKs are {sorted(SUPPORTED)}")
+    return key
+
+
+def instrument(*names: str) -> list[str]:
+    """Patch the named SDKs (``"openai"``, ``"anthropic"``) so their calls become ``llm`` spans inside a
+    profile. Idempotent. Returns the names that this call newly patched.
+
+    Raises ``ValueError`` for an unknown name and ``ImportError`` (saying what to install) when the SDK is
+    not installed.
+    """
+    newly: list[str] = []
+    with _lock:
+        for name in names:
+            key = _check(name)
+            if key in _active:
+                continue
+            module_name, install = SUPPORTED[key]
+            try:
+                importlib.import_module(key)
+            except ImportError as exc:
+                raise ImportError(f"tokprof.instrument({key!r}): the {key} SDK is not installed; {install}") from exc
+            module = importlib.import_module(module_name)
+            _active[key] = module.patch()
+            newly.append(key)
+    return newly
+
+
+def uninstrument(*names: str) -> None:
+    """Undo :func:`instrument` for the named SDKs (all of them when none is named), restoring the very
+    objects that were patched."""
+    with _lock:
+        for name in names or tuple(_active):
+            key = _check(name)
+            patches = _active.pop(key, None)
+            if patches:
+                _sdk.unpatch(patches)
+
+
+def instrumented() -> list[str]:
+    """Names of the SDKs currently patched."""
+    with _lock:
+        return sorted(_active)
+
+
+# ---------------------------------------------------------------------------------------------------
+# profile() hooks
+# ---------------------------------------------------------------------------------------------------
+def _enter_instrument(p: Any) -> None:
+    names = list(getattr(p, "instrument", None) or [])
+    if not names:
+        return
+    patched: list[str] = []
+    for name in names:
+        try:
+            patched.extend(instrument(name))
+        except Exception as exc:  # an SDK missing must not stop the profile; say which and why
+            internal_error(f"profile(instrument=[{name!r}])", exc)
+    # Only what this profile patched is undone on exit: an explicit instrument() outlives the block.
+    p.extras["instrumented"] = patched
+
+
+def _exit_instrument(p: Any) -> None:
+    patched = p.extras.pop("instrumented", None)
+    if patched:
+        uninstrument(*patched)
+
+
+def _attach_langchain(p: Any) -> None:
+    """Enter hook: attach the LangChain handler for the block. langchain-core is imported here, on the
+    first profile, rather than by ``import profiler`` (it takes most of a second to import)."""
+    if not getattr(p, "langchain", True):
+        return
+    try:
+        from profiler.integrations import langchain as _langchain
+    except ImportError:  # langchain-core is not installed: nothing to attach
+        return
+    _langchain.attach(p)
+
+
+def _detach_langchain(p: Any) -> None:
+    if "langchain_token" not in p.extras:
+        return
+    from profiler.integrations import langchain as _langchain
+
+    _langchain.detach(p)
+
+
+def _register() -> None:
+    for enter, exit_ in ((_enter_instrument, _exit_instrument), (_attach_langchain, _detach_langchain)):
+        if enter not in hooks._profile_enter_hooks:
+            hooks._profile_enter_hooks.append(enter)
+            hooks._profile_exit_hooks.append(exit_)
+
+
+_register()
