@@ -580,23 +580,31 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
 # the report
 # ---------------------------------------------------------------------------------------------------
 def write_report(result: DemoResult, path: Path) -> tuple[Path, str]:
-    """Write the comparison report with ``reports.html`` when it offers a comparison renderer; otherwise
-    (or if it fails) with the minimal self-contained page below. Returns the path and which renderer."""
+    """Write the comparison report with engineer F's ``reports`` (``render_compare`` if it exists, else
+    ``reports.model.build_comparison`` + ``reports.html.write_html``); if that is missing or fails, with the
+    minimal self-contained page below. Returns the path and the renderer used."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from reports import html as report_html
+    if result.optimized is not None:
+        try:
+            from reports import html as report_html
 
-        render = getattr(report_html, "render_compare", None)
-        if render is not None and result.optimized is not None:
-            out = render(result.baseline, result.optimized, path)
-            if isinstance(out, str) and not path.exists():
-                path.write_text(out, encoding="utf-8")
-            if path.exists():
-                return path, "reports.html.render_compare"
-    except Exception as exc:  # the report must not lose the demo's result: fall back, say why
-        from profiler.hooks import internal_error
+            render = getattr(report_html, "render_compare", None)
+            if render is not None:
+                out = render(result.baseline, result.optimized, path)
+                if isinstance(out, str) and not path.exists():
+                    path.write_text(out, encoding="utf-8")
+                if path.exists():
+                    return path, "reports.html.render_compare"
+            from reports.model import build_comparison
 
-        internal_error("reports.html.render_compare", exc)
+            model = build_comparison(result.baseline, result.optimized,
+                                     title="tokprof demo: baseline vs. live-optimized re-run (measured)")
+            report_html.write_html(model, path)
+            return path, "reports.html.write_html"
+        except Exception as exc:  # the report must not lose the demo's result: fall back, logged once
+            from profiler.hooks import internal_error
+
+            internal_error("rendering the demo report with reports.html", exc)
     path.write_text(fallback_html(result), encoding="utf-8")
     return path, "tokprof.demo.fallback_html"
 
