@@ -112,14 +112,17 @@ def provider_of(provider: str | None, model: str | None) -> str | None:
     A model served by a third party under another vendor's name (``openai/gpt-oss-120b`` on Nebius) has
     no rule and is billed without caching."""
     data = billing_rules()
+    bare = _bare_model(model)
+    best = None
+    for entry in data["model_providers"]:
+        if bare.startswith(entry["prefix"]) and (best is None or len(entry["prefix"]) > len(best["prefix"])):
+            best = entry
+    if best is not None and best["provider"] is None:
+        return None
     aliases = data["provider_aliases"]
     if provider and provider.lower() in aliases:
         return aliases[provider.lower()]
-    bare = _bare_model(model)
-    for entry in data["model_providers"]:
-        if bare.startswith(entry["prefix"]):
-            return entry["provider"]
-    return None
+    return None if best is None else best["provider"]
 
 
 def _by_prefix(entries: list[dict[str, Any]], model: str, key: str) -> Any:
@@ -174,6 +177,16 @@ class Rates:
     cache_write_1h: Decimal | None = None
     reasoning: Decimal | None = None
     currency: str = "USD"
+    tiers: tuple[tuple[int, "Rates"], ...] = ()
+    """(prompt tokens above which, rates) for long-context pricing, ascending."""
+
+    def for_prompt(self, input_tokens: int) -> "Rates":
+        """The rates that apply to a prompt of ``input_tokens`` tokens."""
+        chosen = self
+        for above, rates in self.tiers:
+            if input_tokens > above:
+                chosen = rates
+        return chosen
 
 
 PriceLookup = Callable[[str | None], Rates | None]
@@ -191,15 +204,20 @@ def default_prices(model: str | None) -> Rates | None:
     p = get_price(model)
     if p is None:
         return None
-    return Rates(
-        input=Decimal(str(p.input)),
-        output=Decimal(str(p.output)),
-        cache_read=None if getattr(p, "cache_read", None) is None else Decimal(str(p.cache_read)),
-        cache_write=None if getattr(p, "cache_write", None) is None else Decimal(str(p.cache_write)),
-        cache_write_1h=None if getattr(p, "cache_write_1h", None) is None else Decimal(str(p.cache_write_1h)),
-        reasoning=None if getattr(p, "reasoning", None) is None else Decimal(str(p.reasoning)),
-        currency=getattr(p, "currency", "USD") or "USD",
-    )
+    currency = getattr(p, "currency", "USD") or "USD"
+    tiers = tuple((int(t.above), _rates(t, currency, None)) for t in (getattr(p, "tiers", None) or ()))
+    return _rates(p, currency, getattr(p, "reasoning", None), tiers)
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _rates(p: Any, currency: str, reasoning: Any, tiers: tuple[tuple[int, Rates], ...] = ()) -> Rates:
+    return Rates(input=Decimal(str(p.input)), output=Decimal(str(p.output)),
+                 cache_read=_dec(getattr(p, "cache_read", None)), cache_write=_dec(getattr(p, "cache_write", None)),
+                 cache_write_1h=_dec(getattr(p, "cache_write_1h", None)), reasoning=_dec(reasoning),
+                 currency=currency, tiers=tiers)
 
 
 def _convert(amount: Decimal, from_cur: str, to_cur: str) -> Decimal | None:
@@ -280,6 +298,7 @@ def call_cost(bill: CallBill, rates: Rates | None, rule: CacheRule, currency: st
         return Decimal(0)
     if rates is None:
         return None
+    rates = rates.for_prompt(bill.input_tokens)
     read = rates.cache_read if rates.cache_read is not None else rates.input * rule.read_multiplier
     write = rates.cache_write if rates.cache_write is not None else rates.input * rule.write_multiplier
     write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else rates.input * rule.write_1h_multiplier
