@@ -1,10 +1,138 @@
-"""`tokprof import` (not implemented yet)."""
+"""`tokprof import FILE...`: turn traces recorded elsewhere into tokprof runs, one run file per run."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+# What a folder walk picks up (explicitly named files are always tried).
+TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("import", help="(coming soon)")
-    p.set_defaults(func=lambda args: print("tokprof import: not implemented yet") or 2)
+    from profiler.interchange import FORMATS
+
+    p = sub.add_parser(
+        "import",
+        help="import runs from tau2-bench, tau-bench, SWE-agent, chat logs or OTLP-JSON",
+        description="Import FILE... (folders are searched recursively for .json/.jsonl/.ndjson/.traj, "
+                    "optionally .gz) into tokprof runs, saved one file per run to the runs folder. The format "
+                    "is detected unless --format is given. Usage the file lacks is counted locally; every "
+                    "count keeps its source (provider/counted/estimated). Records that cannot be imported "
+                    "are reported with file and record; the rest are imported.",
+        epilog="--json prints {schema, files:[{path, format, runs, calls, records, errors, error_reasons, "
+               "failed}], runs, calls, tool_spans, tokens:{input, output, cache_read, cache_write, reasoning, "
+               "total}, tokens_by_source:{source:{input, output}}, cost:{amount, currency, by_source, "
+               "unpriced_calls}, models:{model: calls}, errors, failed_files}.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="trace files or folders")
+    p.add_argument("--format", choices=sorted(FORMATS), help="the files' format (default: detect)")
+    p.add_argument("--out", metavar="DIR", help="save runs here (default: the runs folder, .tokprof/runs "
+                                                "or $TOKPROF_DIR)")
+    p.add_argument("--no-save", action="store_true", help="only summarise; do not write run files")
+    p.add_argument("--currency", default="USD", choices=["USD", "CNY"])
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=import_command)
+
+
+def expand(paths: list[str]) -> list[Path]:
+    """Files named, plus trace files found under folders named (sorted, so imports are reproducible)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                name = f.name.lower().removesuffix(".gz")
+                if f.is_file() and name.endswith(TRACE_SUFFIXES):
+                    out.append(f)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return out
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from profiler.interchange import InterchangeError, import_file
+    from profiler.interchange.summary import ImportTotals
+    from profiler.store import runs_dir, save_run
+
+    files = expand(args.files)
+    if not files:
+        raise FileNotFoundError(f"no trace files (.json, .jsonl, .ndjson, .traj, optionally .gz) in "
+                                f"{' '.join(args.files)}")
+    out_dir = runs_dir(args.out)
+    totals = ImportTotals(args.currency)
+    err = Console(stderr=True)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
+        task = bar.add_task("importing", total=len(files))
+        for f in files:
+            bar.update(task, description=f"importing {f.name[:40]}")
+            try:
+                result = import_file(f, args.format)
+            except InterchangeError as exc:
+                totals.add_file(None, str(f), args.format, failure=exc)
+                bar.advance(task)
+                continue
+            for run in result.runs:
+                if not args.no_save:
+                    save_run(run, out_dir)
+                totals.add_run(run)
+            totals.add_file(result, str(f))
+            # Runs are saved and counted: let them go, so a big corpus does not sit in memory.
+            result.runs.clear()
+            bar.advance(task)
+    summary = totals.to_dict()
+    summary["out"] = None if args.no_save else str(out_dir)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        render(summary, Console(file=sys.stdout))
+    return 1 if summary["failed_files"] else 0
+
+
+def render(s: dict, console) -> None:  # noqa: ANN001
+    """The one-screen summary: a row per file, then totals."""
+    from rich.table import Table
+
+    t = Table(title=f"imported {s['runs']} runs, {s['calls']} model calls from {len(s['files'])} files",
+              title_justify="left", show_edge=False, pad_edge=False)
+    for col, just in (("file", "left"), ("format", "left"), ("runs", "right"), ("calls", "right"),
+                      ("errors", "right")):
+        # Only the file name may be cut short; numbers never are.
+        t.add_column(col, justify=just, no_wrap=True, overflow="ellipsis" if col == "file" else "fold",
+                     max_width=36 if col == "file" else None, min_width=None if col == "file" else len(col))
+    for f in s["files"][:20]:
+        status = "FAILED" if f["failed"] else (str(f["errors"]) if f["errors"] else "")
+        t.add_row(Path(f["path"]).name, f["format"] or "?", str(f["runs"]), str(f["calls"]), status)
+    if len(s["files"]) > 20:
+        t.add_row(f"... {len(s['files']) - 20} more files", "", "", "", "")
+    console.print(t)
+    tok = s["tokens"]
+    console.print(f"tokens   in {tok['input']:,} (cached {tok['cache_read']:,})  out {tok['output']:,} "
+                  f"(reasoning {tok['reasoning']:,})  total {tok['total']:,}")
+    total = tok["input"] + tok["output"] or 1
+    parts = [f"{src} {(v['input'] + v['output']) / total:.0%}" for src, v in s["tokens_by_source"].items()]
+    console.print("sources  " + ", ".join(parts))
+    c = s["cost"]
+    cost = "unknown" if c["amount"] is None else f"{float(c['amount']):,.4f} {c['currency']}"
+    detail = ", ".join(f"{k} {float(v):,.4f}" for k, v in c["by_source"].items())
+    unpriced = f"; {c['unpriced_calls']} calls with unknown price" if c["unpriced_calls"] else ""
+    console.print(f"cost     {cost}" + (f" ({detail}{unpriced})" if detail or unpriced else ""))
+    models = ", ".join(f"{m} x{n}" for m, n in list(s["models"].items())[:8])
+    more = f" (+{len(s['models']) - 8} more)" if len(s["models"]) > 8 else ""
+    console.print(f"models   {models}{more}")
+    for f in s["files"]:
+        if f["failed"]:
+            console.print(f"[red]failed[/red]  {f['failed']}", markup=True, highlight=False)
+        elif f["errors"]:
+            console.print(f"[yellow]{f['errors']} of {f['records']} records not imported[/yellow] from "
+                          f"{f['path']}: " + "; ".join(f["error_reasons"][:3]), markup=True, highlight=False)
+    if s.get("out"):
+        console.print(f"saved to {s['out']}  (see them with `tokprof ls`)")
