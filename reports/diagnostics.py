@@ -70,6 +70,46 @@ def _message_costs(call: dict[str, Any], payloads: "PayloadTable") -> tuple[Deci
     return cost / est, est
 
 
+def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
+                                  currency: str) -> "Diagnostic | None":
+    """Prefix breaks by the prompt-cache analysis (``optimizers.prompt_cache.prefix_breaks``), which knows
+    each provider's cache rules and prices; ``None`` when it is not available."""
+    from reports.model import Diagnostic
+
+    try:
+        from optimizers.prompt_cache import prefix_breaks  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    index = {(c["run"], c["span_id"]): c["i"] for c in calls}
+    found: list[tuple[int, Any]] = []
+    try:
+        for ri, r in enumerate(runs):
+            for b in prefix_breaks(r, currency):
+                found.append((index.get((ri, b.span_id), -1), b))
+    except Exception as exc:  # noqa: BLE001 - an analysis bug must not lose the report
+        from profiler.hooks import internal_error
+
+        internal_error("reports.diagnostics.prefix_breaks", exc)
+        return None
+    empty = Diagnostic("prefix-break", "", "", None, 0, "estimated", "")
+    if not found:
+        return empty
+    causes: dict[str, list[Any]] = defaultdict(list)
+    for _, b in found:
+        causes[b.cause].append(b)
+    costs = [b.cost for _, b in found if b.cost is not None]
+    money = sum(costs, Decimal(0)) if costs else None
+    lost = sum(b.lost_tokens for _, b in found)
+    parts = ", ".join(f"{len(v)}× {k}" for k, v in sorted(causes.items(), key=lambda kv: -len(kv[1])))
+    top = max(found, key=lambda f: f[1].lost_tokens)[1]
+    example = f' Biggest: {top.where} changed ("{top.before[:60]}" → "{top.after[:60]}").' if top.before or top.after else ""
+    detail = (f"{len(found)} calls diverge from the previous call's prompt before its end ({parts}), so the "
+              f"provider's prefix cache cannot reuse {lost:,} tokens.{example}")
+    ordered = [i for i, _ in sorted(found, key=lambda f: -f[1].lost_tokens) if i >= 0]
+    return Diagnostic("prefix-break", "Prompt prefix is not stable", detail, money, lost, "simulated",
+                      SNIPPET_PREFIX, ordered[:50])
+
+
 def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTable",
              currency: str) -> tuple[list["Diagnostic"], list[str]]:
     """All findings, biggest money first, and notes on analyses that were not available."""
@@ -99,23 +139,19 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
         role = payloads.items[m[k]]["role"]
         reason = "system prompt changed" if role in ("system", "developer") else f"message {k + 1} ({role}) rewritten"
         breaks.append((c["i"], lost, reason))
-    d_breaks = None
-    try:  # D's analysis, when present, is the authority on what counts as a break
-        from optimizers.prompt_cache import prefix_breaks  # type: ignore[import-not-found]
-
-        d_breaks = sum(len(list(prefix_breaks(r)) or []) for r in runs)
-    except Exception:  # noqa: BLE001 - optional
-        d_breaks = None
-    if breaks:
+    d_diag = _prefix_breaks_from_optimizer(runs, calls, currency)
+    if d_diag is not None:
+        if d_diag.calls or d_diag.tokens:
+            out.append(d_diag)
+    elif breaks:
         money = sum(((rates[i] or 0) * t * CACHED_INPUT_DISCOUNT for i, t, _ in breaks), Decimal(0))
         reasons: dict[str, int] = defaultdict(int)
         for _, _, r in breaks:
             reasons[r.split(" (")[0] if r.startswith("message") else r] += 1
         detail = (f"{len(breaks)} calls rewrite part of the previous call's prompt, so the provider's prefix cache "
                   f"cannot reuse it ({', '.join(f'{v}× {k}' for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])}); "
-                  f"{sum(t for _, t, _ in breaks):,} tokens re-sent uncached.")
-        if d_breaks is not None:
-            detail += f" The prompt-cache analysis finds {d_breaks} breaks."
+                  f"{sum(t for _, t, _ in breaks):,} tokens re-sent uncached (up to the value shown, if cached "
+                  "input is billed at 10% of the input price).")
         out.append(Diagnostic("prefix-break", "Prompt prefix is not stable", detail, money,
                               sum(t for _, t, _ in breaks), "estimated", SNIPPET_PREFIX,
                               [i for i, _, _ in sorted(breaks, key=lambda b: -b[1])][:50]))

@@ -400,6 +400,7 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
     for lg in ledgers or []:
         for r in lg.rows:
             rows_by_span[(lg.run_id, r.span_id)].append(r)
+    tools_memo: dict[tuple[int, str | None], tuple[Any, int]] = {}
     for ri, run in enumerate(runs):
         after_run = optimized[ri] if optimized else None
         after_spans = after_run.llm_spans() if after_run is not None else []
@@ -415,15 +416,15 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
                 "src": u.sources.get("input_tokens") or "unknown",
                 "cost": _money_str(before_costs.get(run.run_id, {}).get(s.span_id)),
                 "ms": round(s.duration_ns / 1e6, 1),
-                "msgs": [payloads.add(m) for m in llm.messages],
+                "msgs": [payloads.add(m, llm.model) for m in llm.messages],
                 "tools": len(llm.tools),
-                "tools_tokens": payloads.count_text(_tools_text(llm.tools)) if llm.tools else 0,
-                "output": payloads.add(llm.output) if llm.output is not None else None,
+                "tools_tokens": _tools_tokens(llm.tools, llm.model, payloads, tools_memo) if llm.tools else 0,
+                "output": payloads.add(llm.output, llm.model) if llm.output is not None else None,
             }
             if after_run is not None:
                 a = after_by_id.get(s.span_id) or (after_spans[ci] if ci < len(after_spans) else None)
                 if a is not None and a.llm is not None:
-                    entry["after"] = {"msgs": [payloads.add(m) for m in a.llm.messages],
+                    entry["after"] = {"msgs": [payloads.add(m, a.llm.model) for m in a.llm.messages],
                                       "in": a.llm.usage.input_tokens, "out": a.llm.usage.output_tokens,
                                       "cached": a.llm.usage.cache_read_tokens,
                                       "cost": _money_str(acosts.get(a.span_id))}
@@ -439,10 +440,17 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
     return calls, index_of
 
 
-def _tools_text(tools: list[dict[str, Any]]) -> str:
+def _tools_tokens(tools: list[dict[str, Any]], model: str | None, payloads: PayloadTable,
+                  memo: dict[tuple[int, str | None], tuple[Any, int]]) -> int:
+    """Estimated tokens of a call's tool definitions (calls usually share one list object: count it once)."""
     import json
 
-    return json.dumps(tools, ensure_ascii=False, default=str)
+    hit = memo.get((id(tools), model))
+    if hit is not None and hit[0] is tools:
+        return hit[1]
+    n = payloads.count_text(json.dumps(tools, ensure_ascii=False, default=str), model)
+    memo[(id(tools), model)] = (tools, n)
+    return n
 
 
 def _money_str(x: Decimal | None) -> str | None:

@@ -49,17 +49,24 @@ def _heuristic_count(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _text_counter() -> tuple[Callable[[str], int], str]:
-    """The best offline text counter available, and the source label of its counts."""
-    try:  # A's tokenizer registry, when present: counts are exact for the model family
-        from profiler import tokenizers  # type: ignore[attr-defined]
+def _model_counter() -> Callable[[str, str | None], tuple[int, str]]:
+    """Count a text for a model with the offline tokenizer registry when present (``counted`` when the
+    tokenizer is exact for that model, else ``estimated``), else with a character heuristic."""
+    try:
+        from profiler.tokenizers import tokenizer_for
 
-        enc = tokenizers.get_tokenizer("gpt-4o")  # type: ignore[attr-defined]
-        encode = getattr(enc, "encode_ordinary", None) or enc.encode
-        encode("probe")
-        return (lambda text: len(encode(text))), "estimated"
-    except Exception:  # noqa: BLE001 - not available yet, or a different API: fall back
-        return _heuristic_count, "estimated"
+        tokenizer_for("gpt-4o").count("probe")
+    except Exception:  # noqa: BLE001 - registry missing or broken: the heuristic still splits totals
+        return lambda text, model: (_heuristic_count(text), "estimated")
+
+    def count(text: str, model: str | None) -> tuple[int, str]:
+        try:
+            choice = tokenizer_for(model or "gpt-4o")
+            return choice.count(text), ("counted" if choice.exact else "estimated")
+        except Exception:  # noqa: BLE001
+            return _heuristic_count(text), "estimated"
+
+    return count
 
 
 class PayloadTable:
@@ -70,9 +77,15 @@ class PayloadTable:
         self._by_hash: dict[str, int] = {}
         self._by_id: dict[int, int] = {}
         self._keep: list[Any] = []  # keep memoised objects alive so their id() stays unique
-        self._count, self.source = _text_counter()
+        self._count = _model_counter()
+        self.sources: dict[str, int] = {}
 
-    def add(self, msg: Any) -> int:
+    @property
+    def source(self) -> str:
+        """How the per-message counts were made: ``counted``, ``estimated`` or ``counted/estimated``."""
+        return "/".join(sorted(self.sources, key=lambda k: -self.sources[k])) or "estimated"
+
+    def add(self, msg: Any, model: str | None = None) -> int:
         idx = self._by_id.get(id(msg))
         if idx is not None:
             return idx
@@ -84,10 +97,13 @@ class PayloadTable:
             self._by_hash[h] = idx
             text = message_text(msg)
             role = msg.get("role", "?") if isinstance(msg, dict) else "?"
+            tokens, src = self._count(text, model)
+            self.sources[src] = self.sources.get(src, 0) + 1
             item: dict[str, Any] = {
                 "role": str(role),
                 "text": text,
-                "tokens": self._count(text) + MESSAGE_OVERHEAD_TOKENS,
+                "tokens": tokens + MESSAGE_OVERHEAD_TOKENS,
+                "src": src,
                 "hash": h[:12],
             }
             if isinstance(msg, dict) and msg.get("name"):
@@ -100,5 +116,5 @@ class PayloadTable:
     def tokens(self, idx: int) -> int:
         return self.items[idx]["tokens"]
 
-    def count_text(self, text: str) -> int:
-        return self._count(text)
+    def count_text(self, text: str, model: str | None = None) -> int:
+        return self._count(text, model)[0]

@@ -1,4 +1,4 @@
-"""`tokprof compare` (not implemented yet)."""
+"""`tokprof compare A B`: a before/after report of two recorded runs (e.g. without and with live passes)."""
 
 from __future__ import annotations
 
@@ -6,5 +6,29 @@ import argparse
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("compare", help="(coming soon)")
-    p.set_defaults(func=lambda args: print("tokprof compare: not implemented yet") or 2)
+    from tokprof.commands.report_cmd import add_common
+
+    p = sub.add_parser(
+        "compare",
+        help="before/after report of two runs",
+        description="Compare run A (before) with run B (after): the same report as `tokprof report`, with "
+                    "tokens and cost before -> after, context growth of both, and a per-call diff of the "
+                    "messages (calls matched by span id, else by position).",
+    )
+    p.add_argument("before", metavar="A", help="the run before (id, prefix, run file or trace file)")
+    p.add_argument("after", metavar="B", help="the run after")
+    add_common(p)
+    p.set_defaults(func=compare_command)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from reports.model import build_comparison
+    from tokprof.commands.report_cmd import emit, load_runs
+
+    before = load_runs([args.before], args.dir)
+    after = load_runs([args.after], args.dir)
+    if len(before) != len(after):
+        raise ValueError(f"{args.before} holds {len(before)} runs but {args.after} holds {len(after)}; "
+                         "compare files with the same runs")
+    model = build_comparison(before, after, currency=args.currency, title=args.title)
+    return emit(model, args)

@@ -1,10 +1,119 @@
-"""`tokprof report` (not implemented yet)."""
+"""`tokprof report [RUN ...]`: the savings report of one run, a set of runs or an imported corpus.
+
+Writes one self-contained HTML file (``-o``, default ``tokprof-report.html``), prints the headline,
+waterfall and top spans on the console, or the report as JSON (``--json``, schema ``tokprof.report/1``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUTPUT = "tokprof-report.html"
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("report", help="(coming soon)")
-    p.set_defaults(func=lambda args: print("tokprof report: not implemented yet") or 2)
+    p = sub.add_parser(
+        "report",
+        help="write the savings report (HTML) of runs, optionally optimized by passes",
+        description="Report RUN (run ids, id prefixes, run files, or trace files of other tools such as "
+                    "τ-bench / SWE-agent results; default: the latest run) as one self-contained HTML file: "
+                    "headline, savings waterfall, where the tokens go, context growth, call graph, "
+                    "diagnostics, attribution and drill-down. With --passes, the pass pipeline runs first "
+                    "and the report shows before -> after.",
+    )
+    add_common(p)
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run id, id prefix, run file or trace file (default: latest)")
+    p.add_argument("--passes", nargs="+", default=[], metavar="PASS",
+                   help="optimization passes to apply, in order (names or comma-separated lists; see "
+                        "`tokprof optimize --list`)")
+    p.set_defaults(func=report_command)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, help=f"HTML file to write (default {DEFAULT_OUTPUT})")
+    p.add_argument("--currency", default="USD", choices=["USD", "CNY"], help="currency of every amount")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (schema tokprof.report/1) "
+                                                       "instead of writing HTML")
+    p.add_argument("--title", help="report title (default: the run's name)")
+    p.add_argument("--dir", help="runs folder (default .tokprof/runs or $TOKPROF_DIR)")
+    p.add_argument("--no-html", action="store_true", help="do not write the HTML file (console summary only)")
+
+
+def load_runs(refs: list[str], directory: str | None) -> list[Any]:
+    """Runs from ids/prefixes/run files, or from other tools' trace files through the importers."""
+    from profiler.store import RunFileError, load_run, resolve_run
+
+    if not refs:
+        return [load_run(resolve_run(None, directory))]
+    runs: list[Any] = []
+    for ref in refs:
+        path = Path(ref)
+        if path.is_file():
+            name = path.name.lower()
+            if name.endswith((".jsonl", ".jsonl.gz")):
+                try:
+                    runs.append(load_run(path))
+                    continue
+                except RunFileError:
+                    pass  # perhaps a chat log: let the importers try
+            runs.extend(_import(path))
+        else:
+            runs.append(load_run(resolve_run(ref, directory)))
+    return runs
+
+
+def _import(path: Path) -> list[Any]:
+    try:
+        from profiler.interchange import import_file
+    except ImportError as exc:  # pragma: no cover - the importers ship with tokprof
+        raise ValueError(f"{path}: not a tokprof run file, and the trace importers are not available") from exc
+    result = import_file(path)
+    if result.errors:
+        print(f"tokprof: warning: {result.error_summary()}", file=sys.stderr)
+    if not result.runs:
+        raise ValueError(f"{path}: no runs could be imported")
+    return list(result.runs)
+
+
+def parse_passes(items: list[str]) -> list[str]:
+    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+
+
+def emit(model: Any, args: argparse.Namespace) -> int:
+    """Write/print the model as the flags ask: JSON on stdout, or HTML file plus console summary."""
+    if args.json:
+        from reports.json import render_json
+
+        if not args.no_html and args.output != DEFAULT_OUTPUT:
+            from reports.html import write_html
+
+            write_html(model, args.output)
+        print(render_json(model))
+        return 0
+    from rich.console import Console
+
+    from reports.console import render_report
+
+    console = Console(stderr=False)
+    render_report(model, console=console)
+    if not args.no_html:
+        from reports.html import write_html
+
+        path = write_html(model, args.output)
+        console.print(f"report written to [bold]{path}[/bold] ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from reports.model import build_optimized_report, build_report
+
+    runs = load_runs(args.runs, args.dir)
+    passes = parse_passes(args.passes)
+    if passes:
+        model = build_optimized_report(runs, passes, currency=args.currency, title=args.title)
+    else:
+        model = build_report(runs, currency=args.currency, title=args.title)
+    return emit(model, args)
