@@ -23,3 +23,21 @@ def _runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "runs"
     monkeypatch.setenv("TOKPROF_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def _llm_server_session():
+    """One loopback OpenAI/Anthropic-compatible server for the session (see tests/llm_server.py)."""
+    from llm_server import LLMServer
+
+    server = LLMServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm_server(_llm_server_session):
+    """The loopback LLM server with an empty script and request log."""
+    _llm_server_session.reset()
+    yield _llm_server_session
+    _llm_server_session.reset()

@@ -1,0 +1,339 @@
+"""OpenAI Python SDK: ``chat.completions.create`` and ``responses.create``, sync and async, streamed or not.
+
+Opt-in: ``profiler.instrument("openai")`` (undone by ``uninstrument``) or ``profile(instrument=["openai"])``.
+
+Usage comes from the response (``usage``), or for a stream from its final chunk. A streamed chat completion
+only carries usage when ``stream_options={"include_usage": True}``; when the caller did not set
+``stream_options`` we add it and hide the extra usage-only chunk, so the caller's iterator yields exactly
+what it would have without tokprof. Cached prompt tokens (``prompt_tokens_details.cached_tokens``) and
+reasoning tokens (``completion_tokens_details.reasoning_tokens``) are kept, and cache writes when the API
+reports them (``cache_write_tokens``); OpenAI's ``prompt_tokens`` already includes the cached part, which
+is tokprof's convention. A count the API did not report stays unknown rather than zero.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from profiler.integrations import _sdk
+from profiler.model import LLMCall, Message, Usage
+
+PROVIDER = "openai"
+
+_CHAT_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "n",
+    "tool_choice",
+    "parallel_tool_calls",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "response_format",
+    "reasoning_effort",
+    "service_tier",
+    "prompt_cache_key",
+    "verbosity",
+)
+_RESPONSES_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "text",
+    "truncation",
+    "service_tier",
+    "prompt_cache_key",
+    "previous_response_id",
+)
+
+
+def _given(value: Any) -> bool:
+    """False for ``None`` and the SDK's ``NOT_GIVEN``/``omit`` sentinels."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def _plain(value: Any) -> Any:
+    """SDK objects (pydantic models, iterables of them) as plain JSON-able data."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if _given(v)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _params(kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: _plain(kwargs[k]) for k in keys if _given(kwargs.get(k))}
+
+
+def chat_usage(usage: Any) -> Usage:
+    """tokprof usage from an OpenAI ``CompletionUsage`` (object or dict)."""
+    u = _plain(usage) or {}
+    prompt_details = u.get("prompt_tokens_details") or {}
+    completion_details = u.get("completion_tokens_details") or {}
+    return Usage.from_provider(
+        input_tokens=u.get("prompt_tokens"),
+        output_tokens=u.get("completion_tokens"),
+        cache_read_tokens=prompt_details.get("cached_tokens"),
+        cache_write_tokens=prompt_details.get("cache_write_tokens"),
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+    )
+
+
+def responses_usage(usage: Any) -> Usage:
+    """tokprof usage from a Responses API ``ResponseUsage`` (object or dict)."""
+    u = _plain(usage) or {}
+    input_details = u.get("input_tokens_details") or {}
+    output_details = u.get("output_tokens_details") or {}
+    return Usage.from_provider(
+        input_tokens=u.get("input_tokens"),
+        output_tokens=u.get("output_tokens"),
+        cache_read_tokens=input_details.get("cached_tokens"),
+        cache_write_tokens=input_details.get("cache_write_tokens"),
+        reasoning_tokens=output_details.get("reasoning_tokens"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# chat completions
+# ---------------------------------------------------------------------------------------------------
+class _ChatAccumulator:
+    """Rebuilds the assistant message of a streamed chat completion and keeps the final usage."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.usage: Any = None
+        self.finish_reason: str | None = None
+        self.response_id: str | None = None
+        self.model: str | None = None
+
+    def observe(self, chunk: Any) -> None:
+        self.response_id = getattr(chunk, "id", None) or self.response_id
+        self.model = getattr(chunk, "model", None) or self.model
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        for choice in getattr(chunk, "choices", None) or []:
+            if getattr(choice, "index", 0) != 0:
+                continue
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta is None:
+                continue
+            if delta.content:
+                self.content.append(delta.content)
+            for tc in delta.tool_calls or []:
+                slot = self.tool_calls.setdefault(
+                    tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                )
+                if tc.id:
+                    slot["id"] = tc.id
+                if tc.function is not None:
+                    if tc.function.name:
+                        slot["function"]["name"] += tc.function.name
+                    if tc.function.arguments:
+                        slot["function"]["arguments"] += tc.function.arguments
+
+    def finish(self, call: LLMCall) -> None:
+        message: Message = {"role": "assistant", "content": "".join(self.content) or None}
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        call.output = message
+        call.finish_reason = self.finish_reason
+        call.response_id = self.response_id
+        call.model = self.model or call.model
+        if self.usage is not None:
+            call.usage = chat_usage(self.usage)
+
+
+def _is_usage_only_chunk(chunk: Any) -> bool:
+    return not getattr(chunk, "choices", None) and getattr(chunk, "usage", None) is not None
+
+
+class ChatAdapter:
+    api = "openai.chat.completions"
+
+    def request(self, kwargs: dict[str, Any]) -> LLMCall:
+        return LLMCall(
+            provider=PROVIDER,
+            model=str(kwargs.get("model")) if _given(kwargs.get("model")) else None,
+            params=_params(kwargs, _CHAT_PARAMS),
+            messages=[_plain(m) for m in kwargs.get("messages") or []],
+            tools=[_plain(t) for t in kwargs.get("tools") or []] if _given(kwargs.get("tools")) else [],
+        )
+
+    def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:
+        if _given(kwargs.get("stream_options")):
+            return kwargs, None  # the caller chose; if it did not ask for usage, usage stays unknown
+        return {**kwargs, "stream_options": {"include_usage": True}}, _is_usage_only_chunk
+
+    def fill(self, call: LLMCall, response: Any) -> None:
+        choices = getattr(response, "choices", None) or []
+        if choices:
+            call.output = _plain(choices[0].message)
+            call.finish_reason = choices[0].finish_reason
+        call.response_id = getattr(response, "id", None)
+        call.model = getattr(response, "model", None) or call.model
+        if getattr(response, "usage", None) is not None:
+            call.usage = chat_usage(response.usage)
+
+    def accumulator(self) -> _ChatAccumulator:
+        return _ChatAccumulator()
+
+
+# ---------------------------------------------------------------------------------------------------
+# responses
+# ---------------------------------------------------------------------------------------------------
+def _content_text(content: Any) -> Any:
+    """Responses content (str or parts) as chat content: text parts joined, other parts kept."""
+    if isinstance(content, str):
+        return content
+    parts = [_plain(p) for p in content or []]
+    if all(isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text") for p in parts):
+        return "".join(p.get("text", "") for p in parts)
+    return [{"type": "text", "text": p["text"]} if isinstance(p, dict) and "text" in p else p for p in parts]
+
+
+def responses_input_to_messages(instructions: Any, items: Any) -> list[Message]:
+    """Responses API ``instructions`` + ``input`` as OpenAI chat messages."""
+    messages: list[Message] = []
+    if _given(instructions) and instructions:
+        messages.append({"role": "system", "content": str(instructions)})
+    if isinstance(items, str):
+        messages.append({"role": "user", "content": items})
+        return messages
+    for raw in items or []:
+        item = _plain(raw)
+        kind = item.get("type", "message")
+        if kind == "message" or ("role" in item and kind not in ("function_call", "function_call_output")):
+            role = item.get("role", "user")
+            messages.append({"role": "system" if role == "developer" else role,
+                             "content": _content_text(item.get("content"))})
+        elif kind == "function_call":
+            call = {"id": item.get("call_id"), "type": "function",
+                    "function": {"name": item.get("name"), "arguments": item.get("arguments", "")}}
+            # Consecutive calls belong to one assistant turn.
+            if messages and messages[-1].get("role") == "assistant" and messages[-1].get("tool_calls"):
+                messages[-1]["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
+                             "content": output if isinstance(output, str) else json.dumps(output)})
+        else:  # reasoning items, built-in tool calls...: keep them visible rather than drop them
+            messages.append({"role": "assistant", "content": None, "responses_item": item})
+    return messages
+
+
+def responses_tools(tools: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for raw in tools or []:
+        t = _plain(raw)
+        if t.get("type") == "function" and "function" not in t:
+            fn = {k: t[k] for k in ("name", "description", "parameters", "strict") if k in t}
+            out.append({"type": "function", "function": fn})
+        else:
+            out.append(t)
+    return out
+
+
+def responses_output_message(output: Any) -> Message:
+    text: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for raw in output or []:
+        item = _plain(raw)
+        if item.get("type") == "message":
+            for part in item.get("content") or []:
+                if part.get("type") == "output_text":
+                    text.append(part.get("text", ""))
+        elif item.get("type") == "function_call":
+            tool_calls.append({"id": item.get("call_id"), "type": "function",
+                               "function": {"name": item.get("name"), "arguments": item.get("arguments", "")}})
+    message: Message = {"role": "assistant", "content": "".join(text) or None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return message
+
+
+def _fill_from_response(call: LLMCall, response: Any) -> None:
+    call.output = responses_output_message(getattr(response, "output", None))
+    call.response_id = getattr(response, "id", None)
+    call.model = getattr(response, "model", None) or call.model
+    status = getattr(response, "status", None)
+    call.finish_reason = None if status is None else str(status)
+    if getattr(response, "usage", None) is not None:
+        call.usage = responses_usage(response.usage)
+
+
+class _ResponsesAccumulator:
+    """Keeps the final ``response`` of a streamed Responses API call (``response.completed`` & co)."""
+
+    def __init__(self) -> None:
+        self.response: Any = None
+
+    def observe(self, event: Any) -> None:
+        response = getattr(event, "response", None)
+        if response is not None:
+            self.response = response  # created / in_progress / completed / incomplete / failed: last wins
+
+    def finish(self, call: LLMCall) -> None:
+        if self.response is not None:
+            _fill_from_response(call, self.response)
+
+
+class ResponsesAdapter:
+    api = "openai.responses"
+
+    def request(self, kwargs: dict[str, Any]) -> LLMCall:
+        return LLMCall(
+            provider=PROVIDER,
+            model=str(kwargs.get("model")) if _given(kwargs.get("model")) else None,
+            params=_params(kwargs, _RESPONSES_PARAMS),
+            messages=responses_input_to_messages(kwargs.get("instructions"), kwargs.get("input")),
+            tools=responses_tools(kwargs.get("tools")) if _given(kwargs.get("tools")) else [],
+        )
+
+    def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:
+        return kwargs, None  # the final response.completed event always carries usage
+
+    def fill(self, call: LLMCall, response: Any) -> None:
+        _fill_from_response(call, response)
+
+    def accumulator(self) -> _ResponsesAccumulator:
+        return _ResponsesAccumulator()
+
+
+# ---------------------------------------------------------------------------------------------------
+# patching
+# ---------------------------------------------------------------------------------------------------
+def patch() -> list[_sdk.Patch]:
+    """Patch the SDK; returns what :func:`profiler.integrations._sdk.unpatch` needs to undo it."""
+    from openai.resources.chat.completions.completions import AsyncCompletions, Completions
+    from openai.resources.responses.responses import AsyncResponses, Responses
+
+    chat, responses = ChatAdapter(), ResponsesAdapter()
+    patches: list[_sdk.Patch] = []
+    try:
+        patches.append(_sdk.patch(Completions, "create",
+                                  lambda f: _sdk.sync_create(chat, f, "openai.chat.completions.create")))
+        patches.append(_sdk.patch(AsyncCompletions, "create",
+                                  lambda f: _sdk.async_create(chat, f, "openai.chat.completions.create")))
+        patches.append(_sdk.patch(Responses, "create",
+                                  lambda f: _sdk.sync_create(responses, f, "openai.responses.create")))
+        patches.append(_sdk.patch(AsyncResponses, "create",
+                                  lambda f: _sdk.async_create(responses, f, "openai.responses.create")))
+    except BaseException:
+        _sdk.unpatch(patches)
+        raise
+    return patches

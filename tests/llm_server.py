@@ -1,0 +1,387 @@
+"""A small real HTTP server speaking enough of the OpenAI and Anthropic APIs for the SDK integration tests.
+
+It listens on 127.0.0.1 on a free port (stdlib ``ThreadingHTTPServer`` in a daemon thread) and answers
+scripted completions with realistic usage blocks:
+
+* OpenAI ``POST /v1/chat/completions`` (JSON, or SSE chunks with a final usage-only chunk when
+  ``stream_options.include_usage`` is set) and ``POST /v1/responses`` (JSON, or the SSE event sequence
+  ``response.created`` ... ``response.completed``).
+* Anthropic ``POST /v1/messages`` (JSON, or the SSE event stream ``message_start`` (with usage),
+  ``content_block_start/delta/stop``, ``ping``, ``message_delta`` (with usage), ``message_stop``).
+
+Replies are taken in order from :meth:`LLMServer.script`; when the script is empty a default reply is used.
+A reply with ``status`` >= 400 answers with an API error body of that status. Every request is kept in
+:attr:`LLMServer.requests` so tests can check what the SDK really sent.
+
+Real SDK clients point at it: ``OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)``,
+``Anthropic(base_url=server.anthropic_url, api_key="test", max_retries=0)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+
+@dataclass
+class Reply:
+    """One scripted completion. Token counts follow tokprof's convention (``input_tokens`` includes cached
+    and cache-write tokens); the server converts to each API's own way of reporting them."""
+
+    text: str = "Hello from the loopback server."
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """``[{"id": "call_1", "name": "add", "arguments": {"a": 1}}]``"""
+    input_tokens: int = 42
+    output_tokens: int = 7
+    cached_tokens: int = 0
+    """OpenAI ``cached_tokens`` / Anthropic ``cache_read_input_tokens``."""
+    cache_write_tokens: int = 0
+    """Anthropic ``cache_creation_input_tokens``; OpenAI ``cache_write_tokens`` (sent only when non-zero)."""
+    reasoning_tokens: int = 0
+    """OpenAI ``reasoning_tokens`` / Anthropic ``thinking_tokens`` (part of ``output_tokens``)."""
+    status: int = 200
+    error_message: str = "scripted failure"
+
+    def pieces(self, size: int = 5) -> list[str]:
+        return [self.text[i:i + size] for i in range(0, len(self.text), size)]
+
+
+@dataclass
+class Recorded:
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class LLMServer:
+    """The loopback server; use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self._script: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self.requests: list[Recorded] = []
+        self._ids = itertools.count(1)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> "LLMServer":
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="llm-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "LLMServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return self.url  # the Anthropic SDK adds /v1/messages itself
+
+    # ---- scripting ----------------------------------------------------------------------------
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self.requests.clear()
+
+    def _next(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        with self._lock:
+            self.requests.append(Recorded(path, body, headers))
+            return self._script.popleft() if self._script else Reply()
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):04d}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: LLMServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    # ---- plumbing -------------------------------------------------------------------------------
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", self.owner.new_id("req_"))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_sse(self, events: Iterator[tuple[str | None, Any]]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event, data in events:
+            text = (f"event: {event}\n" if event else "") + "data: " + (
+                data if isinstance(data, str) else json.dumps(data)) + "\n\n"
+            raw = text.encode()
+            self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        path = self.path.split("?")[0]
+        reply = self.owner._next(path, body, {k.lower(): v for k, v in self.headers.items()})
+        anthropic = path.endswith("/messages")
+        if reply.status >= 400:
+            if anthropic:
+                self._send_json(reply.status, {"type": "error", "error": {"type": "invalid_request_error",
+                                                                          "message": reply.error_message}})
+            else:
+                self._send_json(reply.status, {"error": {"message": reply.error_message,
+                                                         "type": "invalid_request_error", "code": None}})
+            return
+        stream = bool(body.get("stream"))
+        if path.endswith("/chat/completions"):
+            if stream:
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                self._send_sse(self._chat_chunks(body, reply, include_usage))
+            else:
+                self._send_json(200, self._chat_completion(body, reply))
+        elif path.endswith("/responses"):
+            if stream:
+                self._send_sse(self._responses_events(body, reply))
+            else:
+                self._send_json(200, self._response(body, reply, "completed"))
+        elif anthropic:
+            if stream:
+                self._send_sse(self._anthropic_events(body, reply))
+            else:
+                self._send_json(200, self._anthropic_message(body, reply))
+        else:
+            self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    # ---- OpenAI chat completions --------------------------------------------------------------
+    @staticmethod
+    def _chat_usage(reply: Reply) -> dict[str, Any]:
+        usage = {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        }
+        if reply.cache_write_tokens:
+            usage["prompt_tokens_details"]["cache_write_tokens"] = reply.cache_write_tokens
+        return usage
+
+    def _chat_completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": tc["id"], "type": "function",
+                 "function": {"name": tc["name"], "arguments": json.dumps(tc["arguments"])}}
+                for tc in reply.tool_calls
+            ]
+        return {
+            "id": self.owner.new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "system_fingerprint": "fp_loopback",
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "usage": self._chat_usage(reply),
+        }
+
+    def _chat_chunks(self, body: dict[str, Any], reply: Reply, include_usage: bool) -> Iterator[tuple[None, Any]]:
+        cid, created, model = self.owner.new_id("chatcmpl-"), int(time.time()), body.get("model")
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            c: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                 "system_fingerprint": "fp_loopback",
+                                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            if include_usage:
+                c["usage"] = None
+            return c
+
+        yield None, chunk({"role": "assistant", "content": ""})
+        for piece in reply.pieces():
+            yield None, chunk({"content": piece})
+        for i, tc in enumerate(reply.tool_calls):
+            args = json.dumps(tc["arguments"])
+            yield None, chunk({"tool_calls": [{"index": i, "id": tc["id"], "type": "function",
+                                               "function": {"name": tc["name"], "arguments": ""}}]})
+            for j in range(0, len(args), 6):
+                yield None, chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 6]}}]})
+        yield None, chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        if include_usage:
+            yield None, {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "system_fingerprint": "fp_loopback", "choices": [], "usage": self._chat_usage(reply)}
+        yield None, "[DONE]"
+
+    # ---- OpenAI responses ---------------------------------------------------------------------
+    def _response(self, body: dict[str, Any], reply: Reply, status: str, rid: str | None = None) -> dict[str, Any]:
+        output: list[dict[str, Any]] = []
+        if reply.text:
+            output.append({"type": "message", "id": "msg_" + (rid or "x"), "status": "completed",
+                           "role": "assistant",
+                           "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
+        for tc in reply.tool_calls:
+            output.append({"type": "function_call", "id": "fc_" + tc["id"], "call_id": tc["id"],
+                           "name": tc["name"], "arguments": json.dumps(tc["arguments"]), "status": "completed"})
+        done = status == "completed"
+        return {
+            "id": rid or self.owner.new_id("resp_"),
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": body.get("model"),
+            "output": output if done else [],
+            "parallel_tool_calls": True,
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools", []),
+            "instructions": body.get("instructions"),
+            "metadata": {},
+            "error": None,
+            "incomplete_details": None,
+            "temperature": body.get("temperature", 1.0),
+            "top_p": 1.0,
+            "text": {"format": {"type": "text"}},
+            "truncation": "disabled",
+            "usage": None if not done else {
+                "input_tokens": reply.input_tokens,
+                "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+                "output_tokens": reply.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+                "total_tokens": reply.input_tokens + reply.output_tokens,
+            },
+        }
+
+    def _responses_events(self, body: dict[str, Any], reply: Reply) -> Iterator[tuple[str, Any]]:
+        rid = self.owner.new_id("resp_")
+        seq = itertools.count()
+        yield "response.created", {"type": "response.created", "sequence_number": next(seq),
+                                   "response": self._response(body, reply, "in_progress", rid)}
+        yield "response.in_progress", {"type": "response.in_progress", "sequence_number": next(seq),
+                                       "response": self._response(body, reply, "in_progress", rid)}
+        item_id = "msg_" + rid
+        if reply.text:
+            yield "response.output_item.added", {
+                "type": "response.output_item.added", "sequence_number": next(seq), "output_index": 0,
+                "item": {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant",
+                         "content": []}}
+            for piece in reply.pieces():
+                yield "response.output_text.delta", {
+                    "type": "response.output_text.delta", "sequence_number": next(seq), "item_id": item_id,
+                    "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
+            yield "response.output_text.done", {
+                "type": "response.output_text.done", "sequence_number": next(seq), "item_id": item_id,
+                "output_index": 0, "content_index": 0, "text": reply.text, "logprobs": []}
+        yield "response.completed", {"type": "response.completed", "sequence_number": next(seq),
+                                     "response": self._response(body, reply, "completed", rid)}
+
+    # ---- Anthropic messages -------------------------------------------------------------------
+    @staticmethod
+    def _anthropic_usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            # Anthropic reports the uncached remainder as input_tokens.
+            "input_tokens": reply.input_tokens - reply.cached_tokens - reply.cache_write_tokens,
+            "cache_creation_input_tokens": reply.cache_write_tokens,
+            "cache_read_input_tokens": reply.cached_tokens,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+        if reply.reasoning_tokens:
+            usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+        return usage
+
+    @staticmethod
+    def _anthropic_content(reply: Reply) -> list[dict[str, Any]]:
+        content: list[dict[str, Any]] = []
+        if reply.text:
+            content.append({"type": "text", "text": reply.text})
+        for tc in reply.tool_calls:
+            content.append({"type": "tool_use", "id": tc["id"], "name": tc["name"], "input": tc["arguments"]})
+        return content
+
+    def _anthropic_message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        return {
+            "id": self.owner.new_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": self._anthropic_content(reply),
+            "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+            "stop_sequence": None,
+            "usage": self._anthropic_usage(reply, reply.output_tokens),
+        }
+
+    def _anthropic_events(self, body: dict[str, Any], reply: Reply) -> Iterator[tuple[str, Any]]:
+        start = self._anthropic_message(body, reply)
+        start_usage = self._anthropic_usage(reply, 1)
+        details = start_usage.pop("output_tokens_details", None)  # output-side details come at the end
+        start.update(content=[], stop_reason=None, usage=start_usage)
+        yield "message_start", {"type": "message_start", "message": start}
+        index = 0
+        if reply.text:
+            yield "content_block_start", {"type": "content_block_start", "index": index,
+                                          "content_block": {"type": "text", "text": ""}}
+            yield "ping", {"type": "ping"}
+            for piece in reply.pieces():
+                yield "content_block_delta", {"type": "content_block_delta", "index": index,
+                                              "delta": {"type": "text_delta", "text": piece}}
+            yield "content_block_stop", {"type": "content_block_stop", "index": index}
+            index += 1
+        for tc in reply.tool_calls:
+            yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": {
+                "type": "tool_use", "id": tc["id"], "name": tc["name"], "input": {}}}
+            args = json.dumps(tc["arguments"])
+            for j in range(0, len(args), 6):
+                yield "content_block_delta", {"type": "content_block_delta", "index": index,
+                                              "delta": {"type": "input_json_delta", "partial_json": args[j:j + 6]}}
+            yield "content_block_stop", {"type": "content_block_stop", "index": index}
+            index += 1
+        yield "message_delta", {"type": "message_delta",
+                                "delta": {"stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+                                          "stop_sequence": None},
+                                "usage": {"output_tokens": reply.output_tokens,
+                                          **({"output_tokens_details": details} if details else {})}}
+        yield "message_stop", {"type": "message_stop"}
