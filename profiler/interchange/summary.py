@@ -8,7 +8,7 @@
 * ``tokens``: ``{input, output, cache_read, cache_write, reasoning, total}``;
 * ``tokens_by_source``: ``{provider|counted|estimated|unknown: {input, output}}``;
 * ``cost``: ``{amount (decimal string or null), currency, by_source: {recorded|computed|estimated: str},
-  unpriced_calls}`` — recorded costs from the file win, the rest is tokens x the price table;
+  unpriced_calls, unpriced_models: {model: calls}}`` — recorded costs from the file win, the rest is tokens x the price table;
 * ``models``: ``{model: calls}``, most calls first; ``errors``: total record errors.
 """
 
@@ -35,10 +35,13 @@ class ImportTotals:
         self.by_source: dict[str, dict[str, int]] = {}
         self.cost_by_source: dict[str, Decimal] = {}
         self.unpriced = 0
+        self.unpriced_models: dict[str, int] = {}
         self.models: dict[str, int] = {}
         self.files: list[dict[str, Any]] = []
 
     def add_run(self, run: Run) -> None:
+        import warnings
+
         from profiler.accounting import call_cost
 
         self.runs += 1
@@ -59,9 +62,13 @@ class ImportTotals:
                 bucket[key] += getattr(u, field)
             model = call.model or "(unknown model)"
             self.models[model] = self.models.get(model, 0) + 1
-            cost = call_cost(call, self.currency)
+            with warnings.catch_warnings():
+                # An unknown price is reported once in the summary (unpriced_models), not per call.
+                warnings.simplefilter("ignore")
+                cost = call_cost(call, self.currency)
             if cost is None or cost.amount is None:
                 self.unpriced += 1
+                self.unpriced_models[model] = self.unpriced_models.get(model, 0) + 1
             else:
                 self.cost_by_source[cost.source] = self.cost_by_source.get(cost.source, Decimal(0)) + cost.amount
 
@@ -94,6 +101,7 @@ class ImportTotals:
                 "currency": self.currency,
                 "by_source": {k: str(v) for k, v in self.cost_by_source.items()},
                 "unpriced_calls": self.unpriced,
+                "unpriced_models": dict(sorted(self.unpriced_models.items(), key=lambda kv: -kv[1])),
             },
             "models": dict(sorted(self.models.items(), key=lambda kv: (-kv[1], kv[0]))),
             "errors": sum(f["errors"] for f in self.files),

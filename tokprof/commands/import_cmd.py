@@ -25,7 +25,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         epilog="--json prints {schema, files:[{path, format, runs, calls, records, errors, error_reasons, "
                "failed}], runs, calls, tool_spans, tokens:{input, output, cache_read, cache_write, reasoning, "
                "total}, tokens_by_source:{source:{input, output}}, cost:{amount, currency, by_source, "
-               "unpriced_calls}, models:{model: calls}, errors, failed_files}.",
+               "unpriced_calls, unpriced_models}, models:{model: calls}, errors, failed_files, out}.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="trace files or folders")
     p.add_argument("--format", choices=sorted(FORMATS), help="the files' format (default: detect)")
@@ -123,7 +123,10 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     c = s["cost"]
     cost = "unknown" if c["amount"] is None else f"{float(c['amount']):,.4f} {c['currency']}"
     detail = ", ".join(f"{k} {float(v):,.4f}" for k, v in c["by_source"].items())
-    unpriced = f"; {c['unpriced_calls']} calls with unknown price" if c["unpriced_calls"] else ""
+    unpriced = ""
+    if c["unpriced_calls"]:
+        names = ", ".join(list(c["unpriced_models"])[:3])
+        unpriced = f"; {c['unpriced_calls']} calls with no price for {names}"
     console.print(f"cost     {cost}" + (f" ({detail}{unpriced})" if detail or unpriced else ""))
     models = ", ".join(f"{m} x{n}" for m, n in list(s["models"].items())[:8])
     more = f" (+{len(s['models']) - 8} more)" if len(s["models"]) > 8 else ""
