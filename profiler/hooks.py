@@ -70,17 +70,29 @@ def _reset_internal_errors() -> None:
 # the collector behind an active profile
 # ---------------------------------------------------------------------------------------------------
 class Collector:
-    """Receives finished spans of one run; optionally streams them to a run file as they finish."""
+    """Receives finished spans of one run; optionally streams them to a run file as they finish.
 
-    __slots__ = ("run", "writer", "_lock", "_finish_hooks")
+    ``capture=False`` strips payloads (messages, outputs, arguments, return values) from every span
+    before it is kept or written; ``keep=False`` (with a writer) keeps only the root span in memory, so
+    an endless run streams to disk in bounded memory. Both live off the hot path: the default
+    collector pays one attribute check for them.
+    """
 
-    def __init__(self, run: Run, writer: Any = None) -> None:
+    __slots__ = ("run", "writer", "_lock", "_finish_hooks", "capture", "keep", "_plain")
+
+    def __init__(self, run: Run, writer: Any = None, *, capture: bool = True, keep: bool = True) -> None:
         self.run = run
         self.writer = writer
         self._lock = threading.Lock()
         self._finish_hooks: list[Callable[[Span], None]] = []
+        self.capture = capture
+        self.keep = keep or writer is None  # without a file, memory is the only place spans go
+        self._plain = capture and self.keep
 
     def finish(self, span: Span) -> None:
+        if not self._plain:  # capture off or streaming-only: the one check the default path pays
+            self._finish_special(span)
+            return
         # list.append is atomic under the GIL: no lock on the hot path.
         self.run.spans.append(span)
         if span.llm is not None:
@@ -94,6 +106,64 @@ class Collector:
                 self.writer.write_span(span)
             except Exception as exc:
                 internal_error("run writer", exc)
+
+    def _finish_special(self, span: Span) -> None:
+        """:meth:`finish` for ``capture=False`` and/or ``keep=False``."""
+        if self.keep or span.parent_id is None:
+            self.run.spans.append(span)
+        if span.llm is not None:
+            for hook in self._finish_hooks:
+                try:
+                    hook(span)
+                except Exception as exc:
+                    internal_error("llm span hook", exc)
+        if not self.capture:
+            # After the hooks (they may count tokens from the messages), before anything is written.
+            try:
+                strip_payloads(span)
+            except Exception as exc:
+                internal_error("dropping payloads (capture=False)", exc)
+                return  # fail closed: a span whose payload could not be dropped is not written
+        if self.writer is not None:
+            try:
+                self.writer.write_span(span)
+            except Exception as exc:
+                internal_error("run writer", exc)
+
+
+_PAYLOAD_NOTE = "tokprof.payload"
+
+
+def strip_payloads(span: Span) -> None:
+    """Drop what the user's code said from ``span`` (``capture=False``): message contents, the model's
+    output, arguments, return values and any attribute an integration recorded (tool inputs/outputs,
+    documents). Kept: the span's shape, timing, model, parameters, tool definitions, usage, error type
+    and the ``tokprof.*`` attributes."""
+    dropped = False
+    attrs = span.attributes
+    if attrs:
+        kept = {k: v for k, v in attrs.items() if k.startswith("tokprof.")}
+        dropped = len(kept) != len(attrs)
+        span.attributes = kept or None
+    llm = span.llm
+    if llm is not None:
+        if llm.messages:
+            # Keep the roles: the shape of the conversation is not payload, and counts stay explainable.
+            llm.messages = [{"role": m.get("role", "user") if isinstance(m, dict) else "user", "content": None}
+                            for m in llm.messages]
+        if llm.output is not None:
+            llm.output = None
+        dropped = True
+    if dropped:
+        span.set_attribute(_PAYLOAD_NOTE, "not captured")
+    if span.error is not None and span.status == "error":
+        # ``ValueError: <user data>`` -> ``ValueError``: the message can quote the payload.
+        span.error = span.error.split(":", 1)[0]
+
+
+def capture_enabled(capture: bool = True) -> bool:
+    """Payload capture for a new profile: ``capture`` unless ``$TOKPROF_CAPTURE`` is ``0``/``false``/``no``."""
+    return bool(capture) and os.environ.get("TOKPROF_CAPTURE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -312,7 +382,11 @@ class profile:
             is importable).
         optimize: live optimization passes to switch on for the block (see ``optimizers.live``).
         threads: patch ``ThreadPoolExecutor.submit`` so work submitted in the block nests under its caller.
-        capture: record arguments and return values of ``@trace`` functions (payloads).
+        capture: record payloads: arguments and return values of ``@trace`` functions, model messages and
+            outputs, tool inputs and outputs. ``False`` (or ``$TOKPROF_CAPTURE=0``) keeps the shape, timing
+            and usage of the run and drops every payload before it is kept or written.
+        keep_in_memory: keep finished spans in ``run.spans``. ``False`` (needs ``save``) streams them to the
+            run file only, so a run of millions of spans uses bounded memory; load the file to analyse it.
         metadata: extra facts to store on the run.
     """
 
@@ -329,6 +403,7 @@ class profile:
         threads: bool = True,
         capture: bool = True,
         metadata: dict[str, Any] | None = None,
+        keep_in_memory: bool = True,
     ) -> None:
         self.run = Run(name=name, tags=dict(tags or {}), metadata={"source": "live", **(metadata or {})})
         self.kind = kind
@@ -337,7 +412,8 @@ class profile:
         self.langchain = langchain
         self.optimize = list(optimize)
         self.threads = threads
-        self.capture = capture
+        self.capture = capture_enabled(capture)
+        self.keep_in_memory = keep_in_memory
         self.collector: Collector | None = None
         self.root: Span | None = None
         self._token: contextvars.Token | None = None
@@ -355,7 +431,7 @@ class profile:
                 writer = RunWriter.open(run, folder)
             except Exception as exc:
                 internal_error("opening the run file", exc)
-        self.collector = Collector(run, writer)
+        self.collector = Collector(run, writer, capture=self.capture, keep=self.keep_in_memory)
         self.collector._finish_hooks.extend(_llm_finish_hooks)
         root = Span(next(_ids), None, run.run_id, self.kind, run.name, _perf(), _wall())
         root._sink = self.collector

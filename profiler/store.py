@@ -24,9 +24,11 @@ import json
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from profiler import redact
 from profiler.model import SCHEMA_VERSION, Run, Span
 
 DEFAULT_DIR = Path(".tokprof") / "runs"
@@ -57,6 +59,46 @@ def runs_dir(directory: str | Path | None = None) -> Path:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def _redacted_dumps(record: dict[str, Any]) -> str:
+    """One record as a JSON line with secrets redacted (see :mod:`profiler.redact`): a cheap marker scan
+    of the line, and a structural redaction of the record only when a marker is there. If redaction
+    itself fails the exception propagates and the line is not written (fail closed)."""
+    line = _dumps(record)
+    if redact.may_contain_secret(line):
+        line = _dumps(redact.redact_obj(record))
+    return line
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` (and missing parents) readable by the owner only (0700). Existing folders are
+    left as they are: they are the user's."""
+    missing = []
+    cur = folder
+    while not cur.exists():
+        missing.append(cur)
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # created concurrently by another writer
+            continue
+        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} exists and is not a folder; set $TOKPROF_DIR or save= to a folder")
+
+
+def _open_private(path: Path) -> int:
+    """Open ``path`` for writing, truncated, mode 0600 (also when it existed with wider permissions)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:  # pragma: no cover - filesystems without permissions (FAT): nothing to tighten
+        pass
+    return fd
 
 
 def _json_default(obj: Any) -> Any:
@@ -100,43 +142,55 @@ class RunWriter:
         self.path = path
         self._fh = fh
         self._lock = threading.Lock()
-        self._seen: set[str] = set()
+        self._seen: OrderedDict[str, None] = OrderedDict()  # ids of payloads written (bounded LRU)
         self._recent: list[tuple[str, list[str]]] = []  # (span id, message refs) of the last few LLM spans
         self.closed = False
 
     @classmethod
     def open(cls, run: Run, folder: str | Path | None = None) -> "RunWriter":
         folder = runs_dir(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_dir(folder)
         path = folder / f"{run.run_id}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = _open_private(path)
         fh = os.fdopen(fd, "w", encoding="utf-8")
         w = cls(path, fh)
-        w._write_line(_dumps(_header(run)))
+        w._write_line(_redacted_dumps(_header(run)))
         return w
 
     def _write_line(self, line: str) -> None:
         self._fh.write(line + "\n")
         self._fh.flush()
 
+    MAX_SEEN_PAYLOADS = 100_000
+    """Cap on the ids of payloads already written (an LRU): memory stays bounded on endless runs; a
+    payload evicted and seen again is simply written again (the loader keeps the last copy)."""
+
     def write_span(self, span: Span) -> None:
         d = span.to_dict()
-        lines: list[str] = []
         llm = d.get("llm")
-        if llm is not None and llm.get("messages"):
-            refs = []
-            for m in llm["messages"]:
-                pid = payload_id(m)
-                refs.append(pid)
-                if pid not in self._seen:
-                    self._seen.add(pid)
-                    lines.append(_dumps({"type": "payload", "id": pid, "data": m}))
-            llm["messages"] = self._encode_refs(span.span_id, refs)
-        d["type"] = "span"
-        lines.append(_dumps(d))
+        messages = llm.get("messages") if llm is not None else None
+        # Everything that decides what earlier lines exist (payloads seen, the reference base) happens
+        # under the lock with the write, so concurrent spans never refer to a line not yet written.
         with self._lock:
             if self.closed:
                 return
+            lines: list[str] = []
+            if messages:
+                refs = []
+                seen = self._seen
+                for m in messages:
+                    pid = payload_id(m)
+                    refs.append(pid)
+                    if pid in seen:
+                        seen.move_to_end(pid)
+                    else:
+                        seen[pid] = None
+                        if len(seen) > self.MAX_SEEN_PAYLOADS:
+                            seen.popitem(last=False)
+                        lines.append(_redacted_dumps({"type": "payload", "id": pid, "data": m}))
+                llm["messages"] = self._encode_refs(span.span_id, refs)
+            d["type"] = "span"
+            lines.append(_redacted_dumps(d))
             self._fh.write("\n".join(lines) + "\n")
             self._fh.flush()
 
@@ -171,16 +225,24 @@ class RunWriter:
 def save_run(run: Run, directory: str | Path | None = None, path: str | Path | None = None) -> Path:
     """Write a whole run to a file (atomically: a temp file renamed into place). Returns its path."""
     target = Path(path) if path is not None else runs_dir(directory) / f"{run.run_id}.jsonl"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     tmp = target.with_name(target.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        w = RunWriter(target, fh)
-        w._write_line(_dumps(_header(run)))
-        for s in sorted(run.spans, key=lambda s: (s.end_ns or s.start_ns)):
-            w.write_span(s)
-        fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
-    os.replace(tmp, target)
+    fd = _open_private(tmp)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            w = RunWriter(target, fh)
+            w._write_line(_redacted_dumps(_header(run)))
+            for s in sorted(run.spans, key=lambda s: (s.end_ns or s.start_ns)):
+                w.write_span(s)
+            fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        # No partial file left behind: the target is untouched and the temp file goes.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     run.path = target
     return target
 

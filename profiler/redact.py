@@ -1,0 +1,224 @@
+"""Secret redaction: API keys, tokens and private keys are replaced before anything is written to disk.
+
+A profiler records prompts, tool outputs, arguments and error messages, and agents pass credentials
+around in all of them (an ``Authorization`` header in a tool's HTTP log, an ``.env`` file a coding agent
+read, a key pasted into a prompt). Run files and reports therefore go through :func:`redact_obj` /
+:func:`redact_text` by default: every match becomes ``[REDACTED:<kind>]``.
+
+What is recognised (syntax of the real credentials, so real keys are caught and prose is not):
+
+* OpenAI ``sk-...`` / ``sk-proj-...`` / ``sk-svcacct-...``, Anthropic ``sk-ant-...``
+* AWS access key ids (``AKIA...``, ``ASIA...`` and the other 4-letter prefixes) and secret access keys
+  written next to their name (``aws_secret_access_key = ...``)
+* Google API keys ``AIza...`` and OAuth access tokens ``ya29....``
+* GitHub ``ghp_`` / ``gho_`` / ``ghu_`` / ``ghs_`` / ``ghr_`` tokens and ``github_pat_...``
+* Slack ``xox[abposr]-...`` tokens and incoming-webhook URLs; Stripe ``sk_live_`` / ``rk_live_`` / ``*_test_``
+* ``Bearer <token>`` and ``Authorization: Basic|Token ...`` headers; JSON Web Tokens (``eyJ...``)
+* PEM private keys (``-----BEGIN ... PRIVATE KEY-----`` ... ``END``, also when cut short)
+* ``api_key=...``, ``password: ...``, ``secret=...``, ``access_token=...`` style assignments, and the value
+  of any dict key with such a name
+* user patterns: :func:`add_pattern`, or ``$TOKPROF_REDACT_PATTERNS`` (one regular expression per line)
+
+``TOKPROF_REDACT=0`` turns redaction off (for debugging with fake keys only).
+
+Cost: the run writer first runs :func:`may_contain_secret` (one C-level regex search for the few literal
+markers every pattern needs) on the JSON line it is about to write, and redacts structurally only when
+that hits, so a run without secrets pays one regex scan per written line and nothing on the traced call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from typing import Any, Iterable
+
+__all__ = [
+    "REDACTED",
+    "redact_text",
+    "redact_obj",
+    "may_contain_secret",
+    "add_pattern",
+    "clear_patterns",
+    "enabled",
+    "ENV_DISABLE",
+    "ENV_PATTERNS",
+]
+
+REDACTED = "[REDACTED:{kind}]"
+ENV_DISABLE = "TOKPROF_REDACT"
+ENV_PATTERNS = "TOKPROF_REDACT_PATTERNS"
+
+# Names of fields that hold credentials. Used three ways: as a marker for the fast pre-check, in the
+# ``name = value`` text pattern, and for dict keys whose whole value is a secret.
+_SECRET_NAMES = (
+    r"api[_-]?key|apikey|x-api-key|secret[_-]?access[_-]?key|client[_-]?secret|secret|"
+    r"passw(?:or)?d|access[_-]?token|auth[_-]?token|refresh[_-]?token|id[_-]?token|session[_-]?token|"
+    r"private[_-]?key"
+)
+_SENSITIVE_KEY = re.compile(rf"(?i)^(?:[a-z0-9_.-]*[_.-])?(?:{_SECRET_NAMES}|authorization|proxy-authorization)$")
+
+_AWS_PREFIXES = "AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA"
+_B64 = r"A-Za-z0-9+/"
+_URLSAFE = r"A-Za-z0-9_\-"
+# Start of a token: not inside a longer word ("risk-assessment-..." is not an OpenAI key), but right after
+# an escaped newline/tab is (reprs and JSON text write a newline as backslash-n).
+_B = r"(?:(?<![A-Za-z0-9_\-])|(?<=\\[nrt]))"
+
+# (kind, pattern, group to replace: 0 = whole match). Order matters: specific before generic.
+_BUILTIN: list[tuple[str, str, int]] = [
+    ("pem-private-key",
+     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+     r"(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:.,\-…]*)", 0),
+    ("anthropic-key", rf"{_B}sk-ant-[{_URLSAFE}]{{20,}}", 0),
+    ("openai-key", rf"{_B}sk-(?:proj-|svcacct-|admin-|None-)?[{_URLSAFE}]{{20,}}", 0),
+    ("stripe-key", _B + r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", 0),
+    ("aws-access-key-id", rf"{_B}(?:{_AWS_PREFIXES})[A-Z0-9]{{16}}(?![A-Z0-9])", 0),
+    ("aws-secret-key", rf"(?i:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\W_]{{0,6}}([{_B64}]{{40}})(?![{_B64}])",
+     1),
+    ("google-api-key", rf"{_B}AIza[{_URLSAFE}]{{35}}", 0),
+    ("google-oauth-token", rf"ya29\.[{_URLSAFE}]{{20,}}", 0),
+    ("github-token", _B + r"gh[pousr]_[A-Za-z0-9]{36,}", 0),
+    ("github-token", r"github_pat_[A-Za-z0-9_]{22,}", 0),
+    ("slack-token", _B + r"xox[abposr]-[A-Za-z0-9\-]{10,}", 0),
+    ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]{20,}", 0),
+    ("jwt", rf"{_B}eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}", 0),
+    ("bearer-token", r"(?i:bearer)\s+([A-Za-z0-9\-._~+/]{8,}=*)", 1),
+    ("authorization-header", r"(?i:authorization)[\"':=\s\\]{1,6}(?i:basic|token|digest)\s+([A-Za-z0-9\-._~+/]{6,}=*)", 1),
+    ("credential", rf"(?i:{_SECRET_NAMES})[\"']?\\?[\"']?\s*[:=]\s*\\?[\"']?([^\s\"',;\\}}{{\[\]]{{8,}})", 1),
+]
+
+# Literal markers: every built-in pattern contains one, so a line without any needs no redaction.
+_MARKERS = re.compile(
+    rf"sk-|[sr]k_(?:live|test)_|pk_(?:live|test)_|{_AWS_PREFIXES}|AIza|ya29\.|gh[pousr]_|github_pat_|xox[abposr]-|"
+    rf"hooks\.slack\.com|eyJ|PRIVATE KEY|(?i:bearer|authorization|{_SECRET_NAMES})"
+)
+
+_lock = threading.Lock()
+_user_patterns: list[tuple[str, re.Pattern[str], int]] = []
+_env_cache: tuple[str, list[tuple[str, re.Pattern[str], int]]] = ("", [])
+_COMPILED: list[tuple[str, re.Pattern[str], int]] = [(k, re.compile(p), g) for k, p, g in _BUILTIN]
+
+
+def enabled() -> bool:
+    """Redaction is on unless ``$TOKPROF_REDACT`` is ``0``/``false``/``no``/``off``."""
+    return os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def add_pattern(pattern: str | re.Pattern[str], name: str = "custom", group: int = 0) -> None:
+    """Redact every match of ``pattern`` too (``group``: redact only that group, keep the rest).
+
+    A pattern that is not a valid regular expression raises :class:`re.error` here, not while writing.
+    """
+    compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+    with _lock:
+        _user_patterns.append((name, compiled, group))
+
+
+def clear_patterns() -> None:
+    """Forget the patterns added with :func:`add_pattern` (the built-in ones always apply)."""
+    with _lock:
+        _user_patterns.clear()
+
+
+def _env_patterns() -> list[tuple[str, re.Pattern[str], int]]:
+    """Patterns from ``$TOKPROF_REDACT_PATTERNS`` (one per line; a JSON list of strings also works),
+    compiled once per distinct value. An invalid one is reported once and skipped."""
+    global _env_cache
+    raw = os.environ.get(ENV_PATTERNS, "")
+    if raw == _env_cache[0]:
+        return _env_cache[1]
+    items: Iterable[str]
+    stripped = raw.strip()
+    if stripped.startswith("["):
+        try:
+            items = [str(x) for x in json.loads(stripped)]
+        except ValueError:
+            items = stripped.splitlines()
+    else:
+        items = stripped.splitlines()
+    out = []
+    for item in items:
+        if not item.strip():
+            continue
+        try:
+            out.append(("custom", re.compile(item.strip()), 0))
+        except re.error as exc:
+            from profiler.hooks import internal_error
+
+            internal_error(f"{ENV_PATTERNS}: invalid pattern {item!r}", exc)
+    _env_cache = (raw, out)
+    return out
+
+
+def _extra_patterns() -> list[tuple[str, re.Pattern[str], int]]:
+    env = _env_patterns()
+    return (_user_patterns + env) if env else _user_patterns
+
+
+def may_contain_secret(text: str) -> bool:
+    """Cheap pre-check: ``False`` means :func:`redact_text` would leave ``text`` unchanged.
+
+    Works on JSON-encoded text too (the markers contain nothing JSON escapes). User patterns cannot be
+    pre-checked, so with any registered this is always ``True``.
+    """
+    if not enabled():
+        return False
+    if _user_patterns or os.environ.get(ENV_PATTERNS):
+        return True
+    return _MARKERS.search(text) is not None
+
+
+def _sub(kind: str, pattern: re.Pattern[str], group: int, text: str) -> str:
+    label = REDACTED.format(kind=kind)
+    if group == 0:
+        return pattern.sub(label, text)
+
+    def repl(m: re.Match[str]) -> str:
+        whole = m.group(0)
+        start, end = m.start(group) - m.start(0), m.end(group) - m.start(0)
+        return whole[:start] + label + whole[end:]
+
+    return pattern.sub(repl, text)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every recognised secret replaced by ``[REDACTED:<kind>]`` (unchanged when off)."""
+    if not isinstance(text, str) or not text or not enabled():
+        return text
+    extra = _extra_patterns()
+    if not extra and _MARKERS.search(text) is None:
+        return text
+    for kind, pattern, group in _COMPILED:
+        text = _sub(kind, pattern, group, text)
+    for kind, pattern, group in extra:
+        text = _sub(kind, pattern, group, text)
+    return text
+
+
+def redact_obj(obj: Any, _depth: int = 0) -> Any:
+    """A copy of ``obj`` (dicts, lists, tuples, strings) with secrets redacted in every string, and the
+    whole value of any key named like a credential (``api_key``, ``Authorization``, ``password``...)
+    replaced. Other values are returned as they are. Very deep structures are cut at depth 200 rather
+    than overflow the stack."""
+    if not enabled():
+        return obj
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if _depth > 200:
+        return "[REDACTED:too-deep]"
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool) and v != "" \
+                    and _SENSITIVE_KEY.match(k):
+                out[k] = REDACTED.format(kind="credential")
+            else:
+                out[redact_text(k) if isinstance(k, str) else k] = redact_obj(v, _depth + 1)
+        return out
+    if isinstance(obj, list):
+        return [redact_obj(v, _depth + 1) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(redact_obj(v, _depth + 1) for v in obj)
+    return obj
