@@ -1,10 +1,162 @@
-"""`tokprof optimize` (not implemented yet)."""
+"""`tokprof optimize RUN... [--passes a,b] [--currency C] [--json] [--out DIR]`: run optimization passes
+over recorded runs, print the savings ledger, save the optimized runs."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PASSES = "response-cache,prompt-cache"
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("optimize", help="(coming soon)")
-    p.set_defaults(func=lambda args: print("tokprof optimize: not implemented yet") or 2)
+    p = sub.add_parser(
+        "optimize",
+        help="run optimization passes over runs and print the savings ledger",
+        description="Apply optimization passes to RUN (a run id, a run file, a folder of runs, or a trace "
+                    "file of another tool such as a τ²-bench results file) and print, per run and in total, "
+                    "tokens and billed cost before and after each pass. Every pass is priced by the billing "
+                    "simulator; runs of one invocation share the response cache (e.g. trials of a task). "
+                    "The optimized runs are saved to --out.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run id, run file, folder, or foreign trace file")
+    p.add_argument("--passes", default=DEFAULT_PASSES,
+                   help=f"comma-separated passes in order (default {DEFAULT_PASSES}); `--passes list` shows them")
+    p.add_argument("--currency", default="USD", help="currency of costs (default USD)")
+    p.add_argument("--json", action="store_true", help="print the ledgers as JSON")
+    p.add_argument("--out", help="folder for the optimized runs (default .tokprof/optimized)")
+    p.add_argument("--dir", help="runs folder to resolve run ids in (default .tokprof/runs or $TOKPROF_DIR)")
+    p.add_argument("--rows", action="store_true", help="also print one line per changed call")
+    p.set_defaults(func=optimize_command)
+
+
+def load_runs(refs: list[str], directory: str | None = None) -> list[Any]:
+    """Runs from run ids, tokprof run files, folders (recursively) and foreign trace files."""
+    from profiler.store import load_run, resolve_run
+
+    runs = []
+    for ref in refs:
+        path = Path(ref)
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")
+                           and not f.name.lower().startswith("readme"))
+            if not files:
+                raise FileNotFoundError(f"{path}: folder holds no run files")
+            for f in files:
+                runs.extend(_load_file(f))
+        elif path.exists():
+            runs.extend(_load_file(path))
+        else:
+            runs.append(load_run(resolve_run(ref, directory)))
+    return runs
+
+
+def _load_file(path: Path) -> list[Any]:
+    from profiler.store import load_run
+
+    name = path.name.lower()
+    if name.endswith(".jsonl") or name.endswith(".jsonl.gz"):
+        try:
+            return [load_run(path)]
+        except Exception:  # not a tokprof run file: maybe a chat log
+            pass
+    from profiler.interchange import import_file
+
+    return list(import_file(path).runs)
+
+
+def _money(v: Decimal | None, currency: str = "") -> str:
+    if v is None:
+        return "unknown"
+    return f"{v:,.4f} {currency}".rstrip()
+
+
+def optimize_command(args: argparse.Namespace) -> int:
+    from optimizers.base import PassContext, available_passes, optimize
+
+    if args.passes.strip() == "list":
+        for name, desc in available_passes().items():
+            print(f"{name:16} {desc}")
+        return 0
+    passes = [p.strip() for p in args.passes.split(",") if p.strip()]
+    known = available_passes()
+    for p in passes:
+        if p not in known:
+            raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
+    runs = load_runs(args.runs, args.dir)
+    ctx = PassContext(currency=args.currency)
+    out_dir = Path(args.out) if args.out else Path(".tokprof") / "optimized"
+    ledgers = []
+    for run in runs:
+        new, ledger = optimize(run, passes, ctx=ctx)
+        ctx.history.append(run)
+        new.metadata["optimized_from"] = run.run_id
+        new.save(out_dir)
+        ledgers.append((run, new, ledger))
+    totals = _totals([lg for _, _, lg in ledgers], passes)
+    if args.json:
+        print(json.dumps({"currency": args.currency, "passes": passes,
+                          "runs": [lg.to_dict() for _, _, lg in ledgers], "totals": totals,
+                          "out": str(out_dir)}, indent=2, default=str))
+        return 0
+    _print_rich(ledgers, totals, passes, args)
+    return 0
+
+
+def _totals(ledgers: list[Any], passes: list[str]) -> dict[str, Any]:
+    def add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+        return b if a is None else (a if b is None else a + b)
+
+    steps: list[dict[str, Any]] = []
+    names = ["recorded", *passes]
+    for i, name in enumerate(names):
+        cost: Decimal | None = None
+        inp = out = 0
+        for lg in ledgers:
+            step = lg.baseline if i == 0 else lg.steps[i - 1]
+            cost = add(cost, step.billed_cost)
+            inp += step.input_tokens
+            out += step.output_tokens
+        steps.append({"pass": name, "input_tokens": inp, "output_tokens": out,
+                      "billed_cost": None if cost is None else str(cost)})
+    base, final = steps[0]["billed_cost"], steps[-1]["billed_cost"]
+    saved = None if base is None or final is None else str(Decimal(base) - Decimal(final))
+    return {"runs": len(ledgers), "steps": steps, "saved": saved}
+
+
+def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout)
+    cur = args.currency
+    table = Table(title=f"tokprof optimize: {len(ledgers)} run(s), passes: {', '.join(passes) or '(none)'}")
+    table.add_column("run")
+    table.add_column("step")
+    table.add_column("input tok", justify="right")
+    table.add_column("output tok", justify="right")
+    table.add_column(f"billed {cur}", justify="right")
+    table.add_column("calls changed", justify="right")
+    table.add_column("evidence")
+    show_runs = ledgers if len(ledgers) <= 20 else []
+    for run, _, lg in show_runs:
+        for step in [lg.baseline, *lg.steps]:
+            table.add_row(run.name[:40] if step is lg.baseline else "", step.pass_name, f"{step.input_tokens:,}",
+                          f"{step.output_tokens:,}", _money(step.billed_cost),
+                          "" if step is lg.baseline else str(len(step.rows)), step.evidence)
+    for s in totals["steps"]:
+        cost = None if s["billed_cost"] is None else Decimal(s["billed_cost"])
+        table.add_row("TOTAL" if s["pass"] == "recorded" else "", s["pass"], f"{s['input_tokens']:,}",
+                      f"{s['output_tokens']:,}", _money(cost), "", "", style="bold")
+    console.print(table)
+    if args.rows:
+        for run, _, lg in ledgers:
+            for r in lg.rows:
+                console.print(f"{run.name[:30]} {r.pass_name} {r.span_id}: {r.change} "
+                              f"[{_money(r.cost_before, cur)} -> {_money(r.cost_after, cur)}; {r.evidence}]")
+    saved = totals["saved"]
+    console.print(f"saved: {_money(None if saved is None else Decimal(saved), cur)}")

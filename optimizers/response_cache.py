@@ -1,0 +1,358 @@
+"""Exact response caching: the ``response-cache`` pass (simulated) and a live cache.
+
+A request is identified by a canonical hash of what changes the model's answer: provider, model,
+messages, tool definitions and the output-changing parameters (:func:`request_key`). Transport details
+(``stream``, ``timeout``, ``user``, headers...) are not part of it.
+
+* :class:`ResponseCachePass` replays a recorded run (or every run of one invocation, e.g. the trials of a
+  benchmark, through ``ctx.state``): a call whose request was already seen is served from the cache, so
+  it costs nothing and sends no tokens. Only deterministic requests are served by default.
+* :class:`ResponseCache` is the live cache: diskcache-backed (SQLite: safe under concurrent processes),
+  with a TTL, a size cap and a namespace. :class:`TokprofLLMCache` plugs it into LangChain
+  (``set_llm_cache(TokprofLLMCache())``) and :func:`cached_client` wraps an OpenAI or Anthropic client.
+  Errors and streams are never stored: a failed call raises as it would without the cache and leaves no
+  entry behind.
+
+Deterministic means ``temperature == 0`` or a fixed ``seed``; anything else could legitimately return a
+different answer, so it is not cached unless ``deterministic_only=False``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
+
+from optimizers.base import Evidence, LedgerRow, PassContext, register
+from optimizers.billing import SERVED_ATTR, request_digest
+from profiler.model import LLMCall, Run, Usage
+
+TRANSPORT_PARAMS = frozenset({
+    "stream", "stream_options", "timeout", "request_timeout", "user", "metadata", "extra_headers",
+    "extra_query", "extra_body", "api_key", "base_url", "api_base", "organization", "max_retries",
+    "http_client", "default_headers", "callbacks", "tags", "run_name", "service_tier", "store",
+})
+"""Parameters that change how a request travels, not what the model answers."""
+
+
+def output_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters that change the model's output (everything but transport)."""
+    return {k: v for k, v in (params or {}).items() if k not in TRANSPORT_PARAMS and v is not None}
+
+
+def request_key(provider: str | None, model: str | None, messages: Sequence[Any],
+                tools: Iterable[Any] | None = None, params: Mapping[str, Any] | None = None,
+                namespace: str = "") -> str:
+    """The canonical hash of a request (hex)."""
+    return request_digest([namespace, (provider or "").lower(), model or "", list(messages),
+                           list(tools or []), output_params(params)])
+
+
+def call_key(call: LLMCall, namespace: str = "") -> str:
+    return request_key(call.provider, call.model, call.messages, call.tools, call.params, namespace)
+
+
+def is_deterministic(params: Mapping[str, Any] | None) -> bool | None:
+    """True for temperature 0 or a fixed seed; False for a sampling temperature; None when unknown."""
+    params = params or {}
+    if params.get("seed") is not None:
+        return True
+    t = params.get("temperature")
+    if t is None:
+        return None
+    try:
+        return float(t) == 0.0
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# simulated pass
+# ---------------------------------------------------------------------------------------------------
+@register
+class ResponseCachePass:
+    """Serve calls whose full request repeats an earlier one (in this run or an earlier run of the same
+    invocation) from an exact response cache."""
+
+    name: ClassVar[str] = "response-cache"
+    description: ClassVar[str] = ("serve calls whose exact request (model, messages, tools, output "
+                                  "parameters) was already answered, across the runs of one invocation")
+    evidence: ClassVar[Evidence] = "simulated"
+    reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "params", "model"})
+    changes: ClassVar[frozenset[str]] = frozenset({"usage", "cache"})
+
+    def __init__(self, deterministic_only: bool = True, unknown_temperature: str = "serve",
+                 namespace: str = "") -> None:
+        """``unknown_temperature``: ``serve`` (with a medium risk note) or ``skip`` requests whose
+        sampling parameters were not recorded."""
+        if unknown_temperature not in ("serve", "skip"):
+            raise ValueError("response-cache: unknown_temperature must be 'serve' or 'skip'")
+        self.deterministic_only = deterministic_only
+        self.unknown_temperature = unknown_temperature
+        self.namespace = namespace
+
+    def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
+        new = run.copy()
+        seen: dict[str, dict[str, str]] = ctx.state.setdefault(self.name, {}).setdefault("seen", {})
+        rows = []
+        ordered = sorted(new.llm_spans(), key=lambda s: (s.wall_start_ns, s.start_ns, s.span_id))
+        for span in ordered:
+            call = span.llm
+            assert call is not None
+            if span.status == "error" or (span.attributes or {}).get(SERVED_ATTR):
+                continue  # a failed call left nothing to serve; an already served one sent nothing
+            det = is_deterministic(call.params)
+            if self.deterministic_only and (det is False or (det is None and self.unknown_temperature == "skip")):
+                continue
+            key = call_key(call, self.namespace)
+            origin = seen.get(key)
+            if origin is None:
+                # only a completed answer can be served later
+                if call.output is not None or span.status == "ok":
+                    seen[key] = {"run_id": new.run_id, "span_id": span.span_id}
+                continue
+            before = call.usage.copy()
+            served = Usage()
+            for f in ("input_tokens", "output_tokens"):
+                served.set(f, 0, call.usage.source(f) or "estimated")
+            call.usage = served
+            span.set_attribute(SERVED_ATTR, self.name)
+            span.set_attribute("optimizer.cache_origin", origin)
+            risk = "low: identical request at temperature 0 / fixed seed"
+            if det is None:
+                risk = "medium: sampling parameters not recorded; a repeat may have answered differently"
+            where = "this run" if origin["run_id"] == new.run_id else f"run {origin['run_id']}"
+            rows.append(LedgerRow(
+                pass_name=self.name, span_id=span.span_id, model=call.model,
+                change=f"served from response cache (same request as span {origin['span_id']} in {where})",
+                evidence=self.evidence,
+                input_tokens_before=before.input_tokens, input_tokens_after=0,
+                output_tokens_before=before.output_tokens, output_tokens_after=0,
+                risk=risk, details={"origin": origin, "key": key}))
+        return new, rows
+
+
+def repeated_requests(runs: Iterable[Run]) -> int:
+    """How many calls repeat the full request of an earlier call (all runs in order; no filters)."""
+    seen: set[str] = set()
+    n = 0
+    for run in runs:
+        for span in sorted(run.llm_spans(), key=lambda s: (s.wall_start_ns, s.start_ns, s.span_id)):
+            assert span.llm is not None
+            k = call_key(span.llm)
+            n += k in seen
+            seen.add(k)
+    return n
+
+
+# ---------------------------------------------------------------------------------------------------
+# live cache
+# ---------------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """``$TOKPROF_CACHE_DIR``, else ``.tokprof/response-cache``."""
+    env = os.environ.get("TOKPROF_CACHE_DIR")
+    return Path(env) if env else Path(".tokprof") / "response-cache"
+
+
+class ResponseCache:
+    """A response store shared by every process that opens the same directory.
+
+    diskcache keeps entries in SQLite with its own locking, so concurrent processes can read and write;
+    values are JSON strings, keys are :func:`request_key` hashes prefixed by the namespace."""
+
+    def __init__(self, directory: str | Path | None = None, *, namespace: str = "default",
+                 ttl: float | None = None, size_limit: int = 1 << 30, deterministic_only: bool = True) -> None:
+        import diskcache
+
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.namespace = namespace
+        self.ttl = ttl
+        self.deterministic_only = deterministic_only
+        self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit, eviction_policy="least-recently-used")
+        self.hits = 0
+        self.misses = 0
+
+    def cacheable(self, params: Mapping[str, Any] | None) -> bool:
+        return not self.deterministic_only or bool(is_deterministic(params))
+
+    def key(self, provider: str | None, model: str | None, messages: Sequence[Any],
+            tools: Iterable[Any] | None = None, params: Mapping[str, Any] | None = None) -> str:
+        return request_key(provider, model, messages, tools, params, self.namespace)
+
+    def get(self, key: str) -> Any | None:
+        raw = self._cache.get(f"{self.namespace}:{key}")
+        if raw is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(raw)
+
+    def set(self, key: str, value: Any) -> None:
+        self._cache.set(f"{self.namespace}:{key}", json.dumps(value, default=str), expire=self.ttl)
+
+    def clear(self) -> None:
+        """Remove this namespace's entries."""
+        prefix = f"{self.namespace}:"
+        for k in list(self._cache.iterkeys()):
+            if isinstance(k, str) and k.startswith(prefix):
+                self._cache.delete(k)
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __len__(self) -> int:
+        prefix = f"{self.namespace}:"
+        return sum(1 for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith(prefix))
+
+
+# -- LangChain --------------------------------------------------------------------------------------
+_LC_TEMPERATURE = re.compile(r"""['"]temperature['"]\s*[,:]\s*([0-9.]+)""")
+_LC_SEED = re.compile(r"""['"]seed['"]\s*[,:]\s*(\d+)""")
+
+
+def _lc_params(llm_string: str) -> dict[str, Any]:
+    """Sampling parameters as LangChain serialises them into ``llm_string``."""
+    out: dict[str, Any] = {}
+    t = _LC_TEMPERATURE.search(llm_string)
+    if t:
+        out["temperature"] = float(t.group(1))
+    s = _LC_SEED.search(llm_string)
+    if s:
+        out["seed"] = int(s.group(1))
+    return out
+
+
+def _make_lc_cache_class() -> type:
+    from langchain_core.caches import BaseCache
+    from langchain_core.load import dumps, loads
+
+    class TokprofLLMCache(BaseCache):
+        """A LangChain ``BaseCache`` on a :class:`ResponseCache` (``set_llm_cache(TokprofLLMCache())``).
+
+        LangChain calls ``update`` only after a successful generation, so errors are never stored."""
+
+        def __init__(self, cache: ResponseCache | None = None, **options: Any) -> None:
+            self.store = cache if cache is not None else ResponseCache(**options)
+
+        def _key(self, prompt: str, llm_string: str) -> str:
+            return request_digest(["langchain", self.store.namespace, prompt, llm_string])
+
+        def lookup(self, prompt: str, llm_string: str) -> Any:
+            if not self.store.cacheable(_lc_params(llm_string)):
+                return None
+            value = self.store.get(self._key(prompt, llm_string))
+            if value is None:
+                return None
+            import warnings
+
+            with warnings.catch_warnings():  # loads() is marked beta; what we load we wrote ourselves
+                warnings.simplefilter("ignore")
+                return [loads(g) for g in value]
+
+        def update(self, prompt: str, llm_string: str, return_val: Sequence[Any]) -> None:
+            if not self.store.cacheable(_lc_params(llm_string)):
+                return
+            self.store.set(self._key(prompt, llm_string), [dumps(g) for g in return_val])
+
+        def clear(self, **kwargs: Any) -> None:
+            self.store.clear()
+
+    return TokprofLLMCache
+
+
+def __getattr__(name: str) -> Any:
+    # langchain-core is imported only when the LangChain cache is asked for.
+    if name == "TokprofLLMCache":
+        cls = _make_lc_cache_class()
+        globals()["TokprofLLMCache"] = cls
+        return cls
+    raise AttributeError(name)
+
+
+# -- SDK clients ------------------------------------------------------------------------------------
+_REQUEST_FIELDS = ("messages", "tools", "system", "model")
+
+
+def _type_path(obj: Any) -> str:
+    return f"{type(obj).__module__}:{type(obj).__qualname__}"
+
+
+def _load_type(path: str) -> Any:
+    mod, _, qual = path.partition(":")
+    obj: Any = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _CachedCreate:
+    """Wraps one ``create`` method: a hit returns the stored response as the SDK's own type."""
+
+    def __init__(self, create: Any, cache: ResponseCache, provider: str) -> None:
+        self._create = create
+        self._cache = cache
+        self._provider = provider
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs.get("stream"):
+            # positional calls are not part of the SDKs' API; streams are passed through, never stored
+            return self._create(*args, **kwargs)
+        messages = list(kwargs.get("messages") or [])
+        if kwargs.get("system") is not None:  # Anthropic's system prompt is a separate field
+            messages = [{"role": "system", "content": kwargs["system"]}, *messages]
+        params = {k: v for k, v in kwargs.items() if k not in _REQUEST_FIELDS}
+        key = None
+        try:
+            if self._cache.cacheable(params):
+                key = self._cache.key(self._provider, kwargs.get("model"), messages, kwargs.get("tools"), params)
+                hit = self._cache.get(key)
+                if hit is not None:
+                    return _load_type(hit["type"]).model_validate(hit["response"])
+        except Exception as exc:  # the cache must never break the user's call
+            from profiler.hooks import internal_error
+
+            internal_error("response_cache.lookup", exc)
+            key = None
+        response = self._create(**kwargs)  # errors propagate unchanged and store nothing
+        if key is not None:
+            try:
+                self._cache.set(key, {"type": _type_path(response),
+                                      "response": response.model_dump(mode="json")})
+            except Exception as exc:
+                from profiler.hooks import internal_error
+
+                internal_error("response_cache.store", exc)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._create, name)
+
+
+class _Proxy:
+    def __init__(self, target: Any, overrides: dict[str, Any]) -> None:
+        self._target = target
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._target, name)
+
+
+def cached_client(client: Any, cache: ResponseCache | None = None, **options: Any) -> Any:
+    """An OpenAI (``chat.completions.create``) or Anthropic (``messages.create``) client whose
+    non-streaming deterministic requests are answered from ``cache`` when they repeat.
+
+    Everything else on the client is the original object."""
+    store = cache if cache is not None else ResponseCache(**options)
+    module = type(client).__module__.split(".")[0]
+    if module == "anthropic" or hasattr(client, "messages") and not hasattr(client, "chat"):
+        messages = client.messages
+        return _Proxy(client, {"messages": _Proxy(messages, {"create": _CachedCreate(messages.create, store,
+                                                                                     "anthropic")})})
+    completions = client.chat.completions
+    wrapped = _Proxy(completions, {"create": _CachedCreate(completions.create, store, "openai")})
+    return _Proxy(client, {"chat": _Proxy(client.chat, {"completions": wrapped})})
