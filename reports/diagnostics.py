@@ -208,7 +208,7 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
     try:
         from optimizers.decompose import decompose  # type: ignore[import-not-found]
     except ImportError:
-        notes.append("decomposition analysis not available (optimizers.decompose is missing)")
+        notes.append("decomposition analysis (optimizers.decompose is missing)")
     else:
         for r in runs[:20]:
             try:

@@ -1,0 +1,210 @@
+"""The ReportModel, console and JSON renderers, and the `tokprof report` / `compare` commands, on hand-made
+runs and ledgers (no dependence on importers or passes)."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from rich.console import Console
+
+from profiler.model import LLMCall, Run, Span, Usage
+from reports.console import render_report, render_tree, tree_rows
+from reports.json import REPORT_SCHEMA, render_json, report_dict
+from reports.model import GROWTH_PARTS, build_comparison, build_report
+from reports_samples import make_ledger, make_run
+
+
+def one_call_run() -> Run:
+    run = Run(name="one")
+    llm = LLMCall(provider="openai", model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                  output={"role": "assistant", "content": "hello"},
+                  usage=Usage.from_provider(input_tokens=8, output_tokens=2))
+    run.spans.append(Span("a", None, run.run_id, "llm", "chat", 0, 0, end_ns=1_000_000, llm=llm))
+    return run
+
+
+def test_headline_and_waterfall_follow_the_ledger():
+    run = make_run()
+    after, ledger = make_ledger(run)
+    m = build_report(run, optimized=[after], ledgers=[ledger])
+    h = m.headline
+    assert h.llm_calls == 6 and h.optimized
+    assert h.input_before == sum(s.llm.usage.input_tokens for s in run.llm_spans()) == 7250
+    assert h.input_after == 7250 - 4 * 700
+    assert h.cost_before == Decimal("0.0500") and h.cost_after == Decimal("0.0300")
+    assert h.cost_saved == Decimal("0.0200") and h.cost_saved_pct == pytest.approx(40.0)
+    assert h.tokens_saved_pct == pytest.approx(100 * 2800 / 7505)
+    assert h.token_sources["provider"] == pytest.approx(1.0)
+    assert h.fidelity == pytest.approx(0.93)
+    assert [s.pass_name for s in m.waterfall] == ["prompt-cache", "observation-mask"]
+    w1, w2 = m.waterfall
+    assert (w1.delta_cost, w1.delta_tokens, w1.risk, w1.calls_changed) == (Decimal("0.0080"), 0, "none", 1)
+    assert (w2.delta_cost, w2.delta_tokens, w2.calls_changed) == (Decimal("0.0120"), 2800, 4)
+    assert w2.risk == "low: only old observations" and w2.evidence == "simulated"
+
+
+def test_growth_parts_add_up_to_each_calls_input_and_show_history_growth():
+    run = make_run(6)
+    m = build_report(run)
+    assert m.growth_bucket == 1 and len(m.growth) == 6
+    for bar, span in zip(m.growth, run.llm_spans()):
+        assert sum(bar[p] for p in GROWTH_PARTS) == span.llm.usage.input_tokens
+        assert bar["cached"] == span.llm.usage.cache_read_tokens
+    assert m.growth[0]["tool_outputs"] == 0 and m.growth[-1]["tool_outputs"] > m.growth[2]["tool_outputs"] > 0
+    assert all(b["system"] > 0 and b["tools"] > 0 for b in m.growth)
+
+
+def test_growth_buckets_long_runs():
+    from reports import model as rm
+
+    run = make_run(12)
+    old = rm.GROWTH_MAX_BARS
+    rm.GROWTH_MAX_BARS = 5
+    try:
+        m = build_report(run)
+    finally:
+        rm.GROWTH_MAX_BARS = old
+    assert m.growth_bucket == 3 and len(m.growth) == 4
+
+
+def test_flame_top_spans_and_graph():
+    run = make_run()
+    m = build_report(run)
+    root = m.flame[0]
+    assert root["name"] == "agent" and root["parent"] is None
+    assert root["tokens"] == sum(s.llm.usage.total_tokens for s in run.llm_spans())
+    assert root["excl_tokens"] == 0 and len(root["calls_idx"]) == 6
+    kids = [n for n in m.flame if n["parent"] == root["id"]]
+    assert {n["name"] for n in kids} == {"plan", "answer"} and sum(n["tokens"] for n in kids) == root["tokens"]
+    top = m.top_spans[0]
+    assert top["kind"] == "llm" and top["calls"] == 3 and top["excl_tokens"] == top["tokens"]
+    assert top["call"] is not None and m.calls[top["call"]]["span_id"].startswith("llm")
+    assert {n["id"] for n in m.graph["nodes"]} == {n["id"] for n in m.flame}
+    assert len(m.graph["edges"]) == len(m.flame) - 1
+
+
+def test_calls_payloads_are_deduplicated_and_carry_the_diff():
+    run = make_run()
+    after, ledger = make_ledger(run)
+    m = build_report(run, optimized=[after], ledgers=[ledger])
+    # The system prompt is sent 6 times (12 with the optimized copies) but stored once.
+    system = [i for i, p in enumerate(m.payloads) if p["role"] == "system"]
+    assert len(system) == 1 and all(c["msgs"][0] == system[0] for c in m.calls)
+    c5 = m.calls[5]
+    assert c5["after"]["in"] == c5["in"] - 700 and c5["msgs"] != c5["after"]["msgs"]
+    assert c5["ledger"][0]["pass"] == "observation-mask"
+    assert m.calls[0]["after"]["msgs"] == m.calls[0]["msgs"]
+
+
+def test_diagnostics_find_oversized_tool_outputs_and_repeats():
+    run = make_run()
+    dup = Span("dup", "root", run.run_id, "llm", "chat gpt-4o", 10**9, 0, end_ns=10**9 + 5,
+               llm=LLMCall(provider="openai", model="gpt-4o", messages=run.llm_spans()[3].llm.messages,
+                           usage=Usage.from_provider(input_tokens=1750, output_tokens=43)))
+    run.spans.append(dup)
+    m = build_report(run)
+    kinds = {d.kind: d for d in m.diagnostics}
+    big = kinds["oversized-tool-output"]
+    assert big.tokens > 0 and big.snippet and big.evidence == "estimated" and big.calls
+    rep = kinds["repeated-calls"]
+    assert rep.calls == [6] and rep.tokens == 1750 + 43
+
+
+def test_attribution_by_tag_and_model():
+    run = make_run()
+    m = build_report(run)
+    by = {(r["key"], r["value"]): r for r in m.attribution["by_tag"]}
+    assert by[("team", "payments")]["calls"] == 6
+    assert by[("customer", "acme")]["calls"] + by[("customer", "globex")]["calls"] == 5
+    assert m.attribution["by_model"][0]["model"] == "gpt-4o" and m.attribution["by_model"][0]["calls"] == 6
+
+
+def test_empty_and_one_call_runs():
+    empty = build_report(Run(name="empty"))
+    assert empty.headline.llm_calls == 0 and empty.flame == [] and empty.growth == [] and empty.calls == []
+    assert empty.waterfall == [] and "passes" in empty.waterfall_note
+    one = build_report(one_call_run())
+    assert one.headline.tokens_before == 10 and len(one.calls) == 1 and len(one.flame) == 1
+    assert one.growth[0]["new"] == 8
+    for m in (empty, one):
+        doc = json.loads(render_json(m))
+        assert doc["schema"] == REPORT_SCHEMA
+
+
+def test_comparison_of_two_runs_matches_calls_by_span_id():
+    before = make_run()
+    after, _ = make_ledger(before)
+    m = build_comparison(before, after)
+    assert m.headline.optimized and m.waterfall == [] and "ledger" in m.waterfall_note
+    assert m.headline.tokens_after == m.headline.tokens_before - 2800
+    assert all("after" in c for c in m.calls)
+
+
+def test_several_runs_share_one_flame_root():
+    runs = [make_run(3, name="a"), make_run(2, name="b")]
+    m = build_report(runs)
+    assert m.title == "2 runs" and m.headline.runs == 2 and m.headline.llm_calls == 5
+    assert m.flame[0]["name"] == "all runs" and m.flame[0]["tokens"] == m.headline.tokens_before
+    assert [c["run"] for c in m.calls] == [0, 0, 0, 1, 1]
+
+
+def test_json_schema_fields():
+    run = make_run()
+    after, ledger = make_ledger(run)
+    doc = report_dict(build_report(run, optimized=[after], ledgers=[ledger]))
+    assert set(doc) >= {"schema", "headline", "waterfall", "top_spans", "context_growth", "diagnostics",
+                        "attribution", "runs", "currency"}
+    assert doc["headline"]["cost"] == {"before": "0.0500", "after": "0.0300", "saved": "0.0200",
+                                       "saved_pct": 40.0, "basis": "billed (simulated)"}
+    assert doc["waterfall"][1]["tokens_saved"] == 2800 and doc["waterfall"][1]["evidence"] == "simulated"
+    json.dumps(doc)  # plain data only
+
+
+def test_console_renderers():
+    run = make_run()
+    after, ledger = make_ledger(run)
+    buf = io.StringIO()
+    render_report(build_report(run, optimized=[after], ledgers=[ledger]), console=Console(file=buf, width=160))
+    text = buf.getvalue()
+    assert "7,505 → 4,705" in text and "$0.0500 → $0.0300" in text
+    assert "observation-mask" in text and "simulated" in text and "chat gpt-4o" in text
+    # The lead's tree renderer keeps working.
+    buf = io.StringIO()
+    render_tree(run, console=Console(file=buf, width=160))
+    assert "get_reservation" in buf.getvalue()
+    assert tree_rows(run)[0]["incl"]["input"] == 7250
+
+
+def test_cli_report_and_compare(tmp_path, capsys):
+    from tokprof.cli import main
+
+    run = make_run()
+    after, _ = make_ledger(run)
+    after.run_id = "after0000000000"
+    p1, p2 = run.save(), after.save()
+    out = tmp_path / "r.html"
+    assert main(["report", str(p1), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in html
+    assert "7,505" in capsys.readouterr().out  # the console summary
+    assert main(["report", run.run_id[:8], "--json", "--currency", "CNY"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["currency"] == "CNY" and doc["headline"]["llm_calls"] == 6
+    out2 = tmp_path / "c.html"
+    assert main(["compare", str(p1), str(p2), "-o", str(out2)]) == 0
+    assert "before / after" in out2.read_text()
+    assert "37.3% saved" in capsys.readouterr().out
+    assert main(["compare", run.run_id, "after0000", "--json", "--no-html"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["headline"]["tokens"]["after"]["total"] == doc["headline"]["tokens"]["before"]["total"] - 2800
+
+
+def test_cli_report_with_unknown_pass_names_it(tmp_path, capsys):
+    from tokprof.cli import main
+
+    p = make_run().save()
+    assert main(["report", str(p), "--passes", "no-such-pass", "-o", str(tmp_path / "x.html")]) == 1
+    assert "no-such-pass" in capsys.readouterr().err
