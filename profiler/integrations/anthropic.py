@@ -22,7 +22,7 @@ from profiler.model import LLMCall, Message, Usage
 
 PROVIDER = "anthropic"
 _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "tool_choice", "thinking",
-           "service_tier", "output_config")
+           "service_tier", "output_config", "cache_control", "speed")
 
 
 def anthropic_usage(usage: Any) -> Usage:
