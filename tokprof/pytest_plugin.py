@@ -1,0 +1,305 @@
+"""pytest plugin: token budgets and token-regression baselines for tests that run agents.
+
+Registered through the ``pytest11`` entry point, so it loads in every pytest session where tokprof is
+installed. It therefore imports only the standard library and pytest at import time, and does nothing
+unless a test uses it (the ``tokprof`` fixture or the ``token_budget`` marker).
+
+::
+
+    def test_refund_agent(tokprof):            # the fixture profiles the test body...
+        agent.invoke("refund order 42")
+        assert tokprof.total_usage().input_tokens < 50_000   # ...and is the Run
+
+    @pytest.mark.token_budget(max_input_tokens=20_000, max_cost_usd=0.05)
+    def test_triage(): ...                     # the marker profiles the test too, and fails it if over
+
+Options:
+
+``--tokprof-baseline FILE``   if FILE does not exist, record every profiled test's usage into it at the
+                              end of the session; if it exists, fail any profiled test whose total tokens
+                              (input + output) grew by more than the tolerance over its recorded value.
+``--tokprof-tolerance PCT``   allowed growth in percent (``10`` or ``10%``; default 10).
+``--tokprof-update-baseline`` rewrite FILE with this session's numbers (after a deliberate change).
+
+At the end of the session a table lists the usage of every profiled test (only if some test was profiled).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+BUDGET_KEYS = ("max_input_tokens", "max_output_tokens", "max_total_tokens", "max_cost_usd")
+DEFAULT_TOLERANCE_PCT = 10.0
+BASELINE_SCHEMA = 1
+
+
+@dataclass
+class TestUsage:
+    """Token usage of one profiled test."""
+
+    nodeid: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None
+    llm_calls: int
+    baseline_tokens: int | None = None
+    status: str = "ok"
+    """``ok``, ``over budget``, ``regressed``, ``new`` (not in the baseline) or ``recorded``."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_baseline(self) -> dict[str, Any]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "total_tokens": self.total_tokens, "llm_calls": self.llm_calls,
+                "cost_usd": None if self.cost_usd is None else str(self.cost_usd)}
+
+
+class _State:
+    """Per-session state, kept in ``config.stash``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        opt = config.getoption
+        self.baseline_path: Path | None = Path(opt("tokprof_baseline")) if opt("tokprof_baseline") else None
+        self.tolerance_pct = parse_tolerance(opt("tokprof_tolerance"))
+        self.update = bool(opt("tokprof_update_baseline"))
+        self.baseline: dict[str, dict[str, Any]] | None = None
+        if self.baseline_path is not None and self.baseline_path.exists():
+            self.baseline = load_baseline(self.baseline_path)
+        self.results: dict[str, TestUsage] = {}
+
+    @property
+    def recording(self) -> bool:
+        return self.baseline_path is not None and (self.baseline is None or self.update)
+
+
+_STATE = pytest.StashKey[_State]()
+_RUN = pytest.StashKey[Any]()
+
+
+def parse_tolerance(value: Any) -> float:
+    """``10``, ``"10"``, ``"10%"`` -> 10.0 (percent)."""
+    if value is None:
+        return DEFAULT_TOLERANCE_PCT
+    text = str(value).strip().rstrip("%").strip()
+    try:
+        pct = float(text)
+    except ValueError:
+        raise pytest.UsageError(f"--tokprof-tolerance expects a percentage like 10 or 10%, got {value!r}") from None
+    if pct < 0:
+        raise pytest.UsageError(f"--tokprof-tolerance must be >= 0, got {value!r}")
+    return pct
+
+
+def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        tests = data["tests"]
+        if not isinstance(tests, dict):
+            raise TypeError("'tests' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise pytest.UsageError(
+            f"{path}: not a tokprof baseline file ({exc}); delete it to record a new one") from None
+    return tests
+
+
+def write_baseline(path: Path, results: dict[str, TestUsage], previous: dict[str, dict[str, Any]] | None) -> None:
+    tests = dict(previous or {})
+    tests.update({nodeid: r.to_baseline() for nodeid, r in results.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": BASELINE_SCHEMA, "tool": "tokprof", "tests": dict(sorted(tests.items()))},
+                               indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------
+# hooks
+# ---------------------------------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tokprof", "tokprof token budgets and baselines")
+    group.addoption("--tokprof-baseline", metavar="FILE", default=None,
+                    help="record per-test token usage to FILE (if missing), else fail tests whose tokens grew "
+                         "beyond --tokprof-tolerance")
+    group.addoption("--tokprof-tolerance", metavar="PCT", default=None,
+                    help=f"allowed token growth over the baseline, in percent (default {DEFAULT_TOLERANCE_PCT:g})")
+    group.addoption("--tokprof-update-baseline", action="store_true", default=False,
+                    help="rewrite the --tokprof-baseline file with this session's usage")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "token_budget(max_input_tokens=None, max_output_tokens=None, max_total_tokens=None, max_cost_usd=None): "
+        "profile the test with tokprof and fail it if its LLM usage exceeds the budget",
+    )
+    config.stash[_STATE] = _State(config)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test with a budget is profiled even if it does not ask for the fixture.
+    for item in items:
+        marker = item.get_closest_marker("token_budget")
+        if marker is not None:
+            _check_marker(item.nodeid, marker)
+            names = getattr(item, "fixturenames", None)
+            if isinstance(names, list) and "tokprof" not in names:
+                names.append("tokprof")
+
+
+@pytest.fixture
+def tokprof(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Profile the test body; the value is the :class:`profiler.Run` being recorded."""
+    from profiler import profile
+
+    p = profile(request.node.nodeid, tags={"test": request.node.name}, kind="function",
+                metadata={"source": "pytest", "nodeid": request.node.nodeid})
+    run = p.__enter__()
+    request.node.stash[_RUN] = run
+    try:
+        yield run
+    finally:
+        p.__exit__(None, None, None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    try:
+        result = yield
+    except BaseException:
+        # The test failed on its own: keep its usage for the table, add nothing to its failure.
+        run = item.stash.get(_RUN, None)
+        if run is not None:
+            usage = _usage_of(item.nodeid, run)
+            usage.status = "failed"
+            item.config.stash[_STATE].results[item.nodeid] = usage
+        raise
+    run = item.stash.get(_RUN, None)
+    if run is None:
+        return result
+    state = item.config.stash[_STATE]
+    usage = _usage_of(item.nodeid, run)
+    state.results[item.nodeid] = usage
+    over = _budget_problems(item, usage)
+    grew = _regression_problems(state, usage)
+    if over or grew:
+        head = (f"tokprof: {item.nodeid} exceeded its token budget" if over
+                else f"tokprof: {item.nodeid} uses more tokens than its baseline")
+        pytest.fail(_breakdown(head, over + grew, run), pytrace=False)
+    return result
+
+
+def _check_marker(nodeid: str, marker: pytest.Mark) -> None:
+    """Reject a malformed budget at collection, before any test runs."""
+    if marker.args:
+        raise pytest.UsageError(f"{nodeid}: token_budget takes keyword arguments only: {', '.join(BUDGET_KEYS)}")
+    unknown = sorted(set(marker.kwargs) - set(BUDGET_KEYS))
+    if unknown:
+        raise pytest.UsageError(
+            f"{nodeid}: unknown token_budget argument(s) {', '.join(unknown)}; expected {', '.join(BUDGET_KEYS)}")
+    for key, value in marker.kwargs.items():
+        try:
+            if value is not None and Decimal(str(value)) < 0:
+                raise ValueError
+        except (ArithmeticError, ValueError):
+            raise pytest.UsageError(f"{nodeid}: token_budget {key}={value!r} is not a non-negative number") from None
+
+
+def _usage_of(nodeid: str, run: Any) -> TestUsage:
+    summary = run.summary(top=0)
+    return TestUsage(nodeid, summary.tokens["input"], summary.tokens["output"], summary.cost, summary.llm_calls)
+
+
+def _budget_problems(item: pytest.Item, usage: TestUsage) -> list[str]:
+    marker = item.get_closest_marker("token_budget")
+    if marker is None:
+        return []
+    problems = []
+    for key, actual in (("max_input_tokens", usage.input_tokens), ("max_output_tokens", usage.output_tokens),
+                        ("max_total_tokens", usage.total_tokens)):
+        limit = marker.kwargs.get(key)
+        if limit is not None and actual > int(limit):
+            problems.append(f"{key[4:].replace('_', ' ')} {actual:,} > {key}={int(limit):,}")
+    limit = marker.kwargs.get("max_cost_usd")
+    if limit is not None:
+        if usage.cost_usd is None:
+            problems.append(f"cost unknown (no price for a model used) but max_cost_usd={limit} was set")
+        elif usage.cost_usd > Decimal(str(limit)):
+            problems.append(f"cost ${usage.cost_usd:.6f} > max_cost_usd=${Decimal(str(limit))}")
+    if problems:
+        usage.status = "over budget"
+    return problems
+
+
+def _regression_problems(state: _State, usage: TestUsage) -> list[str]:
+    if state.baseline is None:
+        if state.recording:
+            usage.status = "recorded"
+        return []
+    entry = state.baseline.get(usage.nodeid)
+    if entry is None:
+        usage.status = "new" if not state.update else "recorded"
+        return []
+    before = int(entry.get("total_tokens", entry.get("input_tokens", 0) + entry.get("output_tokens", 0)))
+    usage.baseline_tokens = before
+    if state.update:
+        usage.status = "recorded"
+        return []
+    allowed = before * (1 + state.tolerance_pct / 100)
+    if usage.total_tokens > allowed:
+        usage.status = "regressed"
+        growth = "from 0" if before == 0 else f"+{(usage.total_tokens - before) / before * 100:.1f}%"
+        return [f"tokens grew {before:,} -> {usage.total_tokens:,} ({growth}; tolerance "
+                f"{state.tolerance_pct:g}%, baseline {state.baseline_path})"]
+    return []
+
+
+def _breakdown(head: str, problems: list[str], run: Any) -> str:
+    """The failure message: what was exceeded, then where the tokens went."""
+    summary = run.summary(top=5)
+    t = summary.tokens
+    lines = [head + ":"]
+    lines += [f"  - {p}" for p in problems]
+    cost = "unknown" if summary.cost is None else f"${summary.cost:.6f}"
+    lines.append(f"  usage: {summary.llm_calls} LLM calls, input {t['input']:,} (cached {t['cache_read']:,}), "
+                 f"output {t['output']:,}, cost {cost}")
+    if summary.top_spans:
+        lines.append("  top spans by own tokens:")
+        for r in summary.top_spans:
+            calls = f" x{r['calls']}" if r.get("calls", 1) > 1 else ""
+            lines.append(f"    {r['excl_tokens']:>10,}  {r['kind']:<9} {r['name']}{calls}")
+    return "\n".join(lines)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None or state.baseline_path is None or not state.results or not state.recording:
+        return
+    write_baseline(state.baseline_path, state.results, state.baseline if state.update else None)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.results:
+        return
+    tr = terminalreporter
+    tr.section("tokprof token usage")
+    rows = sorted(state.results.values(), key=lambda r: -r.total_tokens)
+    width = max(len("test"), *(len(r.nodeid) for r in rows))
+    tr.write_line(f"{'test':<{width}}  {'calls':>5}  {'input':>10}  {'output':>8}  {'cost USD':>10}  "
+                  f"{'baseline':>10}  {'change':>8}  status")
+    for r in rows:
+        cost = "?" if r.cost_usd is None else f"{r.cost_usd:.4f}"
+        base = "" if r.baseline_tokens is None else f"{r.baseline_tokens:,}"
+        change = "" if not r.baseline_tokens else f"{(r.total_tokens - r.baseline_tokens) / r.baseline_tokens:+.1%}"
+        tr.write_line(f"{r.nodeid:<{width}}  {r.llm_calls:>5}  {r.input_tokens:>10,}  {r.output_tokens:>8,}  "
+                      f"{cost:>10}  {base:>10}  {change:>8}  {r.status}")
+    if state.baseline_path is not None and state.recording:
+        tr.write_line(f"tokprof: baseline written to {state.baseline_path}")
