@@ -308,6 +308,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "type": "response.output_item.added", "sequence_number": next(seq), "output_index": 0,
                 "item": {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant",
                          "content": []}}
+            yield "response.content_part.added", {
+                "type": "response.content_part.added", "sequence_number": next(seq), "item_id": item_id,
+                "output_index": 0, "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []}}
             for piece in reply.pieces():
                 yield "response.output_text.delta", {
                     "type": "response.output_text.delta", "sequence_number": next(seq), "item_id": item_id,
@@ -315,6 +319,14 @@ class _Handler(BaseHTTPRequestHandler):
             yield "response.output_text.done", {
                 "type": "response.output_text.done", "sequence_number": next(seq), "item_id": item_id,
                 "output_index": 0, "content_index": 0, "text": reply.text, "logprobs": []}
+            yield "response.content_part.done", {
+                "type": "response.content_part.done", "sequence_number": next(seq), "item_id": item_id,
+                "output_index": 0, "content_index": 0,
+                "part": {"type": "output_text", "text": reply.text, "annotations": []}}
+            yield "response.output_item.done", {
+                "type": "response.output_item.done", "sequence_number": next(seq), "output_index": 0,
+                "item": {"type": "message", "id": item_id, "status": "completed", "role": "assistant",
+                         "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}}
         yield "response.completed", {"type": "response.completed", "sequence_number": next(seq),
                                      "response": self._response(body, reply, "completed", rid)}
 

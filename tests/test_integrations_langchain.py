@@ -410,3 +410,47 @@ def test_langgraph_react_agent_ainvoke() -> None:
         return run
 
     _assert_graph(asyncio.run(main()))
+
+
+# ---------------------------------------------------------------------------------------------------
+# LangChain model that calls the real OpenAI SDK, with both integrations on: one span, not two
+# ---------------------------------------------------------------------------------------------------
+class SDKBackedChatModel(BaseChatModel):
+    """A LangChain chat model that calls the OpenAI SDK (like ``ChatOpenAI``) against the loopback server."""
+
+    base_url: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "sdk-backed"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        import openai
+        from langchain_core.messages import convert_to_openai_messages
+
+        client = openai.OpenAI(base_url=self.base_url, api_key="test", max_retries=0)
+        resp = client.chat.completions.create(model="gpt-4o-mini", messages=convert_to_openai_messages(messages))
+        u = resp.usage
+        msg = AIMessage(content=resp.choices[0].message.content or "", usage_metadata={
+            "input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens, "total_tokens": u.total_tokens,
+            "input_token_details": {"cache_read": u.prompt_tokens_details.cached_tokens}})
+        return ChatResult(generations=[ChatGeneration(message=msg)])
+
+
+def test_sdk_call_inside_a_langchain_model_is_not_counted_twice(llm_server: Any) -> None:
+    from llm_server import Reply
+    from profiler import uninstrument
+
+    llm_server.script(Reply(input_tokens=500, cached_tokens=256, output_tokens=20))
+    model = SDKBackedChatModel(base_url=llm_server.openai_url)
+    try:
+        with profile("both", instrument=["openai"]) as run:
+            model.invoke("hello")
+    finally:
+        uninstrument("openai")
+    (span,) = run.llm_spans()
+    assert span.name == "SDKBackedChatModel"
+    u = span.llm.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (500, 256, 20)
+    assert len(llm_server.requests) == 1

@@ -315,3 +315,25 @@ def test_a_failing_middleware_never_breaks_the_call(client: openai.OpenAI) -> No
     finally:
         remove()
     assert len(run.llm_spans()) == 1
+
+
+def test_raw_and_streaming_response_wrappers_still_work(client: openai.OpenAI) -> None:
+    with profile("raw", instrument=["openai"]):
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert raw.parse().choices[0].message.content
+        with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES) as r:
+            assert r.parse().usage.prompt_tokens == 42
+
+
+def test_sdk_stream_helpers_are_recorded_too(client: openai.OpenAI, llm_server: Any) -> None:
+    llm_server.script(Reply(**USAGE_REPLY), Reply(**USAGE_REPLY))
+    with profile("helpers", instrument=["openai"]) as run:
+        with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+            for _ in stream:
+                pass
+            assert stream.get_final_completion().choices[0].message.content == "Hello from the loopback server."
+        with client.responses.stream(model="gpt-4.1", input="hi") as rstream:
+            for _ in rstream:
+                pass
+            assert rstream.get_final_response().output_text == "Hello from the loopback server."
+    assert [usage_tuple(s.llm.usage) for s in run.llm_spans()] == [EXPECTED, EXPECTED]
