@@ -1,0 +1,130 @@
+"""`tokprof demo` end to end: two real runs of the bundled agent, identical answers, measured savings, report."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from profiler.store import load_run
+from tokprof import demo
+from tokprof.cli import main
+from tokprof.live_hooks import DEFAULT_LIVE_PASSES
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> demo.DemoResult:
+    out = tmp_path_factory.mktemp("demo")
+    return demo.run_demo(out / "tokprof-report.html", directory=out / "runs")
+
+
+def test_two_runs_saved_and_loadable(result: demo.DemoResult) -> None:
+    assert result.optimized is not None
+    assert result.baseline.run_id != result.optimized.run_id
+    for run in (result.baseline, result.optimized):
+        assert run.path is not None and run.path.exists()
+        loaded = load_run(run.path)
+        assert loaded.complete
+        assert len(loaded.llm_spans()) == demo.MODEL_CALLS_PER_RUN
+        assert loaded.tags["team"] == "support"
+    assert result.baseline.tags["variant"] == "baseline"
+    assert result.optimized.tags["variant"] == "optimized"
+
+
+def test_final_answer_identical_and_correct(result: demo.DemoResult) -> None:
+    assert result.baseline.metadata["final_answer"] == result.optimized.metadata["final_answer"] == result.answer
+    lines = result.answer.splitlines()
+    assert lines[0].startswith("[T-101] Hi Dana,") and "266.43 USD" in lines[0] and "O-20636" in lines[0]
+    assert lines[1] == "[T-102] merged into T-101 (same e-mail sent twice)"
+    assert lines[2].startswith("[T-103] Hi Marcus,") and "2025-03-11" in lines[2]
+
+
+def test_live_passes_recorded_and_acted(result: demo.DemoResult) -> None:
+    meta = result.optimized.metadata
+    assert meta["live_passes"] == list(DEFAULT_LIVE_PASSES)
+    stats = meta["live_stats"]
+    assert stats["response-cache"]["hits"] == 1  # the duplicate e-mail's triage request
+    assert stats["minify"]["chars_removed"] > 0
+    assert stats["dedupe"]["chars_removed"] > 0
+    assert "live_passes" not in result.baseline.metadata
+
+
+def test_savings_are_measured_from_the_runs(result: demo.DemoResult) -> None:
+    before, after = result.before, result.after
+    assert after is not None
+    # Recomputed from the recorded spans, not taken from the demo's own arithmetic.
+    b_in = sum(s.llm.usage.input_tokens for s in result.baseline.llm_spans())
+    a_in = sum(s.llm.usage.input_tokens for s in result.optimized.llm_spans())
+    assert (before.input_tokens, after.input_tokens) == (b_in, a_in)
+    assert after.input_tokens < 0.7 * before.input_tokens  # compression visibly cuts the prompts
+    assert before.cache_read_tokens == 0 and after.cache_read_tokens > 0  # prompt-cache planning
+    assert before.cost is not None and after.cost is not None and after.cost < before.cost
+    every_span_provider = all(s.llm.usage.source("input_tokens") == "provider"
+                              for r in (result.baseline, result.optimized) for s in r.llm_spans())
+    assert every_span_provider
+    h = result.headline()
+    assert h["evidence"] == "measured" and h["answer_identical"] is True
+    assert h["saved"]["input_tokens"] == before.input_tokens - after.input_tokens
+    assert Decimal(h["saved"]["cost"]) == before.cost - after.cost
+
+
+def test_baseline_profile_shape(result: demo.DemoResult) -> None:
+    run = result.baseline
+    # the oversized tool output: the order history is thousands of tokens, sent again on every later step
+    tool_outputs = [m for s in run.llm_spans() for m in s.llm.messages if m.get("role") == "tool"]
+    assert max(len(m["content"]) for m in tool_outputs) > 30_000
+    # the growing history: each agent step's prompt is at least as long as the previous one's
+    steps = [s for s in run.llm_spans() if s.llm.tools]
+    assert len(steps) == 11
+    refund_prompts = [s.llm.usage.input_tokens for s in steps[:7]]
+    assert refund_prompts == sorted(refund_prompts) and refund_prompts[-1] > 5 * refund_prompts[0]
+    # the repeated identical call: get_order_history twice with the same arguments
+    calls = [(tc["function"]["name"], tc["function"]["arguments"]) for s in steps
+             for tc in (s.llm.output or {}).get("tool_calls") or []]
+    assert calls.count(calls[1]) == 2 and calls[1][0] == "get_order_history"
+
+
+def test_report_written(result: demo.DemoResult) -> None:
+    path = result.report_path
+    assert path is not None and path.exists()
+    text = path.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html")
+    assert result.baseline.run_id in text or "demo" in text
+    assert len(text) > 2000
+
+
+def test_fallback_report_is_self_contained(result: demo.DemoResult, tmp_path: Path) -> None:
+    text = demo.fallback_html(result)
+    assert "measured" in text and "<script" not in text and "http" not in text.replace("http-equiv", "")
+    assert result.baseline.run_id in text and result.optimized.run_id in text
+
+
+def test_answer_mismatch_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = demo.run_agent
+
+    def altered(**kwargs):  # noqa: ANN003, ANN202
+        run, answer = real(**kwargs)
+        return run, answer + (" (changed)" if kwargs.get("optimize") else "")
+
+    monkeypatch.setattr(demo, "run_agent", altered)
+    with pytest.raises(demo.AnswerMismatch, match="different final answer"):
+        demo.run_demo(tmp_path / "r.html", directory=tmp_path / "runs")
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.html"
+    assert main(["demo", "--json", "-o", str(out), "--dir", str(tmp_path / "runs")]) == 0
+    h = json.loads(capsys.readouterr().out)
+    assert h["answer_identical"] is True and h["report"] == str(out) and out.exists()
+    assert h["optimized"]["total_tokens"] < h["baseline"]["total_tokens"]
+    assert len(list((tmp_path / "runs").glob("*.jsonl"))) == 2
+
+
+def test_cli_no_optimize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--no-optimize", "--dir", str(tmp_path / "runs"), "-o", str(tmp_path / "r.html")]) == 0
+    text = capsys.readouterr().out
+    assert "llm calls 14" in text and "baseline run saved" in text
+    assert not (tmp_path / "r.html").exists()
+    assert len(list((tmp_path / "runs").glob("*.jsonl"))) == 1

@@ -1,0 +1,116 @@
+"""Live optimization (`profile(optimize=[...])`) and the demo's scripted provider, on real LangChain objects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.globals import get_llm_cache
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+from profiler import profile
+from tokprof import live_hooks
+from tokprof.live_hooks import LiveSession
+from tokprof.scripted_model import ScriptedChatModel, has_breakpoint, message_text
+
+BIG = json.dumps({"rows": [{"id": i, "name": f"item {i}", "note": "x" * 20} for i in range(30)]}, indent=2)
+
+
+def echo_model(**kwargs) -> ScriptedChatModel:  # noqa: ANN003
+    """A model that answers how many messages and characters it received (so tests see the transforms)."""
+    def policy(messages):  # noqa: ANN001, ANN202
+        return AIMessage(content=f"{len(messages)} messages, {sum(len(message_text(m)) for m in messages)} chars")
+    return ScriptedChatModel(policy=policy, **kwargs)
+
+
+def history() -> list:
+    tc = lambda i, name: AIMessage(content="", tool_calls=[{"name": name, "args": {"q": 1}, "id": f"c{i}"}])  # noqa: E731
+    return [SystemMessage("You are helpful." * 20), HumanMessage("go"),
+            tc(1, "big"), ToolMessage(BIG, tool_call_id="c1"),
+            tc(2, "big"), ToolMessage(BIG, tool_call_id="c2"),
+            tc(3, "other"), ToolMessage("short", tool_call_id="c3"),
+            tc(4, "other2"), ToolMessage(json.dumps({"a": [1, 2, 3]}, indent=2) + " " * 300, tool_call_id="c4"),
+            tc(5, "other3"), ToolMessage("y" * 400, tool_call_id="c5")]
+
+
+def test_transforms_each_pass() -> None:
+    msgs = history()
+    out = LiveSession(passes=["dedupe"]).transform(msgs)
+    assert message_text(out[5]) == "[same output as tool call c1 above]" and message_text(out[3]) == BIG
+    out = LiveSession(passes=["minify"]).transform(msgs)
+    assert json.loads(message_text(out[3])) == json.loads(BIG) and len(message_text(out[3])) < len(BIG)
+    assert message_text(out[7]) == "short"
+    out = LiveSession(passes=["observation-mask"], keep_last=2).transform(msgs)
+    assert "elided by tokprof observation-mask" in message_text(out[3])  # old and long
+    assert message_text(out[7]) == "short"  # too short to be worth masking
+    assert message_text(out[11]) == "y" * 400  # among the newest two
+    out = LiveSession(passes=["prompt-cache"]).transform(msgs)
+    assert [i for i, m in enumerate(out) if has_breakpoint(m)] == [0, len(msgs) - 1]
+    assert msgs[0].content == "You are helpful." * 20  # inputs untouched
+
+
+def test_mask_keeps_the_target_of_a_kept_pointer() -> None:
+    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=3).transform(history())
+    # c2 is a pointer to c1 but has fallen out of the window; c1 is masked since no kept output points at it
+    assert "elided" in message_text(out[3])
+    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=5).transform(history())
+    assert message_text(out[3]) == BIG and message_text(out[5]).startswith("[same output")
+
+
+def test_profile_optimize_applies_and_restores() -> None:
+    model = echo_model()
+    generate, cache = BaseChatModel.generate, get_llm_cache()
+    msgs = history()
+    plain = model.invoke(msgs).content
+    with profile("live", optimize=["minify", "response-cache", "no-such-pass"]) as run:
+        assert BaseChatModel.generate is not generate
+        first = model.invoke(msgs)
+        second = model.invoke(msgs)
+    assert BaseChatModel.generate is generate and get_llm_cache() is cache
+    assert run.metadata["live_passes"] == ["response-cache", "minify"]
+    assert run.metadata["live_passes_unavailable"] == ["no-such-pass"]
+    assert first.content != plain and first.content == second.content  # the model saw minified tool outputs
+    assert len(model.requests) == 2  # the plain call and the first optimized one; the second was a cache hit
+    assert second.usage_metadata["input_tokens"] == 0
+    assert run.metadata["live_stats"]["response-cache"]["hits"] == 1
+    assert model.invoke(msgs).content == plain  # outside the block: untouched again
+    llm = run.llm_spans()
+    assert len(llm) == 2 and llm[1].llm.usage.input_tokens == 0
+    assert llm[0].llm.usage.input_tokens == first.usage_metadata["input_tokens"] > 0
+    assert all(len(m["content"]) < len(BIG) for m in llm[0].llm.messages if m.get("role") == "tool")
+
+
+def test_no_optimize_means_no_live_session() -> None:
+    generate = BaseChatModel.generate
+    with profile("plain") as run:
+        assert live_hooks.current_session() is None and BaseChatModel.generate is generate
+    assert "live_passes" not in run.metadata
+
+
+def test_a_failing_transform_never_breaks_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(session, messages):  # noqa: ANN001, ANN202
+        raise RuntimeError("bug in a pass")
+
+    monkeypatch.setitem(live_hooks._TRANSFORMS, "minify", boom)
+    model = echo_model()
+    msgs = history()
+    with profile("live", optimize=["minify"]):
+        out = model.invoke(msgs)
+    assert out.content == model.policy(msgs).content  # sent unchanged
+
+
+def test_scripted_provider_prompt_cache() -> None:
+    model = echo_model(min_cache_tokens=100)
+    msgs = LiveSession(passes=["prompt-cache"]).transform(history())
+    u1 = model.invoke(msgs).usage_metadata
+    assert u1["input_token_details"] == {"cache_read": 0, "cache_creation": u1["input_tokens"] - 3}
+    # next turn: one more message; the previous prefix is read back, only the new message is written
+    longer = LiveSession(passes=["prompt-cache"]).transform(history() + [HumanMessage("and then?")])
+    u2 = model.invoke(longer).usage_metadata
+    assert u2["input_token_details"]["cache_read"] == u1["input_token_details"]["cache_creation"]
+    assert 0 < u2["input_token_details"]["cache_creation"] < 20
+    # without markers nothing is cached
+    u3 = echo_model().invoke(history()).usage_metadata
+    assert u3["input_token_details"] == {"cache_read": 0, "cache_creation": 0}
+    assert u3["input_tokens"] == u1["input_tokens"]  # markers are not tokens
