@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 OVERSIZED_TOOL_OUTPUT_TOKENS = 1500
 """A tool output this large, re-sent with every later call, is worth trimming."""
 CACHED_INPUT_DISCOUNT = Decimal("0.9")
+PREFIX_ANALYSIS_MAX_CALLS = 2000
+"""Runs with more LLM calls than this use the quick prefix check instead of the prompt-cache analysis."""
 """Share of the input price a cache read saves (Anthropic 90 %, OpenAI 50-90 %): an upper bound."""
 
 SNIPPET_PREFIX = '''# Keep the prompt prefix byte-identical between calls so the provider's cache can reuse it:
@@ -80,6 +82,8 @@ def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
         from optimizers.prompt_cache import prefix_breaks  # type: ignore[import-not-found]
     except ImportError:
         return None
+    if max((sum(1 for s in r.spans if s.llm is not None) for r in runs), default=0) > PREFIX_ANALYSIS_MAX_CALLS:
+        return None  # the full analysis is slow on huge runs; the quick check below stands in
     index = {(c["run"], c["span_id"]): c["i"] for c in calls}
     found: list[tuple[int, Any]] = []
     try:
