@@ -337,3 +337,24 @@ def test_sdk_stream_helpers_are_recorded_too(client: openai.OpenAI, llm_server: 
                 pass
             assert rstream.get_final_response().output_text == "Hello from the loopback server."
     assert [usage_tuple(s.llm.usage) for s in run.llm_spans()] == [EXPECTED, EXPECTED]
+
+
+def test_overlapping_profile_blocks_keep_the_patch_until_the_last_one_ends() -> None:
+    before = _methods()
+    outer = profile("outer", instrument=["openai"])
+    outer.__enter__()
+    inner = profile("inner", instrument=["openai", "openai"])
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # blocks on different threads may end in any order
+    assert _methods()[0] is not before[0]
+    inner.__exit__(None, None, None)
+    assert all(a is b for a, b in zip(before, _methods()))
+
+
+def test_profile_with_an_unknown_sdk_still_runs(caplog: pytest.LogCaptureFixture) -> None:
+    from profiler import hooks
+
+    hooks._reset_internal_errors()
+    with profile("bad", instrument=["not-an-sdk"]) as run:
+        pass
+    assert run.spans and "supported SDKs" in caplog.text

@@ -42,18 +42,42 @@ SUPPORTED: dict[str, tuple[str, str]] = {
 
 _lock = threading.RLock()
 _active: dict[str, list[_sdk.Patch]] = {}
+"""SDK name -> the patches in force."""
+_explicit: set[str] = set()
+"""SDKs patched by an explicit :func:`instrument` call (they stay patched after profile blocks end)."""
+_profile_refs: dict[str, int] = {}
+"""SDK name -> number of active ``profile(instrument=[...])`` blocks relying on the patch."""
 
 
 def _check(name: str) -> str:
-    key = name.lower().strip()
+    key = str(name).lower().strip()
     if key not in SUPPORTED:
         raise ValueError(f"tokprof cannot instrument {name!r}: supported SDKs are {sorted(SUPPORTED)}")
     return key
 
 
+def _patch(key: str) -> bool:
+    """Patch one SDK unless already patched; ``True`` when this call patched it. Caller holds the lock."""
+    if key in _active:
+        return False
+    module_name, install = SUPPORTED[key]
+    try:
+        importlib.import_module(key)
+    except ImportError as exc:
+        raise ImportError(f"tokprof.instrument({key!r}): the {key} SDK is not installed; {install}") from exc
+    _active[key] = importlib.import_module(module_name).patch()
+    return True
+
+
+def _unpatch(key: str) -> None:
+    patches = _active.pop(key, None)
+    if patches:
+        _sdk.unpatch(patches)
+
+
 def instrument(*names: str) -> list[str]:
     """Patch the named SDKs (``"openai"``, ``"anthropic"``) so their calls become ``llm`` spans inside a
-    profile. Idempotent. Returns the names that this call newly patched.
+    profile, until :func:`uninstrument`. Idempotent. Returns the names that this call newly patched.
 
     Raises ``ValueError`` for an unknown name and ``ImportError`` (saying what to install) when the SDK is
     not installed.
@@ -62,28 +86,21 @@ def instrument(*names: str) -> list[str]:
     with _lock:
         for name in names:
             key = _check(name)
-            if key in _active:
-                continue
-            module_name, install = SUPPORTED[key]
-            try:
-                importlib.import_module(key)
-            except ImportError as exc:
-                raise ImportError(f"tokprof.instrument({key!r}): the {key} SDK is not installed; {install}") from exc
-            module = importlib.import_module(module_name)
-            _active[key] = module.patch()
-            newly.append(key)
+            if _patch(key):
+                newly.append(key)
+            _explicit.add(key)
     return newly
 
 
 def uninstrument(*names: str) -> None:
-    """Undo :func:`instrument` for the named SDKs (all of them when none is named), restoring the very
-    objects that were patched."""
+    """Undo the patching of the named SDKs (all of them when none is named), restoring the very objects
+    that were patched. Explicit: it also unpatches SDKs that an active ``profile(instrument=...)`` uses."""
     with _lock:
         for name in names or tuple(_active):
             key = _check(name)
-            patches = _active.pop(key, None)
-            if patches:
-                _sdk.unpatch(patches)
+            _explicit.discard(key)
+            _profile_refs.pop(key, None)
+            _unpatch(key)
 
 
 def instrumented() -> list[str]:
@@ -99,20 +116,35 @@ def _enter_instrument(p: Any) -> None:
     names = list(getattr(p, "instrument", None) or [])
     if not names:
         return
-    patched: list[str] = []
-    for name in names:
-        try:
-            patched.extend(instrument(name))
-        except Exception as exc:  # an SDK missing must not stop the profile; say which and why
-            internal_error(f"profile(instrument=[{name!r}])", exc)
-    # Only what this profile patched is undone on exit: an explicit instrument() outlives the block.
-    p.extras["instrumented"] = patched
+    held: list[str] = []
+    with _lock:
+        for name in names:
+            try:
+                key = _check(name)
+                _patch(key)
+            except Exception as exc:  # an SDK missing must not stop the profile; say which and why
+                internal_error(f"profile(instrument=[{name!r}])", exc)
+                continue
+            _profile_refs[key] = _profile_refs.get(key, 0) + 1
+            held.append(key)
+    p.extras["instrumented"] = held
 
 
 def _exit_instrument(p: Any) -> None:
-    patched = p.extras.pop("instrumented", None)
-    if patched:
-        uninstrument(*patched)
+    """Release this block's hold; the last block out unpatches, unless instrument() was called explicitly
+    (concurrent or nested blocks keep the patch while any of them runs)."""
+    held = p.extras.pop("instrumented", None)
+    if not held:
+        return
+    with _lock:
+        for key in held:
+            if key not in _profile_refs:  # uninstrument() was called inside the block: already undone
+                continue
+            _profile_refs[key] -= 1
+            if _profile_refs[key] <= 0:
+                del _profile_refs[key]
+                if key not in _explicit:
+                    _unpatch(key)
 
 
 def _attach_langchain(p: Any) -> None:
