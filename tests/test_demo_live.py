@@ -114,3 +114,20 @@ def test_scripted_provider_prompt_cache() -> None:
     u3 = echo_model().invoke(history()).usage_metadata
     assert u3["input_token_details"] == {"cache_read": 0, "cache_creation": 0}
     assert u3["input_tokens"] == u1["input_tokens"]  # markers are not tokens
+
+
+def test_response_cache_serves_only_deterministic_requests() -> None:
+    model = echo_model(temperature=0.7)
+    with profile("live", optimize=["response-cache"]) as run:
+        model.invoke(history())
+        model.invoke(history())
+    assert len(model.requests) == 2  # sampled at temperature 0.7: never served from the cache
+    assert "response-cache" not in run.metadata["live_stats"]
+
+
+def test_response_cache_is_empty_at_the_start_of_each_block() -> None:
+    model = echo_model()
+    for _ in range(2):
+        with profile("live", optimize=["response-cache"]):
+            model.invoke(history())
+    assert len(model.requests) == 2  # a second block does not inherit the first one's answers

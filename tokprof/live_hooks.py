@@ -12,8 +12,9 @@ hooks (``profiler`` never imports upward, so the app layer plugs this in; ``impo
 
 Passes that can act live (their recorded-run counterparts live in ``optimizers``):
 
-``response-cache``   LangChain's response cache (``set_llm_cache``) for the block: an identical request
-                     (same model, parameters, messages) is answered from memory and bills no tokens.
+``response-cache``   a LangChain response cache (``set_llm_cache``) for the block, empty at its start: an
+                     identical deterministic request (same model, parameters incl. temperature 0 or a
+                     seed, messages) is answered from the cache and bills no tokens.
 ``prompt-cache``     prompt-cache planning: ``cache_control`` breakpoints on the system prompt and the
                      newest message, so a provider with explicit caching (Anthropic) re-reads the stable
                      prefix at the cache price. Models that ignore the marker are unaffected.
@@ -205,21 +206,39 @@ _TRANSFORMS: dict[str, Callable[[LiveSession, list[Any]], list[Any]]] = {
 # the response cache
 # ---------------------------------------------------------------------------------------------------
 def make_response_cache() -> Any:
-    """A LangChain ``BaseCache`` for the block: engineer D's when available, else an in-memory one whose hits
-    report zero billed tokens (a cached answer costs nothing) and say they were cache hits."""
+    """A LangChain ``BaseCache`` for one block, empty at the start (a cache that outlived the block would
+    make a re-run look free): engineer D's :class:`optimizers.response_cache.TokprofLLMCache` on a
+    temporary store when available (it serves only deterministic requests: temperature 0 or a seed), else
+    LangChain's ``InMemoryCache``. Either way a hit reports zero billed tokens and says it was a hit."""
     try:
-        from optimizers import response_cache as rc
+        import tempfile
 
-        factory = getattr(rc, "LiveResponseCache", None) or getattr(rc, "ResponseCache", None)
-        if factory is not None:
-            from langchain_core.caches import BaseCache
+        from optimizers.response_cache import ResponseCache, TokprofLLMCache
 
-            cache = factory()
-            if isinstance(cache, BaseCache):
-                return cache
-    except Exception:
-        pass
+        class LiveLLMCache(TokprofLLMCache):  # type: ignore[misc, valid-type]
+            def lookup(self, prompt: str, llm_string: str) -> Any:
+                return _served(super().lookup(prompt, llm_string))
+
+            def discard(self) -> None:
+                import shutil
+
+                self.store.close()
+                shutil.rmtree(self.store.directory, ignore_errors=True)
+
+        folder = tempfile.mkdtemp(prefix="tokprof-live-cache-")
+        return LiveLLMCache(ResponseCache(folder, namespace="live"))
+    except Exception as exc:
+        _hooks.internal_error("opening optimizers.response_cache for the live response cache", exc)
     return _ZeroUsageCache()
+
+
+def _served(hit: Any) -> Any:
+    if hit is None:
+        return None
+    live = current_session()
+    if live is not None:
+        live.bump("response-cache", "hits")
+    return [_zero_usage(g) for g in hit]
 
 
 def _zero_usage(gen: Any) -> Any:
@@ -240,13 +259,7 @@ def _zero_usage_cache_class() -> type:
         """``InMemoryCache`` whose hits bill nothing: the provider was never called."""
 
         def lookup(self, prompt: str, llm_string: str) -> Any:
-            hit = super().lookup(prompt, llm_string)
-            if hit is None:
-                return None
-            live = current_session()
-            if live is not None:
-                live.bump("response-cache", "hits")
-            return [_zero_usage(g) for g in hit]
+            return _served(super().lookup(prompt, llm_string))
 
     return ZeroUsageCache
 
@@ -353,6 +366,12 @@ def deactivate_live(p: Any) -> None:
         from langchain_core.globals import set_llm_cache
 
         set_llm_cache(session._previous_cache)
+        discard = getattr(session.cache, "discard", None)
+        if discard is not None:
+            try:
+                discard()
+            except Exception as exc:
+                _hooks.internal_error("closing the live response cache", exc)
     if any(n in session.passes for n in _TRANSFORM_ORDER):
         _unpatch_models()
     p.run.metadata["live_stats"] = {k: dict(v) for k, v in session.stats.items()}

@@ -139,6 +139,8 @@ class ScriptedChatModel(BaseChatModel):
 
     model_name: str = "claude-sonnet-4-5"
     provider: str = "anthropic"
+    temperature: float = 0.0
+    """Always 0: the script is deterministic (and response caches only serve deterministic requests)."""
     policy: Policy
     min_cache_tokens: int = 1024
     """Shortest prefix the provider caches (Anthropic: 1024 tokens for Sonnet)."""
@@ -155,7 +157,7 @@ class ScriptedChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name}
+        return {"model_name": self.model_name, "temperature": self.temperature}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         params = super()._get_ls_params(stop=stop, **kwargs)
