@@ -17,9 +17,9 @@ Three templates:
   tool calls / outputs wrapped in DeepSeek's tool special tokens.
 
 **Incremental counting.** An agent re-sends its whole history on every call, so counting each call from
-scratch is quadratic in the run length. Each message's tokens are memoized under a 128-bit BLAKE2 digest
-of (tokenizer, template, message) in a bounded, thread-safe LRU (:class:`MessageTokenCache`): counting a
-run costs about its unique content once, and memory is a few dozen bytes per distinct message.
+scratch is quadratic in the run length. Each message's tokens are memoized under its (tokenizer,
+template, role, content, name, tool calls) in a bounded, thread-safe LRU (:class:`MessageTokenCache`):
+counting a run costs about its unique content once.
 """
 
 from __future__ import annotations
@@ -40,36 +40,59 @@ from profiler.tokenizers import TokenizerChoice, get_encoder, tokenizer_for
 
 
 class MessageTokenCache:
-    """A bounded LRU map ``digest -> tokens``, safe to share between threads."""
+    """A bounded LRU map ``message key -> tokens``, safe to share between threads.
 
-    def __init__(self, max_entries: int = 200_000) -> None:
+    Keys hold the message's strings themselves: Python caches a string's hash on the object, so looking up
+    a message an agent re-sends (the same string objects, call after call) costs O(1) whatever its length,
+    and equality is exact (no collision risk). Memory is bounded by ``max_entries`` and by ``max_chars``,
+    the total length of the strings the keys keep alive (strings the agent's own history holds anyway).
+    """
+
+    def __init__(self, max_entries: int = 100_000, max_chars: int = 64_000_000) -> None:
         self.max_entries = max_entries
-        self._data: OrderedDict[bytes, int] = OrderedDict()
+        self.max_chars = max_chars
+        self._data: OrderedDict[Any, tuple[int, int]] = OrderedDict()
+        self._chars = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: bytes) -> int | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is None:
-                self.misses += 1
-                return None
+    def get(self, key: Any) -> int | None:
+        # Lock-free read: single OrderedDict operations are atomic under the GIL (keys are tuples of
+        # strings, so no Python-level __eq__/__hash__ runs); the lock guards put's compound update.
+        # Counters are statistics and may undercount under contention.
+        entry = self._data.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        try:
             self._data.move_to_end(key)
-            self.hits += 1
-            return value
+        except KeyError:  # evicted by another thread meanwhile; the value we read is still right
+            pass
+        self.hits += 1
+        return entry[0]
 
-    def put(self, key: bytes, value: int) -> None:
+    def put(self, key: Any, value: int, size: int = 0) -> None:
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._chars -= old[1]
+            self._data[key] = (value, size)
+            self._chars += size
+            while self._data and (len(self._data) > self.max_entries or self._chars > self.max_chars):
+                _, (_, freed) = self._data.popitem(last=False)
+                self._chars -= freed
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._chars = 0
             self.hits = self.misses = 0
+
+    @property
+    def chars(self) -> int:
+        """Total length of the strings held by the keys."""
+        return self._chars
 
     def __len__(self) -> int:
         return len(self._data)
@@ -172,10 +195,24 @@ def _openai_tokens_per_message(model: str) -> int:
     return 3
 
 
+_role_tokens: dict[tuple[str, str], int] = {}
+
+
+def _role_count(choice: TokenizerChoice, role: str) -> int:
+    """Tokens of a role word (a handful of distinct values: memoized without bound worries)."""
+    key = (choice.encoding, role)
+    n = _role_tokens.get(key)
+    if n is None:
+        n = len(choice.encoder.encode(role))
+        if len(_role_tokens) < 1024:
+            _role_tokens[key] = n
+    return n
+
+
 def _count_openai(m: Message, choice: TokenizerChoice, per_message: int) -> int:
     enc = choice.encoder
     text, others = content_text(m.get("content"))
-    n = per_message + len(enc.encode(str(m.get("role") or ""))) + len(enc.encode(text))
+    n = per_message + _role_count(choice, str(m.get("role") or "")) + (len(enc.encode(text)) if text else 0)
     n += others * IMAGE_TOKENS_ESTIMATE
     name = m.get("name")
     if name:
@@ -336,14 +373,26 @@ _Cache = MessageTokenCache | None
 _DEFAULT: Any = object()
 
 
+def _message_key(m: Message, choice: TokenizerChoice, per_message: int) -> tuple[tuple, int]:
+    """(memo key, characters it holds) of a message under ``choice``: everything that changes its count."""
+    content = m.get("content")
+    if content is not None and not isinstance(content, str):
+        content = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    ck = (choice.encoding, choice.chat_format, per_message)
+    name = m.get("name")
+    if m.get("tool_calls") or m.get("function_call"):
+        # Same key as _count_all's fast path when the calls are plain OpenAI dicts with string arguments.
+        fast = _calls_key(m)
+        calls = fast if fast is not None else ("general", *_tool_calls(m))
+        key: tuple = (ck, m.get("role"), content, name, calls)
+        return key, (len(content) if content else 0) + sum(len(str(c)) for c in calls)
+    return (ck, m.get("role"), content, name), len(content) if content else 0
+
+
 def _message_tokens(m: Message, choice: TokenizerChoice, per_message: int, cache: _Cache) -> int:
-    key = None
+    key: Any = None
     if cache is not None:
-        key = _digest(choice.encoding, choice.chat_format, per_message, str(m.get("role") or ""),
-                      m.get("content") if isinstance(m.get("content"), str) else json.dumps(
-                          m.get("content"), sort_keys=True, ensure_ascii=False, default=str),
-                      str(m.get("name") or ""), repr(_tool_calls(m)) if (m.get("tool_calls") or
-                                                                         m.get("function_call")) else "")
+        key, size = _message_key(m, choice, per_message)
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -353,9 +402,63 @@ def _message_tokens(m: Message, choice: TokenizerChoice, per_message: int, cache
         n = _count_deepseek(m, choice)
     else:
         n = _count_openai(m, choice, per_message)
-    if cache is not None and key is not None:
-        cache.put(key, n)
+    if cache is not None:
+        cache.put(key, n, size)
     return n
+
+
+def _calls_key(m: Message) -> tuple | None:
+    """A hashable key of a message's tool calls, or ``None`` when they need the general path."""
+    out = []
+    for c in m.get("tool_calls") or ():
+        fn = c.get("function") if c.__class__ is dict else None
+        if fn is None or fn.__class__ is not dict:
+            return None
+        args = fn.get("arguments")
+        if args.__class__ is not str:
+            return None
+        out.append((fn.get("name"), args))
+    if m.get("function_call"):
+        return None
+    return tuple(out)
+
+
+def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: _Cache) -> list[int]:
+    """Per-message tokens. This is the hot loop of incremental counting: the memo key of a message with
+    text content (and plain tool calls) is built inline, so a re-sent message costs about one dict
+    lookup; only misses take the general path."""
+    if cache is None:
+        return [_message_tokens(m, choice, per_message, None) for m in msgs]
+    ck = (choice.encoding, choice.chat_format, per_message)
+    data = cache._data
+    lookup = data.get
+    touch = data.move_to_end
+    out = []
+    append = out.append
+    hits = 0
+    for m in msgs:
+        get = m.get
+        content = get("content")
+        calls = get("tool_calls")
+        if calls:
+            ckey = _calls_key(m)
+            key: Any = None if ckey is None else (ck, get("role"), content, get("name"), ckey)
+        elif get("function_call"):
+            key = None
+        else:
+            key = (ck, get("role"), content, get("name"))
+        entry = lookup(key) if key is not None and (content is None or content.__class__ is str) else None
+        if entry is not None:
+            try:
+                touch(key)
+            except KeyError:  # evicted by another thread meanwhile; the value read is still right
+                pass
+            hits += 1
+            append(entry[0])
+        else:
+            append(_message_tokens(m, choice, per_message, cache))
+    cache.hits += hits
+    return out
 
 
 def count_tools(tools: Iterable[dict[str, Any]] | None, model: str, *, cache: Any = _DEFAULT) -> int:
@@ -367,7 +470,7 @@ def count_tools(tools: Iterable[dict[str, Any]] | None, model: str, *, cache: An
     cache = default_cache if cache is _DEFAULT else cache
     key = None
     if cache is not None:
-        key = _digest("tools", choice.encoding, choice.chat_format, tools)
+        key = ("tools", choice.encoding, choice.chat_format, _digest(tools))
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -388,10 +491,10 @@ def count_prompt(messages: Iterable[Any], model: str, tools: Iterable[dict[str, 
     them. ``cache``: the memo to use (default: the process-wide one; ``None``: count from scratch)."""
     cache = default_cache if cache is _DEFAULT else cache
     choice = tokenizer_for(model)
-    msgs = [to_openai_message(m) for m in messages]
+    msgs = [m if m.__class__ is dict else to_openai_message(m) for m in messages]
     tool_list = list(tools or [])
     per_message = _openai_tokens_per_message(model) if choice.chat_format == "openai" else 0
-    counts = tuple(_message_tokens(m, choice, per_message, cache) for m in msgs)
+    counts = tuple(_count_all(msgs, choice, per_message, cache))
     tool_tokens = count_tools(tool_list, model, cache=cache)
     enc = get_encoder(choice.encoding)
     if choice.chat_format == "chatml":
