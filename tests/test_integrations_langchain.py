@@ -454,3 +454,45 @@ def test_sdk_call_inside_a_langchain_model_is_not_counted_twice(llm_server: Any)
     u = span.llm.usage
     assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (500, 256, 20)
     assert len(llm_server.requests) == 1
+
+
+def test_langchain_cache_hits_bill_nothing() -> None:
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+
+    previous = get_llm_cache()
+    set_llm_cache(InMemoryCache())
+    try:
+        model = ScriptedChatModel()
+        with profile("cache") as run:
+            model.invoke([HumanMessage("2+3")])
+            model.invoke([HumanMessage("2+3")])
+    finally:
+        set_llm_cache(previous)
+    miss, hit = run.llm_spans()
+    assert miss.llm.usage.input_tokens == 120 and "served_from" not in (miss.attributes or {})
+    assert hit.attributes["served_from"] == "langchain-cache"
+    assert (hit.llm.usage.input_tokens, hit.llm.usage.output_tokens) == (0, 0)
+    assert hit.attributes["cached_usage"]["input_tokens"] == 120
+
+
+def test_plain_llms_and_retrievers_become_spans() -> None:
+    from langchain_core.documents import Document
+    from langchain_core.language_models.fake import FakeListLLM
+    from langchain_core.retrievers import BaseRetriever
+
+    class Shelf(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any = None) -> list[Document]:
+            return [Document(page_content=f"doc about {query}"), Document(page_content="another")]
+
+    chain = Shelf() | RunnableLambda(lambda docs: docs[0].page_content) | FakeListLLM(responses=["summary"])
+    with profile("rag") as run:
+        assert chain.invoke("cats") == "summary"
+    (retriever,) = [s for s in run.spans if s.kind == "retriever"]
+    assert retriever.name == "Shelf" and retriever.attributes["input"] == "cats"
+    assert retriever.attributes["documents"] == 2
+    (llm,) = run.llm_spans()
+    assert llm.llm.messages == [{"role": "user", "content": "doc about cats"}]
+    assert llm.llm.output == {"role": "assistant", "content": "summary"}
+    seq = run.by_id()[llm.parent_id]
+    assert seq.name == "RunnableSequence" and run.by_id()[retriever.parent_id] is seq

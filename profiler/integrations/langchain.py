@@ -362,7 +362,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         try:
             span = self._spans.get(run_id)
             if span is not None and span.llm is not None:
-                _fill_response(span.llm, response)
+                _fill_response(span.llm, response, span)
             self._close(run_id)
         except Exception as exc:
             internal_error("langchain on_llm_end", exc)
@@ -472,7 +472,7 @@ def _serialized_name(serialized: dict[str, Any] | None) -> str | None:
     return str(ids[-1]) if ids else None
 
 
-def _fill_response(call: LLMCall, response: "LLMResult") -> None:
+def _fill_response(call: LLMCall, response: "LLMResult", span: Span | None = None) -> None:
     """Output message, usage, model, response id and finish reason from a LangChain ``LLMResult``."""
     generation = None
     if response.generations and response.generations[0]:
@@ -495,6 +495,28 @@ def _fill_response(call: LLMCall, response: "LLMResult") -> None:
         info = generation.generation_info or {}
         call.finish_reason = info.get("finish_reason")
     call.usage = _usage_from_message(message, response.llm_output)
+    served_from = _cache_hit(message)
+    if served_from is not None:
+        # No request reached the provider: nothing was billed. The cached answer's own usage is kept
+        # apart so reports can say what the hit saved.
+        if span is not None:
+            span.set_attribute("served_from", served_from)
+            span.set_attribute("cached_usage", call.usage.to_dict())
+        call.usage = Usage.from_provider(input_tokens=0, output_tokens=0)
+
+
+def _cache_hit(message: Any) -> str | None:
+    """Where a response came from when it was a cache hit (LangChain's own cache marks hits by adding
+    ``total_cost: 0`` to ``usage_metadata``; tokprof's live cache tags ``response_metadata``)."""
+    if message is None:
+        return None
+    meta = getattr(message, "response_metadata", None) or {}
+    if meta.get("tokprof_response_cache") == "hit":
+        return "response-cache"
+    usage = getattr(message, "usage_metadata", None) or {}
+    if "total_cost" in usage and usage.get("total_cost") == 0:
+        return "langchain-cache"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
