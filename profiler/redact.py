@@ -84,7 +84,9 @@ _BUILTIN: list[tuple[str, str, int]] = [
     ("slack-token", _B + r"xox[abposr]-[A-Za-z0-9\-]{10,}", 0),
     ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]{20,}", 0),
     ("jwt", rf"{_B}eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}", 0),
-    ("bearer-token", r"(?i:bearer)\s+([A-Za-z0-9\-._~+/]{8,}=*)", 1),
+    # A bearer token is anything up to the next space or quote, as long as it is not a plain word
+    # ("the bearer certificate" stays): it must hold a digit or a symbol.
+    ("bearer-token", r"(?i:bearer)\s+(?=[^\s\"'\\,;]*[0-9+/=_\-.~&$!@#%^*])([^\s\"'\\,;]{8,})", 1),
     ("authorization-header", r"(?i:authorization)[\"':=\s\\]{1,6}(?i:basic|token|digest)\s+([A-Za-z0-9\-._~+/]{6,}=*)", 1),
     ("credential", rf"(?i:{_SECRET_NAMES})[\"']?\\?[\"']?\s*[:=]\s*\\?[\"']?([^\s\"',;\\}}{{\[\]]{{8,}})", 1),
 ]

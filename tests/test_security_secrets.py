@@ -1,0 +1,307 @@
+"""Secrets never reach disk; run files are private; payload capture can be switched off (issue #9, point 4).
+
+30 fake-but-real-format credentials go through prompts, model outputs, tool outputs, ``@trace`` arguments
+(positional, keyword, long values captured as reprs), return values and error messages of a profiled
+agent; afterwards no file anywhere under the test's folder contains any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from profiler import load_run, profile, record_llm_call, redact, save_run, span, trace
+from profiler.hooks import _reset_internal_errors
+from tests.secret_samples import CUSTOM_PATTERN, SECRETS, in_context
+
+KINDS = sorted(SECRETS)
+CONTEXT_ONLY = {"aws-secret-access-key", "bearer-token", "basic-auth", "password-assignment", "api-key-assignment"}
+
+
+@pytest.fixture(autouse=True)
+def _custom_pattern():
+    redact.clear_patterns()
+    redact.add_pattern(CUSTOM_PATTERN, "acme-token")
+    yield
+    redact.clear_patterns()
+
+
+def all_file_bytes(root: Path) -> list[tuple[Path, bytes]]:
+    return [(p, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def assert_no_secret_in(root: Path) -> int:
+    """Every file under ``root`` is free of every secret (also JSON-escaped); returns the files checked."""
+    files = all_file_bytes(root)
+    assert files, f"nothing was written under {root}"
+    for path, data in files:
+        for kind, secret in SECRETS.items():
+            forms = {secret, json.dumps(secret)[1:-1]}
+            # PEM bodies: no line of the key body may survive either.
+            forms |= {line for line in secret.splitlines() if len(line) > 30 and "-----" not in line}
+            for form in forms:
+                assert form.encode() not in data, f"{kind} secret leaked into {path}"
+    return len(files)
+
+
+def test_there_are_at_least_25_formats():
+    assert len(SECRETS) >= 25
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_redact_text_removes_each_format(kind):
+    secret = SECRETS[kind]
+    text = in_context(kind, secret)
+    for form in (text, repr(text), json.dumps(text)):
+        out = redact.redact_text(form)
+        assert secret not in out and "[REDACTED:" in out, (kind, out)
+        # The fast pre-check the writer uses must never miss a secret the full patterns find.
+        assert redact.may_contain_secret(form)
+
+
+def test_redact_obj_copies_and_redacts_by_key_name():
+    payload = {"headers": {"Authorization": "opaque-session-value-123"}, "api_key": "plainvalue1234",
+               "password": "hunter2hunter2", "max_tokens": 512, "input_tokens": 9,
+               "nested": [("ok", SECRETS["github-classic-pat"])]}
+    before = json.dumps(payload, default=list)
+    out = redact.redact_obj(payload)
+    assert json.dumps(payload, default=list) == before  # the input is not mutated
+    assert out["headers"]["Authorization"] == "[REDACTED:credential]"
+    assert out["api_key"] == out["password"] == "[REDACTED:credential]"
+    assert out["max_tokens"] == 512 and out["input_tokens"] == 9
+    assert out["nested"][0] == ("ok", "[REDACTED:github-token]")
+
+
+@pytest.mark.parametrize("text", [
+    "The risk-assessment-for-the-customer-account is ready.",
+    "Set max_tokens=1024 and temperature=0.2; tokens used: 1200.",
+    "The user forgot their password and asked for a reset link.",
+    "AKIA is a prefix; the order id is ORD-2024-000123.",
+    "Bearer of bad news.",
+    "def test_secret(): assert True",
+])
+def test_prose_is_not_redacted(text):
+    assert redact.redact_text(text) == text
+
+
+def test_env_patterns_and_switch(monkeypatch):
+    monkeypatch.setenv(redact.ENV_PATTERNS, "INTERNAL-[0-9]{6}\n(")  # the second one is invalid: skipped
+    assert redact.redact_text("ticket INTERNAL-123456 done") == "ticket [REDACTED:custom] done"
+    monkeypatch.setenv(redact.ENV_PATTERNS, '["ZZ-[a-z]{5}"]')
+    assert redact.redact_text("a ZZ-abcde b") == "a [REDACTED:custom] b"
+    monkeypatch.setenv(redact.ENV_DISABLE, "0")
+    secret = SECRETS["openai-project"]
+    assert redact.redact_text(secret) == secret
+
+
+def run_agent_leaking_everything(folder: Path) -> "profile":
+    """A profiled agent that meets every secret in every place a profiler records."""
+
+    @trace(kind="tool")
+    def read_env_file(path: str) -> str:  # a tool whose output carries the secret
+        return "\n".join(in_context(k, s) for k, s in SECRETS.items())
+
+    @trace
+    def call_api(key: str, *, headers: dict) -> dict:  # arguments carry the secret
+        return {"status": 200, "echo": key}
+
+    @trace
+    def use_key(kind: str, secret: str) -> str:
+        if kind.startswith("pem") or kind.startswith("stripe"):
+            raise PermissionError(f"rejected credential {secret}")  # an error carries it
+        return f"ok: {secret}"  # a return value carries it
+
+    p = profile("leaky", save=folder, tags={"deploy": "prod"})
+    with p:
+        env = read_env_file(".env")
+        for kind, secret in SECRETS.items():
+            # Self-identifying formats are passed bare; the few that are only secrets next to their name
+            # (an AWS secret key is 40 random base64 characters) are passed as they appear in config.
+            bare = in_context(kind, secret) if kind in CONTEXT_ONLY else secret
+            call_api(bare, headers={"Authorization": f"Bearer {secret}", "x-api-key": secret})
+            try:
+                use_key(kind, bare)
+            except PermissionError:
+                pass
+            with span("http", kind="tool", attributes={"request": in_context(kind, secret)}):
+                pass
+            record_llm_call(
+                model="gpt-4o", provider="openai",
+                messages=[{"role": "system", "content": "You are an ops agent."},
+                          {"role": "user", "content": f"Deploy with {in_context(kind, secret)}"},
+                          {"role": "tool", "tool_call_id": "c1", "content": env}],
+                output=f"Using {bare} now.",
+                usage={"input_tokens": 100, "output_tokens": 10},
+                params={"api_key": bare},
+            )
+        record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "x"}], output="y",
+                        error=f"401 Unauthorized for key {SECRETS['openai-legacy']}")
+    return p
+
+
+def test_no_secret_in_any_written_file(tmp_path):
+    folder = tmp_path / "written"
+    p = run_agent_leaking_everything(folder / "runs")
+    run = p.run
+    # The in-memory run is the user's own process memory: it still has the real values (the agent works).
+    assert any(SECRETS["openai-legacy"] in json.dumps(s.to_dict(), default=str) for s in run.spans)
+    # Streamed file, a whole-run save, and a save to an explicit path.
+    save_run(run, folder / "saved")
+    save_run(run, path=folder / "explicit" / "run.jsonl")
+    loaded = load_run(run.path)
+    assert loaded.complete and len(loaded.spans) == len(run.spans)
+    assert "[REDACTED:openai-key]" in run.path.read_text()
+    # A report rendered from the saved run (what `tokprof report` does), if the reports package can.
+    try:
+        from reports.html import write_html
+        from reports.model import build_report
+
+        write_html(build_report(loaded), folder / "report.html")
+    except ImportError:  # pragma: no cover - reports not built in this checkout
+        pass
+    checked = assert_no_secret_in(folder)
+    assert checked >= 3
+
+
+def test_redaction_keeps_the_file_loadable_and_ids_stable(tmp_path):
+    p = run_agent_leaking_everything(tmp_path)
+    back = load_run(p.run.path)
+    assert sorted(s.span_id for s in back.spans) == sorted(s.span_id for s in p.run.spans)
+    llm = [s for s in back.llm_spans() if len(s.llm.messages) > 1 and "Deploy" in str(s.llm.messages[1]["content"])]
+    assert len(llm) == len(SECRETS)
+    assert sum(s.llm.usage.input_tokens for s in llm) == 100 * len(SECRETS)
+    assert all("[REDACTED:" in s.llm.messages[1]["content"] for s in llm)
+    assert all(s.llm.params["api_key"] == "[REDACTED:credential]" for s in llm)
+
+
+def test_redaction_failure_fails_closed(tmp_path, monkeypatch, caplog):
+    """If redaction itself breaks, the line is dropped (never written unredacted) and the agent runs."""
+    _reset_internal_errors()
+    redact.clear_patterns()  # with no user pattern, only lines with a marker go through redact_obj
+
+    def broken(obj, _depth=0):
+        raise RuntimeError("redactor bug")
+
+    monkeypatch.setattr(redact, "redact_obj", broken)
+
+    @trace
+    def agent(x):
+        return x * 2
+
+    with caplog.at_level(logging.WARNING, logger="tokprof"), profile("r", save=tmp_path) as run:
+        assert agent(SECRETS["anthropic-api"]) == SECRETS["anthropic-api"] * 2
+        assert agent(SECRETS["openai-legacy"]) == SECRETS["openai-legacy"] * 2
+    text = run.path.read_text()
+    assert SECRETS["anthropic-api"] not in text and SECRETS["openai-legacy"] not in text
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# permissions
+# ---------------------------------------------------------------------------------------------------
+def mode(p: Path) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def test_run_files_and_created_folders_are_private(tmp_path):
+    target = tmp_path / "a" / "b" / "runs"
+    with profile("perm", save=target) as run:
+        record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], output="yo")
+    assert mode(run.path) == 0o600
+    for d in (tmp_path / "a", tmp_path / "a" / "b", target):
+        assert mode(d) == 0o700, d
+    saved = save_run(run, tmp_path / "c" / "d")
+    assert mode(saved) == 0o600 and mode(tmp_path / "c") == 0o700 and mode(tmp_path / "c" / "d") == 0o700
+
+
+def test_private_even_with_a_permissive_umask_and_an_existing_file(tmp_path):
+    old = os.umask(0)
+    try:
+        with profile("umask", save=tmp_path / "runs") as run:
+            pass
+        existing = tmp_path / "x.jsonl"
+        existing.write_text("old")
+        os.chmod(existing, 0o666)
+        save_run(run, path=existing)
+    finally:
+        os.umask(old)
+    assert mode(run.path) == 0o600 and mode(tmp_path / "runs") == 0o700 and mode(existing) == 0o600
+
+
+def test_existing_user_folders_are_not_chmodded(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    with profile("keep", save=shared) as run:
+        pass
+    assert mode(shared) == 0o755 and mode(run.path) == 0o600
+
+
+# ---------------------------------------------------------------------------------------------------
+# payload capture off
+# ---------------------------------------------------------------------------------------------------
+SENTINEL = "PAYLOAD-SENTINEL-7f3a"
+
+
+def agent_with_payloads() -> None:
+    @trace
+    def tool(query: str, *, limit: int = 3) -> str:
+        return f"{SENTINEL} result for {query}"
+
+    @trace
+    def failing(q: str) -> None:
+        raise ValueError(f"cannot parse {SENTINEL} {q}")
+
+    tool(f"{SENTINEL} q", limit=5)
+    try:
+        failing("x")
+    except ValueError:
+        pass
+    record_llm_call(model="gpt-4o", messages=[{"role": "system", "content": f"{SENTINEL} sys"},
+                                              {"role": "user", "content": f"{SENTINEL} hi"}],
+                    output=f"{SENTINEL} out", usage={"input_tokens": 40, "output_tokens": 7})
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_capture_off_records_no_payload(tmp_path, monkeypatch, how):
+    if how == "env":
+        monkeypatch.setenv("TOKPROF_CAPTURE", "0")
+        p = profile("nocap", save=tmp_path)
+    else:
+        p = profile("nocap", save=tmp_path, capture=False)
+    with p as run:
+        agent_with_payloads()
+    assert SENTINEL not in run.path.read_text()
+    assert all(SENTINEL not in json.dumps(s.to_dict(), default=str) for s in run.spans)
+    back = load_run(run.path)
+    # The shape, timing, usage and error kinds are still there.
+    assert sorted(s.name for s in back.spans) == sorted(["nocap", "tool", "failing", "gpt-4o"])
+    assert back.total_usage().input_tokens == 40 and back.total_usage().output_tokens == 7
+    failing = next(s for s in back.spans if s.name == "failing")
+    assert failing.status == "error" and failing.error == "ValueError"
+    llm = back.llm_spans()[0]
+    assert [m["role"] for m in llm.llm.messages] == ["system", "user"] and llm.llm.output is None
+    assert llm.attributes["tokprof.payload"] == "not captured"
+
+
+def test_capture_on_by_default_records_payloads(tmp_path):
+    with profile("cap", save=tmp_path) as run:
+        agent_with_payloads()
+    assert SENTINEL in run.path.read_text()
+
+
+@pytest.mark.xfail(reason="reports render an in-memory run as is; reports should pass payload text through "
+                          "profiler.redact.redact_text/redact_obj (owner: reports)", strict=False)
+def test_report_of_a_live_run_has_no_secret(tmp_path):
+    from reports.html import write_html
+    from reports.model import build_report
+
+    p = run_agent_leaking_everything(tmp_path / "runs")
+    write_html(build_report(p.run), tmp_path / "live.html")
+    for kind, secret in SECRETS.items():
+        assert secret not in (tmp_path / "live.html").read_text(), kind
