@@ -358,3 +358,13 @@ def test_profile_with_an_unknown_sdk_still_runs(caplog: pytest.LogCaptureFixture
     with profile("bad", instrument=["not-an-sdk"]) as run:
         pass
     assert run.spans and "supported SDKs" in caplog.text
+
+
+def test_chat_stream_other_stream_options_are_kept(client: openai.OpenAI, llm_server: Any) -> None:
+    llm_server.script(Reply(**USAGE_REPLY))
+    with profile("stream", instrument=["openai"]) as run:
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                                     stream_options={"include_obfuscation": False}))
+    assert llm_server.requests[-1].body["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    assert all(c.choices for c in chunks)
+    assert usage_tuple(only_llm(run).llm.usage) == EXPECTED

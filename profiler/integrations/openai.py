@@ -4,8 +4,8 @@ Opt-in: ``profiler.instrument("openai")`` (undone by ``uninstrument``) or ``prof
 
 Usage comes from the response (``usage``), or for a stream from its final chunk. A streamed chat completion
 only carries usage when ``stream_options={"include_usage": True}``; when the caller did not set
-``stream_options`` we add it and hide the extra usage-only chunk, so the caller's iterator yields exactly
-what it would have without tokprof. Cached prompt tokens (``prompt_tokens_details.cached_tokens``) and
+``include_usage`` we add it (keeping any other stream options) and hide the extra usage-only chunk, so
+the caller's iterator yields exactly what it would have without tokprof. Cached prompt tokens (``prompt_tokens_details.cached_tokens``) and
 reasoning tokens (``completion_tokens_details.reasoning_tokens``) are kept, and cache writes when the API
 reports them (``cache_write_tokens``); OpenAI's ``prompt_tokens`` already includes the cached part, which
 is tokprof's convention. A count the API did not report stays unknown rather than zero.
@@ -173,9 +173,12 @@ class ChatAdapter:
         )
 
     def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:
-        if _given(kwargs.get("stream_options")):
-            return kwargs, None  # the caller chose; if it did not ask for usage, usage stays unknown
-        return {**kwargs, "stream_options": {"include_usage": True}}, _is_usage_only_chunk
+        options = kwargs.get("stream_options")
+        if not _given(options):
+            options = {}
+        if not isinstance(options, dict) or "include_usage" in options:
+            return kwargs, None  # the caller chose; if it refused usage, usage stays unknown (filled by counting)
+        return {**kwargs, "stream_options": {**options, "include_usage": True}}, _is_usage_only_chunk
 
     def fill(self, call: LLMCall, response: Any) -> None:
         choices = getattr(response, "choices", None) or []
