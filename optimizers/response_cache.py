@@ -304,6 +304,8 @@ class _CachedCreate:
         if kwargs.get("system") is not None:  # Anthropic's system prompt is a separate field
             messages = [{"role": "system", "content": kwargs["system"]}, *messages]
         params = {k: v for k, v in kwargs.items() if k not in _REQUEST_FIELDS}
+        if isinstance(kwargs.get("extra_body"), dict):  # e.g. sampling parameters an SDK has no argument for
+            params.update(kwargs["extra_body"])
         key = None
         try:
             if self._cache.cacheable(params):
