@@ -496,3 +496,25 @@ def test_plain_llms_and_retrievers_become_spans() -> None:
     assert llm.llm.output == {"role": "assistant", "content": "summary"}
     seq = run.by_id()[llm.parent_id]
     assert seq.name == "RunnableSequence" and run.by_id()[retriever.parent_id] is seq
+
+
+def test_concurrent_async_agents_keep_separate_subtrees() -> None:
+    agent = make_agent(stream=True)
+
+    async def main() -> Run:
+        async with profile("gather") as run:
+            answers = await asyncio.gather(agent.ainvoke("2+3"), agent.ainvoke("4+5"), agent.abatch(["1+1", "2+2"]))
+        assert answers[:2] == ["The answer is 5.", "The answer is 9."]
+        return run
+
+    run = asyncio.run(main())
+    agents = named(run, "agent")
+    assert len(agents) == 4
+    for a in agents:
+        kids = [s for s in run.spans if s.parent_id == a.span_id]
+        assert sorted(s.kind for s in kids) == ["llm", "llm", "tool"]
+        tool_input = next(s for s in kids if s.kind == "tool").attributes["input"]
+        x, y = (int(v) for v in next(k for k in kids if k.llm).llm.messages[1]["content"].split("+"))
+        assert tool_input == f'{{"a": {x}, "b": {y}}}'
+    assert totals(run) == {k: 4 * v for k, v in EXPECTED_ONE_RUN.items()}
+    assert hooks.current_span() is None
