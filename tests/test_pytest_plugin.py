@@ -218,3 +218,25 @@ def test_summary_lists_every_profiled_test(pytester: pytest.Pytester) -> None:
     assert "test_p[100]" in section and "test_p[300]" in section and "test_plain" not in section
     # biggest first
     assert section.index("test_p[300]") < section.index("test_p[100]")
+
+
+def test_code_that_opens_its_own_profile_is_counted(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_inner="""
+        import pytest
+        from profiler import profile, record_llm_call
+
+        def app():
+            with profile("app") as inner:
+                record_llm_call(model="gpt-4o-mini", name="inner-call",
+                                usage={"input_tokens": 700, "output_tokens": 3})
+            return inner
+
+        @pytest.mark.token_budget(max_input_tokens=500)
+        def test_nested(tokprof):
+            inner = app()
+            assert len(inner.llm_spans()) == 1  # the app's own run is untouched
+            assert tokprof.total_usage().input_tokens == 700  # and the test's run includes it
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*input tokens 700 > max_input_tokens=500*", "*703*llm*inner-call*"])

@@ -26,6 +26,7 @@ At the end of the session a table lists the usage of every profiled test (only i
 
 from __future__ import annotations
 
+import contextvars
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -156,17 +157,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def tokprof(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Profile the test body; the value is the :class:`profiler.Run` being recorded."""
-    from profiler import profile
+    """Profile the test body; the value is the :class:`profiler.Run` being recorded.
 
+    Code under test that opens its own ``profile()`` records into its own run; when that inner profile
+    ends, a copy of its spans is grafted under this run's root, so the test's numbers include it."""
+    from profiler import hooks, profile
+
+    if _graft_nested not in hooks._profile_exit_hooks:
+        hooks._profile_exit_hooks.append(_graft_nested)
     p = profile(request.node.nodeid, tags={"test": request.node.name}, kind="function",
                 metadata={"source": "pytest", "nodeid": request.node.nodeid})
     run = p.__enter__()
+    token = _TARGET.set((run, p.root.span_id if p.root is not None else None))
     request.node.stash[_RUN] = run
     try:
         yield run
     finally:
+        _TARGET.reset(token)
         p.__exit__(None, None, None)
+
+
+_TARGET: "contextvars.ContextVar[tuple[Any, str | None] | None]" = contextvars.ContextVar(
+    "tokprof_pytest_target", default=None)
+
+
+def _graft_nested(p: Any) -> None:
+    """Profile exit hook: copy the spans of a profile that ran inside a profiled test into the test's run."""
+    target = _TARGET.get()
+    if target is None or p.run is target[0]:
+        return
+    import time
+
+    from profiler.model import Span
+
+    run, root_id = target
+    spans = list(p.run.spans)
+    if p.root is not None and p.root.end_ns is None:  # exit hooks run before the inner root is closed
+        spans.append(p.root)
+    for s in spans:
+        c = Span.from_dict(s.to_dict())
+        c.run_id = run.run_id
+        if c.end_ns is None:
+            c.end_ns = time.perf_counter_ns()
+        if c.parent_id is None:
+            c.parent_id = root_id
+            c.set_attribute("tokprof.nested_run", p.run.run_id)
+        run.spans.append(c)
 
 
 @pytest.hookimpl(wrapper=True)
