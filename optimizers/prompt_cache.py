@@ -256,7 +256,7 @@ def _diff_excerpt(a: str, b: str, width: int = 40) -> tuple[str, str]:
     while i < n and a[i] == b[i]:
         i += 1
     lo = max(0, i - width)
-    return a[lo:i + width], b[lo:i + width]
+    return a[lo:i + 2 * width], b[lo:i + 2 * width]
 
 
 def _segment(pu: PromptUnits, pos: int) -> int:
