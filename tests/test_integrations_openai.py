@@ -368,3 +368,18 @@ def test_chat_stream_other_stream_options_are_kept(client: openai.OpenAI, llm_se
     assert llm_server.requests[-1].body["stream_options"] == {"include_obfuscation": False, "include_usage": True}
     assert all(c.choices for c in chunks)
     assert usage_tuple(only_llm(run).llm.usage) == EXPECTED
+
+
+def test_saved_run_file_round_trips_the_sdk_span(client: openai.OpenAI, llm_server: Any, tmp_path: Any) -> None:
+    from profiler import load_run
+
+    llm_server.script(Reply(text="", tool_calls=[{"id": "call_1", "name": "add", "arguments": {"a": 1}}],
+                            **USAGE_REPLY))
+    with profile("saved", instrument=["openai"], save=tmp_path) as run:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=TOOLS,
+                                       response_format={"type": "text"})
+    loaded = load_run(run.path)
+    (span,) = loaded.llm_spans()
+    assert usage_tuple(span.llm.usage) == EXPECTED
+    assert span.llm.tools == TOOLS and span.llm.params == {"response_format": {"type": "text"}}
+    assert span.llm.output == only_llm(run).llm.output

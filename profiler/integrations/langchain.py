@@ -87,6 +87,24 @@ def _to_text(value: Any) -> str:
         return _truncate(repr(value))
 
 
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (run files are JSON): pydantic models dumped, classes and other
+    objects named."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if hasattr(value, "model_dump"):
+        try:
+            return _jsonable(value.model_dump())
+        except Exception:
+            pass
+    return json.loads(json.dumps(value, default=repr))
+
+
 def _messages_to_openai(messages: "list[BaseMessage]") -> list[Message]:
     """LangChain messages in OpenAI chat format (tool calls and tool results included)."""
     from langchain_core.messages import convert_to_openai_messages
@@ -300,7 +318,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
             or invocation.get("model_name")
             or invocation.get("model_id")
         )
-        params = {k: invocation[k] for k in _PARAM_KEYS if invocation.get(k) is not None}
+        params = {k: _jsonable(invocation[k]) for k in _PARAM_KEYS if invocation.get(k) is not None}
         for key, ls_key in (("temperature", "ls_temperature"), ("max_tokens", "ls_max_tokens"), ("stop", "ls_stop")):
             if key not in params and metadata.get(ls_key) is not None:
                 params[key] = metadata[ls_key]

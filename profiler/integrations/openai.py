@@ -62,6 +62,8 @@ def _given(value: Any) -> bool:
 
 def _plain(value: Any) -> Any:
     """SDK objects (pydantic models, iterables of them) as plain JSON-able data."""
+    if isinstance(value, type):  # e.g. a pydantic class given as response_format to .parse()
+        return f"{value.__module__}.{value.__qualname__}"
     if hasattr(value, "model_dump"):
         return value.model_dump(exclude_none=True)
     if isinstance(value, dict):
