@@ -36,12 +36,12 @@ def history() -> list:
 
 def test_transforms_each_pass() -> None:
     msgs = history()
-    out = LiveSession(passes=["dedupe"]).transform(msgs)
+    out = LiveSession(passes=["dedupe"], use_optimizers=False).transform(msgs)
     assert message_text(out[5]) == "[same output as tool call c1 above]" and message_text(out[3]) == BIG
-    out = LiveSession(passes=["minify"]).transform(msgs)
+    out = LiveSession(passes=["minify"], use_optimizers=False).transform(msgs)
     assert json.loads(message_text(out[3])) == json.loads(BIG) and len(message_text(out[3])) < len(BIG)
     assert message_text(out[7]) == "short"
-    out = LiveSession(passes=["observation-mask"], keep_last=2).transform(msgs)
+    out = LiveSession(passes=["observation-mask"], keep_last=2, use_optimizers=False).transform(msgs)
     assert "elided by tokprof observation-mask" in message_text(out[3])  # old and long
     assert message_text(out[7]) == "short"  # too short to be worth masking
     assert message_text(out[11]) == "y" * 400  # among the newest two
@@ -50,11 +50,20 @@ def test_transforms_each_pass() -> None:
     assert msgs[0].content == "You are helpful." * 20  # inputs untouched
 
 
+def test_compression_runs_the_optimizers_passes_live() -> None:
+    pytest.importorskip("optimizers.compression.dedupe")
+    msgs = history()
+    out = LiveSession(passes=["minify", "dedupe"]).transform(msgs, "claude-sonnet-4-5")
+    assert message_text(out[5]).startswith("[identical to the big")  # engineer E's pointer text
+    assert json.loads(message_text(out[3])) == json.loads(BIG)
+    assert all(type(a) is type(b) for a, b in zip(msgs, out)) and out[2] is msgs[2]
+
+
 def test_mask_keeps_the_target_of_a_kept_pointer() -> None:
-    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=3).transform(history())
+    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=3, use_optimizers=False).transform(history())
     # c2 is a pointer to c1 but has fallen out of the window; c1 is masked since no kept output points at it
     assert "elided" in message_text(out[3])
-    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=5).transform(history())
+    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=5, use_optimizers=False).transform(history())
     assert message_text(out[3]) == BIG and message_text(out[5]).startswith("[same output")
 
 
@@ -89,15 +98,26 @@ def test_no_optimize_means_no_live_session() -> None:
 
 
 def test_a_failing_transform_never_breaks_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(session, messages):  # noqa: ANN001, ANN202
+    def boom(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("bug in a pass")
 
-    monkeypatch.setitem(live_hooks._TRANSFORMS, "minify", boom)
+    monkeypatch.setattr(LiveSession, "transform", boom)
     model = echo_model()
     msgs = history()
     with profile("live", optimize=["minify"]):
         out = model.invoke(msgs)
     assert out.content == model.policy(msgs).content  # sent unchanged
+
+
+def test_a_failing_optimizers_pass_falls_back_to_the_local_transform(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def compress(self, messages, model=None):  # noqa: ANN001, ANN201
+            raise RuntimeError("bug")
+
+    session = LiveSession(passes=["minify"])
+    session._external["minify"] = Broken()
+    out = session.transform(history())
+    assert json.loads(message_text(out[3])) == json.loads(BIG) and len(message_text(out[3])) < len(BIG)
 
 
 def test_scripted_provider_prompt_cache() -> None:

@@ -25,8 +25,10 @@ Passes that can act live (their recorded-run counterparts live in ``optimizers``
 
 How: while a live profile is active, ``BaseChatModel.generate``/``agenerate`` are wrapped so the message
 transforms run *before* LangChain's callbacks, so the profiler records the prompt that was really sent.
-Message transforms are applied in the order dedupe, observation-mask, minify, prompt-cache, whatever order
-they were asked in (pointers before masks, markers last). Every failure inside is swallowed through
+Message transforms are applied in the order minify, dedupe, observation-mask, prompt-cache (markers
+last), whatever order they were asked in. ``minify``, ``dedupe`` and ``observation-mask`` run engineer E's
+``optimizers.compression`` passes (the code the simulated pipeline uses) when importable, with
+:data:`LIVE_PASS_OPTIONS`; the small local transforms below are the fallback. Every failure inside is swallowed through
 ``profiler.hooks.internal_error``: the agent then runs unoptimized, never broken.
 """
 
@@ -53,7 +55,11 @@ ALIASES = {
     "dedup": "dedupe", "dedupe-tool-outputs": "dedupe", "response_cache": "response-cache",
 }
 
-_TRANSFORM_ORDER = ("dedupe", "observation-mask", "minify", "prompt-cache")
+_TRANSFORM_ORDER = ("minify", "dedupe", "observation-mask", "prompt-cache")
+_OPTIMIZER_PASSES = ("minify", "dedupe", "observation-mask")
+LIVE_PASS_OPTIONS: dict[str, dict[str, Any]] = {"observation-mask": {"keep_turns": 3}}
+"""Default options of the live compression passes: an agent re-reads recent outputs, so masking keeps the
+outputs of the last three steps (the recorded-run default of one step is tuned for simulation)."""
 MASK_KEEP_LAST = 3
 MASK_MIN_CHARS = 200
 """Tool outputs shorter than this are not worth masking (the placeholder is about as long)."""
@@ -69,7 +75,14 @@ class LiveSession:
     unknown: list[str] = field(default_factory=list)
     keep_last: int = MASK_KEEP_LAST
     cache: Any = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-pass options for the compression passes of ``optimizers`` (e.g. ``{"observation-mask":
+    {"keep_turns": 3}}``)."""
+    use_optimizers: bool = True
+    """Run ``minify``/``dedupe``/``observation-mask`` with engineer E's ``optimizers.compression`` passes
+    (the same code the simulated pipeline uses) when they are importable; the local versions otherwise."""
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    _external: dict[str, Any] = field(default_factory=dict)
     _previous_cache: Any = None
     _token: contextvars.Token | None = None
 
@@ -77,13 +90,37 @@ class LiveSession:
         self.stats.setdefault(name, {}).setdefault(key, 0)
         self.stats[name][key] += n
 
-    def transform(self, messages: list[Any]) -> list[Any]:
+    def transform(self, messages: list[Any], model: str | None = None) -> list[Any]:
         """The messages with every active message transform applied (the input list is not modified)."""
         out = list(messages)
         for name in _TRANSFORM_ORDER:
-            if name in self.passes:
-                out = _TRANSFORMS[name](self, out)
+            if name not in self.passes:
+                continue
+            external = self._pass(name)
+            if external is not None:
+                try:
+                    out = _via_optimizer_pass(self, name, external, out, model)
+                    continue
+                except Exception as exc:  # fall back to the local transform, logged once
+                    _hooks.internal_error(f"live pass {name} (optimizers)", exc)
+            out = _TRANSFORMS[name](self, out)
         return out
+
+    def _pass(self, name: str) -> Any:
+        """The ``optimizers`` compression pass for ``name``, or ``None`` (not installed / not used)."""
+        if not self.use_optimizers or name not in _OPTIMIZER_PASSES:
+            return None
+        if name not in self._external:
+            try:
+                import optimizers.compression  # noqa: F401  (registers the passes)
+                from optimizers.base import make_pass
+
+                p = make_pass(name, **self.options.get(name, {}))
+                self._external[name] = p if hasattr(p, "compress") else None
+            except Exception as exc:
+                _hooks.internal_error(f"loading live pass {name} from optimizers", exc)
+                self._external[name] = None
+        return self._external[name]
 
 
 def canonical_pass(name: str) -> str:
@@ -202,6 +239,27 @@ _TRANSFORMS: dict[str, Callable[[LiveSession, list[Any]], list[Any]]] = {
 }
 
 
+def _via_optimizer_pass(session: LiveSession, name: str, p: Any, messages: list[Any], model: str | None) -> list[Any]:
+    """Run an ``optimizers`` message pass (OpenAI-format dicts) on LangChain messages, keeping each message
+    object and changing only the content of the messages the pass rewrote."""
+    from langchain_core.messages import convert_to_messages, convert_to_openai_messages
+
+    dicts = [convert_to_openai_messages([m])[0] for m in messages]
+    rewritten = p.compress(list(dicts), model).messages
+    if len(rewritten) != len(dicts):  # the pass dropped or merged messages: rebuild them all
+        session.bump(name, "messages_removed", len(dicts) - len(rewritten))
+        return list(convert_to_messages(rewritten))
+    out = []
+    for m, before, after in zip(messages, dicts, rewritten):
+        new = after.get("content")
+        if after is before or new == before.get("content") or not isinstance(new, str):
+            out.append(m)
+            continue
+        session.bump(name, "chars_removed", len(_text(m) or "") - len(new))
+        out.append(_with_text(m, new))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # the response cache
 # ---------------------------------------------------------------------------------------------------
@@ -294,10 +352,10 @@ def _patch_models() -> None:
         _originals["generate"], _originals["agenerate"] = generate, agenerate
 
         def live_generate(self: Any, messages: list[list[Any]], *args: Any, **kwargs: Any) -> Any:
-            return generate(self, _transform_batch(messages), *args, **kwargs)
+            return generate(self, _transform_batch(self, messages), *args, **kwargs)
 
         async def live_agenerate(self: Any, messages: list[list[Any]], *args: Any, **kwargs: Any) -> Any:
-            return await agenerate(self, _transform_batch(messages), *args, **kwargs)
+            return await agenerate(self, _transform_batch(self, messages), *args, **kwargs)
 
         BaseChatModel.generate = live_generate  # type: ignore[method-assign]
         BaseChatModel.agenerate = live_agenerate  # type: ignore[method-assign]
@@ -314,12 +372,21 @@ def _unpatch_models() -> None:
             BaseChatModel.agenerate = _originals.pop("agenerate")  # type: ignore[method-assign]
 
 
-def _transform_batch(batch: list[list[Any]]) -> list[list[Any]]:
+def _model_name(model: Any) -> str | None:
+    for attr in ("model_name", "model", "model_id", "deployment_name"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _transform_batch(model: Any, batch: list[list[Any]]) -> list[list[Any]]:
     live = _session.get()
     if live is None:
         return batch
     try:
-        out = [live.transform(list(messages)) for messages in batch]
+        name = _model_name(model)
+        out = [live.transform(list(messages), name) for messages in batch]
         live.bump("requests", "transformed", len(out))
         return out
     except Exception as exc:  # never break the agent: send the messages unchanged
@@ -336,7 +403,8 @@ def activate_live(p: Any) -> None:
     if not requested:
         return
     session = LiveSession(passes=[n for n in LIVE_PASSES if n in requested],
-                          unknown=[n for n in requested if n not in LIVE_PASSES])
+                          unknown=[n for n in requested if n not in LIVE_PASSES],
+                          options={k: dict(v) for k, v in LIVE_PASS_OPTIONS.items()})
     p.run.metadata["live_passes"] = list(session.passes)
     if session.unknown:
         p.run.metadata["live_passes_unavailable"] = list(session.unknown)
