@@ -1,0 +1,209 @@
+"""What the optimization passes save on every run of the shared corpus (../shared/corpus).
+
+For each file and overall: calls, input/output tokens, billed cost as recorded and after each pass
+(cumulative, in the order given), the share of calls served by the response cache, and for τ²-bench
+files the agent's billed cost cut by prompt-cache alone.
+
+All runs of one file are treated as one account: their calls reach the provider's prompt cache in
+wall-clock order (:func:`optimizers.billing.bill_runs`) and share one response cache (one
+``PassContext``), as the trials of a benchmark run would.
+
+    python benchmarks/bench_savings.py [--passes response-cache,prompt-cache,tool-cache] [--json]
+                                       [--corpus DIR] [--files GLOB]
+
+The pass list is a parameter (``measure_file(path, passes)``), so other passes (compression...) add
+columns without changing this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from optimizers.base import PassContext, make_pass  # noqa: E402
+from optimizers.billing import SERVED_ATTR, bill_runs  # noqa: E402
+from profiler.model import Run  # noqa: E402
+
+DEFAULT_PASSES = ["response-cache", "prompt-cache", "tool-cache"]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@dataclass
+class Stage:
+    """Totals of one file after the passes up to this one."""
+
+    name: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal | None
+    agent_cost: Decimal | None = None
+    served: int = 0
+
+
+@dataclass
+class FileResult:
+    path: Path
+    runs: int
+    calls: int
+    file_cost: Decimal | None
+    """Sum of the costs the file itself recorded (``None`` when it records none)."""
+    stages: list[Stage] = field(default_factory=list)
+    prompt_cache_alone_agent: tuple[Decimal | None, Decimal | None] | None = None
+    """(agent cost as recorded, after prompt-cache alone) for τ²-bench files."""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        def s(v: Decimal | None) -> str | None:
+            return None if v is None else str(v)
+
+        return {
+            "file": str(self.path), "runs": self.runs, "calls": self.calls, "file_cost": s(self.file_cost),
+            "stages": [{"pass": st.name, "input_tokens": st.input_tokens, "output_tokens": st.output_tokens,
+                        "cost": s(st.cost), "agent_cost": s(st.agent_cost), "served": st.served}
+                       for st in self.stages],
+            "response_cache_share": self.served_share,
+            "prompt_cache_alone_agent_cut": self.agent_cut,
+            "seconds": round(self.seconds, 2),
+        }
+
+    @property
+    def served_share(self) -> float:
+        return (self.stages[-1].served / self.calls) if self.calls else 0.0
+
+    @property
+    def agent_cut(self) -> float | None:
+        if not self.prompt_cache_alone_agent:
+            return None
+        before, after = self.prompt_cache_alone_agent
+        if not before or after is None:
+            return None
+        return float(1 - after / before)
+
+
+def load_runs(path: Path) -> list[Run]:
+    from profiler.interchange import import_file
+
+    return list(import_file(path).runs)
+
+
+def _side(run: Run, span: Any) -> str | None:
+    return run.span_tags(span).get("side")
+
+
+def _stage(name: str, runs: list[Run], currency: str) -> Stage:
+    bills = bill_runs(runs, currency)
+    inp = out = served = 0
+    agent: Decimal | None = None
+    for run, bill in zip(runs, bills):
+        by_id = run.by_id()
+        for b in bill.calls:
+            span = by_id[b.span_id]
+            assert span.llm is not None
+            inp += span.llm.usage.input_tokens
+            out += span.llm.usage.output_tokens
+            served += bool((span.attributes or {}).get(SERVED_ATTR))
+            if _side(run, span) == "agent" and b.cost is not None:
+                agent = (agent or Decimal(0)) + b.cost
+    totals = [b.total for b in bills if b.total is not None]
+    cost = sum(totals, Decimal(0)) if totals else None
+    return Stage(name, inp, out, cost, agent, served)
+
+
+def measure_file(path: Path, passes: list[str], currency: str = "USD") -> FileResult:
+    """Apply ``passes`` cumulatively to every run of ``path`` and bill each stage."""
+    t0 = time.perf_counter()
+    runs = load_runs(path)
+    calls = sum(len(r.llm_spans()) for r in runs)
+    recorded = [s.llm.cost.amount for r in runs for s in r.llm_spans()
+                if s.llm is not None and s.llm.cost is not None and s.llm.cost.amount is not None]
+    res = FileResult(path, len(runs), calls, sum(recorded, Decimal(0)) if recorded else None)
+    res.stages.append(_stage("recorded", runs, currency))
+    ctx = PassContext(currency=currency)
+    current = runs
+    for name in passes:
+        p = make_pass(name)
+        current = [p.apply(r, ctx)[0] for r in current]
+        res.stages.append(_stage(name, current, currency))
+    if any(_side(r, s) == "agent" for r in runs[:1] for s in r.llm_spans()):
+        alone = make_pass("prompt-cache")
+        cached = [alone.apply(r, PassContext(currency=currency))[0] for r in runs]
+        res.prompt_cache_alone_agent = (res.stages[0].agent_cost, _stage("prompt-cache", cached, currency).agent_cost)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def corpus_files(corpus: Path, pattern: str = "*") -> list[Path]:
+    return sorted(p for p in corpus.rglob(pattern) if p.is_file() and p.name.lower() != "readme.md")
+
+
+def _fmt_cost(v: Decimal | None) -> str:
+    return "      n/a" if v is None else f"{v:9.4f}"
+
+
+def print_table(results: list[FileResult], passes: list[str], currency: str) -> None:
+    names = ["recorded", *passes]
+    head = f"{'file':44} {'runs':>4} {'calls':>6} {'input tok':>11} {'output tok':>10} " + \
+        " ".join(f"{n[:9]:>9}" for n in names) + f" {'served':>7} {'agent PC':>8}"
+    print(f"billed cost in {currency}; columns after 'recorded' are cumulative; 'served' = share of calls "
+          f"answered by the response cache; 'agent PC' = agent cost cut by prompt-cache alone")
+    print(head)
+    print("-" * len(head))
+    tot = {n: Decimal(0) for n in names}
+    known = {n: False for n in names}
+    calls = inp = out = served = runs = 0
+    for r in results:
+        name = r.path.name if len(r.path.name) <= 44 else r.path.name[:20] + "…" + r.path.name[-23:]
+        cut = "" if r.agent_cut is None else f"{r.agent_cut:8.1%}"
+        print(f"{name:44} {r.runs:4} {r.calls:6} {r.stages[0].input_tokens:11,} {r.stages[0].output_tokens:10,} "
+              + " ".join(_fmt_cost(s.cost) for s in r.stages) + f" {r.served_share:7.1%} {cut:>8}")
+        for s in r.stages:
+            if s.cost is not None:
+                tot[s.name] += s.cost
+                known[s.name] = True
+        calls += r.calls
+        runs += r.runs
+        inp += r.stages[0].input_tokens
+        out += r.stages[0].output_tokens
+        served += r.stages[-1].served
+    print("-" * len(head))
+    print(f"{'ALL':44} {runs:4} {calls:6} {inp:11,} {out:10,} "
+          + " ".join(_fmt_cost(tot[n] if known[n] else None) for n in names)
+          + f" {served / calls if calls else 0:7.1%}")
+    base, final = tot["recorded"], tot[names[-1]]
+    if base:
+        print(f"overall: {base:.4f} -> {final:.4f} {currency} ({1 - final / base:.1%} saved)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--passes", default=",".join(DEFAULT_PASSES))
+    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--files", default="*", help="glob of files under the corpus (default all)")
+    ap.add_argument("--currency", default="USD")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    passes = [p.strip() for p in args.passes.split(",") if p.strip()]
+    corpus = Path(args.corpus)
+    if not corpus.is_dir():
+        print(f"corpus not found at {corpus}", file=sys.stderr)
+        return 2
+    results = [measure_file(f, passes, args.currency) for f in corpus_files(corpus, args.files)]
+    if args.json:
+        print(json.dumps({"passes": passes, "currency": args.currency,
+                          "files": [r.to_dict() for r in results]}, indent=2))
+    else:
+        print_table(results, passes, args.currency)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
