@@ -128,3 +128,24 @@ def test_cli_no_optimize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "llm calls 14" in text and "baseline run saved" in text
     assert not (tmp_path / "r.html").exists()
     assert len(list((tmp_path / "runs").glob("*.jsonl"))) == 1
+
+
+def test_recorded_without_the_langchain_handler(monkeypatch: pytest.MonkeyPatch, result: demo.DemoResult) -> None:
+    """With no LangChain integration attached, the demo records each model call itself (what the provider
+    saw), so its numbers do not depend on the callback handler."""
+    import functools
+
+    from profiler import profile
+
+    monkeypatch.setattr(demo, "profile", functools.partial(profile, langchain=False))
+    base, answer = demo.run_agent()
+    opt, answer2 = demo.run_agent(optimize=list(DEFAULT_LIVE_PASSES))
+    assert answer == answer2
+    assert len(base.llm_spans()) == len(opt.llm_spans()) == demo.MODEL_CALLS_PER_RUN
+    hits = [s for s in opt.llm_spans() if (s.attributes or {}).get("response_cache") == "hit"]
+    assert len(hits) == 1 and hits[0].llm.usage.input_tokens == 0
+    assert opt.total_usage().input_tokens < base.total_usage().input_tokens
+    # the same numbers the LangChain handler recorded
+    assert base.total_usage().input_tokens == result.before.input_tokens
+    assert opt.total_usage().input_tokens == result.after.input_tokens
+    assert all(s.llm.usage.source("input_tokens") == "provider" for s in base.llm_spans())

@@ -343,14 +343,13 @@ def _llm_span_count(run: Run | None) -> int:
     return 0 if run is None else sum(1 for s in run.spans if s.llm is not None)
 
 
-def _invoke(runnable: Any, model: ScriptedChatModel, messages: list[BaseMessage], tools: list[BaseTool],
-            name: str) -> AIMessage:
+def _invoke(runnable: Any, model: ScriptedChatModel, messages: list[BaseMessage]) -> AIMessage:
     """One model call. If no LangChain integration recorded it (none attached), record it from what the
     provider saw, so the demo profiles the same with or without the callback handler."""
     run = current_run()
     spans_before = _llm_span_count(run)
     served_before = len(model.requests)
-    ai = runnable.invoke(messages)
+    ai = runnable.invoke(messages, config={"run_name": model.model_name})
     if run is None or _llm_span_count(run) > spans_before:
         return ai
     if len(model.requests) > served_before:
@@ -361,13 +360,13 @@ def _invoke(runnable: Any, model: ScriptedChatModel, messages: list[BaseMessage]
                                     cache_read_tokens=details.get("cache_read", 0),
                                     cache_write_tokens=details.get("cache_creation", 0))
         record_llm_call(model=model.model_name, provider=model.provider, messages=req["messages"],
-                        tools=req["tools"], output=req["output"], usage=usage, name=name)
+                        tools=req["tools"], output=req["output"], usage=usage, name=model.model_name)
     else:  # answered by the response cache: the provider was never called, nothing was billed
         span = record_llm_call(model=model.model_name, provider=model.provider,
                                messages=convert_to_openai_messages(messages),
                                output=convert_to_openai_messages([ai])[0],
                                usage=Usage.from_provider(input_tokens=0, output_tokens=0, cache_read_tokens=0,
-                                                         cache_write_tokens=0), name=name)
+                                                         cache_write_tokens=0), name=model.model_name)
         if span is not None:
             span.set_attribute("response_cache", "hit")
     return ai
@@ -378,7 +377,7 @@ def triage_ticket(model: ScriptedChatModel, ticket: dict[str, Any], progress: Pr
     # The ticket id is not in the prompt: the same e-mail sent twice makes the same request.
     messages = [SystemMessage(TRIAGE_PROMPT),
                 HumanMessage(f"From: {ticket['from']}\nSubject: {ticket['subject']}\n\n{ticket['body']}")]
-    ai = _invoke(model, model, messages, [], "triage")
+    ai = _invoke(model, model, messages)
     progress(f"triaged {ticket['ticket_id']}")
     return json.loads(message_text(ai))["category"]
 
@@ -401,7 +400,7 @@ def resolve_ticket(model: ScriptedChatModel, tools: list[BaseTool], ticket: dict
                      f"{ticket['body']}"),
     ]
     for step in range(MAX_STEPS):
-        ai = _invoke(bound, model, messages, tools, f"agent step {step}")
+        ai = _invoke(bound, model, messages)
         messages.append(ai)
         progress(f"{ticket['ticket_id']} step {step}")
         if not ai.tool_calls:

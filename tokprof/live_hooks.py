@@ -42,8 +42,9 @@ from typing import Any, Callable
 
 from profiler import hooks as _hooks
 
-LIVE_PASSES: tuple[str, ...] = ("response-cache", "prompt-cache", "dedupe", "observation-mask", "minify")
-"""Every pass that can act live, in the order message transforms are applied (cache first)."""
+LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")
+"""Every pass that can act live, in the order they act (the response cache is consulted after the message
+transforms, on the transformed request; prompt-cache markers go on last)."""
 
 DEFAULT_LIVE_PASSES: tuple[str, ...] = LIVE_PASSES
 """The default live pipeline (``tokprof demo`` uses it)."""
