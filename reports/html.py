@@ -78,7 +78,8 @@ def compact(n: int | float) -> str:
     n = float(n)
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
-            return f"{n / div:.1f}".rstrip("0").rstrip(".") + suffix
+            digits = 2 if abs(n) / div < 10 else 1
+            return f"{n / div:.{digits}f}".rstrip("0").rstrip(".") + suffix
     return f"{n:.0f}"
 
 
@@ -156,9 +157,12 @@ def _growth_svg(m: ReportModel) -> dict[str, Any]:
                 continue
             y -= h
             segs.append({"part": part, "y": round(y, 2), "h": round(h, 2)})
-        cached_h = min(b["cached"], b["in"]) * scale
+        # With an optimized version, the hatch shows what is cached after optimization (a caching pass
+        # changes exactly that); otherwise what the provider reported as cached.
+        cached = min(b["after_cached"], b["after"]) if "after_cached" in b else min(b["cached"], b["in"])
+        cached_h = cached * scale
         out.append({"x": round(x, 2), "w": round(bw, 2), "segs": segs, "call": b["call"], "in": b["in"],
-                    "cached": b["cached"], "cached_y": round(height - bottom - cached_h, 2),
+                    "cached": cached, "cached_y": round(height - bottom - cached_h, 2),
                     "cached_h": round(cached_h, 2),
                     "after_y": round(height - bottom - b["after"] * scale, 2) if "after" in b else None,
                     "parts": {p: b[p] for p in GROWTH_PARTS}, "after": b.get("after")})

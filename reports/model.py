@@ -426,7 +426,7 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
                 if a is not None and a.llm is not None:
                     entry["after"] = {"msgs": [payloads.add(m, a.llm.model) for m in a.llm.messages],
                                       "in": a.llm.usage.input_tokens, "out": a.llm.usage.output_tokens,
-                                      "cached": a.llm.usage.cache_read_tokens,
+                                      "cached": _billed_cache_read(a),
                                       "cost": _money_str(acosts.get(a.span_id))}
             rows = rows_by_span.get((run.run_id, s.span_id))
             if rows:
@@ -451,6 +451,15 @@ def _tools_tokens(tools: list[dict[str, Any]], model: str | None, payloads: Payl
     n = payloads.count_text(json.dumps(tools, ensure_ascii=False, default=str), model)
     memo[(id(tools), model)] = (tools, n)
     return n
+
+
+def _billed_cache_read(span: Span) -> int:
+    """Cache-read tokens as billed: a caching pass records them in ``attributes["billing"]`` (the billing
+    simulator's annotation) rather than rewriting the provider's usage."""
+    billing = (span.attributes or {}).get("billing")
+    if isinstance(billing, dict) and isinstance(billing.get("cache_read_tokens"), int):
+        return billing["cache_read_tokens"]
+    return span.llm.usage.cache_read_tokens if span.llm is not None else 0
 
 
 def _money_str(x: Decimal | None) -> str | None:
@@ -560,6 +569,7 @@ def _growth(runs: list[Run], optimized: list[Run] | None, calls: list[dict[str, 
         bar = {"call": c["i"], "run": c["run"], **parts, "cached": c["cached"], "in": c["in"] or total_est}
         if "after" in c:
             bar["after"] = c["after"]["in"]
+            bar["after_cached"] = c["after"]["cached"]
         bars.append(bar)
     bucket = 1
     if len(bars) > GROWTH_MAX_BARS:
@@ -571,6 +581,7 @@ def _growth(runs: list[Run], optimized: list[Run] | None, calls: list[dict[str, 
                    for k in (*GROWTH_PARTS, "cached", "in")}
             if any("after" in b for b in grp):
                 avg["after"] = round(sum(b.get("after", 0) for b in grp) / len(grp))
+                avg["after_cached"] = round(sum(b.get("after_cached", 0) for b in grp) / len(grp))
             out.append({"call": grp[0]["call"], "run": grp[0]["run"], **avg})
         bars = out
     return bars, bucket
