@@ -31,8 +31,14 @@ def make_test(pytester: pytest.Pytester, n_in: int, n_out: int = 10, marker: str
     pytester.makepyfile(test_inner=TEST_TEMPLATE.format(n_in=n_in, n_out=n_out, marker=marker, fixture=fixture))
 
 
+# Other installed plugins are blocked in the inner sessions: they cost seconds per session and are not
+# what these tests are about (tokprof's own plugin still loads through its entry point).
+OTHER_PLUGINS = ("hypothesispytest", "langsmith_plugin", "benchmark", "anyio", "cacheprovider")
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "no:cacheprovider", *args)
+    blocked = [a for name in OTHER_PLUGINS for a in ("-p", f"no:{name}")]
+    return pytester.runpytest(*blocked, *args)
 
 
 def test_fixture_is_the_run(pytester: pytest.Pytester) -> None:
