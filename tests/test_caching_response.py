@@ -238,8 +238,29 @@ def test_langchain_cache_across_processes(tmp_path: Path) -> None:
     assert _lc(d, "Paris") == "Paris"
     # a different process whose model would answer differently gets the cached answer
     assert _lc(d, "Lyon") == "Paris"
+
+
+def test_langchain_sampling_temperature_not_cached(tmp_path: Path) -> None:
+    from typing import Any as _Any
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from optimizers.response_cache import TokprofLLMCache
+
+    class Model(FakeListChatModel):
+        temperature: float = 0.0
+
+        @property
+        def _identifying_params(self) -> dict[str, _Any]:
+            return {"model": "fake-deterministic", "temperature": self.temperature}
+
+    cache = TokprofLLMCache(ResponseCache(tmp_path / "lc"))
+    assert Model(responses=["Paris"], cache=cache).invoke("capital?").content == "Paris"
+    assert Model(responses=["Lyon"], cache=cache).invoke("capital?").content == "Paris"
     # a sampling temperature is not deterministic: not served, not stored
-    assert _lc(d, "Marseille", 0.7) == "Marseille"
+    hot = Model(responses=["Marseille", "Nice"], temperature=0.7, cache=cache)
+    assert hot.invoke("capital?").content == "Marseille"
+    assert hot.invoke("capital?").content == "Nice"
 
 
 def test_langchain_cache_in_process(tmp_path: Path) -> None:
