@@ -88,6 +88,8 @@ def render_headline(model: Any, console: Any = None) -> None:
         t.add_row("tokens", f"{h.tokens_before:,} (in {h.input_before:,}, cached {h.cache_read_before:,}, "
                             f"out {h.output_before:,})")
         t.add_row("cost", f"{_fmt_money(h.cost_before, h.currency)} ({h.cost_basis})")
+    if h.unpriced_calls:
+        t.add_row("unpriced", f"[red]{h.unpriced_calls:,} calls without a known price (not counted)[/red]")
     t.add_row("llm calls", f"{h.llm_calls:,} in {h.runs:,} run{'s' if h.runs != 1 else ''}")
     t.add_row("token sources", ", ".join(f"{k} {100 * v:.0f}%" for k, v in h.token_sources.items() if v) or "none")
     console.print(t)

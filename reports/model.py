@@ -237,6 +237,7 @@ def build_report(
     calls, index_of = _calls(runs, optimized, before_costs, after_costs, ledgers, payloads)
     headline = _headline(runs, optimized, ledgers, total_before, total_after, currency, cost_basis, fidelity,
                          len(calls))
+    headline.unpriced_calls = sum(1 for c in calls if c["cost"] is None)
     waterfall, wnote = _waterfall(ledgers, headline)
     flame, top = _flame(runs, before_costs, index_of, calls)
     growth, bucket = _growth(runs, optimized, calls, payloads)
@@ -327,8 +328,6 @@ def _headline(runs: list[Run], optimized: list[Run] | None, ledgers: list[Ledger
             cached += u.cache_read_tokens
             for name in ("input_tokens", "output_tokens"):
                 src[u.sources.get(name) or "unknown"] += getattr(u, name)
-            if s.llm.cost is None:
-                unpriced += 0  # counted below from priced costs
     total = sum(src.values())
     shares = {k: (v / total if total else 0.0) for k, v in src.items()}
     ia, oa = inp, out

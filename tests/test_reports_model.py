@@ -158,7 +158,8 @@ def test_json_schema_fields():
     assert set(doc) >= {"schema", "headline", "waterfall", "top_spans", "context_growth", "diagnostics",
                         "attribution", "runs", "currency"}
     assert doc["headline"]["cost"] == {"before": "0.0500", "after": "0.0300", "saved": "0.0200",
-                                       "saved_pct": 40.0, "basis": "billed (simulated)"}
+                                       "saved_pct": 40.0, "basis": "billed (simulated)",
+                                       "unpriced_calls": 0}
     assert doc["waterfall"][1]["tokens_saved"] == 2800 and doc["waterfall"][1]["evidence"] == "simulated"
     json.dumps(doc)  # plain data only
 
@@ -208,3 +209,14 @@ def test_cli_report_with_unknown_pass_names_it(tmp_path, capsys):
     p = make_run().save()
     assert main(["report", str(p), "--passes", "no-such-pass", "-o", str(tmp_path / "x.html")]) == 1
     assert "no-such-pass" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_unknown_prices_are_unknown_not_zero():
+    run = one_call_run()
+    run.spans[0].llm.model = "no-such-model-xyz"
+    m = build_report(run)
+    assert m.headline.unpriced_calls == 1 and m.calls[0]["cost"] is None
+    assert m.headline.cost_before is None
+    doc = report_dict(m)
+    assert doc["headline"]["cost"]["before"] is None and doc["headline"]["cost"]["unpriced_calls"] == 1
