@@ -151,20 +151,23 @@ def _fmt_cost(v: Decimal | None) -> str:
 
 def print_table(results: list[FileResult], passes: list[str], currency: str) -> None:
     names = ["recorded", *passes]
-    head = f"{'file':44} {'runs':>4} {'calls':>6} {'input tok':>11} {'output tok':>10} " + \
+    head = f"{'file':44} {'runs':>4} {'calls':>6} {'input tok':>11} {'output tok':>10} {'in file':>9} " + \
         " ".join(f"{n[:9]:>9}" for n in names) + f" {'served':>7} {'agent PC':>8}"
-    print(f"billed cost in {currency}; columns after 'recorded' are cumulative; 'served' = share of calls "
-          f"answered by the response cache; 'agent PC' = agent cost cut by prompt-cache alone")
+    print(f"billed cost in {currency}: 'in file' = the costs the file recorded (USD); 'recorded' = the run as "
+          f"billed (recorded cache tokens, none otherwise); later columns are cumulative after each pass; "
+          f"'served' = share of calls answered by the response cache; 'agent PC' = agent cost cut by "
+          f"prompt-cache alone")
     print(head)
     print("-" * len(head))
     tot = {n: Decimal(0) for n in names}
     known = {n: False for n in names}
     calls = inp = out = served = runs = 0
+    file_total = sum((r.file_cost for r in results if r.file_cost is not None), Decimal(0))
     for r in results:
         name = r.path.name if len(r.path.name) <= 44 else r.path.name[:20] + "…" + r.path.name[-23:]
         cut = "" if r.agent_cut is None else f"{r.agent_cut:8.1%}"
         print(f"{name:44} {r.runs:4} {r.calls:6} {r.stages[0].input_tokens:11,} {r.stages[0].output_tokens:10,} "
-              + " ".join(_fmt_cost(s.cost) for s in r.stages) + f" {r.served_share:7.1%} {cut:>8}")
+              f"{_fmt_cost(r.file_cost)} " + " ".join(_fmt_cost(s.cost) for s in r.stages) + f" {r.served_share:7.1%} {cut:>8}")
         for s in r.stages:
             if s.cost is not None:
                 tot[s.name] += s.cost
@@ -175,7 +178,7 @@ def print_table(results: list[FileResult], passes: list[str], currency: str) -> 
         out += r.stages[0].output_tokens
         served += r.stages[-1].served
     print("-" * len(head))
-    print(f"{'ALL':44} {runs:4} {calls:6} {inp:11,} {out:10,} "
+    print(f"{'ALL':44} {runs:4} {calls:6} {inp:11,} {out:10,} {_fmt_cost(file_total)} "
           + " ".join(_fmt_cost(tot[n] if known[n] else None) for n in names)
           + f" {served / calls if calls else 0:7.1%}")
     base, final = tot["recorded"], tot[names[-1]]

@@ -156,9 +156,9 @@ class PromptCachePass:
             st = states.setdefault(key, _ThreadState())
             pu = prompt_units(call)
             if st.last_units is not None:
-                prev_len = pu_prev_len = len(st.last_units)
+                # did this call extend the previous one? (the evidence for writing at the end of a prompt)
                 st.opportunities += 1
-                if len(pu.units) >= prev_len and pu.units[:pu_prev_len] == st.last_units:
+                if pu.units[:len(st.last_units)] == st.last_units:
                     st.extended += 1
             if st.last_time_ns is not None:
                 st.gaps_s.append((span.wall_start_ns - st.last_time_ns) / 1e9)
