@@ -382,7 +382,7 @@ def triage_ticket(model: ScriptedChatModel, ticket: dict[str, Any], progress: Pr
     return json.loads(message_text(ai))["category"]
 
 
-@trace(kind="tool")
+@trace(kind="function")
 def run_tool(tools: dict[str, BaseTool], call: dict[str, Any]) -> ToolMessage:
     result = tools[call["name"]].invoke(call)
     return result if isinstance(result, ToolMessage) else ToolMessage(str(result), tool_call_id=call["id"])
