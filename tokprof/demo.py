@@ -6,7 +6,7 @@ The agent works a support inbox (``demo_data/tickets.json``) for an online shop:
    triage request is identical to the first: the response cache's case);
 2. it merges duplicates, then resolves each remaining ticket with a tool-calling loop over real
    ``@tool`` tools reading the bundled customers, orders and refund policy. The order history is an
-   oversized JSON tool output (~9k tokens pretty-printed), the agent fetches it twice with the same
+   oversized JSON tool output (~11.5k tokens pretty-printed), the agent fetches it twice with the same
    arguments (a repeated call), and the history grows with every step.
 
 The chat model is :class:`tokprof.scripted_model.ScriptedChatModel`: a real ``BaseChatModel`` whose
