@@ -4,14 +4,22 @@ Each instrumented call (``openai.chat.completions``, ``openai.responses``, ``ant
 in order:
 
 1. every middleware's ``before_request(api, kwargs) -> kwargs`` (a request transform: compress the
-   messages, add cache breakpoints...). The span records the request as finally sent.
+   messages, add cache breakpoints...). It gets a shallow copy and must return new lists/dicts rather
+   than edit the caller's messages in place. The span records the request as finally sent and names the
+   middlewares that changed it (``transformed_by`` attribute).
 2. for non-streaming calls, every ``lookup(api, kwargs) -> response | None`` until one returns a response
    (a response cache). A hit is returned to the caller as is (it must be the SDK's own response type),
    no HTTP request is made, and the span is marked ``served_from`` with zero billed tokens.
 3. the real call, then every ``after_response(api, kwargs, response)`` (non-streaming; to fill a cache).
 
 A failing middleware is reported once through ``internal_error`` and skipped: the call goes on as if it
-were not there. Middleware runs only while the SDK is instrumented.
+were not there. Middleware runs only while the SDK is instrumented (inside or outside a profile).
+
+>>> from profiler.integrations import Middleware, add_middleware, instrument
+>>> instrument("openai")
+>>> remove = add_middleware(Middleware("my-cache", lookup=lambda api, kw: cache.get(key(kw)),
+...                                    after_response=lambda api, kw, resp: cache.put(key(kw), resp)))
+>>> remove()   # unregister
 """
 
 from __future__ import annotations
