@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from optimizers.base import Ledger, LedgerRow
-from profiler.graph import METRICS, aggregate_by_path, call_graph
+from profiler.graph import METRICS
 from profiler.model import Run, Span
 from reports.payloads import PayloadTable
 from reports import diagnostics as _diag
@@ -470,36 +470,49 @@ def _flame(runs: list[Run], costs: dict[str, dict[str, Decimal | None]], index_o
     """Flame nodes (repeated calls along the same path merged, across runs) and the top-spans table."""
     merged: dict[tuple[str, ...], dict[str, Any]] = {}
     multi_root = len({s.name for r in runs for s in r.roots()}) > 1 or len(runs) > 1
+    if multi_root:
+        merged[("all runs",)] = {"path": ("all runs",), "name": "all runs", "kind": "agent", "calls": len(runs),
+                                 "duration_ns": sum(r.duration_ns for r in runs), "llm": [],
+                                 **{f"excl_{k}": 0 for k in METRICS}, **{f"incl_{k}": 0 for k in METRICS}}
+        merged[("all runs",)]["excl_cost"] = merged[("all runs",)]["incl_cost"] = Decimal(0)
     for run in runs:
         rc = costs.get(run.run_id, {})
-        g = call_graph(run, cost_of=lambda s, rc=rc: rc.get(s.span_id))
-        agg = aggregate_by_path(g)
-        for p, a in agg.nodes(data=True):
-            key = (("all runs",) + p) if multi_root else p
+        prefix: tuple[str, ...] = ("all runs",) if multi_root else ()
+        stack: list[str] = []
+        # One pass over the spans in call order: a span's own numbers go to its path and every prefix of
+        # it (each ancestor path), which is exactly the inclusive roll-up of profiler.graph, merged by
+        # path, without building the networkx graph (10,000-call runs).
+        for depth, span in run.walk():
+            del stack[depth:]
+            stack.append(span.name)
+            key = prefix + tuple(stack)
             m = merged.get(key)
             if m is None:
-                m = merged[key] = {"path": key, "name": a["name"], "kind": a["kind"], "calls": 0, "duration_ns": 0,
+                m = merged[key] = {"path": key, "name": span.name, "kind": span.kind, "calls": 0, "duration_ns": 0,
                                    "llm": [], **{f"excl_{k}": 0 for k in METRICS}, **{f"incl_{k}": 0 for k in METRICS}}
-            m["calls"] += a["calls"]
-            m["duration_ns"] += a["duration_ns"]
-            for k in METRICS:
-                m[f"excl_{k}"] += a[f"excl_{k}"]
-                m[f"incl_{k}"] += a[f"incl_{k}"]
-        # LLM calls under each path (the drill-down targets of a flame node or table row).
-        for s in run.llm_spans():
-            path = g.nodes[s.span_id]["path"]
-            ci = index_of[(run.run_id, s.span_id)]
-            full = (("all runs",) + path) if multi_root else path
-            for d in range(1, len(full) + 1):
-                if full[:d] in merged:
-                    merged[full[:d]]["llm"].append(ci)
-    if multi_root and ("all runs",) not in merged and merged:
-        root = {"path": ("all runs",), "name": "all runs", "kind": "agent", "calls": len(runs), "duration_ns": 0,
-                "llm": list(range(len(calls))), **{f"excl_{k}": 0 for k in METRICS}}
-        for k in METRICS:
-            root[f"incl_{k}"] = sum(m[f"incl_{k}"] for p, m in merged.items() if len(p) == 2)
-        root["duration_ns"] = sum(m["duration_ns"] for p, m in merged.items() if len(p) == 2)
-        merged[("all runs",)] = root
+                m["excl_cost"] = m["incl_cost"] = Decimal(0)
+            m["calls"] += 1
+            m["duration_ns"] += span.duration_ns
+            if span.llm is None:
+                continue
+            u = span.llm.usage
+            own = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                   "cache_read_tokens": u.cache_read_tokens, "cache_write_tokens": u.cache_write_tokens,
+                   "reasoning_tokens": u.reasoning_tokens, "total_tokens": u.input_tokens + u.output_tokens,
+                   "llm_calls": 1}
+            cost = rc.get(span.span_id)
+            if cost is None:
+                own["unpriced_calls"] = 1
+            else:
+                own["cost"] = cost
+            ci = index_of[(run.run_id, span.span_id)]
+            for k, v in own.items():
+                m[f"excl_{k}"] += v
+            for d in range(1, len(key) + 1):
+                anc = merged[key[:d]]
+                anc["llm"].append(ci)
+                for k, v in own.items():
+                    anc[f"incl_{k}"] += v
     total_tokens = sum(m["incl_total_tokens"] for p, m in merged.items() if len(p) == 1) or 1
     keep = [p for p, m in merged.items() if len(p) == 1 or m["incl_total_tokens"] / total_tokens >= FLAME_MIN_SHARE]
     keep.sort(key=lambda p: (len(p), -merged[p]["incl_total_tokens"]))

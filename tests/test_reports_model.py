@@ -220,3 +220,22 @@ def test_unknown_prices_are_unknown_not_zero():
     assert m.headline.cost_before is None
     doc = report_dict(m)
     assert doc["headline"]["cost"]["before"] is None and doc["headline"]["cost"]["unpriced_calls"] == 1
+
+
+def test_flame_roll_up_matches_the_call_graph():
+    from profiler.graph import aggregate_by_path, call_graph
+
+    run = make_run(5)
+    m = build_report(run)
+    costs = {c["span_id"]: Decimal(c["cost"]) for c in m.calls if c["cost"] is not None}
+    agg = aggregate_by_path(call_graph(run, cost_of=lambda s: costs.get(s.span_id)))
+    rows = {r["path"]: r for r in m.top_spans}
+    for p, a in agg.nodes(data=True):
+        r = rows.get(" / ".join(p))
+        if r is None:
+            assert a["incl_total_tokens"] == 0 and a["duration_ns"] == 0
+            continue
+        assert (r["calls"], r["tokens"], r["excl_tokens"], r["in"], r["cached"]) == (
+            a["calls"], a["incl_total_tokens"], a["excl_total_tokens"], a["incl_input_tokens"],
+            a["incl_cache_read_tokens"])
+        assert r["cost"] == pytest.approx(float(a["incl_cost"]))
