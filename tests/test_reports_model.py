@@ -239,3 +239,32 @@ def test_flame_roll_up_matches_the_call_graph():
             a["calls"], a["incl_total_tokens"], a["excl_total_tokens"], a["incl_input_tokens"],
             a["incl_cache_read_tokens"])
         assert r["cost"] == pytest.approx(float(a["incl_cost"]))
+
+
+def test_attribution_csv_export_is_a_data_url_with_neutralised_formulas():
+    import csv
+    import urllib.parse
+
+    from reports.html import _attribution_csv
+
+    run = make_run(3, tags={"team": "=HYPERLINK(\"http://x\")", "feature": "refunds"})
+    url = _attribution_csv(build_report(run))
+    assert url.startswith("data:text/csv;charset=utf-8,")
+    rows = list(csv.reader(io.StringIO(urllib.parse.unquote(url.split(",", 1)[1]))))
+    assert rows[0][:3] == ["group", "key", "value"]
+    team = next(r for r in rows if r[1] == "team")
+    assert team[2].startswith("'=") and int(team[3]) == 3
+    assert any(r[0] == "model" and r[2] == "gpt-4o" for r in rows)
+
+
+def test_cli_report_runs_real_passes(tmp_path, capsys):
+    from optimizers.base import available_passes
+    from tokprof.cli import main
+
+    if "prompt-cache" not in available_passes():
+        pytest.skip("the prompt-cache pass is not available yet")
+    p = make_run().save()
+    assert main(["report", str(p), "--passes", "prompt-cache", "--json", "--no-html"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["pass"] for s in doc["waterfall"]] == ["prompt-cache"]
+    assert doc["waterfall"][0]["evidence"] == "simulated" and doc["headline"]["optimized"] is True
