@@ -151,3 +151,50 @@ def test_response_cache_is_empty_at_the_start_of_each_block() -> None:
         with profile("live", optimize=["response-cache"]):
             model.invoke(history())
     assert len(model.requests) == 2  # a second block does not inherit the first one's answers
+
+
+def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # noqa: ANN001
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("optimizers.compression.minify")
+    from profiler.integrations import uninstrument
+
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="test", max_retries=0)
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "list items"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "items", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": BIG}]
+    try:
+        with profile("sdk", instrument=["openai"], optimize=["response-cache", "minify"]) as run:
+            first = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, temperature=0)
+            second = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, temperature=0)
+            client.chat.completions.create(model="gpt-4o-mini", messages=msgs, temperature=0.8)
+        client.chat.completions.create(model="gpt-4o-mini", messages=msgs, temperature=0)
+    finally:
+        uninstrument("openai")
+    assert second is first  # answered from the block's cache
+    bodies = [r.body for r in llm_server.requests]
+    assert len(bodies) == 3  # first, the sampled one, and the one after the block
+    sent = bodies[0]["messages"][-1]["content"]
+    assert json.loads(sent) == json.loads(BIG) and len(sent) < len(BIG)
+    assert bodies[2]["messages"][-1]["content"] == BIG  # outside the block: untouched
+    assert run.metadata["live_stats"]["response-cache"]["hits"] == 1
+    a, b, _c = run.llm_spans()
+    assert b.attributes["served_from"] == "tokprof-live" and b.llm.usage.input_tokens == 0
+
+
+def test_instrumented_anthropic_client_gets_cache_breakpoints(llm_server) -> None:  # noqa: ANN001
+    anthropic = pytest.importorskip("anthropic")
+    from profiler.integrations import uninstrument
+
+    client = anthropic.Anthropic(base_url=llm_server.anthropic_url, api_key="test", max_retries=0)
+    try:
+        with profile("sdk", instrument=["anthropic"], optimize=["prompt-cache"]) as run:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=50, system="You are terse.",
+                                   messages=[{"role": "user", "content": "hello"}])
+    finally:
+        uninstrument("anthropic")
+    body = llm_server.requests[0].body
+    assert body["system"] == [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
+    assert body["messages"][-1]["content"] == [{"type": "text", "text": "hello",
+                                                "cache_control": {"type": "ephemeral"}}]
+    assert run.metadata["live_passes"] == ["prompt-cache"]

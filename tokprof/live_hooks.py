@@ -25,6 +25,9 @@ Passes that can act live (their recorded-run counterparts live in ``optimizers``
 
 How: while a live profile is active, ``BaseChatModel.generate``/``agenerate`` are wrapped so the message
 transforms run *before* LangChain's callbacks, so the profiler records the prompt that was really sent.
+Instrumented SDK clients (``profile(..., instrument=["openai"])``) get the same through
+``profiler.integrations``' middleware seam: OpenAI chat messages are compressed, Anthropic requests get
+cache breakpoints, and a repeated deterministic request is answered from the block's memory.
 Message transforms are applied in the order minify, dedupe, observation-mask, prompt-cache (markers
 last), whatever order they were asked in. ``minify``, ``dedupe`` and ``observation-mask`` run engineer E's
 ``optimizers.compression`` passes (the code the simulated pipeline uses) when importable, with
@@ -83,6 +86,8 @@ class LiveSession:
     """Run ``minify``/``dedupe``/``observation-mask`` with engineer E's ``optimizers.compression`` passes
     (the same code the simulated pipeline uses) when they are importable; the local versions otherwise."""
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    sdk_cache: dict[str, Any] = field(default_factory=dict)
+    """Responses of instrumented SDK calls in this block, by request (the response cache for SDK clients)."""
     _external: dict[str, Any] = field(default_factory=dict)
     _previous_cache: Any = None
     _token: contextvars.Token | None = None
@@ -105,6 +110,22 @@ class LiveSession:
                 except Exception as exc:  # fall back to the local transform, logged once
                     _hooks.internal_error(f"live pass {name} (optimizers)", exc)
             out = _TRANSFORMS[name](self, out)
+        return out
+
+    def transform_dicts(self, messages: list[dict[str, Any]], model: str | None = None) -> list[dict[str, Any]]:
+        """The same compression for an OpenAI-format message list (instrumented SDK calls). Only the
+        ``optimizers`` passes act here; without them the messages are sent unchanged."""
+        out = list(messages)
+        for name in _OPTIMIZER_PASSES:
+            if name in self.passes:
+                p = self._pass(name)
+                if p is not None:
+                    new = p.compress(list(out), model).messages
+                    removed = sum(len(str(m.get("content") or "")) for m in out) - sum(
+                        len(str(m.get("content") or "")) for m in new)
+                    if new != out:
+                        self.bump(name, "chars_removed", removed)
+                    out = new
         return out
 
     def _pass(self, name: str) -> Any:
@@ -396,6 +417,103 @@ def _transform_batch(model: Any, batch: list[list[Any]]) -> list[list[Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# instrumented SDK clients (openai, anthropic): through profiler.integrations' middleware seam
+# ---------------------------------------------------------------------------------------------------
+_SDK_MIDDLEWARE: Any = None
+_sdk_depth = 0
+
+
+def _deterministic(kwargs: dict[str, Any]) -> bool:
+    if kwargs.get("seed") is not None:
+        return True
+    t = kwargs.get("temperature")
+    try:
+        return t is not None and float(t) == 0.0
+    except (TypeError, ValueError):
+        return False
+
+
+def _request_key(api: str, kwargs: dict[str, Any]) -> str:
+    return api + "\n" + json.dumps(kwargs, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _sdk_before(api: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    live = _session.get()
+    if live is None:
+        return kwargs
+    if api == "openai.chat.completions" and isinstance(kwargs.get("messages"), list):
+        messages = [dict(m) for m in kwargs["messages"]]
+        new = live.transform_dicts(messages, kwargs.get("model"))
+        if new != messages:
+            live.bump("requests", "transformed")
+            return {**kwargs, "messages": new}
+    elif api == "anthropic.messages" and "prompt-cache" in live.passes:
+        return _anthropic_breakpoints(live, kwargs)
+    return kwargs
+
+
+def _anthropic_breakpoints(live: LiveSession, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``cache_control`` on the system prompt and on the last block of the newest message."""
+    kwargs = dict(kwargs)
+    marker = {"type": "ephemeral"}
+    system = kwargs.get("system")
+    if isinstance(system, str) and system:
+        kwargs["system"] = [{"type": "text", "text": system, "cache_control": marker}]
+    messages = [dict(m) for m in kwargs.get("messages") or []]
+    if messages:
+        last = messages[-1]
+        content = last.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content or []]
+        if blocks:
+            blocks[-1] = {**blocks[-1], "cache_control": marker}
+            messages[-1] = {**last, "content": blocks}
+            kwargs["messages"] = messages
+    live.bump("prompt-cache", "breakpoints", 2 if isinstance(kwargs.get("system"), list) else 1)
+    return kwargs
+
+
+def _sdk_lookup(api: str, kwargs: dict[str, Any]) -> Any:
+    live = _session.get()
+    if live is None or "response-cache" not in live.passes or not _deterministic(kwargs):
+        return None
+    hit = live.sdk_cache.get(_request_key(api, kwargs))
+    if hit is not None:
+        live.bump("response-cache", "hits")
+    return hit
+
+
+def _sdk_after(api: str, kwargs: dict[str, Any], response: Any) -> None:
+    live = _session.get()
+    if live is not None and "response-cache" in live.passes and _deterministic(kwargs):
+        live.sdk_cache.setdefault(_request_key(api, kwargs), response)
+
+
+def _add_sdk_middleware() -> None:
+    global _SDK_MIDDLEWARE, _sdk_depth
+    with _patch_lock:
+        _sdk_depth += 1
+        if _sdk_depth > 1:
+            return
+        try:
+            from profiler.integrations.middleware import Middleware, add_middleware
+        except ImportError:  # no SDK integration in this install: nothing to plug into
+            return
+        _SDK_MIDDLEWARE = Middleware("tokprof-live", _sdk_before, _sdk_lookup, _sdk_after)
+        add_middleware(_SDK_MIDDLEWARE)
+
+
+def _remove_sdk_middleware() -> None:
+    global _SDK_MIDDLEWARE, _sdk_depth
+    with _patch_lock:
+        _sdk_depth -= 1
+        if _sdk_depth == 0 and _SDK_MIDDLEWARE is not None:
+            from profiler.integrations.middleware import remove_middleware
+
+            remove_middleware(_SDK_MIDDLEWARE)
+            _SDK_MIDDLEWARE = None
+
+
+# ---------------------------------------------------------------------------------------------------
 # profile enter / exit hooks
 # ---------------------------------------------------------------------------------------------------
 def activate_live(p: Any) -> None:
@@ -417,6 +535,7 @@ def activate_live(p: Any) -> None:
         set_llm_cache(session.cache)
     if any(n in session.passes for n in _TRANSFORM_ORDER):
         _patch_models()
+    _add_sdk_middleware()
     session._token = _session.set(session)
     p.extras["live"] = session
 
@@ -443,6 +562,7 @@ def deactivate_live(p: Any) -> None:
                 _hooks.internal_error("closing the live response cache", exc)
     if any(n in session.passes for n in _TRANSFORM_ORDER):
         _unpatch_models()
+    _remove_sdk_middleware()
     p.run.metadata["live_stats"] = {k: dict(v) for k, v in session.stats.items()}
 
 
