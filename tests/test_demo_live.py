@@ -182,6 +182,7 @@ def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # no
     assert b.attributes["served_from"] == "tokprof-live" and b.llm.usage.input_tokens == 0
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's model-deprecation notice
 def test_instrumented_anthropic_client_gets_cache_breakpoints(llm_server) -> None:  # noqa: ANN001
     anthropic = pytest.importorskip("anthropic")
     from profiler.integrations import uninstrument
