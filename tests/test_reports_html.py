@@ -161,7 +161,6 @@ def concatenated_run(runs: list[Run], min_calls: int) -> Run:
     return big
 
 
-@pytest.mark.slow
 def test_ten_thousand_calls_stay_under_15_mb(corpus):
     big = concatenated_run(tau1_runs(corpus), 10_000)
     m = build_report(big)
