@@ -21,9 +21,10 @@ What is recognised (syntax of the real credentials, so real keys are caught and 
 
 ``TOKPROF_REDACT=0`` turns redaction off (for debugging with fake keys only).
 
-Cost: the run writer first runs :func:`may_contain_secret` (one C-level regex search for the few literal
-markers every pattern needs) on the JSON line it is about to write, and redacts structurally only when
-that hits, so a run without secrets pays one regex scan per written line and nothing on the traced call.
+Cost: the run writer first runs :func:`may_contain_secret` (C-level substring searches for the few literal
+markers the patterns need) on the JSON line it is about to write, and redacts structurally only when one
+hits, so a run without secrets pays a lower-casing and a few substring scans per written line, and nothing
+on the traced call. Each pattern only runs on text holding one of its own markers.
 """
 
 from __future__ import annotations
@@ -66,41 +67,55 @@ _URLSAFE = r"A-Za-z0-9_\-"
 # an escaped newline/tab is (reprs and JSON text write a newline as backslash-n).
 _B = r"(?:(?<![A-Za-z0-9_\-])|(?<=\\[nrt]))"
 
-# (kind, pattern, group to replace: 0 = whole match). Order matters: specific before generic.
-_BUILTIN: list[tuple[str, str, int]] = [
+# Lower-case markers: every match of a pattern contains one of its markers (the AWS key ids have their own
+# pre-check below: their markers are upper-case and prose is full of "asia").
+_NAME_MARKERS = ("key", "secret", "passw", "token")
+_AWS_ID_HINT = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA)[A-Z0-9]{16}")
+
+# (kind, pattern, group to replace (0 = whole match), markers). Every match of a pattern contains one of
+# its markers (compared lower-case), so a pattern is only run on text holding one: substring search is
+# C-fast, and Python's regex engine is slow on long texts. Order matters: specific before generic.
+_BUILTIN: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("pem-private-key",
      r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-     r"(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:.,\-…]*)", 0),
-    ("anthropic-key", rf"{_B}sk-ant-[{_URLSAFE}]{{20,}}", 0),
-    ("openai-key", rf"{_B}sk-(?:proj-|svcacct-|admin-|None-)?[{_URLSAFE}]{{20,}}", 0),
-    ("stripe-key", _B + r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", 0),
-    ("aws-access-key-id", rf"{_B}(?:{_AWS_PREFIXES})[A-Z0-9]{{16}}(?![A-Z0-9])", 0),
+     r"(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:.,\-…]*)", 0, ("key",)),
+    ("anthropic-key", rf"{_B}sk-ant-[{_URLSAFE}]{{20,}}", 0, ("sk-ant-",)),
+    ("openai-key", rf"{_B}sk-(?:proj-|svcacct-|admin-|None-)?[{_URLSAFE}]{{20,}}", 0, ("sk-",)),
+    ("stripe-key", _B + r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", 0, ("k_live_", "k_test_")),
+    ("aws-access-key-id", rf"{_B}(?:{_AWS_PREFIXES})[A-Z0-9]{{16}}(?![A-Z0-9])", 0, ()),
     ("aws-secret-key", rf"(?i:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\W_]{{0,6}}([{_B64}]{{40}})(?![{_B64}])",
-     1),
-    ("google-api-key", rf"{_B}AIza[{_URLSAFE}]{{35}}", 0),
-    ("google-oauth-token", rf"ya29\.[{_URLSAFE}]{{20,}}", 0),
-    ("github-token", _B + r"gh[pousr]_[A-Za-z0-9]{36,}", 0),
-    ("github-token", r"github_pat_[A-Za-z0-9_]{22,}", 0),
-    ("slack-token", _B + r"xox[abposr]-[A-Za-z0-9\-]{10,}", 0),
-    ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]{20,}", 0),
-    ("jwt", rf"{_B}eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}", 0),
+     1, ("secret",)),
+    ("google-api-key", rf"{_B}AIza[{_URLSAFE}]{{35}}", 0, ("aiza",)),
+    ("google-oauth-token", rf"ya29\.[{_URLSAFE}]{{20,}}", 0, ("ya29.",)),
+    ("github-token", _B + r"gh[pousr]_[A-Za-z0-9]{36,}", 0, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    ("github-token", r"github_pat_[A-Za-z0-9_]{22,}", 0, ("github_pat_",)),
+    ("slack-token", _B + r"xox[abposr]-[A-Za-z0-9\-]{10,}", 0, ("xox",)),
+    ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]{20,}", 0, ("hooks.slack",)),
+    ("jwt", rf"{_B}eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}", 0, ("eyj",)),
     # A bearer token is anything up to the next space or quote, as long as it is not a plain word
     # ("the bearer certificate" stays): it must hold a digit or a symbol.
-    ("bearer-token", r"(?i:bearer)\s+(?=[^\s\"'\\,;]*[0-9+/=_\-.~&$!@#%^*])([^\s\"'\\,;]{8,})", 1),
-    ("authorization-header", r"(?i:authorization)[\"':=\s\\]{1,6}(?i:basic|token|digest)\s+([A-Za-z0-9\-._~+/]{6,}=*)", 1),
-    ("credential", rf"(?i:{_SECRET_NAMES})[\"']?\\?[\"']?\s*[:=]\s*\\?[\"']?([^\s\"',;\\}}{{\[\]]{{8,}})", 1),
+    ("bearer-token", r"(?i:bearer)\s+(?=[^\s\"'\\,;]*[0-9+/=_\-.~&$!@#%^*])([^\s\"'\\,;]{8,})", 1, ("bearer",)),
+    ("authorization-header",
+     r"(?i:authorization)[\"':=\s\\]{1,6}(?i:basic|token|digest)\s+([A-Za-z0-9\-._~+/]{6,}=*)", 1,
+     ("auth",)),
+    ("credential", rf"(?i:{_SECRET_NAMES})[\"']?\\?[\"']?\s*[:=]\s*\\?[\"']?([^\s\"',;\\}}{{\[\]]{{8,}})", 1,
+     _NAME_MARKERS),
 ]
 
-# Literal markers: every built-in pattern contains one, so a line without any needs no redaction.
-_MARKERS = re.compile(
-    rf"sk-|[sr]k_(?:live|test)_|pk_(?:live|test)_|{_AWS_PREFIXES}|AIza|ya29\.|gh[pousr]_|github_pat_|xox[abposr]-|"
-    rf"hooks\.slack\.com|eyJ|PRIVATE KEY|(?i:bearer|authorization|{_SECRET_NAMES})"
-)
+_ALL_MARKERS: tuple[str, ...] = tuple(sorted({m for *_, markers in _BUILTIN for m in markers}))
+
+
+def _markers_in(text: str, low: str) -> bool:
+    for m in _ALL_MARKERS:
+        if m in low:
+            return True
+    return "A" in text and _AWS_ID_HINT.search(text) is not None
+
 
 _lock = threading.Lock()
 _user_patterns: list[tuple[str, re.Pattern[str], int]] = []
 _env_cache: tuple[str, list[tuple[str, re.Pattern[str], int]]] = ("", [])
-_COMPILED: list[tuple[str, re.Pattern[str], int]] = [(k, re.compile(p), g) for k, p, g in _BUILTIN]
+_COMPILED = [(k, re.compile(p), g, markers) for k, p, g, markers in _BUILTIN]
 
 
 def enabled() -> bool:
@@ -169,7 +184,7 @@ def may_contain_secret(text: str) -> bool:
         return False
     if _user_patterns or os.environ.get(ENV_PATTERNS):
         return True
-    return _MARKERS.search(text) is not None
+    return _markers_in(text, text.lower())
 
 
 def _sub(kind: str, pattern: re.Pattern[str], group: int, text: str) -> str:
@@ -190,10 +205,10 @@ def redact_text(text: str) -> str:
     if not isinstance(text, str) or not text or not enabled():
         return text
     extra = _extra_patterns()
-    if not extra and _MARKERS.search(text) is None:
-        return text
-    for kind, pattern, group in _COMPILED:
-        text = _sub(kind, pattern, group, text)
+    low = text.lower()
+    for kind, pattern, group, markers in _COMPILED:
+        if any(m in low for m in markers) if markers else _AWS_ID_HINT.search(text) is not None:
+            text = _sub(kind, pattern, group, text)
     for kind, pattern, group in extra:
         text = _sub(kind, pattern, group, text)
     return text

@@ -145,6 +145,7 @@ class RunWriter:
         self._seen: OrderedDict[str, None] = OrderedDict()  # ids of payloads written (bounded LRU)
         self._recent: list[tuple[str, list[str]]] = []  # (span id, message refs) of the last few LLM spans
         self.closed = False
+        self.broken = False
 
     @classmethod
     def open(cls, run: Run, folder: str | Path | None = None) -> "RunWriter":
@@ -191,8 +192,12 @@ class RunWriter:
                 llm["messages"] = self._encode_refs(span.span_id, refs)
             d["type"] = "span"
             lines.append(_redacted_dumps(d))
-            self._fh.write("\n".join(lines) + "\n")
-            self._fh.flush()
+            try:
+                self._fh.write("\n".join(lines) + "\n")
+                self._fh.flush()
+            except OSError:
+                self.broken = True  # disk full, file system gone...: close() will not complain again
+                raise
 
     _RECENT = 8  # conversations interleave (agent and simulated user); look back a few spans
 
@@ -214,12 +219,22 @@ class RunWriter:
         return {"$base": best_id, "$keep": best_keep, "$refs": refs[best_keep:]}
 
     def close(self, run: Run) -> None:
+        """Write the end line and close. After a failed write (reported then), the file is closed without
+        an end line, so it loads as an incomplete run, and nothing is raised a second time."""
         with self._lock:
             if self.closed:
                 return
-            self._fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
-            self._fh.close()
             self.closed = True
+            if self.broken:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
+                return
+            try:
+                self._fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
+            finally:
+                self._fh.close()
 
 
 def save_run(run: Run, directory: str | Path | None = None, path: str | Path | None = None) -> Path:
