@@ -48,14 +48,89 @@ class MessageTokenCache:
     the total length of the strings the keys keep alive (strings the agent's own history holds anyway).
     """
 
-    def __init__(self, max_entries: int = 100_000, max_chars: int = 64_000_000) -> None:
+    def __init__(self, max_entries: int = 100_000, max_chars: int = 64_000_000, max_prefixes: int = 256) -> None:
         self.max_entries = max_entries
         self.max_chars = max_chars
+        self.max_prefixes = max_prefixes
         self._data: OrderedDict[Any, tuple[int, int]] = OrderedDict()
         self._chars = 0
+        self._prefixes: OrderedDict[Any, list[tuple[list, tuple]]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.prefix_hits = 0
+        """Messages whose count came from a verified re-sent prefix (not looked up one by one)."""
+
+    # ---- re-sent prefixes ------------------------------------------------------------------------
+    # An agent re-sends its history on every call: the new prompt starts with the previous prompt of
+    # the same conversation. Per conversation we remember shallow copies of the last prompt's messages
+    # and their counts; a new prompt whose start *equals* (==, compared in C; identical strings compare in
+    # O(1)) a remembered prompt reuses its counts wholesale, and only the messages after it are looked up
+    # one by one. The copies make the check immune to a message dict changed in place after it was
+    # counted (content replaced, say). Not detected: a nested ``tool_calls`` list mutated in place.
+    # Conversations are found by their first message; a few are kept per first message (agents often
+    # share a system prompt). An entry grows in place as its conversation does.
+    _PER_HEAD = 8
+
+    @staticmethod
+    def _head_key(ck: Any, msgs: list[Message]) -> tuple | None:
+        """Conversations are found by their first two messages (a shared system prompt alone would put
+        every conversation of an agent under one key)."""
+        head = msgs[0]
+        content = head.get("content")
+        if content.__class__ is not str:
+            return None
+        if len(msgs) > 1:
+            second = msgs[1]
+            c2 = second.get("content")
+            if c2 is None or c2.__class__ is str:
+                return (ck, head.get("role"), content, second.get("role"), c2)
+        return (ck, head.get("role"), content)
+
+    def prefix(self, key: tuple | None, msgs: list[Message]) -> list | None:
+        """The remembered ``[snapshot, counts]`` entry that ``msgs`` (whose :meth:`_head_key` is ``key``)
+        starts with (the longest), or ``None``."""
+        entries = self._prefixes.get(key) if key is not None else None
+        if not entries:
+            return None
+        best = None
+        best_k = 0
+        n = len(msgs)
+        for entry in entries[:]:
+            snap = entry[0]
+            k = len(snap)
+            if best_k < k <= n and msgs[:k] == snap:
+                best, best_k = entry, k
+        return best
+
+    def remember_prefix(self, key: tuple | None, msgs: list[Message], entry: list | None, k: int,
+                        new_counts: list[int]) -> None:
+        """Remember ``msgs``: ``entry`` (whose first ``k`` messages ``msgs`` starts with) grows by the rest,
+        counted as ``new_counts``."""
+        if key is None or len(key) == 3 or self.max_prefixes <= 0:
+            return
+        copies = []
+        for m in msgs[k:]:
+            c = m.get("content")
+            if c is not None and c.__class__ is not str:
+                break  # a list of parts can change in place: remember only the part before it
+            copies.append(m.copy() if m.__class__ is dict else dict(m))
+        with self._lock:
+            if entry is not None and len(entry[0]) == k:
+                entry[0].extend(copies)  # the conversation grew: extend its entry in place
+                entry[1].extend(new_counts[:len(copies)])
+                entries = self._prefixes.get(key)
+            else:
+                entries = self._prefixes.get(key)
+                if entries is None:
+                    entries = self._prefixes[key] = []
+                base_snap, base_counts = (entry[0][:k], entry[1][:k]) if entry is not None else ([], [])
+                entries.insert(0, [base_snap + copies, base_counts + new_counts[:len(copies)]])
+                del entries[self._PER_HEAD:]
+            if entries is not None:
+                self._prefixes.move_to_end(key)
+            while len(self._prefixes) > self.max_prefixes:
+                self._prefixes.popitem(last=False)
 
     def get(self, key: Any) -> int | None:
         # Lock-free read: single OrderedDict operations are atomic under the GIL (keys are tuples of
@@ -86,8 +161,9 @@ class MessageTokenCache:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._prefixes.clear()
             self._chars = 0
-            self.hits = self.misses = 0
+            self.hits = self.misses = self.prefix_hits = 0
 
     @property
     def chars(self) -> int:
@@ -396,15 +472,19 @@ def _message_tokens(m: Message, choice: TokenizerChoice, per_message: int, cache
         hit = cache.get(key)
         if hit is not None:
             return hit
-    if choice.chat_format == "chatml":
-        n = _count_chatml(m, choice)
-    elif choice.chat_format == "deepseek":
-        n = _count_deepseek(m, choice)
-    else:
-        n = _count_openai(m, choice, per_message)
+    n = _count_message(m, choice, per_message)
     if cache is not None:
         cache.put(key, n, size)
     return n
+
+
+def _count_message(m: Message, choice: TokenizerChoice, per_message: int) -> int:
+    """Tokens of one message under ``choice``'s template (no memo)."""
+    if choice.chat_format == "chatml":
+        return _count_chatml(m, choice)
+    if choice.chat_format == "deepseek":
+        return _count_deepseek(m, choice)
+    return _count_openai(m, choice, per_message)
 
 
 def _calls_key(m: Message) -> tuple | None:
@@ -424,22 +504,46 @@ def _calls_key(m: Message) -> tuple | None:
 
 
 def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: _Cache) -> list[int]:
-    """Per-message tokens. This is the hot loop of incremental counting: the memo key of a message with
-    text content (and plain tool calls) is built inline, so a re-sent message costs about one dict
-    lookup; only misses take the general path."""
+    """Per-message tokens. This is the hot loop of incremental counting: a re-sent prefix of the prompt
+    is reused wholesale (:meth:`MessageTokenCache.prefix`); for the other messages the memo key is built
+    inline, so a message seen before costs about one dict lookup; only misses are tokenized."""
     if cache is None:
         return [_message_tokens(m, choice, per_message, None) for m in msgs]
+    if not msgs:
+        return []
     ck = (choice.encoding, choice.chat_format, per_message)
+    head = cache._head_key(ck, msgs)
+    entry = cache.prefix(head, msgs)
+    if entry is not None:
+        k = len(entry[0])
+        counts = entry[1][:k]
+        cache.prefix_hits += k
+        rest = msgs[k:]
+    else:
+        k = 0
+        counts = []
+        rest = msgs
+    new = _count_each(rest, choice, per_message, cache, ck)
+    cache.remember_prefix(head, msgs, entry, k, new)
+    counts.extend(new)
+    return counts
+
+
+def _count_each(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: "MessageTokenCache",
+                ck: tuple) -> list[int]:
     data = cache._data
     lookup = data.get
     touch = data.move_to_end
-    out = []
+    enc = choice.encoder
+    plain = enc.encoding.encode_ordinary if (choice.chat_format == "openai" and hasattr(enc, "encoding")) else None
+    out: list[int] = []
     append = out.append
-    hits = 0
+    hits = misses = 0
     for m in msgs:
         get = m.get
         content = get("content")
         calls = get("tool_calls")
+        ckey = None
         if calls:
             ckey = _calls_key(m)
             key: Any = None if ckey is None else (ck, get("role"), content, get("name"), ckey)
@@ -447,7 +551,10 @@ def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, c
             key = None
         else:
             key = (ck, get("role"), content, get("name"))
-        entry = lookup(key) if key is not None and (content is None or content.__class__ is str) else None
+        if key is None or not (content is None or content.__class__ is str):
+            append(_message_tokens(m, choice, per_message, cache))  # the general path
+            continue
+        entry = lookup(key)
         if entry is not None:
             try:
                 touch(key)
@@ -456,8 +563,16 @@ def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, c
             hits += 1
             append(entry[0])
         else:
-            append(_message_tokens(m, choice, per_message, cache))
+            misses += 1
+            if plain and ckey is None and content is not None and get("name") is None:
+                # the common case, inlined: <|start|>role<|message|>content<|end|>
+                n = per_message + _role_count(choice, get("role") or "") + len(plain(content))
+            else:
+                n = _count_message(m, choice, per_message)
+            cache.put(key, n, (len(content) if content else 0) + (sum(len(a) + len(b) for a, b in ckey) if ckey else 0))
+            append(n)
     cache.hits += hits
+    cache.misses += misses
     return out
 
 
@@ -492,10 +607,12 @@ def count_prompt(messages: Iterable[Any], model: str, tools: Iterable[dict[str, 
     cache = default_cache if cache is _DEFAULT else cache
     choice = tokenizer_for(model)
     msgs = [m if m.__class__ is dict else to_openai_message(m) for m in messages]
-    tool_list = list(tools or [])
+    tool_list = list(tools) if tools else []
     per_message = _openai_tokens_per_message(model) if choice.chat_format == "openai" else 0
     counts = tuple(_count_all(msgs, choice, per_message, cache))
-    tool_tokens = count_tools(tool_list, model, cache=cache)
+    tool_tokens = count_tools(tool_list, model, cache=cache) if tool_list else 0
+    if choice.chat_format == "openai":
+        return PromptCount(sum(counts) + tool_tokens + 3, counts, tool_tokens, 3, choice)
     enc = get_encoder(choice.encoding)
     if choice.chat_format == "chatml":
         overhead = len(enc.encode("<|im_start|>assistant\n", allow_special=True))

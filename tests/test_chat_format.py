@@ -156,7 +156,24 @@ def test_memo_counts_unique_content_once_and_agrees_with_scratch() -> None:
         totals_scratch.append(count_messages(history, "gpt-4o", cache=None))
     assert totals_memo == totals_scratch
     assert cache.misses == 31          # each distinct message tokenized once
-    assert cache.hits + cache.misses == sum(i + 2 for i in range(30))  # one lookup per message per call
+    # every message of every call was either reused from the re-sent prefix or looked up one by one
+    assert cache.prefix_hits + cache.hits + cache.misses == sum(i + 2 for i in range(30))
+    assert cache.prefix_hits == sum(i + 1 for i in range(1, 30))  # each call re-sends the previous prompt
+
+
+def test_prefix_reuse_detects_messages_changed_in_place() -> None:
+    cache = MessageTokenCache()
+    history = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "a " * 50},
+               {"role": "assistant", "content": "ok"}]
+    count_messages(history, "gpt-4o", cache=cache)
+    history[1]["content"] = "short"          # an optimizer masking an old message in place
+    history.append({"role": "user", "content": "next"})
+    assert count_messages(history, "gpt-4o", cache=cache) == count_messages(history, "gpt-4o", cache=None)
+    # equal but distinct message objects (e.g. converted LangChain messages) still reuse the prefix
+    before = cache.prefix_hits
+    copies = [dict(m) for m in history] + [{"role": "assistant", "content": "done"}]
+    assert count_messages(copies, "gpt-4o", cache=cache) == count_messages(copies, "gpt-4o", cache=None)
+    assert cache.prefix_hits - before == len(history)
 
 
 def test_memo_is_bounded_lru() -> None:
