@@ -144,7 +144,7 @@ def _growth_svg(m: ReportModel) -> dict[str, Any]:
     peak = max(max(b["in"], b.get("after", 0)) for b in bars) or 1
     plot_h = height - bottom - top
     step = (width - left - 8) / len(bars)
-    bw = max(1.0, step * 0.8) if step >= 3 else step
+    bw = min(56.0, max(1.0, step * 0.8)) if step >= 3 else step  # a few calls: slim bars, not slabs
     scale = plot_h / peak
     out = []
     for k, b in enumerate(bars):
