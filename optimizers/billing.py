@@ -331,6 +331,16 @@ def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
 
 
 @lru_cache(maxsize=64)
+def _exact_tokenizer(model: str | None) -> bool:
+    try:
+        from profiler.tokenizers import tokenizer_for
+
+        return bool(tokenizer_for(model).exact) and _encoder_for(model) is not None
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=64)
 def _encode_fn(model: str | None) -> Callable[[str], list[int]]:
     enc = _encoder_for(model)
     if enc is not None:
@@ -564,6 +574,11 @@ class Simulator:
         if rule.caches_output and pu.output_units:
             units = pu.units + pu.output_units
             out_tokens = (u.output_tokens - u.reasoning_tokens) if u.output_tokens > 0 else len(pu.output_units)
+            # hidden reasoning is billed as output but never replayed: when the file did not say how much
+            # there was, the visible reply (its tokens, when our tokenizer is the model's) bounds what the
+            # next prompt can reuse
+            if not u.known("reasoning_tokens") and _exact_tokenizer(call.model):
+                out_tokens = min(out_tokens, len(pu.output_units))
             anchors.append((len(units), max(prompt_tokens, prompt_tokens + out_tokens - rule.output_reuse_gap)))
         return _Seq(list(units), anchors), _block_hashes(pu.units)
 
