@@ -1,38 +1,42 @@
-"""Live optimization: ``profile("name", optimize=[...])`` switches passes on for LangChain chat models.
+"""Live optimization: ``profile("name", optimize=[...])`` switches passes on for the agent inside the block.
 
 Importing this module registers :func:`activate_live` / :func:`deactivate_live` as profile enter/exit
-hooks (``profiler`` never imports upward, so the app layer plugs this in; ``import tokprof`` does it).
+hooks (``profiler`` never imports upward, so the app layer plugs this in: ``tokprof.demo`` imports it;
+import it yourself, or ``tokprof`` once its façade does).
 
 >>> from profiler import profile
->>> import tokprof.live_hooks  # noqa: F401  (``import tokprof`` also does this)
+>>> import tokprof.live_hooks  # noqa: F401
 >>> with profile("support", optimize=["response-cache", "observation-mask"]) as run:
 ...     agent.invoke(...)
 >>> run.metadata["live_passes"]
 ['response-cache', 'observation-mask']
 
-Passes that can act live (their recorded-run counterparts live in ``optimizers``):
+Passes that can act live (their recorded-run counterparts are in ``optimizers``; unknown names are kept in
+``run.metadata["live_passes_unavailable"]``):
 
-``response-cache``   a LangChain response cache (``set_llm_cache``) for the block, empty at its start: an
-                     identical deterministic request (same model, parameters incl. temperature 0 or a
-                     seed, messages) is answered from the cache and bills no tokens.
+``response-cache``   a response cache for the block, empty at its start: an identical deterministic request
+                     (temperature 0 or a seed) is answered from it and bills no tokens. LangChain:
+                     ``set_llm_cache`` with ``optimizers.response_cache.TokprofLLMCache`` on a temporary
+                     store; SDK clients: the middleware's lookup.
+``minify``           JSON tool outputs without whitespace and empty fields; very long outputs cut to
+                     head + tail (``optimizers.compression.minify``).
+``dedupe``           a tool output identical to an earlier one becomes a pointer to it (lossless).
+``observation-mask`` old tool outputs become placeholders keeping their ids, in blocks so the prompt
+                     prefix stays cacheable (``optimizers.compression.mask``, ``keep_turns=3`` live).
 ``prompt-cache``     prompt-cache planning: ``cache_control`` breakpoints on the system prompt and the
                      newest message, so a provider with explicit caching (Anthropic) re-reads the stable
                      prefix at the cache price. Models that ignore the marker are unaffected.
-``dedupe``           a tool output identical to an earlier one is replaced by a pointer to it (lossless).
-``minify``           JSON tool outputs are re-serialised without whitespace (lossless).
-``observation-mask`` tool outputs older than the newest ``keep_last`` (default 3) are replaced by a short
-                     placeholder (lossy: the agent sees that the output existed and how long it was).
 
 How: while a live profile is active, ``BaseChatModel.generate``/``agenerate`` are wrapped so the message
-transforms run *before* LangChain's callbacks, so the profiler records the prompt that was really sent.
+transforms run *before* LangChain's callbacks (the profiler records the prompt that was really sent).
 Instrumented SDK clients (``profile(..., instrument=["openai"])``) get the same through
 ``profiler.integrations``' middleware seam: OpenAI chat messages are compressed, Anthropic requests get
 cache breakpoints, and a repeated deterministic request is answered from the block's memory.
-Message transforms are applied in the order minify, dedupe, observation-mask, prompt-cache (markers
-last), whatever order they were asked in. ``minify``, ``dedupe`` and ``observation-mask`` run engineer E's
-``optimizers.compression`` passes (the code the simulated pipeline uses) when importable, with
-:data:`LIVE_PASS_OPTIONS`; the small local transforms below are the fallback. Every failure inside is swallowed through
-``profiler.hooks.internal_error``: the agent then runs unoptimized, never broken.
+Transforms apply in the order minify, dedupe, observation-mask, prompt-cache whatever order they were
+asked in. ``minify``, ``dedupe`` and ``observation-mask`` run engineer E's ``optimizers.compression``
+passes (the code the simulated pipeline uses) with :data:`LIVE_PASS_OPTIONS`; the small local transforms
+below are the fallback when those are missing or fail. Every failure inside is reported once through
+``profiler.hooks.internal_error`` and swallowed: the agent then runs unoptimized, never broken.
 """
 
 from __future__ import annotations
