@@ -268,3 +268,32 @@ def test_cli_report_runs_real_passes(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert [s["pass"] for s in doc["waterfall"]] == ["prompt-cache"]
     assert doc["waterfall"][0]["evidence"] == "simulated" and doc["headline"]["optimized"] is True
+
+
+def _drifting_system_prompt_run() -> Run:
+    """Three calls whose system prompt carries the current time: each call breaks the cache prefix."""
+    run = Run(name="drift")
+    history = [{"role": "user", "content": "Find my booking. " + "context " * 400}]
+    for i in range(3):
+        system = {"role": "system", "content": f"Current time: 2025-01-0{i + 1} 10:0{i}:00. " + "Policy text. " * 300}
+        llm = LLMCall(provider="anthropic", model="claude-sonnet-4-5", messages=[system, *history],
+                      usage=Usage.from_provider(input_tokens=2000 + 300 * i, output_tokens=20))
+        run.spans.append(Span(f"c{i}", None, run.run_id, "llm", "chat", i * 10, 0, end_ns=i * 10 + 5, llm=llm))
+        history = history + [{"role": "assistant", "content": f"step {i}"}, {"role": "user", "content": "go on"}]
+    return run
+
+
+def test_diagnostics_find_prefix_breaks():
+    m = build_report(_drifting_system_prompt_run())
+    d = next(d for d in m.diagnostics if d.kind == "prefix-break")
+    assert set(d.calls) == {1, 2} and d.tokens > 0 and "system" in d.detail.lower()
+    assert "SYSTEM_PROMPT" in d.snippet
+
+
+def test_quick_prefix_check_when_the_cache_analysis_is_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optimizers.prompt_cache", None)  # import fails: fall back
+    m = build_report(_drifting_system_prompt_run())
+    d = next(d for d in m.diagnostics if d.kind == "prefix-break")
+    assert set(d.calls) == {1, 2} and "system prompt changed" in d.detail and d.evidence == "estimated"
