@@ -65,9 +65,10 @@ ALIASES = {
 
 _TRANSFORM_ORDER = ("minify", "dedupe", "observation-mask", "prompt-cache")
 _OPTIMIZER_PASSES = ("minify", "dedupe", "observation-mask")
-LIVE_PASS_OPTIONS: dict[str, dict[str, Any]] = {"observation-mask": {"keep_turns": 3}}
-"""Default options of the live compression passes: an agent re-reads recent outputs, so masking keeps the
-outputs of the last three steps (the recorded-run default of one step is tuned for simulation)."""
+LIVE_PASS_OPTIONS: dict[str, dict[str, Any]] = {"observation-mask": {"keep_turns": 3}, "minify": {"max_tokens": 3000}}
+"""Options of the live compression passes, pinned (a live agent acts on what it is sent): masking keeps the
+outputs of the last three steps, as an agent re-reads recent outputs (the recorded-run default of one step
+is tuned for simulation); minify cuts only outputs over 3,000 tokens."""
 MASK_KEEP_LAST = 3
 MASK_MIN_CHARS = 200
 """Tool outputs shorter than this are not worth masking (the placeholder is about as long)."""
