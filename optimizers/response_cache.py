@@ -289,44 +289,71 @@ def _load_type(path: str) -> Any:
 
 
 class _CachedCreate:
-    """Wraps one ``create`` method: a hit returns the stored response as the SDK's own type."""
+    """Wraps one ``create`` method: a hit returns the stored response as the SDK's own type.
 
-    def __init__(self, create: Any, cache: ResponseCache, provider: str) -> None:
+    Works for sync and async clients (``AsyncOpenAI``, ``AsyncAnthropic``): an async ``create`` gets an
+    async wrapper."""
+
+    def __init__(self, create: Any, cache: ResponseCache, provider: str, is_async: bool = False) -> None:
         self._create = create
         self._cache = cache
         self._provider = provider
+        import inspect
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs.get("stream"):
-            # positional calls are not part of the SDKs' API; streams are passed through, never stored
-            return self._create(*args, **kwargs)
-        messages = list(kwargs.get("messages") or [])
-        if kwargs.get("system") is not None:  # Anthropic's system prompt is a separate field
-            messages = [{"role": "system", "content": kwargs["system"]}, *messages]
-        params = {k: v for k, v in kwargs.items() if k not in _REQUEST_FIELDS}
-        if isinstance(kwargs.get("extra_body"), dict):  # e.g. sampling parameters an SDK has no argument for
-            params.update(kwargs["extra_body"])
-        key = None
+        # the SDKs wrap their methods, which hides the coroutine function: the client class says it
+        self._is_async = is_async or inspect.iscoroutinefunction(create)
+
+    def _lookup(self, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
+        """(key to store under or None, cached response or None). Never raises."""
         try:
-            if self._cache.cacheable(params):
-                key = self._cache.key(self._provider, kwargs.get("model"), messages, kwargs.get("tools"), params)
-                hit = self._cache.get(key)
-                if hit is not None:
-                    return _load_type(hit["type"]).model_validate(hit["response"])
+            messages = list(kwargs.get("messages") or [])
+            if kwargs.get("system") is not None:  # Anthropic's system prompt is a separate field
+                messages = [{"role": "system", "content": kwargs["system"]}, *messages]
+            params = {k: v for k, v in kwargs.items() if k not in _REQUEST_FIELDS}
+            if isinstance(kwargs.get("extra_body"), dict):  # sampling parameters an SDK has no argument for
+                params.update(kwargs["extra_body"])
+            if not self._cache.cacheable(params):
+                return None, None
+            key = self._cache.key(self._provider, kwargs.get("model"), messages, kwargs.get("tools"), params)
+            hit = self._cache.get(key)
+            if hit is not None:
+                return key, _load_type(hit["type"]).model_validate(hit["response"])
+            return key, None
         except Exception as exc:  # the cache must never break the user's call
             from profiler.hooks import internal_error
 
             internal_error("response_cache.lookup", exc)
-            key = None
-        response = self._create(**kwargs)  # errors propagate unchanged and store nothing
-        if key is not None:
-            try:
-                self._cache.set(key, {"type": _type_path(response),
-                                      "response": response.model_dump(mode="json")})
-            except Exception as exc:
-                from profiler.hooks import internal_error
+            return None, None
 
-                internal_error("response_cache.store", exc)
+    def _store(self, key: str | None, response: Any) -> None:
+        if key is None:
+            return
+        try:
+            self._cache.set(key, {"type": _type_path(response), "response": response.model_dump(mode="json")})
+        except Exception as exc:
+            from profiler.hooks import internal_error
+
+            internal_error("response_cache.store", exc)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # positional calls are not part of the SDKs' API; streams are passed through and never stored
+        if args or kwargs.get("stream"):
+            return self._create(*args, **kwargs)
+        if self._is_async:
+            return self._acall(kwargs)
+        key, hit = self._lookup(kwargs)
+        if hit is not None:
+            return hit
+        response = self._create(**kwargs)  # errors propagate unchanged and store nothing
+        self._store(key, response)
+        return response
+
+    async def _acall(self, kwargs: dict[str, Any]) -> Any:
+        key, hit = self._lookup(kwargs)
+        if hit is not None:
+            return hit
+        response = await self._create(**kwargs)
+        self._store(key, response)
         return response
 
     def __getattr__(self, name: str) -> Any:
@@ -351,10 +378,11 @@ def cached_client(client: Any, cache: ResponseCache | None = None, **options: An
     Everything else on the client is the original object."""
     store = cache if cache is not None else ResponseCache(**options)
     module = type(client).__module__.split(".")[0]
+    is_async = type(client).__name__.startswith("Async")
     if module == "anthropic" or hasattr(client, "messages") and not hasattr(client, "chat"):
         messages = client.messages
-        return _Proxy(client, {"messages": _Proxy(messages, {"create": _CachedCreate(messages.create, store,
-                                                                                     "anthropic")})})
+        create = _CachedCreate(messages.create, store, "anthropic", is_async)
+        return _Proxy(client, {"messages": _Proxy(messages, {"create": create})})
     completions = client.chat.completions
-    wrapped = _Proxy(completions, {"create": _CachedCreate(completions.create, store, "openai")})
+    wrapped = _Proxy(completions, {"create": _CachedCreate(completions.create, store, "openai", is_async)})
     return _Proxy(client, {"chat": _Proxy(client.chat, {"completions": wrapped})})

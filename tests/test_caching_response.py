@@ -275,3 +275,17 @@ def test_langchain_cache_in_process(tmp_path: Path) -> None:
     assert model.invoke("other").content == "second"
     cache.clear()
     assert len(cache.store) == 0
+
+
+def test_async_openai_client(server: _Server, tmp_path: Path) -> None:
+    import asyncio
+
+    openai = pytest.importorskip("openai")
+    client = cached_client(openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0),
+                           ResponseCache(tmp_path / "c"))
+
+    async def go() -> tuple[Any, Any]:
+        return (await client.chat.completions.create(**REQUEST), await client.chat.completions.create(**REQUEST))
+
+    a, b = asyncio.run(go())
+    assert len(server.requests) == 1 and a.model_dump() == b.model_dump()
