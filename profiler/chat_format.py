@@ -17,9 +17,11 @@ Three templates:
   tool calls / outputs wrapped in DeepSeek's tool special tokens.
 
 **Incremental counting.** An agent re-sends its whole history on every call, so counting each call from
-scratch is quadratic in the run length. Each message's tokens are memoized under its (tokenizer,
-template, role, content, name, tool calls) in a bounded, thread-safe LRU (:class:`MessageTokenCache`):
-counting a run costs about its unique content once.
+scratch is quadratic in the run length. Two memos, both in a bounded, thread-safe
+:class:`MessageTokenCache`: (1) each message's tokens under its (tokenizer, template, role, content, name,
+tool calls) — an LRU capped in entries and in characters held; (2) per conversation, snapshots of the
+last prompt and its per-message counts, so a prompt that starts with a remembered one (compared by
+value) only looks at its new messages. Counting a run costs about its unique content once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 from profiler.model import Message
-from profiler.tokenizers import TokenizerChoice, get_encoder, tokenizer_for
+from profiler.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, tokenizer_for
 
 # ---------------------------------------------------------------------------------------------------
 # the memo
@@ -101,6 +103,9 @@ class MessageTokenCache:
             k = len(snap)
             if best_k < k <= n and msgs[:k] == snap:
                 best, best_k = entry, k
+            elif k > n > best_k and snap[:n] == msgs:
+                # an earlier call of a conversation counted again (a stored run re-read): reuse its start
+                best, best_k = [snap[:n], entry[1][:n]], n
         return best
 
     def remember_prefix(self, key: tuple | None, msgs: list[Message], entry: list | None, k: int,
@@ -114,7 +119,7 @@ class MessageTokenCache:
             c = m.get("content")
             if c is not None and c.__class__ is not str:
                 break  # a list of parts can change in place: remember only the part before it
-            copies.append(m.copy() if m.__class__ is dict else dict(m))
+            copies.append(m.copy())
         with self._lock:
             if entry is not None and len(entry[0]) == k:
                 entry[0].extend(copies)  # the conversation grew: extend its entry in place
@@ -529,13 +534,19 @@ def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, c
     return counts
 
 
+_plain_encoders: dict[str, Any] = {}
+
+
 def _count_each(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: "MessageTokenCache",
                 ck: tuple) -> list[int]:
     data = cache._data
     lookup = data.get
     touch = data.move_to_end
-    enc = choice.encoder
-    plain = enc.encoding.encode_ordinary if (choice.chat_format == "openai" and hasattr(enc, "encoding")) else None
+    plain = _plain_encoders.get(choice.encoding) if choice.chat_format == "openai" else None
+    if plain is None and choice.chat_format == "openai":
+        enc = choice.encoder
+        if isinstance(enc, TiktokenEncoder):
+            plain = _plain_encoders[choice.encoding] = enc.encoding.encode_ordinary
     out: list[int] = []
     append = out.append
     hits = misses = 0
@@ -629,7 +640,13 @@ def count_prompt(messages: Iterable[Any], model: str, tools: Iterable[dict[str, 
 def count_messages(messages: Iterable[Any], model: str, tools: Iterable[dict[str, Any]] | None = None, *,
                    cache: Any = _DEFAULT) -> int:
     """Prompt tokens of ``messages`` + ``tools`` for ``model`` (see :func:`count_prompt`)."""
-    return count_prompt(messages, model, tools, cache=cache).tokens
+    choice = tokenizer_for(model)
+    if tools or choice.chat_format != "openai":
+        return count_prompt(messages, model, tools, cache=cache).tokens
+    # The common case without the itemised result (this runs once per LLM call of a whole run).
+    msgs = messages if messages.__class__ is list and all(m.__class__ is dict for m in messages) else [
+        m if m.__class__ is dict else to_openai_message(m) for m in messages]
+    return sum(_count_all(msgs, choice, 3, default_cache if cache is _DEFAULT else cache)) + 3
 
 
 def count_completion(output: Any, model: str) -> int:
