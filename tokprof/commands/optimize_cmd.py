@@ -87,6 +87,10 @@ def optimize_command(args: argparse.Namespace) -> int:
     for p in passes:
         if p not in known:
             raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
+    if args.currency.upper() != "USD":
+        from profiler.prices import convert
+
+        convert(Decimal(1), "USD", args.currency)  # an unsupported currency is a clear error, not "unknown"
     runs = load_runs(args.runs, args.dir)
     ctx = PassContext(currency=args.currency)
     out_dir = Path(args.out) if args.out else Path(".tokprof") / "optimized"
@@ -132,7 +136,8 @@ def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], a
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=sys.stdout)
+    # piped output (CI logs, files) gets a wide table instead of rich's 80-column default
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
     cur = args.currency
     table = Table(title=f"tokprof optimize: {len(ledgers)} run(s), passes: {', '.join(passes) or '(none)'}")
     table.add_column("run")
