@@ -89,12 +89,13 @@ class MessageTokenCache:
                 return (ck, head.get("role"), content, second.get("role"), c2)
         return (ck, head.get("role"), content)
 
-    def prefix(self, key: tuple | None, msgs: list[Message]) -> list | None:
-        """The remembered ``[snapshot, counts]`` entry that ``msgs`` (whose :meth:`_head_key` is ``key``)
-        starts with (the longest), or ``None``."""
+    def prefix(self, key: tuple | None, msgs: list[Message]) -> tuple[list | None, int]:
+        """(the remembered ``[snapshot, counts]`` entry whose first ``k`` messages equal the start of
+        ``msgs`` — whose :meth:`_head_key` is ``key`` — for the largest ``k``, ``k``), or ``(None, 0)``.
+        ``k`` is what was verified: the entry may grow meanwhile in another thread."""
         entries = self._prefixes.get(key) if key is not None else None
         if not entries:
-            return None
+            return None, 0
         best = None
         best_k = 0
         n = len(msgs)
@@ -105,8 +106,8 @@ class MessageTokenCache:
                 best, best_k = entry, k
             elif k > n > best_k and snap[:n] == msgs:
                 # an earlier call of a conversation counted again (a stored run re-read): reuse its start
-                best, best_k = [snap[:n], entry[1][:n]], n
-        return best
+                best, best_k = entry, n
+        return best, best_k
 
     def remember_prefix(self, key: tuple | None, msgs: list[Message], entry: list | None, k: int,
                         new_counts: list[int]) -> None:
@@ -120,6 +121,8 @@ class MessageTokenCache:
             if c is not None and c.__class__ is not str:
                 break  # a list of parts can change in place: remember only the part before it
             copies.append(m.copy())
+        if not copies and entry is not None:
+            return  # nothing new to remember
         with self._lock:
             if entry is not None and len(entry[0]) == k:
                 entry[0].extend(copies)  # the conversation grew: extend its entry in place
@@ -518,9 +521,8 @@ def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, c
         return []
     ck = (choice.encoding, choice.chat_format, per_message)
     head = cache._head_key(ck, msgs)
-    entry = cache.prefix(head, msgs)
+    entry, k = cache.prefix(head, msgs)
     if entry is not None:
-        k = len(entry[0])
         counts = entry[1][:k]
         cache.prefix_hits += k
         rest = msgs[k:]

@@ -216,3 +216,29 @@ def test_memo_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert not errors and len(cache) <= 64
+
+
+def test_prefix_memo_is_thread_safe() -> None:
+    """Threads growing conversations that share a system prompt through one memo get exact counts."""
+    cache = MessageTokenCache(max_entries=10_000, max_prefixes=4)
+    system = {"role": "system", "content": "policy " * 100}
+    errors: list[BaseException] = []
+
+    def conversation(seed: int) -> None:
+        try:
+            history = [system, {"role": "user", "content": f"I am user {seed % 3}"}]
+            for turn in range(25):
+                history.append({"role": "assistant" if turn % 2 else "user",
+                                "content": f"turn {turn} of {seed}: " + "x " * (turn % 7)})
+                assert count_messages(history, "gpt-4o", cache=cache) == count_messages(history, "gpt-4o",
+                                                                                       cache=None)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=conversation, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert cache.prefix_hits > 0
