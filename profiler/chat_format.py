@@ -646,9 +646,14 @@ def count_messages(messages: Iterable[Any], model: str, tools: Iterable[dict[str
     if tools or choice.chat_format != "openai":
         return count_prompt(messages, model, tools, cache=cache).tokens
     # The common case without the itemised result (this runs once per LLM call of a whole run).
-    msgs = messages if messages.__class__ is list and all(m.__class__ is dict for m in messages) else [
-        m if m.__class__ is dict else to_openai_message(m) for m in messages]
-    return sum(_count_all(msgs, choice, 3, default_cache if cache is _DEFAULT else cache)) + 3
+    memo = default_cache if cache is _DEFAULT else cache
+    if messages.__class__ is list:
+        try:  # a list of OpenAI dicts as is: no copy (a LangChain message in it fails .get: convert)
+            return sum(_count_all(messages, choice, 3, memo)) + 3  # type: ignore[arg-type]
+        except AttributeError:
+            pass
+    msgs = [m if m.__class__ is dict else to_openai_message(m) for m in messages]
+    return sum(_count_all(msgs, choice, 3, memo)) + 3
 
 
 def count_completion(output: Any, model: str) -> int:
