@@ -283,12 +283,12 @@ _role_tokens: dict[tuple[str, str], int] = {}
 
 
 def _role_count(choice: TokenizerChoice, role: str) -> int:
-    """Tokens of a role word (a handful of distinct values: memoized without bound worries)."""
+    """Tokens of a role, a name or a function name: few distinct short values, memoized (up to 4096)."""
     key = (choice.encoding, role)
     n = _role_tokens.get(key)
     if n is None:
         n = len(choice.encoder.encode(role))
-        if len(_role_tokens) < 1024:
+        if len(_role_tokens) < 4096 and len(role) <= 128:
             _role_tokens[key] = n
     return n
 
@@ -300,9 +300,9 @@ def _count_openai(m: Message, choice: TokenizerChoice, per_message: int) -> int:
     n += others * IMAGE_TOKENS_ESTIMATE
     name = m.get("name")
     if name:
-        n += len(enc.encode(str(name))) + 1
+        n += _role_count(choice, str(name)) + 1
     for fname, args in _tool_calls(m):
-        n += 3 + len(enc.encode(fname)) + len(enc.encode(args))
+        n += 3 + _role_count(choice, fname) + len(enc.encode(args))
     return n
 
 

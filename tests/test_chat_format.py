@@ -242,3 +242,21 @@ def test_prefix_memo_is_thread_safe() -> None:
         t.join()
     assert not errors
     assert cache.prefix_hits > 0
+
+
+def test_tokprof_count_command(tmp_path, capsys) -> None:
+    from tokprof.cli import main
+
+    f = tmp_path / "prompt.json"
+    f.write_text(json.dumps({"messages": COOKBOOK_TOOL_MESSAGES, "tools": COOKBOOK_TOOLS}))
+    assert main(["count", "--model", "gpt-4o", "--json", str(f)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tokens"] == 101 and out["tokenizer"] == "o200k_base" and out["exact"] is True
+    assert out["input_cost"] == "0.0002525" and out["currency"] == "USD"
+    t = tmp_path / "text.txt"
+    t.write_text("人工智能正在改变世界")
+    assert main(["count", "-m", "kimi-k2", str(t)]) == 0
+    text = capsys.readouterr().out
+    assert "estimated" in text and "CNY" in text
+    assert main(["count", "-m", "no-such-model", str(t)]) == 0
+    assert "unknown" in capsys.readouterr().out
