@@ -31,33 +31,76 @@ def _turn_starts(messages: list[Message], unit: str) -> list[int]:
     return starts
 
 
-def placeholder(m: Message, calls: dict[str, tuple[str, str]]) -> str:
-    """The short stand-in of a tool output: its identifiers and how to get it back."""
+def placeholder(m: Message, calls: dict[str, tuple[str, str]], known: set[str] | frozenset[str] = frozenset()) -> str:
+    """The short stand-in of a tool output: its identifiers (those not already in ``known``, the facts
+    the rest of the prompt states anyway) and how to get it back."""
     from optimizers.fidelity import fact_tokens
 
     text = text_of(m.get("content"))
     name, args = calls.get(str(m.get("tool_call_id") or ""), (str(m.get("name") or "tool"), ""))
-    values = " ".join(fact_tokens(text))
+    values = " ".join(f for f in fact_tokens(text) if f not in known)
     how = f"call {name}({args}) again" if args else f"call {name} again"
     kept = f" Values kept: {values}." if values else ""
     return f"{PLACEHOLDER_PREFIX} of {name}, ~{rough_tokens(text):,} tokens.{kept} To see it in full, {how}.]"
 
 
+def _context_facts(messages: list[Message]) -> set[str]:
+    """Facts stated by the messages a mask never touches (system, user, assistant text and tool calls)."""
+    from optimizers.compression.common import message_text
+    from optimizers.fidelity import fact_tokens
+
+    out: set[str] = set()
+    for m in messages:
+        if m.get("role") not in ("tool", "function"):
+            out.update(fact_tokens(message_text(m)))
+    return out
+
+
+def cache_multipliers(model: str | None) -> tuple[float, float]:
+    """(cache read, cache write) price multipliers of ``model``'s provider; (1, 1) when it has no cache."""
+    try:
+        from optimizers.billing import cache_rule
+
+        rule = cache_rule(None, model)
+        if not rule.caches:
+            return 1.0, 1.0
+        return float(rule.read_multiplier), float(rule.write_multiplier)
+    except Exception:  # no billing rules: assume an automatic cache at half price
+        return 0.5, 1.0
+
+
 def masked_indices(messages: list[Message], keep_turns: int, threshold_tokens: int, min_tokens: int,
-                   unit: str = "user") -> set[int]:
-    """Which tool messages are masked in this call's input, replaying the block decisions of every
-    earlier call of the conversation (each ended where an assistant message begins)."""
-    masked: set[int] = set()
+                   unit: str = "user", model: str | None = None, cache_aware: bool = True) -> dict[int, int]:
+    """Which tool messages are masked in this call's input (index -> the call point that masked it),
+    replaying the block decisions of every earlier call of the conversation (each ended where an
+    assistant message begins).
+
+    A block is masked when its old outputs total ``threshold_tokens``; with ``cache_aware``, also only
+    when it pays for itself under the provider's caching prices: the masked tokens saved on each later
+    call (assumed: as many more calls as so far, the only estimate the past allows) must outweigh
+    re-writing the prompt suffix after the first masked output once."""
+    masked: dict[int, int] = {}
     sizes = {i: rough_tokens(text_of(m.get("content"))) for i, m in enumerate(messages)
              if m.get("role") in ("tool", "function") and not text_of(m.get("content")).startswith(PLACEHOLDER_PREFIX)}
-    for c in call_points(messages):
-        starts = [s for s in _turn_starts(messages[:c], unit)]
+    read, write = cache_multipliers(model) if cache_aware else (1.0, 1.0)
+    points = call_points(messages)
+    for k, c in enumerate(points, start=1):
+        starts = _turn_starts(messages[:c], unit)
         if len(starts) < keep_turns:
             continue
         cutoff = starts[-keep_turns] if keep_turns > 0 else c
         cands = [i for i, n in sizes.items() if i < cutoff and i not in masked and n >= min_tokens]
-        if cands and sum(sizes[i] for i in cands) >= threshold_tokens:
-            masked.update(cands)
+        if not cands:
+            continue
+        saved = sum(sizes[i] for i in cands) * 0.7  # a placeholder keeps about a third
+        if saved < threshold_tokens:
+            continue
+        if write > read:
+            suffix = sum(rough_tokens(text_of(m.get("content"))) for m in messages[min(cands):c])
+            if saved * read * k < suffix * (write - read):
+                continue
+        for i in cands:
+            masked[i] = c
     return masked
 
 
@@ -66,18 +109,23 @@ class ObservationMaskPass(MessagePass):
     name = "observation-mask"
     description = "tool outputs older than the last K turns replaced by a placeholder keeping their ids"
     risk = "low: values kept without their field names; the agent must call the tool again for structure"
-    defaults = {"keep_turns": 2, "threshold_tokens": 1500, "min_tokens": 40, "turn_unit": "user"}
+    defaults = {"keep_turns": 1, "threshold_tokens": 300, "min_tokens": 40, "turn_unit": "step",
+                "cache_aware": True}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         o = self.options
-        idx = masked_indices(messages, o["keep_turns"], o["threshold_tokens"], o["min_tokens"], o["turn_unit"])
+        idx = masked_indices(messages, o["keep_turns"], o["threshold_tokens"], o["min_tokens"], o["turn_unit"],
+                             model, o["cache_aware"])
         if not idx:
             return Rewritten(messages)
         calls = tool_names_by_call_id(messages)
         out = list(messages)
         n = 0
-        for i in sorted(idx):
-            ph = placeholder(messages[i], calls)
+        known: dict[int, set[str]] = {}
+        for i, c in sorted(idx.items()):
+            if c not in known:
+                known[c] = _context_facts(messages[:c])
+            ph = placeholder(messages[i], calls, known[c])
             if len(ph) < len(text_of(messages[i].get("content"))):  # never "mask" into something longer
                 out[i] = with_text(messages[i], ph)
                 n += 1
