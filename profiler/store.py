@@ -26,7 +26,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from profiler import redact
 from profiler.model import SCHEMA_VERSION, Run, Span
@@ -268,10 +268,26 @@ def _open_text(path: Path) -> IO[str]:
     return open(path, "r", encoding="utf-8")
 
 
-def load_run(path: str | Path) -> Run:
+def _field(rec: dict[str, Any], name: str, expected: type | tuple[type, ...], default: Any) -> Any:
+    """``rec[name]`` if it has the expected JSON type (or is null/absent: ``default``); else a TypeError
+    naming the field, which the loader reports with the file and line."""
+    value = rec.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, expected) or isinstance(value, bool):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        raise TypeError(f"field {name!r} must be {names}, found {type(value).__name__}")
+    return value
+
+
+def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | None = None) -> Run:
     """Read a run file. A truncated last line is dropped with a :class:`TruncatedRunWarning` and the run is
     marked incomplete; a wrong schema version or a malformed line raises :class:`RunFileError` naming the
-    file and line."""
+    file and line.
+
+    ``on_error`` (recovery of a damaged file): each malformed line after the header is passed to it as a
+    :class:`RunFileError` and skipped, rather than raised; the run keeps every good span and is marked
+    incomplete. A file without a readable header still raises."""
     path = Path(path)
     if not path.exists():
         raise RunFileError(path, None, "no such run file")
@@ -291,65 +307,90 @@ def load_run(path: str | Path) -> Run:
     payloads: dict[str, Any] = {}
     span_refs: dict[str, list[str]] = {}
     ended = False
+    damaged = False
     for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunFileError(path, lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(rec, dict) or "type" not in rec:
-            raise RunFileError(path, lineno, "expected a JSON object with a 'type' field")
-        kind = rec["type"]
-        if run is None:
-            if kind != "run":
-                raise RunFileError(path, lineno, f"expected the run header first, found a {kind!r} record")
-            schema = rec.get("schema")
-            if schema != SCHEMA_VERSION:
-                raise RunFileError(
-                    path, lineno,
-                    f"schema version {schema!r} is not supported (this tokprof reads version {SCHEMA_VERSION}); "
-                    "upgrade tokprof or re-record the run",
-                )
-            run = Run(
-                run_id=str(rec.get("run_id") or path.stem),
-                name=rec.get("name", path.stem),
-                tags=rec.get("tags") or {},
-                started_wall_ns=int(rec.get("started_wall_ns") or 0),
-                metadata=rec.get("metadata") or {},
-                complete=False,
-                path=path,
-            )
-            continue
-        try:
-            if kind == "payload":
-                payloads[rec["id"]] = rec["data"]
-            elif kind == "span":
-                llm = rec.get("llm")
-                if llm is not None and isinstance(llm.get("messages"), dict):
-                    enc = llm["messages"]
-                    refs = list(enc.get("$refs", []))
-                    if "$base" in enc:
-                        base = span_refs.get(str(enc["$base"]))
-                        if base is None:
-                            raise RunFileError(path, lineno, f"span refers to messages of span {enc['$base']} "
-                                                             "not stored before it")
-                        refs = base[: int(enc["$keep"])] + refs
-                    span_refs[str(rec.get("span_id"))] = refs
-                    missing = [r for r in refs if r not in payloads]
-                    if missing:
-                        raise RunFileError(path, lineno, f"span refers to payload {missing[0]} not stored before it")
-                    llm["messages"] = [payloads[r] for r in refs]
-                run.spans.append(Span.from_dict(rec))
-            elif kind == "end":
-                run.ended_wall_ns = rec.get("ended_wall_ns")
-                ended = True
-            else:
-                raise RunFileError(path, lineno, f"unknown record type {kind!r}")
-        except RunFileError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RunFileError(path, lineno, f"malformed {kind} record ({type(exc).__name__}: {exc})") from None
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RunFileError(path, lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise RunFileError(path, lineno, "JSON nested too deeply to read") from None
+            except ValueError as exc:  # e.g. an integer literal longer than Python converts
+                raise RunFileError(path, lineno, f"unreadable JSON value ({exc})") from None
+            if not isinstance(rec, dict) or "type" not in rec:
+                raise RunFileError(path, lineno, "expected a JSON object with a 'type' field")
+            kind = rec["type"]
+            if not isinstance(kind, str):
+                raise RunFileError(path, lineno, f"the 'type' field must be a string, found {type(kind).__name__}")
+            if run is None:
+                if kind != "run":
+                    raise RunFileError(path, lineno, f"expected the run header first, found a {kind!r} record")
+                schema = rec.get("schema")
+                if schema != SCHEMA_VERSION or isinstance(schema, bool):
+                    raise RunFileError(
+                        path, lineno,
+                        f"schema version {schema!r} is not supported (this tokprof reads version {SCHEMA_VERSION}); "
+                        "upgrade tokprof or re-record the run",
+                    )
+                try:
+                    run = Run(
+                        run_id=str(rec.get("run_id") or path.stem),
+                        name=_field(rec, "name", str, path.stem),
+                        tags=_field(rec, "tags", dict, {}),
+                        started_wall_ns=int(rec.get("started_wall_ns") or 0),
+                        metadata=_field(rec, "metadata", dict, {}),
+                        complete=False,
+                        path=path,
+                    )
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise RunFileError(path, lineno, f"malformed run header ({exc})") from None
+                continue
+            try:
+                if kind == "payload":
+                    payloads[rec["id"]] = rec["data"]
+                elif kind == "span":
+                    for name, expected in (("attributes", dict), ("tags", dict), ("llm", dict), ("name", str),
+                                           ("kind", str), ("status", str), ("error", str)):
+                        _field(rec, name, expected, None)
+                    llm = rec.get("llm")
+                    if llm is not None:
+                        for name, expected in (("messages", (list, dict)), ("tools", list), ("params", dict),
+                                               ("usage", dict), ("cost", dict), ("model", str), ("provider", str)):
+                            _field(llm, name, expected, None)
+                        if isinstance(llm.get("usage"), dict):
+                            _field(llm["usage"], "sources", dict, None)
+                    if llm is not None and isinstance(llm.get("messages"), dict):
+                        enc = llm["messages"]
+                        refs = list(enc.get("$refs", []))
+                        if "$base" in enc:
+                            base = span_refs.get(str(enc["$base"]))
+                            if base is None:
+                                raise RunFileError(path, lineno, f"span refers to messages of span {enc['$base']} "
+                                                                 "not stored before it")
+                            refs = base[: int(enc["$keep"])] + refs
+                        span_refs[str(rec.get("span_id"))] = refs
+                        missing = [r for r in refs if r not in payloads]
+                        if missing:
+                            raise RunFileError(path, lineno, f"span refers to payload {missing[0]} not stored before it")
+                        llm["messages"] = [payloads[r] for r in refs]
+                    run.spans.append(Span.from_dict(rec))
+                elif kind == "end":
+                    run.ended_wall_ns = _field(rec, "ended_wall_ns", int, None)
+                    ended = True
+                else:
+                    raise RunFileError(path, lineno, f"unknown record type {kind!r}")
+            except RunFileError:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ArithmeticError) as exc:
+                raise RunFileError(path, lineno, f"malformed {kind} record ({type(exc).__name__}: {exc})") from None
+        except RunFileError as exc:
+            if on_error is None or run is None:
+                raise
+            damaged = True
+            on_error(exc)
     if run is None:
         raise RunFileError(path, 1, "truncated before the run header was complete")
     if truncated_tail.strip():
@@ -359,7 +400,7 @@ def load_run(path: str | Path) -> Run:
             TruncatedRunWarning,
             stacklevel=2,
         )
-    run.complete = ended and not truncated_tail.strip()
+    run.complete = ended and not truncated_tail.strip() and not damaged
     return run
 
 
