@@ -1,0 +1,370 @@
+"""Task decomposition: a run's subtasks, their data dependencies, and what each would cost on its own.
+
+From the conversation of a run's main agent (the longest thread of calls sharing a system prompt):
+
+* **subtasks**: the calls that follow each user request, merged with the next request's calls when they
+  use the same cluster of tools (one intent, one tool cluster);
+* **dependencies** (a networkx DAG): subtask B depends on A when B's tool-call arguments or answers use
+  a fact (id, number, code, name) that first appeared in A's tool results or user messages;
+* **minimal context** per subtask: the system prompt's preamble, the sections BM25 ranks relevant to
+  the subtask, the earlier results it actually uses, and its own messages;
+* **cost as a sub-agent** with only that context, at plain input prices (no cache), against the same
+  calls' recorded input at the same plain prices, so the comparison isolates the context saving;
+* **parallel waves**: subtasks with no dependency path between them (topological generations);
+* **mechanical calls**: tool calls whose output is short and whose every argument is copied verbatim
+  from the input; they could go to a cheaper model of the same provider.
+
+Everything here is ``estimated`` (nothing is re-run), with its reasoning written out, plus a code-level
+recommendation. The ``task-decompose`` pass applies only the routing part to a run (estimated).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import networkx as nx
+
+from optimizers.base import LedgerRow, PassContext, register
+from optimizers.compression.common import digest, message_text, rough_tokens, text_of
+from optimizers.fidelity import fact_tokens, output_facts
+from profiler.model import Message, Run, Span
+
+MECHANICAL_MAX_OUTPUT_TOKENS = 80
+
+CHEAPER_MODEL: list[tuple[str, str]] = [
+    ("gpt-4o-mini*", ""), ("gpt-4o*", "gpt-4o-mini"), ("gpt-4.1-mini*", "gpt-4.1-nano"),
+    ("gpt-4.1-nano*", ""), ("gpt-4.1*", "gpt-4.1-mini"), ("gpt-5*-mini*", ""), ("gpt-5*-nano*", ""),
+    ("gpt-5*", "gpt-5-mini"), ("o3*", "o4-mini"), ("o1*", "o4-mini"), ("claude-*haiku*", ""),
+    ("claude-*", "claude-haiku-4-5"), ("grok-3-mini*", ""), ("grok-*", "grok-3-mini"),
+    ("gpt-oss-120b*", "gpt-oss-20b"), ("openai/gpt-oss-120b*", "openai/gpt-oss-20b"),
+]
+"""model pattern -> a cheaper model of the same provider ("": already the cheap tier)."""
+
+
+def cheaper_model(model: str | None) -> str | None:
+    if not model:
+        return None
+    bare = model.split("/", 1)[1] if model.startswith(("openai/", "anthropic/", "xai/")) and "gpt-oss" not in model else model
+    for pat, cheap in CHEAPER_MODEL:
+        if fnmatch.fnmatchcase(bare, pat):
+            return cheap or None
+    return None
+
+
+@dataclass
+class Subtask:
+    index: int
+    intent: str
+    """The user request that opened it (first 120 characters)."""
+    span_ids: list[str] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    input_tokens: int = 0
+    """Recorded input tokens of its calls."""
+    context_tokens: int = 0
+    """Estimated input tokens of the same calls run as a sub-agent with only the minimal context."""
+    sections: list[str] = field(default_factory=list)
+    """System-prompt section headings it needs."""
+    uses_results_of: list[int] = field(default_factory=list)
+    cost: Decimal | None = None
+    """Its calls at plain input/output prices with their recorded input."""
+    cost_as_subagent: Decimal | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "intent": self.intent, "calls": len(self.span_ids), "span_ids": self.span_ids,
+                "tools": self.tools, "input_tokens": self.input_tokens, "context_tokens": self.context_tokens,
+                "sections": self.sections, "uses_results_of": self.uses_results_of,
+                "cost": None if self.cost is None else str(self.cost),
+                "cost_as_subagent": None if self.cost_as_subagent is None else str(self.cost_as_subagent)}
+
+
+@dataclass
+class RouteCandidate:
+    span_id: str
+    model: str
+    cheaper: str
+    reason: str
+    saving: Decimal | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"span_id": self.span_id, "model": self.model, "cheaper": self.cheaper, "reason": self.reason,
+                "saving": None if self.saving is None else str(self.saving)}
+
+
+@dataclass
+class DecompositionReport:
+    """Everything :func:`decompose` found, all ``estimated``."""
+
+    run_id: str
+    subtasks: list[Subtask] = field(default_factory=list)
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    waves: list[list[int]] = field(default_factory=list)
+    """Subtasks that could run in parallel, wave by wave (topological generations of the DAG)."""
+    routable: list[RouteCandidate] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    recommendation: str = ""
+    evidence: str = "estimated"
+    currency: str = "USD"
+
+    @property
+    def context_saving(self) -> Decimal | None:
+        vals = [(s.cost or Decimal(0)) - (s.cost_as_subagent or Decimal(0)) for s in self.subtasks
+                if s.cost is not None and s.cost_as_subagent is not None]
+        return sum(vals, Decimal(0)) if vals else None
+
+    @property
+    def routing_saving(self) -> Decimal | None:
+        vals = [r.saving for r in self.routable if r.saving is not None]
+        return sum(vals, Decimal(0)) if vals else None
+
+    @property
+    def saving(self) -> Decimal | None:
+        """Estimated total saving (context scoping + routing), at plain prices."""
+        parts = [v for v in (self.context_saving, self.routing_saving) if v is not None]
+        return sum(parts, Decimal(0)) if parts else None
+
+    def __bool__(self) -> bool:
+        return len(self.subtasks) > 1 or bool(self.routable)
+
+    def summary(self) -> str:
+        par = sum(1 for w in self.waves if len(w) > 1)
+        s = (f"{len(self.subtasks)} subtasks, {self.graph.number_of_edges()} data dependencies, "
+             f"{par} wave(s) with independent subtasks, {len(self.routable)} mechanical call(s) routable to a "
+             f"cheaper model")
+        if self.saving is not None:
+            s += f"; estimated saving {self.saving:.4f} {self.currency}"
+        return s + ". " + self.recommendation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "evidence": self.evidence, "currency": self.currency,
+                "subtasks": [s.to_dict() for s in self.subtasks],
+                "dependencies": [[a, b, self.graph.edges[a, b].get("facts", [])[:5]] for a, b in self.graph.edges],
+                "waves": self.waves, "routable": [r.to_dict() for r in self.routable],
+                "context_saving": None if self.context_saving is None else str(self.context_saving),
+                "routing_saving": None if self.routing_saving is None else str(self.routing_saving),
+                "saving": None if self.saving is None else str(self.saving),
+                "reasoning": self.reasoning, "recommendation": self.recommendation, "summary": self.summary()}
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+def main_thread(run: Run) -> list[Span]:
+    """The calls of the run's main agent: the largest group of calls sharing a first (system) message."""
+    groups: dict[str, list[Span]] = {}
+    for s in run.llm_spans():
+        assert s.llm is not None
+        first = s.llm.messages[0] if s.llm.messages else {}
+        groups.setdefault(digest(message_text(first)), []).append(s)
+    return max(groups.values(), key=len) if groups else []
+
+
+def _price(model: str | None, inp: int, out: int) -> Decimal | None:
+    try:
+        from optimizers.billing import default_prices
+
+        r = default_prices(model)
+    except Exception:
+        return None
+    if r is None:
+        return None
+    return (r.input * inp + r.output * out) / Decimal(1_000_000)
+
+
+def is_mechanical(span: Span) -> str | None:
+    """Why the call is mechanical (short tool call with arguments copied from the input), or ``None``."""
+    call = span.llm
+    if call is None or not call.output:
+        return None
+    out = call.output
+    if text_of(out.get("content")).strip() or not out.get("tool_calls"):
+        return None
+    size = call.usage.output_tokens if call.usage.known("output_tokens") else rough_tokens(message_text(out))
+    if size > MECHANICAL_MAX_OUTPUT_TOKENS:
+        return None
+    from optimizers.fidelity import _arg_values
+
+    for tc in out.get("tool_calls") or []:
+        if isinstance(tc, dict) and any(len(v) > 80 for v in _arg_values((tc.get("function") or {}).get("arguments"))):
+            return None  # free text (a thought, a message): written, not copied
+    haystack = "\n".join(message_text(m) for m in call.messages)
+    facts = output_facts(out)
+    names = {(tc.get("function") or {}).get("name") for tc in out.get("tool_calls") or [] if isinstance(tc, dict)}
+    args = [f for f in facts if f not in names]
+    if not all(a in haystack for a in args):
+        return None
+    return (f"tool call only ({', '.join(sorted(n for n in names if n))}), {size} output tokens, "
+            f"all {len(args)} argument value(s) copied verbatim from the input")
+
+
+# ---- the analysis ------------------------------------------------------------------------------------
+def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
+    """Subtasks, dependencies, minimal contexts, sub-agent costs, parallel waves and routable calls."""
+    from optimizers.compression.relevance import BM25, split_sections
+
+    rep = DecompositionReport(run.run_id, currency=currency)
+    calls = main_thread(run)
+    if not calls:
+        rep.reasoning.append("no model calls")
+        return rep
+    last = calls[-1].llm
+    assert last is not None
+    convo: list[Message] = list(last.messages) + ([last.output] if last.output else [])
+    system = "\n".join(text_of(m.get("content")) for m in convo if m.get("role") in ("system", "developer"))
+    sections = split_sections(system) if system else []
+    bm = BM25(sections[1:]) if len(sections) > 1 else None
+
+    # 1. units: the calls after each user request, tagged with the tools they used.
+    units: list[dict[str, Any]] = []
+    for s in calls:
+        msgs = s.llm.messages  # type: ignore[union-attr]
+        n_users = sum(1 for m in msgs if m.get("role") == "user")
+        out = s.llm.output or {}  # type: ignore[union-attr]
+        tools = {(tc.get("function") or {}).get("name") for tc in out.get("tool_calls") or [] if isinstance(tc, dict)}
+        if not units or units[-1]["users"] != n_users:
+            intent = next((text_of(m.get("content")) for m in reversed(msgs) if m.get("role") == "user"), "")
+            units.append({"users": n_users, "intent": intent, "spans": [], "tools": set()})
+        units[-1]["spans"].append(s)
+        units[-1]["tools"] |= {t for t in tools if t}
+    # 2. merge units into subtasks: same tool cluster, or a unit without tools (talk) joins the previous one.
+    merged: list[dict[str, Any]] = []
+    for u in units:
+        if merged and (not u["tools"] or not merged[-1]["tools"] or (u["tools"] & merged[-1]["tools"])):
+            merged[-1]["spans"] += u["spans"]
+            merged[-1]["tools"] |= u["tools"]
+            if not merged[-1]["intent"].strip():
+                merged[-1]["intent"] = u["intent"]
+        else:
+            merged.append({**u, "spans": list(u["spans"]), "tools": set(u["tools"])})
+    rep.reasoning.append(f"{len(calls)} calls of the main agent form {len(units)} user turn(s); turns using the "
+                         f"same tools (or none) were merged into {len(merged)} subtask(s)")
+
+    # 3. facts introduced by each subtask (tool results and user messages new in its calls' inputs).
+    origin: dict[str, int] = {}
+    seen_msgs = 0
+    sys_facts = set(fact_tokens(system))
+    result_tokens: dict[int, int] = {}
+    for k, st in enumerate(merged):
+        end_msgs = len(st["spans"][-1].llm.messages) + 1
+        new_msgs = convo[seen_msgs:end_msgs]
+        seen_msgs = max(seen_msgs, end_msgs)
+        result_tokens[k] = sum(rough_tokens(message_text(m)) for m in new_msgs if m.get("role") in ("tool", "user"))
+        for m in new_msgs:
+            if m.get("role") in ("tool", "user"):
+                for f in fact_tokens(message_text(m)):
+                    if f not in sys_facts:
+                        origin.setdefault(f, k)
+    g = nx.DiGraph()
+    for k, st in enumerate(merged):
+        g.add_node(k, intent=st["intent"][:120], tools=sorted(st["tools"]))
+    for k, st in enumerate(merged):
+        used: dict[int, list[str]] = {}
+        for s in st["spans"]:
+            for f in output_facts(s.llm.output):
+                j = origin.get(f)
+                if j is not None and j < k:
+                    used.setdefault(j, []).append(f)
+        for j, facts in used.items():
+            g.add_edge(j, k, facts=sorted(set(facts)))
+    rep.graph = g
+    rep.waves = [sorted(w) for w in nx.topological_generations(g)]
+
+    # 4. minimal context and cost as a sub-agent.
+    preamble = rough_tokens(sections[0]) if sections else 0
+    for k, st in enumerate(merged):
+        text = st["intent"] + "\n" + "\n".join(message_text(s.llm.output or {}) for s in st["spans"])
+        needed: list[int] = []
+        if bm is not None:
+            sc = bm.scores(text)
+            best = max(sc) if sc else 0
+            needed = [i + 1 for i, v in enumerate(sc) if best > 0 and v >= 0.5 * best]
+        sec_tokens = preamble + sum(rough_tokens(sections[i]) for i in needed)
+        deps = sorted(j for j, _ in g.in_edges(k))
+        dep_tokens = sum(min(result_tokens.get(j, 0), 400) for j in deps)
+        sub = Subtask(k, st["intent"][:120], [s.span_id for s in st["spans"]], sorted(st["tools"]),
+                      sections=[sections[i].strip().splitlines()[0][:60] for i in needed], uses_results_of=deps)
+        cost = alone = Decimal(0)
+        priced = True
+        first_len = len(st["spans"][0].llm.messages)
+        for s in st["spans"]:
+            u = s.llm.usage
+            inp = u.input_tokens if u.known("input_tokens") else rough_tokens(
+                "\n".join(message_text(m) for m in s.llm.messages))
+            own = sum(rough_tokens(message_text(m)) + 4 for m in s.llm.messages[max(0, first_len - 1):])
+            ctx = min(inp, sec_tokens + dep_tokens + own)
+            sub.input_tokens += inp
+            sub.context_tokens += ctx
+            a, b = _price(s.llm.model, inp, u.output_tokens), _price(s.llm.model, ctx, u.output_tokens)
+            if a is None or b is None:
+                priced = False
+            else:
+                cost += a
+                alone += b
+        if priced:
+            sub.cost, sub.cost_as_subagent = cost, alone
+        rep.subtasks.append(sub)
+    rep.reasoning.append(f"minimal context = system preamble ({preamble} tokens est.) + BM25-relevant sections + "
+                         f"results of the subtasks it depends on (capped at 400 tokens each) + its own messages; "
+                         f"costs at plain input/output prices, without prompt caching")
+
+    # 5. mechanical calls -> a cheaper model of the same provider.
+    for s in calls:
+        why = is_mechanical(s)
+        cheap = cheaper_model(s.llm.model)
+        if why and cheap:
+            u = s.llm.usage
+            a, b = _price(s.llm.model, u.input_tokens, u.output_tokens), _price(cheap, u.input_tokens, u.output_tokens)
+            rep.routable.append(RouteCandidate(s.span_id, s.llm.model or "", cheap, why,
+                                               None if a is None or b is None else a - b))
+    rep.reasoning.append(f"{len(rep.routable)} of {len(calls)} calls are tool calls of at most "
+                         f"{MECHANICAL_MAX_OUTPUT_TOKENS} output tokens whose arguments all appear verbatim in "
+                         f"the input: a smaller model of the same provider can copy arguments")
+    par = [w for w in rep.waves if len(w) > 1]
+    rec = []
+    if len(rep.subtasks) > 1:
+        rec.append("split the agent into sub-agents, one per subtask, each given only its system-prompt "
+                   "sections and the results it uses (e.g. a LangGraph node per subtask with its own prompt)")
+    if par:
+        rec.append(f"run independent subtasks {par[0]} concurrently (asyncio.gather / RunnableParallel)")
+    if rep.routable:
+        rec.append(f"route tool-argument-copying steps to {rep.routable[0].cheaper} "
+                   f"(e.g. model = cheap_model if last message is a tool result and the next step is a lookup)")
+    rep.recommendation = "; ".join(rec) or "no decomposition opportunity found"
+    return rep
+
+
+@register
+class TaskDecomposePass:
+    """Routes the mechanical calls :func:`decompose` finds to a cheaper model of the same provider.
+
+    Estimated: the smaller model's output is assumed to be the same (same tool call, same arguments)."""
+
+    name = "task-decompose"
+    description = "route mechanical tool-argument-copying calls to a cheaper model of the same provider"
+    evidence = "estimated"
+    reads = frozenset({"messages", "output", "usage"})
+    changes = frozenset({"model"})
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
+        # Deciding "mechanical" reads the call's output, which no live router can; this is an estimate of
+        # what a router deciding from the step type (after a tool result, a lookup) would achieve.
+        new = run.copy()
+        rows: list[LedgerRow] = []
+        by_id = new.by_id()
+        for s in main_thread(run):
+            why = is_mechanical(s)
+            cheap = cheaper_model(s.llm.model) if why else None
+            if not cheap:
+                continue
+            n = by_id[s.span_id]
+            old = n.llm.model
+            n.llm.model = cheap
+            u = n.llm.usage
+            rows.append(LedgerRow(self.name, s.span_id, old, f"routed to {cheap}: {why}", "estimated",
+                                  u.input_tokens, u.input_tokens, u.output_tokens, u.output_tokens,
+                                  fidelity=1.0, risk="medium: a smaller model may choose a different action",
+                                  details={"from": old, "to": cheap}))
+        return new, rows
