@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from profiler import redact
-from profiler.model import SCHEMA_VERSION, Run, Span
+from profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, Run, Span
 
 DEFAULT_DIR = Path(".tokprof") / "runs"
 ENV_DIR = "TOKPROF_DIR"
@@ -361,7 +361,10 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                                                ("usage", dict), ("cost", dict), ("model", str), ("provider", str)):
                             _field(llm, name, expected, None)
                         if isinstance(llm.get("usage"), dict):
-                            _field(llm["usage"], "sources", dict, None)
+                            sources = _field(llm["usage"], "sources", dict, None) or {}
+                            bad = [v for v in sources.values() if v not in TOKEN_SOURCES]
+                            if bad:
+                                raise ValueError(f"token source {bad[0]!r} is not one of {', '.join(TOKEN_SOURCES)}")
                     if llm is not None and isinstance(llm.get("messages"), dict):
                         enc = llm["messages"]
                         refs = list(enc.get("$refs", []))
