@@ -152,7 +152,7 @@ def rewrite_call(call: LLMCall, new: Rewritten) -> tuple[int, int, TokenSource]:
     u = call.usage
     before = u.input_tokens
     src: TokenSource = _weaker(src1, src2)
-    if new.extra_tokens and new.extra_source:
+    if new.extra_source:
         src = _weaker(src, new.extra_source)
     if u.known("input_tokens"):
         after = max(0, before + delta)
