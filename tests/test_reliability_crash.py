@@ -102,6 +102,7 @@ def kill_mid_run(tmp_path: Path, *, threads: int = 1, keep: bool = True, capture
     return run_id, done, folder / f"{run_id}.jsonl"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads,keep,capture", [(1, True, True), (4, True, True), (1, False, True),
                                                   (4, False, False)],
                          ids=["one-thread", "four-threads", "streaming-only", "four-threads-capture-off"])
