@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 from profiler.model import LLMCall, Message, Run, Span
@@ -56,6 +57,12 @@ def fact_tokens(text: str, *, names: bool = True) -> list[str]:
     """Fact-like tokens of ``text`` in order of first appearance (identifiers, numbers, codes, names).
 
     ``names``: also take capitalised words that do not start a clause and are not common words."""
+    return list(_fact_tokens(text, names))
+
+
+@lru_cache(maxsize=20000)
+def _fact_tokens(text: str, names: bool) -> tuple[str, ...]:
+    # Memoised: an agent re-sends the same messages on every call.
     out: dict[str, None] = {}
     for m in _TOKEN.finditer(text):
         tok = m.group(0).rstrip(".:-/")
@@ -70,7 +77,7 @@ def fact_tokens(text: str, *, names: bool = True) -> list[str]:
         elif names and tok[0].isupper() and tok[1:].islower() and len(tok) >= 2 and tok not in _COMMON:
             if not _SENTENCE_START.search(text[max(0, m.start() - 6):m.start()]):
                 out[tok] = None
-    return list(out)
+    return tuple(out)
 
 
 def _arg_values(args: Any) -> Iterable[str]:
@@ -117,19 +124,40 @@ def output_facts(output: Message | None) -> list[str]:
     return [f for f in facts if f]
 
 
+@lru_cache(maxsize=20000)
+def _text_tokens(text: str) -> frozenset[str]:
+    out = set()
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        out.add(tok)
+        out.add(tok.rstrip(".:-/").lstrip("$"))
+    return frozenset(out)
+
+
 class _Haystack:
-    """An input's text, searchable for facts by token and by substring."""
+    """An input's text, searchable for facts by token and by substring (texts memoised per message)."""
 
     def __init__(self, messages: list[Message]) -> None:
         from optimizers.compression.common import message_text
 
-        self.text = "\n".join(message_text(m) for m in messages)
-        self.tokens = set()
-        for m in _TOKEN.finditer(self.text):
-            tok = m.group(0)
-            self.tokens.add(tok)
-            self.tokens.add(tok.rstrip(".:-/").lstrip("$"))
-        self.norm = " ".join(self.text.split())
+        self.texts = [message_text(m) for m in messages]
+        self.tokens: set[str] = set()
+        for t in self.texts:
+            self.tokens |= _text_tokens(t)
+        self._text: str | None = None
+        self._norm: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "\n".join(self.texts)
+        return self._text
+
+    @property
+    def norm(self) -> str:
+        if self._norm is None:
+            self._norm = " ".join(self.text.split())
+        return self._norm
 
     def has(self, fact: str) -> bool:
         if fact in self.tokens:

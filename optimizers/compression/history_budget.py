@@ -70,34 +70,45 @@ def plan_compactions(messages: list[Message], budget: int, low_water: float, kee
     head = _head_len(messages)
     read, write = cache_multipliers(model) if cache_aware else (1.0, 1.0)
     sizes = [rough_tokens(message_text(m)) + 4 for m in messages]
-    head_size = sum(sizes[:head])
+    pre = [0]
+    for n in sizes:
+        pre.append(pre[-1] + n)
+
+    def span(a: int, b: int) -> int:  # tokens of messages[a:b]
+        return pre[b] - pre[a]
+
+    head_size = pre[head]
+    user_starts = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    step_starts = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
     upto = 0  # messages[head:upto] are summarised
     summary_size = summarised = 0
     ratio = max(summary_ratio, 0.25)  # planning size: the verbatim facts make summaries at least this big
     for k, c in enumerate(call_points(messages), start=1):
         start = max(upto, head)
-        size = head_size + summary_size + sum(sizes[start:c])
-        if size <= budget:
+        if head_size + summary_size + span(start, c) <= budget:
             continue
-        users = [i for i in range(start, c) if messages[i].get("role") == "user"]
-        limit = users[-keep_turns] if keep_turns and len(users) >= keep_turns else c
+        # turns are user requests; an autonomous agent (one request) has model steps instead
+        turn_starts = user_starts if sum(1 for i in user_starts if i < c) > 1 else step_starts
+        users = [i for i in turn_starts if start <= i < c]
+        if keep_turns and len(users) < keep_turns:
+            continue
+        limit = users[-keep_turns] if keep_turns else c - 1
         target = budget * low_water
         best = None
         for b in _boundaries(messages, start + 1, min(limit, c - 1) + 1):
-            new_summary = int((summarised + sum(sizes[start:b])) * ratio) + 20
-            if head_size + new_summary + sum(sizes[b:c]) <= target:
-                best = (b, new_summary)
-                break
+            new_summary = int((summarised + span(start, b)) * ratio) + 20
             best = (b, new_summary)
+            if head_size + new_summary + span(b, c) <= target:
+                break
         if best is None or best[0] <= start:
             continue
         b, new_summary = best
         if write > read:
-            saved = sum(sizes[start:b]) - (new_summary - summary_size)
-            suffix = summary_size + sum(sizes[start:c])
+            saved = span(start, b) - (new_summary - summary_size)
+            suffix = summary_size + span(start, c)
             if saved * read * k < suffix * (write - read):
                 continue
-        summarised += sum(sizes[start:b])
+        summarised += span(start, b)
         upto, summary_size = b, new_summary
     return upto
 

@@ -83,9 +83,15 @@ def masked_indices(messages: list[Message], keep_turns: int, threshold_tokens: i
     sizes = {i: rough_tokens(text_of(m.get("content"))) for i, m in enumerate(messages)
              if m.get("role") in ("tool", "function") and not text_of(m.get("content")).startswith(PLACEHOLDER_PREFIX)}
     read, write = cache_multipliers(model) if cache_aware else (1.0, 1.0)
-    points = call_points(messages)
-    for k, c in enumerate(points, start=1):
-        starts = _turn_starts(messages[:c], unit)
+    pre = [0]
+    for m in messages:
+        pre.append(pre[-1] + rough_tokens(text_of(m.get("content"))))
+    user_starts = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    step_starts = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
+    for k, c in enumerate(call_points(messages), start=1):
+        # the same rule as _turn_starts, on this call point's prefix (what that call saw)
+        users = [s for s in user_starts if s < c]
+        starts = users if unit == "user" and len(users) > 1 else [s for s in step_starts if s < c]
         if len(starts) < keep_turns:
             continue
         cutoff = starts[-keep_turns] if keep_turns > 0 else c
@@ -96,7 +102,7 @@ def masked_indices(messages: list[Message], keep_turns: int, threshold_tokens: i
         if saved < threshold_tokens:
             continue
         if write > read:
-            suffix = sum(rough_tokens(text_of(m.get("content"))) for m in messages[min(cands):c])
+            suffix = pre[c] - pre[min(cands)]
             if saved * read * k < suffix * (write - read):
                 continue
         for i in cands:
