@@ -13,6 +13,7 @@ import re
 from optimizers.base import register
 from optimizers.compression.common import (Rewritten, digest, text_of, tool_names_by_call_id,
                                            with_text)
+from optimizers.compression.mask import PLACEHOLDER_PREFIX
 from optimizers.compression.runner import MessagePass
 from profiler.model import Message
 
@@ -36,7 +37,8 @@ def dedupe_messages(messages: list[Message], min_chars: int = 200) -> tuple[list
     for i, m in enumerate(messages):
         role = m.get("role")
         text = text_of(m.get("content"))
-        if role in ("tool", "function", "user") and isinstance(m.get("content"), str) and len(text.strip()) >= min_chars:
+        if (role in ("tool", "function", "user") and isinstance(m.get("content"), str)
+                and len(text.strip()) >= min_chars and not text.startswith(PLACEHOLDER_PREFIX)):
             key = digest(text.strip())
             if key in seen_msg:
                 j = seen_msg[key]

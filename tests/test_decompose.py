@@ -1,0 +1,99 @@
+"""Task decomposition on a hand-made run with known subtasks and dependencies."""
+
+from __future__ import annotations
+
+import json
+
+from compression_runs import POLICY, run_from_transcript, tool_call, tool_result, transcript
+from optimizers.base import PassContext, make_pass
+from optimizers.decompose import cheaper_model, decompose, is_mechanical
+
+
+def _two_intents():
+    """Look up a user (A), book a flight with the payment id found in A (B), ask baggage rules (C)."""
+    return [
+        {"role": "system", "content": POLICY},
+        {"role": "user", "content": "I am mia_li_3668, what payment methods do I have?"},
+        tool_call("c1", "get_user_details", user_id="mia_li_3668"),
+        tool_result("c1", json.dumps({"user_id": "mia_li_3668", "payment_methods": ["credit_card_4421486"]})),
+        {"role": "assistant", "content": "You have credit_card_4421486."},
+        {"role": "user", "content": "Book flight HAT001 on 2024-05-20 with that card."},
+        tool_call("c2", "book_reservation", flight="HAT001", date="2024-05-20", payment_id="credit_card_4421486"),
+        tool_result("c2", json.dumps({"reservation_id": "NEW123", "status": "booked"})),
+        {"role": "assistant", "content": "Booked: NEW123."},
+        {"role": "user", "content": "How much is an extra bag for a gold member?"},
+        {"role": "assistant", "content": "Each extra baggage is 50 dollars."},
+    ]
+
+
+def test_subtasks_dependencies_and_waves():
+    rep = decompose(run_from_transcript(_two_intents()))
+    assert len(rep.subtasks) == 2  # lookup / booking (+ the tool-less baggage question merged into it)
+    assert rep.subtasks[0].tools == ["get_user_details"]
+    assert rep.subtasks[1].tools == ["book_reservation"]
+    assert rep.graph.has_edge(0, 1)
+    assert "credit_card_4421486" in rep.graph.edges[0, 1]["facts"]
+    assert rep.waves == [[0], [1]]
+    d = rep.to_dict()
+    json.dumps(d)
+    assert d["evidence"] == "estimated" and d["reasoning"] and d["recommendation"]
+
+
+def test_minimal_context_is_smaller_and_cheaper():
+    rep = decompose(run_from_transcript(_two_intents()))
+    for st in rep.subtasks:
+        assert 0 < st.context_tokens <= st.input_tokens
+        assert st.cost is not None and st.cost_as_subagent is not None and st.cost_as_subagent <= st.cost
+    assert any("Baggage" in s or "Book" in s for st in rep.subtasks for s in st.sections)
+
+
+def test_independent_subtasks_share_a_wave():
+    msgs = [{"role": "system", "content": POLICY},
+            {"role": "user", "content": "Check reservation AAA111."},
+            tool_call("c1", "get_reservation_details", reservation_id="AAA111"),
+            tool_result("c1", json.dumps({"reservation_id": "AAA111", "flight": "HAT010"})),
+            {"role": "assistant", "content": "AAA111 flies HAT010."},
+            {"role": "user", "content": "Now what is the status of flight HAT099 on 2024-05-21?"},
+            tool_call("c2", "get_flight_status", flight_number="HAT099", date="2024-05-21"),
+            tool_result("c2", json.dumps({"status": "on time"})),
+            {"role": "assistant", "content": "HAT099 is on time."}]
+    rep = decompose(run_from_transcript(msgs))
+    assert len(rep.subtasks) == 2 and rep.graph.number_of_edges() == 0
+    assert rep.waves == [[0, 1]]
+    assert "concurrently" in rep.recommendation
+
+
+def test_mechanical_calls_route_to_a_cheaper_model_of_the_same_provider():
+    run = run_from_transcript(_two_intents())
+    spans = run.llm_spans()
+    assert is_mechanical(spans[0])  # get_user_details(user_id copied from the user's message)
+    assert not is_mechanical(spans[1])  # a text answer
+    assert cheaper_model("gpt-4o") == "gpt-4o-mini"
+    assert cheaper_model("claude-sonnet-4-5") == "claude-haiku-4-5"
+    assert cheaper_model("gpt-4o-mini") is None
+    rep = decompose(run)
+    assert {r.span_id for r in rep.routable} >= {spans[0].span_id}
+    assert rep.routing_saving is not None and rep.routing_saving > 0
+    assert rep.saving is not None and bool(rep)
+
+
+def test_task_decompose_pass_changes_only_the_model_and_is_estimated():
+    run = run_from_transcript(transcript())
+    new, rows = make_pass("task-decompose").apply(run, PassContext())
+    assert rows and all(r.evidence == "estimated" for r in rows)
+    by_id = new.by_id()
+    for r in rows:
+        assert by_id[r.span_id].llm.model == "gpt-4o-mini"
+        assert by_id[r.span_id].llm.messages == run.by_id()[r.span_id].llm.messages
+    assert all(s.llm.model == "gpt-4o" for s in run.llm_spans())  # input untouched
+
+
+def test_decompose_on_the_corpus(corpus):
+    from profiler.interchange import tau1
+    from profiler.interchange.base import read_text
+
+    runs = tau1.import_text(read_text(corpus / "tau1" / "gpt-4o-airline.json.gz")).runs[:5]
+    for run in runs:
+        rep = decompose(run)
+        assert rep.subtasks
+        json.dumps(rep.to_dict())
