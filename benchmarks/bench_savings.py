@@ -10,6 +10,11 @@ wall-clock order (:func:`optimizers.billing.bill_runs`) and share one response c
 
     python benchmarks/bench_savings.py [--passes response-cache,prompt-cache,tool-cache] [--json]
                                        [--corpus DIR] [--files GLOB]
+    python benchmarks/bench_savings.py --pipeline default    # caching + compression, with the checks
+
+Every stage also carries the reference retention of the rewritten runs (:mod:`optimizers.fidelity`:
+the share of facts each call relied on that are still in its input). With ``--pipeline default`` the
+agent-side bill is compared with the caching passes alone, to show what compression adds on top.
 
 The pass list is a parameter (``measure_file(path, passes)``), so other passes (compression...) add
 columns without changing this script.
@@ -34,6 +39,9 @@ from optimizers.billing import SERVED_ATTR, bill_runs  # noqa: E402
 from profiler.model import Run  # noqa: E402
 
 DEFAULT_PASSES = ["response-cache", "prompt-cache", "tool-cache"]
+COMPRESSION_PASSES = ["minify", "observation-mask", "dedupe", "history-budget"]
+DEFAULT_PIPELINE = ["response-cache", "tool-cache", *COMPRESSION_PASSES, "prompt-cache"]
+"""Caching + compression. Compression runs before prompt-cache so the cache plan sees the final prompts."""
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
@@ -47,6 +55,19 @@ class Stage:
     cost: Decimal | None
     agent_cost: Decimal | None = None
     served: int = 0
+    referenced: int = 0
+    """Facts and rules the file's calls relied on (reference retention denominator)."""
+    retained: int = 0
+    agent_referenced: int = 0
+    agent_retained: int = 0
+
+    @property
+    def retention(self) -> float | None:
+        return self.retained / self.referenced if self.referenced else None
+
+    @property
+    def agent_retention(self) -> float | None:
+        return self.agent_retained / self.agent_referenced if self.agent_referenced else None
 
 
 @dataclass
@@ -59,6 +80,8 @@ class FileResult:
     stages: list[Stage] = field(default_factory=list)
     prompt_cache_alone_agent: tuple[Decimal | None, Decimal | None] | None = None
     """(agent cost as recorded, after prompt-cache alone) for τ²-bench files."""
+    caching_alone: Stage | None = None
+    """With a pipeline that compresses: the same pipeline without its compression passes."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,8 +91,12 @@ class FileResult:
         return {
             "file": str(self.path), "runs": self.runs, "calls": self.calls, "file_cost": s(self.file_cost),
             "stages": [{"pass": st.name, "input_tokens": st.input_tokens, "output_tokens": st.output_tokens,
-                        "cost": s(st.cost), "agent_cost": s(st.agent_cost), "served": st.served}
+                        "cost": s(st.cost), "agent_cost": s(st.agent_cost), "served": st.served,
+                        "retention": st.retention, "agent_retention": st.agent_retention}
                        for st in self.stages],
+            "caching_alone": None if self.caching_alone is None else {
+                "passes": self.caching_alone.name, "cost": s(self.caching_alone.cost),
+                "agent_cost": s(self.caching_alone.agent_cost)},
             "response_cache_share": self.served_share,
             "prompt_cache_alone_agent_cut": self.agent_cut,
             "seconds": round(self.seconds, 2),
@@ -99,7 +126,23 @@ def _side(run: Run, span: Any) -> str | None:
     return run.span_tags(span).get("side")
 
 
-def _stage(name: str, runs: list[Run], currency: str) -> Stage:
+def _retention(stage: "Stage", originals: list[Run], runs: list[Run]) -> None:
+    """Fill the stage's reference-retention counts (all calls, and the agent's calls)."""
+    try:
+        from optimizers.fidelity import run_retention_detail
+    except ImportError:
+        return
+    for orig, new in zip(originals, runs):
+        index = orig.by_id()
+        for r in run_retention_detail(orig, new):
+            stage.referenced += r.referenced
+            stage.retained += r.retained
+            if _side(orig, index[r.span_id]) in ("agent", None):
+                stage.agent_referenced += r.referenced
+                stage.agent_retained += r.retained
+
+
+def _stage(name: str, runs: list[Run], currency: str, originals: list[Run] | None = None) -> Stage:
     bills = bill_runs(runs, currency)
     inp = out = served = 0
     agent: Decimal | None = None
@@ -115,24 +158,37 @@ def _stage(name: str, runs: list[Run], currency: str) -> Stage:
                 agent = (agent or Decimal(0)) + b.cost
     totals = [b.total for b in bills if b.total is not None]
     cost = sum(totals, Decimal(0)) if totals else None
-    return Stage(name, inp, out, cost, agent, served)
+    st = Stage(name, inp, out, cost, agent, served)
+    if originals is not None:
+        _retention(st, originals, runs)
+    return st
 
 
-def measure_file(path: Path, passes: list[str], currency: str = "USD") -> FileResult:
-    """Apply ``passes`` cumulatively to every run of ``path`` and bill each stage."""
+def measure_file(path: Path, passes: list[str], currency: str = "USD",
+                 options: dict[str, dict[str, Any]] | None = None) -> FileResult:
+    """Apply ``passes`` cumulatively to every run of ``path`` and bill each stage (``options``: per pass)."""
     t0 = time.perf_counter()
     runs = load_runs(path)
     calls = sum(len(r.llm_spans()) for r in runs)
     recorded = [s.llm.cost.amount for r in runs for s in r.llm_spans()
                 if s.llm is not None and s.llm.cost is not None and s.llm.cost.amount is not None]
     res = FileResult(path, len(runs), calls, sum(recorded, Decimal(0)) if recorded else None)
-    res.stages.append(_stage("recorded", runs, currency))
+    res.stages.append(_stage("recorded", runs, currency, runs))
     ctx = PassContext(currency=currency)
     current = runs
+    options = options or {}
     for name in passes:
-        p = make_pass(name)
+        p = make_pass(name, **options.get(name, {}))
         current = [p.apply(r, ctx)[0] for r in current]
-        res.stages.append(_stage(name, current, currency))
+        res.stages.append(_stage(name, current, currency, runs))
+    caching = [n for n in passes if n not in COMPRESSION_PASSES]
+    if caching != passes and caching:
+        ctx2 = PassContext(currency=currency)
+        alone_runs = runs
+        for name in caching:
+            p = make_pass(name, **options.get(name, {}))
+            alone_runs = [p.apply(r, ctx2)[0] for r in alone_runs]
+        res.caching_alone = _stage("+".join(caching), alone_runs, currency)
     if any(_side(r, s) == "agent" for r in runs[:1] for s in r.llm_spans()):
         alone = make_pass("prompt-cache")
         cached = [alone.apply(r, PassContext(currency=currency))[0] for r in runs]
@@ -184,17 +240,60 @@ def print_table(results: list[FileResult], passes: list[str], currency: str) -> 
     base, final = tot["recorded"], tot[names[-1]]
     if base:
         print(f"overall: {base:.4f} -> {final:.4f} {currency} ({1 - final / base:.1%} saved)")
+    print_agent_table(results, names, currency)
+
+
+def _share(num: int, den: int) -> str:
+    return "     n/a" if not den else f"{num / den:8.2%}"
+
+
+def print_agent_table(results: list[FileResult], names: list[str], currency: str) -> None:
+    """The agent's billed cost and reference retention after each stage, per file and overall."""
+    head = f"{'agent calls: cost / retention':44} " + " ".join(f"{n[:9]:>9} {'ret':>8}" for n in names)
+    print()
+    print(head)
+    print("-" * len(head))
+    tot = {n: Decimal(0) for n in names}
+    ref = {n: [0, 0] for n in names}
+    alone = Decimal(0)
+    has_alone = False
+    for r in results:
+        name = r.path.name if len(r.path.name) <= 44 else r.path.name[:20] + "…" + r.path.name[-23:]
+        cells = []
+        for st in r.stages:
+            cells.append(f"{_fmt_cost(st.agent_cost)} {_share(st.agent_retained, st.agent_referenced)}")
+            tot[st.name] += st.agent_cost or 0
+            ref[st.name][0] += st.agent_retained
+            ref[st.name][1] += st.agent_referenced
+        if r.caching_alone is not None:
+            alone += r.caching_alone.agent_cost or 0
+            has_alone = True
+        print(f"{name:44} " + " ".join(cells))
+    print("-" * len(head))
+    print(f"{'ALL':44} " + " ".join(f"{_fmt_cost(tot[n])} {_share(ref[n][0], ref[n][1])}" for n in names))
+    base, final = tot[names[0]], tot[names[-1]]
+    last = ref[names[-1]]
+    if base:
+        print(f"agent cost: {base:.4f} -> {final:.4f} {currency} ({1 - final / base:.1%} below as recorded), "
+              f"reference retention {_share(last[0], last[1]).strip()}")
+    if has_alone and alone:
+        print(f"caching alone: agent cost {alone:.4f} {currency} ({1 - alone / base:.1%} below as recorded); "
+              f"compression cuts it by a further {1 - final / alone:.1%}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--passes", default=",".join(DEFAULT_PASSES))
+    ap.add_argument("--pipeline", choices=["default"], default=None,
+                    help="'default': caching + compression (" + ",".join(DEFAULT_PIPELINE) + ")")
     ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--files", default="*", help="glob of files under the corpus (default all)")
     ap.add_argument("--currency", default="USD")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     passes = [p.strip() for p in args.passes.split(",") if p.strip()]
+    if args.pipeline == "default":
+        passes = list(DEFAULT_PIPELINE)
     corpus = Path(args.corpus)
     if not corpus.is_dir():
         print(f"corpus not found at {corpus}", file=sys.stderr)
