@@ -157,11 +157,17 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path(".tokprof") / "response-cache"
 
 
+class CacheError(ValueError):
+    """A response-cache folder that cannot be used: names the folder and what to do."""
+
+
 class ResponseCache:
     """A response store shared by every process that opens the same directory.
 
     diskcache keeps entries in SQLite with its own locking, so concurrent processes can read and write;
-    values are JSON strings, keys are :func:`request_key` hashes prefixed by the namespace."""
+    values are JSON strings, keys are :func:`request_key` hashes prefixed by the namespace. The folder and
+    its files are readable by the owner only (responses are private data). A damaged entry is a miss (and
+    is dropped), never an exception in the agent."""
 
     def __init__(self, directory: str | Path | None = None, *, namespace: str = "default",
                  ttl: float | None = None, size_limit: int = 1 << 30, deterministic_only: bool = True) -> None:
@@ -171,7 +177,7 @@ class ResponseCache:
         self.namespace = namespace
         self.ttl = ttl
         self.deterministic_only = deterministic_only
-        self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit, eviction_policy="least-recently-used")
+        self._cache = _open_private_cache(diskcache, self.directory, size_limit)
         self.hits = 0
         self.misses = 0
 
@@ -187,8 +193,20 @@ class ResponseCache:
         if raw is None:
             self.misses += 1
             return None
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            from profiler.hooks import internal_error
+
+            internal_error(f"response cache entry in {self.directory}", exc)
+            try:
+                self._cache.delete(f"{self.namespace}:{key}")
+            except Exception:  # a read-only or locked cache: the entry just stays a miss
+                pass
+            self.misses += 1
+            return None
         self.hits += 1
-        return json.loads(raw)
+        return value
 
     def set(self, key: str, value: Any) -> None:
         self._cache.set(f"{self.namespace}:{key}", json.dumps(value, default=str), expire=self.ttl)
@@ -206,6 +224,26 @@ class ResponseCache:
     def __len__(self) -> int:
         prefix = f"{self.namespace}:"
         return sum(1 for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith(prefix))
+
+
+def _open_private_cache(diskcache: Any, directory: Path, size_limit: int) -> Any:
+    import sqlite3
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        db = directory / "cache.db"
+        if not db.exists():
+            # SQLite keeps an existing file's mode and gives its -wal/-shm files the same one.
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+        # Values stay inside SQLite (no loose value files with the default umask).
+        return diskcache.Cache(str(directory), size_limit=size_limit, eviction_policy="least-recently-used",
+                               disk_min_file_size=1 << 30)
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"{directory}: not a usable response cache ({exc}); delete the folder to start a new "
+                         "cache, or point TOKPROF_CACHE_DIR elsewhere") from exc
+    except OSError as exc:
+        raise CacheError(f"{directory}: cannot open the response cache ({exc.strerror or exc})") from exc
 
 
 # -- LangChain --------------------------------------------------------------------------------------
