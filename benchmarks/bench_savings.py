@@ -154,7 +154,8 @@ def _stage(name: str, runs: list[Run], currency: str, originals: list[Run] | Non
             inp += span.llm.usage.input_tokens
             out += span.llm.usage.output_tokens
             served += bool((span.attributes or {}).get(SERVED_ATTR))
-            if _side(run, span) == "agent" and b.cost is not None:
+            # runs without side tags (tau1, SWE-agent) record only the agent's calls
+            if _side(run, span) in ("agent", None) and b.cost is not None:
                 agent = (agent or Decimal(0)) + b.cost
     totals = [b.total for b in bills if b.total is not None]
     cost = sum(totals, Decimal(0)) if totals else None

@@ -127,11 +127,21 @@ class ObservationMaskPass(MessagePass):
         calls = tool_names_by_call_id(messages)
         out = list(messages)
         n = 0
+        from optimizers.fidelity import fact_tokens
+
         known: dict[int, set[str]] = {}
+        # Facts of earlier tool outputs are in the prompt already: in full, or in their own placeholder
+        # (which keeps what was not stated before it), so no placeholder repeats them.
+        earlier_tools: set[str] = set()
+        last = 0
         for i, c in sorted(idx.items()):
             if c not in known:
                 known[c] = _context_facts(messages[:c])
-            ph = placeholder(messages[i], calls, known[c])
+            for m in messages[last:i]:
+                if m.get("role") in ("tool", "function"):
+                    earlier_tools.update(fact_tokens(text_of(m.get("content"))))
+            last = i
+            ph = placeholder(messages[i], calls, known[c] | earlier_tools)
             if len(ph) < len(text_of(messages[i].get("content"))):  # never "mask" into something longer
                 out[i] = with_text(messages[i], ph)
                 n += 1
