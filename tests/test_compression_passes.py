@@ -38,8 +38,23 @@ def test_minify_drops_whitespace_and_empty_fields_only():
     data = json.loads(out["content"])
     assert " " not in out["content"].replace("2024-05-20", "")
     assert "note" not in out["content"] and "remarks" not in out["content"] and "extras" not in out["content"]
-    assert data["flights"][0] == {"flight_number": "HAT001", "date": "2024-05-20", "price": 121}
+    assert data["flights"]["columns"] == ["flight_number", "date", "price"]  # a list of records as a table
+    assert data["flights"]["rows"][0] == ["HAT001", "2024-05-20", 121]
     assert len(out["content"]) < len(m["content"]) / 2
+    plain = json.loads(minify_message(m, tables=False)["content"])
+    assert plain["flights"][0] == {"flight_number": "HAT001", "date": "2024-05-20", "price": 121}
+
+
+def test_minify_tables_keep_every_value_and_key():
+    from optimizers.compression.minify import columnar
+
+    data = {"payment_methods": {"credit_card_1": {"source": "credit_card", "last_four": "7447"},
+                                "gift_card_2": {"source": "gift_card", "amount": 30}}}
+    t = columnar(data)["payment_methods"]
+    assert t["columns"] == ["(key)", "source", "last_four", "amount"]
+    assert t["rows"] == [["credit_card_1", "credit_card", "7447", None], ["gift_card_2", "gift_card", None, 30]]
+    mixed = [{"a": 1}, {"b": [1, 2]}]  # a nested list: not a table
+    assert columnar(mixed) == mixed
 
 
 def test_minify_head_tail_never_cuts_inside_an_identifier():
