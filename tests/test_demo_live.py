@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from profiler import profile
 from tokprof import live_hooks
+from tokprof.demo import untable
 from tokprof.live_hooks import LiveSession
 from tokprof.scripted_model import ScriptedChatModel, has_breakpoint, message_text
 
@@ -55,7 +56,7 @@ def test_compression_runs_the_optimizers_passes_live() -> None:
     msgs = history()
     out = LiveSession(passes=["minify", "dedupe"]).transform(msgs, "claude-sonnet-4-5")
     assert message_text(out[5]).startswith("[identical to the big")  # engineer E's pointer text
-    assert json.loads(message_text(out[3])) == json.loads(BIG)
+    assert untable(json.loads(message_text(out[3]))) == json.loads(BIG)  # every value kept
     assert all(type(a) is type(b) for a, b in zip(msgs, out)) and out[2] is msgs[2]
 
 
@@ -175,7 +176,7 @@ def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # no
     bodies = [r.body for r in llm_server.requests]
     assert len(bodies) == 3  # first, the sampled one, and the one after the block
     sent = bodies[0]["messages"][-1]["content"]
-    assert json.loads(sent) == json.loads(BIG) and len(sent) < len(BIG)
+    assert untable(json.loads(sent)) == json.loads(BIG) and len(sent) < len(BIG)
     assert bodies[2]["messages"][-1]["content"] == BIG  # outside the block: untouched
     assert run.metadata["live_stats"]["response-cache"]["hits"] == 1
     a, b, _c = run.llm_spans()
@@ -199,3 +200,19 @@ def test_instrumented_anthropic_client_gets_cache_breakpoints(llm_server) -> Non
     assert body["messages"][-1]["content"] == [{"type": "text", "text": "hello",
                                                 "cache_control": {"type": "ephemeral"}}]
     assert run.metadata["live_passes"] == ["prompt-cache"]
+
+
+def test_the_scripted_model_reads_minified_tables() -> None:
+    data = {"events": [{"date": "d1", "event": "picked up", "where": {"city": "Reno"}},
+                       {"date": "d2", "event": "delayed", "where": {"city": "Cheyenne"}}],
+            "cards": {"visa": {"last4": "1"}, "amex": {"last4": "2"}}, "n": 3}
+    table = {"events": {"columns": ["date", "event", "where.city"],
+                        "rows": [["d1", "picked up", "Reno"], ["d2", "delayed", "Cheyenne"]]},
+             "cards": {"columns": ["(key)", "last4"], "rows": [["visa", "1"], ["amex", "2"]]}, "n": 3}
+    assert untable(table) == data
+    assert untable(data) == data
+    try:
+        from optimizers.compression.minify import minify_json_text
+    except ImportError:
+        return
+    assert untable(json.loads(minify_json_text(json.dumps(data)))) == data

@@ -242,11 +242,39 @@ def _order_containing(marker: str) -> Callable[[str], str | None]:
 
 
 def _json(text: str) -> dict[str, Any] | None:
+    """A JSON object tool output, read back whatever shape a compression pass gave it."""
     try:
         value = json.loads(text)
     except ValueError:
         return None
+    value = untable(value)
     return value if isinstance(value, dict) else None
+
+
+def untable(value: Any) -> Any:
+    """Undo ``minify``'s column/row tables (``{"columns": [...], "rows": [[...]]}``, an optional ``(key)``
+    column for id-keyed maps, ``outer.inner`` columns for nested objects): a model reads either shape."""
+    if isinstance(value, list):
+        return [untable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    cols, rows = value.get("columns"), value.get("rows")
+    if set(value) == {"columns", "rows"} and isinstance(cols, list) and isinstance(rows, list):
+        keyed = bool(cols) and cols[0] == "(key)"
+        records: list[Any] = []
+        for row in rows:
+            rec: dict[str, Any] = {}
+            for col, cell in zip(cols[1:] if keyed else cols, row[1:] if keyed else row):
+                if cell is None:
+                    continue
+                outer, dot, inner = str(col).partition(".")
+                if dot:
+                    rec.setdefault(outer, {})[inner] = untable(cell)
+                else:
+                    rec[col] = untable(cell)
+            records.append(rec)
+        return {str(row[0]): rec for row, rec in zip(rows, records)} if keyed else records
+    return {k: untable(v) for k, v in value.items()}
 
 
 def _call(step: int, name: str, text: str, **args: Any) -> AIMessage:
