@@ -93,3 +93,13 @@ def test_a_failing_pass_never_breaks_the_agent():
     msgs = transcript()[:-1]
     opts = {"history-budget": {"budget_tokens": 900, "keep_turns": 1, "cache_aware": False, "summarizer": boom}}
     assert compress_messages(msgs, ["history-budget"], options=opts) == msgs
+
+
+def test_dedupe_before_mask_never_leaves_a_reference_to_a_masked_output():
+    """Either order of dedupe and observation-mask keeps the content of a recent copy somewhere."""
+    msgs = transcript()[:-1]
+    opts = {"observation-mask": {"threshold_tokens": 100, "keep_turns": 2}}
+    for order in (["minify", "dedupe", "observation-mask"], ["minify", "observation-mask", "dedupe"]):
+        out = compress_messages(msgs, order, options=opts)
+        assert out[3]["content"].startswith(PLACEHOLDER_PREFIX)  # the first copy is old: masked
+        assert '"columns"' in out[11]["content"] and "HAT008" in out[11]["content"], order  # the recent copy

@@ -13,6 +13,8 @@ same live and in simulation and never depends on the future of the run.
 
 from __future__ import annotations
 
+import re
+
 from optimizers.base import register
 from optimizers.compression.common import (Rewritten, call_points, rough_tokens, text_of,
                                            tool_names_by_call_id, with_text)
@@ -20,6 +22,7 @@ from optimizers.compression.runner import MessagePass
 from profiler.model import Message
 
 PLACEHOLDER_PREFIX = "[elided tool output"
+_DEDUPE_REF = re.compile(r"^\[identical to the .* at message #(\d+) above; not repeated\]$", re.S)
 
 
 def _turn_starts(messages: list[Message], unit: str) -> list[int]:
@@ -145,4 +148,12 @@ class ObservationMaskPass(MessagePass):
             if len(ph) < len(text_of(messages[i].get("content"))):  # never "mask" into something longer
                 out[i] = with_text(messages[i], ph)
                 n += 1
-        return Rewritten(out, f"masked {n} old tool output(s)", {"masked": n})
+        # A later copy that ``dedupe`` (run before this pass) replaced by a reference to an output masked
+        # here would leave the full content nowhere: put the content back in the copy (it is recent).
+        restored = 0
+        for j, m in enumerate(messages):
+            ref = _DEDUPE_REF.match(text_of(m.get("content"))) if m.get("role") in ("tool", "function") else None
+            if ref and int(ref.group(1)) in idx and j not in idx and out[int(ref.group(1))] is not messages[int(ref.group(1))]:
+                out[j] = with_text(m, text_of(messages[int(ref.group(1))].get("content")))
+                restored += 1
+        return Rewritten(out, f"masked {n} old tool output(s)", {"masked": n, "dedupe_copies_restored": restored})
