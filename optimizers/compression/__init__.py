@@ -18,5 +18,10 @@ for _mod in ("minify", "dedupe", "mask", "history_budget", "relevance"):
         if _exc.name != f"optimizers.compression.{_mod}":
             raise
 
-COMPRESSION_PASSES = ("minify", "dedupe", "observation-mask", "history-budget", "relevance-prune")
-"""Pass names, in the order the default pipeline applies them."""
+COMPRESSION_PASSES = ("minify", "observation-mask", "dedupe", "history-budget", "relevance-prune")
+"""Pass names, in the order they compose best: minify first (each output shrinks once, on entry), mask
+before dedupe (a copy is never replaced by a reference to an output about to be masked), the budget
+last; then ``prompt-cache``, so the cache plan sees the final prompts."""
+
+DEFAULT_COMPRESSION = ("minify", "observation-mask", "dedupe", "history-budget")
+"""The compression of the default pipeline (``relevance-prune`` is opt-in: it edits instructions)."""
