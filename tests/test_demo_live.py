@@ -216,3 +216,18 @@ def test_the_scripted_model_reads_minified_tables() -> None:
     except ImportError:
         return
     assert untable(json.loads(minify_json_text(json.dumps(data)))) == data
+
+
+def test_the_scripted_model_finds_orders_in_any_shape() -> None:
+    from tokprof.demo import _order_containing
+
+    orders = [{"order_id": "O-1", "status": "delivered", "sku": "AUD-ANC-700"},
+              {"order_id": "O-2", "status": "in_transit", "sku": "HOM-KET-17"}]
+    pretty = json.dumps({"customer_id": "C-1", "orders": orders}, indent=2)
+    tabled = json.dumps({"customer_id": "C-1", "orders": {"columns": ["order_id", "status", "sku"],
+                                                         "rows": [list(o.values()) for o in orders]}})
+    cut = pretty[:-40] + "\n…[minify: about 9 tokens elided]…"  # no longer JSON: read as text
+    for text in (pretty, tabled, cut):
+        assert _order_containing(r'"status":\s*"in_transit"')(text) == "O-2"
+        assert _order_containing("AUD-ANC-700")(text) == "O-1"
+    assert _order_containing("NOPE")(pretty) is None

@@ -228,14 +228,21 @@ def _regex(pattern: str) -> Callable[[str], str | None]:
 
 
 def _order_containing(marker: str) -> Callable[[str], str | None]:
-    """The id of the last order (in an order-history JSON, pretty or minified) that contains ``marker``."""
+    """The id of the last order in an order-history output that matches the regex ``marker``. Reads the
+    JSON (in any shape ``minify`` gives it); an output cut to head + tail is no longer JSON and is read as
+    text: the last ``order_id`` before the marker's last match."""
 
     def extract(text: str) -> str | None:
-        hits = [m.start() for m in re.finditer(marker, text)]
-        if not hits:
+        data = _json(text)
+        if data is not None and isinstance(data.get("orders"), list):
+            hits = [o.get("order_id") for o in data["orders"]
+                    if isinstance(o, dict) and re.search(marker, json.dumps(o, separators=(",", ":")))]
+            return hits[-1] if hits else None
+        found = [m.start() for m in re.finditer(marker, text)]
+        if not found:
             return None
         ids = [(m.start(), m.group(1)) for m in re.finditer(r'"order_id":\s*"(O-\d+)"', text)]
-        before = [oid for pos, oid in ids if pos < hits[-1]]
+        before = [oid for pos, oid in ids if pos < found[-1]]
         return before[-1] if before else None
 
     return extract
