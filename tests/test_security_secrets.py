@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from langchain_core.tools import tool as lc_tool
+
+import profiler.integrations  # noqa: F401  (the LangChain handler attaches inside profile())
 from profiler import load_run, profile, record_llm_call, redact, save_run, span, trace
 from profiler.hooks import _reset_internal_errors
+from tests.reliability_support import EchoChatModel
 from tests.secret_samples import CUSTOM_PATTERN, SECRETS, in_context
 
 KINDS = sorted(SECRETS)
@@ -44,8 +48,8 @@ def assert_no_secret_in(root: Path) -> int:
             forms = {secret, json.dumps(secret)[1:-1]}
             # PEM bodies: no line of the key body may survive either.
             forms |= {line for line in secret.splitlines() if len(line) > 30 and "-----" not in line}
-            for form in forms:
-                assert form.encode() not in data, f"{kind} secret leaked into {path}"
+            leaked = [form for form in forms if form.encode() in data]
+            assert not leaked, f"{kind} secret leaked into {path}"
     return len(files)
 
 
@@ -141,7 +145,16 @@ def run_agent_leaking_everything(folder: Path) -> "profile":
             )
         record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "x"}], output="y",
                         error=f"401 Unauthorized for key {SECRETS['openai-legacy']}")
+        # Through the LangChain integration: a tool's input and output, a chat model's prompt and reply.
+        fetch_config.invoke({"name": SECRETS["github-classic-pat"]})
+        EchoChatModel().invoke(f"deploy with {SECRETS['openai-project']} and {SECRETS['anthropic-api']}")
     return p
+
+
+@lc_tool
+def fetch_config(name: str) -> str:
+    """Return the deployment configuration named ``name``."""
+    return "\n".join(in_context(k, s) for k, s in SECRETS.items())
 
 
 def test_no_secret_in_any_written_file(tmp_path):
@@ -155,6 +168,10 @@ def test_no_secret_in_any_written_file(tmp_path):
     save_run(run, path=folder / "explicit" / "run.jsonl")
     loaded = load_run(run.path)
     assert loaded.complete and len(loaded.spans) == len(run.spans)
+    # The LangChain spans carried secrets in memory too (so the check below is not vacuous).
+    lc = [s for s in run.spans if s.name in ("fetch_config", "EchoChatModel")]
+    assert len(lc) == 2 and all(SECRETS["github-classic-pat"] in json.dumps(s.to_dict(), default=str)
+                                or SECRETS["openai-project"] in json.dumps(s.to_dict(), default=str) for s in lc)
     assert "[REDACTED:openai-key]" in run.path.read_text()
     # A report rendered from the saved run (what `tokprof report` does), if the reports package can.
     try:
@@ -303,5 +320,18 @@ def test_report_of_a_live_run_has_no_secret(tmp_path):
 
     p = run_agent_leaking_everything(tmp_path / "runs")
     write_html(build_report(p.run), tmp_path / "live.html")
-    for kind, secret in SECRETS.items():
-        assert secret not in (tmp_path / "live.html").read_text(), kind
+    text = (tmp_path / "live.html").read_text()
+    leaked = [kind for kind, secret in SECRETS.items() if secret in text]
+    assert not leaked  # (a list of kinds: pytest's diff of a large text would take minutes)
+
+
+@pytest.mark.xfail(reason="profiler.interchange.otlp.write_otlp writes prompts and outputs as they are; exports "
+                          "should pass through profiler.redact.redact_obj like run files (owner: B)", strict=False)
+def test_otlp_export_has_no_secret(tmp_path):
+    from profiler.interchange.otlp import write_otlp
+
+    p = run_agent_leaking_everything(tmp_path / "runs")
+    out = write_otlp([p.run], tmp_path / "export" / "trace.json")
+    text = out.read_text()
+    leaked = [kind for kind, secret in SECRETS.items() if secret in text]
+    assert not leaked
