@@ -103,3 +103,11 @@ def test_dedupe_before_mask_never_leaves_a_reference_to_a_masked_output():
         out = compress_messages(msgs, order, options=opts)
         assert out[3]["content"].startswith(PLACEHOLDER_PREFIX)  # the first copy is old: masked
         assert '"columns"' in out[11]["content"] and "HAT008" in out[11]["content"], order  # the recent copy
+
+
+def test_tool_cache_reference_to_a_masked_output_gets_its_content_back():
+    msgs = transcript()[:-1]
+    msgs[11] = {**msgs[11], "content": "[same result as the earlier get_reservation_details call c1]"}
+    out = make_pass("observation-mask", threshold_tokens=100, keep_turns=2).compress(msgs, None).messages
+    assert out[3]["content"].startswith(PLACEHOLDER_PREFIX)
+    assert out[11]["content"] == transcript()[3]["content"]

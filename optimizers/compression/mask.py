@@ -23,6 +23,7 @@ from profiler.model import Message
 
 PLACEHOLDER_PREFIX = "[elided tool output"
 _DEDUPE_REF = re.compile(r"^\[identical to the .* at message #(\d+) above; not repeated\]$", re.S)
+_TOOL_CACHE_REF = re.compile(r"^\[same result as the earlier \S+ call (\S+)\]$")
 
 
 def _turn_starts(messages: list[Message], unit: str) -> list[int]:
@@ -150,10 +151,17 @@ class ObservationMaskPass(MessagePass):
                 n += 1
         # A later copy that ``dedupe`` (run before this pass) replaced by a reference to an output masked
         # here would leave the full content nowhere: put the content back in the copy (it is recent).
+        # (The same for ``tool-cache``'s "[same result as the earlier <tool> call <id>]".)
         restored = 0
+        by_call_id = {str(m.get("tool_call_id")): i for i, m in enumerate(messages) if m.get("tool_call_id")}
         for j, m in enumerate(messages):
-            ref = _DEDUPE_REF.match(text_of(m.get("content"))) if m.get("role") in ("tool", "function") else None
-            if ref and int(ref.group(1)) in idx and j not in idx and out[int(ref.group(1))] is not messages[int(ref.group(1))]:
-                out[j] = with_text(m, text_of(messages[int(ref.group(1))].get("content")))
+            if m.get("role") not in ("tool", "function") or j in idx:
+                continue
+            text = text_of(m.get("content"))
+            ref = _DEDUPE_REF.match(text)
+            tc = _TOOL_CACHE_REF.match(text) if ref is None else None
+            target = int(ref.group(1)) if ref else (by_call_id.get(tc.group(1)) if tc else None)
+            if target is not None and target in idx and out[target] is not messages[target]:
+                out[j] = with_text(m, text_of(messages[target].get("content")))
                 restored += 1
         return Rewritten(out, f"masked {n} old tool output(s)", {"masked": n, "dedupe_copies_restored": restored})
