@@ -333,29 +333,47 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
     return rep
 
 
+def predicts_lookup(messages: list[Message]) -> str | None:
+    """The live routing rule, decided from a call's input only: the newest message is the user's and
+    names an identifier no tool call has used yet, so the next step is almost always a lookup copying it
+    (``get_user_details(user_id=...)``). Returns the reason, or ``None``."""
+    if not messages or messages[-1].get("role") != "user":
+        return None
+    used: set[str] = set()
+    for m in messages[:-1]:
+        for tc in m.get("tool_calls") or []:
+            if isinstance(tc, dict):
+                used.update(fact_tokens(str((tc.get("function") or {}).get("arguments") or "")))
+    fresh = [f for f in fact_tokens(text_of(messages[-1].get("content")), names=False)
+             if ("_" in f or any(c.isdigit() for c in f) and any(c.isalpha() for c in f)) and f not in used]
+    return f"the user's newest message names {fresh[0]!r}, not looked up yet" if fresh else None
+
+
 @register
 class TaskDecomposePass:
-    """Routes the mechanical calls :func:`decompose` finds to a cheaper model of the same provider.
+    """Routes the calls a live router would send to a cheaper model of the same provider.
 
-    Estimated: the smaller model's output is assumed to be the same (same tool call, same arguments)."""
+    The decision reads only the call's input (:func:`predicts_lookup`), as a router in front of the model
+    would. Whether the call really was mechanical (a short tool call copying its arguments, judged in
+    hindsight by :func:`is_mechanical`, which may look at the output because it is the measure) goes into
+    each ledger row, with the routing precision. Estimated: the smaller model's output is assumed to be the
+    one recorded."""
 
     name = "task-decompose"
-    description = "route mechanical tool-argument-copying calls to a cheaper model of the same provider"
+    description = "route predictable lookup steps to a cheaper model of the same provider (estimated)"
     evidence = "estimated"
-    reads = frozenset({"messages", "output", "usage"})
+    reads = frozenset({"messages", "usage"})
     changes = frozenset({"model"})
 
     def __init__(self, **options: Any) -> None:
         self.options = options
 
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
-        # Deciding "mechanical" reads the call's output, which no live router can; this is an estimate of
-        # what a router deciding from the step type (after a tool result, a lookup) would achieve.
         new = run.copy()
         rows: list[LedgerRow] = []
         by_id = new.by_id()
         for s in main_thread(run):
-            why = is_mechanical(s)
+            why = predicts_lookup(s.llm.messages)
             cheap = cheaper_model(s.llm.model) if why else None
             if not cheap:
                 continue
@@ -363,8 +381,11 @@ class TaskDecomposePass:
             old = n.llm.model
             n.llm.model = cheap
             u = n.llm.usage
+            hindsight = is_mechanical(s)  # the measure, not the decision
+            risk = ("low: in hindsight a mechanical tool call" if hindsight else
+                    "high: in hindsight the step was not a mechanical lookup; a smaller model may differ")
             rows.append(LedgerRow(self.name, s.span_id, old, f"routed to {cheap}: {why}", "estimated",
                                   u.input_tokens, u.input_tokens, u.output_tokens, u.output_tokens,
-                                  fidelity=1.0, risk="medium: a smaller model may choose a different action",
-                                  details={"from": old, "to": cheap}))
+                                  fidelity=1.0, risk=risk,
+                                  details={"from": old, "to": cheap, "mechanical_in_hindsight": bool(hindsight)}))
         return new, rows

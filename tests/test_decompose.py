@@ -81,6 +81,7 @@ def test_task_decompose_pass_changes_only_the_model_and_is_estimated():
     run = run_from_transcript(transcript())
     new, rows = make_pass("task-decompose").apply(run, PassContext())
     assert rows and all(r.evidence == "estimated" for r in rows)
+    assert all("mechanical_in_hindsight" in r.details for r in rows)
     by_id = new.by_id()
     for r in rows:
         assert by_id[r.span_id].llm.model == "gpt-4o-mini"
@@ -97,3 +98,15 @@ def test_decompose_on_the_corpus(corpus):
         rep = decompose(run)
         assert rep.subtasks
         json.dumps(rep.to_dict())
+
+
+def test_task_decompose_decides_without_the_output():
+    run = run_from_transcript(_two_intents())
+    other = run.copy()
+    for sp in other.llm_spans():
+        sp.llm.output = {"role": "assistant", "content": "a long considered answer " * 20}
+    a = [r.span_id for r in make_pass("task-decompose").apply(run, PassContext())[1]]
+    b = [r.span_id for r in make_pass("task-decompose").apply(other, PassContext())[1]]
+    spans = run.llm_spans()
+    # after "I am mia_li_3668, ..." and "Book flight HAT001 ...": new identifiers, a tool step follows
+    assert a == b == [spans[0].span_id, spans[2].span_id]
