@@ -207,12 +207,16 @@ def test_mutated_seeds(tmp_path, seeds, fmt):
     text = seeds[fmt]
     name = SEEDS[fmt][1]
 
+    cases = [0]
+
     @settings(max_examples=PER_FORMAT, **SETTINGS)
     @given(data=st.data())
     def run(data: Any) -> None:
         check_import(tmp_path / name, data.draw(mutated(copy.copy(text))))
+        cases[0] += 1
 
     run()
+    assert cases[0] >= PER_FORMAT
 
 
 @settings(max_examples=CASES["bytes"], **SETTINGS)
