@@ -491,3 +491,75 @@ def test_summary_survives_a_broken_price_table(monkeypatch):
     monkeypatch.setattr("profiler.prices.get_price", raiser(RuntimeError("price table")))
     text = str(run.summary())
     assert "4" in text
+
+
+# ---------------------------------------------------------------------------------------------------
+# SDK instrumentation faults: the real OpenAI and Anthropic clients against the loopback server
+# ---------------------------------------------------------------------------------------------------
+def _openai_chat(server: Any) -> Any:
+    import openai
+
+    client = openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)
+    r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    return (r.choices[0].message.content, r.usage.prompt_tokens, r.usage.completion_tokens)
+
+
+def _openai_stream(server: Any) -> Any:
+    import openai
+
+    client = openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0)
+    stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                            stream=True)
+    return "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
+
+
+def _anthropic_message(server: Any) -> Any:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=server.anthropic_url, api_key="test", max_retries=0)
+    r = client.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    return (r.content[0].text, r.usage.input_tokens, r.usage.output_tokens)
+
+
+def _raising_middleware(mp: pytest.MonkeyPatch, tmp: Path) -> None:
+    from profiler.integrations import middleware
+
+    remove = middleware.add_middleware(middleware.Middleware("broken", before_request=raiser(RuntimeError("mw"))))
+    _cleanups.append(remove)
+
+
+SDK_FAULTS = [
+    ("openai-request-capture-raises", "openai", _openai_chat,
+     _patch("profiler.integrations.openai.ChatAdapter.request", raiser(RuntimeError("req")))),
+    ("openai-response-parsing-raises", "openai", _openai_chat,
+     _patch("profiler.integrations.openai.ChatAdapter.fill", raiser(KeyError("choices")))),
+    ("openai-stream-accumulator-raises", "openai", _openai_stream,
+     _patch("profiler.integrations.openai._ChatAccumulator.observe", raiser(ValueError("chunk")))),
+    ("openai-middleware-raises", "openai", _openai_chat, _raising_middleware),
+    ("anthropic-request-capture-raises", "anthropic", _anthropic_message,
+     _patch("profiler.integrations.anthropic.MessagesAdapter.request", raiser(RuntimeError("req")))),
+    ("anthropic-response-parsing-raises", "anthropic", _anthropic_message,
+     _patch("profiler.integrations.anthropic.MessagesAdapter.fill", raiser(TypeError("usage")))),
+]
+
+
+@pytest.mark.parametrize("fault_id,sdk,call,setup", SDK_FAULTS, ids=[f[0] for f in SDK_FAULTS])
+def test_sdk_fault_does_not_break_the_host(fault_id, sdk, call, setup, llm_server, monkeypatch, tmp_path, caplog):
+    pytest.importorskip(sdk)
+    from profiler.integrations import uninstrument
+
+    expected = outcome(lambda: call(llm_server))
+    assert expected[0] == "returned", expected
+    caplog.clear()
+    _reset_internal_errors()
+    setup(monkeypatch, tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tokprof"):
+            with profile("sdk", save=tmp_path / "runs", instrument=[sdk]) as run:
+                got = [outcome(lambda: call(llm_server)) for _ in range(3)]
+    finally:
+        uninstrument(sdk)
+    assert got == [expected] * 3, fault_id
+    lines = internal_error_records(caplog.records)
+    assert len(lines) == 1, (fault_id, lines)
+    assert load_run(run.path).complete
