@@ -286,3 +286,30 @@ def test_cache_files_are_private(tmp_path):
     for f in folder.rglob("*"):
         if f.is_file():
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+# ---------------------------------------------------------------------------------------------------
+# whole-run saves are atomic: no partial file, the previous file untouched
+# ---------------------------------------------------------------------------------------------------
+def test_a_failed_save_leaves_no_partial_file(tmp_path):
+    from profiler import save_run, span
+
+    with profile("atomic") as run:
+        with span("ok"):
+            pass
+        with span("bad", attributes={(1, 2): "a tuple key JSON cannot hold"}):
+            pass
+    folder = tmp_path / "saved"
+    with pytest.raises(TypeError):
+        save_run(run, folder)
+    assert list(folder.iterdir()) == []
+    # Over an existing good file: the failure leaves the old file as it was.
+    good = tmp_path / "good.jsonl"
+    with profile("good") as ok_run:
+        pass
+    save_run(ok_run, path=good)
+    before = good.read_bytes()
+    with pytest.raises(TypeError):
+        save_run(run, path=good)
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.jsonl", "saved"]
