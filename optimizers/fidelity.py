@@ -131,6 +131,9 @@ def _text_tokens(text: str) -> frozenset[str]:
         tok = m.group(0)
         out.add(tok)
         out.add(tok.rstrip(".:-/").lstrip("$"))
+        if "." in tok or "/" in tok:
+            # dotted paths ("prices.basic_economy") contain their named parts, but "1.5" does not contain "5"
+            out.update(p for p in re.split(r"[./]", tok) if any(c.isalpha() for c in p))
     return frozenset(out)
 
 
