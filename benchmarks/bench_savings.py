@@ -272,6 +272,13 @@ def print_agent_table(results: list[FileResult], names: list[str], currency: str
         print(f"{name:44} " + " ".join(cells))
     print("-" * len(head))
     print(f"{'ALL':44} " + " ".join(f"{_fmt_cost(tot[n])} {_share(ref[n][0], ref[n][1])}" for n in names))
+    toks = {n: [0, 0] for n in names}
+    for r in results:
+        for st in r.stages:
+            toks[st.name][0] += st.input_tokens
+            toks[st.name][1] += st.output_tokens
+    print(f"{'ALL input tokens':44} " + " ".join(f"{toks[n][0]:>18,}" for n in names))
+    print(f"{'ALL output tokens':44} " + " ".join(f"{toks[n][1]:>18,}" for n in names))
     base, final = tot[names[0]], tot[names[-1]]
     last = ref[names[-1]]
     if base:
