@@ -109,6 +109,15 @@ def _conversation(messages: list[Message]) -> str:
     return "\n".join(message_text(m) for m in messages if m.get("role") in ("user", "assistant"))
 
 
+def _requests(messages: list[Message]) -> str:
+    """What was asked: user messages and the names of the tools the agent called."""
+    from optimizers.compression.common import tool_call_text
+
+    parts = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+    parts += [tool_call_text(m).replace("_", " ") for m in messages if m.get("tool_calls")]
+    return "\n".join(parts)
+
+
 def prune_plan(messages: list[Message], keep_sections: int, keep_ratio: float
                ) -> tuple[int, list[str], set[int], list[tuple[int, int]]]:
     """(system message index or -1, its sections, pruned section indices, [(insert before index, section)])
@@ -135,17 +144,34 @@ def prune_plan(messages: list[Message], keep_sections: int, keep_ratio: float
             pruned = {i + 1 for i in range(len(sc)) if i not in keep}
             decided, prev = True, c
             continue
-        new_text = _conversation(messages[prev:c])
+        new_text = _requests(messages[prev:c])
         prev = c
         if not pruned or not new_text.strip():
             continue
+        # the single best section for what the user (and the agent's tool calls) asked since the last call
         sc = bm.scores(new_text)
-        ranked = [i for i in sorted(range(len(sc)), key=lambda i: -sc[i]) if sc[i] > 0][:keep_sections]
-        for i in ranked:
-            if i + 1 in pruned:
-                pruned.discard(i + 1)
-                restores.append((c, i + 1))
+        top = max(range(len(sc)), key=lambda i: sc[i])
+        if sc[top] > 0 and top + 1 in pruned:
+            pruned.discard(top + 1)
+            restores.append((c, top + 1))
     return sys_i, sections, pruned | {s for _, s in restores}, restores
+
+
+def _still_cacheable(full: str, pruned: str, model: str | None) -> bool:
+    """False when pruning would take the system prompt below the provider's minimum cacheable prefix
+    while the full one was above it: every call would then pay full price for a prefix it used to read
+    from the cache until the history grows past the minimum."""
+    try:
+        from optimizers.billing import cache_rule
+
+        rule = cache_rule(None, model)
+    except Exception:
+        return True
+    if not rule.caches:
+        return True
+    from optimizers.compression.common import rough_tokens
+
+    return not (rough_tokens(full) >= rule.min_tokens > rough_tokens(pruned))
 
 
 @register
@@ -153,7 +179,7 @@ class RelevancePrunePass(MessagePass):
     name = "relevance-prune"
     description = "system-prompt sections irrelevant to the conversation so far pruned (BM25), restored on need"
     risk = "medium: an instruction section the agent needs may be missing until a turn mentions it"
-    defaults = {"keep_sections": 2, "keep_ratio": 0.5}
+    defaults = {"keep_sections": 2, "keep_ratio": 0.5, "cache_aware": True}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         sys_i, sections, stubbed, restores = prune_plan(messages, self.options["keep_sections"],
@@ -161,6 +187,8 @@ class RelevancePrunePass(MessagePass):
         if sys_i < 0 or not stubbed:
             return Rewritten(messages)
         new_sys = "".join(stub(s) if i in stubbed else s for i, s in enumerate(sections))
+        if self.options["cache_aware"] and not _still_cacheable(text_of(messages[sys_i].get("content")), new_sys, model):
+            return Rewritten(messages)
         out = list(messages)
         out[sys_i] = with_text(messages[sys_i], new_sys)
         for pos, sec in sorted(restores, reverse=True):
