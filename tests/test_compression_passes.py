@@ -243,3 +243,13 @@ def test_optimize_pipeline_reports_retention_and_prices_every_step():
     assert all(r.fidelity is not None for r in ledger.rows)
     if ledger.baseline.billed_cost is not None:
         assert ledger.final.billed_cost < ledger.baseline.billed_cost
+
+
+def test_relevance_prune_never_takes_the_system_prompt_below_the_cache_minimum():
+    filler = "- Rule text that is long enough to matter for the cache minimum of the provider. " * 48
+    policy = POLICY.replace("## Baggage", f"## Loyalty\n\n{filler}\n\n## Baggage")
+    msgs = [{"role": "system", "content": policy},
+            {"role": "user", "content": "I want to cancel, the airline cancelled the flight."}]
+    p = make_pass("relevance-prune", keep_sections=1, keep_ratio=0.9)
+    assert p.compress(msgs, "gpt-4o").messages == msgs  # ~1,130 tokens -> under 1,024: no pruning
+    assert p.compress(msgs, "unknown-model-without-cache").messages != msgs
