@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from profiler.model import LLMCall, Message, Span, TokenSource
+from profiler.model import LLMCall, Message, TokenSource
 
 CHARS_PER_TOKEN = 4
 """The fallback heuristic (and the cheap size used for block decisions, which must not depend on which
@@ -190,3 +190,4 @@ def _multiset_minus(a: list[Message], b: list[Message]) -> list[Message]:
 
 
 Compressor = Callable[[list[Message]], Rewritten]
+"""What a compression pass is, underneath: one call's input in, its rewrite out."""
