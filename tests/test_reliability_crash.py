@@ -117,13 +117,17 @@ def test_sigkill_mid_run_keeps_every_finished_span(tmp_path, threads, keep, capt
     missing = done - ids
     assert not missing, f"{len(missing)} finished spans lost, e.g. {sorted(missing)[:3]}"
     assert len(done) >= 300
-    # The structure that was written is whole: every span's parent is in the file or is the root that
-    # never finished; every LLM span has its full message history back.
+    # The structure that was written is whole: a span's parent is in the file, or is the root (it never
+    # finished), or is one of the steps still running when the kill came (one per worker at most); every
+    # LLM span has its full message history back.
     steps = [s for s in run.spans if s.name == "step"]
     by_id = run.by_id()
-    for s in run.spans:
-        assert s.parent_id in by_id or s.parent_id == "1" or s.name == "step", s
+    running = {s.parent_id for s in run.spans if s.parent_id not in by_id and s.parent_id != "1"}
+    assert len(running) <= threads, running
+    assert all(s.parent_id == "1" for s in steps)
     for s in run.llm_spans():
+        if s.parent_id in running:
+            continue
         parent = by_id[s.parent_id]
         assert parent.name == "step"
         if capture:
@@ -246,8 +250,6 @@ def test_live_profile_with_response_cache_survives_a_broken_cache_module(tmp_pat
     assert live is not None
 
 
-@pytest.mark.xfail(reason="optimizers.response_cache.ResponseCache.get json-decodes a stored value without "
-                          "guarding it: a damaged entry raises into the agent (owner: D)", strict=False)
 def test_damaged_cache_entry_is_a_miss_not_a_crash(tmp_path, llm_cache_reset):
     import sqlite3
 
@@ -262,8 +264,6 @@ def test_damaged_cache_entry_is_a_miss_not_a_crash(tmp_path, llm_cache_reset):
     assert model.invoke("hi").content == "echo:hi"
 
 
-@pytest.mark.xfail(reason="a cache folder whose cache.db is not SQLite raises sqlite3.DatabaseError "
-                          "from ResponseCache() without naming the folder (owner: D)", strict=False)
 def test_unreadable_cache_folder_is_named(tmp_path):
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -273,8 +273,6 @@ def test_unreadable_cache_folder_is_named(tmp_path):
     assert str(folder) in str(err.value)
 
 
-@pytest.mark.xfail(reason="response-cache files are created with the default umask (0644, folder 0755), "
-                          "not owner-only (owner: D)", strict=False)
 def test_cache_files_are_private(tmp_path):
     import stat
 
