@@ -106,6 +106,18 @@ def check_structure(run, *, label: str) -> None:  # noqa: ANN001
     usage = run.total_usage()
     assert usage.input_tokens == expected_input_tokens(), label
     assert usage.output_tokens == THREADS * TASKS * (1 + 3), label
+    # The call graph's roll-ups agree: the root's inclusive total is the sum, and each thread's inclusive
+    # total is the sum of its own 500 tasks.
+    g = run.graph()
+    assert g.nodes[root.span_id]["incl_input_tokens"] == usage.input_tokens, label
+    assert g.nodes[root.span_id]["incl_llm_calls"] == 2 * THREADS * TASKS, label
+    for t, s in threads.items():
+        from langchain_core.messages import HumanMessage
+
+        from tests.reliability_support import echo_usage
+
+        own = sum(1000 * t + k + echo_usage([HumanMessage(f"t{t}k{k}")])[0] for k in range(TASKS))
+        assert g.nodes[s.span_id]["incl_input_tokens"] == own, (label, t)
 
 
 @pytest.mark.slow
