@@ -335,3 +335,27 @@ def test_otlp_export_has_no_secret(tmp_path):
     text = out.read_text()
     leaked = [kind for kind, secret in SECRETS.items() if secret in text]
     assert not leaked
+
+
+def test_real_agent_traffic_is_not_redacted(corpus):
+    """False positives damage stored runs: every string of the real corpus (τ²-bench, τ-bench, SWE-agent;
+    ~76,000 strings, ~8 MB) must come through unchanged."""
+    import gzip
+
+    strings: list[str] = []
+
+    def walk(o: object) -> None:
+        if isinstance(o, str):
+            strings.append(o)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    for f in sorted(corpus.rglob("*.gz")):
+        walk(json.loads(gzip.open(f).read()))
+    assert len(strings) > 10_000
+    changed = [s[:120] for s in strings if redact.redact_text(s) != s]
+    assert changed == []
