@@ -132,17 +132,22 @@ class Collector:
 
 
 _PAYLOAD_NOTE = "tokprof.payload"
+# Attributes that describe a span without quoting the user's data: kept when capture is off (an
+# allowlist, so a payload attribute some integration adds later is dropped by default).
+_METADATA_KEYS = frozenset({"langchain.run_id", "time_to_first_token_ns", "stream_incomplete", "transformed_by",
+                            "served_from", "cached_usage", "documents", "billing"})
+_METADATA_PREFIXES = ("tokprof.", "optimizer.")
 
 
 def strip_payloads(span: Span) -> None:
     """Drop what the user's code said from ``span`` (``capture=False``): message contents, the model's
-    output, arguments, return values and any attribute an integration recorded (tool inputs/outputs,
-    documents). Kept: the span's shape, timing, model, parameters, tool definitions, usage, error type
-    and the ``tokprof.*`` attributes."""
+    output, arguments, return values and every attribute not known to be metadata (tool inputs/outputs,
+    retrieved text...). Kept: the span's shape, timing, model, parameters, tool definitions, usage, error
+    type, and metadata attributes (``tokprof.*``, ``optimizer.*``, cache and streaming markers)."""
     dropped = False
     attrs = span.attributes
     if attrs:
-        kept = {k: v for k, v in attrs.items() if k.startswith("tokprof.")}
+        kept = {k: v for k, v in attrs.items() if k in _METADATA_KEYS or k.startswith(_METADATA_PREFIXES)}
         dropped = len(kept) != len(attrs)
         span.attributes = kept or None
     llm = span.llm

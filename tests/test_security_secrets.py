@@ -282,6 +282,13 @@ def agent_with_payloads() -> None:
     record_llm_call(model="gpt-4o", messages=[{"role": "system", "content": f"{SENTINEL} sys"},
                                               {"role": "user", "content": f"{SENTINEL} hi"}],
                     output=f"{SENTINEL} out", usage={"input_tokens": 40, "output_tokens": 7})
+    lookup.invoke({"q": f"{SENTINEL} tool input"})  # a LangChain tool: input and output recorded by C's handler
+
+
+@lc_tool
+def lookup(q: str) -> str:
+    """Look ``q`` up."""
+    return f"{SENTINEL} tool output for {q}"
 
 
 @pytest.mark.parametrize("how", ["argument", "env"])
@@ -297,7 +304,9 @@ def test_capture_off_records_no_payload(tmp_path, monkeypatch, how):
     assert all(SENTINEL not in json.dumps(s.to_dict(), default=str) for s in run.spans)
     back = load_run(run.path)
     # The shape, timing, usage and error kinds are still there.
-    assert sorted(s.name for s in back.spans) == sorted(["nocap", "tool", "failing", "gpt-4o"])
+    assert sorted(s.name for s in back.spans) == sorted(["nocap", "tool", "failing", "gpt-4o", "lookup"])
+    lc_tool_span = next(s for s in back.spans if s.name == "lookup")
+    assert "langchain.run_id" in lc_tool_span.attributes  # metadata kept, payload dropped
     assert back.total_usage().input_tokens == 40 and back.total_usage().output_tokens == 7
     failing = next(s for s in back.spans if s.name == "failing")
     assert failing.status == "error" and failing.error == "ValueError"
@@ -309,7 +318,8 @@ def test_capture_off_records_no_payload(tmp_path, monkeypatch, how):
 def test_capture_on_by_default_records_payloads(tmp_path):
     with profile("cap", save=tmp_path) as run:
         agent_with_payloads()
-    assert SENTINEL in run.path.read_text()
+    text = run.path.read_text()
+    assert text.count(SENTINEL) >= 8  # args, return, error, 2 messages, output, tool input and output
 
 
 @pytest.mark.xfail(reason="reports render an in-memory run as is; reports should pass payload text through "
