@@ -2,7 +2,7 @@
 run writer's seen-payload set, the counting memo and the other per-run structures have caps.
 
 The big run happens in a child process (``profile(..., save=dir, keep_in_memory=False)``), which samples
-its resident set size every 100,000 spans and reports its peak (``ru_maxrss``). The same child with 50,000
+its resident set size every 100,000 spans and reports its peak (``VmHWM``). The same child with 50,000
 spans gives the baseline: memory must not grow with the run's length. The figures are printed (``-s``)
 for the record.
 """
@@ -25,7 +25,7 @@ from profiler import store as store_mod
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = textwrap.dedent("""
-    import json, os, resource, sys, time
+    import json, os, sys, time
     from profiler import profile, trace
 
     folder, n = sys.argv[1], int(sys.argv[2])
@@ -51,7 +51,10 @@ CHILD = textwrap.dedent("""
             if i % 50_000 == 0:
                 samples.append(round(rss_mb(), 1))
     elapsed = time.perf_counter() - t0
-    print(json.dumps({"samples_mb": samples, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    # VmHWM: this process's own peak RSS (ru_maxrss would include the forking pytest process's).
+    with open("/proc/self/status") as fh:
+        hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+    print(json.dumps({"samples_mb": samples, "peak_mb": hwm,
                       "in_memory_spans": len(run.spans), "path": str(run.path), "seconds": round(elapsed, 1)}))
 """)
 
