@@ -236,3 +236,28 @@ def test_random_json_with_format_markers(tmp_path, doc, marker, name):
 
 def test_case_budget():
     assert sum(CASES.values()) >= 3000
+
+
+def test_cli_import_of_a_hostile_folder_writes_only_whole_runs(tmp_path, seeds, capsys):
+    """``tokprof import`` on a folder of hostile files: it reports the bad ones, imports the good records,
+    and every file it writes is a whole, loadable run (no partial or temp file)."""
+    from profiler import load_run
+    from tokprof.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "garbage.json").write_bytes(b"\x00\xffnot json")
+    (src / "truncated.json.gz").write_bytes(gzip.compress(seeds["tau2"].encode())[:200])
+    (src / "empty.jsonl").write_text("")
+    (src / "deep.json").write_text("[" * 50_000 + "]" * 50_000)
+    lines = seeds["chatlog"].splitlines()
+    (src / "half.jsonl").write_text("\n".join([lines[0], "{broken", lines[1], '{"request": 5}', lines[2]]) + "\n")
+    (src / "good.traj").write_text(seeds["swe_agent"])
+    out = tmp_path / "out"
+    code = main(["import", str(src), "--out", str(out), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1 and summary["failed_files"] >= 3
+    written = sorted(out.iterdir())
+    assert written and all(p.suffix == ".jsonl" for p in written)  # no .tmp left
+    runs = [load_run(p) for p in written]
+    assert all(r.complete for r in runs) and len(runs) == summary["runs"]
