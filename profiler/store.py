@@ -71,6 +71,18 @@ def _redacted_dumps(record: dict[str, Any]) -> str:
     return line
 
 
+def _payload_line(pid: str, message: Any) -> tuple[str, str]:
+    """(id the message is stored under, its payload line). A message holding a secret is stored redacted,
+    under the id of its redacted content, so not even a hash of the secret reaches the file."""
+    line = _dumps({"type": "payload", "id": pid, "data": message})
+    if redact.may_contain_secret(line):
+        data = redact.redact_obj(message)
+        if data != message:
+            pid = payload_id(data)
+            line = _dumps({"type": "payload", "id": pid, "data": data})
+    return pid, line
+
+
 def make_private_dir(folder: Path) -> None:
     """Create ``folder`` (and missing parents) readable by the owner only (0700). Existing folders are
     left as they are: they are the user's."""
@@ -142,7 +154,9 @@ class RunWriter:
         self.path = path
         self._fh = fh
         self._lock = threading.Lock()
-        self._seen: OrderedDict[str, None] = OrderedDict()  # ids of payloads written (bounded LRU)
+        # id of a message's content -> id it is stored under (they differ when a secret was redacted);
+        # a bounded LRU
+        self._seen: OrderedDict[str, str] = OrderedDict()
         self._recent: list[tuple[str, list[str]]] = []  # (span id, message refs) of the last few LLM spans
         self.closed = False
         self.broken = False
@@ -181,14 +195,16 @@ class RunWriter:
                 seen = self._seen
                 for m in messages:
                     pid = payload_id(m)
-                    refs.append(pid)
-                    if pid in seen:
+                    stored = seen.get(pid)
+                    if stored is not None:
                         seen.move_to_end(pid)
                     else:
-                        seen[pid] = None
+                        stored, line = _payload_line(pid, m)
+                        seen[pid] = stored
                         if len(seen) > self.MAX_SEEN_PAYLOADS:
                             seen.popitem(last=False)
-                        lines.append(_redacted_dumps({"type": "payload", "id": pid, "data": m}))
+                        lines.append(line)
+                    refs.append(stored)
                 llm["messages"] = self._encode_refs(span.span_id, refs)
             d["type"] = "span"
             lines.append(_redacted_dumps(d))

@@ -173,6 +173,12 @@ def test_no_secret_in_any_written_file(tmp_path):
     assert len(lc) == 2 and all(SECRETS["github-classic-pat"] in json.dumps(s.to_dict(), default=str)
                                 or SECRETS["openai-project"] in json.dumps(s.to_dict(), default=str) for s in lc)
     assert "[REDACTED:openai-key]" in run.path.read_text()
+    # Not even the hash of a secret-bearing message is stored (messages are addressed by content hash).
+    from profiler.store import payload_id
+
+    raw_ids = {payload_id(m) for sp in run.spans if sp.llm for m in sp.llm.messages
+               if any(sec in json.dumps(m) for sec in SECRETS.values())}
+    assert raw_ids and not any(i in run.path.read_text() for i in raw_ids)
     # A report rendered from the saved run (what `tokprof report` does), if the reports package can.
     try:
         from reports.html import write_html
