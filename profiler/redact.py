@@ -21,6 +21,11 @@ What is recognised (syntax of the real credentials, so real keys are caught and 
 
 ``TOKPROF_REDACT=0`` turns redaction off (for debugging with fake keys only).
 
+Who calls it: :class:`profiler.store.RunWriter` (streamed runs and :func:`~profiler.store.save_run`) on every
+line it writes, so anything loaded from a run file is already redacted. Code that renders or exports an
+*in-memory* run (reports of a live run, OTLP export) should pass payload text through :func:`redact_text`
+or whole records through :func:`redact_obj` before writing it.
+
 Cost: the run writer first runs :func:`may_contain_secret` (C-level substring searches for the few literal
 markers the patterns need) on the JSON line it is about to write, and redacts structurally only when one
 hits, so a run without secrets pays a lower-casing and a few substring scans per written line, and nothing
