@@ -150,18 +150,16 @@ def test_seen_payload_set_is_capped(tmp_path, monkeypatch):
     LRU with a cap, and a message evicted from it and seen again is simply written again."""
     monkeypatch.setattr(store_mod.RunWriter, "MAX_SEEN_PAYLOADS", 50)
     history = [{"role": "system", "content": "sys"}]
+    from profiler.hooks import current_span
+
     with profile("cap", save=tmp_path) as run:
-        writer = run_writer = None
         for i in range(300):
             history.append({"role": "user", "content": f"message {i}"})
             record_llm_call(model="gpt-4o", messages=history[-60:], output="ok",
                             usage={"input_tokens": 1, "output_tokens": 1})
-        from profiler.hooks import current_span
-
         writer = current_span()._sink.writer
-        run_writer = writer
-        assert len(run_writer._seen) <= 50
-        assert len(run_writer._recent) <= run_writer._RECENT
+        assert len(writer._seen) <= 50
+        assert len(writer._recent) <= writer._RECENT
     back = load_run(run.path)
     assert [s.llm.messages for s in back.llm_spans()] == [s.llm.messages for s in run.llm_spans()]
 
