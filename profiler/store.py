@@ -393,7 +393,8 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                         span_refs[str(rec.get("span_id"))] = refs
                         missing = [r for r in refs if r not in payloads]
                         if missing:
-                            raise RunFileError(path, lineno, f"span refers to payload {missing[0]} not stored before it")
+                            raise RunFileError(path, lineno,
+                                               f"span refers to payload {missing[0]} not stored before it")
                         llm["messages"] = [payloads[r] for r in refs]
                     run.spans.append(Span.from_dict(rec))
                 elif kind == "end":

@@ -188,7 +188,8 @@ def mutated(draw: Any, text: str) -> bytes:
         elif op == "delete":
             del container[key]
         else:
-            container[key] = [] if isinstance(container[key], list) else {} if isinstance(container[key], dict) else None
+            old = container[key]
+            container[key] = [] if isinstance(old, list) else {} if isinstance(old, dict) else None
     else:
         doc = draw(json_values)
     lines[i] = json.dumps(doc)

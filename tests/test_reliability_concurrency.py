@@ -143,7 +143,8 @@ CACHE_CHILD = textwrap.dedent("""
     from optimizers.response_cache import ResponseCache, TokprofLLMCache
     from tests.reliability_support import EchoChatModel
 
-    folder, runs, worker, calls, distinct = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    folder, runs = sys.argv[1], sys.argv[2]
+    worker, calls, distinct = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     store = ResponseCache(folder, namespace="shared", deterministic_only=False)
     set_llm_cache(TokprofLLMCache(store))
     model = EchoChatModel()

@@ -139,10 +139,6 @@ class FailingFile:
         self._fh.close()
 
 
-class Circular(dict):
-    pass
-
-
 def circular_message() -> dict[str, Any]:
     m: dict[str, Any] = {"role": "user", "content": "hi"}
     m["self"] = m
