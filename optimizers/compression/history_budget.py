@@ -64,7 +64,7 @@ def simulated_summary(dropped: list[Message], known: set[str]) -> str:
 
 
 def plan_compactions(messages: list[Message], budget: int, low_water: float, keep_turns: int,
-                     model: str | None, cache_aware: bool, summary_ratio: float) -> int:
+                     model: str | None, cache_aware: bool, summary_ratio: float, horizon: float = 1.0) -> int:
     """How far (exclusive index) the history of this call's input is summarised: replays the block
     decisions of every earlier call of the conversation. 0: nothing summarised."""
     head = _head_len(messages)
@@ -106,7 +106,7 @@ def plan_compactions(messages: list[Message], budget: int, low_water: float, kee
         if write > read:
             saved = span(start, b) - (new_summary - summary_size)
             suffix = summary_size + span(start, c)
-            if saved * read * k < suffix * (write - read):
+            if saved * read * k * horizon < suffix * (write - read):
                 continue
         summarised += span(start, b)
         upto, summary_size = b, new_summary
@@ -121,12 +121,12 @@ class HistoryBudgetPass(MessagePass):
     risk = ("medium: narrative of old turns reduced to a summary (simulated: size estimated, facts kept "
             "verbatim)")
     defaults: dict[str, Any] = {"budget_tokens": 3000, "low_water": 0.6, "keep_turns": 2, "cache_aware": True,
-                                "summary_ratio": 0.1, "summarizer": None}
+                                "summary_ratio": 0.1, "summarizer": None, "horizon": 1.0}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         o = self.options
         upto = plan_compactions(messages, o["budget_tokens"], o["low_water"], o["keep_turns"], model,
-                                o["cache_aware"], o["summary_ratio"])
+                                o["cache_aware"], o["summary_ratio"], o["horizon"])
         if upto == 0:
             return Rewritten(messages)
         head = _head_len(messages)

@@ -74,14 +74,15 @@ def cache_multipliers(model: str | None) -> tuple[float, float]:
 
 
 def masked_indices(messages: list[Message], keep_turns: int, threshold_tokens: int, min_tokens: int,
-                   unit: str = "user", model: str | None = None, cache_aware: bool = True) -> dict[int, int]:
+                   unit: str = "user", model: str | None = None, cache_aware: bool = True,
+                   horizon: float = 1.0) -> dict[int, int]:
     """Which tool messages are masked in this call's input (index -> the call point that masked it),
     replaying the block decisions of every earlier call of the conversation (each ended where an
     assistant message begins).
 
     A block is masked when its old outputs total ``threshold_tokens``; with ``cache_aware``, also only
     when it pays for itself under the provider's caching prices: the masked tokens saved on each later
-    call (assumed: as many more calls as so far, the only estimate the past allows) must outweigh
+    call (assumed: ``horizon`` x as many more calls as so far, the only estimate the past allows) must outweigh
     re-writing the prompt suffix after the first masked output once."""
     masked: dict[int, int] = {}
     sizes = {i: rough_tokens(text_of(m.get("content"))) for i, m in enumerate(messages)
@@ -107,7 +108,7 @@ def masked_indices(messages: list[Message], keep_turns: int, threshold_tokens: i
             continue
         if write > read:
             suffix = pre[c] - pre[min(cands)]
-            if saved * read * k < suffix * (write - read):
+            if saved * read * k * horizon < suffix * (write - read):
                 continue
         for i in cands:
             masked[i] = c
@@ -120,12 +121,12 @@ class ObservationMaskPass(MessagePass):
     description = "tool outputs older than the last K turns replaced by a placeholder keeping their ids"
     risk = "low: values kept without their field names; the agent must call the tool again for structure"
     defaults = {"keep_turns": 1, "threshold_tokens": 300, "min_tokens": 40, "turn_unit": "step",
-                "cache_aware": True}
+                "cache_aware": True, "horizon": 1.0}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         o = self.options
         idx = masked_indices(messages, o["keep_turns"], o["threshold_tokens"], o["min_tokens"], o["turn_unit"],
-                             model, o["cache_aware"])
+                             model, o["cache_aware"], o["horizon"])
         if not idx:
             return Rewritten(messages)
         calls = tool_names_by_call_id(messages)
