@@ -5,7 +5,7 @@ Every compression pass is a pure function of one call's message list (see
 code that runs live:
 
 >>> from optimizers.live import compress_messages
->>> messages = compress_messages(messages, passes=["minify", "dedupe", "observation-mask"])
+>>> messages = compress_messages(messages, passes=["minify", "observation-mask", "dedupe"])
 
 and inside a LangChain agent, before the model call:
 
@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 from optimizers.compression.common import digest, message_text
 from profiler.model import Message
 
-DEFAULT_LIVE_PASSES = ("minify", "dedupe", "observation-mask")
+DEFAULT_LIVE_PASSES = ("minify", "observation-mask", "dedupe")
 
 SUMMARY_INSTRUCTIONS = (
     "Summarise the following part of a conversation between a user, an assistant and its tools, so the "
