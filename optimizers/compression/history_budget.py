@@ -121,7 +121,7 @@ class HistoryBudgetPass(MessagePass):
     risk = ("medium: narrative of old turns reduced to a summary (simulated: size estimated, facts kept "
             "verbatim)")
     defaults: dict[str, Any] = {"budget_tokens": 3000, "low_water": 0.6, "keep_turns": 2, "cache_aware": True,
-                                "summary_ratio": 0.1, "summarizer": None, "horizon": 1.0}
+                                "summary_ratio": 0.1, "summarizer": None, "horizon": 0.5}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         o = self.options

@@ -121,7 +121,7 @@ class ObservationMaskPass(MessagePass):
     description = "tool outputs older than the last K turns replaced by a placeholder keeping their ids"
     risk = "low: values kept without their field names; the agent must call the tool again for structure"
     defaults = {"keep_turns": 1, "threshold_tokens": 300, "min_tokens": 40, "turn_unit": "step",
-                "cache_aware": True, "horizon": 1.0}
+                "cache_aware": True, "horizon": 0.5}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         o = self.options
