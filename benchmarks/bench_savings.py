@@ -34,13 +34,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from optimizers import base  # noqa: E402
 from optimizers.base import PassContext, make_pass  # noqa: E402
 from optimizers.billing import SERVED_ATTR, bill_runs  # noqa: E402
 from profiler.model import Run  # noqa: E402
 
 DEFAULT_PASSES = ["response-cache", "prompt-cache", "tool-cache"]
 COMPRESSION_PASSES = ["minify", "observation-mask", "dedupe", "history-budget"]
-DEFAULT_PIPELINE = ["response-cache", "tool-cache", *COMPRESSION_PASSES, "prompt-cache"]
+DEFAULT_PIPELINE = list(base.DEFAULT_PIPELINE)  # response-cache, tool-cache, compression, prompt-cache
 """Caching + compression. Compression runs before prompt-cache so the cache plan sees the final prompts."""
 CORPUS = REPO.parent / "shared" / "corpus"
 

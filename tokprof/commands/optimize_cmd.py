@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PASSES = "response-cache,prompt-cache"
+DEFAULT_PASSES = "default"  # optimizers.base.DEFAULT_PIPELINE: caching + compression
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -82,7 +82,9 @@ def optimize_command(args: argparse.Namespace) -> int:
         for name, desc in available_passes().items():
             print(f"{name:16} {desc}")
         return 0
-    passes = [p.strip() for p in args.passes.split(",") if p.strip()]
+    from optimizers.base import expand_passes
+
+    passes = [str(p) for p in expand_passes([args.passes])]
     known = available_passes()
     for p in passes:
         if p not in known:

@@ -27,8 +27,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     add_common(p)
     p.add_argument("runs", nargs="*", metavar="RUN", help="run id, id prefix, run file or trace file (default: latest)")
     p.add_argument("--passes", nargs="+", default=[], metavar="PASS",
-                   help="optimization passes to apply, in order (names or comma-separated lists; see "
-                        "`tokprof optimize --list`)")
+                   help="optimization passes to apply, in order (names or comma-separated lists, or `default` "
+                        "for caching + compression; see "
+                        "`tokprof optimize --passes list`)")
     p.set_defaults(func=report_command)
 
 
@@ -79,7 +80,10 @@ def _import(path: Path) -> list[Any]:
 
 
 def parse_passes(items: list[str]) -> list[str]:
-    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+    """Pass names from the command line: comma-separated lists, and ``default`` for the default pipeline."""
+    from optimizers.base import expand_passes
+
+    return [str(p) for p in expand_passes(items)]
 
 
 def emit(model: Any, args: argparse.Namespace) -> int:
