@@ -372,6 +372,25 @@ def run_in_context(fn: Callable[..., Any]) -> Callable[..., Any]:
 # Hooks other modules register to run on profile enter/exit (integrations attach themselves here so
 # that ``profiler.hooks`` does not import them).
 _profile_enter_hooks: list[Callable[["profile"], None]] = []
+_plugins_loaded = False
+PLUGIN_GROUP = "tokprof.plugins"
+"""Entry-point group of modules that extend ``profile()`` (live optimization lives above ``profiler`` in the
+layering, so it plugs in here rather than being imported)."""
+
+
+def _load_plugins() -> None:
+    """Import the ``tokprof.plugins`` entry points once; each registers its profile hooks on import."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:
+            internal_error(f"loading plugin {ep.name}", exc)
 _profile_exit_hooks: list[Callable[["profile"], None]] = []
 _llm_finish_hooks: list[Callable[[Span], None]] = []
 
@@ -392,7 +411,9 @@ class profile:
         instrument: SDKs to instrument for the block (``["openai", "anthropic"]``).
         langchain: attach the LangChain callback handler automatically (default: on when langchain-core
             is importable).
-        optimize: live optimization passes to switch on for the block (see ``optimizers.live``).
+        optimize: live optimization passes to switch on for the block (``response-cache``, ``minify``,
+            ``dedupe``, ``observation-mask``, ``prompt-cache``; provided by the ``tokprof.plugins`` entry
+            point ``tokprof.live_hooks``). The run records them in ``metadata["live_passes"]``.
         threads: patch ``ThreadPoolExecutor.submit`` so work submitted in the block nests under its caller.
         capture: record payloads: arguments and return values of ``@trace`` functions, model messages and
             outputs, tool inputs and outputs. ``False`` (or ``$TOKPROF_CAPTURE=0``) keeps the shape, timing
@@ -453,11 +474,18 @@ class profile:
         self._token = _current.set(root)
         if self.threads:
             _patch_threads()
+        if self.optimize:
+            _load_plugins()  # live optimization passes are provided by a plugin
         for hook in list(_profile_enter_hooks):
             try:
                 hook(self)
             except Exception as exc:
                 internal_error(f"profile enter hook {getattr(hook, '__name__', hook)}", exc)
+        if self.optimize and "live_passes" not in run.metadata:
+            # Never a silent no-op: say which passes could not be switched on.
+            run.metadata["live_passes_unavailable"] = list(self.optimize)
+            log.warning("tokprof: live optimization %s requested but no live-optimization plugin is installed "
+                        "(reinstall tokprof: `pip install tokprof`)", ", ".join(self.optimize))
         return run
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
