@@ -38,7 +38,10 @@ import json
 import os
 import re
 import threading
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from profiler.model import Run
 
 __all__ = [
     "REDACTED",
@@ -245,3 +248,49 @@ def redact_obj(obj: Any, _depth: int = 0) -> Any:
     if isinstance(obj, tuple):
         return tuple(redact_obj(v, _depth + 1) for v in obj)
     return obj
+
+
+# ---------------------------------------------------------------------------------------------------
+# whole runs (reports and exports are files people share)
+# ---------------------------------------------------------------------------------------------------
+def redact_runs(runs: "Iterable[Run]") -> "list[Run]":
+    """Copies of ``runs`` with every secret redacted (:mod:`profiler.redact`) in names, tags, metadata,
+    attributes, errors, messages and outputs. Messages shared by the calls of a growing history are
+    redacted once (memo by identity), so this stays linear in the run's unique content."""
+    import copy as _copy
+
+    from profiler.model import Span as _Span
+
+    if not enabled():
+        return list(runs)
+    out = []
+    memo: dict[int, Any] = {}
+
+    def message(m: Any) -> Any:
+        key = id(m)
+        hit = memo.get(key)
+        if hit is None or hit[0] is not m:
+            hit = memo[key] = (m, redact_obj(m))
+        return hit[1]
+
+    for run in runs:
+        spans = []
+        for sp in run.spans:
+            n = _Span(sp.span_id, sp.parent_id, sp.run_id, sp.kind, redact_text(sp.name), sp.start_ns,
+                     sp.wall_start_ns, sp.end_ns, sp.status, redact_text(sp.error) if sp.error else sp.error,
+                     redact_obj(sp.attributes) if sp.attributes else sp.attributes,
+                     redact_obj(sp.tags) if sp.tags else sp.tags, None)
+            if sp.llm is not None:
+                llm = _copy.copy(sp.llm)
+                llm.messages = [message(m) for m in sp.llm.messages]
+                llm.output = redact_obj(sp.llm.output) if sp.llm.output is not None else None
+                llm.params = redact_obj(sp.llm.params) if sp.llm.params else sp.llm.params
+                n.llm = llm
+            spans.append(n)
+        new = _copy.copy(run)
+        new.spans = spans
+        new.name = redact_text(run.name)
+        new.tags = redact_obj(run.tags)
+        new.metadata = redact_obj(run.metadata)
+        out.append(new)
+    return out

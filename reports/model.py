@@ -14,6 +14,8 @@ the rest of the report is unaffected.
 
 from __future__ import annotations
 
+import copy
+
 import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -191,6 +193,22 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
 
 
 # ---- building -------------------------------------------------------------------------------------
+def _redact_ledgers(ledgers: Sequence[Ledger]) -> list[Ledger]:
+    from profiler.redact import enabled, redact_obj, redact_text
+
+    if not enabled():
+        return list(ledgers)
+    out = []
+    for lg in ledgers:
+        lg = copy.deepcopy(lg)
+        for step in [lg.baseline, *lg.steps]:
+            for row in step.rows:
+                row.change = redact_text(row.change)
+                row.details = redact_obj(row.details)
+        out.append(lg)
+    return out
+
+
 def build_report(
     runs: Run | Sequence[Run],
     *,
@@ -205,6 +223,12 @@ def build_report(
     runs = [runs] if isinstance(runs, Run) else list(runs)
     optimized = list(optimized) if optimized else None
     ledgers = list(ledgers) if ledgers else None
+    # A report is a file people share: secrets in prompts, outputs, arguments or errors never reach it.
+    from profiler.redact import redact_runs
+
+    runs = redact_runs(runs)
+    optimized = redact_runs(optimized) if optimized is not None else None
+    ledgers = _redact_ledgers(ledgers) if ledgers is not None else None
     if optimized is not None and len(optimized) != len(runs):
         raise ValueError(f"{len(runs)} runs but {len(optimized)} optimized runs; pass one optimized run per run")
     notes: list[str] = []

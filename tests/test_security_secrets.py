@@ -328,8 +328,6 @@ def test_capture_on_by_default_records_payloads(tmp_path):
     assert text.count(SENTINEL) >= 8  # args, return, error, 2 messages, output, tool input and output
 
 
-@pytest.mark.xfail(reason="reports render an in-memory run as is; reports should pass payload text through "
-                          "profiler.redact.redact_text/redact_obj (owner: reports)", strict=False)
 def test_report_of_a_live_run_has_no_secret(tmp_path):
     from reports.html import write_html
     from reports.model import build_report
@@ -341,8 +339,6 @@ def test_report_of_a_live_run_has_no_secret(tmp_path):
     assert not leaked  # (a list of kinds: pytest's diff of a large text would take minutes)
 
 
-@pytest.mark.xfail(reason="profiler.interchange.otlp.write_otlp writes prompts and outputs as they are; exports "
-                          "should pass through profiler.redact.redact_obj like run files (owner: B)", strict=False)
 def test_otlp_export_has_no_secret(tmp_path):
     from profiler.interchange.otlp import write_otlp
 

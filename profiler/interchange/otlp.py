@@ -393,7 +393,10 @@ def export_run(run: Run) -> dict[str, Any]:
 
 def export_runs(runs: Iterable[Run]) -> dict[str, Any]:
     """An OTLP-JSON ``ExportTraceServiceRequest`` holding ``runs`` (one resource, one trace per run)."""
-    return {"resourceSpans": [export_run(r) for r in runs]}
+    from profiler.redact import redact_runs
+
+    # An export leaves the machine: secrets are redacted as in run files.
+    return {"resourceSpans": [export_run(r) for r in redact_runs(runs)]}
 
 
 def write_otlp(runs: Iterable[Run], path: str | Path) -> Path:
