@@ -262,7 +262,7 @@ def build_report(
     headline = _headline(runs, optimized, ledgers, total_before, total_after, currency, cost_basis, fidelity,
                          len(calls))
     headline.unpriced_calls = sum(1 for c in calls if c["cost"] is None)
-    waterfall, wnote = _waterfall(ledgers, headline)
+    waterfall, wnote = _waterfall(ledgers, headline, optimized, runs)
     flame, top = _flame(runs, before_costs, index_of, calls)
     growth, bucket = _growth(runs, optimized, calls, payloads)
     diagnostics, dnotes = _diag.diagnose(runs, calls, payloads, currency)
@@ -382,10 +382,12 @@ def _worst_risk(rows: list[LedgerRow]) -> str:
     return f"{worst}: {reason}" if reason else worst
 
 
-def _waterfall(ledgers: list[Ledger] | None, h: Headline) -> tuple[list[WaterfallStep], str | None]:
+def _waterfall(ledgers: list[Ledger] | None, h: Headline, optimized: list[Run] | None = None,
+               runs: list[Run] | None = None) -> tuple[list[WaterfallStep], str | None]:
     if not ledgers:
         if h.optimized:
-            return [], "a comparison of two recorded runs has no per-pass ledger"
+            return [_measured_step(h, optimized or [], runs or [])], (
+                "two recorded runs: the saving is measured as a whole; per-pass shares are not separable")
         return [], "no optimization passes were run (use --passes)"
     n = min(len(lg.steps) for lg in ledgers)
     if any(len(lg.steps) != n for lg in ledgers):
@@ -411,6 +413,31 @@ def _waterfall(ledgers: list[Ledger] | None, h: Headline) -> tuple[list[Waterfal
         ))
         prev_tokens, prev_cost = inp + out, cost
     return steps, None
+
+
+def _measured_step(h: Headline, optimized: list[Run], runs: list[Run]) -> WaterfallStep:
+    """One bar for a before/after pair of real runs (e.g. a live-optimized re-run): its saving is
+    ``measured``; the passes that were live are named from the runs' metadata."""
+    live: list[str] = []
+    for r in optimized:
+        for name in r.metadata.get("live_passes") or []:
+            if name not in live:
+                live.append(name)
+    label = "live: " + ", ".join(live) if live else "after"
+    desc = ("passes switched on while the agent ran again" if live else "the second recorded run")
+    delta_cost = None if h.cost_before is None or h.cost_after is None else h.cost_before - h.cost_after
+    changed = 0
+    for before, after in zip(runs, optimized):  # calls in order: the same steps of the same task
+        for a, b in zip(before.llm_spans(), after.llm_spans()):
+            if (a.llm.usage.input_tokens, a.llm.usage.cache_read_tokens) != \
+                    (b.llm.usage.input_tokens, b.llm.usage.cache_read_tokens):
+                changed += 1
+    return WaterfallStep(
+        pass_name=label, description=desc, evidence="measured", input_tokens=h.input_after,
+        output_tokens=h.output_after, billed_cost=h.cost_after, delta_tokens=h.tokens_before - h.tokens_after,
+        delta_cost=delta_cost, risk="see fidelity" if h.fidelity is not None else "unknown: fidelity not measured",
+        fidelity=h.fidelity, calls_changed=changed,
+    )
 
 
 def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str, dict[str, Decimal | None]],

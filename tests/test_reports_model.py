@@ -138,7 +138,11 @@ def test_comparison_of_two_runs_matches_calls_by_span_id():
     before = make_run()
     after, _ = make_ledger(before)
     m = build_comparison(before, after)
-    assert m.headline.optimized and m.waterfall == [] and "ledger" in m.waterfall_note
+    assert m.headline.optimized and "measured" in m.waterfall_note
+    # a pair of real runs: one measured bar carrying the whole difference
+    (step,) = m.waterfall
+    assert step.evidence == "measured" and step.pass_name == "after"
+    assert step.delta_tokens == 2800 and step.delta_cost == m.headline.cost_before - m.headline.cost_after
     assert m.headline.tokens_after == m.headline.tokens_before - 2800
     assert all("after" in c for c in m.calls)
 
