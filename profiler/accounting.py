@@ -90,7 +90,22 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
 
 
 def span_cost(span: Span, currency: str = "USD") -> Cost | None:
-    return call_cost(span.llm, currency) if span.llm is not None else None
+    """The span's cost (see :func:`call_cost`). A failure inside pricing (a damaged override file, say) is
+    logged once and shows as an unknown cost, never as an exception in a summary or a report."""
+    if span.llm is None:
+        return None
+    if currency.upper() not in SUPPORTED_CURRENCIES:
+        raise ValueError(f"unsupported currency {currency!r}: use one of {', '.join(SUPPORTED_CURRENCIES)}")
+    try:
+        return call_cost(span.llm, currency)
+    except Exception as exc:  # noqa: BLE001 - pricing is best effort; unknown is shown as unknown
+        from profiler.hooks import internal_error
+
+        internal_error("pricing a call", exc)
+        return None
+
+
+SUPPORTED_CURRENCIES = ("USD", "CNY")
 
 
 def fill_run_usage(run) -> None:  # noqa: ANN001

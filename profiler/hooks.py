@@ -181,13 +181,26 @@ def capture_enabled(capture: bool = True) -> bool:
 # ---------------------------------------------------------------------------------------------------
 # low-level span API (integrations, manual recording)
 # ---------------------------------------------------------------------------------------------------
+def _live(span: Span | None) -> Span | None:
+    """The innermost *unfinished* span at or above ``span``.
+
+    A span activated by hand (a callback handler's start event) should be deactivated by its end event,
+    but some frameworks deliver the end event in a copied context (LangChain's async ``agenerate`` ends runs
+    inside ``asyncio.gather`` tasks), leaving the finished span current in the caller's context. A finished
+    span is never a parent: we step back to the span that was active before it."""
+    while span is not None and span.end_ns is not None:
+        span = getattr(span, "_prev", None)
+    return span
+
+
 def current_span() -> Span | None:
     """The innermost active span, or ``None`` outside a profile."""
-    return _current.get()
+    span = _current.get()
+    return span if span is None or span.end_ns is None else _live(span)
 
 
 def current_run() -> Run | None:
-    span = _current.get()
+    span = current_span()
     return span._sink.run if span is not None and span._sink is not None else None
 
 
@@ -206,7 +219,7 @@ def start_span(
     Close it with :func:`end_span`.
     """
     if parent is None:
-        parent = _current.get()
+        parent = current_span()
         if parent is None:
             parent = _implicit_root()
             if parent is None:
@@ -235,6 +248,7 @@ def activate(span: Span | None) -> contextvars.Token | None:
     """Make ``span`` current; returns a token for :func:`deactivate`."""
     if span is None:
         return None
+    span._prev = _current.get()
     return _current.set(span)
 
 
@@ -660,7 +674,7 @@ def _close(s: Span, capture: bool, result: Any = None, exc: BaseException | None
 
 
 def _parent_or_none() -> Span | None:
-    parent = _current.get()
+    parent = current_span()
     if parent is None and _implicit is not None:
         return _implicit.root
     if parent is None and _IMPLICIT_ENV:
@@ -680,7 +694,9 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
 
         @functools.wraps(f)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            parent = get() or _parent_or_none()
+            parent = get()
+            if parent is None or parent.end_ns is not None:
+                parent = _parent_or_none()
             if parent is None:
                 async for item in f(*args, **kwargs):
                     yield item
@@ -726,7 +742,9 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
 
         @functools.wraps(f)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            parent = get() or _parent_or_none()
+            parent = get()
+            if parent is None or parent.end_ns is not None:
+                parent = _parent_or_none()
             if parent is None:
                 return (yield from f(*args, **kwargs))
             s = _open(parent, name, kind, tags, capture, args, kwargs)
@@ -768,7 +786,9 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
 
         @functools.wraps(f)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            parent = get() or _parent_or_none()
+            parent = get()
+            if parent is None or parent.end_ns is not None:
+                parent = _parent_or_none()
             if parent is None:
                 return await f(*args, **kwargs)
             s = _open(parent, name, kind, tags, capture, args, kwargs)
@@ -789,7 +809,7 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         parent = get()
-        if parent is None:
+        if parent is None or parent.end_ns is not None:
             parent = _parent_or_none()
             if parent is None:
                 return f(*args, **kwargs)

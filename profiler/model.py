@@ -238,6 +238,7 @@ class Span:
         "tags",
         "llm",
         "_sink",
+        "_prev",  # the span that was active before this one was activated by hand (integrations); unset otherwise
     )
 
     def __init__(

@@ -196,14 +196,10 @@ def mutated(draw: Any, text: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-OTLP_BUG = pytest.mark.xfail(
-    reason="profiler.interchange.otlp.decode_attributes raises TypeError on an attribute like "
-           '{"intValue": null} in the resource (outside the per-record guard), instead of InterchangeError '
-           "(owner: B)", strict=False)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", [pytest.param(f, marks=OTLP_BUG) if f == "otlp" else f for f in sorted(SEEDS)])
+@pytest.mark.parametrize("fmt", sorted(SEEDS))
 def test_mutated_seeds(tmp_path, seeds, fmt):
     text = seeds[fmt]
     name = SEEDS[fmt][1]

@@ -224,9 +224,6 @@ def after_the_call() -> int:
     return 1
 
 
-@pytest.mark.xfail(reason="profiler.integrations.langchain: after `await model.ainvoke(...)` the chat-model span "
-                          "stays the active span in the caller's context, so later calls in the same coroutine "
-                          "nest under a finished LLM span (sync invoke is right) (owner: C)", strict=False)
 def test_async_langchain_call_restores_the_active_span():
     @trace
     async def step() -> None:

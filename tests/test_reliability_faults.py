@@ -477,9 +477,6 @@ def test_a_file_written_despite_a_transient_fault_still_loads(tmp_path, monkeypa
     assert sorted(s.name for s in back.spans) == ["echo", "echo", "transient"]
 
 
-@pytest.mark.xfail(reason="Run.summary() prices through profiler.accounting/prices unguarded: a failing price "
-                          "lookup raises out of summary() instead of showing the cost as unknown "
-                          "(owners: lead summary.py / A accounting.py)", strict=False)
 def test_summary_survives_a_broken_price_table(monkeypatch):
     with profile("priced") as run:
         record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], output="yo",

@@ -246,7 +246,11 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         span = start_span(name, kind, parent=parent, attributes=attributes, llm=llm)
         self._spans[run_id] = span
         if span is not None:
-            self._previous[run_id] = hooks._current.get()
+            previous = hooks._current.get()
+            self._previous[run_id] = previous
+            # If the end event arrives in another context (async LangChain ends runs inside gather
+            # tasks), this span stays current here once finished; hooks then step back to ``_prev``.
+            span._prev = previous
             hooks._current.set(span)
         return span
 

@@ -462,7 +462,14 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
                 result.records += 1
                 result.errors.append(InterchangeError(path, f"{label} resourceSpans[{ri}]", "expected an object"))
                 continue
-            resource = decode_attributes((rs.get("resource") or {}).get("attributes"))
+            try:
+                resource = decode_attributes((rs.get("resource") or {}).get("attributes"))
+            except (TypeError, ValueError, AttributeError) as exc:
+                result.records += 1
+                result.errors.append(InterchangeError(
+                    path, f"{label} resourceSpans[{ri}].resource",
+                    f"malformed resource attributes ({type(exc).__name__}: {exc}); its spans were skipped"))
+                continue
             scopes = rs.get("scopeSpans", rs.get("instrumentationLibrarySpans")) or []
             for si, ss in enumerate(scopes):
                 for pi, sp in enumerate((ss or {}).get("spans") or []):
@@ -475,7 +482,13 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
                     traces.setdefault(tid, (resource, []))[1].append((where, sp))
     source = Path(path).name if path is not None else "<data>"
     for tid, (resource, spans) in traces.items():
-        run = _trace_run(tid, resource, spans, source, result)
+        try:
+            run = _trace_run(tid, resource, spans, source, result)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # The trace's resource attributes are malformed: this trace is a bad record, the rest imports.
+            result.errors.append(InterchangeError(path, f"trace {tid}",
+                                                  f"malformed resource attributes ({type(exc).__name__}: {exc})"))
+            continue
         if run is not None and run.spans:
             fill_counts(run)
             result.runs.append(run)
