@@ -196,8 +196,6 @@ def mutated(draw: Any, text: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(SEEDS))
 def test_mutated_seeds(tmp_path, seeds, fmt):

@@ -39,11 +39,9 @@ async def inner(t: int, k: int, model: EchoChatModel) -> str:
     await asyncio.sleep(0)  # let the other 499 tasks interleave
     record_llm_call(model="gpt-4o", name=f"llm-{t}-{k}", messages=[{"role": "user", "content": f"{t}/{k}"}],
                     output="ok", usage={"input_tokens": 1000 * t + k, "output_tokens": 1})
-    leaf(t, k)
-    await asyncio.sleep(0)
-    # Last: an async LangChain call leaves its span active for the rest of the calling coroutine (see
-    # test_async_langchain_call_restores_the_active_span below), which must not skew the other checks.
     reply = await model.ainvoke(f"t{t}k{k}")
+    await asyncio.sleep(0)
+    leaf(t, k)  # after the LangChain call: it must nest under inner, not under the finished model span
     return str(reply.content)
 
 
