@@ -598,7 +598,9 @@ def _capture_value(value: Any) -> Any:
 def _capture_args(args: tuple, kwargs: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args:
-        out["args"] = [_capture_value(a) for a in args]
+        # A tuple of atomic values (and a dict holding only such) is untracked by the cyclic GC after its
+        # first collection; a list never is. A run holds every span: this matters (~0.5 µs per call).
+        out["args"] = tuple([_capture_value(a) for a in args])
     if kwargs:
         out["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
     return out
@@ -814,13 +816,14 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             if parent is None:
                 return f(*args, **kwargs)
         attrs = None
-        if capture:
-            if args:
-                attrs = {"args": [a if type(a) in _PLAIN else _capture_value(a) for a in args]}
-                if kwargs:
-                    attrs["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
-            elif kwargs:
-                attrs = {"kwargs": {k: _capture_value(v) for k, v in kwargs.items()}}
+        if capture and (args or kwargs):
+            if not kwargs and len(args) == 1:
+                # The common call shape, without a comprehension (a new frame per call in 3.11).
+                a = args[0]
+                t = type(a)
+                attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _capture_value(a),)}
+            else:
+                attrs = _capture_args(args, kwargs)
         s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
                  attrs, tags)
         s._sink = sink = parent._sink

@@ -318,6 +318,10 @@ class Span:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Span":
         llm = d.get("llm")
+        attributes = d.get("attributes")
+        if attributes and isinstance(attributes.get("args"), list):
+            # Captured positional arguments are a tuple in memory (see profiler.hooks); JSON made it a list.
+            attributes = {**attributes, "args": tuple(attributes["args"])}
         return cls(
             span_id=str(d["span_id"]),
             parent_id=None if d.get("parent_id") is None else str(d["parent_id"]),
@@ -329,7 +333,7 @@ class Span:
             wall_start_ns=int(d.get("wall_start_ns") or 0),
             status=d.get("status", "ok"),
             error=d.get("error"),
-            attributes=d.get("attributes"),
+            attributes=attributes,
             tags=d.get("tags"),
             llm=LLMCall.from_dict(llm) if llm is not None else None,
         )

@@ -111,7 +111,7 @@ def test_sync_shapes_and_kinds():
         assert Agent.smethod(2) == 10
         assert a.smethod(1) == 5
     names = by_name(run)
-    assert names["plain"][0].attributes == {"args": [1], "kwargs": {"y": 5}, "return": 6}
+    assert names["plain"][0].attributes == {"args": (1,), "kwargs": {"y": 5}, "return": 6}
     assert names["plan"][0].kind == "agent" and names["plan"][0].attributes is None
     assert "Agent.method" in names and "Agent.cmethod" in names and "Agent.cmethod2" in names
     assert len(names["Agent.smethod"]) == 2
