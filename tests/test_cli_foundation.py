@@ -89,3 +89,21 @@ def test_help_and_errors(capsys, tmp_path):
         assert "--json" in capsys.readouterr().out
     assert main(["show", "--dir", str(tmp_path / "none")]) == 1
     assert "no saved runs" in capsys.readouterr().err
+
+
+def test_show_a_damaged_run_keeps_what_it_can(tmp_path):
+    script = tmp_path / "my_agent.py"
+    script.write_text(AGENT)
+    runs = tmp_path / "runs"
+    assert run_cli("run", str(script), "x", env_dir=runs).returncode == 0
+    (path,) = runs.glob("*.jsonl")
+    lines = path.read_text().splitlines()
+    lines.insert(2, "{garbage")
+    path.write_text("\n".join(lines) + "\n")
+    r = run_cli("show", "--json", env_dir=runs)
+    assert r.returncode == 0, r.stderr
+    assert f"{path.name}:3" in r.stderr and "skipped" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["complete"] is False and doc["llm_calls"] == 1
+    r = run_cli("show", "--strict", env_dir=runs)
+    assert r.returncode == 1 and f"{path.name}:3: malformed JSON" in r.stderr

@@ -19,6 +19,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--depth", type=int, default=None, help="limit the tree depth")
     p.add_argument("--min-tokens", type=int, default=0, help="hide subtrees with fewer inclusive tokens")
     p.add_argument("--currency", default="USD", choices=["USD", "CNY"])
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first damaged line instead of showing the spans that can be read")
     p.add_argument("--json", action="store_true", help="print the summary and tree as JSON")
     p.set_defaults(func=show_command)
 
@@ -27,7 +29,16 @@ def show_command(args: argparse.Namespace) -> int:
     from profiler.store import load_run, resolve_run
     from reports.console import render_tree, tree_rows
 
-    run = load_run(resolve_run(args.run, args.dir))
+    import sys
+
+    path = resolve_run(args.run, args.dir)
+    problems: list[Exception] = []
+    # A damaged file (crash, disk error) still shows every span that can be read, and says what was skipped.
+    run = load_run(path) if args.strict else load_run(path, on_error=problems.append)
+    for err in problems[:5]:
+        print(f"tokprof: warning: skipped {err}", file=sys.stderr)
+    if len(problems) > 5:
+        print(f"tokprof: warning: ... and {len(problems) - 5} more damaged lines", file=sys.stderr)
     if args.json:
         doc = run.summary(currency=args.currency).to_dict()
         doc["tree"] = tree_rows(run, max_depth=args.depth, min_tokens=args.min_tokens)
