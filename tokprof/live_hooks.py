@@ -477,6 +477,10 @@ def _anthropic_breakpoints(live: LiveSession, kwargs: dict[str, Any]) -> dict[st
     return kwargs
 
 
+SDK_CACHE_MAX_ENTRIES = 1024
+"""At most this many SDK responses are kept per ``profile(optimize=["response-cache"])`` block."""
+
+
 def _sdk_lookup(api: str, kwargs: dict[str, Any]) -> Any:
     live = _session.get()
     if live is None or "response-cache" not in live.passes or not _deterministic(kwargs):
@@ -490,7 +494,10 @@ def _sdk_lookup(api: str, kwargs: dict[str, Any]) -> Any:
 def _sdk_after(api: str, kwargs: dict[str, Any], response: Any) -> None:
     live = _session.get()
     if live is not None and "response-cache" in live.passes and _deterministic(kwargs):
-        live.sdk_cache.setdefault(_request_key(api, kwargs), response)
+        cache = live.sdk_cache
+        cache.setdefault(_request_key(api, kwargs), response)
+        while len(cache) > SDK_CACHE_MAX_ENTRIES:  # bounded: drop the oldest responses first
+            cache.pop(next(iter(cache)), None)
 
 
 def _add_sdk_middleware() -> None:
