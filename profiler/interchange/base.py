@@ -148,6 +148,17 @@ def fill_counts(run: Run) -> None:
 # ---------------------------------------------------------------------------------------------------
 # values
 # ---------------------------------------------------------------------------------------------------
+def json_or_text(value: Any) -> Any:
+    """A string holding JSON, decoded; any other string or value, as it is (tool-call arguments and
+    attribute values are JSON by convention, not always in fact)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def nullish(value: Any) -> Any:
     """Some exporters (τ²-bench) write the string ``"None"`` for a missing value: read it as ``None``."""
     return None if value is None or value == "None" else value

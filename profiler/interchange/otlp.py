@@ -59,6 +59,7 @@ from profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     fill_counts,
+    json_or_text,
     iter_jsonl,
     nullish,
     stable_id,
@@ -151,15 +152,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _loads(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _hex_id(value: Any, length: int) -> str:
     """A trace/span id as lowercase hex; base64 ids (protobuf JSON mapping) are converted."""
     s = str(value or "")
@@ -196,7 +188,7 @@ def to_semconv_messages(messages: Iterable[Message]) -> list[dict[str, Any]]:
             for c in m.get("tool_calls") or []:
                 fn = c.get("function") or {}
                 parts.append({"type": "tool_call", "id": c.get("id"), "name": fn.get("name"),
-                              "arguments": _loads(fn.get("arguments"))})
+                              "arguments": json_or_text(fn.get("arguments"))})
         msg: dict[str, Any] = {"role": role, "parts": parts}
         if m.get("name"):
             msg["name"] = m["name"]
@@ -507,7 +499,7 @@ def _usage(a: dict[str, Any]) -> Usage:
         # Anthropic-style exclusive input count: the model wants the cache counts inside input_tokens.
         counts["input_tokens"] += (counts["cache_read_tokens"] or 0) + (counts["cache_write_tokens"] or 0)
     u = Usage.from_provider(**counts)
-    sources = _loads(a.get("tokprof.usage.sources"))
+    sources = json_or_text(a.get("tokprof.usage.sources"))
     if isinstance(sources, dict):
         for field, src in sources.items():
             if field in u.sources and src in ("provider", "counted", "estimated"):
@@ -534,31 +526,31 @@ def _llm_call(a: dict[str, Any]) -> LLMCall:
     provider = (a.get("gen_ai.provider.name") or a.get("gen_ai.system") or a.get("llm.provider")
                 or a.get("llm.system"))
     model = a.get("gen_ai.request.model") or a.get("gen_ai.response.model") or a.get("llm.model_name")
-    messages = _loads(a.get("tokprof.llm.messages"))
+    messages = json_or_text(a.get("tokprof.llm.messages"))
     if not isinstance(messages, list):
-        semconv = _loads(a.get("gen_ai.input.messages"))
+        semconv = json_or_text(a.get("gen_ai.input.messages"))
         if isinstance(semconv, list):
             messages = from_semconv_messages(semconv)
-            system = _loads(a.get("gen_ai.system_instructions"))
+            system = json_or_text(a.get("gen_ai.system_instructions"))
             if isinstance(system, list) and system:
                 text = "".join(p.get("content") or "" for p in system if isinstance(p, dict))
                 messages = [{"role": "system", "content": text}, *messages]
         else:
             messages = (_openinference_messages(a, "llm.input_messages") or _legacy_messages(a, "gen_ai.prompt"))
-    output = _loads(a.get("tokprof.llm.output"))
+    output = json_or_text(a.get("tokprof.llm.output"))
     if not isinstance(output, dict):
-        semconv = _loads(a.get("gen_ai.output.messages"))
+        semconv = json_or_text(a.get("gen_ai.output.messages"))
         outs = (from_semconv_messages(semconv) if isinstance(semconv, list) else
                 _openinference_messages(a, "llm.output_messages") or _legacy_messages(a, "gen_ai.completion"))
         output = outs[0] if outs else None
-    tools = _loads(a.get("tokprof.llm.tools"))
+    tools = json_or_text(a.get("tokprof.llm.tools"))
     if not isinstance(tools, list):
-        tools = _loads(a.get("gen_ai.tool.definitions"))
+        tools = json_or_text(a.get("gen_ai.tool.definitions"))
         if not isinstance(tools, list):
-            tools = [_loads(t.get("tool.json_schema")) for t in _flattened(a, "llm.tools") if t.get("tool.json_schema")]
-    params = _loads(a.get("tokprof.llm.params"))
+            tools = [json_or_text(t.get("tool.json_schema")) for t in _flattened(a, "llm.tools") if t.get("tool.json_schema")]
+    params = json_or_text(a.get("tokprof.llm.params"))
     if not isinstance(params, dict):
-        params = _loads(a.get("llm.invocation_parameters"))
+        params = json_or_text(a.get("llm.invocation_parameters"))
         if not isinstance(params, dict):
             params = {}
             for key, attr in _SEMCONV_PARAMS.items():
@@ -594,9 +586,9 @@ def _span(sp: dict[str, Any], run_id: str) -> Span:
     end = None if wall_end is None or a.get("tokprof.unfinished") else start + (wall_end - wall_start)
     status = sp.get("status") or {}
     failed = status.get("code") in (2, "STATUS_CODE_ERROR")
-    tags = _loads(a.get("tokprof.tags"))
+    tags = json_or_text(a.get("tokprof.tags"))
     if "tokprof.attributes" in a:
-        attributes = _loads(a["tokprof.attributes"])
+        attributes = json_or_text(a["tokprof.attributes"])
     else:
         attributes = {k: v for k, v in a.items() if not k.startswith(_CONSUMED_PREFIXES)} or None
         if kind == "tool":
@@ -648,9 +640,9 @@ def _trace_run(tid: str, resource: dict[str, Any], spans: list[tuple[str, dict[s
         s.parent_id = p.span_id if p is not None else None
     if not run.spans:
         return None
-    tags = _loads(resource.get("tokprof.run.tags"))
+    tags = json_or_text(resource.get("tokprof.run.tags"))
     run.tags = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
-    meta = _loads(resource.get("tokprof.run.metadata"))
+    meta = json_or_text(resource.get("tokprof.run.metadata"))
     if isinstance(meta, dict):
         run.metadata = meta
     else:

@@ -11,7 +11,6 @@ counting, and span times are a synthetic 1 ms-per-message timeline (noted in the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     collect,
+    json_or_text,
     nullish,
     parse_json,
     split_model,
@@ -88,15 +88,8 @@ def trajectory_run(rec: Any, index: int, source: str, provider: str | None, mode
             fn = tool_calls.get(call_id, {})
             args = fn.get("arguments")
             b.span("tool", m.get("name") or fn.get("name") or "tool", root, start, start + STEP_NS,
-                   attributes={"tool_call_id": call_id, "arguments": _json_or_text(args), "output": m.get("content")})
+                   attributes={"tool_call_id": call_id, "arguments": json_or_text(args), "output": m.get("content")})
     run.ended_wall_ns = root.end_ns
     return run
 
 
-def _json_or_text(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
