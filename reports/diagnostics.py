@@ -78,10 +78,8 @@ def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
     each provider's cache rules and prices; ``None`` when it is not available."""
     from reports.model import Diagnostic
 
-    try:
-        from optimizers.prompt_cache import prefix_breaks  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+    from optimizers.prompt_cache import prefix_breaks
+
     if max((sum(1 for s in r.spans if s.llm is not None) for r in runs), default=0) > PREFIX_ANALYSIS_MAX_CALLS:
         return None  # the full analysis is slow on huge runs; the quick check below stands in
     index = {(c["run"], c["span_id"]): c["i"] for c in calls}
@@ -209,28 +207,18 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
                               sorted({ci for w in occurrences.values() for ci in w})[:50]))
 
     # 4. Decomposition opportunities (E's analysis).
-    try:
-        from optimizers.decompose import decompose  # type: ignore[import-not-found]
-    except ImportError:
-        notes.append("decomposition analysis (optimizers.decompose is missing)")
-    else:
-        for r in runs[:20]:
-            try:
-                res = decompose(r)
-            except Exception as exc:  # noqa: BLE001 - an analysis bug must not lose the report
-                notes.append(f"decomposition analysis failed on run {r.name}: {type(exc).__name__}: {exc}")
-                break
-            if not res:
-                continue
-            money = None
-            for attr in ("saving", "saved", "cost_saved", "money"):
-                v = res.get(attr) if isinstance(res, dict) else getattr(res, attr, None)
-                if isinstance(v, Decimal):
-                    money = v
-                    break
-            summary = getattr(res, "summary", None)
-            text = summary() if callable(summary) else (summary or str(res))
-            out.append(Diagnostic("decomposition", f"Decomposition opportunity in {r.name}", str(text)[:600],
-                                  money, 0, "estimated", SNIPPET_DECOMPOSE))
+    from optimizers.decompose import decompose
+
+    for r in runs[:20]:
+        try:
+            res = decompose(r)
+        except Exception as exc:  # noqa: BLE001 - an analysis bug must not lose the report
+            notes.append(f"decomposition analysis failed on run {r.name}: {type(exc).__name__}: {exc}")
+            break
+        if not res:
+            continue
+        money = res.saving if isinstance(res.saving, Decimal) else None
+        out.append(Diagnostic("decomposition", f"Decomposition opportunity in {r.name}", res.summary()[:600],
+                              money, 0, "estimated", SNIPPET_DECOMPOSE))
     out.sort(key=lambda d: -(d.money or 0))
     return out, notes

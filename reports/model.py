@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 from optimizers.base import Ledger, LedgerRow
 from profiler.graph import METRICS
 from profiler.model import Run, Span
+from profiler.prices import convert
 from reports.payloads import PayloadTable
 from reports import diagnostics as _diag
 
@@ -144,13 +145,11 @@ class ReportModel:
 
 # ---- pricing -----------------------------------------------------------------------------------
 def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Decimal | None, str]:
-    """Per-LLM-span cost and the run total: the billing simulator when present, else each span's cost."""
+    """Per-LLM-span cost and the run total: the billing simulator, else (if it fails) each span's cost."""
+    from optimizers.billing import price_run
+
     spans = run.llm_spans()
-    try:
-        from optimizers.billing import price_run  # type: ignore[import-not-found]
-    except ImportError:
-        price_run = None
-    if price_run is not None and spans:
+    if spans:
         try:
             total, per_call = price_run(run, currency)
             return {s.span_id: c for s, c in zip(spans, per_call)}, total, "billed (simulated)"
@@ -166,26 +165,11 @@ def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Dec
         c = span_cost(s, currency)
         amt = c.amount if c is not None else None
         if c is not None and amt is not None and c.currency != currency:
-            amt = _convert(amt, c.currency, currency)
+            amt = convert(amt, c.currency, currency)
         costs[s.span_id] = amt
     known = [c for c in costs.values() if c is not None]
     total = sum(known, Decimal(0)) if (known or not costs) else None
     return costs, total, "recorded/priced"
-
-
-def _convert(amount: Decimal, src: str, dst: str) -> Decimal | None:
-    try:
-        from profiler.prices import convert  # type: ignore[import-not-found]
-
-        return convert(amount, src, dst)
-    except Exception:  # noqa: BLE001 - no converter yet: an amount in another currency is unknown here
-        return None
-
-
-def fallback_pricer(run: Run, currency: str) -> tuple[Decimal | None, list[Decimal | None]]:
-    """A :data:`optimizers.base.Pricer` for when the billing simulator is missing: each call's own cost."""
-    costs, total, _ = _span_costs(run, currency)
-    return total, [costs.get(s.span_id) for s in run.llm_spans()]
 
 
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -300,21 +284,13 @@ def build_optimized_report(runs: Run | Sequence[Run], passes: Iterable[str], *, 
     runs = [runs] if isinstance(runs, Run) else list(runs)
     passes = list(passes)
     ctx = PassContext(options=options or {}, currency=currency)
-    pricer = None
-    try:
-        import optimizers.billing  # noqa: F401  # type: ignore[import-not-found]
-    except ImportError:
-        pricer = fallback_pricer
     optimized, ledgers = [], []
     for r in runs:
-        new, ledger = optimize(r, passes, options=options, ctx=ctx, pricer=pricer)
+        new, ledger = optimize(r, passes, options=options, ctx=ctx)
         ctx.history.append(r)
         optimized.append(new)
         ledgers.append(ledger)
-    model = build_report(runs, optimized=optimized, ledgers=ledgers, currency=currency, title=title)
-    if pricer is not None:
-        model.notes.append("billing simulator not available: costs are each call's recorded/priced cost")
-    return model
+    return build_report(runs, optimized=optimized, ledgers=ledgers, currency=currency, title=title)
 
 
 def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *, currency: str = "USD",
@@ -324,7 +300,7 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        from optimizers.fidelity import run_retention  # type: ignore[import-not-found]
+        from optimizers.fidelity import run_retention
 
         vals = [run_retention(b, a) for b, a in zip(before, after)]
         vals = [v for v in vals if v is not None]
