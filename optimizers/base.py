@@ -204,16 +204,12 @@ def make_pass(spec: "str | Pass", **options: Any) -> Pass:
 
 
 def _load_builtin_passes() -> None:
-    # Importing the modules registers their passes; a module that is missing is simply not available.
-    import importlib
-
-    for mod in ("optimizers.prompt_cache", "optimizers.response_cache", "optimizers.tool_cache",
-                "optimizers.compression", "optimizers.decompose"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    # Importing the modules registers their passes (they import this module, hence the late import).
+    import optimizers.compression  # noqa: F401
+    import optimizers.decompose  # noqa: F401
+    import optimizers.prompt_cache  # noqa: F401
+    import optimizers.response_cache  # noqa: F401
+    import optimizers.tool_cache  # noqa: F401
 
 
 def available_passes() -> dict[str, str]:
@@ -255,10 +251,7 @@ def optimize(
 
         pricer = price_run
     if fidelity is None:
-        try:
-            from optimizers.fidelity import run_retention as fidelity  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            fidelity = None
+        from optimizers.fidelity import run_retention as fidelity  # type: ignore[no-redef]
 
     total, per_call = pricer(run, ctx.currency)
     inp, out = run_tokens(run)

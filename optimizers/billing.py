@@ -197,10 +197,8 @@ def default_prices(model: str | None) -> Rates | None:
     """Rates from the price table (:func:`profiler.prices.get_price`)."""
     if not model:
         return None
-    try:
-        from profiler.prices import get_price
-    except ImportError:  # the price table is not installed: prices unknown, never zero
-        return None
+    from profiler.prices import get_price
+
     p = get_price(model)
     if p is None:
         return None
@@ -223,10 +221,8 @@ def _rates(p: Any, currency: str, reasoning: Any, tiers: tuple[tuple[int, Rates]
 def _convert(amount: Decimal, from_cur: str, to_cur: str) -> Decimal | None:
     if from_cur == to_cur:
         return amount
-    try:
-        from profiler.prices import convert
-    except ImportError:
-        return None
+    from profiler.prices import convert
+
     try:
         out = convert(amount, from_cur, to_cur)
     except Exception:  # unknown currency pair: unknown, never a wrong number

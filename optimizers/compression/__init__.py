@@ -9,14 +9,8 @@ compactions, and is usable live on any OpenAI-style message list (:mod:`optimize
 
 from __future__ import annotations
 
-import importlib
-
-for _mod in ("minify", "dedupe", "mask", "history_budget", "relevance"):
-    try:
-        importlib.import_module(f"optimizers.compression.{_mod}")
-    except ModuleNotFoundError as _exc:  # a module not written yet is simply not available
-        if _exc.name != f"optimizers.compression.{_mod}":
-            raise
+# Importing each pass module registers its pass.
+from optimizers.compression import dedupe, history_budget, mask, minify, relevance  # noqa: E402,F401
 
 COMPRESSION_PASSES = ("minify", "observation-mask", "dedupe", "history-budget", "relevance-prune")
 """Pass names, in the order they compose best: minify first (each output shrinks once, on entry), mask

@@ -105,13 +105,11 @@ def tool_names_by_call_id(messages: list[Message]) -> dict[str, tuple[str, str]]
 # ---- token counting ----------------------------------------------------------------------------------
 def count_message_tokens(messages: list[Message], model: str | None) -> tuple[list[int], TokenSource]:
     """Tokens of each message as ``model``'s provider bills it, and how they were counted."""
-    try:
-        from profiler.chat_format import count_prompt
+    from profiler.chat_format import count_prompt
 
+    try:
         pc = count_prompt(messages, model or "gpt-4o")
         return list(pc.messages), pc.source
-    except ImportError:
-        pass
     except Exception as exc:  # a tokenizer failure must not stop the pass: fall back, labelled
         from profiler.hooks import internal_error
 
