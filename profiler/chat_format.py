@@ -166,6 +166,22 @@ class MessageTokenCache:
                 _, (_, freed) = self._data.popitem(last=False)
                 self._chars -= freed
 
+    def _put_many(self, items: list[tuple[Any, int, int]]) -> None:
+        """:meth:`put` of several ``(key, value, size)`` under one lock."""
+        data = self._data
+        with self._lock:
+            chars = self._chars
+            for key, value, size in items:
+                old = data.pop(key, None)
+                if old is not None:
+                    chars -= old[1]
+                data[key] = (value, size)
+                chars += size
+            while data and (len(data) > self.max_entries or chars > self.max_chars):
+                _, (_, freed) = data.popitem(last=False)
+                chars -= freed
+            self._chars = chars
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -512,28 +528,118 @@ def _calls_key(m: Message) -> tuple | None:
 
 
 def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: _Cache) -> list[int]:
-    """Per-message tokens. This is the hot loop of incremental counting: a re-sent prefix of the prompt
-    is reused wholesale (:meth:`MessageTokenCache.prefix`); for the other messages the memo key is built
-    inline, so a message seen before costs about one dict lookup; only misses are tokenized."""
+    """Per-message tokens. With a memo, a re-sent prefix of the prompt is reused wholesale and only the
+    messages after it are looked up one by one (see :func:`_resolve`); ``cache=None`` counts from scratch."""
     if cache is None:
         return [_message_tokens(m, choice, per_message, None) for m in msgs]
     if not msgs:
         return []
-    ck = (choice.encoding, choice.chat_format, per_message)
-    head = cache._head_key(ck, msgs)
-    entry, k = cache.prefix(head, msgs)
-    if entry is not None:
-        counts = entry[1][:k]
-        cache.prefix_hits += k
-        rest = msgs[k:]
-    else:
-        k = 0
-        counts = []
-        rest = msgs
-    new = _count_each(rest, choice, per_message, cache, ck)
-    cache.remember_prefix(head, msgs, entry, k, new)
+    entry, k, new = _resolve(msgs, choice, per_message, cache)
+    if entry is None:
+        return new
+    counts = entry[1][:k]
     counts.extend(new)
     return counts
+
+
+def _memo_total(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: MessageTokenCache) -> int:
+    """``sum(_count_all(msgs, ...))`` with a memo, without building the per-message list: the re-sent prefix
+    costs one lookup of its running total."""
+    if not msgs:
+        return 0
+    entry, k, new = _resolve(msgs, choice, per_message, cache)
+    if entry is None:
+        return sum(new)
+    return entry[2][k] + sum(new)
+
+
+def _resolve(msgs: list[Message], choice: TokenizerChoice, per_message: int,
+             cache: MessageTokenCache) -> tuple[list | None, int, list[int]]:
+    """(the remembered conversation entry ``[snapshot, counts, running totals]`` whose first ``k`` messages
+    equal the start of ``msgs`` (``None``: none), ``k``, the counts of ``msgs[k:]``), and remember ``msgs``.
+
+    This is the hot loop of incremental counting, run once per LLM call of a whole run: an agent re-sends
+    its history, so the new prompt starts with the previous prompt of the same conversation. Per
+    conversation (found by its first two messages, see :meth:`MessageTokenCache._head_key`) we keep shallow
+    copies of the last prompt's messages with their counts and running totals; a prompt whose start *equals*
+    a snapshot (==, compared in C; identical strings compare in O(1)) reuses its counts wholesale. The
+    copies make the check immune to a message dict changed in place after it was counted. Only the
+    messages after the prefix are looked up one by one (:func:`_count_each`). Everything is inlined (no
+    per-call method calls, one lock): this path is most of what counting a run costs besides tokenizing.
+    """
+    n = len(msgs)
+    ck = (choice.encoding, choice.chat_format, per_message)
+    key = None
+    head = msgs[0]
+    c1 = head.get("content")
+    if n > 1 and c1.__class__ is str:
+        second = msgs[1]
+        c2 = second.get("content")
+        if c2 is None or c2.__class__ is str:
+            key = (ck, head.get("role"), c1, second.get("role"), c2)
+    entry = None
+    k = 0
+    if key is not None and cache.max_prefixes > 0:
+        entries = cache._prefixes.get(key)
+        if entries:
+            for e in entries[:]:
+                snap = e[0]
+                sk = len(snap)
+                if k < sk <= n and (msgs == snap if sk == n else msgs[:sk] == snap):
+                    entry, k = e, sk
+                elif sk > n > k and snap[:n] == msgs:
+                    # an earlier call of a conversation counted again (a stored run re-read): reuse its start
+                    entry, k = e, n
+        else:
+            entries = None
+        if entry is not None:
+            cache.prefix_hits += k
+            if k == n:
+                return entry, k, []
+        new = _count_each(msgs[k:] if k else msgs, choice, per_message, cache, ck)
+        # remember msgs: the entry grows by the new messages (or a new entry starts from its first k)
+        copies = []
+        for m in (msgs[k:] if k else msgs):
+            c = m.get("content")
+            if c is not None and c.__class__ is not str:
+                break  # a list of parts can change in place: remember only the part before it
+            copies.append(m.copy())
+        if copies:
+            added = new[:len(copies)] if len(copies) < len(new) else new
+            with cache._lock:
+                if entry is not None and len(entry[0]) == k:
+                    # the conversation grew: extend its entry in place. Counts and totals first, snapshot
+                    # last: a reader that verified k messages of the snapshot finds their counts.
+                    counts, totals = entry[1], entry[2]
+                    t = totals[-1]
+                    for c in added:
+                        t += c
+                        totals.append(t)
+                    counts.extend(added)
+                    entry[0].extend(copies)
+                    entries = cache._prefixes.get(key)
+                else:
+                    entries = cache._prefixes.get(key)
+                    if entries is None:
+                        entries = cache._prefixes[key] = []
+                    if entry is not None:
+                        snap, counts, totals = entry[0][:k], entry[1][:k], entry[2][:k + 1]
+                    else:
+                        snap, counts, totals = [], [], [0]
+                    t = totals[-1]
+                    for c in added:
+                        t += c
+                        totals.append(t)
+                    counts.extend(added)
+                    snap.extend(copies)
+                    entries.insert(0, [snap, counts, totals])
+                    del entries[MessageTokenCache._PER_HEAD:]
+                if entries is not None:
+                    cache._prefixes.move_to_end(key)
+                while len(cache._prefixes) > cache.max_prefixes:
+                    cache._prefixes.popitem(last=False)
+        return entry, k, new
+    return None, 0, _count_each(msgs, choice, per_message, cache, ck)
 
 
 _plain_encoders: dict[str, Any] = {}
@@ -541,6 +647,9 @@ _plain_encoders: dict[str, Any] = {}
 
 def _count_each(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: "MessageTokenCache",
                 ck: tuple) -> list[int]:
+    """Counts of ``msgs`` looked up one by one in the message memo; misses are tokenized and stored (under
+    one lock for the whole batch). The key is built inline (same as :func:`_message_key`'s for plain
+    OpenAI dicts), and OpenAI-template messages of plain strings are counted inline too."""
     data = cache._data
     lookup = data.get
     touch = data.move_to_end
@@ -549,21 +658,26 @@ def _count_each(msgs: list[Message], choice: TokenizerChoice, per_message: int, 
         enc = choice.encoder
         if isinstance(enc, TiktokenEncoder):
             plain = _plain_encoders[choice.encoding] = enc.encoding.encode_ordinary
+    roles = _role_tokens
+    encoding = choice.encoding
     out: list[int] = []
     append = out.append
-    hits = misses = 0
+    fresh: list[tuple[Any, int, int]] = []
+    hits = 0
     for m in msgs:
         get = m.get
         content = get("content")
+        role = get("role")
+        name = get("name")
         calls = get("tool_calls")
         ckey = None
         if calls:
             ckey = _calls_key(m)
-            key: Any = None if ckey is None else (ck, get("role"), content, get("name"), ckey)
+            key: Any = None if ckey is None else (ck, role, content, name, ckey)
         elif get("function_call"):
             key = None
         else:
-            key = (ck, get("role"), content, get("name"))
+            key = (ck, role, content, name)
         if key is None or not (content is None or content.__class__ is str):
             append(_message_tokens(m, choice, per_message, cache))  # the general path
             continue
@@ -575,17 +689,34 @@ def _count_each(msgs: list[Message], choice: TokenizerChoice, per_message: int, 
                 pass
             hits += 1
             append(entry[0])
+            continue
+        size = len(content) if content else 0
+        if plain is not None and role.__class__ is str:
+            # _count_openai inlined: <|start|>role<|message|>content<|end|> [+ name + 1] [+ calls]
+            r = roles.get((encoding, role))
+            n = per_message + (r if r is not None else _role_count(choice, role))
+            if content:
+                n += len(plain(content))
+            if name:
+                name = str(name)
+                r = roles.get((encoding, name))
+                n += (r if r is not None else _role_count(choice, name)) + 1
+            if ckey:
+                for fname, args in ckey:
+                    fname = str(fname or "")
+                    r = roles.get((encoding, fname))
+                    n += 3 + (r if r is not None else _role_count(choice, fname)) + len(plain(args))
+                    size += len(fname) + len(args)
         else:
-            misses += 1
-            if plain and ckey is None and content is not None and get("name") is None:
-                # the common case, inlined: <|start|>role<|message|>content<|end|>
-                n = per_message + _role_count(choice, get("role") or "") + len(plain(content))
-            else:
-                n = _count_message(m, choice, per_message)
-            cache.put(key, n, (len(content) if content else 0) + (sum(len(a) + len(b) for a, b in ckey) if ckey else 0))
-            append(n)
+            n = _count_message(m, choice, per_message)
+            if ckey:
+                size += sum(len(a) + len(b) for a, b in ckey)
+        fresh.append((key, n, size))
+        append(n)
+    if fresh:
+        cache._put_many(fresh)
     cache.hits += hits
-    cache.misses += misses
+    cache.misses += len(fresh)
     return out
 
 
@@ -649,11 +780,15 @@ def count_messages(messages: Iterable[Any], model: str, tools: Iterable[dict[str
     memo = default_cache if cache is _DEFAULT else cache
     if messages.__class__ is list:
         try:  # a list of OpenAI dicts as is: no copy (a LangChain message in it fails .get: convert)
-            return sum(_count_all(messages, choice, 3, memo)) + 3  # type: ignore[arg-type]
+            if memo is None:
+                return sum(_count_all(messages, choice, 3, None)) + 3  # type: ignore[arg-type]
+            return _memo_total(messages, choice, 3, memo) + 3  # type: ignore[arg-type]
         except AttributeError:
             pass
     msgs = [m if m.__class__ is dict else to_openai_message(m) for m in messages]
-    return sum(_count_all(msgs, choice, 3, memo)) + 3
+    if memo is None:
+        return sum(_count_all(msgs, choice, 3, None)) + 3
+    return _memo_total(msgs, choice, 3, memo) + 3
 
 
 def count_completion(output: Any, model: str) -> int:
