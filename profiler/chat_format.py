@@ -65,80 +65,16 @@ class MessageTokenCache:
 
     # ---- re-sent prefixes ------------------------------------------------------------------------
     # An agent re-sends its history on every call: the new prompt starts with the previous prompt of
-    # the same conversation. Per conversation we remember shallow copies of the last prompt's messages
-    # and their counts; a new prompt whose start *equals* (==, compared in C; identical strings compare in
-    # O(1)) a remembered prompt reuses its counts wholesale, and only the messages after it are looked up
-    # one by one. The copies make the check immune to a message dict changed in place after it was
-    # counted (content replaced, say). Not detected: a nested ``tool_calls`` list mutated in place.
-    # Conversations are found by their first message; a few are kept per first message (agents often
-    # share a system prompt). An entry grows in place as its conversation does.
+    # the same conversation. Per conversation we remember ``[snapshot, counts, running totals]``: shallow
+    # copies of the last prompt's messages, their counts and the sums of the first i counts. A new prompt
+    # whose start *equals* (==, compared in C; identical strings compare in O(1)) a snapshot reuses its
+    # counts wholesale, and only the messages after it are looked up one by one (the lookup and update
+    # are inlined in the module's ``_resolve``, the hot path). The copies make the check immune to a
+    # message dict changed in place after it was counted (content replaced, say). Not detected: a nested
+    # ``tool_calls`` list mutated in place. Conversations are found by their first two messages; a few
+    # are kept per key (agents often share a system prompt). An entry grows in place as its
+    # conversation does.
     _PER_HEAD = 8
-
-    @staticmethod
-    def _head_key(ck: Any, msgs: list[Message]) -> tuple | None:
-        """Conversations are found by their first two messages (a shared system prompt alone would put
-        every conversation of an agent under one key)."""
-        head = msgs[0]
-        content = head.get("content")
-        if content.__class__ is not str:
-            return None
-        if len(msgs) > 1:
-            second = msgs[1]
-            c2 = second.get("content")
-            if c2 is None or c2.__class__ is str:
-                return (ck, head.get("role"), content, second.get("role"), c2)
-        return (ck, head.get("role"), content)
-
-    def prefix(self, key: tuple | None, msgs: list[Message]) -> tuple[list | None, int]:
-        """(the remembered ``[snapshot, counts]`` entry whose first ``k`` messages equal the start of
-        ``msgs`` — whose :meth:`_head_key` is ``key`` — for the largest ``k``, ``k``), or ``(None, 0)``.
-        ``k`` is what was verified: the entry may grow meanwhile in another thread."""
-        entries = self._prefixes.get(key) if key is not None else None
-        if not entries:
-            return None, 0
-        best = None
-        best_k = 0
-        n = len(msgs)
-        for entry in entries[:]:
-            snap = entry[0]
-            k = len(snap)
-            if best_k < k <= n and msgs[:k] == snap:
-                best, best_k = entry, k
-            elif k > n > best_k and snap[:n] == msgs:
-                # an earlier call of a conversation counted again (a stored run re-read): reuse its start
-                best, best_k = entry, n
-        return best, best_k
-
-    def remember_prefix(self, key: tuple | None, msgs: list[Message], entry: list | None, k: int,
-                        new_counts: list[int]) -> None:
-        """Remember ``msgs``: ``entry`` (whose first ``k`` messages ``msgs`` starts with) grows by the rest,
-        counted as ``new_counts``."""
-        if key is None or len(key) == 3 or self.max_prefixes <= 0:
-            return
-        copies = []
-        for m in msgs[k:]:
-            c = m.get("content")
-            if c is not None and c.__class__ is not str:
-                break  # a list of parts can change in place: remember only the part before it
-            copies.append(m.copy())
-        if not copies and entry is not None:
-            return  # nothing new to remember
-        with self._lock:
-            if entry is not None and len(entry[0]) == k:
-                entry[0].extend(copies)  # the conversation grew: extend its entry in place
-                entry[1].extend(new_counts[:len(copies)])
-                entries = self._prefixes.get(key)
-            else:
-                entries = self._prefixes.get(key)
-                if entries is None:
-                    entries = self._prefixes[key] = []
-                base_snap, base_counts = (entry[0][:k], entry[1][:k]) if entry is not None else ([], [])
-                entries.insert(0, [base_snap + copies, base_counts + new_counts[:len(copies)]])
-                del entries[self._PER_HEAD:]
-            if entries is not None:
-                self._prefixes.move_to_end(key)
-            while len(self._prefixes) > self.max_prefixes:
-                self._prefixes.popitem(last=False)
 
     def get(self, key: Any) -> int | None:
         # Lock-free read: single OrderedDict operations are atomic under the GIL (keys are tuples of
@@ -560,7 +496,8 @@ def _resolve(msgs: list[Message], choice: TokenizerChoice, per_message: int,
 
     This is the hot loop of incremental counting, run once per LLM call of a whole run: an agent re-sends
     its history, so the new prompt starts with the previous prompt of the same conversation. Per
-    conversation (found by its first two messages, see :meth:`MessageTokenCache._head_key`) we keep shallow
+    conversation (found by its first two messages: a shared system prompt alone would put every conversation
+    of an agent under one key) we keep shallow
     copies of the last prompt's messages with their counts and running totals; a prompt whose start *equals*
     a snapshot (==, compared in C; identical strings compare in O(1)) reuses its counts wholesale. The
     copies make the check immune to a message dict changed in place after it was counted. Only the
