@@ -137,14 +137,15 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
     return state
 
 
-def wrap_stream(state: _State, stream: Any) -> Any:
-    """Swap ``stream._iterator`` for one that records the events; returns the same stream object."""
+def wrap_stream(state: _State, stream: Any, *, is_async: bool = False) -> Any:
+    """Swap ``stream._iterator`` for one that records the events; returns the same stream object (so
+    ``isinstance``, ``with`` and ``.response`` behave as before)."""
     if state.span is None:
         return stream
     try:
         acc = state.adapter.accumulator()
-        inner = stream._iterator
-        stream._iterator = _observe_sync(state, acc, inner)
+        observe = _observe_async if is_async else _observe_sync
+        stream._iterator = observe(state, acc, stream._iterator)
     except Exception as exc:
         internal_error(f"{state.adapter.api} stream", exc)
         state.end_stream(state.adapter.accumulator(), None, False)
@@ -152,16 +153,7 @@ def wrap_stream(state: _State, stream: Any) -> Any:
 
 
 def wrap_async_stream(state: _State, stream: Any) -> Any:
-    if state.span is None:
-        return stream
-    try:
-        acc = state.adapter.accumulator()
-        inner = stream._iterator
-        stream._iterator = _observe_async(state, acc, inner)
-    except Exception as exc:
-        internal_error(f"{state.adapter.api} stream", exc)
-        state.end_stream(state.adapter.accumulator(), None, False)
-    return stream
+    return wrap_stream(state, stream, is_async=True)
 
 
 def _observe_item(state: _State, acc: Accumulator, item: Any) -> bool:
