@@ -24,18 +24,10 @@ from typing import Any, Callable, ClassVar, TypeVar
 from optimizers.base import Evidence, LedgerRow, PassContext, register
 from optimizers.billing import request_digest
 from profiler.chat_format import content_text
+from profiler.interchange.base import json_or_text  # JSON arguments decoded, else as they are
 from profiler.model import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _canonical_args(args: Any) -> Any:
-    if isinstance(args, str):
-        try:
-            return json.loads(args)
-        except ValueError:
-            return args
-    return args
 
 
 def _repeated_results(run: Run) -> dict[str, tuple[str, str]]:
@@ -53,7 +45,7 @@ def _repeated_results(run: Run) -> dict[str, tuple[str, str]]:
         for m in msgs:
             for c in m.get("tool_calls") or []:
                 fn = c.get("function") or c
-                calls.setdefault(str(c.get("id") or ""), (str(fn.get("name")), _canonical_args(fn.get("arguments"))))
+                calls.setdefault(str(c.get("id") or ""), (str(fn.get("name")), json_or_text(fn.get("arguments"))))
             if m.get("role") == "tool" and m.get("tool_call_id"):
                 results.setdefault(str(m["tool_call_id"]), content_text(m.get("content"))[0])
     for call_id in calls:
