@@ -463,8 +463,19 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
                     f"malformed resource attributes ({type(exc).__name__}: {exc}); its spans were skipped"))
                 continue
             scopes = rs.get("scopeSpans", rs.get("instrumentationLibrarySpans")) or []
+            if not isinstance(scopes, list):
+                result.records += 1
+                result.errors.append(InterchangeError(path, f"{label} resourceSpans[{ri}].scopeSpans",
+                                                      "expected a list of scopes"))
+                continue
             for si, ss in enumerate(scopes):
-                for pi, sp in enumerate((ss or {}).get("spans") or []):
+                spans = (ss.get("spans") or []) if isinstance(ss, dict) else (None if ss else [])
+                if not isinstance(spans, list):  # a scope that is not an object, or spans not a list
+                    result.records += 1
+                    result.errors.append(InterchangeError(path, f"{label} resourceSpans[{ri}].scopeSpans[{si}]",
+                                                          "expected a scope object with a list of spans"))
+                    continue
+                for pi, sp in enumerate(spans):
                     result.records += 1
                     where = f"{label} resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]"
                     if not isinstance(sp, dict) or not sp.get("spanId") or not sp.get("traceId"):
