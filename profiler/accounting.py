@@ -14,7 +14,7 @@ gives ``None`` (and a warning naming it) — never a silent zero.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterator
 
 from profiler.model import Cost, LLMCall, Span, Usage
 
@@ -109,10 +109,36 @@ SUPPORTED_CURRENCIES = ("USD", "CNY")
 
 
 def fill_run_usage(run) -> None:  # noqa: ANN001
-    """Fill missing usage on every LLM span of ``run`` (importers call this after building a run)."""
-    for s in run.spans:
-        if s.llm is not None:
-            fill_usage(s.llm)
+    """Fill missing usage on every LLM span of ``run`` (importers call this after building a run).
+
+    Prompts are counted in batches (:func:`profiler.chat_format.count_prompts`) of consecutive calls with
+    the same model and tools: in an agent run they re-send a growing history, and the batch counts it at
+    about the cost of its unique content."""
+    from profiler.chat_format import count_prompts
+    from profiler.tokenizers import tokenizer_for
+
+    calls = [s.llm for s in run.spans if s.llm is not None]
+    uncounted = [c for c in calls if not c.usage.known("input_tokens") and (c.messages or c.tools)]
+    for batch in _same_model_and_tools(uncounted):
+        model = batch[0].model or ""
+        source = tokenizer_for(model).source
+        for call, n in zip(batch, count_prompts([c.messages for c in batch], model, batch[0].tools)):
+            call.usage.fill("input_tokens", n, source)
+    for call in calls:
+        fill_usage(call)  # the outputs; inputs are known now
+
+
+def _same_model_and_tools(calls: list[LLMCall]) -> Iterator[list[LLMCall]]:
+    """Runs of consecutive ``calls`` sharing their model and tool definitions."""
+    batch: list[LLMCall] = []
+    for call in calls:
+        if batch and (call.model != batch[0].model
+                      or not (call.tools is batch[0].tools or call.tools == batch[0].tools)):
+            yield batch
+            batch = []
+        batch.append(call)
+    if batch:
+        yield batch
 
 
 def _fill_live_span(span: Span) -> None:

@@ -31,6 +31,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Iterable, Literal
 
 from profiler.model import Message
@@ -42,13 +43,26 @@ from profiler.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, t
 
 
 class MessageTokenCache:
-    """A bounded LRU map ``message key -> tokens``, safe to share between threads.
+    """The counting memo: bounded, safe to share between threads. Two parts:
 
-    Keys hold the message's strings themselves: Python caches a string's hash on the object, so looking up
-    a message an agent re-sends (the same string objects, call after call) costs O(1) whatever its length,
-    and equality is exact (no collision risk). Memory is bounded by ``max_entries`` and by ``max_chars``,
-    the total length of the strings the keys keep alive (strings the agent's own history holds anyway).
+    * **messages** — an LRU map from a message's key (tokenizer and template, role, content, name, tool
+      calls) to ``(tokens, characters held)``. Keys hold the message's strings themselves: Python caches a
+      string's hash on the object, so looking up a message an agent re-sends (the same string objects,
+      call after call) costs O(1) whatever its length, and equality is exact (no collision risk). Bounded
+      by ``max_entries`` and by ``max_chars``, the total length of the strings the keys keep alive.
+    * **conversations** — per conversation (found by its first two messages), up to 8 remembered prompts
+      as ``[snapshot, running totals]``: shallow copies of the prompt's messages and the sums of their
+      first i counts. A new prompt that starts with a snapshot (compared by value) reuses its total in one
+      step and only looks at its new messages. At most ``max_prefixes`` conversations are kept.
+
+    Reads are lock-free (single dict operations are atomic under the GIL: keys are tuples of strings, so no
+    Python-level ``__eq__``/``__hash__`` runs); compound updates take one lock per counted prompt.
+    Counters are statistics and may undercount under contention.
     """
+
+    __slots__ = ("max_entries", "max_chars", "max_prefixes", "_data", "_chars", "_prefixes", "_lock", "hits",
+                 "misses", "prefix_hits")
+    _PER_HEAD = 8
 
     def __init__(self, max_entries: int = 100_000, max_chars: int = 64_000_000, max_prefixes: int = 256) -> None:
         self.max_entries = max_entries
@@ -56,30 +70,13 @@ class MessageTokenCache:
         self.max_prefixes = max_prefixes
         self._data: OrderedDict[Any, tuple[int, int]] = OrderedDict()
         self._chars = 0
-        self._prefixes: OrderedDict[Any, list[tuple[list, tuple]]] = OrderedDict()
+        self._prefixes: OrderedDict[Any, list[list[list]]] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.prefix_hits = 0
-        """Messages whose count came from a verified re-sent prefix (not looked up one by one)."""
-
-    # ---- re-sent prefixes ------------------------------------------------------------------------
-    # An agent re-sends its history on every call: the new prompt starts with the previous prompt of
-    # the same conversation. Per conversation we remember ``[snapshot, counts, running totals]``: shallow
-    # copies of the last prompt's messages, their counts and the sums of the first i counts. A new prompt
-    # whose start *equals* (==, compared in C; identical strings compare in O(1)) a snapshot reuses its
-    # counts wholesale, and only the messages after it are looked up one by one (the lookup and update
-    # are inlined in the module's ``_resolve``, the hot path). The copies make the check immune to a
-    # message dict changed in place after it was counted (content replaced, say). Not detected: a nested
-    # ``tool_calls`` list mutated in place. Conversations are found by their first two messages; a few
-    # are kept per key (agents often share a system prompt). An entry grows in place as its
-    # conversation does.
-    _PER_HEAD = 8
+        self.hits = 0  # messages looked up one by one and found
+        self.misses = 0  # messages tokenized (and stored)
+        self.prefix_hits = 0  # messages whose count came from a verified re-sent prefix
 
     def get(self, key: Any) -> int | None:
-        # Lock-free read: single OrderedDict operations are atomic under the GIL (keys are tuples of
-        # strings, so no Python-level __eq__/__hash__ runs); the lock guards put's compound update.
-        # Counters are statistics and may undercount under contention.
         entry = self._data.get(key)
         if entry is None:
             self.misses += 1
@@ -92,31 +89,22 @@ class MessageTokenCache:
         return entry[0]
 
     def put(self, key: Any, value: int, size: int = 0) -> None:
+        """Store ``value`` under ``key``; ``size``: characters the key keeps alive (counted against
+        ``max_chars``)."""
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
                 self._chars -= old[1]
             self._data[key] = (value, size)
             self._chars += size
-            while self._data and (len(self._data) > self.max_entries or self._chars > self.max_chars):
-                _, (_, freed) = self._data.popitem(last=False)
-                self._chars -= freed
+            self._evict()
 
-    def _put_many(self, items: list[tuple[Any, int, int]]) -> None:
-        """:meth:`put` of several ``(key, value, size)`` under one lock."""
+    def _evict(self) -> None:
+        """Drop least recently used entries until within bounds (caller holds the lock)."""
         data = self._data
-        with self._lock:
-            chars = self._chars
-            for key, value, size in items:
-                old = data.pop(key, None)
-                if old is not None:
-                    chars -= old[1]
-                data[key] = (value, size)
-                chars += size
-            while data and (len(data) > self.max_entries or chars > self.max_chars):
-                _, (_, freed) = data.popitem(last=False)
-                chars -= freed
-            self._chars = chars
+        while data and (len(data) > self.max_entries or self._chars > self.max_chars):
+            _, (_, freed) = data.popitem(last=False)
+            self._chars -= freed
 
     def clear(self) -> None:
         with self._lock:
@@ -231,17 +219,24 @@ def _openai_tokens_per_message(model: str) -> int:
     return 3
 
 
-_role_tokens: dict[tuple[str, str], int] = {}
+_role_tokens: dict[str, dict[str, int]] = {}
+"""encoding -> {role, name or function name -> tokens}: few distinct short values, memoized (up to 4096 each)."""
+
+
+def _role_table(encoding: str) -> dict[str, int]:
+    return _role_tokens.setdefault(encoding, {})
 
 
 def _role_count(choice: TokenizerChoice, role: str) -> int:
-    """Tokens of a role, a name or a function name: few distinct short values, memoized (up to 4096)."""
-    key = (choice.encoding, role)
-    n = _role_tokens.get(key)
+    """Tokens of a role, a name or a function name under ``choice``'s encoder."""
+    table = _role_tokens.get(choice.encoding)
+    if table is None:
+        table = _role_table(choice.encoding)
+    n = table.get(role)
     if n is None:
         n = len(choice.encoder.encode(role))
-        if len(_role_tokens) < 4096 and len(role) <= 128:
-            _role_tokens[key] = n
+        if len(table) < 4096 and len(role) <= 128:
+            table[role] = n
     return n
 
 
@@ -409,26 +404,28 @@ _Cache = MessageTokenCache | None
 _DEFAULT: Any = object()
 
 
-def _message_key(m: Message, choice: TokenizerChoice, per_message: int) -> tuple[tuple, int]:
-    """(memo key, characters it holds) of a message under ``choice``: everything that changes its count."""
+def _message_key(m: Message, choice: TokenizerChoice) -> tuple[tuple, int]:
+    """(memo key, characters it holds) of a message under ``choice``: everything that changes its count.
+    The same key :func:`_memo_counts` builds inline for plain OpenAI dicts."""
     content = m.get("content")
-    if content is not None and not isinstance(content, str):
-        content = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
-    ck = (choice.encoding, choice.chat_format, per_message)
+    if content is not None and not isinstance(content, str):  # a list of parts: tagged, so never equal to
+        content = ("parts", json.dumps(content, sort_keys=True, ensure_ascii=False, default=str))  # a str
+        size = len(content[1])
+    else:
+        size = len(content) if content else 0
+    ck = choice.memo_key
     name = m.get("name")
     if m.get("tool_calls") or m.get("function_call"):
-        # Same key as _count_all's fast path when the calls are plain OpenAI dicts with string arguments.
-        fast = _calls_key(m)
+        fast = None if m.get("function_call") else _calls_key(m.get("tool_calls") or ())
         calls = fast if fast is not None else ("general", *_tool_calls(m))
-        key: tuple = (ck, m.get("role"), content, name, calls)
-        return key, (len(content) if content else 0) + sum(len(str(c)) for c in calls)
-    return (ck, m.get("role"), content, name), len(content) if content else 0
+        return (ck, m.get("role"), content, name, calls), size + sum(len(str(c)) for c in calls)
+    return (ck, m.get("role"), content, name), size
 
 
 def _message_tokens(m: Message, choice: TokenizerChoice, per_message: int, cache: _Cache) -> int:
     key: Any = None
     if cache is not None:
-        key, size = _message_key(m, choice, per_message)
+        key, size = _message_key(m, choice)
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -447,10 +444,11 @@ def _count_message(m: Message, choice: TokenizerChoice, per_message: int) -> int
     return _count_openai(m, choice, per_message)
 
 
-def _calls_key(m: Message) -> tuple | None:
-    """A hashable key of a message's tool calls, or ``None`` when they need the general path."""
+def _calls_key(calls: Any) -> tuple | None:
+    """A hashable key of a message's ``tool_calls``, or ``None`` when they need the general path (not
+    plain OpenAI dicts with string arguments)."""
     out = []
-    for c in m.get("tool_calls") or ():
+    for c in calls:
         fn = c.get("function") if c.__class__ is dict else None
         if fn is None or fn.__class__ is not dict:
             return None
@@ -458,203 +456,236 @@ def _calls_key(m: Message) -> tuple | None:
         if args.__class__ is not str:
             return None
         out.append((fn.get("name"), args))
-    if m.get("function_call"):
-        return None
     return tuple(out)
 
 
 def _count_all(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: _Cache) -> list[int]:
-    """Per-message tokens. With a memo, a re-sent prefix of the prompt is reused wholesale and only the
-    messages after it are looked up one by one (see :func:`_resolve`); ``cache=None`` counts from scratch."""
+    """Per-message tokens, with the memo (see :func:`_memo_counts`) or from scratch (``cache=None``)."""
     if cache is None:
         return [_message_tokens(m, choice, per_message, None) for m in msgs]
     if not msgs:
         return []
-    entry, k, new = _resolve(msgs, choice, per_message, cache)
-    if entry is None:
+    totals, k, new = _memo_counts(msgs, choice, per_message, cache)
+    if totals is None:
         return new
-    counts = entry[1][:k]
+    counts = [totals[i + 1] - totals[i] for i in range(k)]
     counts.extend(new)
     return counts
-
-
-def _memo_total(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: MessageTokenCache) -> int:
-    """``sum(_count_all(msgs, ...))`` with a memo, without building the per-message list: the re-sent prefix
-    costs one lookup of its running total."""
-    if not msgs:
-        return 0
-    entry, k, new = _resolve(msgs, choice, per_message, cache)
-    if entry is None:
-        return sum(new)
-    return entry[2][k] + sum(new)
-
-
-def _resolve(msgs: list[Message], choice: TokenizerChoice, per_message: int,
-             cache: MessageTokenCache) -> tuple[list | None, int, list[int]]:
-    """(the remembered conversation entry ``[snapshot, counts, running totals]`` whose first ``k`` messages
-    equal the start of ``msgs`` (``None``: none), ``k``, the counts of ``msgs[k:]``), and remember ``msgs``.
-
-    This is the hot loop of incremental counting, run once per LLM call of a whole run: an agent re-sends
-    its history, so the new prompt starts with the previous prompt of the same conversation. Per
-    conversation (found by its first two messages: a shared system prompt alone would put every conversation
-    of an agent under one key) we keep shallow
-    copies of the last prompt's messages with their counts and running totals; a prompt whose start *equals*
-    a snapshot (==, compared in C; identical strings compare in O(1)) reuses its counts wholesale. The
-    copies make the check immune to a message dict changed in place after it was counted. Only the
-    messages after the prefix are looked up one by one (:func:`_count_each`). Everything is inlined (no
-    per-call method calls, one lock): this path is most of what counting a run costs besides tokenizing.
-    """
-    n = len(msgs)
-    ck = (choice.encoding, choice.chat_format, per_message)
-    key = None
-    head = msgs[0]
-    c1 = head.get("content")
-    if n > 1 and c1.__class__ is str:
-        second = msgs[1]
-        c2 = second.get("content")
-        if c2 is None or c2.__class__ is str:
-            key = (ck, head.get("role"), c1, second.get("role"), c2)
-    entry = None
-    k = 0
-    if key is not None and cache.max_prefixes > 0:
-        entries = cache._prefixes.get(key)
-        if entries:
-            for e in entries[:]:
-                snap = e[0]
-                sk = len(snap)
-                if k < sk <= n and (msgs == snap if sk == n else msgs[:sk] == snap):
-                    entry, k = e, sk
-                elif sk > n > k and snap[:n] == msgs:
-                    # an earlier call of a conversation counted again (a stored run re-read): reuse its start
-                    entry, k = e, n
-        else:
-            entries = None
-        if entry is not None:
-            cache.prefix_hits += k
-            if k == n:
-                return entry, k, []
-        new = _count_each(msgs[k:] if k else msgs, choice, per_message, cache, ck)
-        # remember msgs: the entry grows by the new messages (or a new entry starts from its first k)
-        copies = []
-        for m in (msgs[k:] if k else msgs):
-            c = m.get("content")
-            if c is not None and c.__class__ is not str:
-                break  # a list of parts can change in place: remember only the part before it
-            copies.append(m.copy())
-        if copies:
-            added = new[:len(copies)] if len(copies) < len(new) else new
-            with cache._lock:
-                if entry is not None and len(entry[0]) == k:
-                    # the conversation grew: extend its entry in place. Counts and totals first, snapshot
-                    # last: a reader that verified k messages of the snapshot finds their counts.
-                    counts, totals = entry[1], entry[2]
-                    t = totals[-1]
-                    for c in added:
-                        t += c
-                        totals.append(t)
-                    counts.extend(added)
-                    entry[0].extend(copies)
-                    entries = cache._prefixes.get(key)
-                else:
-                    entries = cache._prefixes.get(key)
-                    if entries is None:
-                        entries = cache._prefixes[key] = []
-                    if entry is not None:
-                        snap, counts, totals = entry[0][:k], entry[1][:k], entry[2][:k + 1]
-                    else:
-                        snap, counts, totals = [], [], [0]
-                    t = totals[-1]
-                    for c in added:
-                        t += c
-                        totals.append(t)
-                    counts.extend(added)
-                    snap.extend(copies)
-                    entries.insert(0, [snap, counts, totals])
-                    del entries[MessageTokenCache._PER_HEAD:]
-                if entries is not None:
-                    cache._prefixes.move_to_end(key)
-                while len(cache._prefixes) > cache.max_prefixes:
-                    cache._prefixes.popitem(last=False)
-        return entry, k, new
-    return None, 0, _count_each(msgs, choice, per_message, cache, ck)
 
 
 _plain_encoders: dict[str, Any] = {}
 
 
-def _count_each(msgs: list[Message], choice: TokenizerChoice, per_message: int, cache: "MessageTokenCache",
-                ck: tuple) -> list[int]:
-    """Counts of ``msgs`` looked up one by one in the message memo; misses are tokenized and stored (under
-    one lock for the whole batch). The key is built inline (same as :func:`_message_key`'s for plain
-    OpenAI dicts), and OpenAI-template messages of plain strings are counted inline too."""
+def _plain_encoder(choice: TokenizerChoice) -> Any:
+    """tiktoken's ``encode_ordinary`` for ``choice`` when its messages can be counted inline (the OpenAI
+    template over a tiktoken encoding), else ``None``."""
+    if choice.chat_format != "openai":
+        return None
+    plain = _plain_encoders.get(choice.encoding)
+    if plain is None:
+        enc = choice.encoder
+        plain = enc.encoding.encode_ordinary if isinstance(enc, TiktokenEncoder) else None
+        if plain is not None:
+            _plain_encoders[choice.encoding] = plain
+    return plain
+
+
+def _memo_counts(msgs: list[Message], choice: TokenizerChoice, per_message: int,
+                 cache: MessageTokenCache) -> tuple[list[int] | None, int, list[int]]:
+    """``(totals, k, counts)``: the running totals of a remembered prompt whose first ``k`` messages equal
+    the first ``k`` of ``msgs`` (``None``, ``0``: none), and the counts of ``msgs[k:]``. Remembers
+    ``msgs`` for the next call. ``sum(counts of msgs) == totals[k] + sum(counts)``.
+
+    This is incremental counting, once per LLM call:
+
+    1. :func:`_find_prefix` — an agent re-sends its history, so the prompt starts with the previous prompt
+       of its conversation, remembered as a snapshot (copies of its messages) with running totals.
+    2. :func:`_count_new` — the messages after that prefix, looked up one by one in the message memo and
+       tokenized on a miss.
+    3. :func:`_remember` — the conversation's entry grows by the new messages.
+    """
+    n = len(msgs)
+    hkey, entry, k = _find_prefix(msgs, n, choice.memo_key, cache)
+    if k == n and entry is not None:
+        return entry[1], k, []
+    new = msgs[k:] if k else msgs
+    counts, copyable, misses, chars = _count_new(new, choice, per_message, cache)
+    if misses or (hkey is not None and copyable):
+        _remember(cache, hkey, entry, k, new, counts, copyable, misses, chars)
+    return (entry[1] if entry is not None else None), k, counts
+
+
+def _head_key(msgs: list[Message], ck: str) -> tuple | None:
+    """The key conversations are found by: their first two messages (a shared system prompt alone would
+    put every conversation of an agent under one key). ``None`` when they can't be a key."""
+    head = msgs[0]
+    second = msgs[1]
+    c1 = head.get("content")
+    c2 = second.get("content")
+    if c1.__class__ is str and (c2 is None or c2.__class__ is str):
+        return (ck, head.get("role"), c1, second.get("role"), c2)
+    return None
+
+
+def _find_prefix(msgs: list[Message], n: int, ck: str, cache: MessageTokenCache) -> tuple[tuple | None, list | None, int]:
+    """``(conversation key, entry, k)``: the remembered ``[snapshot, totals]`` entry whose snapshot equals
+    the longest start ``msgs[:k]`` (``None``, ``0``: none). The check is ``msgs[:k] == snapshot``, done in
+    C; the snapshot holds *copies* of the messages, so a message dict changed in place after it was counted
+    (an old tool output masked, say) fails the check instead of reusing a stale count. Not detected: a
+    nested ``tool_calls`` list mutated in place."""
+    if n < 2 or cache.max_prefixes <= 0:
+        return None, None, 0
+    hkey = _head_key(msgs, ck)
+    entry = None
+    k = 0
+    if hkey is not None:
+        entries = cache._prefixes.get(hkey)
+        if entries:
+            for e in entries:  # a list other threads insert into: at worst an entry is seen twice or missed
+                snap = e[0]
+                sk = len(snap)
+                if sk > k:
+                    if sk <= n:
+                        if (msgs == snap) if sk == n else (msgs[:sk] == snap):
+                            entry, k = e, sk
+                    elif snap[:n] == msgs:  # an earlier call of a conversation counted again
+                        entry, k = e, n
+            if entry is not None:
+                cache.prefix_hits += k
+    return hkey, entry, k
+
+
+def _count_new(new: list[Message], choice: TokenizerChoice, per_message: int,
+               cache: MessageTokenCache) -> tuple[list[int], int, int, int]:
+    """``(counts, copyable, misses, chars)``: each message's tokens, looked up in the message memo and
+    tokenized (and stored) on a miss; how many of ``new`` can be snapshotted (up to the first whose content
+    is not a string: a list of parts can change in place); how many were stored and the characters they
+    hold (for :func:`_remember` to account under the lock). Written flat: this runs for every new message
+    of every call. The OpenAI template is counted inline (same as :func:`_count_openai`)."""
+    ck = choice.memo_key
+    encoding = choice.encoding
+    plain = _plain_encoders.get(encoding) if choice.chat_format == "openai" else None
+    if plain is None:
+        plain = _plain_encoder(choice)
+    roles = _role_tokens.get(encoding)
+    if roles is None:
+        roles = _role_table(encoding)
     data = cache._data
     lookup = data.get
     touch = data.move_to_end
-    plain = _plain_encoders.get(choice.encoding) if choice.chat_format == "openai" else None
-    if plain is None and choice.chat_format == "openai":
-        enc = choice.encoder
-        if isinstance(enc, TiktokenEncoder):
-            plain = _plain_encoders[choice.encoding] = enc.encoding.encode_ordinary
-    roles = _role_tokens
-    encoding = choice.encoding
-    out: list[int] = []
-    append = out.append
-    fresh: list[tuple[Any, int, int]] = []
-    hits = 0
-    for m in msgs:
+    store = data.setdefault
+    counts: list[int] = []
+    append = counts.append
+    copyable = len(new)
+    hits = misses = chars = 0
+    for m in new:
         get = m.get
         content = get("content")
         role = get("role")
-        name = get("name")
-        calls = get("tool_calls")
-        ckey = None
-        if calls:
-            ckey = _calls_key(m)
-            key: Any = None if ckey is None else (ck, role, content, name, ckey)
-        elif get("function_call"):
-            key = None
-        else:
-            key = (ck, role, content, name)
-        if key is None or not (content is None or content.__class__ is str):
-            append(_message_tokens(m, choice, per_message, cache))  # the general path
+        ckey = name = None
+        if content.__class__ is str and role.__class__ is str and len(m) == 2:
+            key: Any = (ck, role, content, None)  # {"role", "content"}: the common message, no more gets
+        elif content is not None and content.__class__ is not str:
+            if copyable > len(counts):
+                copyable = len(counts)
+            append(_message_tokens(m, choice, per_message, cache))
             continue
-        entry = lookup(key)
-        if entry is not None:
+        else:
+            name = get("name")
+            calls = get("tool_calls")
+            if get("function_call"):
+                key = None
+            elif calls:
+                ckey = _calls_key(calls)
+                key = None if ckey is None else (ck, role, content, name, ckey)
+            else:
+                key = (ck, role, content, name)
+            if key is None:
+                append(_message_tokens(m, choice, per_message, cache))
+                continue
+        hit = lookup(key)
+        if hit is not None:
             try:
                 touch(key)
             except KeyError:  # evicted by another thread meanwhile; the value read is still right
                 pass
             hits += 1
-            append(entry[0])
+            append(hit[0])
             continue
         size = len(content) if content else 0
         if plain is not None and role.__class__ is str:
-            # _count_openai inlined: <|start|>role<|message|>content<|end|> [+ name + 1] [+ calls]
-            r = roles.get((encoding, role))
-            n = per_message + (r if r is not None else _role_count(choice, role))
+            # <|start|>role<|message|>content<|end|> [+ name + 1] [+ per call: 3 + name + arguments]
+            r = roles.get(role)
+            c = per_message + (r if r is not None else _role_count(choice, role))
             if content:
-                n += len(plain(content))
+                c += len(plain(content))
             if name:
                 name = str(name)
-                r = roles.get((encoding, name))
-                n += (r if r is not None else _role_count(choice, name)) + 1
+                r = roles.get(name)
+                c += (r if r is not None else _role_count(choice, name)) + 1
             if ckey:
                 for fname, args in ckey:
                     fname = str(fname or "")
-                    r = roles.get((encoding, fname))
-                    n += 3 + (r if r is not None else _role_count(choice, fname)) + len(plain(args))
+                    r = roles.get(fname)
+                    c += 3 + (r if r is not None else _role_count(choice, fname)) + len(plain(args))
                     size += len(fname) + len(args)
         else:
-            n = _count_message(m, choice, per_message)
+            c = _count_message(m, choice, per_message)
             if ckey:
-                size += sum(len(a) + len(b) for a, b in ckey)
-        fresh.append((key, n, size))
-        append(n)
-    if fresh:
-        cache._put_many(fresh)
+                size += sum(len(str(a or "")) + len(b) for a, b in ckey)
+        value = (c, size)
+        if store(key, value) is value:  # stored by us, not by a thread that counted it meanwhile
+            chars += size
+            misses += 1
+        append(c)
     cache.hits += hits
-    cache.misses += len(fresh)
-    return out
+    return counts, copyable, misses, chars
+
+
+def _extend_totals(totals: list[int], counts: list[int], n: int) -> None:
+    """Append the running totals of ``counts[:n]`` to ``totals``."""
+    sums = accumulate(counts[:n] if n < len(counts) else counts, initial=totals[-1])
+    next(sums)  # the initial value, already there
+    totals.extend(sums)
+
+
+def _remember(cache: MessageTokenCache, hkey: tuple | None, entry: list | None, k: int, new: list[Message],
+              counts: list[int], copyable: int, misses: int, chars: int) -> None:
+    """Account the messages :func:`_count_new` stored, and remember the prompt ``snapshot[:k] + new``: the
+    conversation's entry grows in place when its snapshot is exactly the ``k`` messages verified, else a
+    new entry starts from its first ``k``. Entries are only ever appended to (totals before snapshot, so a
+    reader that verified ``k`` messages finds ``k + 1`` totals), never truncated."""
+    copies = [m.copy() for m in (new if copyable == len(new) else new[:copyable])] if hkey is not None else None
+    with cache._lock:
+        if misses:
+            cache.misses += misses
+            cache._chars += chars
+            if len(cache._data) > cache.max_entries or cache._chars > cache.max_chars:
+                cache._evict()
+        if not copies:
+            return
+        prefixes = cache._prefixes
+        if entry is not None and len(entry[0]) == k:
+            _extend_totals(entry[1], counts, copyable)
+            entry[0].extend(copies)
+        else:
+            entries = prefixes.get(hkey)
+            if entries is None:
+                entries = prefixes[hkey] = []
+            if entry is not None:
+                snap, totals = entry[0][:k], entry[1][:k + 1]
+            else:
+                snap, totals = [], [0]
+            _extend_totals(totals, counts, copyable)
+            snap.extend(copies)
+            entries.insert(0, [snap, totals])
+            del entries[MessageTokenCache._PER_HEAD:]
+        try:
+            prefixes.move_to_end(hkey)
+        except KeyError:  # dropped by another thread meanwhile: the entry is simply forgotten
+            pass
+        while len(prefixes) > cache.max_prefixes:
+            prefixes.popitem(last=False)
 
 
 def count_tools(tools: Iterable[dict[str, Any]] | None, model: str, *, cache: Any = _DEFAULT) -> int:
@@ -681,6 +712,23 @@ def count_tools(tools: Iterable[dict[str, Any]] | None, model: str, *, cache: An
     return n
 
 
+def _prompt_overhead(choice: TokenizerChoice, msgs: list[Message], has_tools: bool) -> int:
+    """The per-prompt constant of ``choice``'s template: reply priming, begin-of-sequence, and for Qwen the
+    system turn that tool definitions add when the prompt has none."""
+    if choice.chat_format == "openai":
+        return 3  # every reply is primed with <|start|>assistant<|message|>
+    enc = get_encoder(choice.encoding)
+    if choice.chat_format == "chatml":
+        overhead = len(enc.encode("<|im_start|>assistant\n", allow_special=True))
+        if has_tools and not any(m.get("role") in ("system", "developer") for m in msgs[:1]):
+            overhead += len(enc.encode("<|im_start|>system\n", allow_special=True)) + \
+                len(enc.encode("<|im_end|>\n", allow_special=True))
+        return overhead
+    if choice.chat_format == "deepseek":
+        return len(enc.encode("<｜begin▁of▁sentence｜><｜Assistant｜>", allow_special=True))
+    return 3
+
+
 def count_prompt(messages: Iterable[Any], model: str, tools: Iterable[dict[str, Any]] | None = None, *,
                  cache: Any = _DEFAULT) -> PromptCount:
     """Count ``messages`` (OpenAI dicts or LangChain messages) plus ``tools`` as ``model``'s provider bills
@@ -692,19 +740,88 @@ def count_prompt(messages: Iterable[Any], model: str, tools: Iterable[dict[str, 
     per_message = _openai_tokens_per_message(model) if choice.chat_format == "openai" else 0
     counts = tuple(_count_all(msgs, choice, per_message, cache))
     tool_tokens = count_tools(tool_list, model, cache=cache) if tool_list else 0
-    if choice.chat_format == "openai":
-        return PromptCount(sum(counts) + tool_tokens + 3, counts, tool_tokens, 3, choice)
-    enc = get_encoder(choice.encoding)
-    if choice.chat_format == "chatml":
-        overhead = len(enc.encode("<|im_start|>assistant\n", allow_special=True))
-        if tool_list and not any(m.get("role") in ("system", "developer") for m in msgs[:1]):
-            overhead += len(enc.encode("<|im_start|>system\n", allow_special=True)) + \
-                len(enc.encode("<|im_end|>\n", allow_special=True))
-    elif choice.chat_format == "deepseek":
-        overhead = len(enc.encode("<｜begin▁of▁sentence｜><｜Assistant｜>", allow_special=True))
-    else:
-        overhead = 3  # every reply is primed with <|start|>assistant<|message|>
+    overhead = _prompt_overhead(choice, msgs, bool(tool_list))
     return PromptCount(sum(counts) + tool_tokens + overhead, counts, tool_tokens, overhead, choice)
+
+
+def count_prompts(prompts: Iterable[Iterable[Any]], model: str, tools: Iterable[dict[str, Any]] | None = None,
+                  *, cache: Any = _DEFAULT) -> list[int]:
+    """Prompt tokens of each of ``prompts`` (message lists sharing ``model`` and ``tools``), equal to
+    ``[count_messages(p, model, tools, cache=cache) for p in prompts]``: the batch form, for the LLM calls
+    of a recorded run.
+
+    Faster than counting one by one. Consecutive prompts of one conversation (each starts with the one
+    before it, as an agent's re-sent history does; checked with one ``==`` in C, where the same message
+    objects compare by identity) form a chain: its new messages are counted in one pass, each prompt's
+    total is a running sum, and the conversation is remembered once, when the chain ends, instead of after
+    every call. The first prompt of a chain is checked against the memo by value, as
+    :func:`count_messages` does; the batch assumes its messages are not changed while it runs.
+    """
+    choice = tokenizer_for(model)
+    memo = default_cache if cache is _DEFAULT else cache
+    tool_list = list(tools) if tools else []
+    if memo is None:
+        return [count_messages(p, model, tool_list, cache=None) for p in prompts]
+    tool_tokens = count_tools(tool_list, model, cache=memo) if tool_list else 0
+    per_message = 3 if choice.chat_format == "openai" else 0
+    ck = choice.memo_key
+    totals: list[int] = []  # each prompt's message tokens, written when its chain ends
+    overheads: list[int] = []  # the template's per-prompt constant (other than OpenAI's)
+    prev: list[Message] = []
+    prev_n = reused = 0
+    chain: list[Any] | None = None  # [hkey, entry, k, messages after k, per prompt: how many of them]
+    chained: list[Message] = []  # chain[3]
+    upto: list[int] = []  # chain[4]
+    for p in prompts:
+        msgs = p if p.__class__ is list else list(p)
+        if msgs and msgs[-1].__class__ is not dict:
+            msgs = [m if m.__class__ is dict else to_openai_message(m) for m in msgs]
+        if not per_message:
+            overheads.append(_prompt_overhead(choice, msgs, bool(tool_list)))
+        n = len(msgs)
+        if chain is not None and n >= prev_n and (msgs[:prev_n] == prev if n > prev_n else msgs == prev):
+            reused += prev_n  # the conversation goes on
+            if n > prev_n:
+                chained += msgs[prev_n:]
+            upto.append(len(chained))
+        else:
+            if chain is not None:
+                _finish_chain(chain, totals, choice, per_message, memo)
+                chain = None
+            if not msgs:
+                totals.append(0)
+                continue
+            try:
+                hkey, entry, k = _find_prefix(msgs, n, ck, memo)
+            except AttributeError:  # a message that is neither a dict nor a LangChain message
+                hkey, entry, k = None, None, 0
+            chained = msgs[k:]  # a copy: the chain's list grows, the caller's prompt must not
+            upto = [n - k]
+            chain = [hkey, entry, k, chained, upto]
+        prev, prev_n = msgs, n
+    if chain is not None:
+        _finish_chain(chain, totals, choice, per_message, memo)
+    memo.prefix_hits += reused
+    if per_message:
+        fixed = tool_tokens + 3  # the OpenAI template's overhead is one constant
+        return [t + fixed for t in totals]
+    return [t + tool_tokens + o for t, o in zip(totals, overheads)]
+
+
+def _finish_chain(chain: list[Any], totals: list[int], choice: TokenizerChoice, per_message: int,
+                  memo: MessageTokenCache) -> None:
+    """Count a chain of :func:`count_prompts` (its new messages in one pass), append each of its prompts'
+    message tokens to ``totals``, and remember the conversation's last prompt."""
+    hkey, entry, k, new, upto = chain
+    try:
+        counts, copyable, misses, chars = _count_new(new, choice, per_message, memo) if new else ([], 0, 0, 0)
+    except AttributeError:  # a LangChain message inside a list of dicts: convert, count as usual
+        new = [m if m.__class__ is dict else to_openai_message(m) for m in new]
+        counts, copyable, misses, chars = _count_new(new, choice, per_message, memo)
+    running = list(accumulate(counts, initial=entry[1][k] if entry is not None else 0))
+    totals += map(running.__getitem__, upto)  # a prompt's messages: the chain's start + `upto` new ones
+    if misses or (hkey is not None and copyable):
+        _remember(memo, hkey, entry, k, new, counts, copyable, misses, chars)
 
 
 def count_messages(messages: Iterable[Any], model: str, tools: Iterable[dict[str, Any]] | None = None, *,
@@ -713,19 +830,23 @@ def count_messages(messages: Iterable[Any], model: str, tools: Iterable[dict[str
     choice = tokenizer_for(model)
     if tools or choice.chat_format != "openai":
         return count_prompt(messages, model, tools, cache=cache).tokens
-    # The common case without the itemised result (this runs once per LLM call of a whole run).
+    # The common case, without the itemised result: this runs once per LLM call of a whole run.
     memo = default_cache if cache is _DEFAULT else cache
-    if messages.__class__ is list:
-        try:  # a list of OpenAI dicts as is: no copy (a LangChain message in it fails .get: convert)
-            if memo is None:
-                return sum(_count_all(messages, choice, 3, None)) + 3  # type: ignore[arg-type]
-            return _memo_total(messages, choice, 3, memo) + 3  # type: ignore[arg-type]
-        except AttributeError:
-            pass
-    msgs = [m if m.__class__ is dict else to_openai_message(m) for m in messages]
+    msgs = messages if messages.__class__ is list else list(messages)
+    try:  # a list of OpenAI dicts as is, no copy
+        return _openai_total(msgs, choice, memo)  # type: ignore[arg-type]
+    except AttributeError:  # a LangChain message in it (no .get): convert and count again
+        return _openai_total([m if m.__class__ is dict else to_openai_message(m) for m in msgs], choice, memo)
+
+
+def _openai_total(msgs: list[Message], choice: TokenizerChoice, memo: _Cache) -> int:
+    """Prompt tokens of ``msgs`` under the OpenAI template (3 per message, 3 to prime the reply)."""
     if memo is None:
         return sum(_count_all(msgs, choice, 3, None)) + 3
-    return _memo_total(msgs, choice, 3, memo) + 3
+    if not msgs:
+        return 3
+    totals, k, new = _memo_counts(msgs, choice, 3, memo)
+    return (totals[k] if totals is not None else 0) + sum(new) + 3
 
 
 def count_completion(output: Any, model: str) -> int:

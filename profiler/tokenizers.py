@@ -32,7 +32,7 @@ import importlib.util
 import json
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Protocol
 
@@ -278,6 +278,12 @@ class TokenizerChoice:
     """True when ``encoding`` is the model's own tokenizer."""
     approximation: str | None = None
     """For estimates: what stands in for what, in words."""
+    memo_key: str = field(init=False, repr=False, compare=False)
+    """``"{encoding}/{chat_format}"``: what a message's count depends on besides the message itself. One
+    string (its hash cached by Python), so the counting memo's per-message keys hash fast."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memo_key", f"{self.encoding}/{self.chat_format}")
 
     @property
     def source(self) -> Literal["counted", "estimated"]:
