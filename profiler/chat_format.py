@@ -531,7 +531,8 @@ def _head_key(msgs: list[Message], ck: str) -> tuple | None:
     return None
 
 
-def _find_prefix(msgs: list[Message], n: int, ck: str, cache: MessageTokenCache) -> tuple[tuple | None, list | None, int]:
+def _find_prefix(msgs: list[Message], n: int, ck: str,
+                 cache: MessageTokenCache) -> tuple[tuple | None, list | None, int]:
     """``(conversation key, entry, k)``: the remembered ``[snapshot, totals]`` entry whose snapshot equals
     the longest start ``msgs[:k]`` (``None``, ``0``: none). The check is ``msgs[:k] == snapshot``, done in
     C; the snapshot holds *copies* of the messages, so a message dict changed in place after it was counted

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,6 @@ from profiler.accounting import fill_run_usage
 from profiler.chat_format import MessageTokenCache, count_messages, count_prompt, count_prompts
 from profiler.model import LLMCall, Run, Span
 
-TAU1 = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "tau1" / "gpt-4o-airline.json.gz"
 TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "Find a booking.",
                                             "parameters": {"type": "object", "properties": {
                                                 "id": {"type": "string", "description": "Booking id"}}}}}]
@@ -150,9 +150,8 @@ def test_incremental_counts_equal_from_scratch_counts_whatever_the_history_does(
     assert count_prompts(batch, model, cache=cache) == scratch(batch, model)
 
 
-@pytest.mark.skipif(not TAU1.is_file(), reason="needs ../shared/corpus")
-def test_count_prompts_on_real_tau1_runs_equals_counting_each_call_from_scratch() -> None:
-    with gzip.open(TAU1, "rt", encoding="utf-8") as f:
+def test_count_prompts_on_real_tau1_runs_equals_counting_each_call_from_scratch(corpus: Path) -> None:
+    with gzip.open(corpus / "tau1" / "gpt-4o-airline.json.gz", "rt", encoding="utf-8") as f:
         runs = json.load(f)[:40]
     prompts = [run["traj"][:i] for run in runs for i, m in enumerate(run["traj"]) if m["role"] == "assistant"]
     expected = scratch(prompts, "gpt-4o")
@@ -188,8 +187,6 @@ def test_fill_run_usage_batches_by_model_and_tools_and_keeps_provider_usage() ->
 
 
 def test_batches_and_single_calls_share_a_memo_across_threads() -> None:
-    import threading
-
     cache = MessageTokenCache(max_entries=40, max_chars=5_000, max_prefixes=3)  # small: constant eviction
     runs = []
     for seed in range(6):
@@ -199,21 +196,13 @@ def test_batches_and_single_calls_share_a_memo_across_threads() -> None:
                 if isinstance(m.get("content"), str):
                     m["content"] = f"{m['content']} [{seed}]"
         runs.append((prompts, scratch(prompts, "gpt-4o")))
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            for _ in range(15):
-                prompts, expected = runs[i % len(runs)]
-                assert count_prompts(prompts, "gpt-4o", cache=cache) == expected
-                assert [count_messages(p, "gpt-4o", cache=cache) for p in prompts] == expected
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        for _ in range(15):
+            prompts, expected = runs[i % len(runs)]
+            assert count_prompts(prompts, "gpt-4o", cache=cache) == expected
+            assert [count_messages(p, "gpt-4o", cache=cache) for p in prompts] == expected
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))  # re-raises a failed assertion
     assert len(cache) <= 40 and cache.chars <= 5_000
