@@ -224,7 +224,7 @@ def _openai_tokens_per_message(model: str) -> int:
 
 
 _role_tokens: dict[str, dict[str, int]] = {}
-"""encoding -> {role, name or function name -> tokens}: few distinct short values, memoized (up to 4096 each)."""
+"""encoding -> {role, name or function name -> tokens}: few distinct short values (up to 4096 per encoding)."""
 
 
 def _role_table(encoding: str) -> dict[str, int]:
@@ -410,7 +410,7 @@ _DEFAULT: Any = object()
 
 def _message_key(m: Message, choice: TokenizerChoice) -> tuple[tuple, int]:
     """(memo key, characters it holds) of a message under ``choice``: everything that changes its count.
-    The same key :func:`_memo_counts` builds inline for plain OpenAI dicts."""
+    The same key :func:`_count_new` builds inline for plain OpenAI dicts."""
     content = m.get("content")
     if content is not None and not isinstance(content, str):  # a list of parts: tagged, so never equal to
         content = ("parts", json.dumps(content, sort_keys=True, ensure_ascii=False, default=str))  # a str
