@@ -98,7 +98,7 @@ def main() -> int:
           f"{sum(results['scratch']):,} prompt tokens in total")
     print(f"from scratch           : {best['scratch']:8.3f} s  (best of {REPEATS})")
     print(f"incremental, at once   : {best['batch']:8.3f} s  {batch_x:5.1f}x  (count_prompts; cold memo: "
-          f"{memo.misses:,} messages tokenized, {memo.hits:,} memo hits, {memo.prefix_hits:,} re-sent)")
+          f"{memo.misses:,} texts tokenized, {memo.hits:,} memo hits, {memo.prefix_hits:,} re-sent)")
     print(f"incremental, by call   : {best['calls']:8.3f} s  {calls_x:5.1f}x  (count_messages per call, shared memo)")
     print(f"floor                  : {t_floor:8.3f} s  (just tokenizing the {len(distinct):,} distinct texts "
           f"(contents, tool-call arguments) once: no memo can beat {best['scratch'] / t_floor:.1f}x here)")

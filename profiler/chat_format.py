@@ -47,25 +47,28 @@ from profiler.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, t
 
 
 class MessageTokenCache:
-    """The counting memo: bounded, safe to share between threads. Two parts:
+    """The counting memo: bounded, safe to share between threads. Three parts:
 
-    * **messages** — an LRU map from a message's key (tokenizer and template, role, content, name, tool
-      calls) to ``(tokens, characters held)``. Keys hold the message's strings themselves: Python caches a
-      string's hash on the object, so looking up a message an agent re-sends (the same string objects,
-      call after call) costs O(1) whatever its length, and equality is exact (no collision risk). Bounded
-      by ``max_entries`` and by ``max_chars``, the total length of the strings the keys keep alive.
+    * **texts** — per tiktoken encoding, an LRU map ``text -> tokens`` for the texts the OpenAI template
+      sums (message contents, tool-call arguments). The key is the string itself: Python caches a string's
+      hash on the object, so looking up a text an agent re-sends (the same string, call after call) costs
+      O(1) whatever its length, and equality is exact (no collision risk).
+    * **messages** — for the other templates (whose wrappers make a message's count more than a sum of
+      texts) and unusual messages: an LRU map from a message's key (tokenizer and template, role, content,
+      name, tool calls) to ``(tokens, characters held)``.
     * **conversations** — per conversation (found by its first two messages), up to 8 remembered prompts
       as ``[snapshot, running totals]``: shallow copies of the prompt's messages and the sums of their
       first i counts. A new prompt that starts with a snapshot (compared by value) reuses its total in one
       step and only looks at its new messages. At most ``max_prefixes`` conversations are kept.
 
-    Reads are lock-free (single dict operations are atomic under the GIL: keys are tuples of strings, so no
-    Python-level ``__eq__``/``__hash__`` runs); compound updates take one lock per counted prompt.
-    Counters are statistics and may undercount under contention.
+    Texts and messages together are bounded by ``max_entries`` and by ``max_chars``, the total length of
+    the strings their keys keep alive. Reads are lock-free (single dict operations are atomic under the
+    GIL: keys are strings or tuples of strings, so no Python-level ``__eq__``/``__hash__`` runs); compound
+    updates take one lock per counted prompt. Counters are statistics and may undercount under contention.
     """
 
-    __slots__ = ("max_entries", "max_chars", "max_prefixes", "_data", "_chars", "_prefixes", "_lock", "hits",
-                 "misses", "prefix_hits")
+    __slots__ = ("max_entries", "max_chars", "max_prefixes", "_data", "_texts", "_chars", "_prefixes", "_lock",
+                 "hits", "misses", "prefix_hits")
     _PER_HEAD = 8
 
     def __init__(self, max_entries: int = 100_000, max_chars: int = 64_000_000, max_prefixes: int = 256) -> None:
@@ -73,14 +76,16 @@ class MessageTokenCache:
         self.max_chars = max_chars
         self.max_prefixes = max_prefixes
         self._data: OrderedDict[Any, tuple[int, int]] = OrderedDict()
+        self._texts: dict[str, OrderedDict[str, int]] = {}
         self._chars = 0
         self._prefixes: OrderedDict[Any, list[list[list]]] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0  # messages looked up one by one and found
-        self.misses = 0  # messages tokenized (and stored)
+        self.hits = 0  # texts or messages looked up one by one and found
+        self.misses = 0  # texts or messages tokenized (and stored)
         self.prefix_hits = 0  # messages whose count came from a verified re-sent prefix
 
     def get(self, key: Any) -> int | None:
+        """The count stored under a message key (or ``None``)."""
         entry = self._data.get(key)
         if entry is None:
             self.misses += 1
@@ -93,7 +98,7 @@ class MessageTokenCache:
         return entry[0]
 
     def put(self, key: Any, value: int, size: int = 0) -> None:
-        """Store ``value`` under ``key``; ``size``: characters the key keeps alive (counted against
+        """Store ``value`` under a message key; ``size``: characters the key keeps alive (counted against
         ``max_chars``)."""
         with self._lock:
             old = self._data.pop(key, None)
@@ -103,16 +108,29 @@ class MessageTokenCache:
             self._chars += size
             self._evict()
 
+    def _text_memo(self, encoding: str) -> OrderedDict[str, int]:
+        memo = self._texts.get(encoding)
+        if memo is None:
+            with self._lock:
+                memo = self._texts.setdefault(encoding, OrderedDict())
+        return memo
+
     def _evict(self) -> None:
-        """Drop least recently used entries until within bounds (caller holds the lock)."""
-        data = self._data
-        while data and (len(data) > self.max_entries or self._chars > self.max_chars):
-            _, (_, freed) = data.popitem(last=False)
-            self._chars -= freed
+        """Drop least recently used entries until within bounds, from the largest memo first (the caller
+        holds the lock)."""
+        while len(self) > self.max_entries or self._chars > self.max_chars:
+            memos = [m for m in (self._data, *self._texts.values()) if m]
+            if not memos:
+                self._chars = 0  # nothing held: forget what concurrent double-counting may have added
+                return
+            memo = max(memos, key=len)
+            key, value = memo.popitem(last=False)
+            self._chars -= value[1] if memo is self._data else len(key)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._texts.clear()
             self._prefixes.clear()
             self._chars = 0
             self.hits = self.misses = self.prefix_hits = 0
@@ -123,7 +141,7 @@ class MessageTokenCache:
         return self._chars
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + sum(map(len, self._texts.values()))
 
 
 default_cache = MessageTokenCache()
@@ -562,23 +580,30 @@ def _find_prefix(msgs: list[Message], n: int, ck: str,
 
 def _count_new(new: list[Message], choice: TokenizerChoice, per_message: int,
                cache: MessageTokenCache) -> tuple[list[int], int, int, int]:
-    """``(counts, copyable, misses, chars)``: each message's tokens, looked up in the message memo and
-    tokenized (and stored) on a miss; how many of ``new`` can be snapshotted (up to the first whose content
-    is not a string: a list of parts can change in place); how many were stored and the characters they
-    hold (for :func:`_remember` to account under the lock). Written flat: this runs for every new message
-    of every call. The OpenAI template is counted inline (same as :func:`_count_openai`)."""
-    ck = choice.memo_key
-    encoding = choice.encoding
-    plain = _plain_encoders.get(encoding) if choice.chat_format == "openai" else None
+    """``(counts, copyable, misses, chars)``: each message's tokens; how many of ``new`` can be snapshotted
+    (up to the first whose content is not a string: a list of parts can change in place); how many texts
+    were tokenized and stored, and the characters they hold (for :func:`_remember` to account under the
+    lock).
+
+    The OpenAI template (over a tiktoken encoding) is a sum, counted inline: ``3 + role + content`` [+ name
+    + 1] [+ per tool call: 3 + name + arguments], each text looked up in the encoding's text memo and
+    tokenized on a miss. Written flat: this runs for every new message of every call. Other templates, and
+    messages the sum does not cover, go through :func:`_message_tokens` and the message memo."""
+    plain = _plain_encoders.get(choice.encoding) if choice.chat_format == "openai" else None
     if plain is None:
         plain = _plain_encoder(choice)
+        if plain is None:
+            return _count_new_by_message(new, choice, per_message, cache)
+    encoding = choice.encoding
     roles = _role_tokens.get(encoding)
     if roles is None:
         roles = _role_table(encoding)
-    data = cache._data
-    lookup = data.get
-    touch = data.move_to_end
-    store = data.setdefault
+    texts = cache._texts.get(encoding)
+    if texts is None:
+        texts = cache._text_memo(encoding)
+    lookup = texts.get
+    touch = texts.move_to_end
+    store = texts.setdefault
     counts: list[int] = []
     append = counts.append
     copyable = len(new)
@@ -587,64 +612,77 @@ def _count_new(new: list[Message], choice: TokenizerChoice, per_message: int,
         get = m.get
         content = get("content")
         role = get("role")
-        ckey = name = None
-        if len(m) == 2 and content.__class__ is str and role.__class__ is str:
-            key: Any = (ck, role, content, None)  # {"role", "content"}: the common message, no more gets
-        elif content is not None and content.__class__ is not str:
-            if copyable > len(counts):
-                copyable = len(counts)
+        if role.__class__ is not str or (content is not None and content.__class__ is not str):
+            if content is not None and content.__class__ is not str and copyable > len(counts):
+                copyable = len(counts)  # a list of parts
             append(_message_tokens(m, choice, per_message, cache))
             continue
-        else:
-            name = get("name")
-            calls = get("tool_calls")
-            if get("function_call"):
-                key = None
-            elif calls:
-                ckey = _calls_key(calls)
-                key = None if ckey is None else (ck, role, content, name, ckey)
+        r = roles.get(role)
+        c = per_message + (r if r is not None else _role_count(choice, role))
+        if content:
+            t = lookup(content)
+            if t is None:
+                t = len(plain(content))
+                store(content, t)  # a thread that stored it meanwhile stored the same count
+                misses += 1
+                chars += len(content)
             else:
-                key = (ck, role, content, name)
-            if key is None:
-                append(_message_tokens(m, choice, per_message, cache))
-                continue
-        hit = lookup(key)
-        if hit is not None:
-            try:
-                touch(key)
-            except KeyError:  # evicted by another thread meanwhile; the value read is still right
-                pass
-            hits += 1
-            append(hit[0])
-            continue
-        size = len(content) if content else 0
-        if plain is not None and role.__class__ is str:
-            # <|start|>role<|message|>content<|end|> [+ name + 1] [+ per call: 3 + name + arguments]
-            r = roles.get(role)
-            c = per_message + (r if r is not None else _role_count(choice, role))
-            if content:
-                c += len(plain(content))
+                try:
+                    touch(content)
+                except KeyError:  # evicted by another thread meanwhile; the count read is still right
+                    pass
+                hits += 1
+            c += t
+        if len(m) != 2 or content is None:  # not just role and content: a name, tool calls...
+            name = get("name")
             if name:
-                name = str(name)
-                r = roles.get(name)
-                c += (r if r is not None else _role_count(choice, name)) + 1
-            if ckey:
-                for fname, args in ckey:
-                    fname = str(fname or "")
-                    r = roles.get(fname)
-                    c += 3 + (r if r is not None else _role_count(choice, fname)) + len(plain(args))
-                    size += len(fname) + len(args)
-        else:
-            c = _count_message(m, choice, per_message)
-            if ckey:
-                size += sum(len(str(a or "")) + len(b) for a, b in ckey)
-        value = (c, size)
-        if store(key, value) is value:  # stored by us, not by a thread that counted it meanwhile
-            chars += size
-            misses += 1
+                r = roles.get(name) if name.__class__ is str else None
+                c += (r if r is not None else _role_count(choice, str(name))) + 1
+            calls = get("tool_calls")
+            if get("function_call") or (calls and not _plain_calls(calls)):
+                counts.append(_message_tokens(m, choice, per_message, cache))
+                continue
+            for call in calls or ():
+                fn = call["function"]
+                fname = fn.get("name")
+                args = fn["arguments"]
+                r = roles.get(fname) if fname.__class__ is str else None
+                c += 3 + (r if r is not None else _role_count(choice, str(fname or "")))
+                t = lookup(args)
+                if t is None:
+                    t = len(plain(args))
+                    store(args, t)
+                    misses += 1
+                    chars += len(args)
+                else:
+                    hits += 1
+                c += t
         append(c)
     cache.hits += hits
     return counts, copyable, misses, chars
+
+
+def _plain_calls(calls: Any) -> bool:
+    """Whether ``tool_calls`` are OpenAI dicts with string arguments (what :func:`_count_new` sums)."""
+    for call in calls:
+        fn = call.get("function") if call.__class__ is dict else None
+        if fn.__class__ is not dict or fn.get("arguments").__class__ is not str:
+            return False
+    return calls.__class__ is list or calls.__class__ is tuple
+
+
+def _count_new_by_message(new: list[Message], choice: TokenizerChoice, per_message: int,
+                          cache: MessageTokenCache) -> tuple[list[int], int, int, int]:
+    """:func:`_count_new` for the templates that are not a sum of texts: each message under its key in the
+    message memo (accounted by :meth:`MessageTokenCache.put` itself)."""
+    counts = []
+    copyable = len(new)
+    for m in new:
+        content = m.get("content")
+        if content is not None and content.__class__ is not str and copyable > len(counts):
+            copyable = len(counts)
+        counts.append(_message_tokens(m, choice, per_message, cache))
+    return counts, copyable, 0, 0
 
 
 def _extend_totals(totals: list[int], counts: list[int], n: int) -> None:
@@ -665,7 +703,7 @@ def _remember(cache: MessageTokenCache, hkey: tuple | None, entry: list | None, 
         if misses:
             cache.misses += misses
             cache._chars += chars
-            if len(cache._data) > cache.max_entries or cache._chars > cache.max_chars:
+            if len(cache) > cache.max_entries or cache._chars > cache.max_chars:
                 cache._evict()
         if not copies:
             return

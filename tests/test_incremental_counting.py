@@ -110,15 +110,19 @@ def test_count_prompts_takes_langchain_messages_and_iterables() -> None:
 
 
 MESSAGE = st.fixed_dictionaries(
-    {"role": st.sampled_from(["user", "assistant", "tool", "system"]),
-     "content": st.one_of(st.none(), st.text(max_size=40),
-                          st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=10)}),
-                                   max_size=2))},
-    optional={"name": st.sampled_from(["bob", "lookup"]),
+    {"role": st.sampled_from(["user", "assistant", "tool", "system"])},
+    optional={"content": st.one_of(st.none(), st.text(max_size=40),
+                                   st.lists(st.fixed_dictionaries({"type": st.just("text"),
+                                                                   "text": st.text(max_size=10)}), max_size=2)),
+              "name": st.sampled_from(["bob", "lookup"]),
               "tool_calls": st.lists(st.fixed_dictionaries({"type": st.just("function"), "function":
                                      st.fixed_dictionaries({"name": st.sampled_from(["f", "lookup"]),
-                                                            "arguments": st.text(max_size=20)})}),
-                                     min_size=1, max_size=2)})
+                                                            "arguments": st.one_of(  # JSON text, or a dict
+                                                                st.text(max_size=20),
+                                                                st.dictionaries(st.text(max_size=3),
+                                                                                st.integers(), max_size=2))})}),
+                                     min_size=1, max_size=2),
+              "function_call": st.fixed_dictionaries({"name": st.just("f"), "arguments": st.text(max_size=10)})})
 STEP = st.one_of(
     st.tuples(st.just("grow"), st.lists(MESSAGE, min_size=1, max_size=3)),  # the agent's next call
     st.tuples(st.just("edit"), st.integers(0, 50), st.text(max_size=30)),  # a message changed in place
@@ -139,7 +143,7 @@ def test_incremental_counts_equal_from_scratch_counts_whatever_the_history_does(
         if step[0] == "grow":
             history = history + step[1]
         elif step[0] == "edit":
-            history[step[1] % len(history)]["content"] = step[2]
+            history[step[1] % len(history)]["content"] = step[2]  # (a message may have had none)
             # a batch assumes no edits while it runs: count what was gathered, then go on
             assert count_prompts(batch, model, cache=cache) == scratch(batch, model)
             batch = []
