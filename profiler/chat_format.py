@@ -64,11 +64,13 @@ class MessageTokenCache:
     Texts and messages together are bounded by ``max_entries`` and by ``max_chars``, the total length of
     the strings their keys keep alive. Reads are lock-free (single dict operations are atomic under the
     GIL: keys are strings or tuples of strings, so no Python-level ``__eq__``/``__hash__`` runs); compound
-    updates take one lock per counted prompt. Counters are statistics and may undercount under contention.
+    updates take one lock per counted prompt. Without contention the counters and the bounds' accounting are
+    exact; two threads tokenizing the same new text at once may both count it, which only makes eviction
+    start a little early (and is forgotten once the memo empties).
     """
 
-    __slots__ = ("max_entries", "max_chars", "max_prefixes", "_data", "_texts", "_chars", "_prefixes", "_lock",
-                 "hits", "misses", "prefix_hits")
+    __slots__ = ("max_entries", "max_chars", "max_prefixes", "_data", "_texts", "_entries", "_chars", "_prefixes",
+                 "_lock", "hits", "misses", "prefix_hits")
     _PER_HEAD = 8
 
     def __init__(self, max_entries: int = 100_000, max_chars: int = 64_000_000, max_prefixes: int = 256) -> None:
@@ -77,6 +79,7 @@ class MessageTokenCache:
         self.max_prefixes = max_prefixes
         self._data: OrderedDict[Any, tuple[int, int]] = OrderedDict()
         self._texts: dict[str, OrderedDict[str, int]] = {}
+        self._entries = 0  # texts + messages held (a counter: len() of every memo costs more per call)
         self._chars = 0
         self._prefixes: OrderedDict[Any, list[list[list]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -104,6 +107,8 @@ class MessageTokenCache:
             old = self._data.pop(key, None)
             if old is not None:
                 self._chars -= old[1]
+            else:
+                self._entries += 1
             self._data[key] = (value, size)
             self._chars += size
             self._evict()
@@ -118,13 +123,14 @@ class MessageTokenCache:
     def _evict(self) -> None:
         """Drop least recently used entries until within bounds, from the largest memo first (the caller
         holds the lock)."""
-        while len(self) > self.max_entries or self._chars > self.max_chars:
+        while self._entries > self.max_entries or self._chars > self.max_chars:
             memos = [m for m in (self._data, *self._texts.values()) if m]
             if not memos:
-                self._chars = 0  # nothing held: forget what concurrent double-counting may have added
+                self._entries = self._chars = 0  # nothing held: forget what racing stores double-counted
                 return
             memo = max(memos, key=len)
             key, value = memo.popitem(last=False)
+            self._entries -= 1
             self._chars -= value[1] if memo is self._data else len(key)
 
     def clear(self) -> None:
@@ -132,7 +138,7 @@ class MessageTokenCache:
             self._data.clear()
             self._texts.clear()
             self._prefixes.clear()
-            self._chars = 0
+            self._entries = self._chars = 0
             self.hits = self.misses = self.prefix_hits = 0
 
     @property
@@ -702,8 +708,9 @@ def _remember(cache: MessageTokenCache, hkey: tuple | None, entry: list | None, 
     with cache._lock:
         if misses:
             cache.misses += misses
+            cache._entries += misses
             cache._chars += chars
-            if len(cache) > cache.max_entries or cache._chars > cache.max_chars:
+            if cache._entries > cache.max_entries or cache._chars > cache.max_chars:
                 cache._evict()
         if not copies:
             return
