@@ -74,7 +74,7 @@ def test_count_prompts_counts_each_distinct_message_once_and_reuses_prefixes() -
     assert count_prompts(prompts, "gpt-4o", cache=cache) == scratch(prompts, "gpt-4o")
     assert cache.misses == 42  # each distinct message tokenized once
     assert cache.prefix_hits == sum(range(3, 42))  # every prompt after the first re-sends the one before
-    # the conversation is remembered: a later call that goes on from it only counts its new message
+    # every text is in the memo: a later call that goes on from the run only tokenizes its new message
     before = cache.misses
     nxt = history + [{"role": "user", "content": "one more"}]
     assert count_messages(nxt, "gpt-4o", cache=cache) == count_messages(nxt, "gpt-4o", cache=None)
