@@ -615,6 +615,10 @@ def _count_new(new: list[Message], choice: TokenizerChoice, per_message: int,
     copyable = len(new)
     hits = misses = chars = 0
     for m in new:
+        if m.__class__ is not dict:  # a LangChain message among dicts: counted as its dict, never snapshotted
+            if copyable > len(counts):
+                copyable = len(counts)
+            m = to_openai_message(m)
         get = m.get
         content = get("content")
         role = get("role")
@@ -684,6 +688,9 @@ def _count_new_by_message(new: list[Message], choice: TokenizerChoice, per_messa
     counts = []
     copyable = len(new)
     for m in new:
+        if m.__class__ is not dict:
+            m = to_openai_message(m)
+            copyable = min(copyable, len(counts))
         content = m.get("content")
         if content is not None and content.__class__ is not str and copyable > len(counts):
             copyable = len(counts)
@@ -872,11 +879,7 @@ def _finish_chain(chain: list[Any], totals: list[int], choice: TokenizerChoice, 
     counted twice, and when it is, its texts are all in the memo): copying every message of every
     conversation would cost more than it could save."""
     entry, k, new, upto = chain
-    try:
-        counts, copyable, misses, chars = _count_new(new, choice, per_message, memo) if new else ([], 0, 0, 0)
-    except AttributeError:  # a LangChain message inside a list of dicts: convert, count as usual
-        new = [m if m.__class__ is dict else to_openai_message(m) for m in new]
-        counts, copyable, misses, chars = _count_new(new, choice, per_message, memo)
+    counts, copyable, misses, chars = _count_new(new, choice, per_message, memo) if new else ([], 0, 0, 0)
     running = list(accumulate(counts, initial=entry[1][k] if entry is not None else 0))
     totals += map(running.__getitem__, upto)  # a prompt's messages: the chain's start + `upto` new ones
     if misses:

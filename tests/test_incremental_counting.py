@@ -103,10 +103,16 @@ def test_count_prompts_takes_langchain_messages_and_iterables() -> None:
           AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Paris"}, "id": "t1"}]),
           ToolMessage("18C, cloudy", tool_call_id="t1"), AIMessage("18C and cloudy.")]
     prompts = [lc[:2], lc[:4], lc]
-    mixed = [[{"role": "system", "content": "Be brief."}, *lc[1:3]]]
+    mixed = [[{"role": "system", "content": "Be brief."}, *lc[1:3]],
+             [{"role": "system", "content": "Be brief."}, lc[1], {"role": "assistant", "content": "ok"}]]
     expected = scratch(prompts + mixed, "gpt-4o")
     assert count_prompts(prompts + mixed, "gpt-4o", cache=MessageTokenCache()) == expected
     assert count_prompts((iter(p) for p in prompts), "gpt-4o", cache=MessageTokenCache()) == expected[:3]
+    cache = MessageTokenCache()
+    for _ in range(2):  # cold, then warm
+        assert [count_messages(p, "gpt-4o", cache=cache) for p in prompts + mixed] == expected
+    held = sum(map(len, cache._texts["o200k_base"])) + sum(size for _, size in cache._data.values())
+    assert cache.chars == held  # every stored text accounted for
 
 
 MESSAGE = st.fixed_dictionaries(
