@@ -17,6 +17,35 @@ def corpus() -> Path:
     return CORPUS
 
 
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only():
+    """Offline first: any connection a test (or tokprof under test) opens beyond loopback fails loudly.
+    (Subprocesses are covered by their own tests: sockets blocked for counting, no requests from the
+    report in the browser.)"""
+    import socket
+
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(address: object) -> None:
+        if isinstance(address, tuple) and not str(address[0]).startswith(_LOOPBACK):
+            raise OSError(f"test tried to reach {address[0]!r}: tests may only use 127.0.0.1")
+
+    def connect(self, address):  # noqa: ANN001, ANN202
+        check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):  # noqa: ANN001, ANN202
+        check(address)
+        return real_connect_ex(self, address)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+    yield
+    socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex
+
+
 @pytest.fixture(autouse=True)
 def _runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test writes runs to its own folder, never to the repo's .tokprof."""

@@ -147,6 +147,8 @@ def test_counting_works_with_sockets_blocked_in_a_fresh_process() -> None:
             n = count_messages([{"role": "user", "content": "你好 hello"}], model)
             assert n > 0, model
             seen.add(tokenizer_for(model).encoding)
+        from profiler.prices import get_price   # the price table ships in the package too
+        assert get_price("gpt-4o") is not None and get_price("qwen-max") is not None
         print(sorted(seen))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
