@@ -112,16 +112,9 @@ def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
                       SNIPPET_PREFIX, ordered[:50])
 
 
-def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTable",
-             currency: str) -> tuple[list["Diagnostic"], list[str]]:
-    """All findings, biggest money first, and notes on analyses that were not available."""
-    from reports.model import Diagnostic
-
-    out: list[Diagnostic] = []
-    notes: list[str] = []
-    rates = [_message_costs(c, payloads)[0] for c in calls]
-
-    # 1. Prefix-stability breaks: a call that rewrites part of the previous call's prompt.
+def _quick_prefix_breaks(calls: list[dict[str, Any]], payloads: "PayloadTable") -> list[tuple[int, int, str]]:
+    """(call, tokens re-sent uncached, reason) for each call that rewrites part of the previous prompt of its
+    run and model, from the payload table alone."""
     breaks: list[tuple[int, int, str]] = []  # call, tokens re-sent uncached, reason
     prev: dict[tuple[int, str], list[int]] = {}
     for c in calls:
@@ -141,7 +134,22 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
         role = payloads.items[m[k]]["role"]
         reason = "system prompt changed" if role in ("system", "developer") else f"message {k + 1} ({role}) rewritten"
         breaks.append((c["i"], lost, reason))
+    return breaks
+
+
+def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTable",
+             currency: str) -> tuple[list["Diagnostic"], list[str]]:
+    """All findings, biggest money first, and notes on analyses that were not available."""
+    from reports.model import Diagnostic
+
+    out: list[Diagnostic] = []
+    notes: list[str] = []
+    rates = [_message_costs(c, payloads)[0] for c in calls]
+
+    # 1. Prefix-stability breaks: a call that rewrites part of the previous call's prompt. The billing
+    # simulator's analysis when it is available; else a quick scan of the payload table.
     d_diag = _prefix_breaks_from_optimizer(runs, calls, currency)
+    breaks = _quick_prefix_breaks(calls, payloads) if d_diag is None else []
     if d_diag is not None:
         if d_diag.calls or d_diag.tokens:
             out.append(d_diag)

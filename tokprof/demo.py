@@ -24,6 +24,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -536,11 +537,11 @@ class DemoResult:
     """Seconds per phase: ``baseline``, ``optimized``, ``report``, ``total``."""
     report_renderer: str = ""
 
-    @property
+    @cached_property  # the runs are final once run_demo returns; headline, CLI and fallback page all read it
     def before(self) -> RunTotals:
         return RunTotals.of(self.baseline)
 
-    @property
+    @cached_property
     def after(self) -> RunTotals | None:
         return RunTotals.of(self.optimized) if self.optimized is not None else None
 
@@ -614,21 +615,12 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
 # the report
 # ---------------------------------------------------------------------------------------------------
 def write_report(result: DemoResult, path: Path) -> tuple[Path, str]:
-    """Write the comparison report with engineer F's ``reports`` (``render_compare`` if it exists, else
-    ``reports.model.build_comparison`` + ``reports.html.write_html``); if that is missing or fails, with the
-    minimal self-contained page below. Returns the path and the renderer used."""
+    """Write the comparison report (``reports.model.build_comparison`` + ``reports.html.write_html``); if that
+    fails, the minimal self-contained page below. Returns the path and the renderer used."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if result.optimized is not None:
         try:
             from reports import html as report_html
-
-            render = getattr(report_html, "render_compare", None)
-            if render is not None:
-                out = render(result.baseline, result.optimized, path)
-                if isinstance(out, str) and not path.exists():
-                    path.write_text(out, encoding="utf-8")
-                if path.exists():
-                    return path, "reports.html.render_compare"
             from reports.model import build_comparison
 
             model = build_comparison(result.baseline, result.optimized,

@@ -69,7 +69,7 @@ LIVE_PASS_OPTIONS: dict[str, dict[str, Any]] = {"observation-mask": {"keep_turns
 """Options of the live compression passes, pinned (a live agent acts on what it is sent): masking keeps the
 outputs of the last three steps, as an agent re-reads recent outputs (the recorded-run default of one step
 is tuned for simulation); minify cuts only outputs over 3,000 tokens."""
-MASK_KEEP_LAST = 3
+MASK_KEEP_LAST = LIVE_PASS_OPTIONS["observation-mask"]["keep_turns"]
 MASK_MIN_CHARS = 200
 """Tool outputs shorter than this are not worth masking (the placeholder is about as long)."""
 

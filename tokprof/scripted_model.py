@@ -84,7 +84,7 @@ def _plain(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 class TokenCounter:
     """Counts prompt tokens the way tokprof does (``profiler.chat_format``), itemised per message so the
-    emulated prompt cache can price prefixes. Falls back to the model's tokenizer, then ``len/4``."""
+    emulated prompt cache can price prefixes. Falls back to counting the parts, then ``len/4``."""
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -121,14 +121,7 @@ def _text_counter(model: str) -> Callable[[str], int]:
 
         count_text("probe", model)
         return lambda text: count_text(text, model)
-    except Exception:
-        pass
-    try:
-        import tiktoken
-
-        enc = tiktoken.get_encoding("o200k_base")
-        return lambda text: len(enc.encode(text, disallowed_special=()))
-    except Exception:
+    except Exception:  # the offline registry broken: estimate (never tiktoken's downloader)
         return lambda text: max(1, len(text) // 4)
 
 

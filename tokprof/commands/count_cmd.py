@@ -93,8 +93,9 @@ def count_command(args: argparse.Namespace) -> int:
     cost = usage_cost(Usage.from_provider(input_tokens=tokens), args.model, currency) if price else None
     result["input_cost"] = None if cost is None or cost.amount is None else str(cost.amount)
     result["currency"] = currency
+    rates = price.for_prompt(tokens) if price is not None else None
     if price is not None:
-        result["price_per_1m_input"] = str(price.for_prompt(tokens).input)
+        result["price_per_1m_input"] = str(rates.input)
         result["price_currency"] = price.currency
         result["price_source"] = price.source
     if args.json:
@@ -111,7 +112,7 @@ def count_command(args: argparse.Namespace) -> int:
         print(f"  input cost: unknown (no price for {args.model!r}; add one with a price override file, "
               f"see profiler.prices.load_overrides / $TOKPROF_PRICES)")
     else:
-        print(f"  input cost: {_money(cost.amount)} {currency} (at {price.for_prompt(tokens).input} "
+        print(f"  input cost: {_money(cost.amount)} {currency} (at {rates.input} "
               f"{price.currency} per 1M input tokens)")
     return 0
 
