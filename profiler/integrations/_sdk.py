@@ -82,14 +82,14 @@ class _State:
             middleware.apply_after(self.adapter.api, self.kwargs, response)
         return response
 
-    def end_stream(self, acc: Accumulator, error: BaseException | None, complete: bool) -> None:
+    def end_stream(self, acc: Accumulator | None, error: BaseException | None, complete: bool) -> None:
         if self.done:
             return
         self.done = True
         if self.span is None:
             return
         try:
-            if self.span.llm is not None:
+            if self.span.llm is not None and acc is not None:
                 acc.finish(self.span.llm)
             if not complete and error is None:
                 self.span.set_attribute("stream_incomplete", True)
@@ -142,13 +142,14 @@ def wrap_stream(state: _State, stream: Any, *, is_async: bool = False) -> Any:
     ``isinstance``, ``with`` and ``.response`` behave as before)."""
     if state.span is None:
         return stream
+    acc = None
     try:
         acc = state.adapter.accumulator()
         observe = _observe_async if is_async else _observe_sync
         stream._iterator = observe(state, acc, stream._iterator)
     except Exception as exc:
         internal_error(f"{state.adapter.api} stream", exc)
-        state.end_stream(state.adapter.accumulator(), None, False)
+        state.end_stream(acc, None, False)  # the accumulator built, if any: building it again may fail again
     return stream
 
 

@@ -144,6 +144,9 @@ class _StreamAccumulator:
 
     def __init__(self) -> None:
         self.blocks: dict[int, dict[str, Any]] = {}
+        self.pieces: dict[tuple[int, str], list[str]] = {}
+        """Streamed text per (block, field), joined in finish(): appending to a str held in a dict copies it
+        on every event (quadratic in the reply's length)."""
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.message_id: str | None = None
@@ -165,15 +168,15 @@ class _StreamAccumulator:
             if self.blocks[event.index].get("type") == "tool_use":
                 self.blocks[event.index]["_json"] = ""
         elif kind == "content_block_delta":
-            block = self.blocks.setdefault(event.index, {"type": "text", "text": ""})
+            self.blocks.setdefault(event.index, {"type": "text", "text": ""})
             delta = event.delta
             dtype = getattr(delta, "type", None)
             if dtype == "text_delta":
-                block["text"] = block.get("text", "") + delta.text
+                self.pieces.setdefault((event.index, "text"), []).append(delta.text)
             elif dtype == "input_json_delta":
-                block["_json"] = block.get("_json", "") + delta.partial_json
+                self.pieces.setdefault((event.index, "_json"), []).append(delta.partial_json)
             elif dtype == "thinking_delta":
-                block["thinking"] = block.get("thinking", "") + delta.thinking
+                self.pieces.setdefault((event.index, "thinking"), []).append(delta.thinking)
         elif kind == "message_delta":
             if getattr(event.delta, "stop_reason", None):
                 self.stop_reason = event.delta.stop_reason
@@ -183,6 +186,10 @@ class _StreamAccumulator:
         blocks = []
         for i in sorted(self.blocks):
             b = dict(self.blocks[i])
+            for name in ("text", "_json", "thinking"):
+                streamed = self.pieces.get((i, name))
+                if streamed:
+                    b[name] = (b.get(name) or "") + "".join(streamed)
             raw_json = b.pop("_json", None)
             if b.get("type") == "tool_use" and raw_json:
                 try:

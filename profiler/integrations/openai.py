@@ -135,21 +135,23 @@ class _ChatAccumulator:
             if delta.content:
                 self.content.append(delta.content)
             for tc in delta.tool_calls or []:
-                slot = self.tool_calls.setdefault(
-                    tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-                )
+                # pieces joined in finish(): appending to a str in a dict copies it every chunk (quadratic)
+                slot = self.tool_calls.setdefault(tc.index, {"id": None, "name": [], "arguments": []})
                 if tc.id:
                     slot["id"] = tc.id
                 if tc.function is not None:
                     if tc.function.name:
-                        slot["function"]["name"] += tc.function.name
+                        slot["name"].append(tc.function.name)
                     if tc.function.arguments:
-                        slot["function"]["arguments"] += tc.function.arguments
+                        slot["arguments"].append(tc.function.arguments)
 
     def finish(self, call: LLMCall) -> None:
         message: Message = {"role": "assistant", "content": "".join(self.content) or None}
         if self.tool_calls:
-            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+            message["tool_calls"] = [
+                {"id": slot["id"], "type": "function",
+                 "function": {"name": "".join(slot["name"]), "arguments": "".join(slot["arguments"])}}
+                for slot in (self.tool_calls[i] for i in sorted(self.tool_calls))]
         call.output = message
         call.finish_reason = self.finish_reason
         call.response_id = self.response_id
