@@ -448,11 +448,15 @@ class Run:
         """A deep-enough copy for passes to rewrite: new span and LLMCall objects, shared payload values."""
         import copy as _copy
 
-        spans = []
-        for s in self.spans:
-            n = Span.from_dict(s.to_dict())
-            n.llm = _copy.deepcopy(s.llm) if s.llm is not None else None
-            spans.append(n)
+        spans = [
+            Span(s.span_id, s.parent_id, s.run_id, s.kind, s.name, s.start_ns, s.wall_start_ns, s.end_ns,
+                 s.status, s.error,
+                 # own dicts: a pass's set_attribute on the copy must not write into the original run
+                 attributes=dict(s.attributes) if s.attributes else None,
+                 tags=dict(s.tags) if s.tags else None,
+                 llm=_copy.deepcopy(s.llm) if s.llm is not None else None)
+            for s in self.spans
+        ]
         return Run(
             run_id=self.run_id,
             name=self.name,

@@ -150,3 +150,20 @@ def test_unserialisable_attributes_are_stored_as_text(tmp_path):
     assert s is not None
     back = load_run(run.save(tmp_path))
     assert back.llm_spans()[0].llm.params["obj"].startswith("<object object")
+
+
+def test_run_copy_owns_its_attributes_and_calls() -> None:
+    """A pass rewriting a copy (set_attribute, usage) leaves the run it was given untouched."""
+    from profiler.model import LLMCall, Run, Span
+
+    run = Run()
+    span = Span("a", None, run.run_id, "llm", "chat", 0, 0, attributes={"k": 1}, tags={"team": "x"},
+                llm=LLMCall(model="gpt-4o", messages=[{"role": "user", "content": "hi"}]))
+    run.spans.append(span)
+    copy = run.copy()
+    copy.spans[0].set_attribute("optimizer.served_by", "response-cache")
+    copy.spans[0].tags["team"] = "y"
+    copy.spans[0].llm.messages[0]["content"] = "masked"
+    assert span.attributes == {"k": 1} and span.tags == {"team": "x"}
+    assert span.llm.messages[0]["content"] == "hi"
+    assert copy.spans[0].to_dict()["attributes"] == {"k": 1, "optimizer.served_by": "response-cache"}
