@@ -213,8 +213,13 @@ def redact_text(text: str) -> str:
     """``text`` with every recognised secret replaced by ``[REDACTED:<kind>]`` (unchanged when off)."""
     if not isinstance(text, str) or not text or not enabled():
         return text
-    extra = _extra_patterns()
+    return _redact_text(text, _extra_patterns())
+
+
+def _redact_text(text: str, extra: list[tuple[str, re.Pattern[str], int]]) -> str:
     low = text.lower()
+    if not extra and not _markers_in(text, low):
+        return text  # no pattern's marker is there: no pattern can match (the common case)
     for kind, pattern, group, markers in _COMPILED:
         if any(m in low for m in markers) if markers else _AWS_ID_HINT.search(text) is not None:
             text = _sub(kind, pattern, group, text)
@@ -230,9 +235,14 @@ def redact_obj(obj: Any, _depth: int = 0) -> Any:
     than overflow the stack."""
     if not enabled():
         return obj
+    return _redact_obj(obj, _extra_patterns(), _depth)
+
+
+def _redact_obj(obj: Any, extra: list[tuple[str, re.Pattern[str], int]], depth: int) -> Any:
+    """:func:`redact_obj` with the switch and the user patterns read once for the whole structure."""
     if isinstance(obj, str):
-        return redact_text(obj)
-    if _depth > 200:
+        return _redact_text(obj, extra) if obj else obj
+    if depth > 200:
         return "[REDACTED:too-deep]"
     if isinstance(obj, dict):
         out = {}
@@ -241,12 +251,12 @@ def redact_obj(obj: Any, _depth: int = 0) -> Any:
                     and _SENSITIVE_KEY.match(k):
                 out[k] = REDACTED.format(kind="credential")
             else:
-                out[redact_text(k) if isinstance(k, str) else k] = redact_obj(v, _depth + 1)
+                out[_redact_text(k, extra) if isinstance(k, str) and k else k] = _redact_obj(v, extra, depth + 1)
         return out
     if isinstance(obj, list):
-        return [redact_obj(v, _depth + 1) for v in obj]
+        return [_redact_obj(v, extra, depth + 1) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(redact_obj(v, _depth + 1) for v in obj)
+        return tuple(_redact_obj(v, extra, depth + 1) for v in obj)
     return obj
 
 
