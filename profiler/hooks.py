@@ -708,28 +708,24 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             error: BaseException | None = None
             try:
                 to_send: Any = None
+                method = agen.asend
                 while True:
                     token = setv(s)
                     try:
-                        item = await agen.asend(to_send)
+                        item = await method(to_send)
                     except StopAsyncIteration:
                         return
                     finally:
                         reset(token)
                     try:
                         to_send = yield item
+                        method = agen.asend
                     except GeneratorExit:
                         await agen.aclose()
                         raise
                     except BaseException as thrown:  # forward athrow() to the user's generator
-                        token = setv(s)
-                        try:
-                            item = await agen.athrow(thrown)
-                        except StopAsyncIteration:
-                            return
-                        finally:
-                            reset(token)
-                        to_send = yield item
+                        to_send = thrown
+                        method = agen.athrow
             except GeneratorExit:
                 raise
             except BaseException as exc:

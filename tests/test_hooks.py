@@ -409,3 +409,38 @@ def test_implicit_run_opt_in(tmp_path):
 
     run = load_run(files[0])
     assert run.complete and [s.name for s in run.spans if s.kind == "function"] == ["f", "f"]
+
+
+def test_async_generator_forwards_every_athrow_and_aclose_like_the_bare_generator() -> None:
+    import asyncio
+
+    def make(log: list[str]):
+        async def g():
+            try:
+                for i in range(5):
+                    try:
+                        yield i
+                    except ValueError as e:
+                        log.append(f"caught {e}")
+            finally:
+                log.append("closed")
+        return g
+
+    async def drive(gen) -> list:
+        got = [await gen.__anext__(), await gen.athrow(ValueError("one")), await gen.athrow(ValueError("two"))]
+        await gen.aclose()
+        return got
+
+    bare_log: list[str] = []
+    traced_log: list[str] = []
+    bare = asyncio.run(drive(make(bare_log)()))
+    traced_fn = trace(make(traced_log))
+
+    async def traced_run() -> list:
+        with profile(save=False) as run:
+            got = await drive(traced_fn())
+        assert [s.name for s in run.spans if s.kind == "function"] == ["g"]
+        return got
+
+    assert asyncio.run(traced_run()) == bare == [0, 1, 2]
+    assert traced_log == bare_log == ["caught one", "caught two", "closed"]
