@@ -111,6 +111,7 @@ def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
     cost: Decimal = Decimal(0)
     priced = 0
     unpriced = 0
+    costs: dict[str, Decimal | None] = {}  # priced once here; the call graph below reuses them
     for s in run.spans:
         if s.llm is None:
             continue
@@ -122,6 +123,7 @@ def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
         key = s.llm.model or "unknown"
         models[key] = models.get(key, 0) + 1
         c = span_cost(s, currency)
+        costs[s.span_id] = None if c is None else c.amount
         if c is None or c.amount is None:
             unpriced += 1
         else:
@@ -129,9 +131,9 @@ def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
             priced += 1
     top_rows: list[dict[str, Any]] = []
     if top:
-        from profiler.graph import top_spans
+        from profiler.graph import call_graph, top_spans
 
-        g = run.graph()
+        g = call_graph(run, cost_of=lambda span: costs.get(span.span_id))  # in `currency`, as the totals
         for r in top_spans(g, top, "total_tokens"):
             top_rows.append({
                 "span_id": r["span_id"],

@@ -80,3 +80,13 @@ def test_usage_sum_keeps_weakest_source():
     total = a + b
     assert total.input_tokens == 15 and total.source("input_tokens") == "estimated"
     assert total.source("output_tokens") == "provider"
+
+
+def test_summary_top_spans_cost_in_the_summary_currency() -> None:
+    from profiler.prices import convert
+    from profiler.summary import summarize
+
+    run = hand_run()
+    summary = summarize(run, top=10, currency="CNY")
+    by_id = {r["span_id"]: r for r in summary.top_spans}
+    assert Decimal(by_id["3"]["excl_cost"]) == convert(Decimal("0.01"), "USD", "CNY")  # not the USD amount
