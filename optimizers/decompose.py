@@ -159,16 +159,18 @@ def main_thread(run: Run) -> list[Span]:
     return max(groups.values(), key=len) if groups else []
 
 
-def _price(model: str | None, inp: int, out: int) -> Decimal | None:
+def _price(model: str | None, inp: int, out: int, currency: str) -> Decimal | None:
+    """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size)."""
     try:
-        from optimizers.billing import default_prices
+        from optimizers.billing import _convert, default_prices
 
         r = default_prices(model)
     except Exception:
         return None
     if r is None:
         return None
-    return (r.input * inp + r.output * out) / Decimal(1_000_000)
+    r = r.for_prompt(inp)
+    return _convert((r.input * inp + r.output * out) / Decimal(1_000_000), r.currency, currency)
 
 
 def is_mechanical(span: Span) -> str | None:
@@ -294,7 +296,8 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
             ctx = min(inp, sec_tokens + dep_tokens + own)
             sub.input_tokens += inp
             sub.context_tokens += ctx
-            a, b = _price(s.llm.model, inp, u.output_tokens), _price(s.llm.model, ctx, u.output_tokens)
+            a = _price(s.llm.model, inp, u.output_tokens, currency)
+            b = _price(s.llm.model, ctx, u.output_tokens, currency)
             if a is None or b is None:
                 priced = False
             else:
@@ -313,7 +316,8 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
         cheap = cheaper_model(s.llm.model)
         if why and cheap:
             u = s.llm.usage
-            a, b = _price(s.llm.model, u.input_tokens, u.output_tokens), _price(cheap, u.input_tokens, u.output_tokens)
+            a, b = (_price(s.llm.model, u.input_tokens, u.output_tokens, currency),
+                    _price(cheap, u.input_tokens, u.output_tokens, currency))
             rep.routable.append(RouteCandidate(s.span_id, s.llm.model or "", cheap, why,
                                                None if a is None or b is None else a - b))
     rep.reasoning.append(f"{len(rep.routable)} of {len(calls)} calls are tool calls of at most "

@@ -110,3 +110,18 @@ def test_task_decompose_decides_without_the_output():
     spans = run.llm_spans()
     # after "I am mia_li_3668, ..." and "Book flight HAT001 ...": new identifiers, a tool step follows
     assert a == b == [spans[0].span_id, spans[2].span_id]
+
+
+def test_subtask_prices_are_converted_to_the_report_currency() -> None:
+    from decimal import Decimal
+
+    from optimizers.billing import default_prices
+    from optimizers.decompose import _price
+    from profiler.prices import convert
+
+    rates = default_prices("qwen-max")
+    assert rates is not None and rates.currency == "CNY"
+    cny = _price("qwen-max", 1_000_000, 0, "CNY")
+    assert cny == rates.for_prompt(1_000_000).input
+    assert _price("qwen-max", 1_000_000, 0, "USD") == convert(cny, "CNY", "USD")  # not CNY labelled USD
+    assert _price("gpt-4o", 1_000, 1_000, "USD") == (default_prices("gpt-4o").input + default_prices("gpt-4o").output) / Decimal(1000)
