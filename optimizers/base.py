@@ -271,7 +271,6 @@ def optimize(
         fid = fidelity(run, new) if fidelity is not None else None
         ledger.steps.append(PassStep(p.name, p.description, p.evidence, inp, out, total, ctx.currency, fid, rows))
         current, prev_costs = new, new_costs
-    current.metadata.setdefault("optimized_by", [])
     current.metadata["optimized_by"] = [s.pass_name for s in ledger.steps]
     return current, ledger
 

@@ -28,6 +28,7 @@ from optimizers.billing import (
     MILLION,
     PLAN_ATTR,
     CacheRule,
+    SERVED_ATTR,
     PromptUnits,
     Rates,
     _convert,
@@ -314,7 +315,7 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None) -> lis
     for span in _ordered(run):
         call = span.llm
         assert call is not None
-        if (span.attributes or {}).get("optimizer.served_by"):
+        if (span.attributes or {}).get(SERVED_ATTR):
             continue
         key = _thread_key(run, span, index)
         pu = prompt_units(call)

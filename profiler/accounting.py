@@ -16,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterator
 
-from profiler.model import Cost, LLMCall, Span, Usage
+from profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
 
 _MILLION = Decimal(1_000_000)
 
@@ -40,11 +40,10 @@ def fill_usage(call: LLMCall) -> None:
 
 
 def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
-    order = ("provider", "counted", "estimated")
     worst = None
     for name in names:
         src = usage.sources.get(name)
-        if src is not None and (worst is None or order.index(src) > order.index(worst)):
+        if src is not None and (worst is None or TOKEN_SOURCES.index(src) > TOKEN_SOURCES.index(worst)):
             worst = src
     return worst
 

@@ -78,12 +78,11 @@ class Collector:
     picks it), so the default collector's :meth:`finish`, on every traced call, does no extra work.
     """
 
-    __slots__ = ("run", "writer", "_lock", "_finish_hooks", "capture", "keep")
+    __slots__ = ("run", "writer", "_finish_hooks", "capture", "keep")
 
     def __init__(self, run: Run, writer: Any = None, *, capture: bool = True, keep: bool = True) -> None:
         self.run = run
         self.writer = writer
-        self._lock = threading.Lock()
         self._finish_hooks: list[Callable[[Span], None]] = []
         self.capture = capture
         self.keep = keep or writer is None  # without a file, memory is the only place spans go
@@ -817,7 +816,7 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
                 # The common call shape, without a comprehension (a new frame per call in 3.11).
                 a = args[0]
                 t = type(a)
-                attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _capture_value(a),)}
+                attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _safe_repr(a),)}
             else:
                 attrs = _capture_args(args, kwargs)
         s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
@@ -834,7 +833,7 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
         reset(token)
         if capture and result is not None:
             t = type(result)
-            value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _capture_value(result)
+            value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _safe_repr(result)
             if s.attributes is None:
                 s.attributes = {"return": value}
             else:

@@ -361,7 +361,7 @@ FAULTS: list[Fault] = [
     Fault("payload-hash-raises", _patch("profiler.store.payload_id", raiser(RuntimeError("sha1")))),
     Fault("span-serialisation-raises", _patch("profiler.model.Span.to_dict", raiser(TypeError("to_dict")))),
     Fault("json-encoder-memory-error", _patch("profiler.store._dumps", raiser(MemoryError()))),
-    Fault("redaction-raises", _patch("profiler.redact.redact_text", raiser(RuntimeError("regex"))),
+    Fault("redaction-raises", _patch("profiler.redact._redact_text", raiser(RuntimeError("regex"))),
           agent=_agent_with(lambda: echo("sk-" + "a" * 48))),
     # --- unserialisable / hostile values ------------------------------------------------------------
     Fault("circular-message", agent=_agent_llm(messages=[circular_message()], usage={"input_tokens": 1}),

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from profiler.model import LLMCall, Message, TokenSource
+from profiler.model import TOKEN_SOURCES, LLMCall, Message, TokenSource
 
 CHARS_PER_TOKEN = 4
 """The fallback heuristic (and the cheap size used for block decisions, which must not depend on which
@@ -118,10 +118,9 @@ def count_message_tokens(messages: list[Message], model: str | None) -> tuple[li
 
 
 def _weaker(a: TokenSource | None, b: TokenSource) -> TokenSource:
-    order = ("provider", "counted", "estimated")
     if a is None:
         return b
-    return a if order.index(a) >= order.index(b) else b
+    return a if TOKEN_SOURCES.index(a) >= TOKEN_SOURCES.index(b) else b
 
 
 @dataclass

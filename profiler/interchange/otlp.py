@@ -64,7 +64,7 @@ from profiler.interchange.base import (
     nullish,
     stable_id,
 )
-from profiler.model import SCHEMA_VERSION, USAGE_FIELDS, Cost, LLMCall, Message, Run, Span, Usage
+from profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, USAGE_FIELDS, Cost, LLMCall, Message, Run, Span, Usage
 
 FORMAT = "otlp"
 EXPECTED = 'OTLP-JSON traces {"resourceSpans": [{"scopeSpans": [{"spans": [...]}]}]}'
@@ -513,7 +513,7 @@ def _usage(a: dict[str, Any]) -> Usage:
     sources = json_or_text(a.get("tokprof.usage.sources"))
     if isinstance(sources, dict):
         for field, src in sources.items():
-            if field in u.sources and src in ("provider", "counted", "estimated"):
+            if field in u.sources and src in TOKEN_SOURCES:
                 u.sources[field] = src
     return u
 
