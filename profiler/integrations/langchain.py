@@ -199,7 +199,6 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         super().__init__()
         self._spans: dict[UUID, Span | None] = {}
         """LangChain run id -> its span (``None`` when nothing is recorded, e.g. outside a profile)."""
-        self._previous: dict[UUID, Span | None] = {}
         """Run id -> the tokprof span that was active before the run's span was activated."""
         self._hidden: dict[UUID, UUID | None] = {}
         """Run ids of hidden internal runs (LangGraph channel writes...) -> their parent run id."""
@@ -246,11 +245,10 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         span = start_span(name, kind, parent=parent, attributes=attributes, llm=llm)
         self._spans[run_id] = span
         if span is not None:
-            previous = hooks._current.get()
-            self._previous[run_id] = previous
-            # If the end event arrives in another context (async LangChain ends runs inside gather
-            # tasks), this span stays current here once finished; hooks then step back to ``_prev``.
-            span._prev = previous
+            # ``_prev``: the span to restore at the end. If the end event arrives in another context (async
+            # LangChain ends runs inside gather tasks), this span stays current here once finished; hooks
+            # then step back to ``_prev`` too.
+            span._prev = hooks._current.get()
             hooks._current.set(span)
         return span
 
@@ -258,13 +256,12 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         if self._hidden.pop(run_id, _MISSING) is not _MISSING:
             return None
         span = self._spans.pop(run_id, None)
-        previous = self._previous.pop(run_id, None)
         if span is None:
             return None
         # Restore the previously active span only where ours is still the active one: an end event
         # delivered in another context must not clobber that context's active span.
         if hooks._current.get() is span:
-            hooks._current.set(previous)
+            hooks._current.set(span._prev)
         end_span(span, error)
         return span
 
