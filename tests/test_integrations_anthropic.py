@@ -183,3 +183,12 @@ def test_errors_propagate_unchanged_and_are_recorded(client: anthropic.Anthropic
     spans = run.llm_spans()
     assert len(spans) == 2 and all(s.status == "error" for s in spans)
     assert "prompt is too long" in spans[0].error and "bad stream" in spans[1].error
+
+
+def test_messages_stream_refusing_its_arguments_is_recorded_like_create(client: anthropic.Anthropic) -> None:
+    with profile("bad-args", instrument=["anthropic"]) as run:
+        with pytest.raises(TypeError) as bare:
+            client.messages.stream(model=MODEL, messages=MESSAGES[:1])  # max_tokens missing
+    spans = run.llm_spans()
+    assert len(spans) == 1 and spans[0].status == "error" and spans[0].end_ns is not None
+    assert str(bare.value) in spans[0].error

@@ -13,6 +13,7 @@ Requests are recorded in OpenAI chat format (system prompt first, ``tool_use`` b
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Callable
 
@@ -239,60 +240,61 @@ _SYNC_MANAGER_REQUEST = "_MessageStreamManager__api_request"
 _ASYNC_MANAGER_REQUEST = "_AsyncMessageStreamManager__api_request"
 
 
-def _sync_stream(adapter: MessagesAdapter, original: Callable[..., Any]) -> Callable[..., Any]:
-    import functools
+def _stream_helper(adapter: MessagesAdapter, original: Callable[..., Any], manager_request: str,
+                   wrap_request: Callable[[_sdk._State, Any], Any]) -> Callable[..., Any]:
+    """``messages.stream`` (sync or async: ``stream()`` itself is sync in both, only the manager's request
+    differs) recorded as one LLM span: the manager's request is swapped for ``wrap_request``'s."""
 
     @functools.wraps(original)
     def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
         state = _sdk.begin(adapter, kwargs, name="anthropic.messages.stream", streaming_helper=True)
-        manager = original(self, *args, **state.kwargs)
-        api_request = manager.__dict__.get(_SYNC_MANAGER_REQUEST) if state.span is not None else None
+        try:
+            manager = original(self, *args, **state.kwargs)
+        except BaseException as exc:  # recorded as a failed call, as create() does
+            state.fail(exc)
+            raise
+        api_request = manager.__dict__.get(manager_request) if state.span is not None else None
         if api_request is None:
             if state.span is not None:  # an SDK version whose manager we do not know: record no output
                 state.end_stream(adapter.accumulator(), None, False)
             return manager
-
-        def request() -> Any:
-            try:
-                raw = api_request()
-            except BaseException as exc:
-                state.fail(exc)
-                raise
-            return _sdk.wrap_stream(state, raw)
-
-        manager.__dict__[_SYNC_MANAGER_REQUEST] = request
+        manager.__dict__[manager_request] = wrap_request(state, api_request)
         return manager
 
     stream.__tokprof_original__ = original  # type: ignore[attr-defined]
     return stream
+
+
+def _sync_request(state: _sdk._State, api_request: Callable[[], Any]) -> Callable[[], Any]:
+    def request() -> Any:
+        try:
+            raw = api_request()
+        except BaseException as exc:
+            state.fail(exc)
+            raise
+        return _sdk.wrap_stream(state, raw)
+
+    return request
+
+
+def _async_request(state: _sdk._State, api_request: Any) -> Any:
+    async def request() -> Any:
+        try:
+            raw = await api_request
+        except BaseException as exc:
+            state.fail(exc)
+            raise
+        return _sdk.wrap_stream(state, raw, is_async=True)
+
+    return request()  # the async manager holds an awaitable, not a function
+
+
+def _sync_stream(adapter: MessagesAdapter, original: Callable[..., Any]) -> Callable[..., Any]:
+    return _stream_helper(adapter, original, _SYNC_MANAGER_REQUEST, _sync_request)
 
 
 def _async_stream(adapter: MessagesAdapter, original: Callable[..., Any]) -> Callable[..., Any]:
-    import functools
-
-    @functools.wraps(original)
-    def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = _sdk.begin(adapter, kwargs, name="anthropic.messages.stream", streaming_helper=True)
-        manager = original(self, *args, **state.kwargs)
-        api_request = manager.__dict__.get(_ASYNC_MANAGER_REQUEST) if state.span is not None else None
-        if api_request is None:
-            if state.span is not None:
-                state.end_stream(adapter.accumulator(), None, False)
-            return manager
-
-        async def request() -> Any:
-            try:
-                raw = await api_request
-            except BaseException as exc:
-                state.fail(exc)
-                raise
-            return _sdk.wrap_async_stream(state, raw)
-
-        manager.__dict__[_ASYNC_MANAGER_REQUEST] = request()
-        return manager
-
-    stream.__tokprof_original__ = original  # type: ignore[attr-defined]
-    return stream
+    return _stream_helper(adapter, original, _ASYNC_MANAGER_REQUEST, _async_request)
 
 
 def patch() -> list[_sdk.Patch]:
