@@ -17,10 +17,10 @@ copy of these rules.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from typing import Any
 
+from profiler.interchange.base import nullish, tool_calls_to_openai
 from profiler.model import Message
 
 _SYSTEM_TEMPLATE = "{guidelines}\n\n<scenario>\n{instructions}\n</scenario>"
@@ -28,10 +28,9 @@ _PERSONA_PLACEHOLDER = "<PERSONA_GUIDELINES>"
 
 
 def _text(value: Any) -> str | None:
-    """tau2 files sometimes store the string "None" for a missing value."""
-    if value is None or value == "None":
-        return None
-    return value if isinstance(value, str) else str(value)
+    """A text, or ``None`` for a missing value (tau2 files sometimes store the string "None")."""
+    value = nullish(value)
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _indent(text: str) -> str:
@@ -77,21 +76,6 @@ def user_system_prompt(info: dict[str, Any], task: dict[str, Any]) -> str:
                                    instructions=render_user_scenario(task.get("user_scenario")))
 
 
-def _openai_tool_calls(calls: Any) -> list[dict[str, Any]]:
-    out = []
-    for call in calls or []:
-        args = call.get("arguments")
-        out.append({
-            "id": call.get("id") or "",
-            "type": "function",
-            "function": {
-                "name": call.get("name") or "",
-                "arguments": args if isinstance(args, str) else json.dumps(args or {}),
-            },
-        })
-    return out
-
-
 def flip_roles(messages_before: list[dict[str, Any]]) -> list[Message]:
     """The conversation as the simulated user sees it (``UserState.flip_roles``), in OpenAI format."""
     out: list[Message] = []
@@ -109,7 +93,7 @@ def flip_roles(messages_before: list[dict[str, Any]]) -> list[Message]:
             msg: Message = {"role": "assistant", "content": content}
             calls = m.get("tool_calls")
             if calls and calls != "None":
-                msg["tool_calls"] = _openai_tool_calls(calls)
+                msg["tool_calls"] = tool_calls_to_openai(calls)
             out.append(msg)
         elif role == "tool":
             if m.get("requestor") == "user":
