@@ -275,5 +275,19 @@ def optimize(
     return current, ledger
 
 
+def optimize_runs(runs: Iterable[Run], passes: Iterable["str | Pass"], *, currency: str = "USD",
+                  options: dict[str, dict[str, Any]] | None = None) -> list[tuple[Run, Run, "Ledger"]]:
+    """``(run, optimized run, ledger)`` for each of ``runs``, through one shared :class:`PassContext`: a
+    response cache spans the runs of one invocation (e.g. trials of one task), as it would live."""
+    passes = list(passes)
+    ctx = PassContext(options=options or {}, currency=currency)
+    out = []
+    for run in runs:
+        new, ledger = optimize(run, passes, options=options, ctx=ctx)
+        ctx.history.append(run)
+        out.append((run, new, ledger))
+    return out
+
+
 def _cost_by_span(run: Run, per_call: list[Decimal | None]) -> dict[str, Decimal | None]:
     return {s.span_id: c for s, c in zip(run.llm_spans(), per_call)}

@@ -279,18 +279,12 @@ def build_optimized_report(runs: Run | Sequence[Run], passes: Iterable[str], *, 
                            options: dict[str, dict[str, Any]] | None = None, title: str | None = None) -> ReportModel:
     """Run the pass pipeline over each run (sharing one :class:`PassContext`, so caches span runs) and
     report before/after."""
-    from optimizers.base import PassContext, optimize
+    from optimizers.base import optimize_runs
 
     runs = [runs] if isinstance(runs, Run) else list(runs)
-    passes = list(passes)
-    ctx = PassContext(options=options or {}, currency=currency)
-    optimized, ledgers = [], []
-    for r in runs:
-        new, ledger = optimize(r, passes, options=options, ctx=ctx)
-        ctx.history.append(r)
-        optimized.append(new)
-        ledgers.append(ledger)
-    return build_report(runs, optimized=optimized, ledgers=ledgers, currency=currency, title=title)
+    results = optimize_runs(runs, passes, currency=currency, options=options)
+    return build_report(runs, optimized=[new for _, new, _ in results], ledgers=[lg for _, _, lg in results],
+                        currency=currency, title=title)
 
 
 def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *, currency: str = "USD",

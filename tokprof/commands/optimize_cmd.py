@@ -34,41 +34,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=optimize_command)
 
 
-def load_runs(refs: list[str], directory: str | None = None) -> list[Any]:
-    """Runs from run ids, tokprof run files, folders (recursively) and foreign trace files."""
-    from profiler.store import load_run, resolve_run
-
-    runs = []
-    for ref in refs:
-        path = Path(ref)
-        if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")
-                           and not f.name.lower().startswith("readme"))
-            if not files:
-                raise FileNotFoundError(f"{path}: folder holds no run files")
-            for f in files:
-                runs.extend(_load_file(f))
-        elif path.exists():
-            runs.extend(_load_file(path))
-        else:
-            runs.append(load_run(resolve_run(ref, directory)))
-    return runs
-
-
-def _load_file(path: Path) -> list[Any]:
-    from profiler.store import load_run
-
-    name = path.name.lower()
-    if name.endswith(".jsonl") or name.endswith(".jsonl.gz"):
-        try:
-            return [load_run(path)]
-        except Exception:  # not a tokprof run file: maybe a chat log
-            pass
-    from profiler.interchange import import_file
-
-    return list(import_file(path).runs)
-
-
 def _money(v: Decimal | None, currency: str = "") -> str:
     if v is None:
         return "unknown"
@@ -76,15 +41,15 @@ def _money(v: Decimal | None, currency: str = "") -> str:
 
 
 def optimize_command(args: argparse.Namespace) -> int:
-    from optimizers.base import PassContext, available_passes, optimize
+    from optimizers.base import available_passes, optimize_runs
 
     if args.passes.strip() == "list":
         for name, desc in available_passes().items():
             print(f"{name:16} {desc}")
         return 0
-    from optimizers.base import expand_passes
+    from tokprof.commands.report_cmd import load_runs, parse_passes
 
-    passes = [str(p) for p in expand_passes([args.passes])]
+    passes = parse_passes([args.passes])
     known = available_passes()
     for p in passes:
         if p not in known:
@@ -93,16 +58,12 @@ def optimize_command(args: argparse.Namespace) -> int:
         from profiler.prices import convert
 
         convert(Decimal(1), "USD", args.currency)  # an unsupported currency is a clear error, not "unknown"
-    runs = load_runs(args.runs, args.dir)
-    ctx = PassContext(currency=args.currency)
+    runs = load_runs(args.runs, args.dir, folders=True)
     out_dir = Path(args.out) if args.out else Path(".tokprof") / "optimized"
-    ledgers = []
-    for run in runs:
-        new, ledger = optimize(run, passes, ctx=ctx)
-        ctx.history.append(run)
+    ledgers = optimize_runs(runs, passes, currency=args.currency)
+    for run, new, _ in ledgers:
         new.metadata["optimized_from"] = run.run_id
         new.save(out_dir)
-        ledgers.append((run, new, ledger))
     totals = _totals([lg for _, _, lg in ledgers], passes)
     if args.json:
         print(json.dumps({"currency": args.currency, "passes": passes,

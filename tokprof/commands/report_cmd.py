@@ -43,27 +43,40 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-html", action="store_true", help="do not write the HTML file (console summary only)")
 
 
-def load_runs(refs: list[str], directory: str | None) -> list[Any]:
-    """Runs from ids/prefixes/run files, or from other tools' trace files through the importers."""
-    from profiler.store import RunFileError, load_run, resolve_run
+def load_runs(refs: list[str], directory: str | None, *, folders: bool = False) -> list[Any]:
+    """Runs from ids/prefixes/run files, or from other tools' trace files through the importers; with
+    ``folders``, a folder stands for every run or trace file below it. No ``refs``: the latest run."""
+    from profiler.store import load_run, resolve_run
 
     if not refs:
         return [load_run(resolve_run(None, directory))]
     runs: list[Any] = []
     for ref in refs:
         path = Path(ref)
-        if path.is_file():
-            name = path.name.lower()
-            if name.endswith((".jsonl", ".jsonl.gz")):
-                try:
-                    runs.append(load_run(path))
-                    continue
-                except RunFileError:
-                    pass  # perhaps a chat log: let the importers try
-            runs.extend(_import(path))
+        if folders and path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")
+                           and not f.name.lower().startswith("readme"))
+            if not files:
+                raise FileNotFoundError(f"{path}: folder holds no run files")
+            for f in files:
+                runs.extend(load_file(f))
+        elif path.is_file():
+            runs.extend(load_file(path))
         else:
             runs.append(load_run(resolve_run(ref, directory)))
     return runs
+
+
+def load_file(path: Path) -> list[Any]:
+    """The runs of one file: a tokprof run file, else whatever the importers read in it."""
+    from profiler.store import RunFileError, load_run
+
+    if path.name.lower().endswith((".jsonl", ".jsonl.gz")):
+        try:
+            return [load_run(path)]
+        except RunFileError:
+            pass  # perhaps a chat log: let the importers try
+    return _import(path)
 
 
 def _import(path: Path) -> list[Any]:
