@@ -141,8 +141,9 @@ def rewrite_call(call: LLMCall, new: Rewritten) -> tuple[int, int, TokenSource]:
     Only the messages that differ are counted; cache read/write tokens are reset to 0 because the
     prompt changed (the billing simulator's prompt-cache planning re-derives them)."""
     old_msgs = call.messages
-    removed = _multiset_minus(old_msgs, new.messages)
-    inserted = _multiset_minus(new.messages, old_msgs)
+    old_keys, new_keys = [_key(m) for m in old_msgs], [_key(m) for m in new.messages]  # each serialised once
+    removed = _multiset_minus(old_msgs, old_keys, new_keys)
+    inserted = _multiset_minus(new.messages, new_keys, old_keys)
     rem_counts, src1 = count_message_tokens(removed, call.model) if removed else ([], "counted")
     ins_counts, src2 = count_message_tokens(inserted, call.model) if inserted else ([], "counted")
     delta = sum(ins_counts) - sum(rem_counts) + new.extra_tokens
@@ -170,15 +171,14 @@ def _key(m: Message) -> str:
     return json.dumps(m, sort_keys=True, default=str)
 
 
-def _multiset_minus(a: list[Message], b: list[Message]) -> list[Message]:
-    """The messages of ``a`` with no counterpart in ``b`` (multiset difference, order of ``a``)."""
+def _multiset_minus(a: list[Message], a_keys: list[str], b_keys: list[str]) -> list[Message]:
+    """The messages of ``a`` with no counterpart in ``b`` (multiset difference by :func:`_key`, order of
+    ``a``); ``a_keys``/``b_keys``: the keys of ``a`` and ``b``."""
     pool: dict[str, int] = {}
-    for m in b:
-        k = _key(m)
+    for k in b_keys:
         pool[k] = pool.get(k, 0) + 1
     out = []
-    for m in a:
-        k = _key(m)
+    for m, k in zip(a, a_keys):
         if pool.get(k, 0) > 0:
             pool[k] -= 1
         else:
