@@ -62,7 +62,7 @@ def call_graph(run: Run, cost_of: Callable[[Span], Decimal | None] | None = None
     cost_of = cost_of or _default_cost
     g = nx.DiGraph(run_id=run.run_id, name=run.name)
     kids = run.children()
-    for depth, span in run.walk():
+    for depth, span in run.walk(kids):
         own = _own_metrics(span, cost_of)
         g.add_node(
             span.span_id,
@@ -80,10 +80,11 @@ def call_graph(run: Run, cost_of: Callable[[Span], Decimal | None] | None = None
         for c in children:
             g.add_edge(parent, c.span_id)
     # Paths, then inclusive roll-ups bottom-up (reverse topological order of a forest).
-    for node in nx.topological_sort(g):
+    order = list(nx.topological_sort(g))
+    for node in order:
         preds = list(g.predecessors(node))
         g.nodes[node]["path"] = (g.nodes[preds[0]]["path"] if preds else ()) + (g.nodes[node]["name"],)
-    for node in reversed(list(nx.topological_sort(g))):
+    for node in reversed(order):
         attrs = g.nodes[node]
         for k in METRICS:
             total = attrs[f"excl_{k}"]

@@ -387,9 +387,9 @@ class Run:
     def roots(self) -> list[Span]:
         return self.children().get(None, [])
 
-    def walk(self) -> Iterator[tuple[int, Span]]:
-        """Depth-first (depth, span) in call order."""
-        kids = self.children()
+    def walk(self, kids: dict[str | None, list[Span]] | None = None) -> Iterator[tuple[int, Span]]:
+        """Depth-first (depth, span) in call order (``kids``: :meth:`children`, when the caller has it)."""
+        kids = kids if kids is not None else self.children()
         stack = [(0, s) for s in reversed(kids.get(None, []))]
         while stack:
             depth, s = stack.pop()
