@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_savings import CORPUS, _stage, corpus_files, load_runs  # noqa: E402
-from optimizers.base import PassContext, make_pass  # noqa: E402
+from tokprof.optimizers.base import PassContext, make_pass  # noqa: E402
 
 CACHING = ["response-cache", "tool-cache"]
 EACH = ["minify", "observation-mask", "dedupe", "history-budget", "relevance-prune", "task-decompose"]

@@ -13,8 +13,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from reports.html import render_html  # noqa: E402
-from reports.model import build_report  # noqa: E402
+from tokprof.reports.html import render_html  # noqa: E402
+from tokprof.reports.model import build_report  # noqa: E402
 from reports_samples import tau1_runs  # noqa: E402
 from test_reports_html import concatenated_run  # noqa: E402
 

@@ -5,14 +5,14 @@ For each file and overall: calls, input/output tokens, billed cost as recorded a
 files the agent's billed cost cut by prompt-cache alone.
 
 All runs of one file are treated as one account: their calls reach the provider's prompt cache in
-wall-clock order (:func:`optimizers.billing.bill_runs`) and share one response cache (one
+wall-clock order (:func:`tokprof.optimizers.billing.bill_runs`) and share one response cache (one
 ``PassContext``), as the trials of a benchmark run would.
 
     python benchmarks/bench_savings.py [--passes response-cache,prompt-cache,tool-cache] [--json]
                                        [--corpus DIR] [--files GLOB]
     python benchmarks/bench_savings.py --pipeline default    # caching + compression, with the checks
 
-Every stage also carries the reference retention of the rewritten runs (:mod:`optimizers.fidelity`:
+Every stage also carries the reference retention of the rewritten runs (:mod:`tokprof.optimizers.fidelity`:
 the share of facts each call relied on that are still in its input). With ``--pipeline default`` the
 agent-side bill is compared with the caching passes alone, to show what compression adds on top.
 
@@ -34,10 +34,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from optimizers import base  # noqa: E402
-from optimizers.base import PassContext, make_pass  # noqa: E402
-from optimizers.billing import SERVED_ATTR, bill_runs  # noqa: E402
-from profiler.model import Run  # noqa: E402
+from tokprof.optimizers import base  # noqa: E402
+from tokprof.optimizers.base import PassContext, make_pass  # noqa: E402
+from tokprof.optimizers.billing import SERVED_ATTR, bill_runs  # noqa: E402
+from tokprof.profiler.model import Run  # noqa: E402
 
 DEFAULT_PASSES = ["response-cache", "prompt-cache", "tool-cache"]
 COMPRESSION_PASSES = ["minify", "observation-mask", "dedupe", "history-budget"]
@@ -118,7 +118,7 @@ class FileResult:
 
 
 def load_runs(path: Path) -> list[Run]:
-    from profiler.interchange import import_file
+    from tokprof.profiler.interchange import import_file
 
     return list(import_file(path).runs)
 
@@ -130,7 +130,7 @@ def _side(run: Run, span: Any) -> str | None:
 def _retention(stage: "Stage", originals: list[Run], runs: list[Run]) -> None:
     """Fill the stage's reference-retention counts (all calls, and the agent's calls)."""
     try:
-        from optimizers.fidelity import run_retention_detail
+        from tokprof.optimizers.fidelity import run_retention_detail
     except ImportError:
         return
     for orig, new in zip(originals, runs):

@@ -2,7 +2,7 @@
 
 Modelled on LLVM's pass manager: each pass declares what it reads and what it changes, and the pipeline
 runs passes in order on the output of the previous one. Money is never computed by a pass: after every
-step the pipeline prices the whole run with the billing simulator (:mod:`optimizers.billing`), so passes
+step the pipeline prices the whole run with the billing simulator (:mod:`tokprof.optimizers.billing`), so passes
 that interact (compression breaks a provider's prefix cache) are reported by their combined effect.
 
 Evidence classes (DEVELOPERS.md principle 4): ``measured`` (re-run live), ``simulated`` (exact replay of
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Iterable, Literal, Protocol, runtime_checkable
 
-from profiler.model import Run
+from tokprof.profiler.model import Run
 
 Evidence = Literal["measured", "simulated", "estimated"]
 EVIDENCE: tuple[str, ...] = ("measured", "simulated", "estimated")
@@ -205,11 +205,11 @@ def make_pass(spec: "str | Pass", **options: Any) -> Pass:
 
 def _load_builtin_passes() -> None:
     # Importing the modules registers their passes (they import this module, hence the late import).
-    import optimizers.compression  # noqa: F401
-    import optimizers.decompose  # noqa: F401
-    import optimizers.prompt_cache  # noqa: F401
-    import optimizers.response_cache  # noqa: F401
-    import optimizers.tool_cache  # noqa: F401
+    import tokprof.optimizers.compression  # noqa: F401
+    import tokprof.optimizers.decompose  # noqa: F401
+    import tokprof.optimizers.prompt_cache  # noqa: F401
+    import tokprof.optimizers.response_cache  # noqa: F401
+    import tokprof.optimizers.tool_cache  # noqa: F401
 
 
 def available_passes() -> dict[str, str]:
@@ -247,11 +247,11 @@ def optimize(
     options = options or {}
     ctx = ctx or PassContext()
     if pricer is None:
-        from optimizers.billing import price_run
+        from tokprof.optimizers.billing import price_run
 
         pricer = price_run
     if fidelity is None:
-        from optimizers.fidelity import run_retention as fidelity  # type: ignore[no-redef]
+        from tokprof.optimizers.fidelity import run_retention as fidelity  # type: ignore[no-redef]
 
     total, per_call = pricer(run, ctx.currency)
     inp, out = run_tokens(run)

@@ -27,10 +27,10 @@ from typing import Any
 
 import networkx as nx
 
-from optimizers.base import LedgerRow, PassContext, register
-from optimizers.compression.common import digest, message_text, rough_tokens, text_of
-from optimizers.fidelity import fact_tokens, output_facts
-from profiler.model import Message, Run, Span
+from tokprof.optimizers.base import LedgerRow, PassContext, register
+from tokprof.optimizers.compression.common import digest, message_text, rough_tokens, text_of
+from tokprof.optimizers.fidelity import fact_tokens, output_facts
+from tokprof.profiler.model import Message, Run, Span
 
 MECHANICAL_MAX_OUTPUT_TOKENS = 80
 
@@ -162,7 +162,7 @@ def main_thread(run: Run) -> list[Span]:
 def _price(model: str | None, inp: int, out: int, currency: str) -> Decimal | None:
     """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size)."""
     try:
-        from optimizers.billing import _convert, default_prices
+        from tokprof.optimizers.billing import _convert, default_prices
 
         r = default_prices(model)
     except Exception:
@@ -184,7 +184,7 @@ def is_mechanical(span: Span) -> str | None:
     size = call.usage.output_tokens if call.usage.known("output_tokens") else rough_tokens(message_text(out))
     if size > MECHANICAL_MAX_OUTPUT_TOKENS:
         return None
-    from optimizers.fidelity import _arg_values
+    from tokprof.optimizers.fidelity import _arg_values
 
     for tc in out.get("tool_calls") or []:
         if isinstance(tc, dict) and any(len(v) > 80 for v in _arg_values((tc.get("function") or {}).get("arguments"))):
@@ -202,7 +202,7 @@ def is_mechanical(span: Span) -> str | None:
 # ---- the analysis ------------------------------------------------------------------------------------
 def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
     """Subtasks, dependencies, minimal contexts, sub-agent costs, parallel waves and routable calls."""
-    from optimizers.compression.relevance import BM25, split_sections
+    from tokprof.optimizers.compression.relevance import BM25, split_sections
 
     rep = DecompositionReport(run.run_id, currency=currency)
     calls = main_thread(run)

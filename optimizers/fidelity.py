@@ -8,7 +8,7 @@ system prompt's rules: a rule is *relied on* when the output repeats a run of fi
 (the only trace of rule use a transcript shows), and it is retained when its text is still in the input.
 
 Only this measure looks ahead (at the output); passes never do. ``run_retention`` is what
-:func:`optimizers.base.optimize` calls after every pass.
+:func:`tokprof.optimizers.base.optimize` calls after every pass.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
-from profiler.model import LLMCall, Message, Run, Span
+from tokprof.profiler.model import LLMCall, Message, Run, Span
 
 # A candidate fact token: letters/digits joined by _ . @ - : / (ids, emails, dates, times, amounts).
 _TOKEN = re.compile(r"[A-Za-z0-9$][A-Za-z0-9_.@\-:/]*[A-Za-z0-9]|\d")
@@ -105,7 +105,7 @@ def output_facts(output: Message | None) -> list[str]:
     tool-call argument value (an argument is a fact however plain it looks)."""
     if not output:
         return []
-    from optimizers.compression.common import text_of
+    from tokprof.optimizers.compression.common import text_of
 
     text = text_of(output.get("content"))
     facts: dict[str, None] = dict.fromkeys(fact_tokens(text))
@@ -141,7 +141,7 @@ class _Haystack:
     """An input's text, searchable for facts by token and by substring (texts memoised per message)."""
 
     def __init__(self, messages: list[Message]) -> None:
-        from optimizers.compression.common import message_text
+        from tokprof.optimizers.compression.common import message_text
 
         self.texts = [message_text(m) for m in messages]
         self.tokens: set[str] = set()
@@ -172,7 +172,7 @@ class _Haystack:
 
 def system_rules(messages: list[Message]) -> list[str]:
     """The rules of the system prompt(s): its bullet points and paragraphs, whitespace-normalised."""
-    from optimizers.compression.common import text_of
+    from tokprof.optimizers.compression.common import text_of
 
     rules: list[str] = []
     for m in messages:
@@ -238,7 +238,7 @@ def call_retention(original_span: Span | LLMCall, new_span: Span | LLMCall) -> R
             r.facts.append(f)
             if after is not before and not after.has(f):
                 r.lost.append(f)
-    from optimizers.compression.common import text_of
+    from tokprof.optimizers.compression.common import text_of
 
     out_text = text_of((o.output or {}).get("content"))
     if out_text:

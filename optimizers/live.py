@@ -1,15 +1,15 @@
 """The compression passes acting on a running agent: plain functions and langchain-core transforms.
 
 Every compression pass is a pure function of one call's message list (see
-:mod:`optimizers.compression.common`), so the code that rewrites recorded runs in simulation is the
+:mod:`tokprof.optimizers.compression.common`), so the code that rewrites recorded runs in simulation is the
 code that runs live:
 
->>> from optimizers.live import compress_messages
+>>> from tokprof.optimizers.live import compress_messages
 >>> messages = compress_messages(messages, passes=["minify", "observation-mask", "dedupe"])
 
 and inside a LangChain agent, before the model call:
 
->>> from optimizers.live import message_transform
+>>> from tokprof.optimizers.live import message_transform
 >>> chain = message_transform(["minify", "observation-mask"]) | chat_model
 
 ``history-budget`` live takes a ``summarizer``: a langchain-core chat model (or any
@@ -17,7 +17,7 @@ and inside a LangChain agent, before the model call:
 summarise, so a block is summarised once and the prompt prefix stays stable until the next compaction.
 
 Errors inside a transform never break the agent: they are reported once through
-``profiler.hooks.internal_error`` and the messages go through unchanged.
+``tokprof.profiler.hooks.internal_error`` and the messages go through unchanged.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable, Sequence
 
-from optimizers.compression.common import digest, message_text
-from profiler.model import Message
+from tokprof.optimizers.compression.common import digest, message_text
+from tokprof.profiler.model import Message
 
 DEFAULT_LIVE_PASSES = ("minify", "observation-mask", "dedupe")
 
@@ -63,8 +63,8 @@ class MessageCompressor:
 
     def __init__(self, passes: Sequence[str] = DEFAULT_LIVE_PASSES, options: dict[str, dict[str, Any]] | None = None,
                  *, summarizer: Any = None) -> None:
-        import optimizers.compression  # noqa: F401  (registers the passes)
-        from optimizers.base import make_pass
+        import tokprof.optimizers.compression  # noqa: F401  (registers the passes)
+        from tokprof.optimizers.base import make_pass
 
         options = dict(options or {})
         self.passes = []
@@ -84,7 +84,7 @@ class MessageCompressor:
             try:
                 out = p.compress(out, model).messages
             except Exception as exc:  # never break the user's agent
-                from profiler.hooks import internal_error
+                from tokprof.profiler.hooks import internal_error
 
                 internal_error(f"live {p.name}", exc)
         return out
@@ -155,7 +155,7 @@ def message_transform(passes: Sequence[str] = DEFAULT_LIVE_PASSES, *, model: str
             after = compressor.compress(before, model)
             return msgs if after == before else _back(msgs, before, after)
         except Exception as exc:  # never break the user's agent
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
             internal_error("live message_transform", exc)
             return msgs

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from optimizers.base import Evidence, LedgerRow, PassContext, register
-from optimizers.billing import (
+from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
+from tokprof.optimizers.billing import (
     MILLION,
     PLAN_ATTR,
     CacheRule,
@@ -38,8 +38,8 @@ from optimizers.billing import (
     default_prices,
     prompt_units,
 )
-from profiler.chat_format import content_text
-from profiler.model import LLMCall, Run, Span
+from tokprof.profiler.chat_format import content_text
+from tokprof.profiler.model import LLMCall, Run, Span
 
 # A value that changes on every call: ISO dates/times, clock times, UUIDs, long hex or digit ids.
 _VOLATILE = re.compile(

@@ -26,9 +26,9 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
-from optimizers.base import Evidence, LedgerRow, PassContext, register
-from optimizers.billing import SERVED_ATTR, request_digest
-from profiler.model import LLMCall, Run, Usage
+from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
+from tokprof.optimizers.billing import SERVED_ATTR, request_digest
+from tokprof.profiler.model import LLMCall, Run, Usage
 
 TRANSPORT_PARAMS = frozenset({
     "stream", "stream_options", "timeout", "request_timeout", "user", "metadata", "extra_headers",
@@ -196,7 +196,7 @@ class ResponseCache:
         try:
             value = json.loads(raw)
         except (TypeError, ValueError) as exc:
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
             internal_error(f"response cache entry in {self.directory}", exc)
             try:
@@ -358,7 +358,7 @@ class _CachedCreate:
                 return key, _load_type(hit["type"]).model_validate(hit["response"])
             return key, None
         except Exception as exc:  # the cache must never break the user's call
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
             internal_error("response_cache.lookup", exc)
             return None, None
@@ -369,7 +369,7 @@ class _CachedCreate:
         try:
             self._cache.set(key, {"type": _type_path(response), "response": response.model_dump(mode="json")})
         except Exception as exc:
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
             internal_error("response_cache.store", exc)
 

@@ -21,11 +21,11 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, ClassVar, TypeVar
 
-from optimizers.base import Evidence, LedgerRow, PassContext, register
-from optimizers.billing import request_digest
-from profiler.chat_format import content_text
-from profiler.interchange.base import json_or_text  # JSON arguments decoded, else as they are
-from profiler.model import Run
+from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
+from tokprof.optimizers.billing import request_digest
+from tokprof.profiler.chat_format import content_text
+from tokprof.profiler.interchange.base import json_or_text  # JSON arguments decoded, else as they are
+from tokprof.profiler.model import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
 

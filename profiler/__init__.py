@@ -1,6 +1,6 @@
 """tokprof's profiler: trace an agent run into spans with token usage and cost.
 
->>> from profiler import trace, profile
+>>> from tokprof.profiler import trace, profile
 >>> @trace
 ... def plan(task): ...
 >>> with profile("checkout-agent", tags={"team": "payments"}) as run:
@@ -8,7 +8,7 @@
 >>> print(run.summary())
 """
 
-from profiler.hooks import (
+from tokprof.profiler.hooks import (
     current_run,
     current_span,
     profile,
@@ -17,20 +17,20 @@ from profiler.hooks import (
     span,
     trace,
 )
-from profiler.model import SCHEMA_VERSION, Cost, LLMCall, Run, Span, Usage
-from profiler.store import RunFileError, load_run, save_run
+from tokprof.profiler.model import SCHEMA_VERSION, Cost, LLMCall, Run, Span, Usage
+from tokprof.profiler.store import RunFileError, load_run, save_run
 
 # Registers the integrations' profile() hooks (LangChain auto-attach, SDK instrumentation). Guarded: a
 # broken optional integration must never make ``import profiler`` fail.
 try:
-    from profiler.integrations import instrument, uninstrument
+    from tokprof.profiler.integrations import instrument, uninstrument
 except ImportError:  # pragma: no cover
     def instrument(*names: str) -> list[str]:  # type: ignore[misc]
         raise ImportError("tokprof integrations are unavailable in this installation")
 
     def uninstrument(*names: str) -> None:  # type: ignore[misc]
         return None
-import profiler.accounting  # noqa: E402,F401  (registers the hook that fills live LLM spans' missing usage)
+import tokprof.profiler.accounting  # noqa: E402,F401  (registers the hook that fills live LLM spans' missing usage)
 
 __all__ = [
     "trace",

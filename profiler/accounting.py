@@ -2,7 +2,7 @@
 
 Provider-reported usage always wins; local counting fills only what is missing, and each field keeps
 its source: ``counted`` when the model's own tokenizer did the counting, ``estimated`` when a tokenizer
-of another family stood in (see :mod:`profiler.tokenizers`).
+of another family stood in (see :mod:`tokprof.profiler.tokenizers`).
 
 Cost = Σ tokens by type × price by type. ``Usage.input_tokens`` includes cache reads and writes, so they
 are taken out of the plain input count before pricing (cached tokens are never billed twice); reasoning
@@ -16,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterator
 
-from profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
+from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
 
 _MILLION = Decimal(1_000_000)
 
@@ -28,8 +28,8 @@ def fill_usage(call: LLMCall) -> None:
     need_out = not usage.known("output_tokens") and call.output is not None
     if not (need_in or need_out):
         return
-    from profiler.chat_format import count_completion, count_prompt
-    from profiler.tokenizers import tokenizer_for
+    from tokprof.profiler.chat_format import count_completion, count_prompt
+    from tokprof.profiler.tokenizers import tokenizer_for
 
     model = call.model or ""
     source = tokenizer_for(model).source
@@ -50,7 +50,7 @@ def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
 
 def usage_cost(usage: Usage, model: str | None, currency: str = "USD") -> Cost | None:
     """Tokens × price for ``usage`` of ``model``; ``None`` if the model has no price or nothing is known."""
-    from profiler.prices import convert, get_price
+    from tokprof.profiler.prices import convert, get_price
 
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
@@ -82,7 +82,7 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
     if recorded is not None and recorded.source == "recorded" and recorded.amount is not None:
         if recorded.currency.upper() == currency.upper():
             return recorded
-        from profiler.prices import convert
+        from tokprof.profiler.prices import convert
 
         return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
     return usage_cost(call.usage, call.model, currency)
@@ -98,7 +98,7 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
     try:
         return call_cost(span.llm, currency)
     except Exception as exc:  # noqa: BLE001 - pricing is best effort; unknown is shown as unknown
-        from profiler.hooks import internal_error
+        from tokprof.profiler.hooks import internal_error
 
         internal_error("pricing a call", exc)
         return None
@@ -110,11 +110,11 @@ SUPPORTED_CURRENCIES = ("USD", "CNY")
 def fill_run_usage(run) -> None:  # noqa: ANN001
     """Fill missing usage on every LLM span of ``run`` (importers call this after building a run).
 
-    Prompts are counted in batches (:func:`profiler.chat_format.count_prompts`) of consecutive calls with
+    Prompts are counted in batches (:func:`tokprof.profiler.chat_format.count_prompts`) of consecutive calls with
     the same model and tools: in an agent run they re-send a growing history, and the batch counts it at
     about the cost of its unique content."""
-    from profiler.chat_format import count_prompts
-    from profiler.tokenizers import tokenizer_for
+    from tokprof.profiler.chat_format import count_prompts
+    from tokprof.profiler.tokenizers import tokenizer_for
 
     calls = [s.llm for s in run.spans if s.llm is not None]
     uncounted = [c for c in calls if not c.usage.known("input_tokens") and (c.messages or c.tools)]
@@ -146,13 +146,13 @@ def _fill_live_span(span: Span) -> None:
         if span.llm is not None:
             fill_usage(span.llm)
     except Exception as exc:  # noqa: BLE001 - counting is best effort; the user's agent must go on
-        from profiler.hooks import internal_error
+        from tokprof.profiler.hooks import internal_error
 
         internal_error("accounting: filling usage of an LLM span", exc)
 
 
 def _register() -> None:
-    from profiler import hooks
+    from tokprof.profiler import hooks
 
     if _fill_live_span not in hooks._llm_finish_hooks:
         hooks._llm_finish_hooks.append(_fill_live_span)

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Iterable, Literal
 
-from profiler.model import Message
-from profiler.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, tokenizer_for
+from tokprof.profiler.model import Message
+from tokprof.profiler.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, tokenizer_for
 
 # ---------------------------------------------------------------------------------------------------
 # the memo

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar, overload
 
-from profiler.model import LLMCall, Message, Run, Span, Usage
+from tokprof.profiler.model import LLMCall, Message, Run, Span, Usage
 
 log = logging.getLogger("tokprof")
 
@@ -383,7 +383,7 @@ def run_in_context(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Hooks other modules register to run on profile enter/exit (integrations attach themselves here so
-# that ``profiler.hooks`` does not import them).
+# that ``tokprof.profiler.hooks`` does not import them).
 _profile_enter_hooks: list[Callable[["profile"], None]] = []
 _plugins_loaded = False
 PLUGIN_GROUP = "tokprof.plugins"
@@ -471,7 +471,7 @@ class profile:
         writer = None
         if self.save:
             try:
-                from profiler.store import RunWriter
+                from tokprof.profiler.store import RunWriter
 
                 folder = None if self.save is True else Path(self.save)
                 writer = RunWriter.open(run, folder)

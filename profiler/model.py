@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
 
-    from profiler.summary import RunSummary
+    from tokprof.profiler.summary import RunSummary
 
 SCHEMA_VERSION = 1
 
@@ -182,7 +182,7 @@ class LLMCall:
     output: Message | None = None
     usage: Usage = field(default_factory=Usage)
     cost: Cost | None = None
-    """Cost as recorded by the trace source; computed costs come from ``profiler.accounting``."""
+    """Cost as recorded by the trace source; computed costs come from ``tokprof.profiler.accounting``."""
     response_id: str | None = None
     finish_reason: str | None = None
 
@@ -320,7 +320,7 @@ class Span:
         llm = d.get("llm")
         attributes = d.get("attributes")
         if attributes and isinstance(attributes.get("args"), list):
-            # Captured positional arguments are a tuple in memory (see profiler.hooks); JSON made it a list.
+            # Captured positional arguments are a tuple in memory (see tokprof.profiler.hooks); JSON made it a list.
             attributes = {**attributes, "args": tuple(attributes["args"])}
         return cls(
             span_id=str(d["span_id"]),
@@ -428,19 +428,19 @@ class Run:
 
     def summary(self, top: int = 5, currency: str = "USD") -> "RunSummary":
         """Tokens, cost, calls and top spans. ``str()`` it for a plain-text table, ``.to_dict()`` for JSON."""
-        from profiler.summary import summarize
+        from tokprof.profiler.summary import summarize
 
         return summarize(self, top=top, currency=currency)
 
     def graph(self) -> "nx.DiGraph":
-        """The call graph with inclusive/exclusive roll-ups; see :mod:`profiler.graph`."""
-        from profiler.graph import call_graph
+        """The call graph with inclusive/exclusive roll-ups; see :mod:`tokprof.profiler.graph`."""
+        from tokprof.profiler.graph import call_graph
 
         return call_graph(self)
 
     def save(self, directory: str | Path | None = None) -> Path:
         """Write the run to ``<directory>/<run_id>.jsonl`` (default ``.tokprof/runs``, or ``$TOKPROF_DIR``)."""
-        from profiler.store import save_run
+        from tokprof.profiler.store import save_run
 
         return save_run(self, directory)
 

@@ -279,8 +279,8 @@ def _warn_unknown(model: str) -> None:
         _warned.add(model)
     warnings.warn(
         f"tokprof: no price for model {model!r}; its cost is shown as unknown. Add one with "
-        f"profiler.prices.set_price(ModelPrice(model={model!r}, provider=..., currency='USD', input=..., "
-        f"output=...)) or a JSON file for profiler.prices.load_overrides(path) "
+        f"tokprof.profiler.prices.set_price(ModelPrice(model={model!r}, provider=..., currency='USD', input=..., "
+        f"output=...)) or a JSON file for tokprof.profiler.prices.load_overrides(path) "
         f"({{\"models\": [{{\"model\": \"{model}\", \"input\": \"1.00\", \"output\": \"2.00\"}}]}}), "
         f"or set TOKPROF_PRICES to that file.",
         UnknownModelWarning, stacklevel=3)

@@ -21,7 +21,7 @@ What is recognised (syntax of the real credentials, so real keys are caught and 
 
 ``TOKPROF_REDACT=0`` turns redaction off (for debugging with fake keys only).
 
-Who calls it: :class:`profiler.store.RunWriter` (streamed runs and :func:`~profiler.store.save_run`) on every
+Who calls it: :class:`tokprof.profiler.store.RunWriter` (streamed runs and :func:`~tokprof.profiler.store.save_run`) on every
 line it writes, so anything loaded from a run file is already redacted. Code that renders or exports an
 *in-memory* run (reports of a live run, OTLP export) should pass payload text through :func:`redact_text`
 or whole records through :func:`redact_obj` before writing it.
@@ -41,7 +41,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from profiler.model import Run
+    from tokprof.profiler.model import Run
 
 __all__ = [
     "REDACTED",
@@ -171,7 +171,7 @@ def _env_patterns() -> list[tuple[str, re.Pattern[str], int]]:
         try:
             out.append(("custom", re.compile(item.strip()), 0))
         except re.error as exc:
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
             internal_error(f"{ENV_PATTERNS}: invalid pattern {item!r}", exc)
     _env_cache = (raw, out)
@@ -264,12 +264,12 @@ def _redact_obj(obj: Any, extra: list[tuple[str, re.Pattern[str], int]], depth: 
 # whole runs (reports and exports are files people share)
 # ---------------------------------------------------------------------------------------------------
 def redact_runs(runs: "Iterable[Run]") -> "list[Run]":
-    """Copies of ``runs`` with every secret redacted (:mod:`profiler.redact`) in names, tags, metadata,
+    """Copies of ``runs`` with every secret redacted (:mod:`tokprof.profiler.redact`) in names, tags, metadata,
     attributes, errors, messages and outputs. Messages shared by the calls of a growing history are
     redacted once (memo by identity), so this stays linear in the run's unique content."""
     import copy as _copy
 
-    from profiler.model import Span as _Span
+    from tokprof.profiler.model import Span as _Span
 
     if not enabled():
         return list(runs)

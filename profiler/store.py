@@ -28,8 +28,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from profiler import redact
-from profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, Run, Span
+from tokprof.profiler import redact
+from tokprof.profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, Run, Span
 
 DEFAULT_DIR = Path(".tokprof") / "runs"
 ENV_DIR = "TOKPROF_DIR"
@@ -62,7 +62,7 @@ def _dumps(obj: Any) -> str:
 
 
 def _redacted_dumps(record: dict[str, Any]) -> str:
-    """One record as a JSON line with secrets redacted (see :mod:`profiler.redact`): a cheap marker scan
+    """One record as a JSON line with secrets redacted (see :mod:`tokprof.profiler.redact`): a cheap marker scan
     of the line, and a structural redaction of the record only when a marker is there. If redaction
     itself fails the exception propagates and the line is not written (fail closed)."""
     line = _dumps(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from profiler.model import Run
+from tokprof.profiler.model import Run
 
 
 def tree_rows(run: Run, max_depth: int | None = None, min_tokens: int = 0) -> list[dict[str, Any]]:
@@ -60,13 +60,13 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
 
 # ---- report renderers (headline, top spans, waterfall) ----------------------------------------------
 def _fmt_money(amount: Decimal | None, currency: str) -> str:
-    from reports.html import money
+    from tokprof.reports.html import money
 
     return money(amount, currency)
 
 
 def render_headline(model: Any, console: Any = None) -> None:
-    """The headline of a :class:`reports.model.ReportModel`: tokens and cost before → after, sources, fidelity."""
+    """The headline of a :class:`tokprof.reports.model.ReportModel`: tokens and cost before → after, sources, fidelity."""
     from rich.console import Console
     from rich.table import Table
 

@@ -1,6 +1,6 @@
 """Diagnostics and recommendations: what in a run wastes tokens, the money at stake, and the code change.
 
-Each finding is a :class:`reports.model.Diagnostic`. Money at stake is ``estimated``: it splits each call's
+Each finding is a :class:`tokprof.reports.model.Diagnostic`. Money at stake is ``estimated``: it splits each call's
 cost between its messages in proportion to their (estimated) token counts.
 """
 
@@ -10,11 +10,11 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from profiler.model import Run
+from tokprof.profiler.model import Run
 
 if TYPE_CHECKING:  # pragma: no cover
-    from reports.model import Diagnostic
-    from reports.payloads import PayloadTable
+    from tokprof.reports.model import Diagnostic
+    from tokprof.reports.payloads import PayloadTable
 
 OVERSIZED_TOOL_OUTPUT_TOKENS = 1500
 """A tool output this large, re-sent with every later call, is worth trimming."""
@@ -74,11 +74,11 @@ def _message_costs(call: dict[str, Any], payloads: "PayloadTable") -> tuple[Deci
 
 def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
                                   currency: str) -> "Diagnostic | None":
-    """Prefix breaks by the prompt-cache analysis (``optimizers.prompt_cache.prefix_breaks``), which knows
+    """Prefix breaks by the prompt-cache analysis (``tokprof.optimizers.prompt_cache.prefix_breaks``), which knows
     each provider's cache rules and prices; ``None`` when it is not available."""
-    from reports.model import Diagnostic
+    from tokprof.reports.model import Diagnostic
 
-    from optimizers.prompt_cache import prefix_breaks
+    from tokprof.optimizers.prompt_cache import prefix_breaks
 
     if max((sum(1 for s in r.spans if s.llm is not None) for r in runs), default=0) > PREFIX_ANALYSIS_MAX_CALLS:
         return None  # the full analysis is slow on huge runs; the quick check below stands in
@@ -89,9 +89,9 @@ def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
             for b in prefix_breaks(r, currency):
                 found.append((index.get((ri, b.span_id), -1), b))
     except Exception as exc:  # noqa: BLE001 - an analysis bug must not lose the report
-        from profiler.hooks import internal_error
+        from tokprof.profiler.hooks import internal_error
 
-        internal_error("reports.diagnostics.prefix_breaks", exc)
+        internal_error("tokprof.reports.diagnostics.prefix_breaks", exc)
         return None
     empty = Diagnostic("prefix-break", "", "", None, 0, "estimated", "")
     if not found:
@@ -140,7 +140,7 @@ def _quick_prefix_breaks(calls: list[dict[str, Any]], payloads: "PayloadTable") 
 def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTable",
              currency: str) -> tuple[list["Diagnostic"], list[str]]:
     """All findings, biggest money first, and notes on analyses that were not available."""
-    from reports.model import Diagnostic
+    from tokprof.reports.model import Diagnostic
 
     out: list[Diagnostic] = []
     notes: list[str] = []
@@ -215,7 +215,7 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
                               sorted({ci for w in occurrences.values() for ci in w})[:50]))
 
     # 4. Decomposition opportunities (E's analysis).
-    from optimizers.decompose import decompose
+    from tokprof.optimizers.decompose import decompose
 
     for r in runs[:20]:
         try:

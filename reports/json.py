@@ -41,7 +41,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from reports.model import GROWTH_PARTS, ReportModel
+from tokprof.reports.model import GROWTH_PARTS, ReportModel
 
 REPORT_SCHEMA = "tokprof.report/1"
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-from optimizers.base import Ledger, LedgerRow
-from profiler.graph import METRICS
-from profiler.model import Run, Span
-from profiler.prices import convert
-from reports.payloads import PayloadTable
-from reports import diagnostics as _diag
+from tokprof.optimizers.base import Ledger, LedgerRow
+from tokprof.profiler.graph import METRICS
+from tokprof.profiler.model import Run, Span
+from tokprof.profiler.prices import convert
+from tokprof.reports.payloads import PayloadTable
+from tokprof.reports import diagnostics as _diag
 
 RISK_ORDER = ("none", "low", "medium", "high")
 GROWTH_MAX_BARS = 400
@@ -146,7 +146,7 @@ class ReportModel:
 # ---- pricing -----------------------------------------------------------------------------------
 def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Decimal | None, str]:
     """Per-LLM-span cost and the run total: the billing simulator, else (if it fails) each span's cost."""
-    from optimizers.billing import price_run
+    from tokprof.optimizers.billing import price_run
 
     spans = run.llm_spans()
     if spans:
@@ -154,10 +154,10 @@ def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Dec
             total, per_call = price_run(run, currency)
             return {s.span_id: c for s, c in zip(spans, per_call)}, total, "billed (simulated)"
         except Exception as exc:  # noqa: BLE001 - a pricing bug must not lose the whole report
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
-            internal_error("reports.price_run", exc)
-    from profiler.accounting import span_cost
+            internal_error("tokprof.reports.price_run", exc)
+    from tokprof.profiler.accounting import span_cost
 
     costs: dict[str, Decimal | None] = {}
     total: Decimal | None = Decimal(0)
@@ -178,7 +178,7 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
 
 # ---- building -------------------------------------------------------------------------------------
 def _redact_ledgers(ledgers: Sequence[Ledger]) -> list[Ledger]:
-    from profiler.redact import enabled, redact_obj, redact_text
+    from tokprof.profiler.redact import enabled, redact_obj, redact_text
 
     if not enabled():
         return list(ledgers)
@@ -208,7 +208,7 @@ def build_report(
     optimized = list(optimized) if optimized else None
     ledgers = list(ledgers) if ledgers else None
     # A report is a file people share: secrets in prompts, outputs, arguments or errors never reach it.
-    from profiler.redact import redact_runs
+    from tokprof.profiler.redact import redact_runs
 
     runs = redact_runs(runs)
     optimized = redact_runs(optimized) if optimized is not None else None
@@ -279,7 +279,7 @@ def build_optimized_report(runs: Run | Sequence[Run], passes: Iterable[str], *, 
                            options: dict[str, dict[str, Any]] | None = None, title: str | None = None) -> ReportModel:
     """Run the pass pipeline over each run (sharing one :class:`PassContext`, so caches span runs) and
     report before/after."""
-    from optimizers.base import optimize_runs
+    from tokprof.optimizers.base import optimize_runs
 
     runs = [runs] if isinstance(runs, Run) else list(runs)
     results = optimize_runs(runs, passes, currency=currency, options=options)
@@ -294,7 +294,7 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        from optimizers.fidelity import run_retention
+        from tokprof.optimizers.fidelity import run_retention
 
         vals = [run_retention(b, a) for b, a in zip(before, after)]
         vals = [v for v in vals if v is not None]
@@ -501,7 +501,7 @@ def _flame(runs: list[Run], costs: dict[str, dict[str, Decimal | None]], index_o
         prefix: tuple[str, ...] = ("all runs",) if multi_root else ()
         stack: list[str] = []
         # One pass over the spans in call order: a span's own numbers go to its path and every prefix of
-        # it (each ancestor path), which is exactly the inclusive roll-up of profiler.graph, merged by
+        # it (each ancestor path), which is exactly the inclusive roll-up of tokprof.profiler.graph, merged by
         # path, without building the networkx graph (10,000-call runs).
         for depth, span in run.walk():
             del stack[depth:]

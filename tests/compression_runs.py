@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from profiler.model import LLMCall, Run, Span, Usage
+from tokprof.profiler.model import LLMCall, Run, Span, Usage
 
 POLICY = """# Airline Agent Policy
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from optimizers.base import Ledger, LedgerRow, PassStep
-from profiler.model import Cost, LLMCall, Run, Span, Usage
+from tokprof.optimizers.base import Ledger, LedgerRow, PassStep
+from tokprof.profiler.model import Cost, LLMCall, Run, Span, Usage
 
 SYSTEM = "You are a helpful airline agent. Follow the policy strictly. " * 20
 TOOLS = [{"type": "function", "function": {"name": "get_reservation", "description": "Look up a reservation",
@@ -99,7 +99,7 @@ def tau1_runs(corpus: Path, limit: int | None = None) -> list[Run]:
     (one LLM call per assistant message, its prompt the messages before it; tokens unknown)."""
     path = corpus / "tau1" / "gpt-4o-airline.json.gz"
     try:
-        from profiler.interchange import import_file  # type: ignore[attr-defined]
+        from tokprof.profiler.interchange import import_file  # type: ignore[attr-defined]
 
         runs = list(import_file(path).runs)
         return runs[:limit] if limit else runs

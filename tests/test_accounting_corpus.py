@@ -1,7 +1,7 @@
 """Token counting and pricing against real provider usage: the τ²-bench corpus.
 
 The simulated user (gpt-4.1) of each τ² submission reports ``usage.prompt_tokens`` for a prompt we can
-rebuild exactly (:mod:`profiler.interchange.tau2_user`), which makes it an independent check of our
+rebuild exactly (:mod:`tokprof.profiler.interchange.tau2_user`), which makes it an independent check of our
 counting; its recorded ``cost`` checks our prices on calls no prompt cache can have touched.
 """
 
@@ -16,10 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from profiler.accounting import usage_cost
-from profiler.chat_format import count_messages
-from profiler.interchange.tau2_user import user_prompt_messages
-from profiler.model import Usage
+from tokprof.profiler.accounting import usage_cost
+from tokprof.profiler.chat_format import count_messages
+from tokprof.profiler.interchange.tau2_user import user_prompt_messages
+from tokprof.profiler.model import Usage
 
 
 def _files(corpus: Path) -> list[Path]:

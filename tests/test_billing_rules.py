@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from optimizers.billing import (
+from tokprof.optimizers.billing import (
     BillingError,
     Rates,
     bill_run,
@@ -19,7 +19,7 @@ from optimizers.billing import (
     price_run,
     provider_of,
 )
-from profiler.model import LLMCall, Run, Span, Usage
+from tokprof.profiler.model import LLMCall, Run, Span, Usage
 
 MIN = 60 * 1_000_000_000
 PRICES = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from optimizers.billing import bill_runs
-from profiler.interchange import import_file
+from tokprof.optimizers.billing import bill_runs
+from tokprof.profiler.interchange import import_file
 
 
 def _user_calls(corpus: Path) -> list[tuple[Decimal, Decimal]]:

@@ -14,11 +14,11 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from optimizers.base import PassContext
-from optimizers.billing import bill_runs
-from optimizers.prompt_cache import PromptCachePass
-from optimizers.response_cache import ResponseCachePass
-from profiler.interchange import import_file
+from tokprof.optimizers.base import PassContext
+from tokprof.optimizers.billing import bill_runs
+from tokprof.optimizers.prompt_cache import PromptCachePass
+from tokprof.optimizers.response_cache import ResponseCachePass
+from tokprof.profiler.interchange import import_file
 
 
 def _agent_cost(runs, bills) -> Decimal:  # noqa: ANN001

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from optimizers.response_cache import ResponseCache
-from profiler.store import load_run
+from tokprof.optimizers.response_cache import ResponseCache
+from tokprof.profiler.store import load_run
 from tokprof.cli import main
 
 SMALL_TAU2 = "ironshell-ironforge_ironshell-ui_2026-03-09__ironshell_ironforge_v2_sonnet46.json.gz"
@@ -40,7 +40,7 @@ def test_optimize_foreign_file_json(corpus: Path, tmp_path: Path, capsys: pytest
 def test_optimize_run_id_and_folder_table(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           _runs_dir: Path) -> None:
     # import a file into the runs folder, then optimize one run by id and the whole folder
-    from profiler.interchange import import_file
+    from tokprof.profiler.interchange import import_file
 
     runs = import_file(corpus / "tau2" / SMALL_TAU2).runs[:2]
     for r in runs:

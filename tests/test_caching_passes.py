@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from optimizers.base import PassContext, optimize
-from optimizers.billing import Rates, bill_run, price_run
-from optimizers.prompt_cache import PromptCachePass, breaks_by_cause, prefix_breaks
-from optimizers.response_cache import ResponseCachePass
-from optimizers.tool_cache import ToolCachePass, memoize_tool, repeated_tool_calls
-from profiler.model import LLMCall, Run, Span, Usage
+from tokprof.optimizers.base import PassContext, optimize
+from tokprof.optimizers.billing import Rates, bill_run, price_run
+from tokprof.optimizers.prompt_cache import PromptCachePass, breaks_by_cause, prefix_breaks
+from tokprof.optimizers.response_cache import ResponseCachePass
+from tokprof.optimizers.tool_cache import ToolCachePass, memoize_tool, repeated_tool_calls
+from tokprof.profiler.model import LLMCall, Run, Span, Usage
 
 MIN = 60 * 1_000_000_000
 SYSTEM = "You are a meticulous travel agent. Follow the policy. " * 60

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from optimizers.response_cache import ResponseCache, cached_client, is_deterministic, request_key
+from tokprof.optimizers.response_cache import ResponseCache, cached_client, is_deterministic, request_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_second_process_gets_identical_result(server: _Server, tmp_path: Path) -
     first = client.chat.completions.create(**REQUEST)
     script = textwrap.dedent(f"""
         import json, openai
-        from optimizers.response_cache import ResponseCache, cached_client
+        from tokprof.optimizers.response_cache import ResponseCache, cached_client
         client = cached_client(openai.OpenAI(base_url={server.url + '/v1'!r}, api_key="k", max_retries=0),
                                ResponseCache({str(cache_dir)!r}, namespace="proj"))
         r = client.chat.completions.create(**json.loads({json.dumps(json.dumps(REQUEST))}))
@@ -210,7 +210,7 @@ LC_SCRIPT = textwrap.dedent("""
     from typing import Any
     from langchain_core.globals import set_llm_cache
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
-    from optimizers.response_cache import ResponseCache, TokprofLLMCache
+    from tokprof.optimizers.response_cache import ResponseCache, TokprofLLMCache
 
     class Model(FakeListChatModel):
         temperature: float = 0.0
@@ -245,7 +245,7 @@ def test_langchain_sampling_temperature_not_cached(tmp_path: Path) -> None:
 
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-    from optimizers.response_cache import TokprofLLMCache
+    from tokprof.optimizers.response_cache import TokprofLLMCache
 
     class Model(FakeListChatModel):
         temperature: float = 0.0
@@ -266,7 +266,7 @@ def test_langchain_sampling_temperature_not_cached(tmp_path: Path) -> None:
 def test_langchain_cache_in_process(tmp_path: Path) -> None:
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-    from optimizers.response_cache import TokprofLLMCache
+    from tokprof.optimizers.response_cache import TokprofLLMCache
 
     cache = TokprofLLMCache(ResponseCache(tmp_path / "lc", deterministic_only=False))
     model = FakeListChatModel(responses=["first", "second"], cache=cache)

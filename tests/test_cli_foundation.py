@@ -13,7 +13,7 @@ from tokprof.cli import main
 
 AGENT = textwrap.dedent("""
     import sys
-    from profiler import trace, record_llm_call
+    from tokprof.profiler import trace, record_llm_call
 
     @trace(kind="tool")
     def lookup(order):

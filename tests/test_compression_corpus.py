@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from optimizers.base import PassContext, make_pass
-from optimizers.billing import bill_runs
-from optimizers.compression import DEFAULT_COMPRESSION
-from optimizers.fidelity import run_retention_detail
+from tokprof.optimizers.base import PassContext, make_pass
+from tokprof.optimizers.billing import bill_runs
+from tokprof.optimizers.compression import DEFAULT_COMPRESSION
+from tokprof.optimizers.fidelity import run_retention_detail
 
 CACHING = ["response-cache", "tool-cache", "prompt-cache"]
 
@@ -49,7 +49,7 @@ def _retention(originals, runs) -> float:
     ("tau2/claude-sonnet-4-5_aide-platform_2025-10-31__claude-sonnet-4-5_airline_default_gpt4.1_1trials.json.gz", 8),
 ])
 def test_default_compression_cuts_the_cached_bill_at_high_retention(corpus, path, count):
-    from profiler.interchange import import_file
+    from tokprof.profiler.interchange import import_file
 
     runs = import_file(corpus / path).runs[:count]
     recorded = _agent_cost(runs)

@@ -8,9 +8,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.runnables import RunnableLambda
 
 from compression_runs import reservation, transcript
-from optimizers.compression.mask import PLACEHOLDER_PREFIX
-from optimizers.live import compress_messages, message_transform
-from optimizers.base import make_pass
+from tokprof.optimizers.compression.mask import PLACEHOLDER_PREFIX
+from tokprof.optimizers.live import compress_messages, message_transform
+from tokprof.optimizers.base import make_pass
 
 
 def test_compress_messages_is_the_simulated_pass_on_a_message_list():

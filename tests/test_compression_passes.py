@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-import optimizers.compression  # noqa: F401  (registers the passes)
+import tokprof.optimizers.compression  # noqa: F401  (registers the passes)
 from compression_runs import POLICY, cut_future, reservation, run_from_transcript, tool_call, tool_result, transcript
-from optimizers.base import PASSES, PassContext, make_pass, optimize
-from optimizers.compression.dedupe import dedupe_messages
-from optimizers.compression.history_budget import SUMMARY_PREFIX
-from optimizers.compression.mask import PLACEHOLDER_PREFIX
-from optimizers.compression.minify import head_tail, minify_message
-from optimizers.compression.relevance import BM25, RESTORED_PREFIX, split_sections
-from optimizers.fidelity import call_retention, run_retention
+from tokprof.optimizers.base import PASSES, PassContext, make_pass, optimize
+from tokprof.optimizers.compression.dedupe import dedupe_messages
+from tokprof.optimizers.compression.history_budget import SUMMARY_PREFIX
+from tokprof.optimizers.compression.mask import PLACEHOLDER_PREFIX
+from tokprof.optimizers.compression.minify import head_tail, minify_message
+from tokprof.optimizers.compression.relevance import BM25, RESTORED_PREFIX, split_sections
+from tokprof.optimizers.fidelity import call_retention, run_retention
 
 COMPRESSION = ["minify", "dedupe", "observation-mask", "history-budget", "relevance-prune"]
 SMALL_BUDGET = {"history-budget": {"budget_tokens": 900, "keep_turns": 1, "cache_aware": False},
@@ -46,7 +46,7 @@ def test_minify_drops_whitespace_and_empty_fields_only():
 
 
 def test_minify_tables_keep_every_value_and_key():
-    from optimizers.compression.minify import columnar
+    from tokprof.optimizers.compression.minify import columnar
 
     data = {"payment_methods": {"credit_card_1": {"source": "credit_card", "last_four": "7447"},
                                 "gift_card_2": {"source": "gift_card", "amount": 30}}}
@@ -87,8 +87,8 @@ def test_masked_output_keeps_its_ids_and_says_how_to_fetch_it():
         assert ident in first
     # ids the rest of the prompt states anyway (HAT001 is in an assistant message) are not repeated,
     # but every id of the original output is still somewhere in the prompt
-    from optimizers.compression.common import message_text
-    from optimizers.fidelity import fact_tokens
+    from tokprof.optimizers.compression.common import message_text
+    from tokprof.optimizers.fidelity import fact_tokens
 
     prompt = "\n".join(message_text(m) for m in last.messages)
     for ident in fact_tokens(reservation("XEWRD9", "mia_li_3668")):

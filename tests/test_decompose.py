@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from compression_runs import POLICY, run_from_transcript, tool_call, tool_result, transcript
-from optimizers.base import PassContext, make_pass
-from optimizers.decompose import cheaper_model, decompose, is_mechanical
+from tokprof.optimizers.base import PassContext, make_pass
+from tokprof.optimizers.decompose import cheaper_model, decompose, is_mechanical
 
 
 def _two_intents():
@@ -90,8 +90,8 @@ def test_task_decompose_pass_changes_only_the_model_and_is_estimated():
 
 
 def test_decompose_on_the_corpus(corpus):
-    from profiler.interchange import tau1
-    from profiler.interchange.base import read_text
+    from tokprof.profiler.interchange import tau1
+    from tokprof.profiler.interchange.base import read_text
 
     runs = tau1.import_text(read_text(corpus / "tau1" / "gpt-4o-airline.json.gz")).runs[:5]
     for run in runs:
@@ -115,9 +115,9 @@ def test_task_decompose_decides_without_the_output():
 def test_subtask_prices_are_converted_to_the_report_currency() -> None:
     from decimal import Decimal
 
-    from optimizers.billing import default_prices
-    from optimizers.decompose import _price
-    from profiler.prices import convert
+    from tokprof.optimizers.billing import default_prices
+    from tokprof.optimizers.decompose import _price
+    from tokprof.profiler.prices import convert
 
     rates = default_prices("qwen-max")
     assert rates is not None and rates.currency == "CNY"

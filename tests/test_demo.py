@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from profiler.store import load_run
+from tokprof.profiler.store import load_run
 from tokprof import demo
 from tokprof.cli import main
 from tokprof.live_hooks import DEFAULT_LIVE_PASSES
@@ -135,7 +135,7 @@ def test_recorded_without_the_langchain_handler(monkeypatch: pytest.MonkeyPatch,
     saw), so its numbers do not depend on the callback handler."""
     import functools
 
-    from profiler import profile
+    from tokprof.profiler import profile
 
     monkeypatch.setattr(demo, "profile", functools.partial(profile, langchain=False))
     base, answer = demo.run_agent()

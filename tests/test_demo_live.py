@@ -9,7 +9,7 @@ from langchain_core.globals import get_llm_cache
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from profiler import profile
+from tokprof.profiler import profile
 from tokprof import live_hooks
 from tokprof.demo import untable
 from tokprof.live_hooks import LiveSession
@@ -52,7 +52,7 @@ def test_transforms_each_pass() -> None:
 
 
 def test_compression_runs_the_optimizers_passes_live() -> None:
-    pytest.importorskip("optimizers.compression.dedupe")
+    pytest.importorskip("tokprof.optimizers.compression.dedupe")
     msgs = history()
     out = LiveSession(passes=["minify", "dedupe"]).transform(msgs, "claude-sonnet-4-5")
     assert message_text(out[5]).startswith("[identical to the big")  # engineer E's pointer text
@@ -156,8 +156,8 @@ def test_response_cache_is_empty_at_the_start_of_each_block() -> None:
 
 def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # noqa: ANN001
     openai = pytest.importorskip("openai")
-    pytest.importorskip("optimizers.compression.minify")
-    from profiler.integrations import uninstrument
+    pytest.importorskip("tokprof.optimizers.compression.minify")
+    from tokprof.profiler.integrations import uninstrument
 
     client = openai.OpenAI(base_url=llm_server.openai_url, api_key="test", max_retries=0)
     msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "list items"},
@@ -186,7 +186,7 @@ def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # no
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's model-deprecation notice
 def test_instrumented_anthropic_client_gets_cache_breakpoints(llm_server) -> None:  # noqa: ANN001
     anthropic = pytest.importorskip("anthropic")
-    from profiler.integrations import uninstrument
+    from tokprof.profiler.integrations import uninstrument
 
     client = anthropic.Anthropic(base_url=llm_server.anthropic_url, api_key="test", max_retries=0)
     try:
@@ -212,7 +212,7 @@ def test_the_scripted_model_reads_minified_tables() -> None:
     assert untable(table) == data
     assert untable(data) == data
     try:
-        from optimizers.compression.minify import minify_json_text
+        from tokprof.optimizers.compression.minify import minify_json_text
     except ImportError:
         return
     assert untable(json.loads(minify_json_text(json.dumps(data)))) == data

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from compression_runs import run_from_transcript, transcript
-from optimizers.fidelity import call_retention, fact_tokens, output_facts, run_retention, system_rules
-from profiler.model import LLMCall
+from tokprof.optimizers.fidelity import call_retention, fact_tokens, output_facts, run_retention, system_rules
+from tokprof.profiler.model import LLMCall
 
 
 def test_fact_tokens_take_ids_numbers_codes_names_not_plain_words():

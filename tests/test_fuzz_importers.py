@@ -1,4 +1,4 @@
-"""Hostile input for the importers (issue #9, point 5): ``profiler.interchange.import_file`` under hypothesis.
+"""Hostile input for the importers (issue #9, point 5): ``tokprof.profiler.interchange.import_file`` under hypothesis.
 
 Seeds are small valid files of every format (τ²-bench, τ-bench and SWE-agent files cut down from the
 corpus, a chat log written here, an OTLP export of a live run). Each case mutates one (JSON-tree edits:
@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-interchange = pytest.importorskip("profiler.interchange")
-from profiler import profile, record_llm_call, trace  # noqa: E402
-from profiler.interchange import InterchangeError, import_file  # noqa: E402
+interchange = pytest.importorskip("tokprof.profiler.interchange")
+from tokprof.profiler import profile, record_llm_call, trace  # noqa: E402
+from tokprof.profiler.interchange import InterchangeError, import_file  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 SETTINGS = dict(derandomize=True, deadline=None, database=None, print_blob=True,
@@ -86,7 +86,7 @@ def seed_chatlog() -> str:
 
 
 def seed_otlp() -> str:
-    from profiler.interchange import otlp
+    from tokprof.profiler.interchange import otlp
 
     @trace
     def step(i: int) -> int:
@@ -236,7 +236,7 @@ def test_case_budget():
 def test_cli_import_of_a_hostile_folder_writes_only_whole_runs(tmp_path, seeds, capsys):
     """``tokprof import`` on a folder of hostile files: it reports the bad ones, imports the good records,
     and every file it writes is a whole, loadable run (no partial or temp file)."""
-    from profiler import load_run
+    from tokprof.profiler import load_run
     from tokprof.cli import main
 
     src = tmp_path / "in"

@@ -1,4 +1,4 @@
-"""Hostile input for the run loader (issue #9, point 5): ``profiler.store.load_run`` under hypothesis.
+"""Hostile input for the run loader (issue #9, point 5): ``tokprof.profiler.store.load_run`` under hypothesis.
 
 Whatever bytes are in a run file, ``load_run`` either returns a :class:`Run` or raises
 :class:`RunFileError` naming the file (and the line, when the problem is on one); it never raises
@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profiler import load_run, profile, record_llm_call, trace
-from profiler.model import Run
-from profiler.store import RunFileError, TruncatedRunWarning
+from tokprof.profiler import load_run, profile, record_llm_call, trace
+from tokprof.profiler.model import Run
+from tokprof.profiler.store import RunFileError, TruncatedRunWarning
 
 SETTINGS = dict(derandomize=True, deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from profiler.graph import aggregate_by_path, call_graph, top_spans
-from profiler.model import Cost, LLMCall, Run, Span, Usage
+from tokprof.profiler.graph import aggregate_by_path, call_graph, top_spans
+from tokprof.profiler.model import Cost, LLMCall, Run, Span, Usage
 
 
 def llm(span_id, parent, name, inp, out, cost, cached=0, start=0):
@@ -83,8 +83,8 @@ def test_usage_sum_keeps_weakest_source():
 
 
 def test_summary_top_spans_cost_in_the_summary_currency() -> None:
-    from profiler.prices import convert
-    from profiler.summary import summarize
+    from tokprof.profiler.prices import convert
+    from tokprof.profiler.summary import summarize
 
     run = hand_run()
     summary = summarize(run, top=10, currency="CNY")

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from profiler import profile, record_llm_call, run_in_context, span, trace
-from profiler import hooks
-from profiler.model import Run
+from tokprof.profiler import profile, record_llm_call, run_in_context, span, trace
+from tokprof.profiler import hooks
+from tokprof.profiler.model import Run
 
 
 def by_name(run: Run) -> dict[str, list]:
@@ -393,7 +393,7 @@ def test_implicit_run_opt_in(tmp_path):
     import textwrap
 
     code = textwrap.dedent("""
-        from profiler import trace
+        from tokprof.profiler import trace
         @trace
         def f(x): return x + 1
         print(f(1), f(2))
@@ -405,7 +405,7 @@ def test_implicit_run_opt_in(tmp_path):
     assert out.stdout.strip() == "2 3"
     files = list((tmp_path / "implicit").glob("*.jsonl"))
     assert len(files) == 1
-    from profiler import load_run
+    from tokprof.profiler import load_run
 
     run = load_run(files[0])
     assert run.complete and [s.name for s in run.spans if s.kind == "function"] == ["f", "f"]

@@ -11,8 +11,8 @@ import pytest
 from anthropic.resources.messages.messages import AsyncMessages, Messages
 
 from llm_server import Reply
-from profiler import instrument, profile, trace, uninstrument
-from profiler.model import Run, Usage
+from tokprof.profiler import instrument, profile, trace, uninstrument
+from tokprof.profiler.model import Run, Usage
 
 MODEL = "claude-haiku-4-5"
 SYSTEM = [{"type": "text", "text": "You are a calculator.", "cache_control": {"type": "ephemeral"}}]

@@ -16,9 +16,9 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from profiler import hooks, profile, trace
-from profiler.integrations.langchain import TokprofCallbackHandler
-from profiler.model import Run, Span
+from tokprof.profiler import hooks, profile, trace
+from tokprof.profiler.integrations.langchain import TokprofCallbackHandler
+from tokprof.profiler.model import Run, Span
 
 # ---------------------------------------------------------------------------------------------------
 # a scripted chat model: answers by looking at the conversation, so concurrent calls stay deterministic
@@ -440,7 +440,7 @@ class SDKBackedChatModel(BaseChatModel):
 
 def test_sdk_call_inside_a_langchain_model_is_not_counted_twice(llm_server: Any) -> None:
     from llm_server import Reply
-    from profiler import uninstrument
+    from tokprof.profiler import uninstrument
 
     llm_server.script(Reply(input_tokens=500, cached_tokens=256, output_tokens=20))
     model = SDKBackedChatModel(base_url=llm_server.openai_url)

@@ -13,9 +13,9 @@ from openai.resources.chat.completions.completions import AsyncCompletions, Comp
 from openai.resources.responses.responses import AsyncResponses, Responses
 
 from llm_server import Reply
-from profiler import instrument, profile, trace, uninstrument
-from profiler.integrations import Middleware, add_middleware, instrumented
-from profiler.model import Run, Usage
+from tokprof.profiler import instrument, profile, trace, uninstrument
+from tokprof.profiler.integrations import Middleware, add_middleware, instrumented
+from tokprof.profiler.model import Run, Usage
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -360,7 +360,7 @@ def _overlapping_blocks() -> None:
 
 
 def test_profile_with_an_unknown_sdk_still_runs(caplog: pytest.LogCaptureFixture) -> None:
-    from profiler import hooks
+    from tokprof.profiler import hooks
 
     hooks._reset_internal_errors()
     with profile("bad", instrument=["not-an-sdk"]) as run:
@@ -379,7 +379,7 @@ def test_chat_stream_other_stream_options_are_kept(client: openai.OpenAI, llm_se
 
 
 def test_saved_run_file_round_trips_the_sdk_span(client: openai.OpenAI, llm_server: Any, tmp_path: Any) -> None:
-    from profiler import load_run
+    from tokprof.profiler import load_run
 
     llm_server.script(Reply(text="", tool_calls=[{"id": "call_1", "name": "add", "arguments": {"a": 1}}],
                             **USAGE_REPLY))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from profiler.interchange import detect_format, import_file
-from profiler.interchange.tau2_user import user_prompt_messages
+from tokprof.profiler.interchange import detect_format, import_file
+from tokprof.profiler.interchange.tau2_user import user_prompt_messages
 from tests.conftest import CORPUS
 
 FILES = sorted(p for p in CORPUS.rglob("*.gz")) if CORPUS.is_dir() else []

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from profiler.interchange import InterchangeError, detect_format, import_file
-from profiler.store import iter_run_files, load_run
+from tokprof.profiler.interchange import InterchangeError, detect_format, import_file
+from tokprof.profiler.store import iter_run_files, load_run
 from tests.conftest import CORPUS
 from tokprof.cli import main
 

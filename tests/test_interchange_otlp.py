@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from profiler.interchange import detect_format, import_file
-from profiler.interchange.otlp import export_runs, write_otlp
-from profiler.model import Cost, LLMCall, Run, Span, Usage
-from profiler.store import load_run, save_run
+from tokprof.profiler.interchange import detect_format, import_file
+from tokprof.profiler.interchange.otlp import export_runs, write_otlp
+from tokprof.profiler.model import Cost, LLMCall, Run, Span, Usage
+from tokprof.profiler.store import load_run, save_run
 from tests.conftest import CORPUS
 from tokprof.cli import main
 
@@ -276,7 +276,7 @@ def test_truncated_otlp_file_names_file_and_line(tmp_path):
     p = tmp_path / "t.json"
     text = json.dumps(foreign_doc(), indent=1)
     p.write_text(text[: len(text) // 2])
-    from profiler.interchange import InterchangeError
+    from tokprof.profiler.interchange import InterchangeError
 
     with pytest.raises(InterchangeError) as exc:
         import_file(p, "otlp")

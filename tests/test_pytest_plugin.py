@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 # integration covers would), so token numbers are exact and known.
 TEST_TEMPLATE = """
 import pytest
-from profiler import record_llm_call, trace
+from tokprof.profiler import record_llm_call, trace
 
 @trace(kind="agent")
 def agent(n_in, n_out):
@@ -43,7 +43,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def test_fixture_is_the_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner="""
-        from profiler import Run, record_llm_call
+        from tokprof.profiler import Run, record_llm_call
 
         def test_it(tokprof):
             assert isinstance(tokprof, Run)
@@ -59,7 +59,7 @@ def test_fixture_is_the_run(pytester: pytest.Pytester) -> None:
 def test_budget_pass_and_fail_with_breakdown(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner="""
         import pytest
-        from profiler import record_llm_call, trace
+        from tokprof.profiler import record_llm_call, trace
 
         @trace(kind="agent")
         def agent(n_in, n_out):
@@ -101,7 +101,7 @@ def test_cost_budget(pytester: pytest.Pytester) -> None:
     # gpt-4o-mini: 0.15 USD / 1M input tokens, so 1M input tokens cost 0.15 USD.
     pytester.makepyfile(test_inner="""
         import pytest
-        from profiler import record_llm_call
+        from tokprof.profiler import record_llm_call
 
         @pytest.mark.token_budget(max_cost_usd=0.10)
         def test_dear():
@@ -125,7 +125,7 @@ def test_unknown_budget_argument_is_a_usage_error(pytester: pytest.Pytester) -> 
 
 def test_own_failure_is_kept_and_tabled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner="""
-        from profiler import record_llm_call
+        from tokprof.profiler import record_llm_call
 
         def test_it(tokprof):
             record_llm_call(model="gpt-4o-mini", usage={"input_tokens": 50, "output_tokens": 5})
@@ -208,7 +208,7 @@ def test_silent_when_unused(pytester: pytest.Pytester) -> None:
 def test_summary_lists_every_profiled_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner="""
         import pytest
-        from profiler import record_llm_call
+        from tokprof.profiler import record_llm_call
 
         @pytest.mark.parametrize("n", [100, 300])
         def test_p(tokprof, n):
@@ -229,7 +229,7 @@ def test_summary_lists_every_profiled_test(pytester: pytest.Pytester) -> None:
 def test_code_that_opens_its_own_profile_is_counted(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner="""
         import pytest
-        from profiler import profile, record_llm_call
+        from tokprof.profiler import profile, record_llm_call
 
         def app():
             with profile("app") as inner:

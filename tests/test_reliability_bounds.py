@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from profiler import load_run, profile, record_llm_call, trace
-from profiler import store as store_mod
+from tokprof.profiler import load_run, profile, record_llm_call, trace
+from tokprof.profiler import store as store_mod
 
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = textwrap.dedent("""
     import json, os, sys, time
-    from profiler import profile, trace
+    from tokprof.profiler import profile, trace
 
     folder, n = sys.argv[1], int(sys.argv[2])
     page = os.sysconf("SC_PAGE_SIZE")
@@ -150,7 +150,7 @@ def test_seen_payload_set_is_capped(tmp_path, monkeypatch):
     LRU with a cap, and a message evicted from it and seen again is simply written again."""
     monkeypatch.setattr(store_mod.RunWriter, "MAX_SEEN_PAYLOADS", 50)
     history = [{"role": "system", "content": "sys"}]
-    from profiler.hooks import current_span
+    from tokprof.profiler.hooks import current_span
 
     with profile("cap", save=tmp_path) as run:
         for i in range(300):
@@ -165,7 +165,7 @@ def test_seen_payload_set_is_capped(tmp_path, monkeypatch):
 
 
 def test_counting_memo_has_a_cap():
-    cf = pytest.importorskip("profiler.chat_format")
+    cf = pytest.importorskip("tokprof.profiler.chat_format")
     assert 0 < cf.default_cache.max_entries <= 1_000_000
     memo = cf.MessageTokenCache(max_entries=100)
     messages = [{"role": "user", "content": f"distinct message number {i} " * 3} for i in range(400)]
@@ -177,7 +177,7 @@ def test_counting_memo_has_a_cap():
 
 
 def test_default_memo_stays_bounded_under_many_distinct_messages(monkeypatch):
-    cf = pytest.importorskip("profiler.chat_format")
+    cf = pytest.importorskip("tokprof.profiler.chat_format")
     monkeypatch.setattr(cf.default_cache, "max_entries", 300)
     cf.default_cache.clear()
     for i in range(1000):

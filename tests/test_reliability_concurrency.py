@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-import profiler.integrations  # noqa: F401  (attaches the LangChain handler inside profile())
-from profiler import load_run, profile, record_llm_call, trace
+import tokprof.profiler.integrations  # noqa: F401  (attaches the LangChain handler inside profile())
+from tokprof.profiler import load_run, profile, record_llm_call, trace
 from tests.reliability_support import EchoChatModel
 
 THREADS, TASKS = 16, 500
@@ -136,9 +136,9 @@ def test_16_threads_x_500_tasks_nest_and_add_up(tmp_path):
 CACHE_CHILD = textwrap.dedent("""
     import json, sys
     from langchain_core.globals import set_llm_cache
-    import profiler.integrations
-    from profiler import profile
-    from optimizers.response_cache import ResponseCache, TokprofLLMCache
+    import tokprof.profiler.integrations
+    from tokprof.profiler import profile
+    from tokprof.optimizers.response_cache import ResponseCache, TokprofLLMCache
     from tests.reliability_support import EchoChatModel
 
     folder, runs = sys.argv[1], sys.argv[2]
@@ -161,7 +161,7 @@ PROCS, CALLS, DISTINCT = 4, 150, 40
 
 @pytest.mark.slow
 def test_response_cache_shared_by_4_processes(tmp_path):
-    rc = pytest.importorskip("optimizers.response_cache")
+    rc = pytest.importorskip("tokprof.optimizers.response_cache")
     script = tmp_path / "child.py"
     script.write_text(CACHE_CHILD)
     folder, runs = tmp_path / "cache", tmp_path / "runs"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from profiler import load_run, profile, record_llm_call, trace
-from profiler.hooks import _reset_internal_errors
-from profiler.store import RunFileError, TruncatedRunWarning, iter_run_files
+from tokprof.profiler import load_run, profile, record_llm_call, trace
+from tokprof.profiler.hooks import _reset_internal_errors
+from tokprof.profiler.store import RunFileError, TruncatedRunWarning, iter_run_files
 from tests.reliability_support import EchoChatModel, internal_error_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = textwrap.dedent("""
     import sys, threading
     from concurrent.futures import ThreadPoolExecutor
-    from profiler import profile, record_llm_call, trace, current_span
+    from tokprof.profiler import profile, record_llm_call, trace, current_span
 
     folder, threads, keep, capture = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
     out_lock = threading.Lock()
@@ -213,13 +213,13 @@ def test_agent_runs_with_damaged_files_in_its_runs_folder(tmp_path, monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------------------
-# damaged response-cache folders (optimizers.response_cache, diskcache/SQLite)
+# damaged response-cache folders (tokprof.optimizers.response_cache, diskcache/SQLite)
 # ---------------------------------------------------------------------------------------------------
-response_cache = pytest.importorskip("optimizers.response_cache")
+response_cache = pytest.importorskip("tokprof.optimizers.response_cache")
 
 
 def lc_cache(folder: Path):
-    from optimizers.response_cache import ResponseCache, TokprofLLMCache
+    from tokprof.optimizers.response_cache import ResponseCache, TokprofLLMCache
 
     return TokprofLLMCache(ResponseCache(folder, namespace="t", deterministic_only=False))
 
@@ -236,7 +236,7 @@ def llm_cache_reset():
 def test_live_profile_with_response_cache_survives_a_broken_cache_module(tmp_path, monkeypatch, caplog):
     """``profile(optimize=["response-cache"])``: if the cache cannot be opened, the agent runs uncached."""
     live = pytest.importorskip("tokprof.live_hooks")
-    import optimizers.response_cache as rc
+    import tokprof.optimizers.response_cache as rc
 
     def broken(*a, **k):
         raise OSError(5, "Input/output error")
@@ -290,7 +290,7 @@ def test_cache_files_are_private(tmp_path):
 # whole-run saves are atomic: no partial file, the previous file untouched
 # ---------------------------------------------------------------------------------------------------
 def test_a_failed_save_leaves_no_partial_file(tmp_path):
-    from profiler import save_run, span
+    from tokprof.profiler import save_run, span
 
     with profile("atomic") as run:
         with span("ok"):

@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import pytest
 
-import profiler.integrations  # noqa: F401  (registers the LangChain handler and SDK hooks on profile())
-from profiler import hooks, load_run, profile, record_llm_call, span, trace
-from profiler import store as store_mod
-from profiler.hooks import _reset_internal_errors
+import tokprof.profiler.integrations  # noqa: F401  (registers the LangChain handler and SDK hooks on profile())
+from tokprof.profiler import hooks, load_run, profile, record_llm_call, span, trace
+from tokprof.profiler import store as store_mod
+from tokprof.profiler.hooks import _reset_internal_errors
 from tests.reliability_support import EchoChatModel, internal_error_records
 
 BIG = 50 * 1024 * 1024  # the 50 MB prompt
@@ -211,13 +211,13 @@ def _add_hook(kind: str, fn: Callable[..., Any]) -> Callable[[pytest.MonkeyPatch
 
 
 def _exporter_exit_hook(p: Any) -> None:
-    from profiler.interchange import otlp
+    from tokprof.profiler.interchange import otlp
 
     otlp.export_run(p.run)
 
 
 def _export_broken(mp: pytest.MonkeyPatch, tmp: Path) -> None:
-    from profiler.interchange import otlp
+    from tokprof.profiler.interchange import otlp
 
     mp.setattr(otlp, "export_span", raiser(RuntimeError("exporter down")))
     _add_hook("_profile_exit_hooks", _exporter_exit_hook)(mp, tmp)
@@ -338,17 +338,17 @@ _late_threads: list[Any] = []
 
 FAULTS: list[Fault] = [
     # --- counting (tokenizers) ----------------------------------------------------------------------
-    Fault("tokenizer-count-raises", _patch("profiler.chat_format.count_prompt", raiser(RuntimeError("tok")))),
-    Fault("tokenizer-encoder-raises", _patch("profiler.tokenizers.get_encoder", raiser(RuntimeError("bpe")))),
-    Fault("tokenizer-memory-error", _patch("profiler.chat_format.count_completion", raiser(MemoryError()))),
-    Fault("tokenizer-lookup-raises", _patch("profiler.tokenizers.tokenizer_for", raiser(KeyError("model")))),
-    Fault("tokenizer-returns-garbage", _patch("profiler.chat_format.count_completion", lambda *a, **k: "lots")),
+    Fault("tokenizer-count-raises", _patch("tokprof.profiler.chat_format.count_prompt", raiser(RuntimeError("tok")))),
+    Fault("tokenizer-encoder-raises", _patch("tokprof.profiler.tokenizers.get_encoder", raiser(RuntimeError("bpe")))),
+    Fault("tokenizer-memory-error", _patch("tokprof.profiler.chat_format.count_completion", raiser(MemoryError()))),
+    Fault("tokenizer-lookup-raises", _patch("tokprof.profiler.tokenizers.tokenizer_for", raiser(KeyError("model")))),
+    Fault("tokenizer-returns-garbage", _patch("tokprof.profiler.chat_format.count_completion", lambda *a, **k: "lots")),
     # --- prices -------------------------------------------------------------------------------------
     # Prices are not on the agent's path (they are applied when a run is summarised or reported): the
     # agent is unaffected and the saved run is whole.
-    Fault("price-lookup-raises", _patch("profiler.prices.get_price", raiser(RuntimeError("price table"))), logs=0,
+    Fault("price-lookup-raises", _patch("tokprof.profiler.prices.get_price", raiser(RuntimeError("price table"))), logs=0,
           check=lambda p, tmp: load_run(p.run.path)),
-    Fault("price-table-unreadable", _patch("profiler.prices.resolve_model", raiser(OSError(errno.EIO, "I/O"))),
+    Fault("price-table-unreadable", _patch("tokprof.profiler.prices.resolve_model", raiser(OSError(errno.EIO, "I/O"))),
           logs=0, check=lambda p, tmp: load_run(p.run.path)),
     # --- storage ------------------------------------------------------------------------------------
     Fault("disk-full-ENOSPC-from-the-kernel", DevFullWriter.install),
@@ -358,10 +358,10 @@ FAULTS: list[Fault] = [
     Fault("read-only-folder-EROFS", readonly_folder),
     Fault("runs-folder-is-a-file", runs_folder_is_a_file, options={"save": True}),
     Fault("runs-folder-unwritable-proc", runs_folder_unwritable, options={"save": True}),
-    Fault("payload-hash-raises", _patch("profiler.store.payload_id", raiser(RuntimeError("sha1")))),
-    Fault("span-serialisation-raises", _patch("profiler.model.Span.to_dict", raiser(TypeError("to_dict")))),
-    Fault("json-encoder-memory-error", _patch("profiler.store._dumps", raiser(MemoryError()))),
-    Fault("redaction-raises", _patch("profiler.redact._redact_text", raiser(RuntimeError("regex"))),
+    Fault("payload-hash-raises", _patch("tokprof.profiler.store.payload_id", raiser(RuntimeError("sha1")))),
+    Fault("span-serialisation-raises", _patch("tokprof.profiler.model.Span.to_dict", raiser(TypeError("to_dict")))),
+    Fault("json-encoder-memory-error", _patch("tokprof.profiler.store._dumps", raiser(MemoryError()))),
+    Fault("redaction-raises", _patch("tokprof.profiler.redact._redact_text", raiser(RuntimeError("regex"))),
           agent=_agent_with(lambda: echo("sk-" + "a" * 48))),
     # --- unserialisable / hostile values ------------------------------------------------------------
     Fault("circular-message", agent=_agent_llm(messages=[circular_message()], usage={"input_tokens": 1}),
@@ -384,13 +384,13 @@ FAULTS: list[Fault] = [
     Fault("profile-exit-hook-raises", _add_hook("_profile_exit_hooks", raiser(RuntimeError("exit")))),
     Fault("exporter-raises", _export_broken),
     Fault("langchain-message-conversion-raises",
-          _patch("profiler.integrations.langchain._messages_to_openai", raiser(RuntimeError("lc")))),
+          _patch("tokprof.profiler.integrations.langchain._messages_to_openai", raiser(RuntimeError("lc")))),
     Fault("langchain-response-parsing-raises",
-          _patch("profiler.integrations.langchain._fill_response", raiser(RuntimeError("lc")))),
+          _patch("tokprof.profiler.integrations.langchain._fill_response", raiser(RuntimeError("lc")))),
     Fault("langchain-usage-parsing-raises",
-          _patch("profiler.integrations.langchain._usage_from_message", raiser(ValueError("usage")))),
+          _patch("tokprof.profiler.integrations.langchain._usage_from_message", raiser(ValueError("usage")))),
     Fault("langchain-handler-attach-raises",
-          _patch("profiler.integrations.langchain.attach", raiser(RuntimeError("attach")))),
+          _patch("tokprof.profiler.integrations.langchain.attach", raiser(RuntimeError("attach")))),
     # --- clocks -------------------------------------------------------------------------------------
     Fault("monotonic-clock-runs-backwards", _clock(backwards_clock, "_perf"), logs=0,
           check=lambda p, tmp: str(p.run.summary())),
@@ -404,7 +404,7 @@ FAULTS: list[Fault] = [
     Fault("recursion-overflow-in-user-code", agent=lambda: recurse_forever(0), logs=None),
     # --- the rest ---------------------------------------------------------------------------------
     Fault("logging-itself-raises", broken_logging, logs=None),
-    Fault("capture-off-stripping-raises", _patch("profiler.hooks.strip_payloads", raiser(RuntimeError("strip"))),
+    Fault("capture-off-stripping-raises", _patch("tokprof.profiler.hooks.strip_payloads", raiser(RuntimeError("strip"))),
           options={"capture": False}),
     Fault("span-finished-after-profile-closed", agent=late_span_agent, logs=0),
 ]
@@ -481,7 +481,7 @@ def test_summary_survives_a_broken_price_table(monkeypatch):
     with profile("priced") as run:
         record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], output="yo",
                         usage={"input_tokens": 3, "output_tokens": 1})
-    monkeypatch.setattr("profiler.prices.get_price", raiser(RuntimeError("price table")))
+    monkeypatch.setattr("tokprof.profiler.prices.get_price", raiser(RuntimeError("price table")))
     text = str(run.summary())
     assert "4" in text
 
@@ -515,7 +515,7 @@ def _anthropic_message(server: Any) -> Any:
 
 
 def _raising_middleware(mp: pytest.MonkeyPatch, tmp: Path) -> None:
-    from profiler.integrations import middleware
+    from tokprof.profiler.integrations import middleware
 
     remove = middleware.add_middleware(middleware.Middleware("broken", before_request=raiser(RuntimeError("mw"))))
     _cleanups.append(remove)
@@ -523,23 +523,23 @@ def _raising_middleware(mp: pytest.MonkeyPatch, tmp: Path) -> None:
 
 SDK_FAULTS = [
     ("openai-request-capture-raises", "openai", _openai_chat,
-     _patch("profiler.integrations.openai.ChatAdapter.request", raiser(RuntimeError("req")))),
+     _patch("tokprof.profiler.integrations.openai.ChatAdapter.request", raiser(RuntimeError("req")))),
     ("openai-response-parsing-raises", "openai", _openai_chat,
-     _patch("profiler.integrations.openai.ChatAdapter.fill", raiser(KeyError("choices")))),
+     _patch("tokprof.profiler.integrations.openai.ChatAdapter.fill", raiser(KeyError("choices")))),
     ("openai-stream-accumulator-raises", "openai", _openai_stream,
-     _patch("profiler.integrations.openai._ChatAccumulator.observe", raiser(ValueError("chunk")))),
+     _patch("tokprof.profiler.integrations.openai._ChatAccumulator.observe", raiser(ValueError("chunk")))),
     ("openai-middleware-raises", "openai", _openai_chat, _raising_middleware),
     ("anthropic-request-capture-raises", "anthropic", _anthropic_message,
-     _patch("profiler.integrations.anthropic.MessagesAdapter.request", raiser(RuntimeError("req")))),
+     _patch("tokprof.profiler.integrations.anthropic.MessagesAdapter.request", raiser(RuntimeError("req")))),
     ("anthropic-response-parsing-raises", "anthropic", _anthropic_message,
-     _patch("profiler.integrations.anthropic.MessagesAdapter.fill", raiser(TypeError("usage")))),
+     _patch("tokprof.profiler.integrations.anthropic.MessagesAdapter.fill", raiser(TypeError("usage")))),
 ]
 
 
 @pytest.mark.parametrize("fault_id,sdk,call,setup", SDK_FAULTS, ids=[f[0] for f in SDK_FAULTS])
 def test_sdk_fault_does_not_break_the_host(fault_id, sdk, call, setup, llm_server, monkeypatch, tmp_path, caplog):
     pytest.importorskip(sdk)
-    from profiler.integrations import uninstrument
+    from tokprof.profiler.integrations import uninstrument
 
     expected = outcome(lambda: call(llm_server))
     assert expected[0] == "returned", expected

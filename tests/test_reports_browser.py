@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from profiler.model import Run
-from reports.html import write_html
-from reports.model import build_comparison, build_report
+from tokprof.profiler.model import Run
+from tokprof.reports.html import write_html
+from tokprof.reports.model import build_comparison, build_report
 from reports_hostile import HOSTILE
 from reports_samples import make_ledger, make_run, tau1_runs
 

@@ -12,9 +12,9 @@ import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-from profiler.model import Run
-from reports.html import json_for_script, render_html, render_run_snippet
-from reports.model import build_comparison, build_report
+from tokprof.profiler.model import Run
+from tokprof.reports.html import json_for_script, render_html, render_run_snippet
+from tokprof.reports.model import build_comparison, build_report
 from reports_hostile import HOSTILE
 from reports_samples import make_ledger, make_run, tau1_runs
 
@@ -127,7 +127,7 @@ def test_renders_the_corpus(corpus):
     runs = tau1_runs(corpus, limit=40)
     tau2 = []
     try:
-        from profiler.interchange import import_file
+        from tokprof.profiler.interchange import import_file
 
         tau2 = import_file(next((corpus / "tau2").glob("ironshell*gpt54*"))).runs
     except ImportError:
@@ -141,7 +141,7 @@ def test_renders_the_corpus(corpus):
 
 def concatenated_run(runs: list[Run], min_calls: int) -> Run:
     """One run of at least ``min_calls`` LLM calls: the corpus runs' spans under one root, repeated."""
-    from profiler.model import Span
+    from tokprof.profiler.model import Span
 
     big = Run(name=f"corpus x{min_calls}")
     big.spans.append(Span("root", None, big.run_id, "agent", "corpus", 0, 0, end_ns=1))

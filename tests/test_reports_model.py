@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from profiler.model import LLMCall, Run, Span, Usage
-from reports.console import render_report, render_tree, tree_rows
-from reports.json import REPORT_SCHEMA, render_json, report_dict
-from reports.model import GROWTH_PARTS, build_comparison, build_report
+from tokprof.profiler.model import LLMCall, Run, Span, Usage
+from tokprof.reports.console import render_report, render_tree, tree_rows
+from tokprof.reports.json import REPORT_SCHEMA, render_json, report_dict
+from tokprof.reports.model import GROWTH_PARTS, build_comparison, build_report
 from reports_samples import make_ledger, make_run
 
 
@@ -58,7 +58,7 @@ def test_growth_parts_add_up_to_each_calls_input_and_show_history_growth():
 
 
 def test_growth_buckets_long_runs():
-    from reports import model as rm
+    from tokprof.reports import model as rm
 
     run = make_run(12)
     old = rm.GROWTH_MAX_BARS
@@ -227,7 +227,7 @@ def test_unknown_prices_are_unknown_not_zero():
 
 
 def test_flame_roll_up_matches_the_call_graph():
-    from profiler.graph import aggregate_by_path, call_graph
+    from tokprof.profiler.graph import aggregate_by_path, call_graph
 
     run = make_run(5)
     m = build_report(run)
@@ -249,7 +249,7 @@ def test_attribution_csv_export_is_a_data_url_with_neutralised_formulas():
     import csv
     import urllib.parse
 
-    from reports.html import _attribution_csv
+    from tokprof.reports.html import _attribution_csv
 
     run = make_run(3, tags={"team": "=HYPERLINK(\"http://x\")", "feature": "refunds"})
     url = _attribution_csv(build_report(run))
@@ -262,7 +262,7 @@ def test_attribution_csv_export_is_a_data_url_with_neutralised_formulas():
 
 
 def test_cli_report_runs_real_passes(tmp_path, capsys):
-    from optimizers.base import available_passes
+    from tokprof.optimizers.base import available_passes
     from tokprof.cli import main
 
     if "prompt-cache" not in available_passes():
@@ -295,7 +295,7 @@ def test_diagnostics_find_prefix_breaks():
 
 
 def test_quick_prefix_check_on_runs_too_large_for_the_cache_analysis(monkeypatch):
-    import reports.diagnostics as diag
+    import tokprof.reports.diagnostics as diag
 
     monkeypatch.setattr(diag, "PREFIX_ANALYSIS_MAX_CALLS", 0)  # the full analysis is skipped: quick check
     m = build_report(_drifting_system_prompt_run())

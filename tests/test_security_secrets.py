@@ -17,9 +17,9 @@ import pytest
 
 from langchain_core.tools import tool as lc_tool
 
-import profiler.integrations  # noqa: F401  (the LangChain handler attaches inside profile())
-from profiler import load_run, profile, record_llm_call, redact, save_run, span, trace
-from profiler.hooks import _reset_internal_errors
+import tokprof.profiler.integrations  # noqa: F401  (the LangChain handler attaches inside profile())
+from tokprof.profiler import load_run, profile, record_llm_call, redact, save_run, span, trace
+from tokprof.profiler.hooks import _reset_internal_errors
 from tests.reliability_support import EchoChatModel
 from tests.secret_samples import CUSTOM_PATTERN, SECRETS, in_context
 
@@ -174,15 +174,15 @@ def test_no_secret_in_any_written_file(tmp_path):
                                 or SECRETS["openai-project"] in json.dumps(s.to_dict(), default=str) for s in lc)
     assert "[REDACTED:openai-key]" in run.path.read_text()
     # Not even the hash of a secret-bearing message is stored (messages are addressed by content hash).
-    from profiler.store import payload_id
+    from tokprof.profiler.store import payload_id
 
     raw_ids = {payload_id(m) for sp in run.spans if sp.llm for m in sp.llm.messages
                if any(sec in json.dumps(m) for sec in SECRETS.values())}
     assert raw_ids and not any(i in run.path.read_text() for i in raw_ids)
     # A report rendered from the saved run (what `tokprof report` does), if the reports package can.
     try:
-        from reports.html import write_html
-        from reports.model import build_report
+        from tokprof.reports.html import write_html
+        from tokprof.reports.model import build_report
 
         write_html(build_report(loaded), folder / "report.html")
     except ImportError:  # pragma: no cover - reports not built in this checkout
@@ -329,8 +329,8 @@ def test_capture_on_by_default_records_payloads(tmp_path):
 
 
 def test_report_of_a_live_run_has_no_secret(tmp_path):
-    from reports.html import write_html
-    from reports.model import build_report
+    from tokprof.reports.html import write_html
+    from tokprof.reports.model import build_report
 
     p = run_agent_leaking_everything(tmp_path / "runs")
     write_html(build_report(p.run), tmp_path / "live.html")
@@ -340,7 +340,7 @@ def test_report_of_a_live_run_has_no_secret(tmp_path):
 
 
 def test_otlp_export_has_no_secret(tmp_path):
-    from profiler.interchange.otlp import write_otlp
+    from tokprof.profiler.interchange.otlp import write_otlp
 
     p = run_agent_leaking_everything(tmp_path / "runs")
     out = write_otlp([p.run], tmp_path / "export" / "trace.json")

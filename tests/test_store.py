@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from profiler import load_run, profile, record_llm_call, trace
-from profiler.store import RunFileError, TruncatedRunWarning, resolve_run, save_run
+from tokprof.profiler import load_run, profile, record_llm_call, trace
+from tokprof.profiler.store import RunFileError, TruncatedRunWarning, resolve_run, save_run
 
 
 def agent_with_growing_history(calls: int = 50) -> None:
@@ -154,7 +154,7 @@ def test_unserialisable_attributes_are_stored_as_text(tmp_path):
 
 def test_run_copy_owns_its_attributes_and_calls() -> None:
     """A pass rewriting a copy (set_attribute, usage) leaves the run it was given untouched."""
-    from profiler.model import LLMCall, Run, Span
+    from tokprof.profiler.model import LLMCall, Run, Span
 
     run = Run()
     span = Span("a", None, run.run_id, "llm", "chat", 0, 0, attributes={"k": 1}, tags={"team": "x"},

@@ -34,9 +34,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.messages import convert_to_openai_messages
 from langchain_core.tools import BaseTool, tool
 
-from profiler import profile, trace
-from profiler.hooks import current_run, record_llm_call
-from profiler.model import Run, Usage
+from tokprof.profiler import profile, trace
+from tokprof.profiler.hooks import current_run, record_llm_call
+from tokprof.profiler.model import Run, Usage
 from tokprof import live_hooks
 from tokprof.scripted_model import ScriptedChatModel, message_text
 
@@ -583,7 +583,7 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
     Both runs are saved to ``directory`` (default ``.tokprof/runs`` or ``$TOKPROF_DIR``). Raises
     :class:`AnswerMismatch` if the two runs' final answers differ.
     """
-    from profiler.store import runs_dir
+    from tokprof.profiler.store import runs_dir
 
     folder = runs_dir(directory)
     timings: dict[str, float] = {}
@@ -615,22 +615,22 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
 # the report
 # ---------------------------------------------------------------------------------------------------
 def write_report(result: DemoResult, path: Path) -> tuple[Path, str]:
-    """Write the comparison report (``reports.model.build_comparison`` + ``reports.html.write_html``); if that
+    """Write the comparison report (``tokprof.reports.model.build_comparison`` + ``tokprof.reports.html.write_html``); if that
     fails, the minimal self-contained page below. Returns the path and the renderer used."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if result.optimized is not None:
         try:
-            from reports import html as report_html
-            from reports.model import build_comparison
+            from tokprof.reports import html as report_html
+            from tokprof.reports.model import build_comparison
 
             model = build_comparison(result.baseline, result.optimized,
                                      title="tokprof demo: baseline vs. live-optimized re-run (measured)")
             report_html.write_html(model, path)
-            return path, "reports.html.write_html"
+            return path, "tokprof.reports.html.write_html"
         except Exception as exc:  # the report must not lose the demo's result: fall back, logged once
-            from profiler.hooks import internal_error
+            from tokprof.profiler.hooks import internal_error
 
-            internal_error("rendering the demo report with reports.html", exc)
+            internal_error("rendering the demo report with tokprof.reports.html", exc)
     path.write_text(fallback_html(result), encoding="utf-8")
     return path, "tokprof.demo.fallback_html"
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from profiler.store import RunFileError
+from tokprof.profiler.store import RunFileError
 
 UserFacingError: tuple[type[BaseException], ...] = (RunFileError, FileNotFoundError, KeyError, ValueError)

@@ -4,7 +4,7 @@ Importing this module registers :func:`activate_live` / :func:`deactivate_live` 
 hooks (``profiler`` never imports upward, so the app layer plugs this in: ``tokprof.demo`` imports it;
 import it yourself, or ``tokprof`` once its façade does).
 
->>> from profiler import profile
+>>> from tokprof.profiler import profile
 >>> import tokprof.live_hooks  # noqa: F401
 >>> with profile("support", optimize=["response-cache", "observation-mask"]) as run:
 ...     agent.invoke(...)
@@ -16,13 +16,13 @@ Passes that can act live (their recorded-run counterparts are in ``optimizers``;
 
 ``response-cache``   a response cache for the block, empty at its start: an identical deterministic request
                      (temperature 0 or a seed) is answered from it and bills no tokens. LangChain:
-                     ``set_llm_cache`` with ``optimizers.response_cache.TokprofLLMCache`` on a temporary
+                     ``set_llm_cache`` with ``tokprof.optimizers.response_cache.TokprofLLMCache`` on a temporary
                      store; SDK clients: the middleware's lookup.
 ``minify``           JSON tool outputs without whitespace and empty fields; very long outputs cut to
-                     head + tail (``optimizers.compression.minify``).
+                     head + tail (``tokprof.optimizers.compression.minify``).
 ``dedupe``           a tool output identical to an earlier one becomes a pointer to it (lossless).
 ``observation-mask`` old tool outputs become placeholders keeping their ids, in blocks so the prompt
-                     prefix stays cacheable (``optimizers.compression.mask``, ``keep_turns=3`` live).
+                     prefix stays cacheable (``tokprof.optimizers.compression.mask``, ``keep_turns=3`` live).
 ``prompt-cache``     prompt-cache planning: ``cache_control`` breakpoints on the system prompt and the
                      newest message, so a provider with explicit caching (Anthropic) re-reads the stable
                      prefix at the cache price. Models that ignore the marker are unaffected.
@@ -30,13 +30,13 @@ Passes that can act live (their recorded-run counterparts are in ``optimizers``;
 How: while a live profile is active, ``BaseChatModel.generate``/``agenerate`` are wrapped so the message
 transforms run *before* LangChain's callbacks (the profiler records the prompt that was really sent).
 Instrumented SDK clients (``profile(..., instrument=["openai"])``) get the same through
-``profiler.integrations``' middleware seam: OpenAI chat messages are compressed, Anthropic requests get
+``tokprof.profiler.integrations``' middleware seam: OpenAI chat messages are compressed, Anthropic requests get
 cache breakpoints, and a repeated deterministic request is answered from the block's memory.
 Transforms apply in the order minify, dedupe, observation-mask, prompt-cache whatever order they were
-asked in. ``minify``, ``dedupe`` and ``observation-mask`` run engineer E's ``optimizers.compression``
+asked in. ``minify``, ``dedupe`` and ``observation-mask`` run engineer E's ``tokprof.optimizers.compression``
 passes (the code the simulated pipeline uses) with :data:`LIVE_PASS_OPTIONS`; the small local transforms
 below are the fallback when those are missing or fail. Every failure inside is reported once through
-``profiler.hooks.internal_error`` and swallowed: the agent then runs unoptimized, never broken.
+``tokprof.profiler.hooks.internal_error`` and swallowed: the agent then runs unoptimized, never broken.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from profiler import hooks as _hooks
+from tokprof.profiler import hooks as _hooks
 
 LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")
 """Every pass that can act live, in the order they act (the response cache is consulted after the message
@@ -88,7 +88,7 @@ class LiveSession:
     """Per-pass options for the compression passes of ``optimizers`` (e.g. ``{"observation-mask":
     {"keep_turns": 3}}``)."""
     use_optimizers: bool = True
-    """Run ``minify``/``dedupe``/``observation-mask`` with engineer E's ``optimizers.compression`` passes
+    """Run ``minify``/``dedupe``/``observation-mask`` with engineer E's ``tokprof.optimizers.compression`` passes
     (the same code the simulated pipeline uses) when they are importable; the local versions otherwise."""
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     sdk_cache: dict[str, Any] = field(default_factory=dict)
@@ -139,8 +139,8 @@ class LiveSession:
             return None
         if name not in self._external:
             try:
-                import optimizers.compression  # noqa: F401  (registers the passes)
-                from optimizers.base import make_pass
+                import tokprof.optimizers.compression  # noqa: F401  (registers the passes)
+                from tokprof.optimizers.base import make_pass
 
                 p = make_pass(name, **self.options.get(name, {}))
                 self._external[name] = p if hasattr(p, "compress") else None
@@ -292,13 +292,13 @@ def _via_optimizer_pass(session: LiveSession, name: str, p: Any, messages: list[
 # ---------------------------------------------------------------------------------------------------
 def make_response_cache() -> Any:
     """A LangChain ``BaseCache`` for one block, empty at the start (a cache that outlived the block would
-    make a re-run look free): engineer D's :class:`optimizers.response_cache.TokprofLLMCache` on a
+    make a re-run look free): engineer D's :class:`tokprof.optimizers.response_cache.TokprofLLMCache` on a
     temporary store when available (it serves only deterministic requests: temperature 0 or a seed), else
     LangChain's ``InMemoryCache``. Either way a hit reports zero billed tokens and says it was a hit."""
     try:
         import tempfile
 
-        from optimizers.response_cache import ResponseCache, TokprofLLMCache
+        from tokprof.optimizers.response_cache import ResponseCache, TokprofLLMCache
 
         class LiveLLMCache(TokprofLLMCache):  # type: ignore[misc, valid-type]
             def lookup(self, prompt: str, llm_string: str) -> Any:
@@ -313,7 +313,7 @@ def make_response_cache() -> Any:
         folder = tempfile.mkdtemp(prefix="tokprof-live-cache-")
         return LiveLLMCache(ResponseCache(folder, namespace="live"))
     except Exception as exc:
-        _hooks.internal_error("opening optimizers.response_cache for the live response cache", exc)
+        _hooks.internal_error("opening tokprof.optimizers.response_cache for the live response cache", exc)
     return _ZeroUsageCache()
 
 
@@ -422,7 +422,7 @@ def _transform_batch(model: Any, batch: list[list[Any]]) -> list[list[Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# instrumented SDK clients (openai, anthropic): through profiler.integrations' middleware seam
+# instrumented SDK clients (openai, anthropic): through tokprof.profiler.integrations' middleware seam
 # ---------------------------------------------------------------------------------------------------
 _SDK_MIDDLEWARE: Any = None
 _sdk_depth = 0
@@ -507,7 +507,7 @@ def _add_sdk_middleware() -> None:
         if _sdk_depth > 1:
             return
         try:
-            from profiler.integrations.middleware import Middleware, add_middleware
+            from tokprof.profiler.integrations.middleware import Middleware, add_middleware
         except ImportError:  # no SDK integration in this install: nothing to plug into
             return
         _SDK_MIDDLEWARE = Middleware("tokprof-live", _sdk_before, _sdk_lookup, _sdk_after)
@@ -519,7 +519,7 @@ def _remove_sdk_middleware() -> None:
     with _patch_lock:
         _sdk_depth -= 1
         if _sdk_depth == 0 and _SDK_MIDDLEWARE is not None:
-            from profiler.integrations.middleware import remove_middleware
+            from tokprof.profiler.integrations.middleware import remove_middleware
 
             remove_middleware(_SDK_MIDDLEWARE)
             _SDK_MIDDLEWARE = None

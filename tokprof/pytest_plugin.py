@@ -157,11 +157,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def tokprof(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Profile the test body; the value is the :class:`profiler.Run` being recorded.
+    """Profile the test body; the value is the :class:`tokprof.profiler.Run` being recorded.
 
     Code under test that opens its own ``profile()`` records into its own run; when that inner profile
     ends, a copy of its spans is grafted under this run's root, so the test's numbers include it."""
-    from profiler import hooks, profile
+    from tokprof.profiler import hooks, profile
 
     if _graft_nested not in hooks._profile_exit_hooks:
         hooks._profile_exit_hooks.append(_graft_nested)
@@ -188,7 +188,7 @@ def _graft_nested(p: Any) -> None:
         return
     import time
 
-    from profiler.model import Span
+    from tokprof.profiler.model import Span
 
     run, root_id = target
     spans = list(p.run.spans)

@@ -1,16 +1,16 @@
-"""Context compression passes. Importing this package registers them with :mod:`optimizers.base`:
+"""Context compression passes. Importing this package registers them with :mod:`tokprof.optimizers.base`:
 
 ``minify``, ``dedupe``, ``observation-mask``, ``history-budget``, ``relevance-prune``.
 
-Each is a pure function of one call's message list (see :mod:`optimizers.compression.common`), so it
+Each is a pure function of one call's message list (see :mod:`tokprof.optimizers.compression.common`), so it
 decides only from what was known before the call, keeps the prompt prefix stable between block
-compactions, and is usable live on any OpenAI-style message list (:mod:`optimizers.live`).
+compactions, and is usable live on any OpenAI-style message list (:mod:`tokprof.optimizers.live`).
 """
 
 from __future__ import annotations
 
 # Importing each pass module registers its pass.
-from optimizers.compression import dedupe, history_budget, mask, minify, relevance  # noqa: E402,F401
+from tokprof.optimizers.compression import dedupe, history_budget, mask, minify, relevance  # noqa: E402,F401
 
 COMPRESSION_PASSES = ("minify", "observation-mask", "dedupe", "history-budget", "relevance-prune")
 """Pass names, in the order they compose best: minify first (each output shrinks once, on entry), mask

@@ -9,7 +9,7 @@ are replayed from the message list itself: each assistant message in the list ma
 call happened, and its input was everything before it.
 
 Token accounting of a rewritten call: new input tokens = recorded input tokens - tokens of the removed
-messages + tokens of the inserted ones, counted with ``profiler.chat_format`` (the model's tokenizer);
+messages + tokens of the inserted ones, counted with ``tokprof.profiler.chat_format`` (the model's tokenizer);
 when that is unavailable, a len/4 heuristic, labelled ``estimated``.
 """
 
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from profiler.model import TOKEN_SOURCES, LLMCall, Message, TokenSource
+from tokprof.profiler.model import TOKEN_SOURCES, LLMCall, Message, TokenSource
 
 CHARS_PER_TOKEN = 4
 """The fallback heuristic (and the cheap size used for block decisions, which must not depend on which
@@ -105,13 +105,13 @@ def tool_names_by_call_id(messages: list[Message]) -> dict[str, tuple[str, str]]
 # ---- token counting ----------------------------------------------------------------------------------
 def count_message_tokens(messages: list[Message], model: str | None) -> tuple[list[int], TokenSource]:
     """Tokens of each message as ``model``'s provider bills it, and how they were counted."""
-    from profiler.chat_format import count_prompt
+    from tokprof.profiler.chat_format import count_prompt
 
     try:
         pc = count_prompt(messages, model or "gpt-4o")
         return list(pc.messages), pc.source
     except Exception as exc:  # a tokenizer failure must not stop the pass: fall back, labelled
-        from profiler.hooks import internal_error
+        from tokprof.profiler.hooks import internal_error
 
         internal_error("compression.count_message_tokens", exc)
     return [rough_tokens(message_text(m)) + 4 for m in messages], "estimated"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
-from optimizers.base import register
-from optimizers.compression.common import (Rewritten, digest, text_of, tool_names_by_call_id,
+from tokprof.optimizers.base import register
+from tokprof.optimizers.compression.common import (Rewritten, digest, text_of, tool_names_by_call_id,
                                            with_text)
-from optimizers.compression.mask import PLACEHOLDER_PREFIX
-from optimizers.compression.runner import MessagePass
-from profiler.model import Message
+from tokprof.optimizers.compression.mask import PLACEHOLDER_PREFIX
+from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.profiler.model import Message
 
 _PARA_SPLIT = re.compile(r"(\n\s*\n)")
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from optimizers.base import register
-from optimizers.compression.common import Rewritten, call_points, message_text, rough_tokens
-from optimizers.compression.mask import cache_multipliers
-from optimizers.compression.runner import MessagePass
-from profiler.model import Message
+from tokprof.optimizers.base import register
+from tokprof.optimizers.compression.common import Rewritten, call_points, message_text, rough_tokens
+from tokprof.optimizers.compression.mask import cache_multipliers
+from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.profiler.model import Message
 
 SUMMARY_PREFIX = "[Summary of the conversation before this point"
 
@@ -42,7 +42,7 @@ def _boundaries(messages: list[Message], lo: int, hi: int) -> list[int]:
 
 
 def facts_line(messages: list[Message], known: set[str]) -> str:
-    from optimizers.fidelity import fact_tokens
+    from tokprof.optimizers.fidelity import fact_tokens
 
     seen: dict[str, None] = {}
     for m in messages:
@@ -131,7 +131,7 @@ class HistoryBudgetPass(MessagePass):
             return Rewritten(messages)
         head = _head_len(messages)
         dropped = messages[head:upto]
-        from optimizers.fidelity import fact_tokens
+        from tokprof.optimizers.fidelity import fact_tokens
 
         known = set()
         for m in messages[:head]:

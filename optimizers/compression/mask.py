@@ -1,7 +1,7 @@
 """``observation-mask``: tool outputs older than the last K turns become a short placeholder.
 
 The placeholder keeps the output's identifiers (ids, keys, codes, amounts, dates, names: every
-fact-like token, see :func:`optimizers.fidelity.fact_tokens`), says what was elided and how to fetch it
+fact-like token, see :func:`tokprof.optimizers.fidelity.fact_tokens`), says what was elided and how to fetch it
 again (the same tool call). Masking is done in blocks: old outputs are masked only once their total size
 crosses ``threshold_tokens``, and a masked output stays masked, so between two compactions every call
 re-sends an identical prefix and the provider's prompt cache keeps hitting. (Masking "everything older
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 
-from optimizers.base import register
-from optimizers.compression.common import (Rewritten, call_points, rough_tokens, text_of,
+from tokprof.optimizers.base import register
+from tokprof.optimizers.compression.common import (Rewritten, call_points, rough_tokens, text_of,
                                            tool_names_by_call_id, with_text)
-from optimizers.compression.runner import MessagePass
-from profiler.model import Message
+from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.profiler.model import Message
 
 PLACEHOLDER_PREFIX = "[elided tool output"
 _DEDUPE_REF = re.compile(r"^\[identical to the .* at message #(\d+) above; not repeated\]$", re.S)
@@ -38,7 +38,7 @@ def _turn_starts(messages: list[Message], unit: str) -> list[int]:
 def placeholder(m: Message, calls: dict[str, tuple[str, str]], known: set[str] | frozenset[str] = frozenset()) -> str:
     """The short stand-in of a tool output: its identifiers (those not already in ``known``, the facts
     the rest of the prompt states anyway) and how to get it back."""
-    from optimizers.fidelity import fact_tokens
+    from tokprof.optimizers.fidelity import fact_tokens
 
     text = text_of(m.get("content"))
     name, args = calls.get(str(m.get("tool_call_id") or ""), (str(m.get("name") or "tool"), ""))
@@ -50,8 +50,8 @@ def placeholder(m: Message, calls: dict[str, tuple[str, str]], known: set[str] |
 
 def _context_facts(messages: list[Message]) -> set[str]:
     """Facts stated by the messages a mask never touches (system, user, assistant text and tool calls)."""
-    from optimizers.compression.common import message_text
-    from optimizers.fidelity import fact_tokens
+    from tokprof.optimizers.compression.common import message_text
+    from tokprof.optimizers.fidelity import fact_tokens
 
     out: set[str] = set()
     for m in messages:
@@ -63,7 +63,7 @@ def _context_facts(messages: list[Message]) -> set[str]:
 def cache_multipliers(model: str | None) -> tuple[float, float]:
     """(cache read, cache write) price multipliers of ``model``'s provider; (1, 1) when it has no cache."""
     try:
-        from optimizers.billing import cache_rule
+        from tokprof.optimizers.billing import cache_rule
 
         rule = cache_rule(None, model)
         if not rule.caches:
@@ -132,7 +132,7 @@ class ObservationMaskPass(MessagePass):
         calls = tool_names_by_call_id(messages)
         out = list(messages)
         n = 0
-        from optimizers.fidelity import fact_tokens
+        from tokprof.optimizers.fidelity import fact_tokens
 
         known: dict[int, set[str]] = {}
         # Facts of earlier tool outputs are in the prompt already: in full, or in their own placeholder

@@ -15,10 +15,10 @@ import json
 import re
 from typing import Any
 
-from optimizers.base import register
-from optimizers.compression.common import Rewritten, rough_tokens, text_of, with_text
-from optimizers.compression.runner import MessagePass
-from profiler.model import Message
+from tokprof.optimizers.base import register
+from tokprof.optimizers.compression.common import Rewritten, rough_tokens, text_of, with_text
+from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.profiler.model import Message
 
 _EMPTY = (None, "", [], {})
 _SAFE_CUT = re.compile(r"[\s,;{}\[\]]")

@@ -2,7 +2,7 @@
 
 A compression pass only has to say how it rewrites one call's message list (``compress``); this base
 class copies the run, rewrites each call's input, updates its usage (see
-:func:`optimizers.compression.common.rewrite_call`), and writes one ledger row per changed call with the
+:func:`tokprof.optimizers.compression.common.rewrite_call`), and writes one ledger row per changed call with the
 call's reference retention. The billing simulator prices the result (the pipeline does that).
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from optimizers.base import Evidence, LedgerRow, PassContext
-from optimizers.compression.common import Rewritten, rewrite_call
-from profiler.model import Message, Run
+from tokprof.optimizers.base import Evidence, LedgerRow, PassContext
+from tokprof.optimizers.compression.common import Rewritten, rewrite_call
+from tokprof.profiler.model import Message, Run
 
 
 class MessagePass:
@@ -40,7 +40,7 @@ class MessagePass:
 
     # -- the Pass protocol ----------------------------------------------------------------------------
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
-        from optimizers.fidelity import call_retention
+        from tokprof.optimizers.fidelity import call_retention
 
         new = run.copy()
         orig = {s.span_id: s for s in run.spans if s.llm is not None}
@@ -53,7 +53,7 @@ class MessagePass:
             try:
                 rw = self.compress(list(call.messages), call.model)
             except Exception as exc:  # a pass bug must not lose the run: leave the call as it was
-                from profiler.hooks import internal_error
+                from tokprof.profiler.hooks import internal_error
 
                 internal_error(f"pass {self.name}", exc)
                 continue

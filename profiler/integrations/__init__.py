@@ -1,14 +1,14 @@
 """Live instrumentation: LangChain/LangGraph (automatic inside ``profile()``) and the OpenAI and Anthropic
 SDKs (opt-in).
 
->>> from profiler import instrument, uninstrument, profile
+>>> from tokprof.profiler import instrument, uninstrument, profile
 >>> instrument("openai")            # every chat.completions / responses call is recorded inside a profile
 >>> uninstrument("openai")          # the SDK is exactly as it was
 >>> with profile("agent", instrument=["anthropic"]):   # patched for the block only
 ...     ...
 
 Importing this package registers its ``profile()`` enter/exit hooks (``profiler/__init__.py`` imports it),
-so ``profiler.hooks`` never imports an integration. Each SDK module is imported only when instrumented;
+so ``tokprof.profiler.hooks`` never imports an integration. Each SDK module is imported only when instrumented;
 langchain-core on the first ``profile()`` (not by ``import profiler``: it takes most of a second).
 A LangChain run gets the handler when langchain-core was importable at the time the profile was entered.
 """
@@ -19,10 +19,10 @@ import importlib
 import threading
 from typing import Any
 
-from profiler import hooks
-from profiler.hooks import internal_error
-from profiler.integrations import _sdk
-from profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
+from tokprof.profiler import hooks
+from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
 
 __all__ = [
     "instrument",
@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 SUPPORTED: dict[str, tuple[str, str]] = {
-    "openai": ("profiler.integrations.openai", "pip install 'tokprof[openai]' (or: pip install openai)"),
-    "anthropic": ("profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
+    "openai": ("tokprof.profiler.integrations.openai", "pip install 'tokprof[openai]' (or: pip install openai)"),
+    "anthropic": ("tokprof.profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
 }
 """SDK name -> (our patch module, how to install the SDK)."""
 
@@ -153,7 +153,7 @@ def _attach_langchain(p: Any) -> None:
     if not getattr(p, "langchain", True):
         return
     try:
-        from profiler.integrations import langchain as _langchain
+        from tokprof.profiler.integrations import langchain as _langchain
     except ImportError:  # langchain-core is not installed: nothing to attach
         return
     _langchain.attach(p)
@@ -162,7 +162,7 @@ def _attach_langchain(p: Any) -> None:
 def _detach_langchain(p: Any) -> None:
     if "langchain_token" not in p.extras:
         return
-    from profiler.integrations import langchain as _langchain
+    from tokprof.profiler.integrations import langchain as _langchain
 
     _langchain.detach(p)
 

@@ -1,7 +1,7 @@
 """The machinery shared by the OpenAI and Anthropic SDK patches.
 
 A patch replaces one method on an SDK resource class (``Completions.create``...) by a wrapper that, around
-the original call: runs the middleware (``profiler.integrations.middleware``), opens an ``llm`` span with
+the original call: runs the middleware (``tokprof.profiler.integrations.middleware``), opens an ``llm`` span with
 the request (converted by a provider :class:`Adapter`), and closes it with the response and its usage. A
 streamed response keeps its identity: the wrapper swaps the stream object's internal ``_iterator`` for one
 that watches the events go by (and may hide events the caller did not ask for), so ``isinstance`` checks,
@@ -17,10 +17,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, AsyncIterator, Protocol
 
-from profiler import hooks
-from profiler.hooks import end_span, internal_error, start_span
-from profiler.integrations import middleware
-from profiler.model import LLMCall, Span, Usage
+from tokprof.profiler import hooks
+from tokprof.profiler.hooks import end_span, internal_error, start_span
+from tokprof.profiler.integrations import middleware
+from tokprof.profiler.model import LLMCall, Span, Usage
 
 _RAW_HEADER = "X-Stainless-Raw-Response"
 

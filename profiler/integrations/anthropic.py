@@ -1,6 +1,6 @@
 """Anthropic Python SDK: ``messages.create`` (sync, async, ``stream=True``) and ``messages.stream``.
 
-Opt-in: ``profiler.instrument("anthropic")`` (undone by ``uninstrument``) or
+Opt-in: ``tokprof.profiler.instrument("anthropic")`` (undone by ``uninstrument``) or
 ``profile(instrument=["anthropic"])``.
 
 Anthropic's ``input_tokens`` excludes the prompt-cache tokens; tokprof's ``Usage.input_tokens`` includes
@@ -17,9 +17,9 @@ import functools
 import json
 from typing import Any, Callable
 
-from profiler.integrations import _sdk
-from profiler.integrations.openai import _given, _plain
-from profiler.model import LLMCall, Message, Usage
+from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations.openai import _given, _plain
+from tokprof.profiler.model import LLMCall, Message, Usage
 
 PROVIDER = "anthropic"
 _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "tool_choice", "thinking",
@@ -298,7 +298,7 @@ def _async_stream(adapter: MessagesAdapter, original: Callable[..., Any]) -> Cal
 
 
 def patch() -> list[_sdk.Patch]:
-    """Patch the SDK; returns what :func:`profiler.integrations._sdk.unpatch` needs to undo it."""
+    """Patch the SDK; returns what :func:`tokprof.profiler.integrations._sdk.unpatch` needs to undo it."""
     from anthropic.resources.messages.messages import AsyncMessages, Messages
 
     adapter = MessagesAdapter()

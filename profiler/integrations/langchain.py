@@ -1,7 +1,7 @@
 """LangChain / LangGraph: a callback handler that turns runs into tokprof spans.
 
 Chains become ``chain`` spans (a top-level graph or agent executor becomes ``agent``), chat models and
-LLMs ``llm`` spans carrying an :class:`~profiler.model.LLMCall` (provider, model, request parameters, the
+LLMs ``llm`` spans carrying an :class:`~tokprof.profiler.model.LLMCall` (provider, model, request parameters, the
 input messages in OpenAI format, tool definitions, the output message and ``usage_metadata`` as provider
 usage), tools ``tool`` spans and retrievers ``retriever`` spans.
 
@@ -27,9 +27,9 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
-from profiler import hooks
-from profiler.hooks import end_span, internal_error, start_span
-from profiler.model import LLMCall, Message, Span, Usage
+from tokprof.profiler import hooks
+from tokprof.profiler.hooks import end_span, internal_error, start_span
+from tokprof.profiler.model import LLMCall, Message, Span, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.messages import BaseMessage

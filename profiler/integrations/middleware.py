@@ -15,7 +15,7 @@ in order:
 A failing middleware is reported once through ``internal_error`` and skipped: the call goes on as if it
 were not there. Middleware runs only while the SDK is instrumented (inside or outside a profile).
 
->>> from profiler.integrations import Middleware, add_middleware, instrument
+>>> from tokprof.profiler.integrations import Middleware, add_middleware, instrument
 >>> instrument("openai")
 >>> remove = add_middleware(Middleware("my-cache", lookup=lambda api, kw: cache.get(key(kw)),
 ...                                    after_response=lambda api, kw, resp: cache.put(key(kw), resp)))
@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from profiler.hooks import internal_error
+from tokprof.profiler.hooks import internal_error
 
 __all__ = ["Middleware", "add_middleware", "remove_middleware", "middlewares"]
 

@@ -1,6 +1,6 @@
 """OpenAI Python SDK: ``chat.completions.create`` and ``responses.create``, sync and async, streamed or not.
 
-Opt-in: ``profiler.instrument("openai")`` (undone by ``uninstrument``) or ``profile(instrument=["openai"])``.
+Opt-in: ``tokprof.profiler.instrument("openai")`` (undone by ``uninstrument``) or ``profile(instrument=["openai"])``.
 
 Usage comes from the response (``usage``), or for a stream from its final chunk. A streamed chat completion
 only carries usage when ``stream_options={"include_usage": True}``; when the caller did not set
@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from profiler.integrations import _sdk
-from profiler.model import LLMCall, Message, Usage
+from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.model import LLMCall, Message, Usage
 
 PROVIDER = "openai"
 
@@ -325,7 +325,7 @@ class ResponsesAdapter:
 # patching
 # ---------------------------------------------------------------------------------------------------
 def patch() -> list[_sdk.Patch]:
-    """Patch the SDK; returns what :func:`profiler.integrations._sdk.unpatch` needs to undo it."""
+    """Patch the SDK; returns what :func:`tokprof.profiler.integrations._sdk.unpatch` needs to undo it."""
     from openai.resources.chat.completions.completions import AsyncCompletions, Completions
     from openai.resources.responses.responses import AsyncResponses, Responses
 

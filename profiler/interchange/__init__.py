@@ -1,12 +1,12 @@
 """Bring runs recorded elsewhere into tokprof, and send tokprof runs elsewhere.
 
->>> from profiler.interchange import import_file
+>>> from tokprof.profiler.interchange import import_file
 >>> result = import_file("results.json.gz")          # format detected, gzip handled
 >>> result.runs, result.errors                        # good runs; bad records named with file and record
 
 Formats (``FORMATS``): ``tau2`` (τ²-bench results), ``tau1`` (τ-bench trajectories), ``swe_agent``
 (SWE-agent ``.traj``), ``chatlog`` (JSONL of OpenAI chat requests/responses), ``otlp`` (OpenTelemetry
-OTLP-JSON with GenAI semantic conventions; also exported by :func:`profiler.interchange.otlp.write_otlp`).
+OTLP-JSON with GenAI semantic conventions; also exported by :func:`tokprof.profiler.interchange.otlp.write_otlp`).
 Each module's docstring documents exactly what it reads.
 """
 
@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from profiler.interchange import chatlog, otlp, swe_agent, tau1, tau2
-from profiler.interchange.base import ImportResult, InterchangeError, read_text
+from tokprof.profiler.interchange import chatlog, otlp, swe_agent, tau1, tau2
+from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
 

@@ -1,6 +1,6 @@
 """What every importer shares: the error type, the result type, file reading and small value helpers.
 
-An importer turns a foreign file into ordinary :class:`~profiler.model.Run` objects. Files hold several
+An importer turns a foreign file into ordinary :class:`~tokprof.profiler.model.Run` objects. Files hold several
 *records* (a simulation, a trajectory, a JSONL line, a trace); a bad record is reported in
 :attr:`ImportResult.errors` and the good ones are still imported. Only a file that cannot be read at all
 (unknown format, malformed JSON, truncated gzip, no good record) raises :class:`InterchangeError`.
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from profiler.model import Run, Span
+from tokprof.profiler.model import Run, Span
 
 MAX_REPORTED_ERRORS = 5
 """How many record errors a summary shows (the count is always complete)."""
@@ -136,8 +136,8 @@ def collect(result: ImportResult, items: Iterable[tuple[int | str, Any]],
 
 def fill_counts(run: Run) -> None:
     """Count what the file did not report (provider usage wins); a counting failure never loses the run."""
-    from profiler.accounting import fill_run_usage
-    from profiler.hooks import internal_error
+    from tokprof.profiler.accounting import fill_run_usage
+    from tokprof.profiler.hooks import internal_error
 
     try:
         fill_run_usage(run)

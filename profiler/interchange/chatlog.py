@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from profiler.interchange.base import (
+from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     RunBuilder,
@@ -37,7 +37,7 @@ from profiler.interchange.base import (
     split_model,
     stable_id,
 )
-from profiler.model import LLMCall, Run, Usage
+from tokprof.profiler.model import LLMCall, Run, Usage
 
 FORMAT = "chatlog"
 STEP_NS = 1_000_000

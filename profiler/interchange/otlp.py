@@ -55,7 +55,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable
 
-from profiler.interchange.base import (
+from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     fill_counts,
@@ -64,7 +64,7 @@ from profiler.interchange.base import (
     nullish,
     stable_id,
 )
-from profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, USAGE_FIELDS, Cost, LLMCall, Message, Run, Span, Usage
+from tokprof.profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, USAGE_FIELDS, Cost, LLMCall, Message, Run, Span, Usage
 
 FORMAT = "otlp"
 EXPECTED = 'OTLP-JSON traces {"resourceSpans": [{"scopeSpans": [{"spans": [...]}]}]}'
@@ -385,7 +385,7 @@ def export_run(run: Run) -> dict[str, Any]:
 
 def export_runs(runs: Iterable[Run]) -> dict[str, Any]:
     """An OTLP-JSON ``ExportTraceServiceRequest`` holding ``runs`` (one resource, one trace per run)."""
-    from profiler.redact import redact_runs
+    from tokprof.profiler.redact import redact_runs
 
     # An export leaves the machine: secrets are redacted as in run files.
     return {"resourceSpans": [export_run(r) for r in redact_runs(runs)]}

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from profiler.interchange.base import (
+from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     RunBuilder,
@@ -28,7 +28,7 @@ from profiler.interchange.base import (
     split_model,
     stable_id,
 )
-from profiler.model import LLMCall, Message, Run
+from tokprof.profiler.model import LLMCall, Message, Run
 
 FORMAT = "swe_agent"
 STEP_NS = 1_000_000

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from profiler.interchange.base import (
+from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     RunBuilder,
@@ -25,7 +25,7 @@ from profiler.interchange.base import (
     split_model,
     stable_id,
 )
-from profiler.model import LLMCall, Message, Run
+from tokprof.profiler.model import LLMCall, Message, Run
 
 FORMAT = "tau1"
 DEFAULT_MODEL = "gpt-4o"

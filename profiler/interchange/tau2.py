@@ -14,7 +14,7 @@ What a run looks like:
   messages before it. The agent's tool definitions are not in the file: the calls carry no ``tools`` and
   ``run.metadata["notes"]`` says so, since counted prompt tokens then miss the tool schema;
 * one ``llm`` span per simulated-user message (``tags={"side": "user"}``) whose input is the prompt the
-  user simulator was sent, rebuilt by :func:`profiler.interchange.tau2_user.user_prompt_messages`;
+  user simulator was sent, rebuilt by :func:`tokprof.profiler.interchange.tau2_user.user_prompt_messages`;
 * one ``tool`` span per tool result, named after the tool.
 
 The first message is τ²-bench's fixed greeting (``"Hi! How can I help you today?"``), written by the
@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from profiler.interchange.base import (
+from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     RunBuilder,
@@ -45,8 +45,8 @@ from profiler.interchange.base import (
     stable_id,
     tool_calls_to_openai,
 )
-from profiler.interchange.tau2_user import user_prompt_messages
-from profiler.model import Cost, LLMCall, Message, Run, Usage
+from tokprof.profiler.interchange.tau2_user import user_prompt_messages
+from tokprof.profiler.model import Cost, LLMCall, Message, Run, Usage
 
 FORMAT = "tau2"
 GREETING = "Hi! How can I help you today?"

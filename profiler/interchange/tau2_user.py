@@ -20,8 +20,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from profiler.interchange.base import nullish, tool_calls_to_openai
-from profiler.model import Message
+from tokprof.profiler.interchange.base import nullish, tool_calls_to_openai
+from tokprof.profiler.model import Message
 
 _SYSTEM_TEMPLATE = "{guidelines}\n\n<scenario>\n{instructions}\n</scenario>"
 _PERSONA_PLACEHOLDER = "<PERSONA_GUIDELINES>"

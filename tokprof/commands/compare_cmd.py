@@ -22,7 +22,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from reports.model import build_comparison
+    from tokprof.reports.model import build_comparison
     from tokprof.commands.report_cmd import emit, load_runs
 
     before = load_runs([args.before], args.dir)

@@ -25,8 +25,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from profiler.interchange.otlp import export_runs, write_otlp
-    from profiler.store import load_run, resolve_run
+    from tokprof.profiler.interchange.otlp import export_runs, write_otlp
+    from tokprof.profiler.store import load_run, resolve_run
 
     run = load_run(resolve_run(args.run, args.dir))
     if args.output:

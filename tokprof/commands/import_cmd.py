@@ -12,7 +12,7 @@ TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    from profiler.interchange import FORMATS
+    from tokprof.profiler.interchange import FORMATS
 
     p = sub.add_parser(
         "import",
@@ -58,9 +58,9 @@ def import_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from profiler.interchange import InterchangeError, import_file
-    from profiler.interchange.summary import ImportTotals
-    from profiler.store import runs_dir, save_run
+    from tokprof.profiler.interchange import InterchangeError, import_file
+    from tokprof.profiler.interchange.summary import ImportTotals
+    from tokprof.profiler.store import runs_dir, save_run
 
     files = expand(args.files)
     if not files:

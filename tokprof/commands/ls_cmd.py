@@ -17,7 +17,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ls_command(args: argparse.Namespace) -> int:
-    from profiler.store import RunFileError, iter_run_files, load_run
+    from tokprof.profiler.store import RunFileError, iter_run_files, load_run
 
     rows = []
     for path in list(iter_run_files(args.dir))[: args.limit]:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PASSES = "default"  # optimizers.base.DEFAULT_PIPELINE: caching + compression
+DEFAULT_PASSES = "default"  # tokprof.optimizers.base.DEFAULT_PIPELINE: caching + compression
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -41,7 +41,7 @@ def _money(v: Decimal | None, currency: str = "") -> str:
 
 
 def optimize_command(args: argparse.Namespace) -> int:
-    from optimizers.base import available_passes, optimize_runs
+    from tokprof.optimizers.base import available_passes, optimize_runs
 
     if args.passes.strip() == "list":
         for name, desc in available_passes().items():
@@ -55,7 +55,7 @@ def optimize_command(args: argparse.Namespace) -> int:
         if p not in known:
             raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
     if args.currency.upper() != "USD":
-        from profiler.prices import convert
+        from tokprof.profiler.prices import convert
 
         convert(Decimal(1), "USD", args.currency)  # an unsupported currency is a clear error, not "unknown"
     runs = load_runs(args.runs, args.dir, folders=True)

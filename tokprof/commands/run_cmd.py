@@ -40,7 +40,7 @@ def parse_tags(items: list[str]) -> dict[str, str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from profiler import profile
+    from tokprof.profiler import profile
 
     script = Path(args.script)
     if not script.is_file():

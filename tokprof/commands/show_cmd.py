@@ -26,8 +26,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from profiler.store import load_run, resolve_run
-    from reports.console import render_tree, tree_rows
+    from tokprof.profiler.store import load_run, resolve_run
+    from tokprof.reports.console import render_tree, tree_rows
 
     import sys
 
