@@ -27,7 +27,7 @@ response cache) cost nothing and never touch the provider's prompt cache.
 Prefix matching. The simulator needs, for each call, the longest token prefix it shares with what an
 earlier call left in the provider's cache. Prompts are rendered to a unit sequence (tool definitions,
 then each message: a role marker, its content's tokens, its tool calls, an end marker) using the model's
-tokenizer from :mod:`tokprof.profiler.tokenizers` when it is available, else a regex word/punctuation split.
+tokenizer from :mod:`tokprof.profiler.providers.tokenizers` when it is available, else a regex word/punctuation split.
 Units are indexed by a cumulative hash every :data:`BLOCK_UNITS` units, so a lookup costs one dict probe
 per block. Units say *where* prefixes match; the tokens *billed* are the recorded counts: a match that
 covers an earlier call's whole prompt (or prompt + output) is worth exactly that call's recorded tokens,
@@ -68,7 +68,7 @@ class BillingError(ValueError):
 # ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CacheRule:
-    """One provider's prompt-caching rule for one model (see ``optimizers/data/billing_rules.json``)."""
+    """One provider's prompt-caching rule for one model (see ``profiler/providers/data/billing_rules.json``)."""
 
     provider: str
     mode: Literal["automatic", "explicit", "none"]
@@ -97,7 +97,7 @@ NO_CACHE = CacheRule(provider="unknown", mode="none")
 @lru_cache(maxsize=1)
 def billing_rules() -> dict[str, Any]:
     """The rules data file (cached)."""
-    text = resources.files("optimizers").joinpath("data/billing_rules.json").read_text(encoding="utf-8")
+    text = resources.files("tokprof.profiler.providers").joinpath("data", "billing_rules.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -194,10 +194,10 @@ PriceLookup = Callable[[str | None], Rates | None]
 
 
 def default_prices(model: str | None) -> Rates | None:
-    """Rates from the price table (:func:`tokprof.profiler.prices.get_price`)."""
+    """Rates from the price table (:func:`tokprof.profiler.providers.prices.get_price`)."""
     if not model:
         return None
-    from tokprof.profiler.prices import get_price
+    from tokprof.profiler.providers.prices import get_price
 
     p = get_price(model)
     if p is None:
@@ -221,7 +221,7 @@ def _rates(p: Any, currency: str, reasoning: Any, tiers: tuple[tuple[int, Rates]
 def _convert(amount: Decimal, from_cur: str, to_cur: str) -> Decimal | None:
     if from_cur == to_cur:
         return amount
-    from tokprof.profiler.prices import convert
+    from tokprof.profiler.providers.prices import convert
 
     try:
         out = convert(amount, from_cur, to_cur)
@@ -317,7 +317,7 @@ _PIECE = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+", re.UNICODE)
 
 def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
     try:
-        from tokprof.profiler.tokenizers import tokenizer_for
+        from tokprof.profiler.providers.tokenizers import tokenizer_for
 
         enc = tokenizer_for(model).encoder
         enc.encode("probe")
@@ -329,7 +329,7 @@ def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
 @lru_cache(maxsize=64)
 def _exact_tokenizer(model: str | None) -> bool:
     try:
-        from tokprof.profiler.tokenizers import tokenizer_for
+        from tokprof.profiler.providers.tokenizers import tokenizer_for
 
         return bool(tokenizer_for(model).exact) and _encoder_for(model) is not None
     except Exception:
@@ -667,7 +667,7 @@ def bill_run(run: Run, currency: str = "USD", *, mode: str | None = None,
 
     Args:
         run: the run; it is not modified.
-        currency: currency of the costs (converted with :func:`tokprof.profiler.prices.convert`).
+        currency: currency of the costs (converted with :func:`tokprof.profiler.providers.prices.convert`).
         mode: ``recorded`` / ``automatic`` / ``simulate``; default: ``run.metadata["billing"]["mode"]``,
             else ``recorded``.
         prices: model -> :class:`Rates` (default: the price table).

@@ -38,7 +38,7 @@ from tokprof.optimizers.billing import (
     default_prices,
     prompt_units,
 )
-from tokprof.profiler.chat_format import content_text
+from tokprof.profiler.providers.chat_format import content_text
 from tokprof.profiler.model import LLMCall, Run, Span
 
 # A value that changes on every call: ISO dates/times, clock times, UUIDs, long hex or digit ids.

@@ -2,7 +2,7 @@
 
 Provider-reported usage always wins; local counting fills only what is missing, and each field keeps
 its source: ``counted`` when the model's own tokenizer did the counting, ``estimated`` when a tokenizer
-of another family stood in (see :mod:`tokprof.profiler.tokenizers`).
+of another family stood in (see :mod:`tokprof.profiler.providers.tokenizers`).
 
 Cost = Σ tokens by type × price by type. ``Usage.input_tokens`` includes cache reads and writes, so they
 are taken out of the plain input count before pricing (cached tokens are never billed twice); reasoning
@@ -28,8 +28,8 @@ def fill_usage(call: LLMCall) -> None:
     need_out = not usage.known("output_tokens") and call.output is not None
     if not (need_in or need_out):
         return
-    from tokprof.profiler.chat_format import count_completion, count_prompt
-    from tokprof.profiler.tokenizers import tokenizer_for
+    from tokprof.profiler.providers.chat_format import count_completion, count_prompt
+    from tokprof.profiler.providers.tokenizers import tokenizer_for
 
     model = call.model or ""
     source = tokenizer_for(model).source
@@ -50,7 +50,7 @@ def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
 
 def usage_cost(usage: Usage, model: str | None, currency: str = "USD") -> Cost | None:
     """Tokens × price for ``usage`` of ``model``; ``None`` if the model has no price or nothing is known."""
-    from tokprof.profiler.prices import convert, get_price
+    from tokprof.profiler.providers.prices import convert, get_price
 
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
@@ -82,7 +82,7 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
     if recorded is not None and recorded.source == "recorded" and recorded.amount is not None:
         if recorded.currency.upper() == currency.upper():
             return recorded
-        from tokprof.profiler.prices import convert
+        from tokprof.profiler.providers.prices import convert
 
         return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
     return usage_cost(call.usage, call.model, currency)
@@ -110,11 +110,11 @@ SUPPORTED_CURRENCIES = ("USD", "CNY")
 def fill_run_usage(run) -> None:  # noqa: ANN001
     """Fill missing usage on every LLM span of ``run`` (importers call this after building a run).
 
-    Prompts are counted in batches (:func:`tokprof.profiler.chat_format.count_prompts`) of consecutive calls with
+    Prompts are counted in batches (:func:`tokprof.profiler.providers.chat_format.count_prompts`) of consecutive calls with
     the same model and tools: in an agent run they re-send a growing history, and the batch counts it at
     about the cost of its unique content."""
-    from tokprof.profiler.chat_format import count_prompts
-    from tokprof.profiler.tokenizers import tokenizer_for
+    from tokprof.profiler.providers.chat_format import count_prompts
+    from tokprof.profiler.providers.tokenizers import tokenizer_for
 
     calls = [s.llm for s in run.spans if s.llm is not None]
     uncounted = [c for c in calls if not c.usage.known("input_tokens") and (c.messages or c.tools)]

@@ -43,6 +43,7 @@ USAGE_FIELDS: tuple[str, ...] = (
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "cache_write_1h_tokens",
 )
 
 Message = dict[str, Any]
@@ -59,6 +60,9 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    """The part of ``cache_write_tokens`` written with a 1-hour TTL (Anthropic ``cache_creation.ephemeral_1h_input_tokens``),
+    billed at its own rate; ``cache_write_tokens`` stays the total of all cache writes."""
     sources: dict[str, TokenSource] = field(default_factory=dict)
     """field name -> source, for the fields that are known. A field absent here is unknown."""
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 from tokprof.optimizers.base import Ledger, LedgerRow
 from tokprof.profiler.graph import METRICS
 from tokprof.profiler.model import Run, Span
-from tokprof.profiler.prices import convert
+from tokprof.profiler.providers.prices import convert
 from tokprof.reports.payloads import PayloadTable
 from tokprof.reports import diagnostics as _diag
 

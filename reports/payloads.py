@@ -53,7 +53,7 @@ def _model_counter() -> Callable[[str, str | None], tuple[int, str]]:
     """Count a text for a model with the offline tokenizer registry when present (``counted`` when the
     tokenizer is exact for that model, else ``estimated``), else with a character heuristic."""
     try:
-        from tokprof.profiler.tokenizers import tokenizer_for
+        from tokprof.profiler.providers.tokenizers import tokenizer_for
 
         tokenizer_for("gpt-4o").count("probe")
     except Exception:  # noqa: BLE001 - registry missing or broken: the heuristic still splits totals

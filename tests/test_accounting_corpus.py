@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from tokprof.profiler.accounting import usage_cost
-from tokprof.profiler.chat_format import count_messages
+from tokprof.profiler.providers.chat_format import count_messages
 from tokprof.profiler.interchange.tau2_user import user_prompt_messages
 from tokprof.profiler.model import Usage
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tokprof.profiler.chat_format import (
+from tokprof.profiler.providers.chat_format import (
     MessageTokenCache,
     count_completion,
     count_messages,
@@ -16,7 +16,7 @@ from tokprof.profiler.chat_format import (
     count_tools,
     to_openai_message,
 )
-from tokprof.profiler.tokenizers import get_encoder
+from tokprof.profiler.providers.tokenizers import get_encoder
 
 # openai-cookbook, examples/How_to_count_tokens_with_tiktoken.ipynb, section 6.
 COOKBOOK_MESSAGES = [

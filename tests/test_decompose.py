@@ -117,7 +117,7 @@ def test_subtask_prices_are_converted_to_the_report_currency() -> None:
 
     from tokprof.optimizers.billing import default_prices
     from tokprof.optimizers.decompose import _price
-    from tokprof.profiler.prices import convert
+    from tokprof.profiler.providers.prices import convert
 
     rates = default_prices("qwen-max")
     assert rates is not None and rates.currency == "CNY"

@@ -83,7 +83,7 @@ def test_usage_sum_keeps_weakest_source():
 
 
 def test_summary_top_spans_cost_in_the_summary_currency() -> None:
-    from tokprof.profiler.prices import convert
+    from tokprof.profiler.providers.prices import convert
     from tokprof.profiler.summary import summarize
 
     run = hand_run()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tokprof.profiler import prices
+from tokprof.profiler.providers import prices
 from tokprof.profiler.accounting import call_cost, fill_usage, usage_cost
 from tokprof.profiler.model import Cost, LLMCall, Usage
-from tokprof.profiler.prices import (
+from tokprof.profiler.providers.prices import (
     ModelPrice,
     PriceFileError,
     UnknownModelWarning,

@@ -165,7 +165,7 @@ def test_seen_payload_set_is_capped(tmp_path, monkeypatch):
 
 
 def test_counting_memo_has_a_cap():
-    cf = pytest.importorskip("tokprof.profiler.chat_format")
+    cf = pytest.importorskip("tokprof.profiler.providers.chat_format")
     assert 0 < cf.default_cache.max_entries <= 1_000_000
     memo = cf.MessageTokenCache(max_entries=100)
     messages = [{"role": "user", "content": f"distinct message number {i} " * 3} for i in range(400)]
@@ -177,7 +177,7 @@ def test_counting_memo_has_a_cap():
 
 
 def test_default_memo_stays_bounded_under_many_distinct_messages(monkeypatch):
-    cf = pytest.importorskip("tokprof.profiler.chat_format")
+    cf = pytest.importorskip("tokprof.profiler.providers.chat_format")
     monkeypatch.setattr(cf.default_cache, "max_entries", 300)
     cf.default_cache.clear()
     for i in range(1000):

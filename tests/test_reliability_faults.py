@@ -338,17 +338,17 @@ _late_threads: list[Any] = []
 
 FAULTS: list[Fault] = [
     # --- counting (tokenizers) ----------------------------------------------------------------------
-    Fault("tokenizer-count-raises", _patch("tokprof.profiler.chat_format.count_prompt", raiser(RuntimeError("tok")))),
-    Fault("tokenizer-encoder-raises", _patch("tokprof.profiler.tokenizers.get_encoder", raiser(RuntimeError("bpe")))),
-    Fault("tokenizer-memory-error", _patch("tokprof.profiler.chat_format.count_completion", raiser(MemoryError()))),
-    Fault("tokenizer-lookup-raises", _patch("tokprof.profiler.tokenizers.tokenizer_for", raiser(KeyError("model")))),
-    Fault("tokenizer-returns-garbage", _patch("tokprof.profiler.chat_format.count_completion", lambda *a, **k: "lots")),
+    Fault("tokenizer-count-raises", _patch("tokprof.profiler.providers.chat_format.count_prompt", raiser(RuntimeError("tok")))),
+    Fault("tokenizer-encoder-raises", _patch("tokprof.profiler.providers.tokenizers.get_encoder", raiser(RuntimeError("bpe")))),
+    Fault("tokenizer-memory-error", _patch("tokprof.profiler.providers.chat_format.count_completion", raiser(MemoryError()))),
+    Fault("tokenizer-lookup-raises", _patch("tokprof.profiler.providers.tokenizers.tokenizer_for", raiser(KeyError("model")))),
+    Fault("tokenizer-returns-garbage", _patch("tokprof.profiler.providers.chat_format.count_completion", lambda *a, **k: "lots")),
     # --- prices -------------------------------------------------------------------------------------
     # Prices are not on the agent's path (they are applied when a run is summarised or reported): the
     # agent is unaffected and the saved run is whole.
-    Fault("price-lookup-raises", _patch("tokprof.profiler.prices.get_price", raiser(RuntimeError("price table"))), logs=0,
+    Fault("price-lookup-raises", _patch("tokprof.profiler.providers.prices.get_price", raiser(RuntimeError("price table"))), logs=0,
           check=lambda p, tmp: load_run(p.run.path)),
-    Fault("price-table-unreadable", _patch("tokprof.profiler.prices.resolve_model", raiser(OSError(errno.EIO, "I/O"))),
+    Fault("price-table-unreadable", _patch("tokprof.profiler.providers.prices.resolve_model", raiser(OSError(errno.EIO, "I/O"))),
           logs=0, check=lambda p, tmp: load_run(p.run.path)),
     # --- storage ------------------------------------------------------------------------------------
     Fault("disk-full-ENOSPC-from-the-kernel", DevFullWriter.install),
@@ -481,7 +481,7 @@ def test_summary_survives_a_broken_price_table(monkeypatch):
     with profile("priced") as run:
         record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], output="yo",
                         usage={"input_tokens": 3, "output_tokens": 1})
-    monkeypatch.setattr("tokprof.profiler.prices.get_price", raiser(RuntimeError("price table")))
+    monkeypatch.setattr("tokprof.profiler.providers.prices.get_price", raiser(RuntimeError("price table")))
     text = str(run.summary())
     assert "4" in text
 

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from tokprof.profiler import tokenizers as tk
-from tokprof.profiler.tokenizers import (
+from tokprof.profiler.providers import tokenizers as tk
+from tokprof.profiler.providers.tokenizers import (
     DATA_FILES,
     TokenizerError,
     get_encoder,
@@ -139,15 +139,15 @@ def test_counting_works_with_sockets_blocked_in_a_fresh_process() -> None:
         socket.getaddrinfo = _blocked
         import tiktoken.load
         tiktoken.load.read_file = _blocked   # tiktoken's downloader must never be reached
-        from tokprof.profiler.tokenizers import _BUILTIN_RULES, tokenizer_for
-        from tokprof.profiler.chat_format import count_messages
+        from tokprof.profiler.providers.tokenizers import _BUILTIN_RULES, tokenizer_for
+        from tokprof.profiler.providers.chat_format import count_messages
         seen = set()
         for rule in _BUILTIN_RULES:
             model = rule.pattern.replace("*", "-x")
             n = count_messages([{"role": "user", "content": "你好 hello"}], model)
             assert n > 0, model
             seen.add(tokenizer_for(model).encoding)
-        from tokprof.profiler.prices import get_price   # the price table ships in the package too
+        from tokprof.profiler.providers.prices import get_price   # the price table ships in the package too
         assert get_price("gpt-4o") is not None and get_price("qwen-max") is not None
         print(sorted(seen))
     """)

@@ -8,7 +8,7 @@ live takes the same decisions and reaches the same answer as the uncompressed ru
 It plays the provider's part in full, because the demo must *measure* savings on a real re-run:
 
 * ``usage_metadata`` is computed from the prompt actually received (after any live transform), with
-  tokprof's own counting (``tokprof.profiler.chat_format`` when present, else the model's tokenizer, else
+  tokprof's own counting (``tokprof.profiler.providers.chat_format`` when present, else the model's tokenizer, else
   ``len/4``), so compressing the prompt lowers the reported input tokens.
 * An Anthropic-style prompt cache: a content block carrying ``cache_control`` marks a breakpoint; the
   prefix up to it is written to the cache (at least ``min_cache_tokens`` long), and a later request whose
@@ -83,14 +83,14 @@ def _plain(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 
 class TokenCounter:
-    """Counts prompt tokens the way tokprof does (``tokprof.profiler.chat_format``), itemised per message so the
+    """Counts prompt tokens the way tokprof does (``tokprof.profiler.providers.chat_format``), itemised per message so the
     emulated prompt cache can price prefixes. Falls back to counting the parts, then ``len/4``."""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self._text = _text_counter(model)
         try:
-            from tokprof.profiler.chat_format import count_prompt
+            from tokprof.profiler.providers.chat_format import count_prompt
 
             count_prompt([{"role": "user", "content": "probe"}], model)
             self._count_prompt: Callable[..., Any] | None = count_prompt
@@ -117,7 +117,7 @@ class TokenCounter:
 
 def _text_counter(model: str) -> Callable[[str], int]:
     try:
-        from tokprof.profiler.tokenizers import count_text
+        from tokprof.profiler.providers.tokenizers import count_text
 
         count_text("probe", model)
         return lambda text: count_text(text, model)

@@ -9,7 +9,7 @@ are replayed from the message list itself: each assistant message in the list ma
 call happened, and its input was everything before it.
 
 Token accounting of a rewritten call: new input tokens = recorded input tokens - tokens of the removed
-messages + tokens of the inserted ones, counted with ``tokprof.profiler.chat_format`` (the model's tokenizer);
+messages + tokens of the inserted ones, counted with ``tokprof.profiler.providers.chat_format`` (the model's tokenizer);
 when that is unavailable, a len/4 heuristic, labelled ``estimated``.
 """
 
@@ -105,7 +105,7 @@ def tool_names_by_call_id(messages: list[Message]) -> dict[str, tuple[str, str]]
 # ---- token counting ----------------------------------------------------------------------------------
 def count_message_tokens(messages: list[Message], model: str | None) -> tuple[list[int], TokenSource]:
     """Tokens of each message as ``model``'s provider bills it, and how they were counted."""
-    from tokprof.profiler.chat_format import count_prompt
+    from tokprof.profiler.providers.chat_format import count_prompt
 
     try:
         pc = count_prompt(messages, model or "gpt-4o")

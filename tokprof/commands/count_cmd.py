@@ -62,10 +62,10 @@ def _as_prompt(text: str, where: str) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 def count_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.chat_format import count_prompt
+    from tokprof.profiler.providers.chat_format import count_prompt
     from tokprof.profiler.model import Usage
-    from tokprof.profiler.prices import get_price
-    from tokprof.profiler.tokenizers import tokenizer_for
+    from tokprof.profiler.providers.prices import get_price
+    from tokprof.profiler.providers.tokenizers import tokenizer_for
     from tokprof.profiler.accounting import usage_cost
 
     text, where = _read(args.file)
@@ -110,7 +110,7 @@ def count_command(args: argparse.Namespace) -> int:
         print(f"  note: {choice.approximation}")
     if cost is None or cost.amount is None:
         print(f"  input cost: unknown (no price for {args.model!r}; add one with a price override file, "
-              f"see tokprof.profiler.prices.load_overrides / $TOKPROF_PRICES)")
+              f"see tokprof.profiler.providers.prices.load_overrides / $TOKPROF_PRICES)")
     else:
         print(f"  input cost: {_money(cost.amount)} {currency} (at {rates.input} "
               f"{price.currency} per 1M input tokens)")

@@ -55,7 +55,7 @@ def optimize_command(args: argparse.Namespace) -> int:
         if p not in known:
             raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
     if args.currency.upper() != "USD":
-        from tokprof.profiler.prices import convert
+        from tokprof.profiler.providers.prices import convert
 
         convert(Decimal(1), "USD", args.currency)  # an unsupported currency is a clear error, not "unknown"
     runs = load_runs(args.runs, args.dir, folders=True)

@@ -1,6 +1,6 @@
 """The price table: money per 1M tokens per model, in USD or CNY, with overrides and currency conversion.
 
-The table ships as ``profiler/data/prices.json`` (versioned; every row has its effective date and source
+The table ships as ``profiler/providers/data/prices.json`` (versioned; every row has its effective date and source
 URL). Lookups resolve case, provider prefixes (``openai/gpt-4.1``, ``anthropic/claude-...``, Bedrock
 ``anthropic.claude-...-v1:0``), dated snapshots (``gpt-4.1-2025-04-14``, ``claude-sonnet-4-5-20250929``)
 and ``-latest`` aliases. A model with no price gives ``None`` and one :class:`UnknownModelWarning` naming
@@ -176,12 +176,12 @@ _rate_override: Decimal | None = None
 
 def _load_builtin() -> None:
     global _table, table_version, _default_rate
-    text = resources.files("profiler").joinpath("data", PRICES_FILE).read_text(encoding="utf-8")
+    text = resources.files("tokprof.profiler.providers").joinpath("data", PRICES_FILE).read_text(encoding="utf-8")
     doc = json.loads(text)
     table: dict[str, ModelPrice] = {}
     aliases: dict[str, str] = {}
     for i, row in enumerate(doc.get("models", [])):
-        p = price_from_dict(row, f"profiler/data/{PRICES_FILE} row {i}")
+        p = price_from_dict(row, f"profiler/providers/data/{PRICES_FILE} row {i}")
         table[p.model] = p
         for a in p.aliases:
             aliases[a] = p.model
@@ -279,8 +279,8 @@ def _warn_unknown(model: str) -> None:
         _warned.add(model)
     warnings.warn(
         f"tokprof: no price for model {model!r}; its cost is shown as unknown. Add one with "
-        f"tokprof.profiler.prices.set_price(ModelPrice(model={model!r}, provider=..., currency='USD', input=..., "
-        f"output=...)) or a JSON file for tokprof.profiler.prices.load_overrides(path) "
+        f"tokprof.profiler.providers.prices.set_price(ModelPrice(model={model!r}, provider=..., currency='USD', input=..., "
+        f"output=...)) or a JSON file for tokprof.profiler.providers.prices.load_overrides(path) "
         f"({{\"models\": [{{\"model\": \"{model}\", \"input\": \"1.00\", \"output\": \"2.00\"}}]}}), "
         f"or set TOKPROF_PRICES to that file.",
         UnknownModelWarning, stacklevel=3)

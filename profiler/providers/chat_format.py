@@ -39,7 +39,7 @@ from itertools import accumulate
 from typing import Any, Iterable, Literal
 
 from tokprof.profiler.model import Message
-from tokprof.profiler.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, tokenizer_for
+from tokprof.profiler.providers.tokenizers import TiktokenEncoder, TokenizerChoice, get_encoder, tokenizer_for
 
 # ---------------------------------------------------------------------------------------------------
 # the memo
