@@ -1,0 +1,136 @@
+"""A small agent task suite with known answers, for measuring what live passes do to a real model's behaviour.
+
+Three task types, 24 instances, generated deterministically (seeded) so every run sees the same prompts:
+
+- ``lookup``: a tool returned a pretty-printed JSON table (flights or orders); the question asks one field of one
+  record. Correct: the answer contains that field's value.
+- ``multistep``: a search tool returned customers with ids; the model must call ``get_orders(customer_id=…)`` with
+  the id of the customer named in the question (an id carried from one tool's output into the next call), then
+  say how many orders are open. Correct: the right id was called and the answer contains the count.
+- ``longlog``: a tool returned a long service log (~2,000 tokens) with exactly one error line; the question asks
+  for its error code. Correct: the answer contains the code.
+
+The first tool call of every task is played by the harness (the conversation already holds it), because what is
+measured is what a pass does to *context the agent gathered*, not whether a tiny model can start a plan. The
+model writes every later turn itself, through the real ``openai`` client.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+SYSTEM = ("You are a precise assistant. Answer using only the tool results in this conversation. "
+          "Reply with a short answer.")
+
+GET_ORDERS_TOOL = {"type": "function", "function": {
+    "name": "get_orders", "description": "List a customer's orders.",
+    "parameters": {"type": "object", "properties": {"customer_id": {"type": "string"}},
+                   "required": ["customer_id"]}}}
+SEARCH_TOOL = {"type": "function", "function": {
+    "name": "search", "description": "Search the records.",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}
+
+
+@dataclass
+class Task:
+    task_id: str
+    kind: str
+    messages: list[dict[str, Any]]                 # system, user, the harness's first tool call and its output
+    tools: list[dict[str, Any]]
+    expected: str                                  # must appear in the final answer (case-insensitive)
+    expected_call: tuple[str, str] | None = None   # (tool, argument value) the model must call, if any
+    run_tool: Callable[[str, dict[str, Any]], str] = field(default=lambda name, args: "unknown tool")
+
+    def grade(self, answer: str, calls: list[tuple[str, dict[str, Any]]]) -> bool:
+        ok = _norm(self.expected) in _norm(answer)
+        if self.expected_call is not None:
+            name, value = self.expected_call
+            ok = ok and any(n == name and value in json.dumps(a) for n, a in calls)
+        return ok
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip().lower()
+
+
+def _seed_call(call_id: str, name: str, args: dict[str, Any], output: str) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": None, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": output}]
+
+
+STATUSES = ["on time", "delayed", "cancelled", "boarding", "landed"]
+CITIES = ["Oslo", "Lima", "Pune", "Kyiv", "Doha", "Perth", "Quito", "Riga", "Turin", "Osaka"]
+
+
+def _lookup(rng: random.Random, i: int) -> Task:
+    flights = [{"flight": f"{rng.choice('ABCDEFGH')}{rng.choice('XYZKQ')}{100 + j * 7 + i}",
+                "from": rng.choice(CITIES), "to": rng.choice(CITIES), "status": rng.choice(STATUSES),
+                "gate": f"{rng.choice('ABCD')}{rng.randint(1, 40)}"} for j in range(12)]
+    target = flights[rng.randrange(len(flights))]
+    asked = rng.choice(["status", "gate"])
+    output = json.dumps(flights, indent=2)
+    msgs = [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"What is the {asked} of flight {target['flight']}?"}]
+    msgs += _seed_call(f"call_l{i}", "search", {"query": "flights today"}, output)
+    return Task(f"lookup-{i:02d}", "lookup", msgs, [SEARCH_TOOL], str(target[asked]))
+
+
+FIRST = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena"]
+
+
+def _multistep(rng: random.Random, i: int) -> Task:
+    names = rng.sample(FIRST, 6)
+    customers = [{"customer_id": f"C-{rng.randint(1000, 9999)}", "name": n, "tier": rng.choice(["gold", "basic"])}
+                 for n in names]
+    target = customers[rng.randrange(len(customers))]
+    orders = {c["customer_id"]: [{"order_id": f"O-{rng.randint(10000, 99999)}",
+                                  "state": rng.choice(["open", "shipped", "open", "closed"])}
+                                 for _ in range(rng.randint(2, 5))] for c in customers}
+    open_count = sum(1 for o in orders[target["customer_id"]] if o["state"] == "open")
+
+    def run_tool(name: str, args: dict[str, Any]) -> str:
+        if name == "get_orders":
+            return json.dumps(orders.get(str(args.get("customer_id")), []), indent=2)
+        return "unknown tool"
+
+    msgs = [{"role": "system", "content": SYSTEM + " Call get_orders with a customer_id when you need orders."},
+            {"role": "user", "content": f"How many open orders does {target['name']} have?"}]
+    msgs += _seed_call(f"call_m{i}", "search", {"query": "customers"}, json.dumps(customers, indent=2))
+    return Task(f"multistep-{i:02d}", "multistep", msgs, [SEARCH_TOOL, GET_ORDERS_TOOL], str(open_count),
+                expected_call=("get_orders", target["customer_id"]), run_tool=run_tool)
+
+
+SERVICES = ["auth", "billing", "search", "mailer", "gateway", "scheduler"]
+
+
+def _longlog(rng: random.Random, i: int) -> Task:
+    code = f"E{rng.randint(100, 999)}"
+    bad = rng.choice(SERVICES)
+    lines = []
+    n = 140
+    err_at = rng.randint(n // 3, 2 * n // 3)   # in the middle: where a head+tail cut would remove it
+    for j in range(n):
+        ts = f"2026-11-{10 + i % 18:02d}T{j // 60:02d}:{j % 60:02d}:00Z"
+        svc = rng.choice(SERVICES)
+        if j == err_at:
+            lines.append(f"{ts} ERROR {bad}: request failed with code {code}")
+        else:
+            lines.append(f"{ts} INFO {svc}: handled request {rng.randint(1, 99999)} in {rng.randint(2, 900)} ms")
+    msgs = [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Which error code appears in the service log?"}]
+    msgs += _seed_call(f"call_g{i}", "search", {"query": "service log"}, "\n".join(lines))
+    return Task(f"longlog-{i:02d}", "longlog", msgs, [SEARCH_TOOL], code)
+
+
+def suite(seed: int = 20261201) -> list[Task]:
+    """The 24 task instances (8 of each type), the same for the same seed."""
+    rng = random.Random(seed)
+    tasks: list[Task] = []
+    for i in range(8):
+        tasks += [_lookup(rng, i), _multistep(rng, i), _longlog(rng, i)]
+    return tasks
