@@ -61,7 +61,8 @@ def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
         return None
     weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
                                       "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
-    source: Any = "estimated" if (weakest == "estimated" or price.estimated) else "computed"
+    used = get_price(model, warn=False, currency=currency) or price  # the row actually used (native currency)
+    source: Any = "estimated" if (weakest == "estimated" or used.estimated) else "computed"
     return Cost(amount, currency.upper(), source)
 
 

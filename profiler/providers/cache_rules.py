@@ -38,6 +38,8 @@ class CacheRule:
     block_tokens: int = 1
     ttl_s: int = 300
     ttl_1h_s: int = 3600
+    ttl_extended_s: int | None = None
+    """Opt-in extended retention (OpenAI ``prompt_cache_retention="24h"``), same price; ``None``: not offered."""
     refresh_on_hit: bool = True
     read_multiplier: Decimal = Decimal("1")
     write_multiplier: Decimal = Decimal("1")
@@ -69,6 +71,7 @@ class CacheRule:
         """A JSON-ready view (``tokprof models``)."""
         return {"provider": self.provider, "mode": self.mode, "min_tokens": self.min_tokens,
                 "block_tokens": self.block_tokens, "ttl_seconds": self.ttl_s, "ttl_1h_seconds": self.ttl_1h_s,
+                "ttl_extended_seconds": self.ttl_extended_s,
                 "read_multiplier": str(self.read_multiplier), "write_multiplier": str(self.write_multiplier),
                 "write_1h_multiplier": str(self.write_1h_multiplier), "confidence": self.confidence,
                 "field_confidence": dict(self.field_confidence), "sources": list(self.sources)}
@@ -99,18 +102,21 @@ def _longest_prefix(entries: list[dict[str, Any]], model: str) -> dict[str, Any]
 
 
 def provider_of(provider: str | None, model: str | None) -> str | None:
-    """The caching provider whose rules apply: the call's provider if we know it, else from the model name.
+    """The caching provider whose rules apply: from the model name, else the call's provider (an Azure
+    deployment name).
 
     A model served by a third party under another vendor's name (``openai/gpt-oss-120b`` on Nebius) has
     no rule and is billed without caching."""
     data = billing_rules()
     best = _longest_prefix(data["model_providers"], _canonical(model))
-    if best is not None and best["provider"] is None:
-        return None
+    if best is not None:
+        # the model decides: a deepseek model called through the OpenAI client is cached by DeepSeek, a Gemini
+        # model on Vertex AI by Google
+        return best["provider"]
     aliases = data["provider_aliases"]
     if provider and provider.lower() in aliases:
         return aliases[provider.lower()]
-    return None if best is None else best["provider"]
+    return None
 
 
 def _canonical(model: str | None) -> str:
@@ -153,6 +159,7 @@ def cache_rule(provider: str | None, model: str | None, *, explicit: bool = Fals
         block_tokens=int(data.get("block_tokens", 1)),
         ttl_s=int(data.get("ttl_seconds", 300)),
         ttl_1h_s=int(data.get("ttl_1h_seconds", 3600)),
+        ttl_extended_s=None if data.get("ttl_extended_seconds") is None else int(data["ttl_extended_seconds"]),
         refresh_on_hit=bool(data.get("refresh_on_hit", True)),
         read_multiplier=Decimal(str(read if read is not None else data.get("read_multiplier", 1))),
         write_multiplier=Decimal(str(data.get("write_multiplier", 1))),

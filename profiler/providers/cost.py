@@ -18,7 +18,7 @@ The simulator only decides *which* tokens hit a cache; it never multiplies money
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -40,14 +40,28 @@ class Rates:
     currency: str = "USD"
     tiers: tuple[tuple[int, "Rates"], ...] = ()
     """(prompt tokens above which, rates) for long-context pricing, ascending."""
+    output_above: tuple[int | None, ...] = ()
+    """Per tier: also require more than this many output tokens (``None``: no condition)."""
+    natives: tuple[tuple[str, "Rates"], ...] = field(default=(), compare=False)
+    """(currency, rates) the provider lists in other currencies: used instead of converting."""
 
-    def for_prompt(self, input_tokens: int) -> "Rates":
-        """The rates that apply to a prompt of ``input_tokens`` tokens."""
+    def for_prompt(self, input_tokens: int, output_tokens: int = 0) -> "Rates":
+        """The rates that apply to a prompt of ``input_tokens`` tokens (and ``output_tokens`` output tokens):
+        the last tier whose conditions hold."""
         chosen = self
-        for above, rates in self.tiers:
-            if input_tokens > above:
+        for i, (above, rates) in enumerate(self.tiers):
+            out_above = self.output_above[i] if i < len(self.output_above) else None
+            if input_tokens > above and (out_above is None or output_tokens > out_above):
                 chosen = rates
         return chosen
+
+    def in_currency(self, currency: str | None) -> "Rates":
+        """The provider's own list in ``currency`` when it has one, else these rates (converted later)."""
+        if currency:
+            for cur, rates in self.natives:
+                if cur == currency.upper():
+                    return rates
+        return self
 
 
 PriceLookup = Callable[[str | None], Rates | None]
@@ -66,15 +80,24 @@ def default_prices(model: str | None) -> Rates | None:
     return rates_of(p)
 
 
-def rates_of(p: Any) -> Rates:
-    """:class:`Rates` of a price-table row (:class:`~tokprof.profiler.providers.prices.ModelPrice`)."""
+def rates_of(p: Any, *, with_natives: bool = True) -> Rates:
+    """:class:`Rates` of a price-table row (:class:`~tokprof.profiler.providers.prices.ModelPrice`), with the
+    model's rows in its other list currencies."""
     currency = getattr(p, "currency", "USD") or "USD"
     # a tier replaces every price it lists and keeps the base price of the ones it does not
-    tiers = tuple((int(t.above), _rates(t, p, currency)) for t in (getattr(p, "tiers", None) or ()))
+    tier_rows = tuple(getattr(p, "tiers", None) or ())
+    tiers = tuple((int(t.above), _rates(t, p, currency)) for t in tier_rows)
+    natives: tuple[tuple[str, Rates], ...] = ()
+    if with_natives and getattr(p, "model", None):
+        from tokprof.profiler.providers.prices import native_prices
+
+        natives = tuple((cur, rates_of(row, with_natives=False)) for cur, row in native_prices(p.model).items()
+                        if cur != currency)
     return Rates(input=_dec(p.input), output=_dec(p.output), cache_read=_opt(getattr(p, "cache_read", None)),
                  cache_write=_opt(getattr(p, "cache_write", None)),
                  cache_write_1h=_opt(getattr(p, "cache_write_1h", None)),
-                 reasoning=_opt(getattr(p, "reasoning", None)), currency=currency, tiers=tiers)
+                 reasoning=_opt(getattr(p, "reasoning", None)), currency=currency, tiers=tiers,
+                 output_above=tuple(getattr(t, "output_above", None) for t in tier_rows), natives=natives)
 
 
 def _rates(t: Any, base: Any, currency: str) -> Rates:
@@ -150,7 +173,8 @@ def split_cost(split: TokenSplit, rates: Rates | None, rule: CacheRule | None = 
     if rates is None:
         return None
     rule = rule or NO_CACHE
-    r = rates.for_prompt(split.prompt)
+    # the provider's own list in the wanted currency beats a conversion
+    r = rates.in_currency(currency).for_prompt(split.prompt, split.output)
     read = r.cache_read if r.cache_read is not None else r.input * rule.read_multiplier
     write = r.cache_write if r.cache_write is not None else r.input * rule.write_multiplier
     write_1h = r.cache_write_1h if r.cache_write_1h is not None else r.input * rule.write_1h_multiplier
