@@ -28,10 +28,21 @@ def fill_usage(call: LLMCall) -> None:
 
     model = call.model or ""
     source = tokenizer_for(model).source
+    if need_in and _media_estimated(call.messages, model):
+        source = "estimated"
     if need_in:
         usage.fill("input_tokens", count_prompt(call.messages, model, call.tools).tokens, source)
     if need_out:
         usage.fill("output_tokens", count_completion(call.output, model), source)
+
+
+def _media_estimated(messages: list, model: str) -> bool:
+    """True when a prompt holds media counted by assumption (a remote image, audio, video)."""
+    if not any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages or ()):
+        return False
+    from tokprof.profiler.providers.media import prompt_media
+
+    return not prompt_media(messages, model).exact
 
 
 def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
@@ -112,7 +123,7 @@ def fill_run_usage(run) -> None:  # noqa: ANN001
         model = batch[0].model or ""
         source = tokenizer_for(model).source
         for call, n in zip(batch, count_prompts([c.messages for c in batch], model, batch[0].tools)):
-            call.usage.fill("input_tokens", n, source)
+            call.usage.fill("input_tokens", n, "estimated" if _media_estimated(call.messages, model) else source)
     for call in calls:
         fill_usage(call)  # the outputs; inputs are known now
 
