@@ -42,10 +42,15 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Callable, Iterable, Literal
 
 from tokprof.profiler.model import LLMCall, Run, Span
+from tokprof.profiler.providers.cache_rules import bare_model as _bare_model
+# Provider facts live in profiler/providers (issue #13 point 2); re-exported here for existing importers.
+from tokprof.profiler.providers.cache_rules import (  # noqa: F401
+    NO_CACHE, CacheRule, billing_rules, cache_rule, provider_of)
+from tokprof.profiler.providers.cost import (  # noqa: F401
+    MILLION, PriceLookup, Rates, TokenSplit, default_prices, split_cost)
 
 BillingMode = Literal["recorded", "automatic", "simulate"]
 BILLING_MODES: tuple[str, ...] = ("recorded", "automatic", "simulate")
@@ -54,180 +59,12 @@ Basis = Literal["recorded", "uncached", "simulated", "served", "unpriced"]
 BLOCK_UNITS = 16
 """Granularity of the prefix index (units). Matches are refined to the exact unit inside a block."""
 
-MILLION = Decimal(1_000_000)
 PLAN_ATTR = "billing.plan"
 SERVED_ATTR = "optimizer.served_by"
 
 
 class BillingError(ValueError):
     """A billing rule or plan that cannot be applied (names the span and model)."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# rules
-# ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CacheRule:
-    """One provider's prompt-caching rule for one model (see ``profiler/providers/data/billing_rules.json``)."""
-
-    provider: str
-    mode: Literal["automatic", "explicit", "none"]
-    min_tokens: int = 1024
-    block_tokens: int = 1
-    ttl_s: int = 300
-    ttl_1h_s: int = 3600
-    refresh_on_hit: bool = True
-    read_multiplier: Decimal = Decimal("1")
-    write_multiplier: Decimal = Decimal("1")
-    write_1h_multiplier: Decimal = Decimal("2")
-    max_breakpoints: int = 4
-    lookback_blocks: int = 20
-    caches_output: bool = False
-    output_reuse_gap: int = 0
-    sources: tuple[str, ...] = ()
-
-    @property
-    def caches(self) -> bool:
-        return self.mode != "none"
-
-
-NO_CACHE = CacheRule(provider="unknown", mode="none")
-
-
-@lru_cache(maxsize=1)
-def billing_rules() -> dict[str, Any]:
-    """The rules data file (cached)."""
-    text = resources.files("tokprof.profiler.providers").joinpath("data", "billing_rules.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def _bare_model(model: str | None) -> str:
-    m = (model or "").lower()
-    return m.rsplit("/", 1)[-1]
-
-
-def provider_of(provider: str | None, model: str | None) -> str | None:
-    """The caching provider whose rules apply: the call's provider if we know it, else from the model name.
-
-    A model served by a third party under another vendor's name (``openai/gpt-oss-120b`` on Nebius) has
-    no rule and is billed without caching."""
-    data = billing_rules()
-    bare = _bare_model(model)
-    best = None
-    for entry in data["model_providers"]:
-        if bare.startswith(entry["prefix"]) and (best is None or len(entry["prefix"]) > len(best["prefix"])):
-            best = entry
-    if best is not None and best["provider"] is None:
-        return None
-    aliases = data["provider_aliases"]
-    if provider and provider.lower() in aliases:
-        return aliases[provider.lower()]
-    return None if best is None else best["provider"]
-
-
-def _by_prefix(entries: list[dict[str, Any]], model: str, key: str) -> Any:
-    best = None
-    for e in entries:
-        if model.startswith(e["prefix"]) and (best is None or len(e["prefix"]) > len(best["prefix"])):
-            best = e
-    return None if best is None else best[key]
-
-
-def cache_rule(provider: str | None, model: str | None, *, explicit: bool = False) -> CacheRule:
-    """The caching rule for a call. ``explicit``: for providers offering both, the explicit mode (Qwen)."""
-    name = provider_of(provider, model)
-    data = billing_rules()["providers"].get(name or "")
-    if data is None:
-        return NO_CACHE
-    bare = _bare_model(model)
-    if explicit and "explicit" in data:
-        data = {**data, **data["explicit"], "mode": "explicit"}
-    read = _by_prefix(data.get("read_multiplier_by_model", []), bare, "read")
-    minimum = _by_prefix(data.get("min_tokens_by_model", []), bare, "min")
-    return CacheRule(
-        provider=name or "unknown",
-        mode=data["mode"],
-        min_tokens=int(minimum if minimum is not None else data.get("min_tokens", 1024)),
-        block_tokens=int(data.get("block_tokens", 1)),
-        ttl_s=int(data.get("ttl_seconds", 300)),
-        ttl_1h_s=int(data.get("ttl_1h_seconds", 3600)),
-        refresh_on_hit=bool(data.get("refresh_on_hit", True)),
-        read_multiplier=Decimal(str(read if read is not None else data.get("read_multiplier", 1))),
-        write_multiplier=Decimal(str(data.get("write_multiplier", 1))),
-        write_1h_multiplier=Decimal(str(data.get("write_1h_multiplier", 2))),
-        max_breakpoints=int(data.get("max_breakpoints", 4)),
-        lookback_blocks=int(data.get("lookback_blocks", 20)),
-        caches_output=bool(data.get("caches_output", False)),
-        output_reuse_gap=int(data.get("output_reuse_gap_tokens", 0)),
-        sources=tuple(data.get("sources", ())),
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
-# prices
-# ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Rates:
-    """Per-1M-token prices for one call, in ``currency``."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    reasoning: Decimal | None = None
-    currency: str = "USD"
-    tiers: tuple[tuple[int, "Rates"], ...] = ()
-    """(prompt tokens above which, rates) for long-context pricing, ascending."""
-
-    def for_prompt(self, input_tokens: int) -> "Rates":
-        """The rates that apply to a prompt of ``input_tokens`` tokens."""
-        chosen = self
-        for above, rates in self.tiers:
-            if input_tokens > above:
-                chosen = rates
-        return chosen
-
-
-PriceLookup = Callable[[str | None], Rates | None]
-"""model -> rates (``None``: no price known)."""
-
-
-def default_prices(model: str | None) -> Rates | None:
-    """Rates from the price table (:func:`tokprof.profiler.providers.prices.get_price`)."""
-    if not model:
-        return None
-    from tokprof.profiler.providers.prices import get_price
-
-    p = get_price(model)
-    if p is None:
-        return None
-    currency = getattr(p, "currency", "USD") or "USD"
-    tiers = tuple((int(t.above), _rates(t, currency, None)) for t in (getattr(p, "tiers", None) or ()))
-    return _rates(p, currency, getattr(p, "reasoning", None), tiers)
-
-
-def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _rates(p: Any, currency: str, reasoning: Any, tiers: tuple[tuple[int, Rates], ...] = ()) -> Rates:
-    return Rates(input=Decimal(str(p.input)), output=Decimal(str(p.output)),
-                 cache_read=_dec(getattr(p, "cache_read", None)), cache_write=_dec(getattr(p, "cache_write", None)),
-                 cache_write_1h=_dec(getattr(p, "cache_write_1h", None)), reasoning=_dec(reasoning),
-                 currency=currency, tiers=tiers)
-
-
-def _convert(amount: Decimal, from_cur: str, to_cur: str) -> Decimal | None:
-    if from_cur == to_cur:
-        return amount
-    from tokprof.profiler.providers.prices import convert
-
-    try:
-        out = convert(amount, from_cur, to_cur)
-    except Exception:  # unknown currency pair: unknown, never a wrong number
-        return None
-    return None if out is None else Decimal(str(out))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -288,25 +125,10 @@ class RunBill:
 
 
 def call_cost(bill: CallBill, rates: Rates | None, rule: CacheRule, currency: str) -> Decimal | None:
-    """Tokens x rates. Cache prices from the price table win; missing ones come from the rule's
-    multipliers of the input price."""
+    """The bill's cost, priced by the one cost function (:func:`tokprof.profiler.providers.cost.split_cost`)."""
     if bill.basis == "served":
         return Decimal(0)
-    if rates is None:
-        return None
-    rates = rates.for_prompt(bill.input_tokens)
-    read = rates.cache_read if rates.cache_read is not None else rates.input * rule.read_multiplier
-    write = rates.cache_write if rates.cache_write is not None else rates.input * rule.write_multiplier
-    write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else rates.input * rule.write_1h_multiplier
-    out_rate = rates.output
-    reasoning = min(bill.reasoning_tokens, bill.output_tokens)
-    amount = (Decimal(bill.fresh_input_tokens) * rates.input
-              + Decimal(bill.cache_read_tokens) * read
-              + Decimal(bill.cache_write_tokens) * write
-              + Decimal(bill.cache_write_1h_tokens) * write_1h
-              + Decimal(bill.output_tokens - reasoning) * out_rate
-              + Decimal(reasoning) * (rates.reasoning if rates.reasoning is not None else out_rate)) / MILLION
-    return _convert(amount, rates.currency, currency)
+    return split_cost(TokenSplit.from_bill(bill), rates, rule, currency)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -549,7 +371,10 @@ def _recorded_bill(span: Span, call: LLMCall, provider: str | None) -> CallBill:
         basis="recorded" if has_cache else "uncached",
         input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cache_read_tokens=u.cache_read_tokens if u.known("cache_read_tokens") else 0,
-        cache_write_tokens=u.cache_write_tokens if u.known("cache_write_tokens") else 0,
+        # Usage counts 1-hour writes inside cache_write_tokens; a bill keeps the two TTLs apart
+        cache_write_tokens=(u.cache_write_tokens - min(u.cache_write_1h_tokens, u.cache_write_tokens))
+        if u.known("cache_write_tokens") else 0,
+        cache_write_1h_tokens=min(u.cache_write_1h_tokens, u.cache_write_tokens) if u.known("cache_write_tokens") else 0,
         reasoning_tokens=u.reasoning_tokens,
     )
 

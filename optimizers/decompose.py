@@ -162,15 +162,12 @@ def main_thread(run: Run) -> list[Span]:
 def _price(model: str | None, inp: int, out: int, currency: str) -> Decimal | None:
     """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size)."""
     try:
-        from tokprof.optimizers.billing import _convert, default_prices
+        from tokprof.profiler.providers.cost import TokenSplit, default_prices, split_cost
 
         r = default_prices(model)
     except Exception:
         return None
-    if r is None:
-        return None
-    r = r.for_prompt(inp)
-    return _convert((r.input * inp + r.output * out) / Decimal(1_000_000), r.currency, currency)
+    return split_cost(TokenSplit(inp, inp, output=out), r, None, currency)
 
 
 def is_mechanical(span: Span) -> str | None:

@@ -19,19 +19,17 @@ cache-read price.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
 from tokprof.optimizers.billing import (
-    MILLION,
     PLAN_ATTR,
     CacheRule,
     SERVED_ATTR,
     PromptUnits,
     Rates,
-    _convert,
     annotate,
     bill_run,
     cache_rule,
@@ -39,6 +37,7 @@ from tokprof.optimizers.billing import (
     prompt_units,
 )
 from tokprof.profiler.providers.chat_format import content_text
+from tokprof.profiler.providers.cost import TokenSplit, split_cost
 from tokprof.profiler.model import LLMCall, Run, Span
 
 # A value that changes on every call: ISO dates/times, clock times, UUIDs, long hex or digit ids.
@@ -345,10 +344,14 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None) -> lis
         rates: Rates | None = lookup(call.model)
         cost = None
         if rates is not None:
-            rates = rates.for_prompt(call.usage.input_tokens or prev_tokens)
-            read = rates.cache_read if rates.cache_read is not None else rates.input * (
-                rule.read_multiplier if rule.caches else Decimal("0.1"))
-            cost = _convert(Decimal(lost) * (rates.input - read) / MILLION, rates.currency, currency)
+            # what the lost tokens cost fresh minus what they would have cost read from the cache, both priced
+            # by the one cost function (a provider without caching: as if read at 0.1x)
+            if not rule.caches:
+                rule = replace(rule, read_multiplier=Decimal("0.1"))
+            prompt = call.usage.input_tokens or prev_tokens
+            fresh = split_cost(TokenSplit(prompt, lost), rates, rule, currency)
+            cached = split_cost(TokenSplit(prompt, 0, cache_read=lost), rates, rule, currency)
+            cost = None if fresh is None or cached is None else fresh - cached
         out.append(PrefixBreak(span.span_id, pspan.span_id, call.model, cause, where, shared, lost, cost,
                                currency, before, after))
     return out

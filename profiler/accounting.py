@@ -4,22 +4,17 @@ Provider-reported usage always wins; local counting fills only what is missing, 
 its source: ``counted`` when the model's own tokenizer did the counting, ``estimated`` when a tokenizer
 of another family stood in (see :mod:`tokprof.profiler.providers.tokenizers`).
 
-Cost = Σ tokens by type × price by type. ``Usage.input_tokens`` includes cache reads and writes, so they
-are taken out of the plain input count before pricing (cached tokens are never billed twice); reasoning
-tokens are part of ``output_tokens`` and only re-priced when the model bills them differently. A cost
+Cost = Σ tokens by type × price by type, computed by the one cost function
+:func:`tokprof.profiler.providers.cost.call_cost` (the billing simulator uses the same one). A cost
 recorded by the trace source (``call.cost.source == "recorded"``) is returned as is. A model with no price
 gives ``None`` (and a warning naming it) — never a silent zero.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Iterator
 
 from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
-
-_MILLION = Decimal(1_000_000)
-
 
 def fill_usage(call: LLMCall) -> None:
     """Fill the usage counts a provider did not report by counting the call's messages and output."""
@@ -33,10 +28,21 @@ def fill_usage(call: LLMCall) -> None:
 
     model = call.model or ""
     source = tokenizer_for(model).source
+    if need_in and _media_estimated(call.messages, model):
+        source = "estimated"
     if need_in:
         usage.fill("input_tokens", count_prompt(call.messages, model, call.tools).tokens, source)
     if need_out:
         usage.fill("output_tokens", count_completion(call.output, model), source)
+
+
+def _media_estimated(messages: list, model: str) -> bool:
+    """True when a prompt holds media counted by assumption (a remote image, audio, video)."""
+    if not any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages or ()):
+        return False
+    from tokprof.profiler.providers.media import prompt_media
+
+    return not prompt_media(messages, model).exact
 
 
 def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
@@ -48,31 +54,26 @@ def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
     return worst
 
 
-def usage_cost(usage: Usage, model: str | None, currency: str = "USD") -> Cost | None:
-    """Tokens × price for ``usage`` of ``model``; ``None`` if the model has no price or nothing is known."""
-    from tokprof.profiler.providers.prices import convert, get_price
+def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
+               provider: str | None = None) -> Cost | None:
+    """Tokens x price for ``usage`` of ``model`` (priced by :func:`tokprof.profiler.providers.cost.call_cost`,
+    the one cost function); ``None`` if the model has no price or nothing is known."""
+    from tokprof.profiler.providers import cost as _cost
+    from tokprof.profiler.providers.prices import get_price
 
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
     price = get_price(model)
     if price is None:
         return None
-    p = price.for_prompt(usage.input_tokens)
-    cache_read_price = p.cache_read if p.cache_read is not None else p.input
-    cache_write_price = p.cache_write if p.cache_write is not None else p.input
-    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
-    if p.reasoning is not None and reasoning:
-        out_money = (usage.output_tokens - reasoning) * p.output + reasoning * p.reasoning
-    else:
-        out_money = usage.output_tokens * p.output
-    total = (usage.fresh_input_tokens * p.input
-             + usage.cache_read_tokens * cache_read_price
-             + usage.cache_write_tokens * cache_write_price
-             + out_money) / _MILLION
-    amount = convert(total, p.currency, currency)
+    amount = _cost.call_cost(usage, model, currency.upper(), provider=provider,
+                             prices=lambda _m: _cost.rates_of(price))
+    if amount is None:
+        return None
     weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
-                                      "cache_write_tokens", "reasoning_tokens"))
-    source: Any = "estimated" if (weakest == "estimated" or price.estimated) else "computed"
+                                      "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
+    used = get_price(model, warn=False, currency=currency) or price  # the row actually used (native currency)
+    source: Any = "estimated" if (weakest == "estimated" or used.estimated) else "computed"
     return Cost(amount, currency.upper(), source)
 
 
@@ -85,7 +86,7 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
         from tokprof.profiler.providers.prices import convert
 
         return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
-    return usage_cost(call.usage, call.model, currency)
+    return usage_cost(call.usage, call.model, currency, provider=call.provider)
 
 
 def span_cost(span: Span, currency: str = "USD") -> Cost | None:
@@ -122,7 +123,7 @@ def fill_run_usage(run) -> None:  # noqa: ANN001
         model = batch[0].model or ""
         source = tokenizer_for(model).source
         for call, n in zip(batch, count_prompts([c.messages for c in batch], model, batch[0].tools)):
-            call.usage.fill("input_tokens", n, source)
+            call.usage.fill("input_tokens", n, "estimated" if _media_estimated(call.messages, model) else source)
     for call in calls:
         fill_usage(call)  # the outputs; inputs are known now
 

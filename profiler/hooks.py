@@ -434,6 +434,8 @@ class profile:
         keep_in_memory: keep finished spans in ``run.spans``. ``False`` (needs ``save``) streams them to the
             run file only, so a run of millions of spans uses bounded memory; load the file to analyse it.
         metadata: extra facts to store on the run.
+        currency: ``"USD"`` or ``"CNY"``: the currency the run reports in (default: ``$TOKPROF_CURRENCY``, else
+            the currency its models are listed in).
     """
 
     def __init__(
@@ -450,8 +452,13 @@ class profile:
         capture: bool = True,
         metadata: dict[str, Any] | None = None,
         keep_in_memory: bool = True,
+        currency: str | None = None,
     ) -> None:
         self.run = Run(name=name, tags=dict(tags or {}), metadata={"source": "live", **(metadata or {})})
+        if currency:  # the run's reporting currency (summary, show, report): see providers/currency.py
+            from tokprof.profiler.providers.currency import check
+
+            self.run.metadata["currency"] = check(currency)
         self.kind = kind
         self.save = save
         self.instrument = list(instrument)

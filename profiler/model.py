@@ -124,6 +124,7 @@ class Usage:
             self.cache_read_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.cache_write_1h_tokens,
             dict(self.sources),
         )
 
@@ -430,7 +431,7 @@ class Run:
         ends = [s.end_ns for s in self.spans if s.end_ns is not None]
         return (max(ends) - min(starts)) if ends else 0
 
-    def summary(self, top: int = 5, currency: str = "USD") -> "RunSummary":
+    def summary(self, top: int = 5, currency: str | None = None) -> "RunSummary":
         """Tokens, cost, calls and top spans. ``str()`` it for a plain-text table, ``.to_dict()`` for JSON."""
         from tokprof.profiler.summary import summarize
 

@@ -102,8 +102,12 @@ class RunSummary:
         return f"<div><b>tokprof run {html.escape(self.name)}</b><table>{body}</table></div>"
 
 
-def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
+def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary:
+    """``currency``: default the run's own (see :func:`tokprof.profiler.providers.currency.run_currency`)."""
     from tokprof.profiler.accounting import span_cost
+    from tokprof.profiler.providers.currency import run_currency
+
+    currency = run_currency(run, currency)
 
     usage = run.total_usage()
     sources = {"provider": 0, "counted": 0, "estimated": 0}

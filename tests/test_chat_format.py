@@ -141,8 +141,9 @@ def test_deepseek_template() -> None:
 
 def test_content_parts_and_images() -> None:
     parts = {"role": "user", "content": [{"type": "text", "text": "What is in this image?"},
-                                         {"type": "image_url", "image_url": {"url": "data:..."}}]}
+                                         {"type": "image_url", "image_url": {"url": "data:...", "detail": "low"}}]}
     plain = {"role": "user", "content": "What is in this image?"}
+    # detail=low: gpt-4o's base price whatever the size (tests/test_media.py pins the other rules)
     assert count_messages([parts], "gpt-4o") == count_messages([plain], "gpt-4o") + 85
 
 

@@ -643,7 +643,9 @@ def fallback_html(result: DemoResult) -> str:
     before, after = result.before, result.after
 
     def money(x: Decimal | None) -> str:
-        return "unknown" if x is None else f"${x:.4f}"
+        from tokprof.profiler.providers.currency import money as fmt
+
+        return fmt(x, before.currency)
 
     rows = [("input tokens", f"{before.input_tokens:,}", f"{after.input_tokens:,}" if after else "—"),
             ("  of which read from prompt cache", f"{before.cache_read_tokens:,}",

@@ -249,7 +249,7 @@ def _check_marker(nodeid: str, marker: pytest.Mark) -> None:
 
 
 def _usage_of(nodeid: str, run: Any) -> TestUsage:
-    summary = run.summary(top=0)
+    summary = run.summary(top=0, currency="USD")  # the budget (max_cost_usd) is in USD
     return TestUsage(nodeid, summary.tokens["input"], summary.tokens["output"], summary.cost, summary.llm_calls)
 
 
@@ -268,7 +268,7 @@ def _budget_problems(item: pytest.Item, usage: TestUsage) -> list[str]:
         if usage.cost_usd is None:
             problems.append(f"cost unknown (no price for a model used) but max_cost_usd={limit} was set")
         elif usage.cost_usd > Decimal(str(limit)):
-            problems.append(f"cost ${usage.cost_usd:.6f} > max_cost_usd=${Decimal(str(limit))}")
+            problems.append(f"cost {usage.cost_usd:.6f} USD > max_cost_usd={Decimal(str(limit))} USD")
     if problems:
         usage.status = "over budget"
     return problems
@@ -303,7 +303,7 @@ def _breakdown(head: str, problems: list[str], run: Any) -> str:
     t = summary.tokens
     lines = [head + ":"]
     lines += [f"  - {p}" for p in problems]
-    cost = "unknown" if summary.cost is None else f"${summary.cost:.6f}"
+    cost = "unknown" if summary.cost is None else f"{summary.cost:.6f} {summary.currency}"
     lines.append(f"  usage: {summary.llm_calls} LLM calls, input {t['input']:,} (cached {t['cache_read']:,}), "
                  f"output {t['output']:,}, cost {cost}")
     if summary.top_spans:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from tokprof.profiler.integrations import _sdk
 from tokprof.profiler.integrations.openai import _given, _plain
 from tokprof.profiler.model import LLMCall, Message, Usage
+from tokprof.profiler.providers.resolver import pick_model
 
 PROVIDER = "anthropic"
 _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "tool_choice", "thinking",
@@ -201,7 +202,7 @@ class _StreamAccumulator:
         call.output = output_to_openai(blocks)
         call.finish_reason = self.stop_reason
         call.response_id = self.message_id
-        call.model = self.model or call.model
+        call.model = pick_model(call.model, self.model)  # request model kept when the response's does not resolve
         if self.usage:
             call.usage = anthropic_usage(self.usage)
 
@@ -225,7 +226,7 @@ class MessagesAdapter:
         call.output = output_to_openai(getattr(response, "content", None))
         call.finish_reason = getattr(response, "stop_reason", None)
         call.response_id = getattr(response, "id", None)
-        call.model = getattr(response, "model", None) or call.model
+        call.model = pick_model(call.model, getattr(response, "model", None))
         if getattr(response, "usage", None) is not None:
             call.usage = anthropic_usage(response.usage)
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from tokprof.profiler.integrations import _sdk
 from tokprof.profiler.model import LLMCall, Message, Usage
+from tokprof.profiler.providers.resolver import pick_model
 
 PROVIDER = "openai"
 
@@ -155,7 +156,7 @@ class _ChatAccumulator:
         call.output = message
         call.finish_reason = self.finish_reason
         call.response_id = self.response_id
-        call.model = self.model or call.model
+        call.model = pick_model(call.model, self.model)  # request model kept when the response's does not resolve
         if self.usage is not None:
             call.usage = chat_usage(self.usage)
 
@@ -190,7 +191,7 @@ class ChatAdapter:
             call.output = _plain(choices[0].message)
             call.finish_reason = choices[0].finish_reason
         call.response_id = getattr(response, "id", None)
-        call.model = getattr(response, "model", None) or call.model
+        call.model = pick_model(call.model, getattr(response, "model", None))
         if getattr(response, "usage", None) is not None:
             call.usage = chat_usage(response.usage)
 
@@ -276,7 +277,7 @@ def responses_output_message(output: Any) -> Message:
 def _fill_from_response(call: LLMCall, response: Any) -> None:
     call.output = responses_output_message(getattr(response, "output", None))
     call.response_id = getattr(response, "id", None)
-    call.model = getattr(response, "model", None) or call.model
+    call.model = pick_model(call.model, getattr(response, "model", None))
     status = getattr(response, "status", None)
     call.finish_reason = None if status is None else str(status)
     if getattr(response, "usage", None) is not None:

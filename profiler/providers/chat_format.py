@@ -221,7 +221,15 @@ def content_text(content: Any) -> tuple[str, int]:
 
 
 IMAGE_TOKENS_ESTIMATE = 85
-"""Tokens per non-text part (OpenAI's low-detail image price); an estimate: the real cost depends on size."""
+"""Tokens of a part nothing is known about (OpenAI's low-detail image price); images, audio and video are
+counted by :mod:`tokprof.profiler.providers.media` from their size or duration."""
+
+
+def _media_tokens(content: Any, model: str) -> int:
+    """Tokens of the non-text parts of a message content, by the model family's published rule."""
+    from tokprof.profiler.providers.media import content_media
+
+    return content_media(content, model).tokens
 
 
 def _tool_calls(m: Message) -> list[tuple[str, str]]:
@@ -272,7 +280,7 @@ def _count_openai(m: Message, choice: TokenizerChoice, per_message: int) -> int:
     enc = choice.encoder
     text, others = content_text(m.get("content"))
     n = per_message + _role_count(choice, str(m.get("role") or "")) + (len(enc.encode(text)) if text else 0)
-    n += others * IMAGE_TOKENS_ESTIMATE
+    n += _media_tokens(m.get("content"), choice.model) if others else 0
     name = m.get("name")
     if name:
         n += _role_count(choice, str(name)) + 1
@@ -307,7 +315,7 @@ def _count_chatml(m: Message, choice: TokenizerChoice) -> int:
     # <|im_start|> role \n ... <|im_end|> \n  — wrapper tokens counted with specials, body as plain text.
     wrapper = len(enc.encode(f"<|im_start|>{role}\n", allow_special=True)) + \
         len(enc.encode("<|im_end|>\n", allow_special=True))
-    return wrapper + len(enc.encode(body)) + others * IMAGE_TOKENS_ESTIMATE
+    return wrapper + len(enc.encode(body)) + (_media_tokens(m.get("content"), choice.model) if others else 0)
 
 
 _DS_TOOL_CALL = "<｜tool▁call▁begin｜>function<｜tool▁sep｜>{name}\n```json\n{args}\n```<｜tool▁call▁end｜>"
@@ -317,7 +325,7 @@ def _count_deepseek(m: Message, choice: TokenizerChoice) -> int:
     enc = choice.encoder
     role = str(m.get("role") or "user")
     text, others = content_text(m.get("content"))
-    n = len(enc.encode(text)) + others * IMAGE_TOKENS_ESTIMATE
+    n = len(enc.encode(text)) + (_media_tokens(m.get("content"), choice.model) if others else 0)
 
     def special(s: str) -> int:
         return len(enc.encode(s, allow_special=True))
@@ -437,7 +445,10 @@ def _message_key(m: Message, choice: TokenizerChoice) -> tuple[tuple, int]:
     The same key :func:`_count_new` builds inline for plain OpenAI dicts."""
     content = m.get("content")
     if content is not None and not isinstance(content, str):  # a list of parts: tagged, so never equal to
-        content = ("parts", json.dumps(content, sort_keys=True, ensure_ascii=False, default=str))  # a str
+        from tokprof.profiler.providers.media import rule_key  # images count per model family, not encoding
+
+        content = ("parts", json.dumps(content, sort_keys=True, ensure_ascii=False, default=str),  # a str
+                   rule_key(choice.model))
         size = len(content[1])
     else:
         size = len(content) if content else 0
@@ -923,7 +934,7 @@ def count_completion(output: Any, model: str) -> int:
         return len(enc.encode(output))
     m = to_openai_message(output)
     text, others = content_text(m.get("content"))
-    n = len(enc.encode(text)) + others * IMAGE_TOKENS_ESTIMATE
+    n = len(enc.encode(text)) + (_media_tokens(m.get("content"), choice.model) if others else 0)
     for fname, args in _tool_calls(m):
         n += len(enc.encode(fname)) + len(enc.encode(args)) + (3 if choice.chat_format == "openai" else 0)
     return n

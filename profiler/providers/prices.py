@@ -1,9 +1,8 @@
 """The price table: money per 1M tokens per model, in USD or CNY, with overrides and currency conversion.
 
 The table ships as ``profiler/providers/data/prices.json`` (versioned; every row has its effective date and source
-URL). Lookups resolve case, provider prefixes (``openai/gpt-4.1``, ``anthropic/claude-...``, Bedrock
-``anthropic.claude-...-v1:0``), dated snapshots (``gpt-4.1-2025-04-14``, ``claude-sonnet-4-5-20250929``)
-and ``-latest`` aliases. A model with no price gives ``None`` and one :class:`UnknownModelWarning` naming
+URL). Lookups go through :mod:`tokprof.profiler.providers.resolver` (case, router prefixes, dated
+snapshots, separator variants, user aliases for endpoint ids). A model with no price gives ``None`` and one :class:`UnknownModelWarning` naming
 it and how to add a price: its cost is unknown, never a silent zero.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +17,8 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from tokprof.profiler.providers import resolver
 
 PRICES_FILE = "prices.json"
 PER_TOKENS = 1_000_000
@@ -42,6 +42,11 @@ class PriceTier:
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
     cache_write_1h: Decimal | None = None
+    output_above: int | None = None
+    """Also require more than this many output tokens (GLM bills short replies at a lower tier)."""
+
+    def applies(self, input_tokens: int, output_tokens: int = 0) -> bool:
+        return input_tokens > self.above and (self.output_above is None or output_tokens > self.output_above)
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,15 @@ class ModelPrice:
     """True when the row is not backed by a published price page (see ``note``)."""
     aliases: tuple = field(default=(), compare=False)
     note: str | None = field(default=None, compare=False)
+    confirmed: str | None = field(default=None, compare=False)
+    """Where and when the row was last checked against the provider's own page (``"2026-12-01 <url>"``)."""
 
-    def for_prompt(self, input_tokens: int) -> "ModelPrice":
-        """The prices that apply to a request of ``input_tokens`` prompt tokens (long-context tiers)."""
+    def for_prompt(self, input_tokens: int, output_tokens: int = 0) -> "ModelPrice":
+        """The prices that apply to a request of ``input_tokens`` prompt tokens (and ``output_tokens`` output
+        tokens, for output-length tiers): the last tier, in table order, whose conditions hold."""
         chosen: PriceTier | None = None
         for tier in self.tiers:
-            if input_tokens > tier.above:
+            if tier.applies(input_tokens, output_tokens):
                 chosen = tier
         if chosen is None:
             return self
@@ -81,7 +89,8 @@ class ModelPrice:
             chosen.cache_read if chosen.cache_read is not None else self.cache_read,
             chosen.cache_write if chosen.cache_write is not None else self.cache_write,
             chosen.cache_write_1h if chosen.cache_write_1h is not None else self.cache_write_1h,
-            self.reasoning, (), self.effective_date, self.source, self.estimated, self.aliases, self.note)
+            self.reasoning, (), self.effective_date, self.source, self.estimated, self.aliases, self.note,
+            self.confirmed)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"model": self.model, "provider": self.provider, "currency": self.currency,
@@ -91,8 +100,8 @@ class ModelPrice:
             if v is not None:
                 d[name] = str(v)
         if self.tiers:
-            d["tiers"] = [{k: (v if k == "above" else str(v)) for k, v in t.__dict__.items() if v is not None}
-                          for t in self.tiers]
+            d["tiers"] = [{k: (v if k in ("above", "output_above") else str(v)) for k, v in t.__dict__.items()
+                           if v is not None} for t in self.tiers]
         d["effective_date"] = self.effective_date
         d["source"] = self.source
         if self.estimated:
@@ -101,6 +110,8 @@ class ModelPrice:
             d["aliases"] = list(self.aliases)
         if self.note:
             d["note"] = self.note
+        if self.confirmed:
+            d["confirmed"] = self.confirmed
         return d
 
 
@@ -139,8 +150,9 @@ def price_from_dict(d: dict[str, Any], where: str = "price") -> ModelPrice:
                                _dec(t.get("output"), tw, "output") or Decimal(0),
                                _dec(t.get("cache_read"), tw, "cache_read"),
                                _dec(t.get("cache_write"), tw, "cache_write"),
-                               _dec(t.get("cache_write_1h"), tw, "cache_write_1h")))
-    tiers.sort(key=lambda t: t.above)
+                               _dec(t.get("cache_write_1h"), tw, "cache_write_1h"),
+                               None if t.get("output_above") is None else int(t["output_above"])))
+    tiers.sort(key=lambda t: (t.above, -1 if t.output_above is None else t.output_above))
     return ModelPrice(
         model=str(d["model"]).lower(),
         provider=str(d.get("provider") or "unknown"),
@@ -157,6 +169,7 @@ def price_from_dict(d: dict[str, Any], where: str = "price") -> ModelPrice:
         estimated=bool(d.get("estimated", False)),
         aliases=tuple(str(a).lower() for a in d.get("aliases") or ()),
         note=d.get("note"),
+        confirmed=d.get("confirmed"),
     )
 
 
@@ -165,6 +178,9 @@ def price_from_dict(d: dict[str, Any], where: str = "price") -> ModelPrice:
 # ---------------------------------------------------------------------------------------------------
 _lock = threading.RLock()
 _table: dict[str, ModelPrice] | None = None
+_native: dict[str, dict[str, ModelPrice]] = {}
+"""model -> currency -> row, for models the provider lists in more than one currency (mainland CNY list and
+international USD list): the first row of a model in the file is its primary row."""
 _aliases: dict[str, str] = {}
 _overrides: dict[str, ModelPrice] = {}
 _warned: set[str] = set()
@@ -180,11 +196,19 @@ def _load_builtin() -> None:
     doc = json.loads(text)
     table: dict[str, ModelPrice] = {}
     aliases: dict[str, str] = {}
+    native: dict[str, dict[str, ModelPrice]] = {}
     for i, row in enumerate(doc.get("models", [])):
         p = price_from_dict(row, f"profiler/providers/data/{PRICES_FILE} row {i}")
-        table[p.model] = p
+        by_cur = native.setdefault(p.model, {})
+        if p.currency in by_cur:
+            raise PriceFileError(f"profiler/providers/data/{PRICES_FILE} row {i} ({p.model}): a second "
+                                 f"{p.currency} row for the same model")
+        by_cur[p.currency] = p
+        table.setdefault(p.model, p)
         for a in p.aliases:
             aliases[a] = p.model
+    _native.clear()
+    _native.update(native)
     table_version = str(doc.get("version", ""))
     _default_rate = Decimal(str(doc.get("default_usd_cny", "7.10")))
     _aliases.clear()
@@ -201,74 +225,75 @@ def _ensure() -> dict[str, ModelPrice]:
     return _table
 
 
-def all_prices() -> list[ModelPrice]:
-    """Every known price (built-in rows replaced by overrides), sorted by provider and model."""
+def all_prices(*, every_currency: bool = False) -> list[ModelPrice]:
+    """Every known price (built-in rows replaced by overrides), sorted by provider and model; with
+    ``every_currency`` also the rows of a model's other list currencies."""
     table = dict(_ensure())
     table.update(_overrides)
-    return sorted(table.values(), key=lambda p: (p.provider, p.model))
+    rows = list(table.values())
+    if every_currency:
+        rows += [p for m, by_cur in _native.items() if m not in _overrides
+                 for cur, p in by_cur.items() if p is not table[m]]
+    return sorted(rows, key=lambda p: (p.provider, p.model, p.currency))
 
 
-_PREFIX = re.compile(r"^(?:[\w.-]+/)+")
-_BEDROCK = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic|openai|meta|amazon|mistral|cohere|deepseek|qwen)\.")
-_SUFFIXES = [
-    re.compile(r"-v\d+(?::\d+)?$"),            # bedrock "-v2:0"
-    re.compile(r"@\d{8}$"),                     # vertex "@20241022"
-    re.compile(r"-\d{4}-\d{2}-\d{2}$"),         # openai "-2025-04-14"
-    re.compile(r"-\d{8}$"),                     # anthropic "-20250929"
-    re.compile(r"-\d{4}$"),                     # "-0125", "-0613", "-0905"
-    re.compile(r"-(?:latest|preview|exp)$"),
-]
+def native_prices(model_key: str) -> dict[str, ModelPrice]:
+    """currency -> row of a table key, as the provider lists it in each currency (overrides: their one row)."""
+    if model_key in _overrides:
+        return {_overrides[model_key].currency: _overrides[model_key]}
+    _ensure()
+    return dict(_native.get(model_key, {}))
 
 
-def _candidates(model: str) -> list[str]:
-    m = model.strip().lower()
-    out = [m]
-    m = _PREFIX.sub("", m)
-    out.append(m)
-    m = _BEDROCK.sub("", m)
-    out.append(m)
-    # Strip snapshot suffixes one at a time, trying the name after each.
-    changed = True
-    while changed:
-        changed = False
-        for pat in _SUFFIXES:
-            new = pat.sub("", m)
-            if new != m and new:
-                m = new
-                out.append(m)
-                changed = True
-    return out
+def _lookup(cand: str) -> str | None:
+    table = _ensure()
+    if cand in _overrides or cand in table:
+        return cand
+    return _aliases.get(cand)
 
 
 def resolve_model(model: str) -> str | None:
-    """The table key ``model`` resolves to (``None`` if no price is known)."""
+    """The table key ``model`` resolves to (``None`` if no price is known); see
+    :mod:`tokprof.profiler.providers.resolver` for the names tried."""
     if not model:
         return None
     key = model.strip().lower()
     with _lock:
         if key in _resolve_cache:
             return _resolve_cache[key]
-    table = _ensure()
-    found = None
-    for cand in _candidates(model):
-        if cand in _overrides or cand in table:
-            found = cand
-            break
-        if cand in _aliases:
-            found = _aliases[cand]
-            break
+    found = resolver.resolve(model, _lookup)
     with _lock:
         _resolve_cache[key] = found
     return found
 
 
-def get_price(model: str | None, *, warn: bool = True) -> ModelPrice | None:
-    """The price of ``model`` or ``None`` (and one :class:`UnknownModelWarning` per model) if unknown."""
+def suggestions(model: str) -> list[str]:
+    """Priced models whose names are close to ``model`` ("did you mean …")."""
+    return resolver.suggest(model, [*_ensure(), *_overrides, *_aliases])
+
+
+def _clear_resolution() -> None:
+    with _lock:
+        _resolve_cache.clear()
+
+
+resolver.on_change(_clear_resolution)
+
+
+def get_price(model: str | None, *, warn: bool = True, currency: str | None = None) -> ModelPrice | None:
+    """The price of ``model`` or ``None`` (and one :class:`UnknownModelWarning` per model) if unknown.
+
+    ``currency``: the row the provider lists in that currency when there is one (no conversion), else the
+    model's primary row."""
     key = resolve_model(model or "")
     if key is None:
         if warn:
             _warn_unknown(model or "<no model>")
         return None
+    if currency:
+        native = native_prices(key).get(currency.upper())
+        if native is not None:
+            return native
     return _overrides.get(key) or _ensure()[key]
 
 
@@ -277,8 +302,12 @@ def _warn_unknown(model: str) -> None:
         if model in _warned:
             return
         _warned.add(model)
+    close = suggestions(model)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     warnings.warn(
-        f"tokprof: no price for model {model!r}; its cost is shown as unknown. Add one with "
+        f"tokprof: no price for model {model!r}{hint}; its cost is shown as unknown. Map an endpoint id or "
+        f"in-house name with tokprof.profiler.providers.resolver.set_model_alias() or ${resolver.ALIASES_ENV}, "
+        f"or add a price with "
         f"tokprof.profiler.providers.prices.set_price(ModelPrice(model={model!r}, provider=..., currency='USD', input=..., "
         f"output=...)) or a JSON file for tokprof.profiler.providers.prices.load_overrides(path) "
         f"({{\"models\": [{{\"model\": \"{model}\", \"input\": \"1.00\", \"output\": \"2.00\"}}]}}), "

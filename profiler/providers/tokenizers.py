@@ -394,16 +394,57 @@ def tokenizer_for(model: str | None) -> TokenizerChoice:
     name = normalize_model(key)
     choice = None
     with _rules_lock:
-        rules = [*_user_rules, *_BUILTIN_RULES]
+        user_rules = list(_user_rules)
+        rules = [*user_rules, *_BUILTIN_RULES]
+    priced = _priced_name(key)
     for rule in rules:
-        if fnmatch.fnmatchcase(name, rule.pattern):
-            choice = TokenizerChoice(key, rule.encoding, rule.chat_format, rule.exact, rule.note)
+        if fnmatch.fnmatchcase(name, rule.pattern) or (priced and fnmatch.fnmatchcase(priced, rule.pattern)):
+            exact, note = rule.exact, rule.note
+            if exact and priced is None and rule not in user_rules and _near_miss(key):
+                # a near miss of a known name (a typo such as "qwen-maxx") only *looks* like the family
+                exact, note = False, _unknown_family_note(key, rule.encoding)
+            choice = TokenizerChoice(key, rule.encoding, rule.chat_format, exact, note)
             break
     if choice is None:
         choice = TokenizerChoice(key, "o200k_base", "openai", False, _UNKNOWN_NOTE.format(model=key))
     if len(_choice_cache) < 4096:
         _choice_cache[key] = choice
     return choice
+
+
+def _priced_name(model: str) -> str | None:
+    """The price table's name for ``model`` (endpoint aliases, snapshots, router prefixes), else ``None``."""
+    if not model:
+        return None
+    try:
+        from tokprof.profiler.providers.prices import resolve_model
+
+        return resolve_model(model)
+    except Exception:  # noqa: BLE001 - a damaged override file must not stop counting
+        return None
+
+
+def _near_miss(model: str) -> bool:
+    """True when ``model`` does not resolve but is one or two edits from a priced name (likely a typo); an
+    open-weight model of a known family (``qwen3.6-35b-a3b``) is not a near miss and keeps its exact count."""
+    import difflib
+
+    from tokprof.profiler.providers.prices import all_prices
+    from tokprof.profiler.providers.resolver import candidates
+
+    bare = candidates(model)[-1]
+    return bool(difflib.get_close_matches(bare, [p.model for p in all_prices()], n=1, cutoff=0.9))
+
+
+def _unknown_family_note(model: str, encoding: str) -> str:
+    try:
+        from tokprof.profiler.providers.prices import suggestions
+
+        close = suggestions(model)
+    except Exception:  # noqa: BLE001
+        close = []
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"unknown model {model!r}{hint}: counted with {encoding} as an estimate"
 
 
 def count_text(text: str, model: str | None = None) -> int:

@@ -27,6 +27,9 @@ def compare_command(args: argparse.Namespace) -> int:
 
     before = load_runs([args.before], args.dir)
     after = load_runs([args.after], args.dir)
+    from tokprof.profiler.providers.currency import run_currency
+
+    args.currency = run_currency(list(before) + list(after), args.currency)
     if len(before) != len(after):
         raise ValueError(f"{args.before} holds {len(before)} runs but {args.after} holds {len(after)}; "
                          "compare files with the same runs")

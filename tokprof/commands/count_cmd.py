@@ -88,6 +88,13 @@ def count_command(args: argparse.Namespace) -> int:
         result.update({"kind": "chat", "chat_format": choice.chat_format, "tokens": tokens,
                        "messages": len(messages), "message_tokens": sum(pc.messages), "tool_tokens": pc.tools,
                        "overhead_tokens": pc.overhead})
+        from tokprof.profiler.providers.media import prompt_media
+
+        media = prompt_media(messages, args.model)
+        result["media_tokens"] = media.tokens
+        if not media.exact:  # an image without bytes, audio, video: the count is an estimate, and says why
+            result.update({"exact": False, "source": "estimated"})
+            result["approximation"] = "; ".join(x for x in (choice.approximation, media.note) if x)
     price = get_price(args.model, warn=False)
     currency = args.currency or (price.currency if price else "USD")
     cost = usage_cost(Usage.from_provider(input_tokens=tokens), args.model, currency) if price else None
@@ -101,13 +108,13 @@ def count_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
-    label = "exact" if choice.exact else "estimated"
+    label = "exact" if result["exact"] else "estimated"
     print(f"{tokens:,} tokens  ({result['kind']}, model {args.model}, tokenizer {choice.encoding}, {label})")
     if result["kind"] == "chat":
         print(f"  messages {result['messages']}: {result['message_tokens']:,} tokens; tools "
               f"{result['tool_tokens']:,}; reply priming/template {result['overhead_tokens']:,}")
-    if choice.approximation:
-        print(f"  note: {choice.approximation}")
+    if result["approximation"]:
+        print(f"  note: {result['approximation']}")
     if cost is None or cost.amount is None:
         print(f"  input cost: unknown (no price for {args.model!r}; add one with a price override file, "
               f"see tokprof.profiler.providers.prices.load_overrides / $TOKPROF_PRICES)")

@@ -69,7 +69,9 @@ def demo_command(args: argparse.Namespace) -> int:
     saved = headline["saved"]
 
     def money(x: object) -> str:
-        return "unknown" if x is None else f"${x:.4f}"
+        from tokprof.profiler.providers.currency import money as fmt
+
+        return fmt(x, str((headline.get("baseline") or {}).get("currency") or "USD"))  # type: ignore[arg-type]
 
     out.print(f"optimized run saved: {result.optimized.path}")
     out.print(f"live passes: {', '.join(headline['optimized']['live_passes'])}")

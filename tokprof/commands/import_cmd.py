@@ -32,7 +32,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--out", metavar="DIR", help="save runs here (default: the runs folder, .tokprof/runs "
                                                 "or $TOKPROF_DIR)")
     p.add_argument("--no-save", action="store_true", help="only summarise; do not write run files")
-    p.add_argument("--currency", default="USD", choices=["USD", "CNY"])
+    p.add_argument("--currency", default=None, type=str.upper, choices=["USD", "CNY"],
+                   help="currency of the cost (default $TOKPROF_CURRENCY, else USD)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=import_command)
 
@@ -67,7 +68,9 @@ def import_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no trace files (.json, .jsonl, .ndjson, .traj, optionally .gz) in "
                                 f"{' '.join(args.files)}")
     out_dir = runs_dir(args.out)
-    totals = ImportTotals(args.currency)
+    from tokprof.profiler.providers.currency import run_currency
+
+    totals = ImportTotals(run_currency([], args.currency))
     err = Console(stderr=True)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:

@@ -26,7 +26,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run id, run file, folder, or foreign trace file")
     p.add_argument("--passes", default=DEFAULT_PASSES,
                    help=f"comma-separated passes in order (default {DEFAULT_PASSES}); `--passes list` shows them")
-    p.add_argument("--currency", default="USD", help="currency of costs (default USD)")
+    p.add_argument("--currency", default=None, type=str.upper,
+                   help="currency of costs (default: the runs'; CNY for runs on CNY-priced models; $TOKPROF_CURRENCY)")
     p.add_argument("--json", action="store_true", help="print the ledgers as JSON")
     p.add_argument("--out", help="folder for the optimized runs (default .tokprof/optimized)")
     p.add_argument("--dir", help="runs folder to resolve run ids in (default .tokprof/runs or $TOKPROF_DIR)")
@@ -54,11 +55,12 @@ def optimize_command(args: argparse.Namespace) -> int:
     for p in passes:
         if p not in known:
             raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
-    if args.currency.upper() != "USD":
-        from tokprof.profiler.providers.prices import convert
+    from tokprof.profiler.providers.currency import run_currency
 
-        convert(Decimal(1), "USD", args.currency)  # an unsupported currency is a clear error, not "unknown"
+    if args.currency:
+        args.currency = run_currency([], args.currency)  # an unsupported currency is a clear error, not "unknown"
     runs = load_runs(args.runs, args.dir, folders=True)
+    args.currency = run_currency(runs, args.currency)
     out_dir = Path(args.out) if args.out else Path(".tokprof") / "optimized"
     ledgers = optimize_runs(runs, passes, currency=args.currency)
     for run, new, _ in ledgers:

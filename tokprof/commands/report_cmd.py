@@ -35,7 +35,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, help=f"HTML file to write (default {DEFAULT_OUTPUT})")
-    p.add_argument("--currency", default="USD", choices=["USD", "CNY"], help="currency of every amount")
+    p.add_argument("--currency", default=None, type=str.upper, choices=["USD", "CNY"],
+                   help="currency of every amount (default: the runs'; CNY for runs on CNY-priced models; "
+                        "$TOKPROF_CURRENCY)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema tokprof.report/1) "
                                                        "instead of writing HTML")
     p.add_argument("--title", help="report title (default: the run's name)")
@@ -129,6 +131,9 @@ def report_command(args: argparse.Namespace) -> int:
 
     runs = load_runs(args.runs, args.dir)
     passes = parse_passes(args.passes)
+    from tokprof.profiler.providers.currency import run_currency
+
+    args.currency = run_currency(runs, args.currency)
     if passes:
         model = build_optimized_report(runs, passes, currency=args.currency, title=args.title)
     else:

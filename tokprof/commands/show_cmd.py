@@ -18,7 +18,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--dir", help="runs folder (default .tokprof/runs or $TOKPROF_DIR)")
     p.add_argument("--depth", type=int, default=None, help="limit the tree depth")
     p.add_argument("--min-tokens", type=int, default=0, help="hide subtrees with fewer inclusive tokens")
-    p.add_argument("--currency", default="USD", choices=["USD", "CNY"])
+    p.add_argument("--currency", default=None, type=str.upper, choices=["USD", "CNY"],
+                   help="currency of every amount (default: the run's; CNY for a run on CNY-priced models; "
+                        "$TOKPROF_CURRENCY)")
     p.add_argument("--strict", action="store_true",
                    help="fail on the first damaged line instead of showing the spans that can be read")
     p.add_argument("--json", action="store_true", help="print the summary and tree as JSON")
@@ -39,6 +41,9 @@ def show_command(args: argparse.Namespace) -> int:
         print(f"tokprof: warning: skipped {err}", file=sys.stderr)
     if len(problems) > 5:
         print(f"tokprof: warning: ... and {len(problems) - 5} more damaged lines", file=sys.stderr)
+    from tokprof.profiler.providers.currency import run_currency
+
+    args.currency = run_currency(run, args.currency)
     if args.json:
         doc = run.summary(currency=args.currency).to_dict()
         doc["tree"] = tree_rows(run, max_depth=args.depth, min_tokens=args.min_tokens)

@@ -1,0 +1,169 @@
+"""Model identity: one resolver from the model names seen in real traffic to the price table's names.
+
+Traffic names a model in many ways: dated or versioned snapshots (``gpt-4.1-2025-04-14``,
+``claude-sonnet-4-5-20250929``, Volcengine Ark's ``doubao-seed-1-6-250615``), router prefixes
+(``anthropic/claude-sonnet-4.5``, ``moonshotai/Kimi-K2-Instruct``, Bedrock ``us.anthropic.…-v1:0``),
+case and separator variants (``Claude_Sonnet_4.5``), and endpoint ids that say nothing about the model
+(Ark ``ep-20250615-abcde``). :func:`candidates` lists the names to try, in order; a user alias map
+(:func:`set_model_alias`, or a JSON file ``{"aliases": {"ep-…": "doubao-seed-1.6"}}`` named by
+``$TOKPROF_MODEL_ALIASES``) maps endpoint ids and in-house names first.
+
+A name that resolves to nothing gets a "did you mean" suggestion (:func:`suggest`); its cost is unknown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable
+
+ALIASES_ENV = "TOKPROF_MODEL_ALIASES"
+
+_lock = threading.RLock()
+_user_aliases: dict[str, str] = {}
+_env_loaded = False
+
+_PREFIX = re.compile(r"^(?:[\w.-]+/)+")
+_BEDROCK = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic|openai|meta|amazon|mistral|cohere|deepseek|qwen)\.")
+_SUFFIXES = [
+    re.compile(r"-v\d+(?::\d+)?$"),            # bedrock "-v2:0"
+    re.compile(r"@\d{8}$"),                     # vertex "@20241022"
+    re.compile(r"-\d{4}-\d{2}-\d{2}$"),         # openai "-2025-04-14"
+    re.compile(r"-\d{8}$"),                     # anthropic "-20250929"
+    re.compile(r"-\d{6}$"),                     # volcengine ark "-250615" (YYMMDD)
+    re.compile(r"-\d{4}$"),                     # "-0125", "-0613", "-0905"
+    re.compile(r"-(?:latest|preview|exp)$"),
+]
+# "4.5" and "4-5", "1.6" and "1-6" name the same version in different catalogues
+_DOTTED = re.compile(r"(?<=\d)\.(?=\d)")
+_DASHED = re.compile(r"(?<=[a-z-]\d)-(?=\d(?:$|[^\d]))")
+
+
+class AliasFileError(ValueError):
+    """The model alias file is malformed."""
+
+
+def set_model_alias(alias: str, model: str) -> None:
+    """Resolve ``alias`` (an endpoint id such as ``ep-20250615-abcde``, or any in-house name) as ``model``."""
+    with _lock:
+        _user_aliases[alias.strip().lower()] = model.strip().lower()
+    _changed()
+
+
+def load_model_aliases(path: str | Path) -> dict[str, str]:
+    """Load ``{"aliases": {alias: model}}`` (or a plain ``{alias: model}`` object) and apply it."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: model alias file not found") from None
+    except json.JSONDecodeError as exc:
+        raise AliasFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    table = doc.get("aliases", doc) if isinstance(doc, dict) else None
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise AliasFileError(f"{p}: expected {{\"aliases\": {{\"ep-…\": \"doubao-seed-1.6\"}}}}")
+    for alias, model in table.items():
+        set_model_alias(alias, model)
+    return dict(table)
+
+
+def reset_model_aliases() -> None:
+    """Forget user aliases (tests); ``$TOKPROF_MODEL_ALIASES`` is read again on next use."""
+    global _env_loaded
+    with _lock:
+        _user_aliases.clear()
+        _env_loaded = False
+    _changed()
+
+
+def user_aliases() -> dict[str, str]:
+    """The user's alias map (loading ``$TOKPROF_MODEL_ALIASES`` once)."""
+    global _env_loaded
+    if not _env_loaded:
+        with _lock:
+            _env_loaded = True
+        path = os.environ.get(ALIASES_ENV)
+        if path:
+            try:
+                load_model_aliases(path)
+            except Exception as exc:  # noqa: BLE001 - a bad alias file must not break an agent run
+                warnings.warn(f"tokprof: could not load {ALIASES_ENV}={path!r}: {exc}", UserWarning, stacklevel=2)
+    return _user_aliases
+
+
+_listeners: list[Callable[[], None]] = []
+
+
+def on_change(fn: Callable[[], None]) -> None:
+    """Call ``fn`` when the alias map changes (the price table drops its resolution cache)."""
+    _listeners.append(fn)
+
+
+def _changed() -> None:
+    for fn in _listeners:
+        fn()
+
+
+def candidates(model: str) -> list[str]:
+    """Names to look ``model`` up by, most specific first (see the module docstring)."""
+    m = model.strip().lower()
+    out = [m]
+    aliases = user_aliases()
+    if m in aliases:
+        out.insert(0, aliases[m])
+    m = _PREFIX.sub("", m)
+    m = _BEDROCK.sub("", m)
+    m = m.replace("_", "-").replace(" ", "-")
+    out.append(m)
+    if m in aliases:
+        out.append(aliases[m])
+    # strip snapshot suffixes one at a time, trying the name after each
+    changed = True
+    while changed:
+        changed = False
+        for pat in _SUFFIXES:
+            new = pat.sub("", m)
+            if new != m and new:
+                m = new
+                out.append(m)
+                changed = True
+    for name in list(out):
+        out.extend((_DOTTED.sub("-", name), _DASHED.sub(".", name)))
+    seen: set[str] = set()
+    return [c for c in out if c and not (c in seen or seen.add(c))]  # type: ignore[func-returns-value]
+
+
+def resolve(model: str | None, lookup: Callable[[str], str | None]) -> str | None:
+    """The first candidate of ``model`` that ``lookup`` (table name or alias -> table key) knows."""
+    if not model:
+        return None
+    for cand in candidates(model):
+        key = lookup(cand)
+        if key is not None:
+            return key
+    return None
+
+
+def suggest(model: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Known names close to ``model`` ("did you mean …"), best first."""
+    bare = candidates(model)[-1] if model else ""
+    return difflib.get_close_matches(bare, sorted(set(known)), n=n, cutoff=0.6)
+
+
+def pick_model(request_model: str | None, response_model: str | None) -> str | None:
+    """The model to record for a call: the response's, unless it does not resolve while the request's does
+    (an Ark endpoint answers with ``doubao-seed-1-6-250615``; a proxy may answer with its own name)."""
+    if not response_model:
+        return request_model
+    if not request_model or request_model == response_model:
+        return response_model
+    from tokprof.profiler.providers.prices import resolve_model
+
+    if resolve_model(response_model) is None and resolve_model(request_model) is not None:
+        return request_model
+    return response_model
