@@ -285,3 +285,7 @@ def run_retention(original_run: Run, new_run: Run) -> float | None:
         ref += r.referenced
         kept += r.retained
     return None if ref == 0 else kept / ref
+
+
+run_fidelity = run_retention
+"""The fidelity measure the pipeline reports (see point 3 of issue #16)."""
