@@ -38,6 +38,7 @@ from tokprof.optimizers.billing import (
     SERVED_ATTR,
     CacheRule,
     CallBill,
+    PriceLookup,
     Rates,
     bill_runs,
     billing_rules,
@@ -223,7 +224,8 @@ def _scenario_cost(bill: CallBill, rule: CacheRule, rates: Rates | None, currenc
 
 
 def simulate(runs: list[Run], currency: str = "USD",
-             plans: dict[tuple[int, str], dict[str, Any]] | None = None) -> list[dict[str, CallPaid]]:
+             plans: dict[tuple[int, str], dict[str, Any]] | None = None,
+             prices: PriceLookup | None = None) -> list[dict[str, CallPaid]]:
     """Every call of ``runs`` (one account) billed by the simulator from its messages, under the hit-rate
     scenarios; ``plans``: (run index, span id) -> breakpoints for calls that carry none."""
     plans = plans or {}
@@ -231,7 +233,8 @@ def simulate(runs: list[Run], currency: str = "USD",
     def plan_for(i: int, span: Span) -> dict[str, Any]:
         return plans.get((i, span.span_id), {})
 
-    bills = bill_runs(runs, currency, mode="simulate", plan_for=plan_for)
+    lookup = prices or default_prices
+    bills = bill_runs(runs, currency, mode="simulate", plan_for=plan_for, prices=lookup)
     out: list[dict[str, CallPaid]] = []
     for i, (run, rb) in enumerate(zip(runs, bills)):
         calls: dict[str, CallPaid] = {}
@@ -240,7 +243,7 @@ def simulate(runs: list[Run], currency: str = "USD",
             assert call is not None
             plan = plan_of(span) or plan_for(i, span)
             rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
-            cost = _scenario_cost(b, rule, default_prices(call.model), currency)
+            cost = _scenario_cost(b, rule, lookup(call.model), currency)
             basis = "served" if b.basis == "served" else (
                 "simulated automatic caching" if rule.mode == "automatic" else
                 "simulated breakpoints" if plan.get("breakpoints") else "uncached")
@@ -280,10 +283,10 @@ def _recorded_cost(span: Span, currency: str) -> Decimal | None:
 
 
 def paid_bills(runs: list[Run], currency: str = "USD",
-               sim: list[dict[str, CallPaid]] | None = None) -> list[RunPaid]:
+               sim: list[dict[str, CallPaid]] | None = None, prices: PriceLookup | None = None) -> list[RunPaid]:
     """What each of ``runs`` (one account) paid, call by call (see the module docstring for the bases)."""
-    sim = sim if sim is not None else simulate(runs, currency, original_plans(runs))
-    rec = bill_runs(runs, currency, mode="recorded")
+    sim = sim if sim is not None else simulate(runs, currency, original_plans(runs), prices)
+    rec = bill_runs(runs, currency, mode="recorded", prices=prices)
     out = []
     for run, rb, s in zip(runs, rec, sim):
         rp = RunPaid(run.run_id, currency)
@@ -307,7 +310,7 @@ def paid_bills(runs: list[Run], currency: str = "USD",
 
 
 def rebill(originals: list[Run], rewritten: list[Run], paid: list[RunPaid], sim_orig: list[dict[str, CallPaid]],
-           currency: str = "USD") -> list[RunPaid]:
+           currency: str = "USD", prices: PriceLookup | None = None) -> list[RunPaid]:
     """Bill ``rewritten`` (the same runs after passes) as paid + simulated(rewritten) - simulated(original),
     call by call; calls served without reaching the provider cost nothing; a new call (no original) is
     billed by the simulator alone. Costs never go below zero."""
@@ -317,7 +320,7 @@ def rebill(originals: list[Run], rewritten: list[Run], paid: list[RunPaid], sim_
             p = inferred_plan(span)
             if p:
                 plans[(i, span.span_id)] = p  # the agent keeps its own caching unless a pass plans anew
-    sim_new = simulate(rewritten, currency, plans)
+    sim_new = simulate(rewritten, currency, plans, prices)
     out = []
     zero = CostRange.point(Decimal(0))
     for i, run in enumerate(rewritten):
