@@ -19,8 +19,10 @@ through the same provider-cache model (so compression that breaks a prefix cache
 A pass is therefore credited only with its own effect: a call nobody touched, whose cache context
 nobody touched, keeps exactly what was paid, and caching the agent already had is never credited.
 
-Error bars. Automatic cache hits are not guaranteed by any provider (OpenAI: "cache hits are not
-guaranteed"; they depend on routing and load), so every simulated automatic hit is billed under three
+Error bars. Automatic cache hits are not promised per request (xAI lists "cache miss ... after cache
+eviction" as expected, https://docs.x.ai/developers/advanced-api-usage/prompt-caching/usage-and-pricing; the
+corpus shows OpenAI billing 14% fewer cached tokens than a perfect prefix cache would), so every simulated
+automatic hit is billed under three
 scenarios of the hit rate ``h`` (the share of the simulator's predicted cache-read tokens that the
 provider actually serves): ``all-hits`` (h = 1, what the simulator predicts), ``expected`` (h calibrated
 per provider on recorded bills, :data:`HIT_RATES`) and ``no-hits`` (h = 0, the only guaranteed bound).
