@@ -201,9 +201,10 @@ class Pass(Protocol):
 
 
 DEFAULT_PIPELINE: tuple[str, ...] = (
-    "response-cache", "tool-cache", "minify", "observation-mask", "dedupe", "history-budget", "prompt-cache",
+    "response-cache", "tool-cache", "minify", "truncate-outputs", "observation-mask", "dedupe", "history-budget",
+    "prompt-cache",
 )
-"""Caching, then compression, then prompt-cache planning last (it plans breakpoints on the final prompts).
+"""Caching, then compression (``minify`` lossless, the rest lossy), then prompt-cache planning last (it plans breakpoints on the final prompts).
 On the corpus this is the pipeline whose numbers the README quotes; ``relevance-prune`` is left out because
 it gives each conversation a different system prompt and so loses the prefix shared across runs."""
 

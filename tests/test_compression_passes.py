@@ -32,17 +32,45 @@ def test_all_passes_registered():
 
 
 # ---- minify -----------------------------------------------------------------------------------------
-def test_minify_drops_whitespace_and_empty_fields_only():
+def test_minify_drops_whitespace_only():
+    """Lossless: the compact output parses to exactly the original JSON value (empty fields included)."""
     m = tool_result("c1", reservation("XEWRD9", "mia_li_3668"))
     out = minify_message(m)
-    data = json.loads(out["content"])
+    assert json.loads(out["content"]) == json.loads(m["content"])
     assert " " not in out["content"].replace("2024-05-20", "")
+    assert len(out["content"]) < len(m["content"])
+    assert make_pass("minify").lossless is True
+
+
+def test_minify_opt_in_options_are_lossy():
+    m = tool_result("c1", reservation("XEWRD9", "mia_li_3668"))
+    out = minify_message(m, tables=True, drop_empty=True)
+    data = json.loads(out["content"])
     assert "note" not in out["content"] and "remarks" not in out["content"] and "extras" not in out["content"]
     assert data["flights"]["columns"] == ["flight_number", "date", "price"]  # a list of records as a table
     assert data["flights"]["rows"][0] == ["HAT001", "2024-05-20", 121]
-    assert len(out["content"]) < len(m["content"]) / 2
-    plain = json.loads(minify_message(m, tables=False)["content"])
-    assert plain["flights"][0] == {"flight_number": "HAT001", "date": "2024-05-20", "price": 121}
+    assert make_pass("minify", tables=True).lossless is False
+    assert make_pass("minify", drop_empty=True).lossless is False
+
+
+def test_every_pass_says_lossless_or_lossy():
+    from tokprof.optimizers.base import available_passes
+
+    flags = {n: make_pass(n).lossless for n in available_passes()}
+    assert all(isinstance(v, bool) for v in flags.values())
+    assert {n for n, v in flags.items() if v} == {"minify", "prompt-cache", "response-cache"}
+
+
+def test_minify_no_longer_cuts_truncate_outputs_does():
+    big = {"role": "tool", "tool_call_id": "c9", "content": json.dumps([{"order": f"#W{n:07d}", "total": n}
+                                                                        for n in range(3000)], indent=2)}
+    with pytest.warns(DeprecationWarning):
+        p = make_pass("minify", max_tokens=200)
+    out = p.compress([big]).messages[0]
+    assert json.loads(out["content"]) == json.loads(big["content"])  # nothing cut
+    cut = make_pass("truncate-outputs", max_tokens=200).compress([big]).messages[0]["content"]
+    assert "truncate-outputs: about" in cut and len(cut) < len(big["content"]) / 10
+    assert make_pass("truncate-outputs").lossless is False
 
 
 def test_minify_tables_keep_every_value_and_key():

@@ -24,6 +24,8 @@ class MessagePass:
     reads: ClassVar[frozenset[str]] = frozenset({"messages"})
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage", "cache"})
     risk: ClassVar[str] = "low"
+    lossless: ClassVar[bool] = False
+    """Compression removes or replaces content unless a pass says otherwise (``minify``)."""
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
