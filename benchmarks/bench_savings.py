@@ -130,7 +130,7 @@ def _side(run: Run, span: Any) -> str | None:
 def _retention(stage: "Stage", originals: list[Run], runs: list[Run]) -> None:
     """Fill the stage's reference-retention counts (all calls, and the agent's calls)."""
     try:
-        from tokprof.optimizers.fidelity import run_retention_detail
+        from tokprof.optimizers.fidelity import run_fidelity_detail as run_retention_detail
     except ImportError:
         return
     for orig, new in zip(originals, runs):

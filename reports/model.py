@@ -296,7 +296,7 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        from tokprof.optimizers.fidelity import run_retention
+        from tokprof.optimizers.fidelity import run_fidelity as run_retention
 
         vals = [run_retention(b, a) for b, a in zip(before, after)]
         vals = [v for v in vals if v is not None]

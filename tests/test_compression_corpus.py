@@ -12,7 +12,7 @@ import pytest
 from tokprof.optimizers.base import PassContext, make_pass
 from tokprof.optimizers.billing import bill_runs
 from tokprof.optimizers.compression import DEFAULT_COMPRESSION
-from tokprof.optimizers.fidelity import run_retention_detail
+from tokprof.optimizers.fidelity import run_fidelity_detail as run_retention_detail
 
 CACHING = ["response-cache", "tool-cache", "prompt-cache"]
 
