@@ -1,8 +1,12 @@
-"""What the optimization passes save on every run of the shared corpus (../shared/corpus).
+"""What the optimization passes save on every run of the shared corpus (../shared/corpus), against what
+each run paid.
 
-For each file and overall: calls, input/output tokens, billed cost as recorded and after each pass
-(cumulative, in the order given), the share of calls served by the response cache, and for τ²-bench
-files the agent's billed cost cut by prompt-cache alone.
+For each file and overall: calls, input/output tokens, what the file paid (``paid``: its recorded costs;
+else provider cache tokens; else the provider's automatic caching simulated on the unchanged runs, see
+:mod:`tokprof.optimizers.paid`) and the bill after each pass (cumulative, in the order given; a pass is
+credited only with the change it makes relative to what was paid), with the range over the hit-rate
+scenarios where automatic caching is not guaranteed; the share of calls served by the response cache;
+and for τ²-bench files the agent's cost cut by prompt-cache alone.
 
 All runs of one file are treated as one account: their calls reach the provider's prompt cache in
 wall-clock order (:func:`tokprof.optimizers.billing.bill_runs`) and share one response cache (one
@@ -12,8 +16,8 @@ wall-clock order (:func:`tokprof.optimizers.billing.bill_runs`) and share one re
                                        [--corpus DIR] [--files GLOB]
     python benchmarks/bench_savings.py --pipeline default    # caching + compression, with the checks
 
-Every stage also carries the reference retention of the rewritten runs (:mod:`tokprof.optimizers.fidelity`:
-the share of facts each call relied on that are still in its input). With ``--pipeline default`` the
+Every stage also carries the context fidelity of the rewritten runs (:mod:`tokprof.optimizers.fidelity`:
+the share of values each call relied on still in their original record / sentence). With ``--pipeline default`` the
 agent-side bill is compared with the caching passes alone, to show what compression adds on top.
 
 The pass list is a parameter (``measure_file(path, passes)``), so other passes (compression...) add
@@ -36,11 +40,12 @@ sys.path.insert(0, str(REPO))
 
 from tokprof.optimizers import base  # noqa: E402
 from tokprof.optimizers.base import PassContext, make_pass  # noqa: E402
-from tokprof.optimizers.billing import SERVED_ATTR, bill_runs  # noqa: E402
+from tokprof.optimizers.billing import SERVED_ATTR  # noqa: E402
+from tokprof.optimizers.paid import CostRange, RunPaid, original_plans, paid_bills, rebill, simulate, total_range  # noqa: E402
 from tokprof.profiler.model import Run  # noqa: E402
 
 DEFAULT_PASSES = ["response-cache", "prompt-cache", "tool-cache"]
-COMPRESSION_PASSES = ["minify", "observation-mask", "dedupe", "history-budget"]
+COMPRESSION_PASSES = ["minify", "truncate-outputs", "observation-mask", "dedupe", "history-budget"]
 DEFAULT_PIPELINE = list(base.DEFAULT_PIPELINE)  # response-cache, tool-cache, compression, prompt-cache
 """Caching + compression. Compression runs before prompt-cache so the cache plan sees the final prompts."""
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -61,6 +66,8 @@ class Stage:
     retained: int = 0
     agent_referenced: int = 0
     agent_retained: int = 0
+    cost_range: CostRange | None = None
+    agent_range: CostRange | None = None
 
     @property
     def retention(self) -> float | None:
@@ -93,6 +100,8 @@ class FileResult:
             "file": str(self.path), "runs": self.runs, "calls": self.calls, "file_cost": s(self.file_cost),
             "stages": [{"pass": st.name, "input_tokens": st.input_tokens, "output_tokens": st.output_tokens,
                         "cost": s(st.cost), "agent_cost": s(st.agent_cost), "served": st.served,
+                        "cost_range": None if st.cost_range is None else st.cost_range.to_dict(),
+                        "agent_range": None if st.agent_range is None else st.agent_range.to_dict(),
                         "retention": st.retention, "agent_retention": st.agent_retention}
                        for st in self.stages],
             "caching_alone": None if self.caching_alone is None else {
@@ -130,7 +139,7 @@ def _side(run: Run, span: Any) -> str | None:
 def _retention(stage: "Stage", originals: list[Run], runs: list[Run]) -> None:
     """Fill the stage's reference-retention counts (all calls, and the agent's calls)."""
     try:
-        from tokprof.optimizers.fidelity import run_retention_detail
+        from tokprof.optimizers.fidelity import run_fidelity_detail as run_retention_detail
     except ImportError:
         return
     for orig, new in zip(originals, runs):
@@ -143,10 +152,24 @@ def _retention(stage: "Stage", originals: list[Run], runs: list[Run]) -> None:
                 stage.agent_retained += r.retained
 
 
-def _stage(name: str, runs: list[Run], currency: str, originals: list[Run] | None = None) -> Stage:
-    bills = bill_runs(runs, currency)
+class Account:
+    """What the runs of one file paid, and the simulation of the unchanged runs every stage is compared with."""
+
+    def __init__(self, runs: list[Run], currency: str) -> None:
+        self.runs, self.currency = runs, currency
+        self.sim = simulate(runs, currency, original_plans(runs))
+        self.paid = paid_bills(runs, currency, self.sim)
+
+    def bill(self, rewritten: list[Run] | None) -> list[RunPaid]:
+        return self.paid if rewritten is None else rebill(self.runs, rewritten, self.paid, self.sim, self.currency)
+
+
+def _stage(name: str, runs: list[Run], currency: str, originals: list[Run] | None = None,
+           account: Account | None = None) -> Stage:
+    account = account or Account(originals or runs, currency)
+    bills = account.bill(None if runs is account.runs else runs)
     inp = out = served = 0
-    agent: Decimal | None = None
+    agent_ranges: list[CostRange] = []
     for run, bill in zip(runs, bills):
         by_id = run.by_id()
         for b in bill.calls:
@@ -156,11 +179,11 @@ def _stage(name: str, runs: list[Run], currency: str, originals: list[Run] | Non
             out += span.llm.usage.output_tokens
             served += bool((span.attributes or {}).get(SERVED_ATTR))
             # runs without side tags (tau1, SWE-agent) record only the agent's calls
-            if _side(run, span) in ("agent", None) and b.cost is not None:
-                agent = (agent or Decimal(0)) + b.cost
-    totals = [b.total for b in bills if b.total is not None]
-    cost = sum(totals, Decimal(0)) if totals else None
-    st = Stage(name, inp, out, cost, agent, served)
+            if _side(run, span) in ("agent", None):
+                agent_ranges.append(b.cost)
+    total = total_range(b.total for b in bills)
+    agent = total_range(agent_ranges)
+    st = Stage(name, inp, out, total.expected, agent.expected, served, cost_range=total, agent_range=agent)
     if originals is not None:
         _retention(st, originals, runs)
     return st
@@ -175,14 +198,15 @@ def measure_file(path: Path, passes: list[str], currency: str = "USD",
     recorded = [s.llm.cost.amount for r in runs for s in r.llm_spans()
                 if s.llm is not None and s.llm.cost is not None and s.llm.cost.amount is not None]
     res = FileResult(path, len(runs), calls, sum(recorded, Decimal(0)) if recorded else None)
-    res.stages.append(_stage("recorded", runs, currency, runs))
+    account = Account(runs, currency)
+    res.stages.append(_stage("paid", runs, currency, runs, account))
     ctx = PassContext(currency=currency)
     current = runs
     options = options or {}
     for name in passes:
         p = make_pass(name, **options.get(name, {}))
         current = [p.apply(r, ctx)[0] for r in current]
-        res.stages.append(_stage(name, current, currency, runs))
+        res.stages.append(_stage(name, current, currency, runs, account))
     caching = [n for n in passes if n not in COMPRESSION_PASSES]
     if caching != passes and caching:
         ctx2 = PassContext(currency=currency)
@@ -190,11 +214,12 @@ def measure_file(path: Path, passes: list[str], currency: str = "USD",
         for name in caching:
             p = make_pass(name, **options.get(name, {}))
             alone_runs = [p.apply(r, ctx2)[0] for r in alone_runs]
-        res.caching_alone = _stage("+".join(caching), alone_runs, currency)
+        res.caching_alone = _stage("+".join(caching), alone_runs, currency, None, account)
     if any(_side(r, s) == "agent" for r in runs[:1] for s in r.llm_spans()):
         alone = make_pass("prompt-cache")
         cached = [alone.apply(r, PassContext(currency=currency))[0] for r in runs]
-        res.prompt_cache_alone_agent = (res.stages[0].agent_cost, _stage("prompt-cache", cached, currency).agent_cost)
+        res.prompt_cache_alone_agent = (res.stages[0].agent_cost,
+                                        _stage("prompt-cache", cached, currency, None, account).agent_cost)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -208,11 +233,12 @@ def _fmt_cost(v: Decimal | None) -> str:
 
 
 def print_table(results: list[FileResult], passes: list[str], currency: str) -> None:
-    names = ["recorded", *passes]
+    names = ["paid", *passes]
     head = f"{'file':44} {'runs':>4} {'calls':>6} {'input tok':>11} {'output tok':>10} {'in file':>9} " + \
         " ".join(f"{n[:9]:>9}" for n in names) + f" {'served':>7} {'agent PC':>8}"
-    print(f"billed cost in {currency}: 'in file' = the costs the file recorded (USD); 'recorded' = the run as "
-          f"billed (recorded cache tokens, none otherwise); later columns are cumulative after each pass; "
+    print(f"billed cost in {currency} (expected): 'in file' = the costs the file recorded (USD); 'paid' = what the "
+          f"runs paid (recorded costs, else provider cache tokens, else automatic caching simulated on the "
+          f"unchanged runs); later columns are cumulative after each pass, credited only with their change; "
           f"'served' = share of calls answered by the response cache; 'agent PC' = agent cost cut by "
           f"prompt-cache alone")
     print(head)
@@ -239,10 +265,44 @@ def print_table(results: list[FileResult], passes: list[str], currency: str) -> 
     print(f"{'ALL':44} {runs:4} {calls:6} {inp:11,} {out:10,} {_fmt_cost(file_total)} "
           + " ".join(_fmt_cost(tot[n] if known[n] else None) for n in names)
           + f" {served / calls if calls else 0:7.1%}")
-    base, final = tot["recorded"], tot[names[-1]]
-    if base:
-        print(f"overall: {base:.4f} -> {final:.4f} {currency} ({1 - final / base:.1%} saved)")
+    print_savings(results, currency)
     print_agent_table(results, names, currency)
+
+
+def saving(paid: CostRange | None, final: CostRange | None) -> tuple[float, float, float] | None:
+    """(expected, least, most) share saved against what was paid, each hit-rate scenario against itself."""
+    if paid is None or final is None or not paid.known or not final.known:
+        return None
+    shares = [float(1 - f / p) if p else 0.0 for p, f in zip(paid.by_scenario, final.by_scenario)]  # type: ignore[operator]
+    exp = shares[1]
+    return exp, min(shares), max(shares)
+
+
+def print_savings(results: list[FileResult], currency: str) -> None:
+    """Per file and in total: what was paid, the bill after all passes, and the share saved with its range."""
+    print()
+    head = f"{'saved against what was paid':44} {'paid':>9} {'after':>9} {'after low-high':>19} {'saved':>7} {'range':>15}"
+    print(head)
+    print("-" * len(head))
+    tot_paid, tot_final = [], []
+    for r in results:
+        p, f = r.stages[0].cost_range, r.stages[-1].cost_range
+        if p is None or f is None or not p.known or not p.expected:
+            continue
+        tot_paid.append(p)
+        tot_final.append(f)
+        _saving_line(r.path.name, p, f)
+    print("-" * len(head))
+    if tot_paid:
+        _saving_line("ALL", total_range(tot_paid), total_range(tot_final))
+
+
+def _saving_line(name: str, p: CostRange, f: CostRange) -> None:
+    name = name if len(name) <= 44 else name[:20] + "…" + name[-23:]
+    sv = saving(p, f)
+    rng = "" if sv is None else f"{sv[1]:6.1%}..{sv[2]:6.1%}"
+    print(f"{name:44} {_fmt_cost(p.expected)} {_fmt_cost(f.expected)} {_fmt_cost(f.low)}-{_fmt_cost(f.high).strip():>9} "
+          f"{'' if sv is None else f'{sv[0]:7.1%}'} {rng:>15}")
 
 
 def _share(num: int, den: int) -> str:
@@ -283,10 +343,10 @@ def print_agent_table(results: list[FileResult], names: list[str], currency: str
     base, final = tot[names[0]], tot[names[-1]]
     last = ref[names[-1]]
     if base:
-        print(f"agent cost: {base:.4f} -> {final:.4f} {currency} ({1 - final / base:.1%} below as recorded), "
-              f"reference retention {_share(last[0], last[1]).strip()}")
+        print(f"agent cost: {base:.4f} -> {final:.4f} {currency} ({1 - final / base:.1%} below what was paid), "
+              f"context fidelity {_share(last[0], last[1]).strip()}")
     if has_alone and alone:
-        print(f"caching alone: agent cost {alone:.4f} {currency} ({1 - alone / base:.1%} below as recorded); "
+        print(f"caching alone: agent cost {alone:.4f} {currency} ({1 - alone / base:.1%} below what was paid); "
               f"compression cuts it by a further {1 - final / alone:.1%}")
 
 

@@ -5,8 +5,14 @@ runs passes in order on the output of the previous one. Money is never computed 
 step the pipeline prices the whole run with the billing simulator (:mod:`tokprof.optimizers.billing`), so passes
 that interact (compression breaks a provider's prefix cache) are reported by their combined effect.
 
-Evidence classes (DEVELOPERS.md principle 4): ``measured`` (re-run live), ``simulated`` (exact replay of
-billing rules), ``estimated`` (heuristic). Every ledger row carries one, plus its fidelity risk.
+Evidence classes (DEVELOPERS.md principle 4): ``measured`` (re-run live, or what a run recorded it paid),
+``simulated`` (a replay of the providers' billing rules, with a range where the rule is not guaranteed),
+``estimated`` (heuristic). Every ledger row carries one, plus its fidelity risk; every pass says whether it
+is ``lossless``.
+
+The baseline of every ledger is what the run paid (:mod:`tokprof.optimizers.paid`): recorded costs, else
+provider-reported cache tokens, else the provider's automatic caching simulated on the unchanged run. A
+pass is credited only with what it changes relative to that.
 """
 
 from __future__ import annotations
@@ -81,11 +87,32 @@ class PassStep:
     """Billed cost of the whole run after this pass, by the billing simulator, in ``currency``."""
     currency: str = "USD"
     fidelity: float | None = None
-    """Reference retention of the run after this pass (cumulative), 0..1."""
+    """Fidelity of the run after this pass (cumulative), 0..1."""
     rows: list[LedgerRow] = field(default_factory=list)
+    cost_range: Any = None
+    """:class:`tokprof.optimizers.paid.CostRange` of ``billed_cost`` (``None``: a custom pricer gave a point)."""
+    basis: dict[str, int] = field(default_factory=dict)
+    """How the calls' costs are known: basis -> number of calls (``recorded cost``, ``simulated ...``)."""
+    confidence: str | None = None
+    """The weakest cache-rule confidence the bill rests on (``documented``/``calibrated``/``assumed``)."""
+    lossless: bool | None = None
+    """Whether the pass keeps every byte of meaning (``None`` for the baseline)."""
+
+    @property
+    def billed_low(self) -> Decimal | None:
+        return self.billed_cost if self.cost_range is None else self.cost_range.low
+
+    @property
+    def billed_high(self) -> Decimal | None:
+        return self.billed_cost if self.cost_range is None else self.cost_range.high
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "billed_low": None if self.billed_low is None else str(self.billed_low),
+            "billed_high": None if self.billed_high is None else str(self.billed_high),
+            "basis": self.basis,
+            "confidence": self.confidence,
+            "lossless": self.lossless,
             "pass": self.pass_name,
             "description": self.description,
             "evidence": self.evidence,
@@ -104,7 +131,7 @@ class Ledger:
 
     run_id: str
     baseline: PassStep
-    """The run as it was billed (pass name ``recorded``)."""
+    """What the run paid (pass name ``recorded``)."""
     steps: list[PassStep] = field(default_factory=list)
 
     @property
@@ -120,12 +147,22 @@ class Ledger:
             return None
         return self.baseline.billed_cost - self.final.billed_cost
 
+    def saved_range(self) -> tuple[Decimal, Decimal] | None:
+        """(least, most) saved over the hit-rate scenarios, each scenario compared with itself."""
+        b, f = self.baseline.cost_range, self.final.cost_range
+        if b is None or f is None:
+            s = self.saved()
+            return None if s is None else (s, s)
+        d = b - f
+        return None if not d.known else (d.low, d.high)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "baseline": self.baseline.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
             "saved": None if self.saved() is None else str(self.saved()),
+            "saved_range": None if self.saved_range() is None else [str(v) for v in self.saved_range()],
         }
 
 
@@ -154,6 +191,9 @@ class Pass(Protocol):
     name: ClassVar[str]
     description: ClassVar[str]
     evidence: ClassVar[Evidence]
+    lossless: ClassVar[bool]
+    """True only when the rewritten input carries exactly the same information (whitespace, JSON
+    compaction, caching, billing plans); anything that removes or replaces content is lossy."""
     reads: ClassVar[frozenset[str]]
     changes: ClassVar[frozenset[str]]
 
@@ -161,9 +201,10 @@ class Pass(Protocol):
 
 
 DEFAULT_PIPELINE: tuple[str, ...] = (
-    "response-cache", "tool-cache", "minify", "observation-mask", "dedupe", "history-budget", "prompt-cache",
+    "response-cache", "tool-cache", "minify", "truncate-outputs", "observation-mask", "dedupe", "history-budget",
+    "prompt-cache",
 )
-"""Caching, then compression, then prompt-cache planning last (it plans breakpoints on the final prompts).
+"""Caching, then compression (``minify`` lossless, the rest lossy), then prompt-cache planning last (it plans breakpoints on the final prompts).
 On the corpus this is the pipeline whose numbers the README quotes; ``relevance-prune`` is left out because
 it gives each conversation a different system prompt and so loses the prefix shared across runs."""
 
@@ -246,30 +287,51 @@ def optimize(
     """
     options = options or {}
     ctx = ctx or PassContext()
-    if pricer is None:
-        from tokprof.optimizers.billing import price_run
-
-        pricer = price_run
     if fidelity is None:
-        from tokprof.optimizers.fidelity import run_retention as fidelity  # type: ignore[no-redef]
-
-    total, per_call = pricer(run, ctx.currency)
+        from tokprof.optimizers.fidelity import run_fidelity as fidelity  # type: ignore[no-redef]
     inp, out = run_tokens(run)
-    baseline = PassStep("recorded", "the run as it was billed", "simulated", inp, out, total, ctx.currency, 1.0)
+    if pricer is not None:  # a custom pricer: points, as it gives them
+        total, per_call = pricer(run, ctx.currency)
+        baseline = PassStep("recorded", "the run as priced", "simulated", inp, out, total, ctx.currency, 1.0)
+        bill_of: Callable[[Run], tuple[Any, dict[str, Decimal | None]]] = \
+            lambda r: (None, _cost_by_span(r, pricer(r, ctx.currency)[1]))  # noqa: E731
+    else:
+        from tokprof.optimizers import paid as paid_mod
+
+        sim_orig = paid_mod.simulate([run], ctx.currency, paid_mod.original_plans([run]))
+        paid = paid_mod.paid_bills([run], ctx.currency, sim_orig)[0]
+        bases = paid.bases()
+        evidence: Evidence = "measured" if set(bases) <= {"recorded cost", "provider cache tokens"} else "simulated"
+        baseline = PassStep("recorded", "what the run paid", evidence, inp, out, paid.total.expected,
+                            ctx.currency, 1.0, cost_range=paid.total, basis=bases,
+                            confidence=_confidence(paid.calls))
+
+        def bill_of(r: Run) -> tuple[Any, dict[str, Decimal | None]]:
+            rb = paid_mod.rebill([run], [r], [paid], sim_orig, ctx.currency)[0]
+            return rb, {c.span_id: c.cost.expected for c in rb.calls}
+
     ledger = Ledger(run.run_id, baseline)
     current = run
-    prev_costs = _cost_by_span(current, per_call)
+    prev_costs = bill_of(current)[1] if pricer is not None else {c.span_id: c.cost.expected for c in paid.calls}
     for spec in expand_passes(passes):
         p = make_pass(spec, **options.get(spec if isinstance(spec, str) else spec.name, {}))
         new, rows = p.apply(current, ctx)
-        total, per_call = pricer(new, ctx.currency)
-        new_costs = _cost_by_span(new, per_call)
+        rb, new_costs = bill_of(new)
         for r in rows:
             r.cost_before = prev_costs.get(r.span_id)
             r.cost_after = new_costs.get(r.span_id)
         inp, out = run_tokens(new)
         fid = fidelity(run, new) if fidelity is not None else None
-        ledger.steps.append(PassStep(p.name, p.description, p.evidence, inp, out, total, ctx.currency, fid, rows))
+        lossless = getattr(p, "lossless", None)
+        if rb is None:
+            total = pricer(new, ctx.currency)[0]  # type: ignore[misc]
+            step = PassStep(p.name, p.description, p.evidence, inp, out, total, ctx.currency, fid, rows,
+                            lossless=lossless)
+        else:
+            step = PassStep(p.name, p.description, p.evidence, inp, out, rb.total.expected, ctx.currency, fid,
+                            rows, cost_range=rb.total, basis=rb.bases(), confidence=_confidence(rb.calls),
+                            lossless=lossless)
+        ledger.steps.append(step)
         current, prev_costs = new, new_costs
     current.metadata["optimized_by"] = [s.pass_name for s in ledger.steps]
     return current, ledger
@@ -287,6 +349,18 @@ def optimize_runs(runs: Iterable[Run], passes: Iterable["str | Pass"], *, curren
         ctx.history.append(run)
         out.append((run, new, ledger))
     return out
+
+
+def _confidence(calls: Iterable[Any]) -> str:
+    """The weakest confidence among the calls whose cost rests on a simulated cache rule."""
+    order = ["documented", "calibrated", "assumed"]
+    worst = "documented"
+    for c in calls:
+        if c.basis.startswith("recorded cost") and "simulated" not in c.basis:
+            continue
+        if order.index(c.confidence if c.confidence in order else "assumed") > order.index(worst):
+            worst = c.confidence if c.confidence in order else "assumed"
+    return worst
 
 
 def _cost_by_span(run: Run, per_call: list[Decimal | None]) -> dict[str, Decimal | None]:

@@ -503,9 +503,13 @@ def bill_run(run: Run, currency: str = "USD", *, mode: str | None = None,
 
 
 def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None,
-              prices: PriceLookup | None = None, simulator: Simulator | None = None) -> list[RunBill]:
+              prices: PriceLookup | None = None, simulator: Simulator | None = None,
+              plan_for: Callable[[int, Span], dict[str, Any]] | None = None) -> list[RunBill]:
     """Bill several runs made by one account: their calls reach the provider's cache in wall-clock order,
-    interleaved across runs (concurrent simulations of a benchmark share the cache)."""
+    interleaved across runs (concurrent simulations of a benchmark share the cache).
+
+    ``plan_for(run index, span)``: the caching plan of a call in ``simulate`` mode when it has none of its
+    own (:mod:`tokprof.optimizers.paid` uses it to keep the breakpoints an agent evidently used)."""
     lookup = prices or default_prices
     sim = simulator or Simulator()
     modes = [billing_mode(r, mode) for r in runs]
@@ -519,6 +523,8 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
         call = span.llm
         assert call is not None
         plan = plan_of(span) if m == "simulate" else {}
+        if m == "simulate" and not plan and plan_for is not None:
+            plan = plan_for(i, span) or {}
         rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
         rules[key] = rule
         if (span.attributes or {}).get(SERVED_ATTR):

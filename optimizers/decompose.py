@@ -363,6 +363,7 @@ class TaskDecomposePass:
     name = "task-decompose"
     description = "route predictable lookup steps to a cheaper model of the same provider (estimated)"
     evidence = "estimated"
+    lossless = False  # subtasks go to other (smaller) models
     reads = frozenset({"messages", "usage"})
     changes = frozenset({"model"})
 

@@ -1,14 +1,22 @@
-"""Reference retention: did a rewritten prompt keep what the model went on to rely on?
+"""Context fidelity: does a rewritten prompt still hold what the model relied on, *where* it was?
 
-For each model call of a recorded run, the facts the model relied on are observable in hindsight: the
-identifiers, numbers, names, codes, quoted strings and tool-call arguments that appear in the call's
-output (text or tool-call arguments) *and* occur in its input. A rewrite of the input is faithful for
-that call when every such fact is still present in the rewritten input. The same is done for the
-system prompt's rules: a rule is *relied on* when the output repeats a run of five or more of its words
-(the only trace of rule use a transcript shows), and it is retained when its text is still in the input.
+For each call of a recorded run, the values the model relied on are observable in hindsight: its
+tool-call argument values, the fact tokens (ids, numbers, codes, names) and quoted strings of its answer,
+and every short value of a JSON record in its input that the answer repeats word for word ("cancelled",
+"no"), plus the system-prompt sentences it echoes. A value counts only if the original input held it.
 
-Only this measure looks ahead (at the output); passes never do. ``run_retention`` is what
-:func:`tokprof.optimizers.base.optimize` calls after every pass.
+The rewrite keeps a value only if the rewritten input still holds it **in every context the original
+held it in**: a JSON value under the same key path (list positions ignored, so a deleted neighbour does
+not move a record) in a record with the same other scalar fields; a value in prose inside the same
+sentence; a tool-call argument under the same tool and key with the same other arguments. So a
+placeholder that keeps a record's ids, a summary that keeps its numbers, two records whose values were
+swapped, a prompt replaced by a bag of its fact tokens, or a deleted record all lose values, where the old
+bag-of-tokens measure (:mod:`tokprof.optimizers.bag_retention`) scored them 1.00. Whitespace-only changes
+(``minify``) and an exact copy replaced by a reference to the same earlier record (``dedupe``) keep them.
+
+Reported per call (:func:`run_fidelity_detail`, :func:`distribution`: min, p10, median, calls below
+:data:`DEFAULT_THRESHOLD`) and pooled per run (:func:`run_fidelity`, what the pipeline shows).
+Only this measure looks ahead (at the output); passes never do.
 """
 
 from __future__ import annotations
@@ -19,192 +27,195 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
+from tokprof.optimizers.bag_retention import (  # noqa: F401  (helpers shared with the passes)
+    _QUOTED, _arg_values, _shingles, fact_tokens, output_facts, system_rules,
+)
 from tokprof.profiler.model import LLMCall, Message, Run, Span
 
-# A candidate fact token: letters/digits joined by _ . @ - : / (ids, emails, dates, times, amounts).
-_TOKEN = re.compile(r"[A-Za-z0-9$][A-Za-z0-9_.@\-:/]*[A-Za-z0-9]|\d")
-_QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
-_WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE_START = re.compile(r"(^|[.!?:]\s+|\n\s*[-*\d.)\s]*)$")
+DEFAULT_THRESHOLD = 0.9
+"""A call whose fidelity is below this is flagged (the report and ``verify`` use it)."""
 
-# Capitalised words that are ordinary English at the start of a clause, not names.
-_COMMON = frozenset("""
-A An The I I'm I'll I've I'd It It's Its This That These Those There Here Hi Hello Hey Thanks Thank
-Yes No Ok Okay Please Sure Great Sorry Also And But Or So If When What Which Who How Why Where Your You
-We Our Let Could Would Should Can Will May Might Do Does Did Is Are Was Were Be Been Have Has Had
-Dear Unfortunately However Note Now Then First Second Third Next Finally Before After For From To In
-On At By With Without Of As All Any Each Every Some My Me Mr Mrs Ms Dr Total Date Name Email Status
-""".split())
-
-RULE_SHINGLE = 5
-"""Words a rule and the output must share in a row for the rule to count as relied on."""
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_WORDS = re.compile(r"[\w$.@:/\-]+", re.UNICODE)
+MAX_LEAF = 80
+"""JSON string values longer than this are prose: indexed by their sentences and fact tokens."""
 
 
-def _is_fact(tok: str) -> bool:
-    digits = sum(c.isdigit() for c in tok)
-    if digits >= 2:
-        return True  # numbers, amounts, dates, times, ids with digits
-    if "_" in tok or "@" in tok:
-        return True  # identifiers, keys, emails
-    if len(tok) >= 2 and tok.isupper() and tok.isalnum():
-        return True  # codes: LAX, XEWRD9
-    if digits == 1 and any(c.isalpha() for c in tok):
-        return True  # short codes such as 4A
-    return False
+@dataclass(frozen=True)
+class Ctx:
+    """Where a value sits: ``json`` (key path + the record's other scalar fields), ``text`` (its sentence),
+    ``args`` (tool name + key path + the other arguments)."""
+
+    kind: str
+    path: tuple[str, ...] = ()
+    record: Any = None
 
 
-def fact_tokens(text: str, *, names: bool = True) -> list[str]:
-    """Fact-like tokens of ``text`` in order of first appearance (identifiers, numbers, codes, names).
-
-    ``names``: also take capitalised words that do not start a clause and are not common words."""
-    return list(_fact_tokens(text, names))
-
-
-@lru_cache(maxsize=20000)
-def _fact_tokens(text: str, names: bool) -> tuple[str, ...]:
-    # Memoised: an agent re-sends the same messages on every call.
-    out: dict[str, None] = {}
-    for m in _TOKEN.finditer(text):
-        tok = m.group(0).rstrip(".:-/")
-        if not tok:
-            continue
-        if tok.startswith("$"):
-            tok = tok[1:]
-            if not tok:
-                continue
-        if _is_fact(tok):
-            out[tok] = None
-        elif names and tok[0].isupper() and tok[1:].islower() and len(tok) >= 2 and tok not in _COMMON:
-            if not _SENTENCE_START.search(text[max(0, m.start() - 6):m.start()]):
-                out[tok] = None
-    return tuple(out)
+def _scalar(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    if isinstance(v, (int, float)):
+        return str(v)
+    return None
 
 
-def _arg_values(args: Any) -> Iterable[str]:
-    """Scalar leaves of tool-call arguments, as text."""
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except (ValueError, TypeError):
-            yield args
-            return
-    if isinstance(args, dict):
-        for v in args.values():
-            yield from _arg_values(v)
-    elif isinstance(args, list):
-        for v in args:
-            yield from _arg_values(v)
-    elif isinstance(args, bool) or args is None:
-        return
+def _sentences(text: str) -> list[str]:
+    return [" ".join(s.split()) for s in _SENTENCE.split(text) if s.strip()]
+
+
+def _text_entries(text: str, kind: str = "text", path: tuple[str, ...] = (), record: Any = None,
+                  ) -> Iterable[tuple[str, Ctx]]:
+    for sent in _sentences(text):
+        ctx = Ctx(kind, path, sent if record is None else record)
+        for w in set(_WORDS.findall(sent)) | set(fact_tokens(sent)):
+            w = w.strip(".:-/,;")
+            if w:
+                yield w.casefold(), ctx
+
+
+def _walk(node: Any, path: tuple[str, ...], out: list[tuple[str, Ctx]], kind: str, whole: set[str]) -> None:
+    if isinstance(node, dict):
+        scalars = {str(k): s for k, v in node.items() if (s := _scalar(v)) is not None}
+        for k, v in node.items():
+            k = str(k)
+            if k in scalars:
+                rec = frozenset((kk, vv) for kk, vv in scalars.items() if kk != k)
+                _leaf(scalars[k], path + (k,), rec, out, kind, whole)
+            else:
+                _walk(v, path + (k,), out, kind, whole)
+    elif isinstance(node, list):
+        for x in node:  # positions are not part of the path: deleting a neighbour must not move a record
+            _walk(x, path, out, kind, whole)
     else:
-        yield str(args)
+        s = _scalar(node)
+        if s is not None:
+            _leaf(s, path, frozenset(), out, kind, whole)
 
 
-def output_facts(output: Message | None) -> list[str]:
-    """Candidate facts a call's output relied on: fact tokens and quoted strings of its text, and every
-    tool-call argument value (an argument is a fact however plain it looks)."""
+def _leaf(value: str, path: tuple[str, ...], rec: frozenset, out: list[tuple[str, Ctx]], kind: str,
+          whole: set[str]) -> None:
+    ctx = Ctx(kind, path, rec)
+    if len(value) <= MAX_LEAF:
+        out.append((value.casefold(), ctx))
+        if len(value.split()) <= 3:
+            whole.add(value.casefold())
+    # the words and fact tokens inside a string value sit in the same record
+    if " " in value or len(value) > MAX_LEAF:
+        out.extend((w, ctx) for w, _ in _text_entries(value, kind, path, rec))
+
+
+@lru_cache(maxsize=50_000)
+def _message_entries(key: str) -> tuple[tuple[tuple[str, Ctx], ...], tuple[str, ...], frozenset[str]]:
+    """(value -> context entries, sentences, JSON/argument leaf values) of one message, memoised: an agent
+    re-sends its history on every call."""
+    from tokprof.optimizers.compression.common import message_text
+
+    m = json.loads(key)
+    out: list[tuple[str, Ctx]] = []
+    whole: set[str] = set()
+    for tc in m.get("tool_calls") or []:
+        fn = (tc.get("function") or tc) if isinstance(tc, dict) else {}
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                args = {"": args}
+        _walk(args, (str(fn.get("name")),), out, "args", whole)
+    text = message_text(m) if m.get("content") is not None else ""
+    sentences: list[str] = []
+    stripped = text.strip()
+    data: Any = None
+    if stripped[:1] in ("{", "["):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            data = None
+    if data is not None:
+        _walk(data, (), out, "json", whole)
+    elif text:
+        sentences = _sentences(text)
+        out.extend(_text_entries(text))
+    return tuple(out), tuple(sentences), frozenset(whole)
+
+
+class _Index:
+    """Every value of a message list with the contexts it sits in."""
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.map: dict[str, set[Ctx]] = {}
+        self.sentences: list[str] = []
+        self.leaves: set[str] = set()
+        for m in messages:
+            entries, sents, leaves = _message_entries(json.dumps(m, sort_keys=True, ensure_ascii=False, default=str))
+            for v, c in entries:
+                self.map.setdefault(v, set()).add(c)
+            self.sentences.extend(sents)
+            self.leaves |= leaves
+        self._norm: str | None = None
+
+    @property
+    def norm(self) -> str:
+        if self._norm is None:
+            self._norm = "\n".join(self.sentences)
+        return self._norm
+
+    def contexts(self, value: str) -> set[Ctx]:
+        v = value.casefold()
+        found = set(self.map.get(v, ()))
+        if " " in v:  # a phrase in prose: the sentences holding it
+            found |= {Ctx("text", (), s) for s in self.sentences if v in s.casefold()}
+        return found
+
+
+def relied_values(output: Message | None, index: _Index) -> list[str]:
+    """Values of ``output`` the model took from its input (see the module docstring)."""
     if not output:
         return []
     from tokprof.optimizers.compression.common import text_of
 
     text = text_of(output.get("content"))
-    facts: dict[str, None] = dict.fromkeys(fact_tokens(text))
+    vals: dict[str, None] = dict.fromkeys(fact_tokens(text))
     for m in _QUOTED.finditer(text):
-        facts[(m.group(1) or m.group(2)).strip()] = None
+        vals[(m.group(1) or m.group(2)).strip()] = None
     for tc in output.get("tool_calls") or []:
-        if not isinstance(tc, dict):
-            continue
-        fn = tc.get("function") or tc
-        for v in _arg_values(fn.get("arguments")):
-            v = v.strip()
-            if v and len(v) <= 200:
-                facts[v] = None
-                for t in fact_tokens(v):
-                    facts[t] = None
-    return [f for f in facts if f]
-
-
-@lru_cache(maxsize=20000)
-def _text_tokens(text: str) -> frozenset[str]:
-    out = set()
-    for m in _TOKEN.finditer(text):
-        tok = m.group(0)
-        out.add(tok)
-        out.add(tok.rstrip(".:-/").lstrip("$"))
-        if "." in tok or "/" in tok:
-            # dotted paths ("prices.basic_economy") contain their named parts, but "1.5" does not contain "5"
-            out.update(p for p in re.split(r"[./]", tok) if any(c.isalpha() for c in p))
-    return frozenset(out)
-
-
-class _Haystack:
-    """An input's text, searchable for facts by token and by substring (texts memoised per message)."""
-
-    def __init__(self, messages: list[Message]) -> None:
-        from tokprof.optimizers.compression.common import message_text
-
-        self.texts = [message_text(m) for m in messages]
-        self.tokens: set[str] = set()
-        for t in self.texts:
-            self.tokens |= _text_tokens(t)
-        self._text: str | None = None
-        self._norm: str | None = None
-
-    @property
-    def text(self) -> str:
-        if self._text is None:
-            self._text = "\n".join(self.texts)
-        return self._text
-
-    @property
-    def norm(self) -> str:
-        if self._norm is None:
-            self._norm = " ".join(self.text.split())
-        return self._norm
-
-    def has(self, fact: str) -> bool:
-        if fact in self.tokens:
-            return True
-        if _TOKEN.fullmatch(fact):
-            return False  # single-token facts must match a whole token ("92" is not in "1992")
-        return fact in self.text or " ".join(fact.split()) in self.norm
-
-
-def system_rules(messages: list[Message]) -> list[str]:
-    """The rules of the system prompt(s): its bullet points and paragraphs, whitespace-normalised."""
-    from tokprof.optimizers.compression.common import text_of
-
-    rules: list[str] = []
-    for m in messages:
-        if m.get("role") not in ("system", "developer"):
-            continue
-        for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)", text_of(m.get("content"))):
-            block = " ".join(block.split())
-            if len(block) >= 40:
-                rules.append(block)
-    return rules
-
-
-def _shingles(text: str, n: int = RULE_SHINGLE) -> set[tuple[str, ...]]:
-    w = _WORD.findall(text.lower())
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+        if isinstance(tc, dict):
+            fn = tc.get("function") or tc
+            for v in _arg_values(fn.get("arguments")):
+                if v.strip() and len(v) <= 200:
+                    vals[v.strip()] = None
+    # short record values the answer repeats word for word ("cancelled", "no", "basic economy")
+    words = [w.strip(".,;:!?()\"'").casefold() for w in text.split()]
+    for n in (1, 2, 3):
+        for i in range(len(words) - n + 1):
+            phrase = " ".join(words[i:i + n])
+            if phrase in index.leaves:
+                vals[phrase] = None
+    seen: set[str] = set()
+    out = []
+    for v in vals:
+        if v and v.casefold() not in seen and index.contexts(v):
+            seen.add(v.casefold())
+            out.append(v)
+    return out
 
 
 @dataclass
-class Retention:
-    """Reference retention of one call's rewritten input."""
+class CallFidelity:
+    """Context fidelity of one call's rewritten input."""
 
     span_id: str
-    facts: list[str] = field(default_factory=list)
-    """Facts of the output that occurred in the original input (the ones relied on)."""
+    values: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
-    """System-prompt rules the output traceably relied on."""
+    """System-prompt sentences the output echoes (five words in a row)."""
     rules_lost: list[str] = field(default_factory=list)
 
     @property
     def referenced(self) -> int:
-        return len(self.facts) + len(self.rules)
+        return len(self.values) + len(self.rules)
 
     @property
     def retained(self) -> int:
@@ -212,11 +223,10 @@ class Retention:
 
     @property
     def share(self) -> float | None:
-        """Share of relied-on facts and rules still present, 0..1; ``None`` when nothing was relied on."""
         return None if self.referenced == 0 else self.retained / self.referenced
 
     def to_dict(self) -> dict[str, Any]:
-        return {"span_id": self.span_id, "share": self.share, "facts": len(self.facts), "lost": self.lost,
+        return {"span_id": self.span_id, "share": self.share, "values": len(self.values), "lost": self.lost[:20],
                 "rules": len(self.rules), "rules_lost": [r[:80] for r in self.rules_lost]}
 
 
@@ -224,64 +234,67 @@ def _call(x: Span | LLMCall) -> LLMCall | None:
     return x.llm if isinstance(x, Span) else x
 
 
-def call_retention(original_span: Span | LLMCall, new_span: Span | LLMCall) -> Retention:
-    """Which facts and rules the original call relied on, and which the rewritten input lost."""
-    o, n = _call(original_span), _call(new_span)
-    sid = original_span.span_id if isinstance(original_span, Span) else ""
-    r = Retention(sid)
+def call_fidelity(original: Span | LLMCall, new: Span | LLMCall) -> CallFidelity:
+    """Which values and rule sentences the original call relied on, and which the rewrite lost from
+    their original context."""
+    o, n = _call(original), _call(new)
+    r = CallFidelity(original.span_id if isinstance(original, Span) else "")
     if o is None or n is None:
         return r
-    before = _Haystack(o.messages)
-    after = before if n.messages is o.messages else _Haystack(n.messages)
-    for f in output_facts(o.output):
-        if before.has(f):
-            r.facts.append(f)
-            if after is not before and not after.has(f):
-                r.lost.append(f)
+    before = _Index(o.messages)
+    same = n.messages is o.messages or n.messages == o.messages
+    after = before if same else _Index(n.messages)
+    for v in relied_values(o.output, before):
+        r.values.append(v)
+        if not same and not before.contexts(v) <= after.contexts(v):
+            r.lost.append(v)
     from tokprof.optimizers.compression.common import text_of
 
     out_text = text_of((o.output or {}).get("content"))
-    if out_text:
-        out_sh = _shingles(out_text)
-        if out_sh:
-            for rule in system_rules(o.messages):
-                if _shingles(rule) & out_sh:
-                    r.rules.append(rule)
-                    if after is not before and rule not in after.norm:
-                        r.rules_lost.append(rule)
+    out_sh = _shingles(out_text) if out_text else set()
+    if out_sh:
+        for rule in system_rules(o.messages):
+            for sent in _sentences(rule):
+                if _shingles(sent) & out_sh:
+                    r.rules.append(sent)
+                    if not same and sent not in after.norm and sent not in _flat(n.messages):
+                        r.rules_lost.append(sent)
     return r
 
 
-def _paired_calls(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
-    """Calls of both runs, paired. A pass keeps span ids, so pairs are matched by id; two separately
-    recorded runs of the same agent (a baseline and a live-optimized re-run) share no ids, and their calls
-    are paired in call order instead (the same steps of the same task)."""
-    new_by_id = {s.span_id: s for s in new_run.spans if s.llm is not None}
-    originals = original_run.llm_spans()
-    pairs = [(s, new_by_id[s.span_id]) for s in originals if s.span_id in new_by_id]
-    if pairs or not new_by_id:
-        return pairs
-    return list(zip(originals, new_run.llm_spans()))
+def _flat(messages: list[Message]) -> str:
+    from tokprof.optimizers.compression.common import message_text
+
+    return " ".join(" ".join(message_text(m).split()) for m in messages)
 
 
-def run_retention_detail(original_run: Run, new_run: Run) -> list[Retention]:
-    """Per-call retention of every call present in both runs (matched by span id, else by call order)."""
-    out = []
-    for s, n in _paired_calls(original_run, new_run):
-        if n.llm is s.llm or n.llm.messages == s.llm.messages:
-            # Unchanged input: everything is retained; count what was relied on for the denominator.
-            r = call_retention(s, s)
-        else:
-            r = call_retention(s, n)
-        out.append(r)
-    return out
+def _paired(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
+    from tokprof.optimizers.bag_retention import _paired_calls
+
+    return _paired_calls(original_run, new_run)
 
 
-def run_retention(original_run: Run, new_run: Run) -> float | None:
-    """Share of all relied-on facts and rules of ``original_run`` still present in ``new_run``'s inputs,
-    0..1; ``None`` when no call relied on any."""
+def run_fidelity_detail(original_run: Run, new_run: Run) -> list[CallFidelity]:
+    """Per-call context fidelity of every call present in both runs."""
+    return [call_fidelity(s, n) for s, n in _paired(original_run, new_run)]
+
+
+def run_fidelity(original_run: Run, new_run: Run) -> float | None:
+    """Share of all relied-on values and rule sentences of ``original_run`` still in their original
+    context in ``new_run``, pooled over calls; ``None`` when no call relied on any."""
     ref = kept = 0
-    for r in run_retention_detail(original_run, new_run):
+    for r in run_fidelity_detail(original_run, new_run):
         ref += r.referenced
         kept += r.retained
     return None if ref == 0 else kept / ref
+
+
+def distribution(details: Iterable[CallFidelity], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Per-call fidelity summary: calls scored, min, p10, median, mean, and how many fall below ``threshold``."""
+    shares = sorted(s for d in details if (s := d.share) is not None)
+    if not shares:
+        return {"calls": 0, "min": None, "p10": None, "median": None, "mean": None, "below_threshold": 0,
+                "threshold": threshold}
+    return {"calls": len(shares), "min": shares[0], "p10": shares[int(0.1 * (len(shares) - 1))],
+            "median": shares[(len(shares) - 1) // 2], "mean": sum(shares) / len(shares),
+            "below_threshold": sum(1 for s in shares if s < threshold), "threshold": threshold}

@@ -132,6 +132,7 @@ class PromptCachePass:
     description: ClassVar[str] = ("serve each call's longest shared prefix from the provider's prompt cache "
                                   "(automatic caching as billed; explicit breakpoints placed to minimise cost)")
     evidence: ClassVar[Evidence] = "simulated"
+    lossless: ClassVar[bool] = True  # only a billing plan: the prompts are sent unchanged
     reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "usage", "timestamps"})
     changes: ClassVar[frozenset[str]] = frozenset({"cache"})
 

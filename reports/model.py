@@ -146,13 +146,15 @@ class ReportModel:
 # ---- pricing -----------------------------------------------------------------------------------
 def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Decimal | None, str]:
     """Per-LLM-span cost and the run total: the billing simulator, else (if it fails) each span's cost."""
-    from tokprof.optimizers.billing import price_run
+    from tokprof.optimizers.paid import paid_bills
 
     spans = run.llm_spans()
     if spans:
         try:
-            total, per_call = price_run(run, currency)
-            return {s.span_id: c for s, c in zip(spans, per_call)}, total, "billed (simulated)"
+            # what the run paid (recorded costs first), the same baseline the optimizer's ledger starts from
+            paid = paid_bills([run], currency)[0]
+            return ({c.span_id: c.cost.expected for c in paid.calls}, paid.total.expected,
+                    "as paid (" + ", ".join(sorted(paid.bases())) + ")")
         except Exception as exc:  # noqa: BLE001 - a pricing bug must not lose the whole report
             from tokprof.profiler.hooks import internal_error
 
@@ -294,7 +296,7 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        from tokprof.optimizers.fidelity import run_retention
+        from tokprof.optimizers.fidelity import run_fidelity as run_retention
 
         vals = [run_retention(b, a) for b, a in zip(before, after)]
         vals = [v for v in vals if v is not None]

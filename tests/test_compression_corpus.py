@@ -1,4 +1,8 @@
-"""The default compression on real agent runs: cheaper after prompt caching, at >= 99% reference retention.
+"""The default compression on real agent runs: cheaper after prompt caching; and what it costs in fidelity.
+
+Issue #16.3: the old bag-of-tokens retention says >= 99% here; the context measure shows that masking and
+the history budget keep many relied-on values only as tokens out of their records (lossy passes), while
+the lossless ``minify`` and ``dedupe`` keep every value in place.
 
 A subset of the corpus keeps this fast; ``benchmarks/bench_savings.py --pipeline default`` runs it all.
 """
@@ -12,7 +16,8 @@ import pytest
 from tokprof.optimizers.base import PassContext, make_pass
 from tokprof.optimizers.billing import bill_runs
 from tokprof.optimizers.compression import DEFAULT_COMPRESSION
-from tokprof.optimizers.fidelity import run_retention_detail
+from tokprof.optimizers.bag_retention import run_bag_retention_detail
+from tokprof.optimizers.fidelity import run_fidelity_detail as run_retention_detail
 
 CACHING = ["response-cache", "tool-cache", "prompt-cache"]
 
@@ -35,10 +40,10 @@ def _pipeline(runs, passes):
     return runs
 
 
-def _retention(originals, runs) -> float:
+def _retention(originals, runs, detail=run_retention_detail) -> float:
     ref = kept = 0
     for a, b in zip(originals, runs):
-        for r in run_retention_detail(a, b):
+        for r in detail(a, b):
             ref += r.referenced
             kept += r.retained
     return kept / ref
@@ -57,6 +62,9 @@ def test_default_compression_cuts_the_cached_bill_at_high_retention(corpus, path
     full = _pipeline(runs, ["response-cache", "tool-cache", *DEFAULT_COMPRESSION, "prompt-cache"])
     compressed = _agent_cost(full)
     assert compressed < cached < recorded
-    assert _retention(runs, full) >= 0.99
+    assert _retention(runs, full, run_bag_retention_detail) >= 0.99  # the old, circular measure
+    assert _retention(runs, _pipeline(runs, ["minify", "dedupe"])) == 1.0
+    if "gpt-4o" in path:  # no cache rule for the agent: masking fires (measured 0.60 on these 25 runs)
+        assert _retention(runs, full) < 0.95  # values kept only as bag tokens: lossy, and now visible
     if "gpt-4o" in path:  # a 50% cache discount leaves most of the input bill to compression
         assert compressed <= cached * Decimal("0.9")

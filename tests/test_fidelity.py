@@ -1,9 +1,9 @@
-"""Reference retention: which facts a call relied on, and which a rewrite lost."""
+"""The old bag-of-tokens retention (optimizers/bag_retention.py): which facts a call relied on, and which a rewrite lost."""
 
 from __future__ import annotations
 
 from compression_runs import run_from_transcript, transcript
-from tokprof.optimizers.fidelity import call_retention, fact_tokens, output_facts, run_retention, system_rules
+from tokprof.optimizers.bag_retention import call_bag_retention as call_retention, fact_tokens, output_facts, run_bag_retention as run_retention, system_rules
 from tokprof.profiler.model import LLMCall
 
 

@@ -1,12 +1,16 @@
-"""``minify``: JSON tool outputs without whitespace and empty fields; very long outputs cut to head + tail.
+"""``minify`` (lossless): JSON tool outputs re-serialised without whitespace; plain-text outputs without
+trailing spaces and runs of blank lines. Nothing else is removed or reshaped.
 
-Lists of similar records (search results, an id-keyed map of payment methods) become one
-``{"columns": [...], "rows": [[...], ...]}`` table, so each field name is written once, not once per item.
+Two opt-in options make it lossy (and the pass instance then says ``lossless = False``): ``drop_empty``
+drops ``null`` / ``""`` / ``[]`` / ``{}`` fields (a ``null`` can be an answer: "insurance: null"), and
+``tables`` turns lists of similar records (search results, an id-keyed map of payment methods) into one
+``{"columns": [...], "rows": [[...], ...]}`` table (every value kept, but no longer under its key path).
+Cutting long outputs to head + tail is the separate, lossy ``truncate-outputs`` pass
+(:mod:`tokprof.optimizers.compression.truncate`); the old ``max_tokens`` option of ``minify`` is accepted
+and ignored with a warning, so a live configuration that set it can no longer cut silently.
 
 A pure function of each tool message, so every call of a conversation sees the same rewritten history
-(the prompt prefix stays cacheable). Dropping ``null`` / ``""`` / ``[]`` / ``{}`` fields and JSON
-whitespace loses no value the model could cite; the head/tail cut does, so it only fires above
-``max_tokens`` and never cuts inside an identifier (cuts fall on whitespace or JSON punctuation).
+(the prompt prefix stays cacheable).
 """
 
 from __future__ import annotations
@@ -85,9 +89,9 @@ def columnar(value: Any) -> Any:
     return value
 
 
-def minify_json_text(text: str, tables: bool = True) -> str | None:
-    """``text`` as compact JSON without empty fields (and, with ``tables``, lists of similar objects as
-    column/row tables), or ``None`` when it is not JSON."""
+def minify_json_text(text: str, tables: bool = False, drop_empty: bool = False) -> str | None:
+    """``text`` as compact JSON (with ``drop_empty``, without empty fields; with ``tables``, lists of
+    similar objects as column/row tables), or ``None`` when it is not JSON."""
     s = text.strip()
     if not s or s[0] not in "{[":
         return None
@@ -95,7 +99,8 @@ def minify_json_text(text: str, tables: bool = True) -> str | None:
         data = json.loads(s)
     except ValueError:
         return None
-    data = _prune(data)
+    if drop_empty:
+        data = _prune(data)
     if tables:
         data = columnar(data)
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -132,32 +137,46 @@ def head_tail(text: str, max_tokens: int, head_share: float = 0.6) -> str:
     if t <= h:
         return text
     elided = rough_tokens(text[h:t])
-    return (f"{text[:h]}\n…[minify: about {elided:,} tokens elided from the middle of this output; "
+    return (f"{text[:h]}\n…[truncate-outputs: about {elided:,} tokens elided from the middle of this output; "
             f"call the tool again with a narrower query to see them]…\n{text[t:]}")
 
 
-def minify_message(m: Message, max_tokens: int = 3000, tables: bool = True) -> Message:
-    """A tool message minified (other messages are returned unchanged)."""
+def minify_message(m: Message, max_tokens: int | None = None, tables: bool = False,
+                   drop_empty: bool = False) -> Message:
+    """A tool message minified (other messages are returned unchanged). ``max_tokens``: cut to head + tail
+    above it (lossy; what ``truncate-outputs`` does; ``None``: never)."""
     if m.get("role") not in ("tool", "function") or not isinstance(m.get("content"), str):
         return m
     text = text_of(m.get("content"))
-    new = minify_json_text(text, tables)
+    new = minify_json_text(text, tables, drop_empty)
     if new is None:
         new = tidy_text(text)
-    new = head_tail(new, max_tokens)
+    if max_tokens is not None:
+        new = head_tail(new, max_tokens)
     return m if new == m.get("content") else with_text(m, new)
 
 
 @register
 class MinifyPass(MessagePass):
     name = "minify"
-    description = ("JSON tool outputs without whitespace and empty fields, lists of records as tables; very "
-                   "long outputs cut to head+tail")
-    risk = "low: only whitespace, empty fields and repeated field names removed unless an output exceeds max_tokens"
-    defaults = {"max_tokens": 3000, "tables": True}
+    description = "JSON tool outputs without whitespace, text outputs without trailing blanks (lossless)"
+    risk = "none: only whitespace removed"
+    lossless = True
+    defaults = {"max_tokens": None, "tables": False, "drop_empty": False}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options.get("max_tokens") is not None:
+            import warnings
+
+            warnings.warn("minify no longer cuts long outputs (max_tokens ignored): use the lossy "
+                          "'truncate-outputs' pass", DeprecationWarning, stacklevel=2)
+        if self.options["tables"] or self.options["drop_empty"]:
+            self.lossless = False  # type: ignore[misc]  # options that reshape or drop fields
+            self.risk = "low: empty fields dropped or records reshaped into tables"  # type: ignore[misc]
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
-        out = [minify_message(m, self.options["max_tokens"], self.options["tables"]) for m in messages]
+        out = [minify_message(m, None, self.options["tables"], self.options["drop_empty"]) for m in messages]
         n = sum(1 for a, b in zip(messages, out) if a is not b)
         saved = sum(rough_tokens(text_of(a.get("content"))) - rough_tokens(text_of(b.get("content")))
                     for a, b in zip(messages, out) if a is not b)

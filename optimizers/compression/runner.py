@@ -3,7 +3,7 @@
 A compression pass only has to say how it rewrites one call's message list (``compress``); this base
 class copies the run, rewrites each call's input, updates its usage (see
 :func:`tokprof.optimizers.compression.common.rewrite_call`), and writes one ledger row per changed call with the
-call's reference retention. The billing simulator prices the result (the pipeline does that).
+call's context fidelity (:mod:`tokprof.optimizers.fidelity`). The billing simulator prices the result (the pipeline does that).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class MessagePass:
     reads: ClassVar[frozenset[str]] = frozenset({"messages"})
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage", "cache"})
     risk: ClassVar[str] = "low"
+    lossless: ClassVar[bool] = False
+    """Compression removes or replaces content unless a pass says otherwise (``minify``)."""
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
@@ -40,7 +42,7 @@ class MessagePass:
 
     # -- the Pass protocol ----------------------------------------------------------------------------
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
-        from tokprof.optimizers.fidelity import call_retention
+        from tokprof.optimizers.fidelity import call_fidelity
 
         new = run.copy()
         orig = {s.span_id: s for s in run.spans if s.llm is not None}
@@ -60,11 +62,11 @@ class MessagePass:
             if rw.messages == call.messages:
                 continue
             before, after, src = rewrite_call(call, rw)
-            ret = call_retention(orig[span.span_id], span)
+            ret = call_fidelity(orig[span.span_id], span)
             share = ret.share
             risk = self.risk
             if ret.lost or ret.rules_lost:
-                risk = f"medium: lost {', '.join((ret.lost + [r[:40] for r in ret.rules_lost])[:5])}"
+                risk = f"{'high' if (share or 0) < 0.9 else 'medium'}: lost {', '.join((ret.lost + [r[:40] for r in ret.rules_lost])[:5])}"
             rows.append(LedgerRow(
                 pass_name=self.name, span_id=span.span_id, model=call.model,
                 change=rw.change or f"{self.name}: rewrote input",
