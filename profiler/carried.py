@@ -116,11 +116,14 @@ def _calls_key(calls: Any) -> str:
     return json.dumps(out)
 
 
-def message_key(m: Any) -> str:
-    """The identity of a message as re-sent: role, text and tool calls (ids and formatting ignored)."""
+def message_key(m: Any, *, role: bool = True) -> str:
+    """The identity of a message as re-sent: role, text and tool calls (ids and formatting ignored).
+    Without ``role``: one model's output re-sent to another with roles flipped (a simulated user's reply is
+    a ``user`` message in the agent's prompt) still matches."""
     if not isinstance(m, dict):
         return hashlib.blake2b(str(m).encode(), digest_size=12).hexdigest()
-    raw = f"{m.get('role')}\0{_text(m.get('content')).strip()}\0{_calls_key(m.get('tool_calls'))}"
+    who = m.get("role") if role else ""
+    raw = f"{who}\0{_text(m.get('content')).strip()}\0{_calls_key(m.get('tool_calls'))}"
     return hashlib.blake2b(raw.encode("utf-8", "replace"), digest_size=12).hexdigest()
 
 
@@ -150,8 +153,7 @@ class _Finder:
                 if isinstance(out, str) and out.strip():
                     self.by_output.setdefault(out.strip(), s)
             if s.llm is not None and s.llm.output is not None:
-                self.llm_out.setdefault(message_key({**s.llm.output, "role": "assistant"})
-                                        if isinstance(s.llm.output, dict) else message_key(s.llm.output), s)
+                self.llm_out.setdefault(message_key(s.llm.output, role=False), s)
 
     def tool(self, m: dict[str, Any], before_ns: int) -> Span | None:
         # call ids repeat across conversations (toolu_00 in every ticket): the latest one started before
@@ -160,8 +162,8 @@ class _Finder:
             return cands[-1]
         return self.by_output.get(_text(m.get("content")).strip())
 
-    def model(self, key: str, before_ns: int) -> Span | None:
-        s = self.llm_out.get(key)
+    def model(self, m: Any, before_ns: int) -> Span | None:
+        s = self.llm_out.get(message_key(m, role=False))
         return s if s is not None and s.wall_start_ns <= before_ns else None
 
 
@@ -193,8 +195,8 @@ def attribute(run: Run, tokens_of: TokensOf | None = None) -> list[CallAttributi
                 src: Span | None = None
                 if kind == "tool_output" and isinstance(m, dict):
                     src = finder.tool(m, span.wall_start_ns)
-                elif kind == "model_output":
-                    src = finder.model(k, span.wall_start_ns)
+                elif kind in ("model_output", "user"):  # a user turn may be a simulated user's output
+                    src = finder.model(m, span.wall_start_ns)
                 hit = seen[(caller, k)] = (src.span_id if src is not None else caller, kind)
             raw.append((hit[0], hit[1], size(m)))
         est = sum(t for _, _, t in raw)
