@@ -31,12 +31,19 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
         after_spans = after_run.llm_spans() if after_run is not None else []
         after_by_id = {s.span_id: s for s in after_spans}
         acosts = after_costs.get(after_run.run_id, {}) if after_run is not None else {}
+        index = run.by_id()
+        paths: dict[str | None, str] = {}
         for ci, s in enumerate(run.llm_spans()):
             llm = s.llm
             assert llm is not None
             u = llm.usage
+            caller = _caller_path(s.parent_id, index, paths)
+            parent = index.get(s.parent_id) if s.parent_id else None
             entry: dict[str, Any] = {
-                "i": len(calls), "run": ri, "span_id": s.span_id, "name": s.name, "model": llm.model or "unknown",
+                "i": len(calls), "run": ri, "span_id": s.span_id, "model": llm.model or "unknown",
+                # named by what called it (resolve_ticket → gpt-4.1), and where: the whole call path
+                "name": f"{parent.name} → {s.name}" if parent is not None and parent.name != s.name else s.name,
+                "where": f"{caller} → {s.name}" if caller else s.name,
                 "in": u.input_tokens, "out": u.output_tokens, "cached": u.cache_read_tokens,
                 "src": u.sources.get("input_tokens") or "unknown",
                 "cost": _money_str(before_costs.get(run.run_id, {}).get(s.span_id)),
@@ -63,6 +70,19 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
             index_of[(run.run_id, s.span_id)] = len(calls)
             calls.append(entry)
     return calls, index_of
+
+
+def _caller_path(parent_id: str | None, index: dict[str, Span], memo: dict[str | None, str]) -> str:
+    """``root / ... / parent``: the names of the spans above an LLM call (memoised per parent)."""
+    if parent_id in memo:
+        return memo[parent_id]
+    names: list[str] = []
+    cur = index.get(parent_id) if parent_id else None
+    while cur is not None and len(names) < 64:
+        names.append(cur.name)
+        cur = index.get(cur.parent_id) if cur.parent_id else None
+    memo[parent_id] = " / ".join(reversed(names))
+    return memo[parent_id]
 
 
 def _tools_tokens(tools: list[dict[str, Any]], model: str | None, payloads: PayloadTable,
