@@ -170,6 +170,25 @@ def _waterfall_svg(m: ReportModel) -> dict[str, Any]:
             "unit": m.currency if use_cost else "tokens"}
 
 
+def _timeline_svg(m: ReportModel) -> dict[str, Any] | None:
+    """Pixel geometry of the latency timeline: one row per call depth, x = time since the run started."""
+    tl = m.timeline
+    if not tl or not tl.get("spans"):
+        return None
+    width, row, left = 1100, 20, 4
+    total = tl["total_ms"] or 1.0
+    scale = (width - 2 * left) / total
+    depth = max(s["depth"] for s in tl["spans"])
+    kinds = ("agent", "chain", "llm", "tool", "retriever", "function")
+    bars = [{"x": round(left + s["start"] * scale, 2), "y": s["depth"] * row, "w": round(max(1.0, s["ms"] * scale), 2),
+             "name": s["name"], "kind": s["kind"] if s["kind"] in kinds else "function", "start": s["start"],
+             "ms": s["ms"], "tokens": s["tokens"]} for s in tl["spans"]]
+    height = (depth + 1) * row + 18
+    ticks = [{"x": round(left + f * (width - 2 * left), 2), "label": f"{compact(total * f)} ms"}
+             for f in (0, 0.25, 0.5, 0.75, 1.0)]
+    return {**tl, "bars": bars, "width": width, "height": height, "row": row, "ticks": ticks}
+
+
 def report_data(m: ReportModel) -> dict[str, Any]:
     """What the page's script reads (flame, calls, payloads); everything else is rendered statically."""
     return {
@@ -190,6 +209,7 @@ def render_html(m: ReportModel) -> str:
         m=m, h=m.headline, csp=csp(script_src), script=script, data_json=json_for_script(report_data(m)),
         growth=_growth_svg(m), waterfall=_waterfall_svg(m) if m.waterfall else None,
         parts=[(p, PART_LABELS[p]) for p in GROWTH_PARTS], attribution_csv=_attribution_csv(m),
+        timeline=_timeline_svg(m),
     )
 
 
