@@ -99,6 +99,7 @@ def build_report(
     currency: str = "USD",
     title: str | None = None,
     fidelity: float | None = None,
+    same_task: bool = True,
 ) -> ReportModel:
     """The report of ``runs``; with ``optimized`` (one per run, same order) and/or ``ledgers``, a
     before/after report."""
@@ -155,7 +156,10 @@ def build_report(
     headline = _headline(runs, optimized, ledgers, total_before, total_after, currency, cost_basis, fidelity,
                          len(calls))
     headline.unpriced_calls = sum(1 for c in calls if c["cost"] is None)
-    waterfall, wnote = _waterfall(ledgers, headline, optimized, runs)
+    waterfall, wnote = _waterfall(ledgers, headline, optimized, runs, same_task)
+    if not same_task:
+        notes.append("The two sides are not the same task, so their difference is not a measured saving "
+                     "(labelled estimated).")
     multi_root = len({s.name for r in runs for s in r.roots()}) > 1 or len(runs) > 1
     flame_nodes, top = flame(forests, {f"{rid}\0{sid}": i for (rid, sid), i in index_of.items()}, calls,
                              multi_root)
@@ -218,8 +222,36 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
         fid = sum(vals) / len(vals) if vals else None
     except Exception:  # noqa: BLE001 - fidelity is optional
         fid = None
-    return build_report(before, optimized=after, currency=currency, fidelity=fid,
+    same, _ = same_task(before, after)
+    return build_report(before, optimized=after, currency=currency, fidelity=fid, same_task=same,
                         title=title or f"{before[0].name if before else '?'} vs {after[0].name if after else '?'}")
+
+
+def _task_input(run: Run) -> str | None:
+    """What the run was asked: its first LLM call's first user message."""
+    for s in run.llm_spans():
+        for m in s.llm.messages if s.llm is not None else []:
+            if isinstance(m, dict) and m.get("role") in ("user", "human"):
+                return repr(m.get("content"))
+        return None
+    return None
+
+
+def same_task(before: Sequence[Run], after: Sequence[Run]) -> tuple[bool, str]:
+    """Whether two sides of a comparison ran the same task(s): a difference between runs of different
+    tasks is not a saving. Same ``task`` tag when both have one, else the same first user message."""
+    if len(before) != len(after):
+        return False, f"{len(before)} runs vs {len(after)} runs"
+    for b, a in zip(before, after):
+        tb, ta = b.tags.get("task"), a.tags.get("task")
+        if tb is not None and ta is not None:
+            if tb != ta:
+                return False, f"run {b.name!r} is task {tb}, run {a.name!r} is task {ta}"
+            continue
+        ib, ia = _task_input(b), _task_input(a)
+        if ib != ia:
+            return False, f"runs {b.name!r} and {a.name!r} start from different user input"
+    return True, ""
 
 
 # ---- sections -------------------------------------------------------------------------------------

@@ -57,12 +57,23 @@ def _worst_risk(rows: list[LedgerRow]) -> str:
     return f"{worst}: {reason}" if reason else worst
 
 
+LIVE_PASS_DELTAS = "live_pass_deltas"
+"""Span attribute the live layer writes on each optimized request: {pass: {"input_tokens_before": n,
+"input_tokens_after": m}} (what each live pass removed from that request)."""
+
+
 def _waterfall(ledgers: list[Ledger] | None, h: Headline, optimized: list[Run] | None = None,
-               runs: list[Run] | None = None) -> tuple[list[WaterfallStep], str | None]:
+               runs: list[Run] | None = None, same_task: bool = True) -> tuple[list[WaterfallStep], str | None]:
     if not ledgers:
         if h.optimized:
-            return [_measured_step(h, optimized or [], runs or [])], (
-                "two recorded runs: the saving is measured as a whole; per-pass shares are not separable")
+            evidence = "measured" if same_task else "estimated"
+            per_pass = _live_pass_steps(h, optimized or [], evidence)
+            if per_pass:
+                return per_pass, None
+            note = ("two recorded runs: the saving is measured as a whole; per-pass shares are not separable"
+                    if same_task else "the two runs are not the same task: their difference is not a measured "
+                                      "saving")
+            return [_measured_step(h, optimized or [], runs or [], evidence)], note
         return [], "no optimization passes were run (use --passes)"
     n = min(len(lg.steps) for lg in ledgers)
     if any(len(lg.steps) != n for lg in ledgers):
@@ -90,7 +101,49 @@ def _waterfall(ledgers: list[Ledger] | None, h: Headline, optimized: list[Run] |
     return steps, None
 
 
-def _measured_step(h: Headline, optimized: list[Run], runs: list[Run]) -> WaterfallStep:
+def _live_pass_steps(h: Headline, optimized: list[Run], evidence: str) -> list[WaterfallStep]:
+    """One step per live pass from the per-request token deltas the live layer recorded, then whatever
+    else differs between the two runs (calls served from a cache, a different path...)."""
+    order: list[str] = []
+    removed: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    for r in optimized:
+        for s in r.llm_spans():
+            deltas = (s.attributes or {}).get(LIVE_PASS_DELTAS)
+            if not isinstance(deltas, dict):
+                continue
+            for name, d in deltas.items():
+                if not isinstance(d, dict):
+                    continue
+                before, after = d.get("input_tokens_before"), d.get("input_tokens_after")
+                if not isinstance(before, int) or not isinstance(after, int):
+                    continue
+                if name not in removed:
+                    order.append(str(name))
+                    removed[name] = calls[name] = 0
+                removed[name] += before - after
+                calls[name] += 1 if before != after else 0
+    if not order:
+        return []
+    steps: list[WaterfallStep] = []
+    level = h.tokens_before
+    for name in order:
+        level -= removed[name]
+        steps.append(WaterfallStep(
+            pass_name=f"live: {name}", description="tokens this pass removed from the requests it rewrote",
+            evidence=evidence, input_tokens=level - h.output_after, output_tokens=h.output_after, billed_cost=None,
+            delta_tokens=removed[name], delta_cost=None, risk="see fidelity" if h.fidelity is not None else
+            "unknown: fidelity not measured", fidelity=None, calls_changed=calls[name]))
+    rest = level - h.tokens_after
+    if rest:
+        steps.append(WaterfallStep(
+            pass_name="other differences", description="calls served from a cache, or a different path taken",
+            evidence=evidence, input_tokens=h.input_after, output_tokens=h.output_after, billed_cost=None,
+            delta_tokens=rest, delta_cost=None, risk="unknown", fidelity=None, calls_changed=0))
+    return steps
+
+
+def _measured_step(h: Headline, optimized: list[Run], runs: list[Run], evidence: str = "measured") -> WaterfallStep:
     """One bar for a before/after pair of real runs (e.g. a live-optimized re-run): its saving is
     ``measured``; the passes that were live are named from the runs' metadata."""
     live: list[str] = []
@@ -108,7 +161,7 @@ def _measured_step(h: Headline, optimized: list[Run], runs: list[Run]) -> Waterf
                     (b.llm.usage.input_tokens, b.llm.usage.cache_read_tokens):
                 changed += 1
     return WaterfallStep(
-        pass_name=label, description=desc, evidence="measured", input_tokens=h.input_after,
+        pass_name=label, description=desc, evidence=evidence, input_tokens=h.input_after,
         output_tokens=h.output_after, billed_cost=h.cost_after, delta_tokens=h.tokens_before - h.tokens_after,
         delta_cost=delta_cost, risk="see fidelity" if h.fidelity is not None else "unknown: fidelity not measured",
         fidelity=h.fidelity, calls_changed=changed,
