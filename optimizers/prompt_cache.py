@@ -301,9 +301,22 @@ def _classify(prev: LLMCall, cur: LLMCall, seg: int) -> tuple[str, str, str, str
     return "history rewritten", where, before, after
 
 
-def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None) -> list[PrefixBreak]:
+def _caller_path(span: Span, index: dict[str, Span]) -> tuple[str, ...]:
+    """Names of the span's ancestors, root first: which agent/function made the call."""
+    names: list[str] = []
+    cur = index.get(span.parent_id) if span.parent_id else None
+    while cur is not None and len(names) < 64:
+        names.append(cur.name)
+        cur = index.get(cur.parent_id) if cur.parent_id else None
+    return tuple(reversed(names))
+
+
+def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_path: bool = False) -> list[PrefixBreak]:
     """Where consecutive calls of one conversation (same model and side) stop sharing their prefix before
     the end of the previous call's prompt, why, and what it costs.
+
+    With ``by_path``, a conversation is also one call path (the names of the calling spans): two
+    sub-agents that share a model are not compared with each other (the report's diagnostics).
 
     A call that simply extends the previous prompt (the normal agent loop) is not a break. The cost is
     the tokens of the previous prompt past the divergence, priced at (input - cache read) for the model:
@@ -318,6 +331,8 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None) -> lis
         if (span.attributes or {}).get(SERVED_ATTR):
             continue
         key = _thread_key(run, span, index)
+        if by_path:
+            key = (*key, _caller_path(span, index))
         pu = prompt_units(call)
         prev = last.get(key)
         last[key] = (span, pu)

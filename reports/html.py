@@ -24,10 +24,11 @@ from typing import Any
 
 import jinja2
 
-from tokprof.reports.model import GROWTH_PARTS, ReportModel
+from tokprof.reports.fmt import CURRENCY_SYMBOLS, compact, money, num, pct  # noqa: F401 - re-exported
+from tokprof.reports.renderers import Renderer, register
+from tokprof.reports.types import GROWTH_PARTS, ReportModel
 
 TEMPLATES = Path(__file__).parent / "templates"
-CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
 PART_LABELS = {"system": "system prompt", "tools": "tool definitions", "history": "history",
                "tool_outputs": "tool outputs", "new": "new input"}
 
@@ -45,46 +46,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     return str(obj)
-
-
-def money(amount: Decimal | float | str | None, currency: str = "USD") -> str:
-    """``$0.0123``: more decimals for small amounts, so cents of savings stay visible; unknown is ``—``."""
-    if amount is None:
-        return "—"
-    d = Decimal(str(amount))
-    sym = CURRENCY_SYMBOLS.get(currency, currency + " ")
-    sign = "-" if d < 0 else ""
-    a = abs(d)
-    if a >= 100:
-        text = f"{a:,.0f}"
-    elif a >= 1:
-        text = f"{a:,.2f}"
-    elif a >= Decimal("0.01") or a == 0:
-        text = f"{a:.4f}"
-    else:  # below a cent: four significant digits, no trailing zeros
-        text = f"{a:.6f}".rstrip("0")
-        text = text + "0" * max(0, 4 - len(text.split(".")[1])) if "." in text else text
-    return f"{sign}{sym}{text}"
-
-
-def num(n: int | float | None) -> str:
-    if n is None:
-        return "—"
-    return f"{n:,.0f}" if isinstance(n, (int, Decimal)) or float(n).is_integer() else f"{n:,.1f}"
-
-
-def compact(n: int | float) -> str:
-    """``12.3k``, ``4.5M``: for chart axes."""
-    n = float(n)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            digits = 2 if abs(n) / div < 10 else 1
-            return f"{n / div:.{digits}f}".rstrip("0").rstrip(".") + suffix
-    return f"{n:.0f}"
-
-
-def pct(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None else f"{x:.{digits}f}%"
 
 
 @lru_cache(maxsize=1)
@@ -209,6 +170,25 @@ def _waterfall_svg(m: ReportModel) -> dict[str, Any]:
             "unit": m.currency if use_cost else "tokens"}
 
 
+def _timeline_svg(m: ReportModel) -> dict[str, Any] | None:
+    """Pixel geometry of the latency timeline: one row per call depth, x = time since the run started."""
+    tl = m.timeline
+    if not tl or not tl.get("spans"):
+        return None
+    width, row, left = 1100, 20, 4
+    total = tl["total_ms"] or 1.0
+    scale = (width - 2 * left) / total
+    depth = max(s["depth"] for s in tl["spans"])
+    kinds = ("agent", "chain", "llm", "tool", "retriever", "function")
+    bars = [{"x": round(left + s["start"] * scale, 2), "y": s["depth"] * row, "w": round(max(1.0, s["ms"] * scale), 2),
+             "name": s["name"], "kind": s["kind"] if s["kind"] in kinds else "function", "start": s["start"],
+             "ms": s["ms"], "tokens": s["tokens"]} for s in tl["spans"]]
+    height = (depth + 1) * row + 18
+    ticks = [{"x": round(left + f * (width - 2 * left), 2), "label": f"{compact(total * f)} ms"}
+             for f in (0, 0.25, 0.5, 0.75, 1.0)]
+    return {**tl, "bars": bars, "width": width, "height": height, "row": row, "ticks": ticks}
+
+
 def report_data(m: ReportModel) -> dict[str, Any]:
     """What the page's script reads (flame, calls, payloads); everything else is rendered statically."""
     return {
@@ -229,13 +209,42 @@ def render_html(m: ReportModel) -> str:
         m=m, h=m.headline, csp=csp(script_src), script=script, data_json=json_for_script(report_data(m)),
         growth=_growth_svg(m), waterfall=_waterfall_svg(m) if m.waterfall else None,
         parts=[(p, PART_LABELS[p]) for p in GROWTH_PARTS], attribution_csv=_attribution_csv(m),
+        timeline=_timeline_svg(m),
     )
 
 
 def write_html(m: ReportModel, path: str | Path) -> Path:
+    """Write the report readable by its owner only (0600), like run files: it holds prompts and outputs."""
+    return write_private(path, render_html(m))
+
+
+def write_private(path: str | Path, content: str | bytes) -> Path:
+    """Write ``content`` to ``path`` with mode 0600 (an existing file is narrowed to 0600 first)."""
+    import os
+
     path = Path(path)
-    path.write_text(render_html(m), encoding="utf-8")
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(data)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return path
+
+
+@register
+class HtmlRenderer(Renderer):
+    """One self-contained HTML file (see the module docstring for its safety model)."""
+
+    name = "html"
+    file_extension = ".html"
+
+    def render(self, model: ReportModel) -> str:
+        return render_html(model)
 
 
 def render_run_snippet(run: Any, currency: str = "USD") -> str:

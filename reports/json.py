@@ -31,6 +31,15 @@ Schema ``tokprof.report/1`` (money is a decimal string or ``null`` when unknown;
       "notes": [str]
     }
 
+Additions in this version (additive, same schema): ``"fixes": [{"what", "where", "saving", "saving_low",
+"evidence", "risk", "source"}]`` (at most three, money first; the report leads with them);
+``headline.tools_share`` (share of input tokens that are tool definitions); ``carried``:
+``{"total", "input_cost"}`` (equal: every input token has one introducer); ``call_tree``: the icicle's nodes
+``[{"id", "parent", "name", "kind", "calls", "own": {"tokens", "cost"}, "inclusive": {"tokens", "cost"},
+"carried": {"own_cost", "cost", "tokens"}}]`` where carried ``cost`` is the box size of the default
+"carried" view (input cost the subtree introduced plus its output cost); ``top_spans[].carried_cost``;
+``diagnostics[].where``, ``runs_affected``, ``runs_total``, ``money_low``; ``timeline``.
+
 Message bodies are not included (they are in the HTML drill-down); ``calls`` indices are 0-based
 positions of LLM calls in run order. Additive changes keep the version; removals or renames bump it.
 """
@@ -41,7 +50,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from tokprof.reports.model import GROWTH_PARTS, ReportModel
+from tokprof.reports.renderers import Renderer, register
+from tokprof.reports.types import GROWTH_PARTS, ReportModel
 
 REPORT_SCHEMA = "tokprof.report/1"
 
@@ -74,7 +84,16 @@ def report_dict(m: ReportModel) -> dict[str, Any]:
                      "unpriced_calls": h.unpriced_calls},
             "token_sources": {k: _r(v) for k, v in h.token_sources.items()},
             "fidelity": _r(h.fidelity),
+            "tools_share": _r(h.tools_share),
         },
+        "fixes": [{"what": f.what, "where": f.where, "saving": _m(f.saving), "saving_low": _m(f.low),
+                   "evidence": f.evidence, "risk": f.risk, "source": f.source} for f in m.fixes],
+        "carried": {"total": _m(m.carried_total), "input_cost": _m(m.input_cost)},
+        "call_tree": [{"id": n["id"], "parent": n["parent"], "name": n["name"], "kind": n["kind"],
+                       "calls": n["calls"], "own": {"tokens": n["excl_tokens"], "cost": _f(n["excl_cost"])},
+                       "inclusive": {"tokens": n["tokens"], "cost": _f(n["cost"])},
+                       "carried": {"own_cost": _f(n["excl_carried"]), "cost": _f(n["carried"]),
+                                   "tokens": n["carried_tokens"]}} for n in m.flame],
         "waterfall": [{"pass": s.pass_name, "description": s.description, "evidence": s.evidence,
                        "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
                        "billed_cost": _m(s.billed_cost), "tokens_saved": s.delta_tokens,
@@ -85,14 +104,16 @@ def report_dict(m: ReportModel) -> dict[str, Any]:
                        "own_tokens": r["excl_tokens"], "input_tokens": r["in"], "output_tokens": r["out"],
                        "cached_tokens": r["cached"],
                        "cost": str(Decimal(str(r["cost"]))) if r["llm_calls"] > r["unpriced"] else None,
-                       "duration_ms": r["ms"]} for r in m.top_spans],
+                       "duration_ms": r["ms"], "carried_cost": _f(r["excl_carried"])} for r in m.top_spans],
         "context_growth": {"bucket": m.growth_bucket,
                            "calls": [{"call": b["call"], **{p: b[p] for p in GROWTH_PARTS}, "cached": b["cached"],
                                       "input": b["in"], **({"after": b["after"]} if "after" in b else {})}
                                      for b in m.growth]},
         "diagnostics": [{"kind": d.kind, "title": d.title, "detail": d.detail,
                          "money_at_stake": _m(d.money.quantize(Decimal("0.000001")) if d.money is not None else None),
-                         "tokens": d.tokens, "evidence": d.evidence, "snippet": d.snippet, "calls": d.calls}
+                         "tokens": d.tokens, "evidence": d.evidence, "snippet": d.snippet, "calls": d.calls,
+                         "where": d.where, "runs_affected": d.runs_affected, "runs_total": d.runs_total,
+                         "money_low": _m(d.low)}
                         for d in m.diagnostics],
         "diagnostics_notes": m.diagnostics_notes,
         "attribution": {
@@ -100,7 +121,13 @@ def report_dict(m: ReportModel) -> dict[str, Any]:
             "by_model": [{"model": r["model"], **_counts(r)} for r in m.attribution["by_model"]],
         },
         "notes": m.notes,
+        "timeline": m.timeline,
     }
+
+
+def _f(x: float) -> str:
+    """A float amount (the icicle's) as a decimal string rounded to 1e-9 of the currency."""
+    return str(Decimal(str(x)).quantize(Decimal("0.000000001")).normalize())
 
 
 def _counts(r: dict[str, Any]) -> dict[str, Any]:
@@ -110,3 +137,14 @@ def _counts(r: dict[str, Any]) -> dict[str, Any]:
 
 def render_json(m: ReportModel, indent: int | None = 2) -> str:
     return json.dumps(report_dict(m), indent=indent, ensure_ascii=False)
+
+
+@register
+class JsonRenderer(Renderer):
+    """The report as JSON (schema ``tokprof.report/1``)."""
+
+    name = "json"
+    file_extension = ".json"
+
+    def render(self, model: ReportModel) -> str:
+        return render_json(model)

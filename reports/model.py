@@ -15,167 +15,63 @@ the rest of the report is unaffected.
 from __future__ import annotations
 
 import copy
-
 import datetime as _dt
-from collections import defaultdict
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-from tokprof.optimizers.base import Ledger, LedgerRow
-from tokprof.profiler.graph import METRICS
-from tokprof.profiler.model import Run, Span
+from tokprof.optimizers.base import Ledger
+from tokprof.profiler.carried import Carried
+from tokprof.profiler.model import Run
 from tokprof.profiler.providers.prices import convert
-from tokprof.reports.payloads import PayloadTable
+from tokprof.profiler.tree import Node, span_tree
 from tokprof.reports import diagnostics as _diag
-
-RISK_ORDER = ("none", "low", "medium", "high")
-GROWTH_MAX_BARS = 400
-"""Above this many LLM calls the context-growth chart averages consecutive calls into one bar."""
-FLAME_MIN_SHARE = 0.0005
-"""Flame nodes narrower than this share of the total are dropped (invisible anyway)."""
-TOP_SPANS = 200
-GRAPH_MAX_NODES = 60
-CALLS_PER_NODE = 25
-
-
-# ---- the model ------------------------------------------------------------------------------------
-@dataclass
-class Headline:
-    llm_calls: int
-    runs: int
-    input_before: int
-    output_before: int
-    input_after: int
-    output_after: int
-    cache_read_before: int
-    cost_before: Decimal | None
-    cost_after: Decimal | None
-    currency: str
-    cost_basis: str
-    """How the money was computed: ``billed (simulated)`` by the billing simulator, else ``recorded/priced``."""
-    unpriced_calls: int
-    token_sources: dict[str, float]
-    """Share (0..1) of input+output tokens by source: provider / counted / estimated / unknown."""
-    fidelity: float | None
-    optimized: bool
-    duration_ms: float
-
-    @property
-    def tokens_before(self) -> int:
-        return self.input_before + self.output_before
-
-    @property
-    def tokens_after(self) -> int:
-        return self.input_after + self.output_after
-
-    @property
-    def tokens_saved_pct(self) -> float | None:
-        return None if not self.tokens_before else 100.0 * (self.tokens_before - self.tokens_after) / self.tokens_before
-
-    @property
-    def cost_saved(self) -> Decimal | None:
-        if self.cost_before is None or self.cost_after is None:
-            return None
-        return self.cost_before - self.cost_after
-
-    @property
-    def cost_saved_pct(self) -> float | None:
-        if self.cost_saved is None or not self.cost_before:
-            return None
-        return float(100 * self.cost_saved / self.cost_before)
-
-
-@dataclass
-class WaterfallStep:
-    pass_name: str
-    description: str
-    evidence: str
-    input_tokens: int
-    output_tokens: int
-    billed_cost: Decimal | None
-    delta_tokens: int
-    """Tokens saved by this pass (positive = fewer tokens)."""
-    delta_cost: Decimal | None
-    """Money saved by this pass (negative when it made billing worse, e.g. by breaking a cache prefix)."""
-    risk: str
-    fidelity: float | None
-    calls_changed: int
-
-
-@dataclass
-class Diagnostic:
-    kind: str
-    """``prefix-break``, ``repeated-calls``, ``oversized-tool-output``, ``decomposition``."""
-    title: str
-    detail: str
-    money: Decimal | None
-    tokens: int
-    evidence: str
-    snippet: str
-    calls: list[int] = field(default_factory=list)
-
-
-@dataclass
-class ReportModel:
-    title: str
-    currency: str
-    generated_at: str
-    runs: list[dict[str, Any]]
-    headline: Headline
-    waterfall: list[WaterfallStep]
-    waterfall_note: str | None
-    flame: list[dict[str, Any]]
-    top_spans: list[dict[str, Any]]
-    growth: list[dict[str, Any]]
-    growth_bucket: int
-    graph: dict[str, Any]
-    diagnostics: list[Diagnostic]
-    diagnostics_notes: list[str]
-    attribution: dict[str, list[dict[str, Any]]]
-    calls: list[dict[str, Any]]
-    payloads: list[dict[str, Any]]
-    payload_token_source: str
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def optimized(self) -> bool:
-        return self.headline.optimized
+from tokprof.reports.calls import _calls, _growth
+from tokprof.reports.costs import RunCosts, run_carried, run_costs
+from tokprof.reports.fixes import top_fixes
+from tokprof.reports.flame import _attribution, _graph_layout, flame, timeline
+from tokprof.reports.payloads import PayloadTable
+from tokprof.reports.sections import _headline, _waterfall
+from tokprof.reports.types import (  # noqa: F401 - re-exported: the model's types live in reports.types
+    GROWTH_PARTS, Diagnostic, Fix, Headline, ReportModel, WaterfallStep)
 
 
 # ---- pricing -----------------------------------------------------------------------------------
-def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Decimal | None, str]:
-    """Per-LLM-span cost and the run total: the billing simulator, else (if it fails) each span's cost."""
-    from tokprof.optimizers.paid import paid_bills
-
-    spans = run.llm_spans()
-    if spans:
+def _span_costs(run: Run, currency: str) -> RunCosts:
+    """Each LLM span's cost (input/output split) from the billing simulator, else (if it fails) each
+    span's recorded/priced cost with no split (carried cost then stays unknown)."""
+    if run.llm_spans():
         try:
-            # what the run paid (recorded costs first), the same baseline the optimizer's ledger starts from
-            paid = paid_bills([run], currency)[0]
-            return ({c.span_id: c.cost.expected for c in paid.calls}, paid.total.expected,
-                    "as paid (" + ", ".join(sorted(paid.bases())) + ")")
+            return run_costs(run, currency)
         except Exception as exc:  # noqa: BLE001 - a pricing bug must not lose the whole report
             from tokprof.profiler.hooks import internal_error
 
             internal_error("tokprof.reports.price_run", exc)
     from tokprof.profiler.accounting import span_cost
 
-    costs: dict[str, Decimal | None] = {}
-    total: Decimal | None = Decimal(0)
-    for s in spans:
+    out = RunCosts(basis="recorded/priced")
+    for s in run.llm_spans():
         c = span_cost(s, currency)
         amt = c.amount if c is not None else None
         if c is not None and amt is not None and c.currency != currency:
             amt = convert(amt, c.currency, currency)
-        costs[s.span_id] = amt
-    known = [c for c in costs.values() if c is not None]
-    total = sum(known, Decimal(0)) if (known or not costs) else None
-    return costs, total, "recorded/priced"
+        out.cost[s.span_id] = amt
+    known = [c for c in out.cost.values() if c is not None]
+    out.total = sum(known, Decimal(0)) if (known or not out.cost) else None
+    return out
 
 
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return None if a is None or b is None else a + b
+
+
+def _forest(run: Run, costs: RunCosts, carried: Carried | None) -> list[Node]:
+    """The run's roll-up tree; span ids qualified by run id (ids repeat across imported runs)."""
+    roots = span_tree(run, lambda s: costs.cost.get(s.span_id), output_cost_of=lambda s: costs.output_cost.get(s.span_id),
+                      carried=carried.cost if carried else None, carried_tokens=carried.tokens if carried else None)
+    for r in roots:
+        for _, n in r.walk():
+            n.span_ids = [f"{run.run_id}\0{sid}" for sid in n.span_ids]
+    return roots
 
 
 # ---- building -------------------------------------------------------------------------------------
@@ -203,6 +99,7 @@ def build_report(
     currency: str = "USD",
     title: str | None = None,
     fidelity: float | None = None,
+    same_task: bool = True,
 ) -> ReportModel:
     """The report of ``runs``; with ``optimized`` (one per run, same order) and/or ``ledgers``, a
     before/after report."""
@@ -220,22 +117,21 @@ def build_report(
     notes: list[str] = []
     payloads = PayloadTable()
 
-    # Costs per span (before and after).
-    before_costs: dict[str, dict[str, Decimal | None]] = {}
+    # Costs per span (before and after), each call's bill split into input and output.
+    before: dict[str, RunCosts] = {r.run_id: _span_costs(r, currency) for r in runs}
+    before_costs = {rid: c.cost for rid, c in before.items()}
     total_before: Decimal | None = Decimal(0)
-    cost_basis = "recorded/priced"
-    for r in runs:
-        costs, total, cost_basis = _span_costs(r, currency)
-        before_costs[r.run_id] = costs
-        total_before = _add(total_before, total)
+    for c in before.values():
+        total_before = _add(total_before, c.total)
+    cost_basis = next((c.basis for c in before.values()), "recorded/priced")
     total_after: Decimal | None = total_before
     after_costs: dict[str, dict[str, Decimal | None]] = {}
     if optimized is not None:
         total_after = Decimal(0)
         for r in optimized:
-            costs, total, _ = _span_costs(r, currency)
-            after_costs[r.run_id] = costs
-            total_after = _add(total_after, total)
+            ac = _span_costs(r, currency)
+            after_costs[r.run_id] = ac.cost
+            total_after = _add(total_after, ac.total)
     if ledgers:
         # The ledger's billed totals are the pipeline's own numbers: they win over re-pricing.
         lb = [lg.baseline.billed_cost for lg in ledgers]
@@ -244,13 +140,32 @@ def build_report(
         total_after = None if any(x is None for x in lf) else sum(lf, Decimal(0))  # type: ignore[arg-type]
         cost_basis = "billed (simulated)"
 
+    # Carried cost: every prompt part charged to the span that introduced it (one tree per run).
+    carried: dict[str, Carried | None] = {}
+    for r in runs:
+        try:
+            carried[r.run_id] = run_carried(r, before[r.run_id])
+        except Exception as exc:  # noqa: BLE001 - an attribution bug must not lose the report
+            from tokprof.profiler.hooks import internal_error
+
+            internal_error("tokprof.reports.carried", exc)
+            carried[r.run_id] = None
+    forests = [_forest(r, before[r.run_id], carried[r.run_id]) for r in runs]
+
     calls, index_of = _calls(runs, optimized, before_costs, after_costs, ledgers, payloads)
     headline = _headline(runs, optimized, ledgers, total_before, total_after, currency, cost_basis, fidelity,
                          len(calls))
     headline.unpriced_calls = sum(1 for c in calls if c["cost"] is None)
-    waterfall, wnote = _waterfall(ledgers, headline, optimized, runs)
-    flame, top = _flame(runs, before_costs, index_of, calls)
+    waterfall, wnote = _waterfall(ledgers, headline, optimized, runs, same_task)
+    if not same_task:
+        notes.append("The two sides are not the same task, so their difference is not a measured saving "
+                     "(labelled estimated).")
+    multi_root = len({s.name for r in runs for s in r.roots()}) > 1 or len(runs) > 1
+    flame_nodes, top = flame(forests, {f"{rid}\0{sid}": i for (rid, sid), i in index_of.items()}, calls,
+                             multi_root)
     growth, bucket = _growth(runs, optimized, calls, payloads)
+    parts_in = sum(b["in"] for b in growth)
+    headline.tools_share = (sum(b["tools"] for b in growth) / parts_in) if parts_in else None
     diagnostics, dnotes = _diag.diagnose(runs, calls, payloads, currency)
     return ReportModel(
         title=title or (runs[0].name if len(runs) == 1 else f"{len(runs)} runs"),
@@ -262,11 +177,11 @@ def build_report(
         headline=headline,
         waterfall=waterfall,
         waterfall_note=wnote,
-        flame=flame,
+        flame=flame_nodes,
         top_spans=top,
         growth=growth,
         growth_bucket=bucket,
-        graph=_graph_layout(flame),
+        graph=_graph_layout(flame_nodes),
         diagnostics=diagnostics,
         diagnostics_notes=dnotes,
         attribution=_attribution(runs, before_costs),
@@ -274,6 +189,10 @@ def build_report(
         payloads=payloads.items,
         payload_token_source=payloads.source,
         notes=notes,
+        fixes=top_fixes(diagnostics, waterfall, currency),
+        timeline=timeline(runs, before_costs),
+        carried_total=sum((c.total for c in carried.values() if c is not None), Decimal(0)),
+        input_cost=sum((c.input_total for c in before.values()), Decimal(0)),
     )
 
 
@@ -303,400 +222,36 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
         fid = sum(vals) / len(vals) if vals else None
     except Exception:  # noqa: BLE001 - fidelity is optional
         fid = None
-    return build_report(before, optimized=after, currency=currency, fidelity=fid,
+    same, _ = same_task(before, after)
+    return build_report(before, optimized=after, currency=currency, fidelity=fid, same_task=same,
                         title=title or f"{before[0].name if before else '?'} vs {after[0].name if after else '?'}")
 
 
-# ---- sections -------------------------------------------------------------------------------------
-def _headline(runs: list[Run], optimized: list[Run] | None, ledgers: list[Ledger] | None,
-              cost_before: Decimal | None, cost_after: Decimal | None, currency: str, basis: str,
-              fidelity: float | None, n_calls: int) -> Headline:
-    src: dict[str, int] = {"provider": 0, "counted": 0, "estimated": 0, "unknown": 0}
-    inp = out = cached = 0
-    unpriced = 0
-    for r in runs:
-        for s in r.spans:
-            if s.llm is None:
-                continue
-            u = s.llm.usage
-            inp += u.input_tokens
-            out += u.output_tokens
-            cached += u.cache_read_tokens
-            for name in ("input_tokens", "output_tokens"):
-                src[u.sources.get(name) or "unknown"] += getattr(u, name)
-    total = sum(src.values())
-    shares = {k: (v / total if total else 0.0) for k, v in src.items()}
-    ia, oa = inp, out
-    if optimized is not None:
-        ia = sum(s.llm.usage.input_tokens for r in optimized for s in r.spans if s.llm is not None)
-        oa = sum(s.llm.usage.output_tokens for r in optimized for s in r.spans if s.llm is not None)
-    elif ledgers:
-        ia = sum(lg.final.input_tokens for lg in ledgers)
-        oa = sum(lg.final.output_tokens for lg in ledgers)
-    if fidelity is None and ledgers:
-        fids = [lg.final.fidelity for lg in ledgers if lg.steps and lg.final.fidelity is not None]
-        fidelity = sum(fids) / len(fids) if fids else None
-    return Headline(
-        llm_calls=n_calls, runs=len(runs), input_before=inp, output_before=out, input_after=ia, output_after=oa,
-        cache_read_before=cached, cost_before=cost_before, cost_after=cost_after, currency=currency,
-        cost_basis=basis, unpriced_calls=unpriced, token_sources=shares, fidelity=fidelity,
-        optimized=bool(optimized or ledgers), duration_ms=sum(r.duration_ns for r in runs) / 1e6,
-    )
+def _task_input(run: Run) -> str | None:
+    """What the run was asked: its first LLM call's first user message."""
+    for s in run.llm_spans():
+        for m in s.llm.messages if s.llm is not None else []:
+            if isinstance(m, dict) and m.get("role") in ("user", "human"):
+                return repr(m.get("content"))
+        return None
+    return None
 
 
-def _worst_risk(rows: list[LedgerRow]) -> str:
-    worst, reason = "none", ""
-    for r in rows:
-        level, _, why = (r.risk or "none").partition(":")
-        level = level.strip().lower()
-        if level in RISK_ORDER and RISK_ORDER.index(level) > RISK_ORDER.index(worst):
-            worst, reason = level, why.strip()
-    return f"{worst}: {reason}" if reason else worst
-
-
-def _waterfall(ledgers: list[Ledger] | None, h: Headline, optimized: list[Run] | None = None,
-               runs: list[Run] | None = None) -> tuple[list[WaterfallStep], str | None]:
-    if not ledgers:
-        if h.optimized:
-            return [_measured_step(h, optimized or [], runs or [])], (
-                "two recorded runs: the saving is measured as a whole; per-pass shares are not separable")
-        return [], "no optimization passes were run (use --passes)"
-    n = min(len(lg.steps) for lg in ledgers)
-    if any(len(lg.steps) != n for lg in ledgers):
-        return [], "the runs' ledgers have different pass lists; cannot add them up"
-    steps: list[WaterfallStep] = []
-    prev_tokens = sum(lg.baseline.input_tokens + lg.baseline.output_tokens for lg in ledgers)
-    prev_cost: Decimal | None = h.cost_before
-    for i in range(n):
-        parts = [lg.steps[i] for lg in ledgers]
-        first = parts[0]
-        inp = sum(p.input_tokens for p in parts)
-        out = sum(p.output_tokens for p in parts)
-        costs = [p.billed_cost for p in parts]
-        cost = None if any(c is None for c in costs) else sum(costs, Decimal(0))  # type: ignore[arg-type]
-        rows = [r for p in parts for r in p.rows]
-        fids = [p.fidelity for p in parts if p.fidelity is not None]
-        steps.append(WaterfallStep(
-            pass_name=first.pass_name, description=first.description, evidence=first.evidence,
-            input_tokens=inp, output_tokens=out, billed_cost=cost, delta_tokens=prev_tokens - (inp + out),
-            delta_cost=None if cost is None or prev_cost is None else prev_cost - cost,
-            risk=_worst_risk(rows), fidelity=sum(fids) / len(fids) if fids else None,
-            calls_changed=len({r.span_id for r in rows}),
-        ))
-        prev_tokens, prev_cost = inp + out, cost
-    return steps, None
-
-
-def _measured_step(h: Headline, optimized: list[Run], runs: list[Run]) -> WaterfallStep:
-    """One bar for a before/after pair of real runs (e.g. a live-optimized re-run): its saving is
-    ``measured``; the passes that were live are named from the runs' metadata."""
-    live: list[str] = []
-    for r in optimized:
-        for name in r.metadata.get("live_passes") or []:
-            if name not in live:
-                live.append(name)
-    label = "live: " + ", ".join(live) if live else "after"
-    desc = ("passes switched on while the agent ran again" if live else "the second recorded run")
-    delta_cost = None if h.cost_before is None or h.cost_after is None else h.cost_before - h.cost_after
-    changed = 0
-    for before, after in zip(runs, optimized):  # calls in order: the same steps of the same task
-        for a, b in zip(before.llm_spans(), after.llm_spans()):
-            if (a.llm.usage.input_tokens, a.llm.usage.cache_read_tokens) != \
-                    (b.llm.usage.input_tokens, b.llm.usage.cache_read_tokens):
-                changed += 1
-    return WaterfallStep(
-        pass_name=label, description=desc, evidence="measured", input_tokens=h.input_after,
-        output_tokens=h.output_after, billed_cost=h.cost_after, delta_tokens=h.tokens_before - h.tokens_after,
-        delta_cost=delta_cost, risk="see fidelity" if h.fidelity is not None else "unknown: fidelity not measured",
-        fidelity=h.fidelity, calls_changed=changed,
-    )
-
-
-def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str, dict[str, Decimal | None]],
-           after_costs: dict[str, dict[str, Decimal | None]], ledgers: list[Ledger] | None,
-           payloads: PayloadTable) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
-    """One entry per LLM call (all runs, in order) for drill-down; messages as payload indices."""
-    calls: list[dict[str, Any]] = []
-    index_of: dict[tuple[str, str], int] = {}
-    rows_by_span: dict[tuple[str, str], list[LedgerRow]] = defaultdict(list)
-    for lg in ledgers or []:
-        for r in lg.rows:
-            rows_by_span[(lg.run_id, r.span_id)].append(r)
-    tools_memo: dict[tuple[int, str | None], tuple[Any, int]] = {}
-    for ri, run in enumerate(runs):
-        after_run = optimized[ri] if optimized else None
-        after_spans = after_run.llm_spans() if after_run is not None else []
-        after_by_id = {s.span_id: s for s in after_spans}
-        acosts = after_costs.get(after_run.run_id, {}) if after_run is not None else {}
-        for ci, s in enumerate(run.llm_spans()):
-            llm = s.llm
-            assert llm is not None
-            u = llm.usage
-            entry: dict[str, Any] = {
-                "i": len(calls), "run": ri, "span_id": s.span_id, "name": s.name, "model": llm.model or "unknown",
-                "in": u.input_tokens, "out": u.output_tokens, "cached": u.cache_read_tokens,
-                "src": u.sources.get("input_tokens") or "unknown",
-                "cost": _money_str(before_costs.get(run.run_id, {}).get(s.span_id)),
-                "ms": round(s.duration_ns / 1e6, 1),
-                "msgs": [payloads.add(m, llm.model) for m in llm.messages],
-                "tools": len(llm.tools),
-                "tools_tokens": _tools_tokens(llm.tools, llm.model, payloads, tools_memo) if llm.tools else 0,
-                "output": payloads.add(llm.output, llm.model) if llm.output is not None else None,
-            }
-            if after_run is not None:
-                a = after_by_id.get(s.span_id) or (after_spans[ci] if ci < len(after_spans) else None)
-                if a is not None and a.llm is not None:
-                    entry["after"] = {"msgs": [payloads.add(m, a.llm.model) for m in a.llm.messages],
-                                      "in": a.llm.usage.input_tokens, "out": a.llm.usage.output_tokens,
-                                      "cached": _billed_cache_read(a),
-                                      "cost": _money_str(acosts.get(a.span_id))}
-            rows = rows_by_span.get((run.run_id, s.span_id))
-            if rows:
-                entry["ledger"] = [{"pass": r.pass_name, "change": r.change, "evidence": r.evidence,
-                                    "in_before": r.input_tokens_before, "in_after": r.input_tokens_after,
-                                    "out_before": r.output_tokens_before, "out_after": r.output_tokens_after,
-                                    "cost_before": _money_str(r.cost_before), "cost_after": _money_str(r.cost_after),
-                                    "risk": r.risk, "fidelity": r.fidelity} for r in rows]
-            index_of[(run.run_id, s.span_id)] = len(calls)
-            calls.append(entry)
-    return calls, index_of
-
-
-def _tools_tokens(tools: list[dict[str, Any]], model: str | None, payloads: PayloadTable,
-                  memo: dict[tuple[int, str | None], tuple[Any, int]]) -> int:
-    """Estimated tokens of a call's tool definitions (calls usually share one list object: count it once)."""
-    import json
-
-    hit = memo.get((id(tools), model))
-    if hit is not None and hit[0] is tools:
-        return hit[1]
-    n = payloads.count_text(json.dumps(tools, ensure_ascii=False, default=str), model)
-    memo[(id(tools), model)] = (tools, n)
-    return n
-
-
-def _billed_cache_read(span: Span) -> int:
-    """Cache-read tokens as billed: a caching pass records them in ``attributes["billing"]`` (the billing
-    simulator's annotation) rather than rewriting the provider's usage."""
-    billing = (span.attributes or {}).get("billing")
-    if isinstance(billing, dict) and isinstance(billing.get("cache_read_tokens"), int):
-        return billing["cache_read_tokens"]
-    return span.llm.usage.cache_read_tokens if span.llm is not None else 0
-
-
-def _money_str(x: Decimal | None) -> str | None:
-    return None if x is None else str(x)
-
-
-def _flame(runs: list[Run], costs: dict[str, dict[str, Decimal | None]], index_of: dict[tuple[str, str], int],
-           calls: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Flame nodes (repeated calls along the same path merged, across runs) and the top-spans table."""
-    merged: dict[tuple[str, ...], dict[str, Any]] = {}
-    multi_root = len({s.name for r in runs for s in r.roots()}) > 1 or len(runs) > 1
-    if multi_root:
-        merged[("all runs",)] = {"path": ("all runs",), "name": "all runs", "kind": "agent", "calls": len(runs),
-                                 "duration_ns": sum(r.duration_ns for r in runs), "llm": [],
-                                 **{f"excl_{k}": 0 for k in METRICS}, **{f"incl_{k}": 0 for k in METRICS}}
-        merged[("all runs",)]["excl_cost"] = merged[("all runs",)]["incl_cost"] = Decimal(0)
-    for run in runs:
-        rc = costs.get(run.run_id, {})
-        prefix: tuple[str, ...] = ("all runs",) if multi_root else ()
-        stack: list[str] = []
-        # One pass over the spans in call order: a span's own numbers go to its path and every prefix of
-        # it (each ancestor path), which is exactly the inclusive roll-up of tokprof.profiler.graph, merged by
-        # path, without building the networkx graph (10,000-call runs).
-        for depth, span in run.walk():
-            del stack[depth:]
-            stack.append(span.name)
-            key = prefix + tuple(stack)
-            m = merged.get(key)
-            if m is None:
-                m = merged[key] = {"path": key, "name": span.name, "kind": span.kind, "calls": 0, "duration_ns": 0,
-                                   "llm": [], **{f"excl_{k}": 0 for k in METRICS}, **{f"incl_{k}": 0 for k in METRICS}}
-                m["excl_cost"] = m["incl_cost"] = Decimal(0)
-            m["calls"] += 1
-            m["duration_ns"] += span.duration_ns
-            if span.llm is None:
-                continue
-            u = span.llm.usage
-            own = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-                   "cache_read_tokens": u.cache_read_tokens, "cache_write_tokens": u.cache_write_tokens,
-                   "reasoning_tokens": u.reasoning_tokens, "total_tokens": u.input_tokens + u.output_tokens,
-                   "llm_calls": 1}
-            cost = rc.get(span.span_id)
-            if cost is None:
-                own["unpriced_calls"] = 1
-            else:
-                own["cost"] = cost
-            ci = index_of[(run.run_id, span.span_id)]
-            for k, v in own.items():
-                m[f"excl_{k}"] += v
-            for d in range(1, len(key) + 1):
-                anc = merged[key[:d]]
-                anc["llm"].append(ci)
-                for k, v in own.items():
-                    anc[f"incl_{k}"] += v
-    total_tokens = sum(m["incl_total_tokens"] for p, m in merged.items() if len(p) == 1) or 1
-    keep = [p for p, m in merged.items() if len(p) == 1 or m["incl_total_tokens"] / total_tokens >= FLAME_MIN_SHARE]
-    keep.sort(key=lambda p: (len(p), -merged[p]["incl_total_tokens"]))
-    ids: dict[tuple[str, ...], int] = {}
-    nodes: list[dict[str, Any]] = []
-    for p in keep:
-        if len(p) > 1 and p[:-1] not in ids:
+def same_task(before: Sequence[Run], after: Sequence[Run]) -> tuple[bool, str]:
+    """Whether two sides of a comparison ran the same task(s): a difference between runs of different
+    tasks is not a saving. Same ``task`` tag when both have one, else the same first user message."""
+    if len(before) != len(after):
+        return False, f"{len(before)} runs vs {len(after)} runs"
+    for b, a in zip(before, after):
+        tb, ta = b.tags.get("task"), a.tags.get("task")
+        if tb is not None and ta is not None:
+            if tb != ta:
+                return False, f"run {b.name!r} is task {tb}, run {a.name!r} is task {ta}"
             continue
-        m = merged[p]
-        ids[p] = len(nodes)
-        llm = sorted(set(m["llm"]), key=lambda i: -(calls[i]["in"] + calls[i]["out"]))
-        nodes.append(_node_dict(len(nodes), ids.get(p[:-1]) if len(p) > 1 else None, m, llm))
-    table_src = [_node_dict(i, None, merged[p], []) for i, p in enumerate(merged)]
-    for row, p in zip(table_src, merged):
-        row["flame"] = ids.get(p)
-        llm = sorted(set(merged[p]["llm"]), key=lambda i: -(calls[i]["in"] + calls[i]["out"]))
-        row["call"] = llm[0] if llm else None
-        row["path"] = " / ".join(p)
-    table_src.sort(key=lambda r: (-r["excl_tokens"], -r["tokens"]))
-    top = [r for r in table_src if r["tokens"] or r["ms"]][:TOP_SPANS]
-    return nodes, top
+        ib, ia = _task_input(b), _task_input(a)
+        if ib != ia:
+            return False, f"runs {b.name!r} and {a.name!r} start from different user input"
+    return True, ""
 
 
-def _node_dict(i: int, parent: int | None, m: dict[str, Any], llm: list[int]) -> dict[str, Any]:
-    return {
-        "id": i, "parent": parent, "name": m["name"], "kind": m["kind"], "depth": len(m["path"]) - 1,
-        "calls": m["calls"], "ms": round(m["duration_ns"] / 1e6, 1),
-        "tokens": m["incl_total_tokens"], "excl_tokens": m["excl_total_tokens"],
-        "in": m["incl_input_tokens"], "out": m["incl_output_tokens"], "cached": m["incl_cache_read_tokens"],
-        "excl_in": m["excl_input_tokens"], "excl_out": m["excl_output_tokens"],
-        "cost": float(m["incl_cost"]), "excl_cost": float(m["excl_cost"]),
-        "llm_calls": m["incl_llm_calls"], "unpriced": m["incl_unpriced_calls"],
-        "calls_idx": llm[:CALLS_PER_NODE],
-    }
-
-
-GROWTH_PARTS = ("system", "tools", "history", "tool_outputs", "new")
-
-
-def _growth(runs: list[Run], optimized: list[Run] | None, calls: list[dict[str, Any]],
-            payloads: PayloadTable) -> tuple[list[dict[str, Any]], int]:
-    """Per LLM call, its input split into parts (scaled so the parts add up to the reported input tokens)."""
-    bars: list[dict[str, Any]] = []
-    for c in calls:
-        msgs = c["msgs"]
-        roles = [payloads.items[i]["role"] for i in msgs]
-        last_assistant = max((k for k, r in enumerate(roles) if r == "assistant"), default=-1)
-        est = dict.fromkeys(GROWTH_PARTS, 0)
-        est["tools"] = c["tools_tokens"]
-        for k, (i, role) in enumerate(zip(msgs, roles)):
-            t = payloads.tokens(i)
-            if role in ("system", "developer"):
-                est["system"] += t
-            elif role == "tool":
-                est["tool_outputs"] += t
-            elif k > last_assistant:
-                est["new"] += t
-            else:
-                est["history"] += t
-        total_est = sum(est.values())
-        scale = (c["in"] / total_est) if (c["in"] and total_est) else 1.0
-        parts = {k: round(v * scale) for k, v in est.items()}
-        if c["in"]:  # rounding: make the parts add up exactly
-            biggest = max(parts, key=lambda k: parts[k])
-            parts[biggest] += c["in"] - sum(parts.values())
-        bar = {"call": c["i"], "run": c["run"], **parts, "cached": c["cached"], "in": c["in"] or total_est}
-        if "after" in c:
-            bar["after"] = c["after"]["in"]
-            bar["after_cached"] = c["after"]["cached"]
-        bars.append(bar)
-    bucket = 1
-    if len(bars) > GROWTH_MAX_BARS:
-        bucket = -(-len(bars) // GROWTH_MAX_BARS)
-        out = []
-        for j in range(0, len(bars), bucket):
-            grp = bars[j:j + bucket]
-            avg = {k: round(sum(b.get(k, 0) for b in grp) / len(grp))
-                   for k in (*GROWTH_PARTS, "cached", "in")}
-            if any("after" in b for b in grp):
-                avg["after"] = round(sum(b.get("after", 0) for b in grp) / len(grp))
-                avg["after_cached"] = round(sum(b.get("after_cached", 0) for b in grp) / len(grp))
-            out.append({"call": grp[0]["call"], "run": grp[0]["run"], **avg})
-        bars = out
-    return bars, bucket
-
-
-def _graph_layout(flame: list[dict[str, Any]]) -> dict[str, Any]:
-    """A left-to-right tree layout of the biggest flame nodes (and their ancestors), in pixels."""
-    if not flame:
-        return {"nodes": [], "edges": [], "width": 0, "height": 0}
-    by_id = {n["id"]: n for n in flame}
-    chosen: set[int] = set()
-    for n in sorted(flame, key=lambda n: -n["tokens"])[:GRAPH_MAX_NODES]:
-        cur: dict[str, Any] | None = n
-        while cur is not None and cur["id"] not in chosen:
-            chosen.add(cur["id"])
-            cur = by_id.get(cur["parent"]) if cur["parent"] is not None else None
-    kids: dict[int | None, list[int]] = defaultdict(list)
-    for n in flame:
-        if n["id"] in chosen:
-            kids[n["parent"]].append(n["id"])
-    y_of: dict[int, float] = {}
-    counter = [0]
-
-    def place(v: int) -> float:  # tidy tree: leaves in order, parents centred on their children
-        ch = kids.get(v, [])
-        if not ch:
-            y = counter[0]
-            counter[0] += 1
-        else:
-            ys = [place(c) for c in ch]
-            y = (ys[0] + ys[-1]) / 2
-        y_of[v] = y
-        return y
-
-    for r in kids.get(None, []):
-        place(r)
-    max_tokens = max((by_id[v]["tokens"] for v in chosen), default=1) or 1
-    max_depth = max(by_id[v]["depth"] for v in chosen)
-    col, row, pad = 190, 34, 30
-    nodes = []
-    for v in sorted(chosen):
-        n = by_id[v]
-        radius = 4 + 18 * (n["tokens"] / max_tokens) ** 0.5
-        nodes.append({"id": v, "x": pad + n["depth"] * col, "y": pad + y_of[v] * row, "r": round(radius, 1),
-                      "name": n["name"], "kind": n["kind"], "tokens": n["tokens"], "calls": n["calls"]})
-    pos = {n["id"]: n for n in nodes}
-    edges = [{"x1": pos[n["parent"]]["x"], "y1": pos[n["parent"]]["y"], "x2": pos[v]["x"], "y2": pos[v]["y"]}
-             for v in chosen for n in [by_id[v]] if n["parent"] is not None and n["parent"] in pos]
-    return {"nodes": nodes, "edges": edges, "width": pad * 2 + max_depth * col + 160,
-            "height": pad * 2 + max(counter[0] - 1, 0) * row}
-
-
-def _attribution(runs: list[Run], costs: dict[str, dict[str, Decimal | None]]) -> dict[str, list[dict[str, Any]]]:
-    by_tag: dict[tuple[str, str], dict[str, Any]] = {}
-    by_model: dict[str, dict[str, Any]] = {}
-
-    def bump(d: dict[str, Any], s: Span, c: Decimal | None) -> None:
-        u = s.llm.usage  # type: ignore[union-attr]
-        d["calls"] += 1
-        d["in"] += u.input_tokens
-        d["out"] += u.output_tokens
-        d["cached"] += u.cache_read_tokens
-        if c is None:
-            d["unpriced"] += 1
-        else:
-            d["cost"] += c
-
-    def new(**kw: Any) -> dict[str, Any]:
-        return {**kw, "calls": 0, "in": 0, "out": 0, "cached": 0, "cost": Decimal(0), "unpriced": 0}
-
-    for run in runs:
-        index = run.by_id()
-        rc = costs.get(run.run_id, {})
-        for s in run.llm_spans():
-            c = rc.get(s.span_id)
-            tags = run.span_tags(s, index) or {"(untagged)": ""}
-            for k, v in tags.items():
-                bump(by_tag.setdefault((k, v), new(key=k, value=v)), s, c)
-            m = s.llm.model or "unknown"  # type: ignore[union-attr]
-            bump(by_model.setdefault(m, new(model=m)), s, c)
-    tag_rows = sorted(by_tag.values(), key=lambda d: (d["key"], -d["cost"], -d["in"]))
-    model_rows = sorted(by_model.values(), key=lambda d: (-d["cost"], -d["in"]))
-    return {"by_tag": tag_rows, "by_model": model_rows}
+# ---- sections -------------------------------------------------------------------------------------

@@ -191,8 +191,9 @@ def test_hostile_payloads_never_execute(open_page, tmp_path):
         for k in range(1, 9):
             page.locator("#drill-num").fill(str(k))
             page.locator("#drill-num").dispatch_event("change")
-            for b in page.locator("#drill-body .msg button.link").all():
-                b.click()
+            links = page.locator("#drill-body .msg button.link")
+            while links.count():  # each click removes its button (diff mode collapses more messages)
+                links.first.click()
     page.locator("#graph g.gnode circle").first.click()
     page.wait_for_timeout(300)
     assert page.evaluate("() => window.__pwned") is None
@@ -222,3 +223,121 @@ def test_empty_one_call_comparison_and_corpus_reports_load(open_page, tmp_path, 
         if name == "corpus":
             for sec in ("tokens", "growth", "diagnostics"):
                 p.page.locator(f"#{sec}").screenshot(path=str(ARTIFACTS / f"corpus_{sec}.png"))
+
+
+# ---- layout (issue #19 point 4), carried view, timeline, fixes ---------------------------------------
+WIDTHS = (1024, 1440, 1920)
+OVERFLOW_JS = """() => {
+  const doc = document.documentElement, out = [];
+  if (doc.scrollWidth > doc.clientWidth + 1) out.push('page scrolls horizontally: ' + doc.scrollWidth + ' > ' + doc.clientWidth);
+  const main = document.querySelector('main').getBoundingClientRect();
+  for (const sel of ['.card', '.fix', '.diag', '.tablewrap', 'section', 'table', '.detail', '.chart-wrap']) {
+    document.querySelectorAll(sel).forEach((e, i) => {
+      const r = e.getBoundingClientRect();
+      if (r.width === 0) return;
+      if (r.right > main.right + 1) out.push(sel + '#' + i + ' sticks out of the page: ' + r.right + ' > ' + main.right);
+      if (sel !== 'section' && e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'hidden')
+        out.push(sel + '#' + i + ' overflows its box: ' + e.scrollWidth + ' > ' + e.clientWidth);
+    });
+  }
+  return out;
+}"""
+
+
+def _passes_report(tmp_path: Path, corpus: Path) -> Path:
+    """A report with the default passes on real τ²-bench runs: long pass descriptions and risks, big money."""
+    from tokprof.profiler.interchange import import_file
+    from tokprof.reports.model import build_optimized_report
+
+    files = sorted((corpus / "tau2").glob("claude-sonnet-4-5*.json.gz"))
+    runs = import_file(files[0]).runs[:3]
+    m = build_optimized_report(runs, ["default"])
+    return write_html(m, tmp_path / "passes.html")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_overflow_at_common_widths(browser, tmp_path, corpus, width):
+    path = _passes_report(tmp_path, corpus)
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("#waterfall table tbody tr").count() >= 3  # the passes table is there
+        problems = page.evaluate(OVERFLOW_JS)
+        assert problems == [], problems
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#headline").screenshot(path=str(ARTIFACTS / f"layout_{width}_headline.png"))
+        page.locator("#waterfall").screenshot(path=str(ARTIFACTS / f"layout_{width}_waterfall.png"))
+        assert errors == []
+    finally:
+        ctx.close()
+
+
+def test_cjk_font_stack_declared_and_cjk_text_renders(open_page, tmp_path):
+    from tokprof.profiler.model import LLMCall, Span, Usage
+
+    run = Run(name="客服代理 · 退款")
+    run.spans.append(Span("a", None, run.run_id, "llm", "qwen-max", 0, 0, end_ns=1_000_000, llm=LLMCall(
+        provider="qwen", model="qwen-max", messages=[{"role": "user", "content": "请帮我查询订单状态，谢谢。"}],
+        usage=Usage.from_provider(input_tokens=20, output_tokens=5))))
+    p = open_page(write_html(build_report(run), tmp_path / "cjk.html"))
+    family = p.page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert "Noto Sans CJK SC" in family and "PingFang SC" in family and "Microsoft YaHei" in family
+    assert "客服代理" in p.page.locator("h1").inner_text()
+    assert "请帮我查询订单状态" in p.page.locator("#drill-body").inner_text()
+    assert p.errors == []
+
+
+def test_diff_mode_collapses_long_removed_messages(open_page, tmp_path):
+    from tokprof.profiler.model import LLMCall, Span, Usage
+
+    long_text = "order line 42: shipped. " * 200  # ~4,800 characters
+    before, after = Run(name="before"), Run(name="after")
+    for r, content in ((before, long_text), (after, "[output masked]")):
+        r.spans.append(Span("s", None, r.run_id, "llm", "gpt-4.1", 0, 0, end_ns=10, llm=LLMCall(
+            provider="openai", model="gpt-4.1", messages=[{"role": "user", "content": "status?"},
+                                                           {"role": "tool", "content": content}],
+            usage=Usage.from_provider(input_tokens=1200 if r is before else 20, output_tokens=3))))
+    p = open_page(write_html(build_comparison(before, after), tmp_path / "diff.html"))
+    page = p.page
+    page.locator("[data-view=diff]").click()
+    removed = page.locator("#drill-body .msg.removed pre")
+    assert removed.count() == 1 and removed.get_attribute("class") == "collapsed"
+    assert len(removed.inner_text()) < 300
+    assert removed.evaluate("e => e.getBoundingClientRect().height") < 80
+    page.locator("#drill-body .msg.removed button.link").click()
+    assert len(removed.inner_text()) > 4000
+    assert p.errors == []
+
+
+def test_carried_view_is_default_and_timeline_fixes_render(open_page, tmp_path):
+    from tokprof.demo import run_agent
+
+    run, _ = run_agent(save=False)
+    p = open_page(write_html(build_report(run), tmp_path / "demo.html"))
+    page = p.page
+    assert page.locator("[data-metric=carried]").get_attribute("aria-pressed") == "true"
+    # the widest box below the callers' chain is the order-history tool
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll('#flame rect.f')).map(r => [
+        Number(r.getAttribute('data-node')), Number(r.getAttribute('width'))])""")
+    import json as _json
+    data = _json.loads(page.locator("#tokprof-data").inner_text())
+    names = {n["id"]: n["name"] for n in data["flame"]}
+    by_name = {names[i]: w for i, w in widths}
+    assert by_name["get_order_history"] > by_name["resolve_ticket → claude-sonnet-4-5"]
+    page.locator("[data-metric=tokens]").click()  # own view: the model owns the tokens
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll('#flame rect.f')).map(r => [
+        Number(r.getAttribute('data-node')), Number(r.getAttribute('width'))])""")
+    by_name = {names[i]: w for i, w in widths}
+    assert by_name["resolve_ticket → claude-sonnet-4-5"] > by_name.get("get_order_history", 0)
+    assert page.locator("#timeline svg rect").count() >= 20
+    first = page.locator("section").first
+    assert first.get_attribute("id") == "fixes" and page.locator("#fixes .fix").count() >= 1
+    assert "get_order_history" in page.locator("#fixes").inner_text() or \
+        "tool outputs" in page.locator("#fixes").inner_text()
+    page.locator("#timeline").screenshot(path=str(ARTIFACTS / "demo_timeline.png"))
+    page.locator("#fixes").screenshot(path=str(ARTIFACTS / "demo_fixes.png"))
+    assert p.errors == []

@@ -102,7 +102,9 @@ def test_sections_in_order_and_print_styles():
     after, ledger = make_ledger(run)
     html = render_html(build_report(run, optimized=[after], ledgers=[ledger]))
     ids = re.findall(r'<section id="([a-z]+)"', html)
-    assert ids == ["headline", "waterfall", "tokens", "growth", "graph", "diagnostics", "attribution", "drill"]
+    # the report leads with the fixes (#19.2); the latency timeline sits beside the token views (#19.5)
+    assert ids == ["fixes", "headline", "waterfall", "tokens", "timeline", "growth", "graph", "diagnostics",
+                   "attribution", "drill"]
     assert "@media print" in html and "40.0%" in html and "observation-mask" in html
     assert 'download="tokprof-attribution.csv"' in html
 

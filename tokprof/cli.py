@@ -13,6 +13,16 @@ from typing import Sequence
 COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models")
 
 
+def _version() -> str:
+    """The installed distribution's version (a source checkout without metadata says so)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tokprof")
+    except PackageNotFoundError:
+        return "(not installed: source checkout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokprof",
@@ -21,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Runs are stored in .tokprof/runs (override with --dir or $TOKPROF_DIR).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log tokprof's own debug messages")
+    parser.add_argument("-V", "--version", action="version", version=f"tokprof {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"tokprof.commands.{name.replace('-', '_')}_cmd")

@@ -4,7 +4,7 @@
   var D = JSON.parse(document.getElementById("tokprof-data").textContent);
   var SVG = "http://www.w3.org/2000/svg";
   var KIND = { agent: "#3b63c4", chain: "#6d8fd8", llm: "#e08a3c", tool: "#4fa87a", retriever: "#a78bfa", "function": "#94a3b8" };
-  var COLLAPSE = 1200;
+  var COLLAPSE = 1200, DIFF_COLLAPSE = 240;
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -52,9 +52,12 @@
   nodes.forEach(function (n) {
     if (n.parent === null) roots.push(n); else (kids[n.parent] = kids[n.parent] || []).push(n);
   });
-  var metric = "tokens", focus = null, selected = null;
+  // carried cost by default (what the tokens a span put into the conversation cost); carried tokens when
+  // the run has no prices; "own" is the time-profiler view
+  var metric = roots.some(function (r) { return r.carried > 0; }) ? "carried" : "carried_tokens";
+  var focus = null, selected = null;
   var flameBox = document.getElementById("flame");
-  function val(n) { return metric === "cost" ? n.cost : n.tokens; }
+  function val(n) { return metric === "cost" ? n.cost : (metric === "carried" ? n.carried : (metric === "carried_tokens" ? n.carried_tokens : n.tokens)); }
   function drawFlame() {
     if (!nodes.length) return;
     while (flameBox.firstChild) flameBox.removeChild(flameBox.firstChild);
@@ -105,6 +108,7 @@
       "inclusive: " + num(n.tokens) + " tokens (" + (100 * val(n) / root).toFixed(1) + "% of " + metric + ")",
       "   in " + num(n["in"]) + " · out " + num(n.out) + " · cached " + num(n.cached) + " · " + money(n.cost),
       "exclusive (own): " + num(n.excl_tokens) + " tokens · " + money(n.excl_cost),
+      "carried: " + money(n.excl_carried) + " (" + num(n.excl_carried_tokens) + " tokens it introduced) · box " + money(n.carried),
       n.llm_calls ? num(n.llm_calls) + " LLM calls under it" : "no LLM calls"];
   }
   if (nodes.length) {
@@ -124,6 +128,7 @@
     });
     document.getElementById("flame-reset").addEventListener("click", function () { focus = null; drawFlame(); });
     document.querySelectorAll("[data-metric]").forEach(function (b) {
+      b.setAttribute("aria-pressed", String(b.getAttribute("data-metric") === metric));
       b.addEventListener("click", function () {
         metric = b.getAttribute("data-metric");
         document.querySelectorAll("[data-metric]").forEach(function (o) { o.setAttribute("aria-pressed", String(o === b)); });
@@ -143,6 +148,7 @@
     kv(k, "kind", n.kind); kv(k, "calls", num(n.calls)); kv(k, "tokens (incl)", num(n.tokens));
     kv(k, "own tokens", num(n.excl_tokens)); kv(k, "in", num(n["in"])); kv(k, "out", num(n.out));
     kv(k, "cached", num(n.cached)); kv(k, "cost (incl)", money(n.cost)); kv(k, "time", num(n.ms) + " ms");
+    kv(k, "carried", money(n.excl_carried) + " (" + num(n.excl_carried_tokens) + " tokens)");
     box.appendChild(k);
     if (n.calls_idx.length) {
       var links = el("div", "calllinks");
@@ -213,11 +219,14 @@
     h.appendChild(el("span", "tok", num(tok) + " tokens"));
     m.appendChild(h);
     var pre = el("pre");
-    if (text.length > COLLAPSE) {
-      pre.textContent = text.slice(0, COLLAPSE) + " …";
+    // in the before/after diff, removed and unchanged messages collapse to a few lines: the change is the point
+    var limit = (cls === "removed" || cls === "same") ? DIFF_COLLAPSE : COLLAPSE;
+    if (text.length > limit) {
+      pre.textContent = text.slice(0, limit) + " …";
+      if (limit === DIFF_COLLAPSE) pre.className = "collapsed";
       var more = el("button", "link", "show all " + num(text.length) + " characters");
       more.type = "button";
-      more.addEventListener("click", function () { pre.textContent = text; more.remove(); });
+      more.addEventListener("click", function () { pre.textContent = text; pre.className = ""; more.remove(); });
       m.appendChild(pre); m.appendChild(more);
     } else {
       pre.textContent = text || "(empty)";

@@ -33,5 +33,13 @@ def compare_command(args: argparse.Namespace) -> int:
     if len(before) != len(after):
         raise ValueError(f"{args.before} holds {len(before)} runs but {args.after} holds {len(after)}; "
                          "compare files with the same runs")
+    from tokprof.reports.model import same_task
+
+    same, why = same_task(before, after)
+    if not same:
+        import sys
+
+        print(f"tokprof: warning: {args.before} and {args.after} are not the same task ({why}); "
+              "the difference is not a measured saving", file=sys.stderr)
     model = build_comparison(before, after, currency=args.currency, title=args.title)
     return emit(model, args)

@@ -140,5 +140,7 @@ def render(s: dict, console) -> None:  # noqa: ANN001
         elif f["errors"]:
             console.print(f"[yellow]{f['errors']} of {f['records']} records not imported[/yellow] from "
                           f"{f['path']}: " + "; ".join(f["error_reasons"][:3]), markup=True, highlight=False)
-    if s.get("out"):
+    if s.get("out") and s["runs"]:
         console.print(f"saved to {s['out']}  (see them with `tokprof ls`)")
+    elif s.get("out"):
+        console.print("nothing imported: no runs were saved")

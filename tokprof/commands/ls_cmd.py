@@ -26,7 +26,17 @@ def ls_command(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore")
                 run = load_run(path)
             s = run.summary(top=0)
+            models: dict[str, int] = {}
+            for sp in run.llm_spans():
+                m = (sp.llm.model if sp.llm is not None else None) or "unknown"
+                models[m] = models.get(m, 0) + 1
+            # imported runs: which tool's trace and which file they came from
+            source = run.metadata.get("source")
+            source_file = run.metadata.get("source_file")
             rows.append({"run_id": run.run_id, "name": run.name, "path": str(path), "complete": run.complete,
+                         "models": sorted(models, key=lambda k: -models[k]),
+                         "source": str(source) if source else None,
+                         "source_file": str(source_file) if source_file else None,
                          "llm_calls": s.llm_calls, "tokens": s.tokens["total"],
                          "cost": None if s.cost is None else str(s.cost), "currency": s.currency,
                          "tags": run.tags, "error": None})
@@ -38,16 +48,30 @@ def ls_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} runs", show_lines=False)
-    for col in ("run id", "name", "calls", "tokens", "cost", "tags", "state"):
-        table.add_column(col, justify="right" if col in ("calls", "tokens", "cost") else "left")
+    from tokprof.reports.fmt import compact, money
+
+    # 80 columns: the id is shortened (any unique prefix works as RUN), numbers are compact, and
+    # the name column (name, model, source file) wraps instead of cutting numbers short
+    table = Table(title=f"{len(rows)} runs", show_lines=False, box=None, pad_edge=False, collapse_padding=True)
+    table.add_column("run id", no_wrap=True)
+    table.add_column("name · model · source", overflow="fold", ratio=1)
+    for col in ("calls", "tokens", "cost"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     for r in rows:
         if r["error"]:
-            table.add_row(r["run_id"], "", "", "", "", "", f"[red]{r['error']}[/red]")
+            table.add_row(r["run_id"][:12], f"[red]{r['error']}[/red]", "", "", "", "")
             continue
-        cost = "unknown" if r["cost"] is None else f"{float(r['cost']):.4f} {r['currency']}"
-        table.add_row(r["run_id"], r["name"], f"{r['llm_calls']:,}", f"{r['tokens']:,}", cost,
-                      ", ".join(f"{k}={v}" for k, v in r["tags"].items()),
+        cost = "unknown" if r["cost"] is None else money(r["cost"], r["currency"])
+        label = r["name"] or ""
+        if r["models"]:
+            label += f" · {', '.join(r['models'][:2])}" + (f" +{len(r['models']) - 2}" if len(r["models"]) > 2 else "")
+        if r["source"] or r["source_file"]:
+            label += f" · [dim]{r['source'] or ''}{': ' if r['source'] and r['source_file'] else ''}" \
+                     f"{r['source_file'] or ''}[/dim]"
+        if r["tags"]:
+            label += " [dim]" + ", ".join(f"{k}={v}" for k, v in r["tags"].items()) + "[/dim]"
+        table.add_row(r["run_id"][:12], label, compact(r["llm_calls"]), compact(r["tokens"]), cost,
                       "complete" if r["complete"] else "[yellow]incomplete[/yellow]")
     Console().print(table)
     return 0

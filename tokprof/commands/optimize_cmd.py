@@ -23,7 +23,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "simulator; runs of one invocation share the response cache (e.g. trials of a task). "
                     "The optimized runs are saved to --out.",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run id, run file, folder, or foreign trace file")
+    # nargs="*": `tokprof optimize --passes list` needs no RUN; a missing RUN is reported in the command
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run id, run file, folder, or foreign trace file")
     p.add_argument("--passes", default=DEFAULT_PASSES,
                    help=f"comma-separated passes in order (default {DEFAULT_PASSES}); `--passes list` shows them")
     p.add_argument("--currency", default=None, type=str.upper,
@@ -48,6 +49,10 @@ def optimize_command(args: argparse.Namespace) -> int:
         for name, desc in available_passes().items():
             print(f"{name:16} {desc}")
         return 0
+    if not args.runs:
+        print("tokprof optimize: error: give at least one RUN (a run id, run file, folder or trace file)",
+              file=sys.stderr)
+        return 2
     from tokprof.commands.report_cmd import load_runs, parse_passes
 
     passes = parse_passes([args.passes])

@@ -25,11 +25,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "and the report shows before -> after.",
     )
     add_common(p)
-    p.add_argument("runs", nargs="*", metavar="RUN", help="run id, id prefix, run file or trace file (default: latest)")
-    p.add_argument("--passes", nargs="+", default=[], metavar="PASS",
-                   help="optimization passes to apply, in order (names or comma-separated lists, or `default` "
-                        "for caching + compression; see "
-                        "`tokprof optimize --passes list`)")
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="run id, id prefix, run file, trace file or folder of them (default: latest)")
+    # one value per flag (repeatable), so `--passes default RUN` does not read RUN as a pass
+    p.add_argument("--passes", action="append", default=[], metavar="PASSES",
+                   help="optimization passes to apply, in order: comma-separated names, or `default` "
+                        "for caching + compression (repeatable; see `tokprof optimize --passes list`)")
     p.set_defaults(func=report_command)
 
 
@@ -39,7 +40,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="currency of every amount (default: the runs'; CNY for runs on CNY-priced models; "
                         "$TOKPROF_CURRENCY)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema tokprof.report/1) "
-                                                       "instead of writing HTML")
+                                                       "instead of writing HTML (same as --format json)")
+    p.add_argument("--format", choices=["html", "json", "console"], default=None,
+                   help="one renderer only: html (write -o), json or console (print); default: console "
+                        "summary plus the HTML file")
     p.add_argument("--title", help="report title (default: the run's name)")
     p.add_argument("--dir", help="runs folder (default .tokprof/runs or $TOKPROF_DIR)")
     p.add_argument("--no-html", action="store_true", help="do not write the HTML file (console summary only)")
@@ -103,7 +107,20 @@ def parse_passes(items: list[str]) -> list[str]:
 
 def emit(model: Any, args: argparse.Namespace) -> int:
     """Write/print the model as the flags ask: JSON on stdout, or HTML file plus console summary."""
-    if args.json:
+    fmt = getattr(args, "format", None)
+    if fmt in ("html", "console"):
+        from tokprof.reports.renderers import get_renderer
+
+        out = get_renderer(fmt).render(model)
+        if fmt == "console":
+            sys.stdout.write(out if isinstance(out, str) else out.decode("utf-8"))
+            return 0
+        from tokprof.reports.html import write_private
+
+        path = write_private(args.output, out)
+        print(f"report written to {path}")
+        return 0
+    if args.json or fmt == "json":
         from tokprof.reports.json import render_json
 
         if not args.no_html and args.output != DEFAULT_OUTPUT:
@@ -129,7 +146,7 @@ def emit(model: Any, args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from tokprof.reports.model import build_optimized_report, build_report
 
-    runs = load_runs(args.runs, args.dir)
+    runs = load_runs(args.runs, args.dir, folders=True)
     passes = parse_passes(args.passes)
     from tokprof.profiler.providers.currency import run_currency
 

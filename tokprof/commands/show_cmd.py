@@ -24,11 +24,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--strict", action="store_true",
                    help="fail on the first damaged line instead of showing the spans that can be read")
     p.add_argument("--json", action="store_true", help="print the summary and tree as JSON")
+    p.add_argument("--view", choices=["carried", "own"], default="carried",
+                   help="carried (default): charge each input token to the span that put it into the "
+                        "conversation; own: each LLM call's own tokens (self/total, like a time profiler)")
     p.set_defaults(func=show_command)
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.store import load_run, resolve_run
+    from tokprof.profiler.store import RunFileError, load_run, resolve_run
     from tokprof.reports.console import render_tree, tree_rows
 
     import sys
@@ -36,7 +39,11 @@ def show_command(args: argparse.Namespace) -> int:
     path = resolve_run(args.run, args.dir)
     problems: list[Exception] = []
     # A damaged file (crash, disk error) still shows every span that can be read, and says what was skipped.
-    run = load_run(path) if args.strict else load_run(path, on_error=problems.append)
+    try:
+        run = load_run(path) if args.strict else load_run(path, on_error=problems.append)
+    except RunFileError:
+        _foreign_trace(path)
+        raise
     for err in problems[:5]:
         print(f"tokprof: warning: skipped {err}", file=sys.stderr)
     if len(problems) > 5:
@@ -49,5 +56,22 @@ def show_command(args: argparse.Namespace) -> int:
         doc["tree"] = tree_rows(run, max_depth=args.depth, min_tokens=args.min_tokens)
         print(json.dumps(doc, indent=2))
         return 0
-    render_tree(run, max_depth=args.depth, min_tokens=args.min_tokens, currency=args.currency)
+    render_tree(run, max_depth=args.depth, min_tokens=args.min_tokens, currency=args.currency, view=args.view)
     return 0
+
+
+def _foreign_trace(path: object) -> None:
+    """Another tool's trace (τ-bench, SWE-agent, OTLP...) is not a run file: say how to use it."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if not p.is_file():
+        return
+    try:
+        from tokprof.profiler.interchange import detect_format
+
+        fmt = detect_format(p)
+    except Exception:  # noqa: BLE001 - not a format the importers know either: the loader's error stands
+        return
+    raise ValueError(f"{p} is a {fmt} trace, not a tokprof run file: bring it in with `tokprof import {p}` "
+                     f"(then `tokprof show`), or report it directly with `tokprof report {p}`")
