@@ -42,6 +42,16 @@ def normalize_format(name: str) -> str:
     return key
 
 
+def _looks_tau2(head: str) -> bool:
+    """τ²-bench simulations (JSON or Python-literal dumps): messages plus a task id or termination reason."""
+    for q in ('"', "'"):
+        if f"{q}simulations{q}" in head:
+            return True
+        if f"{q}messages{q}" in head and (f"{q}task_id{q}" in head or f"{q}termination_reason{q}" in head):
+            return True
+    return False
+
+
 def _sniff(text: str, path: Path | None) -> str | None:
     head = text[:_SNIFF_CHARS].lstrip()
     name = path.name.lower() if path is not None else ""
@@ -50,12 +60,14 @@ def _sniff(text: str, path: Path | None) -> str | None:
     if '"resourceSpans"' in head or '"instrumentationLibrarySpans"' in head:
         return "otlp"
     if head.startswith("["):
-        if '"traj"' in head:
+        if '"traj"' in head or "'traj'" in head:
             return "tau1"
+        if _looks_tau2(head):
+            return "tau2"  # a bare list of τ²-bench simulations (some releases save results that way)
         return None
     if not head.startswith("{"):
         return None
-    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head):
+    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
         return "tau2"
     if '"trajectory"' in head and '"history"' in head:
         return "swe_agent"
