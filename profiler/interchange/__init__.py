@@ -71,6 +71,8 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return "tau2"
     if '"trajectory"' in head and '"history"' in head:
         return "swe_agent"
+    if '"traj"' in head:
+        return "tau1"  # one τ-bench record, or the list inside a wrapper object
     first = head.split("\n", 1)[0]
     try:
         obj: Any = json.loads(first)
