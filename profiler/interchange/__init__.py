@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from tokprof.profiler.interchange import chatlog, otlp, swe_agent, tau1, tau2
+from tokprof.profiler.interchange import chatlog, claude_code, codex, otlp, swe_agent, tau1, tau2
 from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
@@ -27,9 +27,12 @@ FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
     "swe_agent": swe_agent.import_text,
     "chatlog": chatlog.import_text,
     "otlp": otlp.import_text,
+    "claude_code": claude_code.import_text,
+    "codex": codex.import_text,
 }
 ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
-           "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp"}
+           "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp",
+           "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex"}
 _SNIFF_CHARS = 65536
 
 
@@ -73,6 +76,16 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return "swe_agent"
     if '"traj"' in head:
         return "tau1"  # one τ-bench record, or the list inside a wrapper object
+    # JSONL: the first few lines decide (a Claude Code transcript may open with a summary or snapshot line).
+    for line in head.split("\n")[:5]:
+        try:
+            probe: Any = json.loads(line)
+        except ValueError:
+            continue
+        if claude_code.looks_like(probe):
+            return "claude_code"
+        if codex.looks_like(probe):
+            return "codex"
     first = head.split("\n", 1)[0]
     try:
         obj: Any = json.loads(first)
