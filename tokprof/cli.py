@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 # Order is the order shown in --help.
-COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare")
+COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:
