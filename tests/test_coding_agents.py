@@ -13,7 +13,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 
 from tokprof.cli import main
 from tokprof.profiler.interchange import detect_format, import_file

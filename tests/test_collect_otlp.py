@@ -14,7 +14,6 @@ import gzip
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -25,7 +24,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from llm_server import Reply
-from tokprof.profiler import instrument, profile, trace, uninstrument
+from tokprof.profiler import profile, trace, uninstrument
+from tokprof.profiler import span as trace_span
 from tokprof.profiler.interchange.receiver import Collector, ReceiverServer
 from tokprof.profiler.store import iter_run_files, load_run
 
@@ -203,3 +203,56 @@ def test_collect_command_is_registered(capsys):
     with pytest.raises(SystemExit):
         main(["collect", "--help"])
     assert "/v1/traces" in capsys.readouterr().out
+
+
+# --- and out again (issue #17, point 4) -----------------------------------------------------------------------
+def test_export_to_endpoint_round_trips_through_the_receiver(receiver, tmp_path, capsys, monkeypatch):
+    """`tokprof export --otlp-endpoint` sends a run to our own receiver: same calls, tokens and tree; cost,
+    currency and evidence arrive as tokprof.* attributes."""
+    from tokprof.cli import main
+    from tokprof.profiler import record_llm_call
+    from tokprof.profiler.accounting import call_cost
+    from tokprof.profiler.interchange.otlp import decode_attributes
+    from tokprof.profiler.model import Usage
+
+    src = tmp_path / "src"
+    monkeypatch.setenv("TOKPROF_DIR", str(src))
+    with profile("to-send", save=True) as own:
+        with trace_span("plan"):
+            record_llm_call(provider="openai", model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                            output={"role": "assistant", "content": "hello"},
+                            usage=Usage.from_provider(input_tokens=1000, output_tokens=50, cache_read_tokens=600))
+    base = receiver.endpoint.removesuffix("/v1/traces")  # a bare base URL gets /v1/traces added
+    assert main(["export", own.run_id, "--dir", str(src), "--otlp-endpoint", base, "--header", "X-Test=1"]) == 0
+    assert "sent" in capsys.readouterr().err
+    (got,) = _collected(receiver)
+    assert got.run_id == own.run_id and _calls(got) == _calls(own) == [("gpt-4o", 1000, 50, 600)]
+    assert _tree(got) == _tree(own)
+    # The spool keeps what was on the wire: the tokprof.* attributes.
+    line = json.loads(next((receiver.collector.spool).glob("*.jsonl")).read_text().splitlines()[0])
+    spans = [sp for rs in line["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    llm = next(decode_attributes(sp["attributes"]) for sp in spans
+               if decode_attributes(sp["attributes"]).get("tokprof.span.kind") == "llm")
+    expected = call_cost(own.llm_spans()[0].llm, "USD")
+    assert llm["tokprof.cost.amount"] == str(expected.amount) and llm["tokprof.cost.currency"] == "USD"
+    assert llm["tokprof.cost.source"] == "computed" and llm["tokprof.usage.evidence"] == "provider"
+    assert json.loads(llm["tokprof.usage.sources"])["input_tokens"] == "provider"
+
+
+def test_export_to_unreachable_endpoint_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    from tokprof.cli import main
+
+    src = tmp_path / "src"
+    monkeypatch.setenv("TOKPROF_DIR", str(src))
+    with profile("x", save=True) as own:
+        with trace_span("step"):
+            pass
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    assert main(["export", own.run_id, "--dir", str(src), "--otlp-endpoint", f"http://127.0.0.1:{port}"]) != 0
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}/v1/traces" in err and "Traceback" not in err

@@ -143,7 +143,7 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
     prev_total: dict[str, int] | None = None
     last_t = t0
     duplicates = 0
-    for x, ts in zip(lines, times):
+    for x, ts in zip(lines, times, strict=True):
         ts = ts if ts is not None else last_t
         p = x["payload"]
         if x["type"] == "turn_context" and p.get("model"):
