@@ -120,6 +120,15 @@ def add_unknown(d: dict[str, Any], style: str) -> Any:
     return d
 
 
+def to_ticks(d: dict[str, Any], style: str) -> Any:
+    """A full-duplex run: ``messages`` null, the messages inside ``ticks`` (SimulationRun.get_messages)."""
+    for s in d["simulations"]:
+        s["ticks"] = [{"tick_id": i, "agent_chunk" if m["role"] == "assistant" else "other": m}
+                      for i, m in enumerate(s["messages"])]
+        s["messages"] = None
+    return d
+
+
 def drop_raw(d: dict[str, Any], style: str) -> Any:
     for s in d["simulations"]:
         for m in s["messages"]:
@@ -147,7 +156,7 @@ def wrap(d: dict[str, Any], style: str) -> Any:
 
 MUTATIONS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "stringify_fields": stringify_messages_fields, "stringify_sims": stringify_simulation,
-    "unknown_fields": add_unknown, "drop_raw": drop_raw, "drop_tasks": drop_tasks, "drop_info": drop_info,
+    "unknown_fields": add_unknown, "drop_raw": drop_raw, "to_ticks": to_ticks, "drop_tasks": drop_tasks, "drop_info": drop_info,
 }
 SHAPES = {"as_is": lambda d, s: d, "bare_list": bare_list, "wrap": wrap}
 
@@ -167,7 +176,9 @@ def test_untouched_seed_matches_hand_sum(tau2_seed, tmp_path):
 def test_tau2_variants_lose_nothing(tau2_seed, tmp_path, muts, shape, style, file_repr):
     base = totals(import_file(_write(tmp_path, "base.json", dict(tau2_seed))))
     d = copy.deepcopy(dict(tau2_seed))
-    for name in sorted(muts, key=lambda n: n.startswith("stringify_sims")):  # whole-simulation strings last
+    # Field edits first, then ticks, then whole-simulation strings (each later step changes the shape).
+    order = {"to_ticks": 1, "stringify_sims": 2}
+    for name in sorted(muts, key=lambda n: order.get(n, 0)):
         d = MUTATIONS[name](d, style)
     d = SHAPES[shape](d, style)
     result = import_file(_write(tmp_path, "variant.json", d, as_repr=file_repr))
@@ -285,3 +296,16 @@ def test_swe_agent_variants_lose_nothing(tmp_path, shape):
     p.write_text(json.dumps(d))
     result = import_file(p)
     assert not result.errors and totals(result) == base
+
+
+def test_shapes_whose_first_64k_do_not_tell(tmp_path):
+    """A bare list of simulations whose first keys are long blocks (reward_info, messages before task_id),
+    and a wrapper around a Results object with a long info first: detected by parsing, every record imported."""
+    if not CORPUS.exists():
+        pytest.skip("corpus not found")
+    d = _load("toolorchestra")
+    n = len(d["simulations"])
+    assert len(import_file(_write(tmp_path, "bare.json", d["simulations"])).runs) == n
+    wrapped = {"meta": {"padding": "x" * 70000}, "results": {k: d[k] for k in ("info", "tasks", "simulations")}}
+    result = import_file(_write(tmp_path, "wrapped.json", wrapped))
+    assert result.format == "tau2" and len(result.runs) == n and not result.errors

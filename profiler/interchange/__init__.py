@@ -101,12 +101,37 @@ def _sniff(text: str, path: Path | None) -> str | None:
     return None
 
 
+def _sniff_parsed(text: str) -> str | None:
+    """The slow path, when the first 64 KiB did not tell (a long policy or reward block first, a wrapper
+    object, a Python-literal dump): parse the whole document and look for each format's records."""
+    from tokprof.profiler.interchange.lenient import find_container, parse_document
+
+    head = text.lstrip()[:1]
+    if head not in ("[", "{"):
+        return None
+    try:
+        data = parse_document(text)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    if tau2.unwrap(data) is not None:
+        return "tau2"
+    if find_container(data, lambda v: isinstance(v, (dict, list)) and (
+            (isinstance(v, dict) and "traj" in v) or (isinstance(v, list) and any(
+                isinstance(x, dict) and "traj" in x for x in v[:20])))) is not None:
+        return "tau1"
+    if find_container(data, lambda v: isinstance(v, dict) and "history" in v and "trajectory" in v) is not None:
+        return "swe_agent"
+    return None
+
+
 def detect_format(path: str | Path, text: str | None = None) -> str:
     """The format of a file (gzip or not), from its name and content; raises when it is none we read."""
     path = Path(path)
     if text is None:
         text = read_text(path)
     fmt = _sniff(text, path)
+    if fmt is None:
+        fmt = _sniff_parsed(text)
     if fmt is None:
         if not text.strip():
             raise InterchangeError(path, None, "empty file; expected a trace file")

@@ -92,7 +92,8 @@ def _is_results(v: Any) -> bool:
 
 
 def _is_sim_list(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(_is_simulation(decode(x)) for x in v[:50])
+    # Any simulation among the first items: the others become per-record errors, not a rejected file.
+    return isinstance(v, list) and any(_is_simulation(decode(x)) for x in v[:50])
 
 
 def unwrap(data: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]] | None:
