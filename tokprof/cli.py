@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 # Order is the order shown in --help.
-COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models")
+COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models", "collect")
 
 
 def _version() -> str:

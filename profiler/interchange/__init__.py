@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from tokprof.profiler.interchange import chatlog, otlp, swe_agent, tau1, tau2
+from tokprof.profiler.interchange import chatlog, claude_code, codex, otlp, swe_agent, tau1, tau2
 from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
@@ -27,9 +27,12 @@ FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
     "swe_agent": swe_agent.import_text,
     "chatlog": chatlog.import_text,
     "otlp": otlp.import_text,
+    "claude_code": claude_code.import_text,
+    "codex": codex.import_text,
 }
 ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
-           "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp"}
+           "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp",
+           "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex"}
 _SNIFF_CHARS = 65536
 
 
@@ -42,6 +45,16 @@ def normalize_format(name: str) -> str:
     return key
 
 
+def _looks_tau2(head: str) -> bool:
+    """τ²-bench simulations (JSON or Python-literal dumps): messages plus a task id or termination reason."""
+    for q in ('"', "'"):
+        if f"{q}simulations{q}" in head:
+            return True
+        if f"{q}messages{q}" in head and (f"{q}task_id{q}" in head or f"{q}termination_reason{q}" in head):
+            return True
+    return False
+
+
 def _sniff(text: str, path: Path | None) -> str | None:
     head = text[:_SNIFF_CHARS].lstrip()
     name = path.name.lower() if path is not None else ""
@@ -50,15 +63,29 @@ def _sniff(text: str, path: Path | None) -> str | None:
     if '"resourceSpans"' in head or '"instrumentationLibrarySpans"' in head:
         return "otlp"
     if head.startswith("["):
-        if '"traj"' in head:
+        if '"traj"' in head or "'traj'" in head:
             return "tau1"
+        if _looks_tau2(head):
+            return "tau2"  # a bare list of τ²-bench simulations (some releases save results that way)
         return None
     if not head.startswith("{"):
         return None
-    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head):
+    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
         return "tau2"
     if '"trajectory"' in head and '"history"' in head:
         return "swe_agent"
+    if '"traj"' in head:
+        return "tau1"  # one τ-bench record, or the list inside a wrapper object
+    # JSONL: the first few lines decide (a Claude Code transcript may open with a summary or snapshot line).
+    for line in head.split("\n")[:5]:
+        try:
+            probe: Any = json.loads(line)
+        except ValueError:
+            continue
+        if claude_code.looks_like(probe):
+            return "claude_code"
+        if codex.looks_like(probe):
+            return "codex"
     first = head.split("\n", 1)[0]
     try:
         obj: Any = json.loads(first)
@@ -74,12 +101,37 @@ def _sniff(text: str, path: Path | None) -> str | None:
     return None
 
 
+def _sniff_parsed(text: str) -> str | None:
+    """The slow path, when the first 64 KiB did not tell (a long policy or reward block first, a wrapper
+    object, a Python-literal dump): parse the whole document and look for each format's records."""
+    from tokprof.profiler.interchange.lenient import find_container, parse_document
+
+    head = text.lstrip()[:1]
+    if head not in ("[", "{"):
+        return None
+    try:
+        data = parse_document(text)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    if tau2.unwrap(data) is not None:
+        return "tau2"
+    if find_container(data, lambda v: isinstance(v, (dict, list)) and (
+            (isinstance(v, dict) and "traj" in v) or (isinstance(v, list) and any(
+                isinstance(x, dict) and "traj" in x for x in v[:20])))) is not None:
+        return "tau1"
+    if find_container(data, lambda v: isinstance(v, dict) and "history" in v and "trajectory" in v) is not None:
+        return "swe_agent"
+    return None
+
+
 def detect_format(path: str | Path, text: str | None = None) -> str:
     """The format of a file (gzip or not), from its name and content; raises when it is none we read."""
     path = Path(path)
     if text is None:
         text = read_text(path)
     fmt = _sniff(text, path)
+    if fmt is None:
+        fmt = _sniff_parsed(text)
     if fmt is None:
         if not text.strip():
             raise InterchangeError(path, None, "empty file; expected a trace file")

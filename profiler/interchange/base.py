@@ -51,6 +51,8 @@ class ImportResult:
     errors: list[InterchangeError] = field(default_factory=list)
     records: int = 0
     """Records seen (good + bad)."""
+    partial: list[str] = field(default_factory=list)
+    """Records imported in part, each naming what could not be rebuilt (from ``run.metadata["not_rebuilt"]``)."""
 
     @property
     def ok(self) -> bool:
@@ -68,6 +70,7 @@ class ImportResult:
         self.runs.extend(other.runs)
         self.errors.extend(other.errors)
         self.records += other.records
+        self.partial.extend(other.partial)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,6 +134,9 @@ def collect(result: ImportResult, items: Iterable[tuple[int | str, Any]],
         for run in built if isinstance(built, list) else [built]:
             fill_counts(run)
             result.runs.append(run)
+            missing = run.metadata.get("not_rebuilt") if isinstance(run.metadata, dict) else None
+            if missing:
+                result.partial.append(f"{record}: " + "; ".join(str(m) for m in missing))
     return result
 
 

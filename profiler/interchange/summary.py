@@ -31,7 +31,8 @@ class ImportTotals:
         self.runs = 0
         self.calls = 0
         self.tool_spans = 0
-        self.tokens = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0, "reasoning": 0}
+        self.tokens = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0, "reasoning": 0,
+                       "cache_write_1h": 0}
         self.by_source: dict[str, dict[str, int]] = {}
         self.cost_by_source: dict[str, Decimal] = {}
         self.unpriced = 0
@@ -55,7 +56,7 @@ class ImportTotals:
             self.calls += 1
             for key, field in (("input", "input_tokens"), ("output", "output_tokens"),
                                ("cache_read", "cache_read_tokens"), ("cache_write", "cache_write_tokens"),
-                               ("reasoning", "reasoning_tokens")):
+                               ("reasoning", "reasoning_tokens"), ("cache_write_1h", "cache_write_1h_tokens")):
                 self.tokens[key] += getattr(u, field)
             for key, field in (("input", "input_tokens"), ("output", "output_tokens")):
                 bucket = self.by_source.setdefault(u.source(field) or "unknown", {"input": 0, "output": 0})
@@ -84,6 +85,9 @@ class ImportTotals:
             "errors": len(result.errors) if result else 0,
             "error_reasons": [str(e) for e in result.errors[:MAX_REPORTED_ERRORS]] if result else [],
             "failed": str(failure) if failure is not None else None,
+            # Records imported in part (issue #17): how many, and what could not be rebuilt.
+            "partial": len(result.partial) if result else 0,
+            "partial_reasons": result.partial[:MAX_REPORTED_ERRORS] if result else [],
         })
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,6 +109,7 @@ class ImportTotals:
             },
             "models": dict(sorted(self.models.items(), key=lambda kv: (-kv[1], kv[0]))),
             "errors": sum(f["errors"] for f in self.files),
+            "partial": sum(f["partial"] for f in self.files),
             "failed_files": sum(1 for f in self.files if f["failed"]),
         }
 

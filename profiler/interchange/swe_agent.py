@@ -24,10 +24,10 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     collect,
-    parse_json,
     split_model,
     stable_id,
 )
+from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
 from tokprof.profiler.model import LLMCall, Message, Run
 
 FORMAT = "swe_agent"
@@ -38,14 +38,24 @@ _PLACEHOLDER_MODELS = {"replay", "instant_empty_submit", "human", "human_thought
 
 def import_data(data: Any, path: Path | None = None, model: str | None = None) -> ImportResult:
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
-    if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+    # The trajectory object, possibly inside wrappers; values possibly JSON/Python literals in strings.
+    data = find_container(data, lambda v: isinstance(v, dict) and decode_list(v.get("history")) is not None)
+    if data is None:
         raise InterchangeError(path, None, f"no 'history' list; expected {EXPECTED}")
+    data = {**data, "history": decode_list(data["history"]), "trajectory": decode_list(data.get("trajectory")),
+            "info": decode_dict(data.get("info"))}
     source = Path(path).name if path is not None else "<data>"
     return collect(result, [("trajectory", data)], lambda d: trajectory_run(d, source, model))
 
 
 def import_text(text: str, path: Path | None = None, model: str | None = None) -> ImportResult:
-    return import_data(parse_json(path, text, EXPECTED), path, model)
+    try:
+        data = parse_document(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise InterchangeError(path, f"line {line}" if line else None,
+                               f"malformed JSON ({getattr(exc, 'msg', exc)}); expected {EXPECTED}") from None
+    return import_data(data, path, model)
 
 
 def _recorded_model(data: dict[str, Any]) -> str | None:
@@ -61,6 +71,9 @@ def _recorded_model(data: dict[str, Any]) -> str | None:
 
 def to_openai(m: Any, i: int) -> Message:
     """A history entry as an OpenAI chat message."""
+    m = decode(m)
+    if isinstance(m, dict) and isinstance(m.get("tool_calls"), str):
+        m = {**m, "tool_calls": decode_list(m["tool_calls"])}
     if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
         raise InterchangeError(None, f"history[{i}]", "expected a chat message with role system/user/assistant/tool")
     out: Message = {"role": m["role"], "content": m.get("content")}
@@ -76,7 +89,7 @@ def to_openai(m: Any, i: int) -> Message:
 
 def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) -> Run:
     history = [to_openai(m, i) for i, m in enumerate(data["history"])]
-    steps = data.get("trajectory") or []
+    steps = [decode(x) for x in data.get("trajectory") or []]
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
     provider, model_name = split_model(model or _recorded_model(data))
     notes = ["SWE-agent trajectories record usage only as run totals: token counts are computed locally",

@@ -21,10 +21,10 @@ from tokprof.profiler.interchange.base import (
     collect,
     json_or_text,
     nullish,
-    parse_json,
     split_model,
     stable_id,
 )
+from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
 from tokprof.profiler.model import LLMCall, Message, Run
 
 FORMAT = "tau1"
@@ -38,10 +38,20 @@ NOTES = [
 ]
 
 
+def _is_record(v: Any) -> bool:
+    return isinstance(v, dict) and "traj" in v
+
+
 def import_data(data: Any, path: Path | None = None, model: str = DEFAULT_MODEL) -> ImportResult:
+    """Runs from a parsed τ-bench file: the list of records, or one record, possibly inside wrappers."""
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
-    if not isinstance(data, list):
+    found = find_container(data, lambda v: (isinstance(v, list) and any(_is_record(decode(x)) for x in v[:20]))
+                           or _is_record(v))
+    if found is None and isinstance(data, list):
+        found = data  # records of no known shape: each is reported, none silently dropped
+    if found is None:
         raise InterchangeError(path, None, f"top level is a {type(data).__name__}; expected {EXPECTED}")
+    data = [found] if isinstance(found, dict) else found
     source = Path(path).name if path is not None else "<data>"
     provider, model_name = split_model(model)
     items = ((f"record {i}", (i, rec)) for i, rec in enumerate(data))
@@ -49,10 +59,19 @@ def import_data(data: Any, path: Path | None = None, model: str = DEFAULT_MODEL)
 
 
 def import_text(text: str, path: Path | None = None, model: str = DEFAULT_MODEL) -> ImportResult:
-    return import_data(parse_json(path, text, EXPECTED), path, model)
+    try:
+        data = parse_document(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise InterchangeError(path, f"line {line}" if line else None,
+                               f"malformed JSON ({getattr(exc, 'msg', exc)}); expected {EXPECTED}") from None
+    return import_data(data, path, model)
 
 
 def _clean(m: Any, i: int) -> Message:
+    m = decode(m)
+    if isinstance(m, dict) and isinstance(m.get("tool_calls"), str):
+        m = {**m, "tool_calls": decode_list(m["tool_calls"])}
     if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
         raise InterchangeError(None, None, f"traj[{i}] is not a chat message with role "
                                            "system/user/assistant/tool")
@@ -60,11 +79,13 @@ def _clean(m: Any, i: int) -> Message:
 
 
 def trajectory_run(rec: Any, index: int, source: str, provider: str | None, model: str | None) -> Run:
-    if not isinstance(rec, dict) or not isinstance(rec.get("traj"), list):
+    rec = decode(rec)
+    raw_traj = decode_list(rec.get("traj")) if isinstance(rec, dict) else None
+    if raw_traj is None:
         raise InterchangeError(None, None, "expected an object with a 'traj' message list")
-    traj = [_clean(m, i) for i, m in enumerate(rec["traj"])]
+    traj = [_clean(m, i) for i, m in enumerate(raw_traj)]
     task_id, trial = nullish(rec.get("task_id")), nullish(rec.get("trial"))
-    info = rec.get("info") if isinstance(rec.get("info"), dict) else {}
+    info = decode_dict(rec.get("info")) or {}
     run = Run(
         run_id=stable_id(FORMAT, source, index, task_id, trial),
         name=f"tau1 task {task_id} trial {trial}",

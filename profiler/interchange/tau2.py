@@ -20,6 +20,18 @@ What a run looks like:
 The first message is τ²-bench's fixed greeting (``"Hi! How can I help you today?"``), written by the
 orchestrator, not by a model: it is part of the conversation but not a call.
 
+Versions (tau2-bench ``src/tau2/data_model/simulation.py`` and ``message.py`` across releases) are read
+generically: a ``Results`` object, a bare list of ``SimulationRun`` objects (or one alone, as the "dir"
+format's ``simulations/<id>.json`` files), either inside wrapper objects; leaderboard files without
+``tasks`` or ``info``; unknown extra fields anywhere; values written as Python literals or JSON inside
+strings (:mod:`tokprof.profiler.interchange.lenient`); full-duplex runs whose ``messages`` is null and whose
+messages live in ``ticks``. Usage: the message's ``usage`` and the provider response kept in ``raw_data``
+are both read in their own dialects and the richest consistent one wins
+(:mod:`tokprof.profiler.interchange.usage_dialects`), so cache reads hidden by an input count that excludes
+them are recovered, never added twice. A simulation whose task is absent still imports: the agent's calls
+in full, the simulated user's calls with their recorded usage but a prompt of the conversation only; what
+could not be rebuilt is listed in ``run.metadata["not_rebuilt"]`` (and the import result's ``partial``).
+
 Timing: a message's ``timestamp`` is when it was produced; the call that produced it is taken to start
 when the previous message was produced (the simulation's ``start_time`` for the first). Files without
 timestamps get a synthetic 1 ms-per-message timeline (noted in the metadata).
@@ -35,17 +47,17 @@ from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     RunBuilder,
-    as_int,
     collect,
     nullish,
-    parse_json,
     parse_time_ns,
     public_params,
     split_model,
     stable_id,
     tool_calls_to_openai,
 )
-from tokprof.profiler.interchange.tau2_user import user_prompt_messages
+from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
+from tokprof.profiler.interchange.tau2_user import flip_roles, user_prompt_messages
+from tokprof.profiler.interchange.usage_dialects import choose, read_usage
 from tokprof.profiler.model import Cost, LLMCall, Message, Run, Usage
 
 FORMAT = "tau2"
@@ -71,20 +83,78 @@ def is_model_call(index: int, m: dict[str, Any]) -> bool:
     return m.get("role") in ("assistant", "user") and not is_greeting(index, m)
 
 
+def _is_simulation(v: Any) -> bool:
+    return isinstance(v, dict) and ("messages" in v or "ticks" in v) and ("task_id" in v or "termination_reason" in v)
+
+
+def _is_results(v: Any) -> bool:
+    return isinstance(v, dict) and "simulations" in v and decode_list(v["simulations"]) is not None
+
+
+def _is_sim_list(v: Any) -> bool:
+    # Any simulation among the first items: the others become per-record errors, not a rejected file.
+    return isinstance(v, list) and any(_is_simulation(decode(x)) for x in v[:50])
+
+
+def unwrap(data: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]] | None:
+    """(info, tasks, simulations) from any known τ²-bench shape, or ``None`` when there is none."""
+    found = find_container(data, lambda v: _is_results(v) or _is_sim_list(v) or _is_simulation(v))
+    if found is None:
+        return None
+    if _is_results(found):
+        info = decode_dict(found.get("info")) or {}
+        tasks = [t for t in (decode_list(found.get("tasks")) or []) if isinstance(decode(t), dict)]
+        return info, [decode(t) for t in tasks], decode_list(found["simulations"]) or []
+    if _is_simulation(found):
+        return {}, [], [found]
+    return {}, [], list(found)
+
+
 def import_data(data: Any, path: Path | None = None) -> ImportResult:
-    """Runs from an already-parsed τ²-bench results object."""
+    """Runs from an already-parsed τ²-bench results object (any version's shape, see the module doc)."""
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
-    if not isinstance(data, dict) or not isinstance(data.get("simulations"), list):
-        raise InterchangeError(path, None, f"no 'simulations' list; expected {EXPECTED}")
-    info = data.get("info") or {}
-    tasks = {str(t.get("id")): t for t in data.get("tasks") or [] if isinstance(t, dict)}
+    shape = unwrap(data)
+    if shape is None:
+        raise InterchangeError(path, None, f"no 'simulations' list or simulation objects; expected {EXPECTED}")
+    info, task_list, sims = shape
+    tasks = {str(nullish(t.get("id"))): t for t in task_list}
     source = Path(path).name if path is not None else "<data>"
-    items = ((f"simulation {i}", (i, sim)) for i, sim in enumerate(data["simulations"]))
+    items = ((f"simulation {i}", (i, sim)) for i, sim in enumerate(sims))
     return collect(result, items, lambda item: _simulation_run(info, tasks, item[0], item[1], source))
 
 
 def import_text(text: str, path: Path | None = None) -> ImportResult:
-    return import_data(parse_json(path, text, EXPECTED), path)
+    try:
+        data = parse_document(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise InterchangeError(path, f"line {line}" if line else None,
+                               f"malformed JSON ({getattr(exc, 'msg', exc)}); expected {EXPECTED}") from None
+    return import_data(data, path)
+
+
+def _tick_messages(ticks: Any) -> list[dict[str, Any]]:
+    """Full-duplex runs store no ``messages``: collect the message objects inside each tick, in time order
+    (what ``SimulationRun.get_messages`` does)."""
+    out: list[dict[str, Any]] = []
+
+    def walk(v: Any, depth: int) -> None:
+        v = decode(v)
+        if depth > 3:
+            return
+        if isinstance(v, dict):
+            if v.get("role") in ("assistant", "user", "tool", "system"):
+                out.append(v)
+                return
+            for x in v.values():
+                walk(x, depth + 1)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, depth + 1)
+
+    for tick in decode_list(ticks) or []:
+        walk(tick, 0)
+    return sorted(out, key=lambda m: str(m.get("timestamp") or ""))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -105,7 +175,9 @@ def _agent_view(m: dict[str, Any]) -> Message | None:
         if m.get("requestor") == "user":
             return None
         return {"role": "tool", "tool_call_id": str(m.get("id") or ""), "content": content if content is not None else ""}
-    raise InterchangeError(None, None, f"message role {role!r}; expected 'assistant', 'user' or 'tool'")
+    if role == "system":
+        return {"role": "system", "content": content if content is not None else ""}
+    return None
 
 
 def _user_output(m: dict[str, Any]) -> Message:
@@ -117,33 +189,14 @@ def _user_output(m: dict[str, Any]) -> Message:
     return msg
 
 
-def _usage(m: dict[str, Any]) -> Usage:
-    usage = nullish(m.get("usage"))
-    if not isinstance(usage, dict):
-        return Usage()
-    prompt = as_int(usage.get("prompt_tokens"))
-    u = Usage.from_provider(input_tokens=prompt, output_tokens=as_int(usage.get("completion_tokens")))
-    # Cache/reasoning details, when the raw provider response kept them, and only when they fit inside the
-    # recorded prompt/completion counts (so the totals stay exactly what the file's usage says).
-    raw = nullish(m.get("raw_data"))
-    raw_usage = raw.get("usage") if isinstance(raw, dict) else None
-    if isinstance(raw_usage, dict) and prompt is not None:
-        cache_read = as_int(raw_usage.get("cache_read_input_tokens"))
-        cache_write = as_int(raw_usage.get("cache_creation_input_tokens"))
-        details = raw_usage.get("prompt_tokens_details")
-        if cache_read is None and isinstance(details, dict):
-            cache_read = as_int(details.get("cached_tokens"))
-        if (cache_read or 0) + (cache_write or 0) <= prompt:
-            if cache_read is not None:
-                u.set("cache_read_tokens", cache_read, "provider")
-            if cache_write is not None:
-                u.set("cache_write_tokens", cache_write, "provider")
-        out_details = raw_usage.get("completion_tokens_details")
-        if isinstance(out_details, dict):
-            reasoning = as_int(out_details.get("reasoning_tokens"))
-            if reasoning is not None and reasoning <= u.output_tokens:
-                u.set("reasoning_tokens", reasoning, "provider")
-    return u
+def _usage(m: dict[str, Any], notes: list[str]) -> Usage:
+    """The call's usage: the richest of ``usage`` and ``raw_data``'s usage that agrees with ``usage``."""
+    raw = decode_dict(m.get("raw_data"))
+    best, disagreements = choose([read_usage(decode_dict(m.get("usage"))), read_usage(raw)])
+    for d in disagreements:
+        if d not in notes:
+            notes.append(d)
+    return best.to_usage() if best is not None else Usage()
 
 
 def _cost(m: dict[str, Any], usage: Usage) -> Cost | None:
@@ -161,31 +214,61 @@ def _cost(m: dict[str, Any], usage: Usage) -> Cost | None:
 
 
 def _raw_fields(m: dict[str, Any]) -> tuple[str | None, str | None]:
-    raw = nullish(m.get("raw_data"))
+    raw = decode_dict(m.get("raw_data"))
     if not isinstance(raw, dict):
         return None, None
     finish = raw.get("stop_reason") or raw.get("finish_reason")
     return (str(raw["id"]) if raw.get("id") else None), (str(finish) if finish else None)
 
 
+def _message(raw: Any, index: int, i: int) -> dict[str, Any]:
+    m = decode(raw)
+    if not isinstance(m, dict):
+        raise InterchangeError(None, f"simulation {index} message {i}", "expected a message object")
+    m = dict(m)
+    calls = decode_list(m.get("tool_calls"))
+    m["tool_calls"] = [_tool_call(c) for c in calls if isinstance(decode(c), dict)] if calls else None
+    return m
+
+
+def _tool_call(c: Any) -> dict[str, Any]:
+    c = dict(decode(c))
+    if isinstance(c.get("arguments"), str):
+        c["arguments"] = decode(c["arguments"])
+    return c
+
+
 def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], index: int, sim: Any,
                     source: str) -> Run:
-    if not isinstance(sim, dict) or not isinstance(sim.get("messages"), list):
+    sim = decode(sim)
+    if not isinstance(sim, dict):
         raise InterchangeError(None, None, "expected a simulation object with a 'messages' list")
+    raw_messages = decode_list(sim.get("messages"))
+    if raw_messages is None and sim.get("ticks") is not None:
+        raw_messages = _tick_messages(sim.get("ticks"))
+    if raw_messages is None:
+        raise InterchangeError(None, None, "expected a simulation object with a 'messages' list (or 'ticks')")
+    messages = [_message(x, index, i) for i, x in enumerate(raw_messages)]
     task_id = str(nullish(sim.get("task_id")))
     task = tasks.get(task_id)
+    not_rebuilt: list[str] = []
     if task is None:
-        raise InterchangeError(None, None, f"task_id {task_id!r} is not in the file's 'tasks'; the simulated "
-                                           "user's prompt cannot be rebuilt without its scenario")
-    agent_info = info.get("agent_info") or {}
-    user_info = info.get("user_info") or {}
-    env = info.get("environment_info") or {}
+        not_rebuilt.append(f"simulated user's system prompt (task {task_id!r} and its user_scenario are not in "
+                           "the file): user calls keep their recorded usage, their prompt holds the "
+                           "conversation only")
+    agent_info = decode_dict(info.get("agent_info")) or {}
+    user_info = decode_dict(info.get("user_info")) or {}
+    env = decode_dict(info.get("environment_info")) or {}
+    policy = nullish(sim.get("policy")) or nullish(env.get("policy"))
+    if not policy:
+        not_rebuilt.append("agent system prompt (no info.environment_info.policy)")
+    if not info:
+        not_rebuilt.append("models and parameters (no 'info' block)")
     agent_provider, agent_model = split_model(agent_info.get("llm"))
     user_provider, user_model = split_model(user_info.get("llm"))
-    agent_params = public_params(agent_info.get("llm_args"))
-    user_params = public_params(user_info.get("llm_args"))
+    agent_params = public_params(decode_dict(agent_info.get("llm_args")))
+    user_params = public_params(decode_dict(user_info.get("llm_args")))
     trial = nullish(sim.get("trial"))
-    messages: list[dict[str, Any]] = sim["messages"]
 
     notes = [NOTE_NO_TOOL_DEFS, NOTE_SYSTEM]
     start = parse_time_ns(sim.get("start_time"))
@@ -194,9 +277,9 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         notes.append(NOTE_NO_TIMES)
     base = start if start is not None else (parse_time_ns(sim.get("timestamp")) or 0)
 
-    reward_info = nullish(sim.get("reward_info"))
+    reward_info = decode_dict(sim.get("reward_info"))
     run = Run(
-        run_id=stable_id(FORMAT, source, index, sim.get("id")),
+        run_id=stable_id(FORMAT, source, index, nullish(sim.get("id"))),
         name=f"tau2 {env.get('domain_name') or ''} task {task_id} trial {trial}".replace("  ", " "),
         tags={"task": task_id, "trial": str(trial)},
         started_wall_ns=base,
@@ -213,42 +296,45 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
             "agent_cost": nullish(sim.get("agent_cost")),
             "user_cost": nullish(sim.get("user_cost")),
             "notes": notes,
+            "not_rebuilt": not_rebuilt,
         },
     )
     b = RunBuilder(run)
     end = parse_time_ns(sim.get("end_time"))
     root = b.span("agent", run.name, None, base, end)
 
-    system: Message = {"role": "system", "content": nullish(env.get("policy")) or ""}
+    system: list[Message] = [{"role": "system", "content": policy}] if policy else []
     agent_seen: list[Message] = []  # the agent's conversation so far; messages shared between spans
     tool_names: dict[str, tuple[str, Any]] = {}
     prev = base
     last = base
     for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise InterchangeError(None, f"simulation {index} message {i}", "expected a message object")
         ts = parse_time_ns(m.get("timestamp")) if have_times else None
         t_end = ts if ts is not None else base + (i + 1) * SYNTHETIC_STEP_NS
         t_start = prev if have_times else t_end - SYNTHETIC_STEP_NS
         role = m.get("role")
         view = _agent_view(m)
-        for call in nullish(m.get("tool_calls")) or []:
+        for call in m.get("tool_calls") or []:
             tool_names[str(call.get("id") or "")] = (call.get("name") or "tool", call.get("arguments"))
         if is_model_call(i, m):
-            usage = _usage(m)
+            usage = _usage(m, notes)
             response_id, finish = _raw_fields(m)
             if role == "assistant":
                 call = LLMCall(provider=agent_provider, model=agent_model, params=agent_params,
-                               messages=[system, *agent_seen], output=view, usage=usage, cost=_cost(m, usage),
+                               messages=[*system, *agent_seen], output=view, usage=usage, cost=_cost(m, usage),
                                response_id=response_id, finish_reason=finish)
                 name, side = f"agent {agent_model}", "agent"
             else:
+                prompt = (user_prompt_messages(info, task, messages[:i]) if task is not None
+                          else flip_roles(messages[:i]))
                 call = LLMCall(provider=user_provider, model=user_model, params=user_params,
-                               messages=user_prompt_messages(info, task, messages[:i]), output=_user_output(m),
+                               messages=prompt, output=_user_output(m),
                                usage=usage, cost=_cost(m, usage), response_id=response_id, finish_reason=finish)
                 name, side = f"user {user_model}", "user"
-            b.span("llm", name, root, t_start, t_end, tags={"side": side}, llm=call,
-                   attributes={"turn_idx": nullish(m.get("turn_idx"))})
+            attrs: dict[str, Any] = {"turn_idx": nullish(m.get("turn_idx"))}
+            if side == "user" and task is None:
+                attrs["prompt_incomplete"] = True
+            b.span("llm", name, root, t_start, t_end, tags={"side": side}, llm=call, attributes=attrs)
         elif role == "tool":
             call_id = str(m.get("id") or "")
             tool, args = tool_names.get(call_id, ("tool", None))
@@ -258,6 +344,10 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
                    error=content if failed else None,
                    tags={"side": "user" if m.get("requestor") == "user" else "agent"},
                    attributes={"tool_call_id": call_id, "arguments": args, "output": content})
+        elif role not in ("system", "assistant", "user"):
+            note = f"message {i} has role {role!r} (not assistant/user/tool/system): kept out of the calls"
+            if note not in not_rebuilt:
+                not_rebuilt.append(note)
         if view is not None:
             agent_seen.append(view)
         prev = t_end

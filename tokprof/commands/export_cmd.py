@@ -1,4 +1,5 @@
-"""`tokprof export RUN --format otlp [-o FILE]`: a run as OTLP-JSON with GenAI semantic conventions."""
+"""`tokprof export RUN --format otlp [-o FILE | --otlp-endpoint URL]`: a run as OTLP-JSON with GenAI semantic
+conventions, to stdout, a file, or sent live to an OTLP/HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -21,17 +22,49 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--format", default="otlp", choices=["otlp"], help="output format (default otlp)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (.gz compresses; default: stdout)")
     p.add_argument("--dir", help="runs folder (default .tokprof/runs or $TOKPROF_DIR)")
+    p.add_argument("--otlp-endpoint", nargs="?", const="", metavar="URL",
+                   help="send the run to this OTLP/HTTP endpoint (a Collector, Langfuse, Phoenix, `tokprof collect`) "
+                        "instead of writing it; without URL, $OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT. Costs, "
+                        "currency and evidence labels travel as tokprof.* attributes")
+    p.add_argument("--header", action="append", default=[], metavar="KEY=VALUE",
+                   help="HTTP header for --otlp-endpoint (repeatable; default: $OTEL_EXPORTER_OTLP_HEADERS)")
+    p.add_argument("--all", action="store_true", help="export every run in the runs folder")
+    p.add_argument("--currency", default="USD", choices=["USD", "CNY"], help="currency of computed costs")
     p.set_defaults(func=export_command)
 
 
 def export_command(args: argparse.Namespace) -> int:
     from tokprof.profiler.interchange.otlp import export_runs, write_otlp
-    from tokprof.profiler.store import load_run, resolve_run
+    from tokprof.profiler.store import iter_run_files, load_run, resolve_run, runs_dir
 
-    run = load_run(resolve_run(args.run, args.dir))
+    runs = ([load_run(p) for p in iter_run_files(args.dir)] if getattr(args, "all", False)
+            else [load_run(resolve_run(args.run, args.dir))])
+    if not runs:
+        raise FileNotFoundError(f"no runs in {runs_dir(args.dir)}")
+    if getattr(args, "otlp_endpoint", None) is not None:
+        from tokprof.profiler.interchange.otlp_send import send_runs
+
+        headers = None
+        if args.header:
+            headers = {}
+            for h in args.header:
+                k, sep, v = h.partition("=")
+                if not sep or not k.strip():
+                    raise ValueError(f"--header {h!r}: expected KEY=VALUE")
+                headers[k.strip()] = v.strip()
+        sent = send_runs(runs, args.otlp_endpoint or None, headers, currency=args.currency)
+        note = f"; endpoint rejected {sent['partial_success']}" if sent["partial_success"] else ""
+        print(f"sent {sent['spans']} spans of {len(runs)} run(s) to {sent['endpoint']} (HTTP {sent['status']}){note}",
+              file=sys.stderr)
+        return 1 if sent["partial_success"] and sent["partial_success"].get("rejectedSpans") else 0
+    if len(runs) > 1 and not args.output:
+        json.dump(export_runs(runs), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+    run = runs[0]
     if args.output:
-        path = write_otlp([run], args.output)
-        print(f"wrote {path} ({len(run.spans)} spans of run {run.run_id})", file=sys.stderr)
+        path = write_otlp(runs, args.output)
+        print(f"wrote {path} ({sum(len(r.spans) for r in runs)} spans of {len(runs)} run(s))", file=sys.stderr)
     else:
         json.dump(export_runs([run]), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")

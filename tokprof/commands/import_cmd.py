@@ -16,7 +16,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
     p = sub.add_parser(
         "import",
-        help="import runs from tau2-bench, tau-bench, SWE-agent, chat logs or OTLP-JSON",
+        help="import runs from tau2-bench, tau-bench, SWE-agent, chat logs, OTLP-JSON, Claude Code or Codex",
         description="Import FILE... (folders are searched recursively for .json/.jsonl/.ndjson/.traj, "
                     "optionally .gz) into tokprof runs, saved one file per run to the runs folder. The format "
                     "is detected unless --format is given. Usage the file lacks is counted locally; every "
@@ -27,7 +27,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
                "total}, tokens_by_source:{source:{input, output}}, cost:{amount, currency, by_source, "
                "unpriced_calls, unpriced_models}, models:{model: calls}, errors, failed_files, out}.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="trace files or folders")
+    p.add_argument("files", nargs="*", metavar="FILE", help="trace files or folders")
+    p.add_argument("--claude-code", action="store_true",
+                   help="also import every Claude Code session transcript (<home>/projects/*/*.jsonl; home: "
+                        "--path, else $CLAUDE_CONFIG_DIR, else ~/.claude)")
+    p.add_argument("--codex", action="store_true",
+                   help="also import every Codex CLI session log (<home>/sessions/YYYY/MM/DD/rollout-*.jsonl; "
+                        "home: --path, else $CODEX_HOME, else ~/.codex)")
+    p.add_argument("--path", metavar="DIR", help="the coding agent's home folder for --claude-code/--codex")
     p.add_argument("--format", choices=sorted(FORMATS), help="the files' format (default: detect)")
     p.add_argument("--out", metavar="DIR", help="save runs here (default: the runs folder, .tokprof/runs "
                                                 "or $TOKPROF_DIR)")
@@ -55,6 +62,24 @@ def expand(paths: list[str]) -> list[Path]:
     return out
 
 
+def agent_home(flag: str, override: str | None) -> Path:
+    """The coding agent's home folder: ``--path``, else its own environment variable, else the default."""
+    import os
+
+    env, default = {"claude_code": ("CLAUDE_CONFIG_DIR", "~/.claude"), "codex": ("CODEX_HOME", "~/.codex")}[flag]
+    return Path(override or os.environ.get(env) or default).expanduser()
+
+
+def discover(flag: str, home: Path) -> list[Path]:
+    """Session files under a coding agent's home (sorted). Claude Code sub-agent files are read with their
+    session, so they are not listed on their own."""
+    if flag == "claude_code":
+        root = home / "projects" if (home / "projects").is_dir() else home
+        return sorted(f for f in root.rglob("*.jsonl") if "subagents" not in f.parts)
+    root = home / "sessions" if (home / "sessions").is_dir() else home
+    return sorted(root.rglob("rollout-*.jsonl"))
+
+
 def import_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,10 +88,21 @@ def import_command(args: argparse.Namespace) -> int:
     from tokprof.profiler.interchange.summary import ImportTotals
     from tokprof.profiler.store import runs_dir, save_run
 
-    files = expand(args.files)
-    if not files:
+    jobs: list[tuple[Path, str | None]] = [(f, args.format) for f in expand(args.files)]
+    for flag in ("claude_code", "codex"):
+        if getattr(args, flag, False):
+            home = agent_home(flag, args.path)
+            found = discover(flag, home)
+            if not found:
+                raise FileNotFoundError(f"no {flag.replace('_', ' ')} sessions under {home}; pass --path DIR "
+                                        "if they live elsewhere")
+            jobs.extend((f, flag) for f in found)
+    if not jobs:
+        if not args.files:
+            raise ValueError("nothing to import: name FILE... or pass --claude-code / --codex")
         raise FileNotFoundError(f"no trace files (.json, .jsonl, .ndjson, .traj, optionally .gz) in "
                                 f"{' '.join(args.files)}")
+    files = [f for f, _ in jobs]
     out_dir = runs_dir(args.out)
     from tokprof.profiler.providers.currency import run_currency
 
@@ -75,12 +111,12 @@ def import_command(args: argparse.Namespace) -> int:
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
         task = bar.add_task("importing", total=len(files))
-        for f in files:
+        for f, fmt in jobs:
             bar.update(task, description=f"importing {f.name[:40]}")
             try:
-                result = import_file(f, args.format)
+                result = import_file(f, fmt)
             except InterchangeError as exc:
-                totals.add_file(None, str(f), args.format, failure=exc)
+                totals.add_file(None, str(f), fmt, failure=exc)
                 bar.advance(task)
                 continue
             for run in result.runs:
@@ -137,9 +173,13 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     for f in s["files"]:
         if f["failed"]:
             console.print(f"[red]failed[/red]  {f['failed']}", markup=True, highlight=False)
-        elif f["errors"]:
+            continue
+        if f["errors"]:
             console.print(f"[yellow]{f['errors']} of {f['records']} records not imported[/yellow] from "
                           f"{f['path']}: " + "; ".join(f["error_reasons"][:3]), markup=True, highlight=False)
+        if f.get("partial"):
+            console.print(f"[yellow]{f['partial']} records imported in part[/yellow] from {f['path']}: "
+                          + "; ".join(f["partial_reasons"][:2]), markup=True, highlight=False)
     if s.get("out") and s["runs"]:
         console.print(f"saved to {s['out']}  (see them with `tokprof ls`)")
     elif s.get("out"):

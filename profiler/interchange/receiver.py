@@ -1,0 +1,263 @@
+"""A live OTLP/HTTP trace receiver: spans in (protobuf or JSON), tokprof run files out, as they arrive.
+
+Point any OpenTelemetry exporter at ``http://127.0.0.1:<port>/v1/traces`` (OpenLLMetry, OpenInference, the
+OTel GenAI instrumentations): each ``ExportTraceServiceRequest`` is
+
+1. decoded — ``application/x-protobuf`` (``opentelemetry-proto``) or ``application/json`` (the OTLP JSON
+   encoding), optionally ``Content-Encoding: gzip`` (bounded by :data:`MAX_BODY_BYTES` decompressed);
+2. validated — a body that is not an export request gets ``400`` and a reason (a ``google.rpc.Status``-
+   shaped JSON ``{"code": 3, "message": ...}``); spans without trace or span id are rejected one by one and
+   reported in the response's ``partialSuccess``, the rest are kept;
+3. made durable — appended, one OTLP-JSON line per request and trace, to ``<runs>/.otlp-spool/<trace>.jsonl``
+   and flushed to disk *before* the ``200`` answer, so nothing acknowledged is ever lost;
+4. turned into a run — all spans of the trace so far go through the OTLP importer
+   (:mod:`tokprof.profiler.interchange.otlp`: GenAI semantic conventions old and new, OpenInference) and the
+   run file ``<runs>/<run_id>.jsonl`` is rewritten atomically by the store's writer (a crash leaves the
+   previous complete snapshot, never half a file). Spans arriving later for the same trace update the run.
+
+A restarted receiver reloads the spool, so runs keep growing across restarts. Only loopback is served.
+Reference: OTLP/HTTP (https://opentelemetry.io/docs/specs/otlp/#otlphttp): ``POST /v1/traces``, responses
+``200`` with ``ExportTraceServiceResponse``, ``400`` for a malformed request.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tokprof.profiler.interchange import otlp
+
+log = logging.getLogger("tokprof.collect")
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Largest request body accepted (after gzip): a bigger one is refused with 413, not read into memory."""
+SPOOL = ".otlp-spool"
+
+
+class BadPayload(ValueError):
+    """A request that is not an OTLP trace export (the reason goes back in the 400)."""
+
+
+def decode_request(body: bytes, content_type: str, encoding: str) -> dict[str, Any]:
+    """The request as an OTLP-JSON dict (hex ids), whatever its wire encoding."""
+    if encoding.lower() == "gzip":
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = d.decompress(body, MAX_BODY_BYTES + 1)
+        except zlib.error as exc:
+            raise BadPayload(f"gzip body is corrupt ({exc})") from None
+        if len(body) > MAX_BODY_BYTES:
+            raise BadPayload(f"decompressed body exceeds {MAX_BODY_BYTES} bytes")
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype in ("application/x-protobuf", "application/protobuf"):
+        return _from_protobuf(body)
+    if ctype in ("application/json", ""):
+        try:
+            doc = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadPayload(f"body is not JSON ({exc})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans", []), list):
+            raise BadPayload("expected an ExportTraceServiceRequest {\"resourceSpans\": [...]}")
+        return doc
+    raise BadPayload(f"unsupported Content-Type {content_type!r}; send application/x-protobuf or application/json")
+
+
+def _from_protobuf(body: bytes) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    try:
+        req.ParseFromString(body)
+    except DecodeError as exc:
+        raise BadPayload(f"body is not a protobuf ExportTraceServiceRequest ({exc})") from None
+    # The protobuf JSON mapping writes ids in base64; the OTLP importer reads both, but hex is what the
+    # OTLP JSON encoding specifies, so the spool holds hex.
+    doc = MessageToDict(req)
+    for rs in doc.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            for sp in ss.get("spans", []):
+                for key, n in (("traceId", 32), ("spanId", 16), ("parentSpanId", 16)):
+                    if sp.get(key):
+                        sp[key] = otlp._hex_id(sp[key], n)
+    return doc
+
+
+def split_by_trace(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``{trace_id: OTLP-JSON doc with only that trace's spans}`` and the reasons spans were rejected."""
+    out: dict[str, dict[str, Any]] = {}
+    rejected: list[str] = []
+    for ri, rs in enumerate(doc.get("resourceSpans") or []):
+        if not isinstance(rs, dict):
+            rejected.append(f"resourceSpans[{ri}] is not an object")
+            continue
+        for si, ss in enumerate(rs.get("scopeSpans") or []):
+            spans = ss.get("spans") if isinstance(ss, dict) else None
+            if not isinstance(spans, list):
+                rejected.append(f"resourceSpans[{ri}].scopeSpans[{si}] has no spans list")
+                continue
+            for pi, sp in enumerate(spans):
+                if not isinstance(sp, dict) or not sp.get("traceId") or not sp.get("spanId"):
+                    rejected.append(f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}] has no traceId/spanId")
+                    continue
+                tid = otlp._hex_id(sp["traceId"], 32)
+                tdoc = out.setdefault(tid, {"resourceSpans": []})
+                # One resourceSpans entry per (request resource, scope), holding this trace's spans.
+                key = (ri, si)
+                holders = tdoc.setdefault("_holders", {})
+                if key not in holders:
+                    holders[key] = {"resource": rs.get("resource") or {},
+                                    "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": []}]}
+                    tdoc["resourceSpans"].append(holders[key])
+                holders[key]["scopeSpans"][0]["spans"].append(sp)
+    for tdoc in out.values():
+        tdoc.pop("_holders", None)
+    return out, rejected
+
+
+class Collector:
+    """The receiver's state: per trace, the spool file and the spans so far; writes runs as spans arrive."""
+
+    def __init__(self, out_dir: str | Path | None = None) -> None:
+        from tokprof.profiler.store import make_private_dir, runs_dir
+
+        self.out_dir = runs_dir(out_dir)
+        self.spool = self.out_dir / SPOOL
+        make_private_dir(self.out_dir)
+        make_private_dir(self.spool)
+        self._lock = threading.Lock()
+        self.traces: dict[str, list[str]] = {}  # trace id -> spooled OTLP-JSON lines
+        self.runs: dict[str, Path] = {}  # trace id -> run file
+        self.spans_received = 0
+        for f in sorted(self.spool.glob("*.jsonl")):  # a restart picks up where the last process stopped
+            lines = [x for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+            if lines:
+                self.traces[f.stem] = lines
+                self._write_run(f.stem)
+
+    def accept(self, doc: dict[str, Any]) -> tuple[int, list[str]]:
+        """Spool and convert one decoded request. Returns (spans accepted, rejection reasons)."""
+        by_trace, rejected = split_by_trace(doc)
+        accepted = 0
+        with self._lock:
+            for tid, tdoc in by_trace.items():
+                safe = "".join(c for c in tid if c.isalnum())[:64] or "trace"
+                line = json.dumps(tdoc, ensure_ascii=False, separators=(",", ":"))
+                path = self.spool / f"{safe}.jsonl"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    os.write(fd, (line + "\n").encode("utf-8"))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self.traces.setdefault(safe, []).append(line)
+                accepted += sum(len(ss["spans"]) for rs in tdoc["resourceSpans"] for ss in rs["scopeSpans"])
+                self._write_run(safe)
+            self.spans_received += accepted
+        return accepted, rejected
+
+    def _write_run(self, tid: str) -> None:
+        """Rebuild the trace's run from every span spooled so far and save it atomically."""
+        from tokprof.profiler.store import save_run
+
+        try:
+            result = otlp.import_text("\n".join(self.traces[tid]), self.spool / f"{tid}.jsonl")
+        except otlp.InterchangeError as exc:
+            log.warning("trace %s: %s (its spans stay in the spool)", tid, exc)
+            return
+        for run in result.runs:
+            run.metadata.setdefault("source", "otlp-collect")
+            self.runs[tid] = save_run(run, self.out_dir)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "ReceiverServer"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        log.debug("collect: " + format, *args)
+
+    def _reply(self, status: int, payload: Any, protobuf: bool) -> None:
+        if protobuf and status == 200:
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+            resp = ExportTraceServiceResponse()
+            if payload.get("partialSuccess"):
+                resp.partial_success.rejected_spans = payload["partialSuccess"]["rejectedSpans"]
+                resp.partial_success.error_message = payload["partialSuccess"]["errorMessage"]
+            body, ctype = resp.SerializeToString(), "application/x-protobuf"
+        else:
+            body, ctype = json.dumps(payload).encode("utf-8"), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        protobuf = "protobuf" in (self.headers.get("Content-Type") or "")
+        if self.path.split("?")[0].rstrip("/") != "/v1/traces":
+            self._drain()
+            self._reply(404, {"code": 5, "message": f"no such endpoint {self.path}; POST traces to /v1/traces"},
+                        False)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._reply(413, {"code": 8, "message": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"}, False)
+            return
+        body = self.rfile.read(length) if length else b""
+        try:
+            doc = decode_request(body, self.headers.get("Content-Type") or "",
+                                 self.headers.get("Content-Encoding") or "")
+            accepted, rejected = self.server.collector.accept(doc)
+        except BadPayload as exc:
+            self._reply(400, {"code": 3, "message": str(exc)}, False)
+            return
+        except OSError as exc:  # the spool could not be written: tell the sender to retry
+            log.warning("collect: cannot spool spans (%s)", exc)
+            self._reply(503, {"code": 14, "message": f"cannot store spans ({exc})"}, False)
+            return
+        payload: dict[str, Any] = {}
+        if rejected:
+            payload["partialSuccess"] = {"rejectedSpans": len(rejected), "errorMessage": "; ".join(rejected[:5])}
+        self._reply(200, payload, protobuf)
+
+    def _drain(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= MAX_BODY_BYTES:
+            self.rfile.read(length)
+
+
+class ReceiverServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, collector: Collector, port: int = 4318) -> None:
+        self.collector = collector
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/traces"
+
+    def start(self) -> "ReceiverServer":
+        """Serve in a background thread (tests, embedding); the CLI calls ``serve_forever`` itself."""
+        threading.Thread(target=self.serve_forever, name="tokprof-collect", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def gzip_body(data: bytes) -> bytes:
+    """Helper for senders (and tests): gzip a request body."""
+    return gzip.compress(data)
