@@ -37,6 +37,9 @@ TokensOf = Callable[[Any], int]
 PART_KINDS = ("tools", "system", "user", "tool_output", "model_output", "other")
 
 
+_SHARE_QUANTUM = Decimal("1e-18")
+
+
 @dataclass(frozen=True)
 class CallPrice:
     """What one call's prompt cost and how: its input cost and the per-token rate of each cache state."""
@@ -231,7 +234,9 @@ def _price_parts(ca: CallAttribution, price: CallPrice) -> None:
         total = sum(weights, Decimal(0)) or Decimal(1)
     assigned = Decimal(0)
     for p, w in zip(ca.parts[:-1], weights[:-1]):
-        p.cost = price.input_cost * w / total
+        # Shares are quantized (far below any currency's unit) so that sums of shares, over a call, a span or a
+        # whole run, stay exact in Decimal's 28 digits: the carried total then equals the input cost exactly.
+        p.cost = (price.input_cost * w / total).quantize(_SHARE_QUANTUM)
         assigned += p.cost
     ca.parts[-1].cost = price.input_cost - assigned  # exact: the shares add up to the call's input cost
 
