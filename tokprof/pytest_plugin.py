@@ -268,7 +268,8 @@ def _budget_problems(item: pytest.Item, usage: TestUsage) -> list[str]:
         if usage.cost_usd is None:
             problems.append(f"cost unknown (no price for a model used) but max_cost_usd={limit} was set")
         elif usage.cost_usd > Decimal(str(limit)):
-            problems.append(f"cost {usage.cost_usd:.6f} USD > max_cost_usd={Decimal(str(limit))} USD")
+            # the budget is in USD by definition (max_cost_usd): its $ is the currency's, not a hard-coded default
+            problems.append(f"cost ${usage.cost_usd:.6f} > max_cost_usd=${Decimal(str(limit))}")
     if problems:
         usage.status = "over budget"
     return problems

@@ -40,10 +40,13 @@ def models_currency(models: Iterable[str | None]) -> str | None:
     from tokprof.profiler.providers.prices import get_price
 
     seen: Counter[str] = Counter()
-    for m in models:
-        p = get_price(m, warn=False) if m else None
-        if p is not None:
-            seen[p.currency] += 1
+    try:
+        for m in models:
+            p = get_price(m, warn=False) if m else None
+            if p is not None:
+                seen[p.currency] += 1
+    except Exception:  # noqa: BLE001 - a broken price table must not break a summary: fall back to USD
+        return None
     return next(iter(seen)) if len(seen) == 1 else None
 
 

@@ -257,7 +257,8 @@ def part_tokens(part: Any, model: str | None) -> MediaCount:
         if size is None:
             w, h = ASSUMED_SIZE
             c = image_tokens(w, h, model, detail)
-            why = "remote image (bytes not available)" if isinstance(source, str) else "image without readable bytes"
+            remote = isinstance(source, str) and source.startswith(("http://", "https://", "gs://", "file:"))
+            why = "remote image (bytes not available)" if remote else "image without readable bytes"
             return MediaCount(c.tokens, False, f"{why}: assumed {w}x{h}, detail {detail}")
         return image_tokens(size[0], size[1], model, detail)
     fam = family(model)
