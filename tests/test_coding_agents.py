@@ -145,3 +145,24 @@ def test_broken_lines_are_reported_not_fatal(tmp_path):
         fh.write('{"type": "assistant", "message": {"id": "x"\n')
     result = import_file(p)
     assert len(result.runs) == 1 and [e.record for e in result.errors] == ["line 15"]
+
+
+GEMINI_HOME = DATA / "gemini"
+
+
+def test_gemini_cli_session_totals():
+    path = next(GEMINI_HOME.rglob("session-*.json"))
+    assert detect_format(path) == "gemini_cli"
+    run = import_file(path).runs[0]
+    got = _sum(run)
+    # Hand arithmetic: input 8100 + 8300 (tool-use prompt 0), output 25+140 and 12+60 (thoughts billed as
+    # output), cached 7900, reasoning 140+60; each total = input + output + thoughts + tool.
+    assert (got["input"], got["output"], got["cache_read"], got["reasoning"]) == (16400, 237, 7900, 200)
+    assert [s.name for s in run.spans if s.kind == "tool"] == ["list_directory"]
+    assert all(s.llm.model == "gemini-2.5-pro" and s.llm.provider == "google" for s in run.llm_spans())
+
+
+def test_cli_discovers_gemini_sessions(capsys):
+    assert main(["import", "--gemini", "--path", str(GEMINI_HOME), "--no-save", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["runs"], s["calls"], s["tokens"]["input"]) == (1, 2, 16400)
