@@ -166,3 +166,51 @@ def test_cli_discovers_gemini_sessions(capsys):
     assert main(["import", "--gemini", "--path", str(GEMINI_HOME), "--no-save", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert (s["runs"], s["calls"], s["tokens"]["input"]) == (1, 2, 16400)
+
+
+# --- the same spirit as the benchmark importers: files vary, totals do not ----------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = dict(derandomize=True, deadline=None, database=None, max_examples=40,
+            suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(**FUZZ)
+@given(data=st.data())
+def test_claude_code_variants_keep_totals(tmp_path, data):
+    """Entries repeated (streaming, resumed sessions), lines out of order, unknown fields added, optional
+    blocks dropped (the TTL split when no 1h write): the totals never move."""
+    lines = [json.loads(x) for x in CLAUDE_SESSION.read_text().splitlines()]
+    expected = _sum(import_file(CLAUDE_SESSION).runs[0])
+    repeats = data.draw(st.lists(st.sampled_from(range(len(lines))), max_size=6))
+    out = lines + [json.loads(json.dumps(lines[i])) for i in repeats]
+    out = data.draw(st.permutations(out))
+    for e in out:
+        if data.draw(st.booleans()):
+            e["someFutureField"] = {"x": [1, 2]}
+            if isinstance(e.get("message"), dict):
+                e["message"]["container"] = None
+    p = tmp_path / "v.jsonl"
+    p.write_text("\n".join(json.dumps(e) for e in out) + "\n")
+    result = import_file(p, "claude_code")
+    assert not result.errors and _sum(result.runs[0]) == expected
+
+
+@settings(**FUZZ)
+@given(data=st.data())
+def test_codex_variants_keep_totals(tmp_path, data):
+    lines = CODEX_SESSION.read_text().splitlines()
+    expected = _sum(import_file(CODEX_SESSION).runs[0])
+    token_lines = [i for i, x in enumerate(lines) if '"total_token_usage"' in x]
+    out = list(lines)
+    # Repeat token_count events right after themselves or anywhere later.
+    for i in sorted(data.draw(st.lists(st.sampled_from(token_lines), max_size=4)), reverse=True):
+        at = data.draw(st.integers(i + 1, len(out)))
+        out.insert(at, lines[i])
+    if data.draw(st.booleans()):
+        out = [json.dumps({**json.loads(x), "extra": 1}) for x in out]
+    p = tmp_path / "rollout-v.jsonl"
+    p.write_text("\n".join(out) + "\n")
+    result = import_file(p)
+    assert not result.errors and _sum(result.runs[0]) == expected
