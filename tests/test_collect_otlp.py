@@ -256,3 +256,27 @@ def test_export_to_unreachable_endpoint_is_one_clear_error(tmp_path, capsys, mon
     assert main(["export", own.run_id, "--dir", str(src), "--otlp-endpoint", f"http://127.0.0.1:{port}"]) != 0
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}/v1/traces" in err and "Traceback" not in err
+
+
+def test_collect_command_serves_until_interrupted(tmp_path):
+    """The real command in its own process: prints its endpoint, accepts an export, writes the run, and stops
+    cleanly on Ctrl-C (SIGINT) with a summary."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-c", "from tokprof.cli import main; raise SystemExit(main())",
+                             "collect", "--port", "0", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stderr.readline()
+        endpoint = re.search(r"http://127\.0\.0\.1:\d+/v1/traces", first).group(0)
+        assert _post(endpoint, _doc(_span(TID, "eee19b7ec3c1b173", "agent")))[0] == 200
+        assert [load_run(p).spans[0].name for p in iter_run_files(out)] == ["agent"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "1 spans received, 1 runs written" in err
