@@ -280,3 +280,29 @@ def test_collect_command_serves_until_interrupted(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "1 spans received, 1 runs written" in err
+
+
+def test_older_genai_event_messages_are_read(receiver):
+    """Semconv <= 1.27 kept prompts in span events (gen_ai.content.prompt/completion); 1.28-1.36 in
+    gen_ai.*.message / gen_ai.choice events. Both arrive over the real exporter and become the call's messages."""
+    tp = _provider(receiver.endpoint)
+    tracer = tp.get_tracer("old-genai")
+    with tracer.start_as_current_span("chat a", attributes={"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4",
+                                                              "gen_ai.usage.prompt_tokens": 20,
+                                                              "gen_ai.usage.completion_tokens": 3}) as sp:
+        sp.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps([{"role": "user", "content": "hi"}])})
+        sp.add_event("gen_ai.content.completion",
+                     {"gen_ai.completion": json.dumps([{"role": "assistant", "content": "hello"}])})
+    with tracer.start_as_current_span("chat b", attributes={"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4",
+                                                              "gen_ai.usage.input_tokens": 30,
+                                                              "gen_ai.usage.output_tokens": 4}) as sp:
+        sp.add_event("gen_ai.system.message", {"content": "be brief"})
+        sp.add_event("gen_ai.user.message", {"content": "2+2?"})
+        sp.add_event("gen_ai.choice", {"index": 0, "finish_reason": "stop",
+                                       "message": json.dumps({"content": "4"})})
+    tp.force_flush()
+    tp.shutdown()
+    calls = sorted((s.llm for r in _collected(receiver) for s in r.llm_spans()), key=lambda c: c.usage.input_tokens)
+    assert [(c.messages, c.output["content"]) for c in calls] == [
+        ([{"role": "user", "content": "hi"}], "hello"),
+        ([{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}], "4")]
