@@ -120,6 +120,8 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
     if run is not None:
         fill_counts(run)
         result.runs.append(run)
+        if run.metadata.get("not_rebuilt"):
+            result.partial.append("session: " + "; ".join(run.metadata["not_rebuilt"]))
     return result
 
 
