@@ -70,9 +70,13 @@ def decode_request(body: bytes, content_type: str, encoding: str) -> dict[str, A
 
 
 def _from_protobuf(body: bytes) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    try:
+        from google.protobuf.json_format import MessageToDict
+        from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    except ImportError:
+        raise BadPayload("protobuf OTLP needs the opentelemetry-proto package (pip install 'tokprof[collect]'); "
+                         "or configure the exporter for http/json") from None
 
     req = ExportTraceServiceRequest()
     try:
