@@ -306,3 +306,51 @@ def test_older_genai_event_messages_are_read(receiver):
     assert [(c.messages, c.output["content"]) for c in calls] == [
         ([{"role": "user", "content": "hi"}], "hello"),
         ([{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}], "4")]
+
+
+def test_hostile_payloads_never_break_the_receiver(receiver):
+    """Random JSON edits of a valid request and random bytes: always a 200 (maybe partial) or a 400 with a
+    reason, the server stays up, and the good trace sent first is still there afterwards."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good = json.loads(_doc(_span(TID, "eee19b7ec3c1b173", "agent", **{"gen_ai.usage.input_tokens": 5})))
+    assert _post(receiver.endpoint, json.dumps(good).encode())[0] == 200
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.text(max_size=8), st.just([]),
+                       st.just({}))
+
+    def paths(v: Any, prefix: tuple = ()) -> list[tuple]:
+        out = [prefix]
+        if isinstance(v, dict):
+            for k, x in v.items():
+                out += paths(x, prefix + (k,))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                out += paths(x, prefix + (i,))
+        return out
+
+    all_paths = [p for p in paths(good) if p]
+
+    @settings(derandomize=True, deadline=None, database=None, max_examples=150,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(path=st.sampled_from(all_paths), value=leaves, raw=st.binary(max_size=64), use_raw=st.booleans(),
+           ctype=st.sampled_from(["application/json", "application/x-protobuf"]))
+    def check(path, value, raw, use_raw, ctype):
+        if use_raw:
+            body = raw
+        else:
+            doc = json.loads(json.dumps(good))
+            node = doc
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+            body = json.dumps(doc).encode()
+            ctype = "application/json"
+        status, payload = _post(receiver.endpoint, body, ctype)
+        assert status in (200, 400), (status, payload)
+        if status == 400:
+            assert payload["message"]
+
+    check()
+    runs = _collected(receiver)
+    assert any(s.name == "agent" and s.llm is None for r in runs for s in r.spans)

@@ -610,9 +610,9 @@ def _span(sp: dict[str, Any], run_id: str) -> Span:
                 if a.get(k) is not None:
                     attributes.setdefault(key, a[k])
             attributes = attributes or None
-    name = sp.get("name") or ""
+    name = str(sp.get("name") or "")
     if kind == "tool" and a.get("gen_ai.tool.name") and "tokprof.span.kind" not in a:
-        name = a.get("gen_ai.tool.name") or name
+        name = str(a.get("gen_ai.tool.name") or name)
     return Span(
         span_id=str(a.get("tokprof.span.id") or _hex_id(sp["spanId"], 16)),
         parent_id=None,  # linked after all spans of the trace are read
