@@ -145,3 +145,72 @@ def test_broken_lines_are_reported_not_fatal(tmp_path):
         fh.write('{"type": "assistant", "message": {"id": "x"\n')
     result = import_file(p)
     assert len(result.runs) == 1 and [e.record for e in result.errors] == ["line 15"]
+
+
+GEMINI_HOME = DATA / "gemini"
+
+
+def test_gemini_cli_session_totals():
+    path = next(GEMINI_HOME.rglob("session-*.json"))
+    assert detect_format(path) == "gemini_cli"
+    run = import_file(path).runs[0]
+    got = _sum(run)
+    # Hand arithmetic: input 8100 + 8300 (tool-use prompt 0), output 25+140 and 12+60 (thoughts billed as
+    # output), cached 7900, reasoning 140+60; each total = input + output + thoughts + tool.
+    assert (got["input"], got["output"], got["cache_read"], got["reasoning"]) == (16400, 237, 7900, 200)
+    assert [s.name for s in run.spans if s.kind == "tool"] == ["list_directory"]
+    assert all(s.llm.model == "gemini-2.5-pro" and s.llm.provider == "google" for s in run.llm_spans())
+
+
+def test_cli_discovers_gemini_sessions(capsys):
+    assert main(["import", "--gemini", "--path", str(GEMINI_HOME), "--no-save", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["runs"], s["calls"], s["tokens"]["input"]) == (1, 2, 16400)
+
+
+# --- the same spirit as the benchmark importers: files vary, totals do not ----------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = dict(derandomize=True, deadline=None, database=None, max_examples=40,
+            suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(**FUZZ)
+@given(data=st.data())
+def test_claude_code_variants_keep_totals(tmp_path, data):
+    """Entries repeated (streaming, resumed sessions), lines out of order, unknown fields added, optional
+    blocks dropped (the TTL split when no 1h write): the totals never move."""
+    lines = [json.loads(x) for x in CLAUDE_SESSION.read_text().splitlines()]
+    expected = _sum(import_file(CLAUDE_SESSION).runs[0])
+    repeats = data.draw(st.lists(st.sampled_from(range(len(lines))), max_size=6))
+    out = lines + [json.loads(json.dumps(lines[i])) for i in repeats]
+    out = data.draw(st.permutations(out))
+    for e in out:
+        if data.draw(st.booleans()):
+            e["someFutureField"] = {"x": [1, 2]}
+            if isinstance(e.get("message"), dict):
+                e["message"]["container"] = None
+    p = tmp_path / "v.jsonl"
+    p.write_text("\n".join(json.dumps(e) for e in out) + "\n")
+    result = import_file(p, "claude_code")
+    assert not result.errors and _sum(result.runs[0]) == expected
+
+
+@settings(**FUZZ)
+@given(data=st.data())
+def test_codex_variants_keep_totals(tmp_path, data):
+    lines = CODEX_SESSION.read_text().splitlines()
+    expected = _sum(import_file(CODEX_SESSION).runs[0])
+    token_lines = [i for i, x in enumerate(lines) if '"total_token_usage"' in x]
+    out = list(lines)
+    # Repeat token_count events right after themselves or anywhere later.
+    for i in sorted(data.draw(st.lists(st.sampled_from(token_lines), max_size=4)), reverse=True):
+        at = data.draw(st.integers(i + 1, len(out)))
+        out.insert(at, lines[i])
+    if data.draw(st.booleans()):
+        out = [json.dumps({**json.loads(x), "extra": 1}) for x in out]
+    p = tmp_path / "rollout-v.jsonl"
+    p.write_text("\n".join(out) + "\n")
+    result = import_file(p)
+    assert not result.errors and _sum(result.runs[0]) == expected

@@ -256,3 +256,101 @@ def test_export_to_unreachable_endpoint_is_one_clear_error(tmp_path, capsys, mon
     assert main(["export", own.run_id, "--dir", str(src), "--otlp-endpoint", f"http://127.0.0.1:{port}"]) != 0
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}/v1/traces" in err and "Traceback" not in err
+
+
+def test_collect_command_serves_until_interrupted(tmp_path):
+    """The real command in its own process: prints its endpoint, accepts an export, writes the run, and stops
+    cleanly on Ctrl-C (SIGINT) with a summary."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-c", "from tokprof.cli import main; raise SystemExit(main())",
+                             "collect", "--port", "0", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stderr.readline()
+        endpoint = re.search(r"http://127\.0\.0\.1:\d+/v1/traces", first).group(0)
+        assert _post(endpoint, _doc(_span(TID, "eee19b7ec3c1b173", "agent")))[0] == 200
+        assert [load_run(p).spans[0].name for p in iter_run_files(out)] == ["agent"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "1 spans received, 1 runs written" in err
+
+
+def test_older_genai_event_messages_are_read(receiver):
+    """Semconv <= 1.27 kept prompts in span events (gen_ai.content.prompt/completion); 1.28-1.36 in
+    gen_ai.*.message / gen_ai.choice events. Both arrive over the real exporter and become the call's messages."""
+    tp = _provider(receiver.endpoint)
+    tracer = tp.get_tracer("old-genai")
+    with tracer.start_as_current_span("chat a", attributes={"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4",
+                                                              "gen_ai.usage.prompt_tokens": 20,
+                                                              "gen_ai.usage.completion_tokens": 3}) as sp:
+        sp.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps([{"role": "user", "content": "hi"}])})
+        sp.add_event("gen_ai.content.completion",
+                     {"gen_ai.completion": json.dumps([{"role": "assistant", "content": "hello"}])})
+    with tracer.start_as_current_span("chat b", attributes={"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4",
+                                                              "gen_ai.usage.input_tokens": 30,
+                                                              "gen_ai.usage.output_tokens": 4}) as sp:
+        sp.add_event("gen_ai.system.message", {"content": "be brief"})
+        sp.add_event("gen_ai.user.message", {"content": "2+2?"})
+        sp.add_event("gen_ai.choice", {"index": 0, "finish_reason": "stop",
+                                       "message": json.dumps({"content": "4"})})
+    tp.force_flush()
+    tp.shutdown()
+    calls = sorted((s.llm for r in _collected(receiver) for s in r.llm_spans()), key=lambda c: c.usage.input_tokens)
+    assert [(c.messages, c.output["content"]) for c in calls] == [
+        ([{"role": "user", "content": "hi"}], "hello"),
+        ([{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}], "4")]
+
+
+def test_hostile_payloads_never_break_the_receiver(receiver):
+    """Random JSON edits of a valid request and random bytes: always a 200 (maybe partial) or a 400 with a
+    reason, the server stays up, and the good trace sent first is still there afterwards."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good = json.loads(_doc(_span(TID, "eee19b7ec3c1b173", "agent", **{"gen_ai.usage.input_tokens": 5})))
+    assert _post(receiver.endpoint, json.dumps(good).encode())[0] == 200
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.text(max_size=8), st.just([]),
+                       st.just({}))
+
+    def paths(v: Any, prefix: tuple = ()) -> list[tuple]:
+        out = [prefix]
+        if isinstance(v, dict):
+            for k, x in v.items():
+                out += paths(x, prefix + (k,))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                out += paths(x, prefix + (i,))
+        return out
+
+    all_paths = [p for p in paths(good) if p]
+
+    @settings(derandomize=True, deadline=None, database=None, max_examples=150,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(path=st.sampled_from(all_paths), value=leaves, raw=st.binary(max_size=64), use_raw=st.booleans(),
+           ctype=st.sampled_from(["application/json", "application/x-protobuf"]))
+    def check(path, value, raw, use_raw, ctype):
+        if use_raw:
+            body = raw
+        else:
+            doc = json.loads(json.dumps(good))
+            node = doc
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+            body = json.dumps(doc).encode()
+            ctype = "application/json"
+        status, payload = _post(receiver.endpoint, body, ctype)
+        assert status in (200, 400), (status, payload)
+        if status == 400:
+            assert payload["message"]
+
+    check()
+    runs = _collected(receiver)
+    assert any(s.name == "agent" and s.llm is None for r in runs for s in r.spans)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from tokprof.profiler.interchange import chatlog, claude_code, codex, otlp, swe_agent, tau1, tau2
+from tokprof.profiler.interchange import chatlog, claude_code, codex, gemini_cli, otlp, swe_agent, tau1, tau2
 from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
@@ -29,10 +29,12 @@ FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
     "otlp": otlp.import_text,
     "claude_code": claude_code.import_text,
     "codex": codex.import_text,
+    "gemini_cli": gemini_cli.import_text,
 }
 ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
            "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp",
-           "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex"}
+           "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex",
+           "gemini": "gemini_cli", "gemini-cli": "gemini_cli"}
 _SNIFF_CHARS = 65536
 
 
@@ -70,6 +72,8 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return None
     if not head.startswith("{"):
         return None
+    if '"sessionId"' in head and '"projectHash"' in head and '"messages"' in head:
+        return "gemini_cli"
     if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
         return "tau2"
     if '"trajectory"' in head and '"history"' in head:

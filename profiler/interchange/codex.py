@@ -47,6 +47,7 @@ FORMAT = "codex"
 _KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens", "total_tokens")
 _CALL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call")
 _OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
+_ZERO = dict.fromkeys(_KEYS, 0)
 
 
 def looks_like(obj: Any) -> bool:
@@ -119,6 +120,8 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
     if run is not None:
         fill_counts(run)
         result.runs.append(run)
+        if run.metadata.get("not_rebuilt"):
+            result.partial.append("session: " + "; ".join(run.metadata["not_rebuilt"]))
     return result
 
 
@@ -169,8 +172,11 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
         elif x["type"] == "event_msg" and p.get("type") == "token_count" and isinstance(p.get("info"), dict):
             info = p["info"]
             total, last = _counts(info.get("total_token_usage")), _counts(info.get("last_token_usage"))
-            if total is not None and prev_total is not None and total == prev_total:
-                duplicates += 1  # the same event written again: one call, counted once
+            if (total is not None and prev_total is not None
+                    and total["total_tokens"] <= prev_total["total_tokens"] and total != _ZERO):
+                # The cumulative total did not grow: the same event written again (next to the first or
+                # later), not a new call. Counted once.
+                duplicates += 1
                 continue
             if last is None and total is not None:
                 last = {k: total[k] - (prev_total or {}).get(k, 0) for k in _KEYS}

@@ -610,9 +610,9 @@ def _span(sp: dict[str, Any], run_id: str) -> Span:
                 if a.get(k) is not None:
                     attributes.setdefault(key, a[k])
             attributes = attributes or None
-    name = sp.get("name") or ""
+    name = str(sp.get("name") or "")
     if kind == "tool" and a.get("gen_ai.tool.name") and "tokprof.span.kind" not in a:
-        name = a.get("gen_ai.tool.name") or name
+        name = str(a.get("gen_ai.tool.name") or name)
     return Span(
         span_id=str(a.get("tokprof.span.id") or _hex_id(sp["spanId"], 16)),
         parent_id=None,  # linked after all spans of the trace are read
@@ -621,8 +621,58 @@ def _span(sp: dict[str, Any], run_id: str) -> Span:
         error=(status.get("message") or "error") if failed else None,
         attributes=attributes if isinstance(attributes, dict) else None,
         tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else None,
-        llm=_llm_call(a) if kind == "llm" else None,
+        llm=_with_event_messages(_llm_call(a), sp.get("events")) if kind == "llm" else None,
     )
+
+
+_EVENT_ROLES = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
+
+
+def _event_message(role: str, ea: dict[str, Any]) -> Message:
+    content = json_or_text(ea.get("content"))
+    msg: Message = {"role": role, "content": content if isinstance(content, (str, list)) or content is None
+                    else json.dumps(content)}
+    calls = json_or_text(ea.get("tool_calls"))
+    if isinstance(calls, list) and calls:
+        msg["tool_calls"] = calls
+    if role == "tool" and ea.get("id") is not None:
+        msg["tool_call_id"] = str(ea["id"])
+    return msg
+
+
+def _with_event_messages(call: LLMCall, events: Any) -> LLMCall:
+    """Messages the older GenAI conventions put in span events, when the attributes had none:
+    ``gen_ai.content.prompt``/``gen_ai.content.completion`` (``gen_ai.prompt``/``gen_ai.completion`` JSON,
+    semconv <= 1.27) and ``gen_ai.{system,user,assistant,tool}.message``/``gen_ai.choice`` (1.28-1.36,
+    https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-events/)."""
+    if not isinstance(events, list) or (call.messages and call.output is not None):
+        return call
+    messages: list[Message] = []
+    output: Message | None = None
+    for ev in events:
+        if not isinstance(ev, dict):
+            continue
+        name = str(ev.get("name") or "")
+        ea = decode_attributes(ev.get("attributes"))
+        if name == "gen_ai.content.prompt":
+            prompt = json_or_text(ea.get("gen_ai.prompt"))
+            if isinstance(prompt, list):
+                messages.extend(m for m in prompt if isinstance(m, dict))
+        elif name == "gen_ai.content.completion":
+            comp = json_or_text(ea.get("gen_ai.completion"))
+            if isinstance(comp, list) and comp and isinstance(comp[0], dict):
+                output = comp[0]
+        elif name in _EVENT_ROLES:
+            messages.append(_event_message(_EVENT_ROLES[name], ea))
+        elif name == "gen_ai.choice" and output is None:
+            body = json_or_text(ea.get("message"))
+            output = _event_message("assistant", body if isinstance(body, dict) else ea)
+    if not call.messages and messages:
+        call.messages = messages
+    if call.output is None and output is not None:
+        call.output = output
+    return call
 
 
 def _trace_run(tid: str, resource: dict[str, Any], spans: list[tuple[str, dict[str, Any]]], source: str,

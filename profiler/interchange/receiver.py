@@ -70,9 +70,13 @@ def decode_request(body: bytes, content_type: str, encoding: str) -> dict[str, A
 
 
 def _from_protobuf(body: bytes) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    try:
+        from google.protobuf.json_format import MessageToDict
+        from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    except ImportError:
+        raise BadPayload("protobuf OTLP needs the opentelemetry-proto package (pip install 'tokprof[collect]'); "
+                         "or configure the exporter for http/json") from None
 
     req = ExportTraceServiceRequest()
     try:
@@ -99,7 +103,11 @@ def split_by_trace(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list
         if not isinstance(rs, dict):
             rejected.append(f"resourceSpans[{ri}] is not an object")
             continue
-        for si, ss in enumerate(rs.get("scopeSpans") or []):
+        scopes = rs.get("scopeSpans", rs.get("instrumentationLibrarySpans")) or []
+        if not isinstance(scopes, list):
+            rejected.append(f"resourceSpans[{ri}].scopeSpans is not a list")
+            continue
+        for si, ss in enumerate(scopes):
             spans = ss.get("spans") if isinstance(ss, dict) else None
             if not isinstance(spans, list):
                 rejected.append(f"resourceSpans[{ri}].scopeSpans[{si}] has no spans list")
@@ -108,13 +116,17 @@ def split_by_trace(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list
                 if not isinstance(sp, dict) or not sp.get("traceId") or not sp.get("spanId"):
                     rejected.append(f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}] has no traceId/spanId")
                     continue
+                if not isinstance(sp["traceId"], str) or not isinstance(sp["spanId"], str):
+                    rejected.append(f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}] ids are not strings")
+                    continue
                 tid = otlp._hex_id(sp["traceId"], 32)
                 tdoc = out.setdefault(tid, {"resourceSpans": []})
                 # One resourceSpans entry per (request resource, scope), holding this trace's spans.
                 key = (ri, si)
                 holders = tdoc.setdefault("_holders", {})
                 if key not in holders:
-                    holders[key] = {"resource": rs.get("resource") or {},
+                    resource = rs.get("resource") if isinstance(rs.get("resource"), dict) else {}
+                    holders[key] = {"resource": resource,
                                     "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": []}]}
                     tdoc["resourceSpans"].append(holders[key])
                 holders[key]["scopeSpans"][0]["spans"].append(sp)
@@ -173,6 +185,11 @@ class Collector:
         except otlp.InterchangeError as exc:
             log.warning("trace %s: %s (its spans stay in the spool)", tid, exc)
             return
+        except Exception as exc:  # noqa: BLE001 - never lose the receiver over one trace; the spool keeps it
+            from tokprof.profiler.hooks import internal_error
+
+            internal_error("collect: building a run", exc)
+            return
         for run in result.runs:
             run.metadata.setdefault("source", "otlp-collect")
             self.runs[tid] = save_run(run, self.out_dir)
@@ -221,6 +238,10 @@ class _Handler(BaseHTTPRequestHandler):
             accepted, rejected = self.server.collector.accept(doc)
         except BadPayload as exc:
             self._reply(400, {"code": 3, "message": str(exc)}, False)
+            return
+        except (TypeError, AttributeError, KeyError) as exc:  # a shape the checks above did not foresee
+            self._reply(400, {"code": 3, "message": f"malformed ExportTraceServiceRequest ({type(exc).__name__}: "
+                                                    f"{exc})"}, False)
             return
         except OSError as exc:  # the spool could not be written: tell the sender to retry
             log.warning("collect: cannot spool spans (%s)", exc)

@@ -321,18 +321,22 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         if is_model_call(i, m):
             usage = _usage(m, notes)
             response_id, finish = _raw_fields(m)
+            # Without 'info' the model is unknown, unless the provider's raw response names it.
+            raw_provider, raw_model = split_model((decode_dict(m.get("raw_data")) or {}).get("model"))
             if role == "assistant":
-                call = LLMCall(provider=agent_provider, model=agent_model, params=agent_params,
+                call = LLMCall(provider=agent_provider or raw_provider, model=agent_model or raw_model,
+                               params=agent_params,
                                messages=[*system, *agent_seen], output=view, usage=usage, cost=_cost(m, usage),
                                response_id=response_id, finish_reason=finish)
-                name, side = f"agent {agent_model}", "agent"
+                name, side = f"agent {call.model or 'model'}", "agent"
             else:
                 prompt = (user_prompt_messages(info, task, messages[:i]) if task is not None
                           else flip_roles(messages[:i]))
-                call = LLMCall(provider=user_provider, model=user_model, params=user_params,
+                call = LLMCall(provider=user_provider or raw_provider, model=user_model or raw_model,
+                               params=user_params,
                                messages=prompt, output=_user_output(m),
                                usage=usage, cost=_cost(m, usage), response_id=response_id, finish_reason=finish)
-                name, side = f"user {user_model}", "user"
+                name, side = f"user {call.model or 'model'}", "user"
             attrs: dict[str, Any] = {"turn_idx": nullish(m.get("turn_idx"))}
             if side == "user" and task is None:
                 attrs["prompt_incomplete"] = True

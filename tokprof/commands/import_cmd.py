@@ -34,7 +34,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--codex", action="store_true",
                    help="also import every Codex CLI session log (<home>/sessions/YYYY/MM/DD/rollout-*.jsonl; "
                         "home: --path, else $CODEX_HOME, else ~/.codex)")
-    p.add_argument("--path", metavar="DIR", help="the coding agent's home folder for --claude-code/--codex")
+    p.add_argument("--gemini", action="store_true",
+                   help="also import every Gemini CLI chat recording (<home>/tmp/*/chats/session-*.json; home: "
+                        "--path, else ~/.gemini)")
+    p.add_argument("--path", metavar="DIR", help="the coding agent's home folder for --claude-code/--codex/--gemini")
     p.add_argument("--format", choices=sorted(FORMATS), help="the files' format (default: detect)")
     p.add_argument("--out", metavar="DIR", help="save runs here (default: the runs folder, .tokprof/runs "
                                                 "or $TOKPROF_DIR)")
@@ -66,7 +69,8 @@ def agent_home(flag: str, override: str | None) -> Path:
     """The coding agent's home folder: ``--path``, else its own environment variable, else the default."""
     import os
 
-    env, default = {"claude_code": ("CLAUDE_CONFIG_DIR", "~/.claude"), "codex": ("CODEX_HOME", "~/.codex")}[flag]
+    env, default = {"claude_code": ("CLAUDE_CONFIG_DIR", "~/.claude"), "codex": ("CODEX_HOME", "~/.codex"),
+                    "gemini_cli": ("GEMINI_CLI_HOME", "~/.gemini")}[flag]
     return Path(override or os.environ.get(env) or default).expanduser()
 
 
@@ -76,6 +80,9 @@ def discover(flag: str, home: Path) -> list[Path]:
     if flag == "claude_code":
         root = home / "projects" if (home / "projects").is_dir() else home
         return sorted(f for f in root.rglob("*.jsonl") if "subagents" not in f.parts)
+    if flag == "gemini_cli":
+        root = home / "tmp" if (home / "tmp").is_dir() else home
+        return sorted(root.rglob("session-*.json"))
     root = home / "sessions" if (home / "sessions").is_dir() else home
     return sorted(root.rglob("rollout-*.jsonl"))
 
@@ -89,8 +96,8 @@ def import_command(args: argparse.Namespace) -> int:
     from tokprof.profiler.store import runs_dir, save_run
 
     jobs: list[tuple[Path, str | None]] = [(f, args.format) for f in expand(args.files)]
-    for flag in ("claude_code", "codex"):
-        if getattr(args, flag, False):
+    for flag, attr in (("claude_code", "claude_code"), ("codex", "codex"), ("gemini_cli", "gemini")):
+        if getattr(args, attr, False):
             home = agent_home(flag, args.path)
             found = discover(flag, home)
             if not found:
@@ -99,7 +106,7 @@ def import_command(args: argparse.Namespace) -> int:
             jobs.extend((f, flag) for f in found)
     if not jobs:
         if not args.files:
-            raise ValueError("nothing to import: name FILE... or pass --claude-code / --codex")
+            raise ValueError("nothing to import: name FILE... or pass --claude-code / --codex / --gemini")
         raise FileNotFoundError(f"no trace files (.json, .jsonl, .ndjson, .traj, optionally .gz) in "
                                 f"{' '.join(args.files)}")
     files = [f for f, _ in jobs]
