@@ -248,8 +248,8 @@ def _price_parts(ca: CallAttribution, price: CallPrice) -> None:
         weights = [Decimal(p.tokens) for p in ca.parts]
         total = sum(weights, Decimal(0)) or Decimal(1)
     assigned = Decimal(0)
-    for p, w in zip(ca.parts[:-1], weights[:-1]):
-        p.cost = price.input_cost * w / total
+    for p, weight in zip(ca.parts[:-1], weights[:-1]):
+        p.cost = price.input_cost * weight / total
         assigned += p.cost
     ca.parts[-1].cost = price.input_cost - assigned  # exact: the shares add up to the call's input cost
 

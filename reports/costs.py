@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from tokprof.optimizers.billing import CallBill, bill_run, cache_rule, call_cost, default_prices
+from tokprof.optimizers.billing import (
+    CallBill,
+    bill_run,
+    cache_rule,
+    call_cost,
+    default_prices,
+)
 from tokprof.profiler.carried import CallPrice, Carried, TokensOf, carried_costs
 from tokprof.profiler.model import Run
 

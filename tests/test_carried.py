@@ -6,12 +6,10 @@ reported tokens on real τ²-bench runs (no cache there, so a run's input cost i
 
 from __future__ import annotations
 
-import gzip
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from tokprof.profiler.carried import CallPrice, carried_costs
 from tokprof.profiler.model import LLMCall, Run, Span, Usage
 from tokprof.profiler.tree import merge_by_path, span_tree
@@ -106,8 +104,9 @@ def test_report_model_carried_equals_input_cost(corpus: Path) -> None:
 
 
 def test_demo_order_history_is_the_biggest_box(tmp_path: Path) -> None:
-    from tokprof.demo import run_agent
     from tokprof.reports.model import build_report
+
+    from tokprof.demo import run_agent
 
     run, _ = run_agent(save=False)
     m = build_report(run)
