@@ -123,7 +123,10 @@ def message_key(m: Any, *, role: bool = True) -> str:
     if not isinstance(m, dict):
         return hashlib.blake2b(str(m).encode(), digest_size=12).hexdigest()
     who = m.get("role") if role else ""
-    raw = f"{who}\0{_text(m.get('content')).strip()}\0{_calls_key(m.get('tool_calls'))}"
+    # a tool result is one call's result: the same output fetched twice in one conversation is two parts,
+    # each introduced by its own tool span
+    tcid = m.get("tool_call_id") if role and m.get("role") == "tool" else None
+    raw = f"{who}\0{tcid or ''}\0{_text(m.get('content')).strip()}\0{_calls_key(m.get('tool_calls'))}"
     return hashlib.blake2b(raw.encode("utf-8", "replace"), digest_size=12).hexdigest()
 
 
