@@ -136,7 +136,7 @@ def test_the_same_output_fetched_twice_is_charged_to_each_fetch() -> None:
                           attributes={"tool_call_id": "t2", "output": T["content"]}))
     run.spans.append(Span("6", "1", "r", "llm", "gpt-4.1", 50, 50, 55, llm=LLMCall(
         provider="openai", model="gpt-4.1", messages=[S, U, O1, T, o2, t2],
-        usage=Usage.from_provider(input_tokens=4000, output_tokens=1))))
+        usage=Usage.from_provider(input_tokens=4500, output_tokens=1))))
     SIZES["Again."] = 0
     try:
         c = carried_costs(run, {}, _tokens)
