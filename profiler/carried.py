@@ -126,7 +126,10 @@ def message_key(m: Any, *, role: bool = True) -> str:
     if not isinstance(m, dict):
         return hashlib.blake2b(str(m).encode(), digest_size=12).hexdigest()
     who = m.get("role") if role else ""
-    raw = f"{who}\0{_text(m.get('content')).strip()}\0{_calls_key(m.get('tool_calls'))}"
+    # a tool result is one call's result: the same output fetched twice in one conversation is two parts,
+    # each introduced by its own tool span
+    tcid = m.get("tool_call_id") if role and m.get("role") == "tool" else None
+    raw = f"{who}\0{tcid or ''}\0{_text(m.get('content')).strip()}\0{_calls_key(m.get('tool_calls'))}"
     return hashlib.blake2b(raw.encode("utf-8", "replace"), digest_size=12).hexdigest()
 
 
@@ -175,8 +178,26 @@ def attribute(run: Run, tokens_of: TokensOf | None = None) -> list[CallAttributi
 
     Parts' tokens are estimated with ``tokens_of`` and scaled so they add up to the call's reported input
     tokens (when it reported any)."""
-    size = tokens_of or estimate_tokens
+    size_of = tokens_of or estimate_tokens
     finder = _Finder(run)
+    # an agent re-sends the same message objects call after call: key and size each object once (the
+    # memo holds the object, so its id cannot be reused while the memo lives)
+    memo: dict[int, tuple[Any, str, int]] = {}
+
+    def keyed(m: Any) -> tuple[str, int]:
+        hit = memo.get(id(m))
+        if hit is None or hit[0] is not m:
+            hit = memo[id(m)] = (m, message_key(m), size_of(m))
+        return hit[1], hit[2]
+
+    tools_memo: dict[int, tuple[Any, str, int]] = {}
+
+    def tools_key(tools: list[dict[str, Any]]) -> tuple[str, int]:
+        hit = tools_memo.get(id(tools))
+        if hit is None or hit[0] is not tools:
+            text = json.dumps(tools, sort_keys=True, default=str)
+            hit = tools_memo[id(tools)] = (tools, "tools\0" + text, size_of(tools))
+        return hit[1], hit[2]
     # (conversation owner, message key) -> introducer: the same system prompt sent by two sub-agents is
     # introduced by each of them
     seen: dict[tuple[str, str], tuple[str, str]] = {}
@@ -187,11 +208,11 @@ def attribute(run: Run, tokens_of: TokensOf | None = None) -> list[CallAttributi
         caller = span.parent_id or span.span_id
         raw: list[tuple[str, str, int]] = []
         if call.tools:
-            tkey = (caller, "tools\0" + json.dumps(call.tools, sort_keys=True, default=str))
-            intro, kind = seen.setdefault(tkey, (caller, "tools"))
-            raw.append((intro, kind, size(call.tools)))
+            tk, tn = tools_key(call.tools)
+            intro, kind = seen.setdefault((caller, tk), (caller, "tools"))
+            raw.append((intro, kind, tn))
         for m in call.messages:
-            k = message_key(m)
+            k, n_m = keyed(m)
             hit = seen.get((caller, k))
             if hit is None:
                 kind = _kind(m.get("role") if isinstance(m, dict) else None)
@@ -201,7 +222,7 @@ def attribute(run: Run, tokens_of: TokensOf | None = None) -> list[CallAttributi
                 elif kind in ("model_output", "user"):  # a user turn may be a simulated user's output
                     src = finder.model(m, span.wall_start_ns)
                 hit = seen[(caller, k)] = (src.span_id if src is not None else caller, kind)
-            raw.append((hit[0], hit[1], size(m)))
+            raw.append((hit[0], hit[1], n_m))
         est = sum(t for _, _, t in raw)
         n = call.usage.input_tokens
         parts = [Part(i, k, t) for i, k, t in raw]

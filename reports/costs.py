@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from tokprof.optimizers.billing import CallBill, bill_run, cache_rule, call_cost, default_prices
+from tokprof.optimizers.billing import (
+    CallBill,
+    bill_run,
+    cache_rule,
+    call_cost,
+    default_prices,
+)
 from tokprof.optimizers.paid import paid_bills
 from tokprof.profiler.carried import CallPrice, Carried, TokensOf, carried_costs
 from tokprof.profiler.model import Run
@@ -55,6 +61,9 @@ def run_costs(run: Run, currency: str = "USD") -> RunCosts:
     paid = paid_bills([run], currency)[0]
     paid_cost = {c.span_id: c.cost.expected for c in paid.calls}
     out = RunCosts(total=paid.total.expected, basis="as paid (" + ", ".join(sorted(paid.bases())) + ")")
+    # rates and rules per model, per-token rates per (model, long-context tier): thousands of calls share them
+    looked_up: dict[tuple[str | None, str | None], tuple[object, object]] = {}
+    rate_memo: dict[tuple[object, ...], tuple[Decimal, Decimal, Decimal]] = {}
     for span, b in zip(run.llm_spans(), bill.calls):
         call = span.llm
         assert call is not None
@@ -65,19 +74,27 @@ def run_costs(run: Run, currency: str = "USD") -> RunCosts:
         if b.cost is None or sim_cost is None:
             out.output_cost[span.span_id] = out.prices[span.span_id] = None
             continue
-        rates = default_prices(call.model)
-        rule = cache_rule(call.provider, call.model)
-        no_out = call_cost(replace(b, output_tokens=0, reasoning_tokens=0), rates, rule, currency)
+        mk = (call.model, call.provider)
+        if mk not in looked_up:
+            looked_up[mk] = (default_prices(call.model), cache_rule(call.provider, call.model))
+        rates, rule = looked_up[mk]
+        no_out = call_cost(replace(b, output_tokens=0, reasoning_tokens=0), rates, rule, currency)  # type: ignore[arg-type]
         out_cost = sim_cost - no_out if no_out is not None and b.basis != "served" else Decimal(0)
         out.output_cost[span.span_id] = out_cost
         if b.basis == "served":  # answered from a cache: nothing was paid for its prompt
             out.prices[span.span_id] = CallPrice(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
             continue
+        tier = tuple(above for above, _ in getattr(rates, "tiers", ()) if b.input_tokens > above)
+        rk = (mk, tier)
+        if rk not in rate_memo:
+            rate_memo[rk] = tuple(_rate(b, rates, rule, currency, st)  # type: ignore[assignment]
+                                  for st in ("fresh", "read", "write"))
+        fresh, read, write = rate_memo[rk]
         out.prices[span.span_id] = CallPrice(
             input_cost=b.cost - out_cost,
-            fresh_rate=_rate(b, rates, rule, currency, "fresh"),
-            read_rate=_rate(b, rates, rule, currency, "read"),
-            write_rate=_rate(b, rates, rule, currency, "write"),
+            fresh_rate=fresh,
+            read_rate=read,
+            write_rate=write,
             cache_read_tokens=b.cache_read_tokens,
             cache_write_tokens=b.cache_write_tokens + b.cache_write_1h_tokens,
         )

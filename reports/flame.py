@@ -97,7 +97,7 @@ def _graph_layout(flame: list[dict[str, Any]]) -> dict[str, Any]:
     def place(v: int) -> float:  # tidy tree: leaves in order, parents centred on their children
         ch = kids.get(v, [])
         if not ch:
-            y = counter[0]
+            y: float = counter[0]
             counter[0] += 1
         else:
             ys = [place(c) for c in ch]

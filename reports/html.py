@@ -146,7 +146,7 @@ def _waterfall_svg(m: ReportModel) -> dict[str, Any]:
     slot = (width - 40) / n
     bw = min(120.0, slot * 0.62)
     scale = (height - bottom - top) / peak
-    bars = []
+    bars: list[dict[str, Any]] = []
 
     def label(v: float) -> str:
         return money(Decimal(str(v)), m.currency) if use_cost else compact(v) + " tok"

@@ -6,12 +6,10 @@ reported tokens on real τ²-bench runs (no cache there, so a run's input cost i
 
 from __future__ import annotations
 
-import gzip
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from tokprof.profiler.carried import CallPrice, carried_costs
 from tokprof.profiler.model import LLMCall, Run, Span, Usage
 from tokprof.profiler.tree import merge_by_path, span_tree
@@ -112,8 +110,9 @@ def test_report_model_carried_equals_input_cost(corpus: Path) -> None:
 
 
 def test_demo_order_history_is_the_biggest_box(tmp_path: Path) -> None:
-    from tokprof.demo import run_agent
     from tokprof.reports.model import build_report
+
+    from tokprof.demo import run_agent
 
     run, _ = run_agent(save=False)
     m = build_report(run)
@@ -132,3 +131,38 @@ def test_demo_order_history_is_the_biggest_box(tmp_path: Path) -> None:
     assert llm["cost"] > 0 and hist["cost"] == 0 and hist["carried"] > 0.5 * m.flame[0]["carried"]
     assert m.carried_total == m.input_cost
     assert m.headline.tools_share is not None and 0 < m.headline.tools_share < 1
+
+
+def test_the_same_output_fetched_twice_is_charged_to_each_fetch() -> None:
+    run = hand_run()
+    o2 = {"role": "assistant", "content": "Again.", "tool_calls": [
+        {"id": "t2", "type": "function", "function": {"name": "search", "arguments": "{\"q\": \"order\"}"}}]}
+    t2 = {"role": "tool", "tool_call_id": "t2", "content": T["content"]}
+    run.spans.append(Span("5", "1", "r", "tool", "search", 40, 40, 45,
+                          attributes={"tool_call_id": "t2", "output": T["content"]}))
+    run.spans.append(Span("6", "1", "r", "llm", "gpt-4.1", 50, 50, 55, llm=LLMCall(
+        provider="openai", model="gpt-4.1", messages=[S, U, O1, T, o2, t2],
+        usage=Usage.from_provider(input_tokens=4500, output_tokens=1))))
+    SIZES["Again."] = 0
+    try:
+        c = carried_costs(run, {}, _tokens)
+    finally:
+        del SIZES["Again."]
+    assert c.tokens["3"] == 1500 * 2 and c.tokens["5"] == 1500
+
+
+def test_json_offers_own_and_carried(tmp_path: Path) -> None:
+    from tokprof.demo import run_agent
+    from tokprof.reports.json import report_dict
+    from tokprof.reports.model import build_report
+
+    run, _ = run_agent(save=False)
+    doc = report_dict(build_report(run))
+    assert doc["carried"]["total"] == doc["carried"]["input_cost"]
+    tree = {n["name"]: n for n in doc["call_tree"]}
+    hist = tree["get_order_history"]
+    assert Decimal(hist["carried"]["cost"]) > Decimal(tree["resolve_ticket → claude-sonnet-4-5"]["carried"]["cost"])
+    assert hist["own"]["tokens"] == 0 and Decimal(hist["own"]["cost"]) == 0
+    root = next(n for n in doc["call_tree"] if n["parent"] is None)
+    assert abs(Decimal(root["carried"]["cost"]) - Decimal(doc["headline"]["cost"]["before"])) < Decimal("1e-8")
+    assert 0 < doc["headline"]["tools_share"] < 1

@@ -10,10 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from reports_samples import make_ledger, make_run
+from tokprof.profiler.model import LLMCall, Run, Span, Usage
 
 from tokprof.cli import main
-from tokprof.profiler.model import LLMCall, Run, Span, Usage
-from reports_samples import make_ledger, make_run
 
 TRUNCATED_NUMBER = re.compile(r"\d…|…\d")
 
@@ -106,9 +106,9 @@ def test_console_report_fits_80_columns(corpus: Path) -> None:
 
 def test_show_tree_80_columns_carried_and_own(tmp_path: Path) -> None:
     from rich.console import Console
+    from tokprof.reports.console import render_tree, tree_rows
 
     from tokprof.demo import run_agent
-    from tokprof.reports.console import render_tree, tree_rows
 
     run, _ = run_agent(save=False)
     for view in ("carried", "own"):

@@ -7,10 +7,10 @@ import json
 from decimal import Decimal
 
 from tokprof.profiler.model import LLMCall, Run, Span, Usage
+from tokprof.reports.fixes import top_fixes
 from tokprof.reports.json import report_dict
 from tokprof.reports.model import build_report
 from tokprof.reports.types import Diagnostic, WaterfallStep
-from tokprof.reports.fixes import top_fixes
 
 
 def _drift(name: str = "drift", parent: str | None = None, prefix: str = "") -> list[Span]:
