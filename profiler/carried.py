@@ -40,6 +40,12 @@ PART_KINDS = ("tools", "system", "user", "tool_output", "model_output", "other")
 _SHARE_QUANTUM = Decimal("1e-18")
 
 
+def _share(amount: Decimal) -> Decimal:
+    """``amount`` quantized to :data:`_SHARE_QUANTUM`, without trailing zeros (nor an exponent for whole amounts)."""
+    q = amount.quantize(_SHARE_QUANTUM).normalize()
+    return q.quantize(Decimal(1)) if q.as_tuple().exponent > 0 else q  # type: ignore[operator]
+
+
 @dataclass(frozen=True)
 class CallPrice:
     """What one call's prompt cost and how: its input cost and the per-token rate of each cache state."""
@@ -257,7 +263,7 @@ def _price_parts(ca: CallAttribution, price: CallPrice) -> None:
     for p, w in zip(ca.parts[:-1], weights[:-1]):
         # Shares are quantized (far below any currency's unit) so that sums of shares, over a call, a span or a
         # whole run, stay exact in Decimal's 28 digits: the carried total then equals the input cost exactly.
-        p.cost = (price.input_cost * w / total).quantize(_SHARE_QUANTUM)
+        p.cost = _share(price.input_cost * w / total)
         assigned += p.cost
     ca.parts[-1].cost = price.input_cost - assigned  # exact: the shares add up to the call's input cost
 
