@@ -124,6 +124,7 @@ class Usage:
             self.cache_read_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.cache_write_1h_tokens,
             dict(self.sources),
         )
 

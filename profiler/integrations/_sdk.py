@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, AsyncIterator, Protocol
 
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
-from tokprof.profiler.integrations import middleware
+from tokprof.profiler.integrations import middleware, usage_dialects
 from tokprof.profiler.model import LLMCall, Span, Usage
 
 _RAW_HEADER = "X-Stainless-Raw-Response"
@@ -73,6 +73,7 @@ class _State:
         try:
             if self.span is not None and self.span.llm is not None:
                 self.adapter.fill(self.span.llm, response)
+                _check_usage(self.span)
         except Exception as exc:
             internal_error(f"{self.adapter.api} response", exc)
         if self.span is not None and not self.done:
@@ -91,11 +92,26 @@ class _State:
         try:
             if self.span.llm is not None and acc is not None:
                 acc.finish(self.span.llm)
+                _check_usage(self.span)
             if not complete and error is None:
                 self.span.set_attribute("stream_incomplete", True)
         except Exception as exc:
             internal_error(f"{self.adapter.api} stream end", exc)
         end_span(self.span, error)
+
+
+def _check_usage(span: Span) -> None:
+    """Partial provider usage is not truth: reconcile it, or say on the span why it was dropped; a response
+    with no usage at all says so too (local counting fills it, labelled)."""
+    call = span.llm
+    if call is None:
+        return
+    if not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
+        span.set_attribute("usage_note", "the provider reported no usage: tokens counted locally")
+        return
+    note = usage_dialects.reconcile(call)
+    if note:
+        span.set_attribute("usage_note", note)
 
 
 def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_helper: bool = False) -> _State:

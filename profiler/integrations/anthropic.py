@@ -17,7 +17,7 @@ import functools
 import json
 from typing import Any, Callable
 
-from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.integrations.openai import _given, _plain
 from tokprof.profiler.model import LLMCall, Message, Usage
 
@@ -27,20 +27,9 @@ _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "too
 
 
 def anthropic_usage(usage: Any) -> Usage:
-    """tokprof usage from an Anthropic ``Usage`` (object or dict): cache tokens added into the input."""
-    u = _plain(usage) or {}
-    fresh = u.get("input_tokens")
-    read = u.get("cache_read_input_tokens")
-    write = u.get("cache_creation_input_tokens")
-    total_in = None if fresh is None else int(fresh) + int(read or 0) + int(write or 0)
-    details = u.get("output_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=total_in,
-        output_tokens=u.get("output_tokens"),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        reasoning_tokens=details.get("thinking_tokens"),
-    )
+    """tokprof usage from an Anthropic ``Usage`` (object or dict): cache tokens added into the input, the
+    1-hour/5-minute cache-write split kept (see ``usage_dialects``)."""
+    return usage_dialects.anthropic_usage(_plain(usage))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,9 +143,7 @@ class _StreamAccumulator:
         self.model: str | None = None
 
     def _merge_usage(self, usage: Any) -> None:
-        for k, v in (_plain(usage) or {}).items():
-            if v is not None:
-                self.usage[k] = v
+        usage_dialects.merge_stream_usage(self.usage, _plain(usage))
 
     def observe(self, event: Any) -> None:
         kind = getattr(event, "type", None)

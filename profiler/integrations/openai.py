@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.model import LLMCall, Message, Usage
 
 PROVIDER = "openai"
@@ -78,31 +78,13 @@ def _params(kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def chat_usage(usage: Any) -> Usage:
-    """tokprof usage from an OpenAI ``CompletionUsage`` (object or dict)."""
-    u = _plain(usage) or {}
-    prompt_details = u.get("prompt_tokens_details") or {}
-    completion_details = u.get("completion_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=u.get("prompt_tokens"),
-        output_tokens=u.get("completion_tokens"),
-        cache_read_tokens=prompt_details.get("cached_tokens"),
-        cache_write_tokens=prompt_details.get("cache_write_tokens"),
-        reasoning_tokens=completion_details.get("reasoning_tokens"),
-    )
+    """tokprof usage from an OpenAI-compatible chat ``usage`` (any dialect: see ``usage_dialects``)."""
+    return usage_dialects.chat_usage(_plain(usage))
 
 
 def responses_usage(usage: Any) -> Usage:
     """tokprof usage from a Responses API ``ResponseUsage`` (object or dict)."""
-    u = _plain(usage) or {}
-    input_details = u.get("input_tokens_details") or {}
-    output_details = u.get("output_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=u.get("input_tokens"),
-        output_tokens=u.get("output_tokens"),
-        cache_read_tokens=input_details.get("cached_tokens"),
-        cache_write_tokens=input_details.get("cache_write_tokens"),
-        reasoning_tokens=output_details.get("reasoning_tokens"),
-    )
+    return usage_dialects.responses_usage(_plain(usage))
 
 
 # ---------------------------------------------------------------------------------------------------
