@@ -14,6 +14,7 @@ SDK's own exceptions propagate unchanged and are recorded on the span.
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, AsyncIterator, Protocol
 
@@ -60,6 +61,9 @@ class _State:
     span: Span | None = None
     hide: Callable[[Any], bool] | None = None
     cached: Any = None
+    raw: str | None = None
+    """``"true"`` (``with_raw_response``) or ``"stream"`` (``with_streaming_response``): the call returns the
+    HTTP response wrapper, which is recorded through its parsed body (see :func:`watch_raw`)."""
     done: bool = False
     transformed: list[str] = field(default_factory=list)
 
@@ -79,7 +83,7 @@ class _State:
         if self.span is not None and not self.done:
             self.done = True
             end_span(self.span)
-        if not self.kwargs.get("stream"):
+        if not self.kwargs.get("stream") and self.raw is None:
             middleware.apply_after(self.adapter.api, self.kwargs, response)
         return response
 
@@ -119,10 +123,13 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
     state = _State(adapter, kwargs)
     try:
         headers = kwargs.get("extra_headers") or {}
-        if _RAW_HEADER in headers or _RAW_HEADER.lower() in headers:
-            # ``with_raw_response`` calls get the HTTP response object back; leave them alone.
-            return state
-        if middleware.middlewares():
+        raw = headers.get(_RAW_HEADER, headers.get(_RAW_HEADER.lower())) if isinstance(headers, dict) else None
+        if raw is not None:
+            # with_raw_response / with_streaming_response: the caller gets the HTTP response wrapper back, so
+            # the live middleware (which may answer from a cache or rewrite the answer) stays out of it; the
+            # call is still recorded, from the parsed body.
+            state.raw = str(raw)
+        elif middleware.middlewares():
             state.kwargs, state.transformed = middleware.apply_before(adapter.api, kwargs)
         stream = streaming_helper or bool(state.kwargs.get("stream"))
         if not stream and middleware.middlewares():
@@ -146,7 +153,8 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             state.done = True
             end_span(span)
             return state
-        if stream and not streaming_helper:
+        if stream and not streaming_helper and state.raw != "stream":
+            # (with_streaming_response hands the caller the raw bytes: nothing could be hidden from them)
             state.kwargs, state.hide = adapter.prepare_stream(state.kwargs)
     except Exception as exc:
         internal_error(f"{adapter.api} request", exc)
@@ -219,6 +227,66 @@ async def _observe_async(state: _State, acc: Accumulator, inner: AsyncIterator[A
         state.end_stream(acc, error, complete)
 
 
+def watch_raw(state: _State, response: Any) -> Any:
+    """Record a ``with_raw_response`` / ``with_streaming_response`` call from its response wrapper.
+
+    The wrapper's ``parse()`` caches its result per type, so parsing it here hands the caller the very same
+    object later: a complete body is recorded now; a ``Stream`` gets its iterator watched like any stream.
+    If the caller never parses (reads bytes instead), closing the response ends the span, marked incomplete."""
+    try:
+        parsed = response.parse()
+    except Exception as exc:
+        internal_error(f"{state.adapter.api} raw response", exc)
+        state.end_stream(None, None, False)
+        return response
+    return _raw_parsed(state, response, parsed, is_async=False)
+
+
+async def async_watch_raw(state: _State, response: Any) -> Any:
+    """:func:`watch_raw` for the async client (whose ``with_streaming_response`` ``parse()`` is a coroutine)."""
+    try:
+        parsed = response.parse()
+        if hasattr(parsed, "__await__"):
+            parsed = await parsed
+    except Exception as exc:
+        internal_error(f"{state.adapter.api} raw response", exc)
+        state.end_stream(None, None, False)
+        return response
+    return _raw_parsed(state, response, parsed, is_async=True)
+
+
+def _raw_parsed(state: _State, response: Any, parsed: Any, *, is_async: bool) -> Any:
+    if state.kwargs.get("stream") and hasattr(parsed, "_iterator"):
+        wrap_stream(state, parsed, is_async=is_async)
+        _end_on_close(state, response)
+    else:
+        state.finish(parsed)
+    return response
+
+
+def _end_on_close(state: _State, response: Any) -> None:
+    """Closing the response wrapper ends the span (a no-op once the stream was read to its end)."""
+    original = getattr(response, "close", None)
+    if original is None:
+        return
+    if inspect.iscoroutinefunction(original):
+        async def aclose(*a: Any, **k: Any) -> Any:
+            try:
+                return await original(*a, **k)
+            finally:
+                state.end_stream(None, None, False)
+
+        response.close = aclose
+    else:
+        def close(*a: Any, **k: Any) -> Any:
+            try:
+                return original(*a, **k)
+            finally:
+                state.end_stream(None, None, False)
+
+        response.close = close
+
+
 # ---------------------------------------------------------------------------------------------------
 # method wrappers
 # ---------------------------------------------------------------------------------------------------
@@ -235,6 +303,8 @@ def sync_create(adapter: Adapter, original: Callable[..., Any], name: str) -> Ca
         except BaseException as exc:
             state.fail(exc)
             raise
+        if state.raw is not None and state.span is not None:
+            return watch_raw(state, result)
         if state.kwargs.get("stream") and state.span is not None:
             return wrap_stream(state, result)
         return state.finish(result)
@@ -256,6 +326,8 @@ def async_create(adapter: Adapter, original: Callable[..., Any], name: str) -> C
         except BaseException as exc:
             state.fail(exc)
             raise
+        if state.raw is not None and state.span is not None:
+            return await async_watch_raw(state, result)
         if state.kwargs.get("stream") and state.span is not None:
             return wrap_async_stream(state, result)
         return state.finish(result)

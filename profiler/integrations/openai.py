@@ -65,7 +65,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, type):  # e.g. a pydantic class given as response_format to .parse()
         return f"{value.__module__}.{value.__qualname__}"
     if hasattr(value, "model_dump"):
-        return value.model_dump(exclude_none=True)
+        try:  # warnings=False: a parse() result's ``parsed`` field holds the caller's own model
+            return value.model_dump(exclude_none=True, warnings=False)
+        except TypeError:  # pydantic v1-style model_dump without ``warnings``
+            return value.model_dump(exclude_none=True)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if _given(v)}
     if isinstance(value, (list, tuple)):
@@ -109,6 +112,10 @@ class _ChatAccumulator:
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue
+            if getattr(choice, "usage", None) is not None and getattr(chunk, "usage", None) is None:
+                # Kimi/Moonshot streams put the usage in the last chunk's choices[0].usage
+                # (https://platform.moonshot.ai/docs/api/chat)
+                self.usage = choice.usage
             if choice.finish_reason:
                 self.finish_reason = choice.finish_reason
             delta = choice.delta
@@ -322,6 +329,13 @@ def patch() -> list[_sdk.Patch]:
                                   lambda f: _sdk.sync_create(responses, f, "openai.responses.create")))
         patches.append(_sdk.patch(AsyncResponses, "create",
                                   lambda f: _sdk.async_create(responses, f, "openai.responses.create")))
+        # parse() posts itself (not through create): structured outputs are billed calls too
+        for owner, adapter, name, wrap in ((Completions, chat, "openai.chat.completions.parse", _sdk.sync_create),
+                                           (AsyncCompletions, chat, "openai.chat.completions.parse", _sdk.async_create),
+                                           (Responses, responses, "openai.responses.parse", _sdk.sync_create),
+                                           (AsyncResponses, responses, "openai.responses.parse", _sdk.async_create)):
+            if "parse" in owner.__dict__:
+                patches.append(_sdk.patch(owner, "parse", lambda f, a=adapter, n=name, w=wrap: w(a, f, n)))
     except BaseException:
         _sdk.unpatch(patches)
         raise
