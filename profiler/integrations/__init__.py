@@ -37,6 +37,7 @@ __all__ = [
 SUPPORTED: dict[str, tuple[str, str]] = {
     "openai": ("tokprof.profiler.integrations.openai", "pip install 'tokprof[openai]' (or: pip install openai)"),
     "anthropic": ("tokprof.profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
+    "litellm": ("tokprof.profiler.integrations.litellm", "pip install litellm"),
 }
 """SDK name -> (our patch module, how to install the SDK)."""
 
