@@ -38,8 +38,12 @@ SUPPORTED: dict[str, tuple[str, str]] = {
     "openai": ("tokprof.profiler.integrations.openai", "pip install 'tokprof[openai]' (or: pip install openai)"),
     "anthropic": ("tokprof.profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
     "litellm": ("tokprof.profiler.integrations.litellm", "pip install litellm"),
+    "google-genai": ("tokprof.profiler.integrations.gemini", "pip install google-genai"),
 }
 """SDK name -> (our patch module, how to install the SDK)."""
+
+_IMPORT_NAME = {"google-genai": "google.genai"}
+"""SDK name -> its import name, where they differ."""
 
 _lock = threading.RLock()
 _active: dict[str, list[_sdk.Patch]] = {}
@@ -63,7 +67,7 @@ def _patch(key: str) -> bool:
         return False
     module_name, install = SUPPORTED[key]
     try:
-        importlib.import_module(key)
+        importlib.import_module(_IMPORT_NAME.get(key, key))
     except ImportError as exc:
         raise ImportError(f"tokprof.instrument({key!r}): the {key} SDK is not installed; {install}") from exc
     _active[key] = importlib.import_module(module_name).patch()
