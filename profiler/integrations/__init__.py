@@ -22,6 +22,7 @@ from typing import Any
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import internal_error
 from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import auto as _auto
 from tokprof.profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
 
 __all__ = [
@@ -42,8 +43,8 @@ SUPPORTED: dict[str, tuple[str, str]] = {
 }
 """SDK name -> (our patch module, how to install the SDK)."""
 
-_IMPORT_NAME = {"google-genai": "google.genai"}
-"""SDK name -> its import name, where they differ."""
+_IMPORT_NAME = _auto.IMPORT_NAMES
+"""SDK name -> its import name."""
 
 _lock = threading.RLock()
 _active: dict[str, list[_sdk.Patch]] = {}
@@ -117,10 +118,28 @@ def instrumented() -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # profile() hooks
 # ---------------------------------------------------------------------------------------------------
+def _patch_for_auto(key: str) -> bool:
+    with _lock:
+        return _patch(key)
+
+
+def _keep(key: str) -> bool:
+    return key in _explicit or _profile_refs.get(key, 0) > 0
+
+
+def _unpatch_for_auto(key: str) -> None:
+    with _lock:
+        if not _keep(key):
+            _unpatch(key)
+
+
 def _enter_instrument(p: Any) -> None:
-    names = list(getattr(p, "instrument", None) or [])
-    if not names:
-        return
+    """Enter hook: the SDKs named in ``profile(instrument=[...])`` are imported and patched for the block;
+    unless the profile says ``instrument=False`` (or ``TOKPROF_INSTRUMENT=0``), every supported SDK that is
+    or gets imported is patched too (:mod:`.auto`)."""
+    value = getattr(p, "instrument", True)
+    names = [] if isinstance(value, bool) else list(value or [])
+    auto_on = value is not False and not _auto.disabled_by_env()
     held: list[str] = []
     with _lock:
         for name in names:
@@ -132,15 +151,17 @@ def _enter_instrument(p: Any) -> None:
                 continue
             _profile_refs[key] = _profile_refs.get(key, 0) + 1
             held.append(key)
+        if auto_on:
+            _auto.enter(_patch_for_auto, _unpatch_for_auto)
     p.extras["instrumented"] = held
+    p.extras["instrument_auto"] = auto_on
 
 
 def _exit_instrument(p: Any) -> None:
     """Release this block's hold; the last block out unpatches, unless instrument() was called explicitly
     (concurrent or nested blocks keep the patch while any of them runs)."""
-    held = p.extras.pop("instrumented", None)
-    if not held:
-        return
+    _auto.warn_if_no_calls(p)
+    held = p.extras.pop("instrumented", None) or []
     with _lock:
         for key in held:
             if key not in _profile_refs:  # uninstrument() was called inside the block: already undone
@@ -150,6 +171,8 @@ def _exit_instrument(p: Any) -> None:
                 del _profile_refs[key]
                 if key not in _explicit:
                     _unpatch(key)
+        if p.extras.pop("instrument_auto", False):
+            _auto.exit_(_keep)
 
 
 def _attach_langchain(p: Any) -> None:
