@@ -153,8 +153,9 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             state.done = True
             end_span(span)
             return state
-        if stream and not streaming_helper and state.raw != "stream":
-            # (with_streaming_response hands the caller the raw bytes: nothing could be hidden from them)
+        if stream and not streaming_helper:
+            # Usage is asked for on raw-response streams too: the extra chunk is hidden from ``parse()``'s
+            # stream; only a caller reading the raw bytes (``iter_lines``) sees the documented usage chunk.
             state.kwargs, state.hide = adapter.prepare_stream(state.kwargs)
     except Exception as exc:
         internal_error(f"{adapter.api} request", exc)

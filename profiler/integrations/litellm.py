@@ -24,7 +24,7 @@ from typing import Any, Callable
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
 from tokprof.profiler.integrations import _sdk
-from tokprof.profiler.integrations.openai import ChatAdapter, _ChatAccumulator, _given
+from tokprof.profiler.integrations.openai import ChatAdapter, _ChatAccumulator, _given, chat_usage
 from tokprof.profiler.model import Span
 
 API = "litellm.completion"
@@ -85,6 +85,21 @@ class _Watch:
 
     def __init__(self, span: Span, hide: Callable[[Any], bool] | None) -> None:
         self.span, self.hide, self.acc, self.done = span, hide, _ChatAccumulator(), False
+        self.raw_usage: Any = None
+        """The usage as the provider's own chunk carried it (litellm rebuilds streamed usage and drops
+        dialect fields such as Moonshot's top-level ``cached_tokens``)."""
+
+    def tap(self, chunk: Any) -> None:
+        """Watch a provider chunk underneath litellm (an openai SDK ``Stream``'s)."""
+        try:
+            usage = getattr(chunk, "usage", None)
+            if usage is None:
+                for choice in getattr(chunk, "choices", None) or []:
+                    usage = getattr(choice, "usage", None) or usage  # Kimi: choices[0].usage
+            if usage is not None:
+                self.raw_usage = usage
+        except Exception as exc:
+            internal_error(f"{API} provider chunk", exc)
 
     def see(self, chunk: Any) -> bool:
         try:
@@ -102,6 +117,8 @@ class _Watch:
         try:
             if self.span.llm is not None:
                 self.acc.finish(self.span.llm)
+                if self.raw_usage is not None:
+                    self.span.llm.usage = chat_usage(self.raw_usage)
                 if self.span.llm.model and "/" in self.span.llm.model:
                     self.span.llm.model = self.span.llm.model.split("/", 1)[1]
                 _sdk._check_usage(self.span)
@@ -118,10 +135,26 @@ def _watch_stream(stream: Any, watch: _Watch) -> Any:
     try:
         stream.__class__ = _traced_class(base)
         stream.__dict__["_tokprof_watch"] = watch
+        inner = getattr(stream, "completion_stream", None)
+        if inner is not None and hasattr(inner, "_iterator"):
+            inner._iterator = (_tap_async(inner._iterator, watch) if hasattr(inner._iterator, "__anext__")
+                               else _tap_sync(inner._iterator, watch))
     except Exception as exc:
         internal_error(f"{API} stream", exc)
         watch.end(None, False)
     return stream
+
+
+def _tap_sync(inner: Any, watch: _Watch) -> Any:
+    for chunk in inner:
+        watch.tap(chunk)
+        yield chunk
+
+
+async def _tap_async(inner: Any, watch: _Watch) -> Any:
+    async for chunk in inner:
+        watch.tap(chunk)
+        yield chunk
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,161 @@
+"""Drives one conformance combination: a real client library, over real HTTP, against the loopback server
+(tests/llm_server.py) answering in one provider's dialect. Used by tests/test_conformance_clients.py and
+benchmarks/conformance_matrix.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price map
+
+from conformance_cases import Dialect, Path  # noqa: E402
+from llm_server import LLMServer, Reply  # noqa: E402
+
+MESSAGES = [{"role": "user", "content": "What is 2+3? Answer in JSON."}]
+JSON_TEXT = '{"a": 5}'
+"""The reply text: valid JSON so that parse() paths succeed."""
+
+
+def reply_for(dialect: Dialect) -> Reply:
+    return Reply(text=JSON_TEXT, usage=dict(dialect.usage), output_tokens=77, **dialect.reply)
+
+
+def _out_model() -> Any:
+    import pydantic
+
+    class Out(pydantic.BaseModel):
+        a: int
+
+    return Out
+
+
+def call(path: Path, dialect: Dialect, server: LLMServer) -> Any:
+    """Make the call ``path`` describes; returns what the caller got (stream chunks as a list)."""
+    fn = _DRIVERS[path.client]
+    if path.is_async:
+        return asyncio.run(fn(path, dialect, server, True))
+    return _run_sync(fn(path, dialect, server, False))
+
+
+def _run_sync(coro: Any) -> Any:
+    """The sync drivers are written as coroutines that never await: run them without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("a sync driver awaited")
+
+
+async def _maybe(value: Any, is_async: bool) -> Any:
+    return await value if is_async else value
+
+
+async def _collect(stream: Any, is_async: bool) -> list[Any]:
+    if is_async:
+        return [x async for x in stream]
+    return list(stream)
+
+
+async def _openai(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    import openai
+
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    client = cls(base_url=server.openai_url, api_key="test", max_retries=0)
+    m, s = d.model, path.stream
+    if path.route == "chat":
+        res = client.chat.completions
+        kw: dict[str, Any] = dict(model=m, messages=MESSAGES)
+        if path.call == "create":
+            out = await _maybe(res.create(**kw, stream=s) if s else res.create(**kw), is_async)
+            return await _collect(out, is_async) if s else out
+        if path.call == "parse":
+            return await _maybe(res.parse(**kw, response_format=_out_model()), is_async)
+        if path.call == "raw":
+            raw = await _maybe(res.with_raw_response.create(**kw, stream=True) if s
+                               else res.with_raw_response.create(**kw), is_async)
+            out = raw.parse()
+            return await _collect(out, is_async) if s else out
+        if path.call == "streaming-response":
+            cm = res.with_streaming_response.create(**kw, stream=True) if s else res.with_streaming_response.create(**kw)
+            if is_async:
+                async with cm as r:
+                    out = await r.parse()
+                    return await _collect(out, True) if s else out
+            with cm as r:
+                out = r.parse()
+                return list(out) if s else out
+        if path.call == "stream-helper":
+            if is_async:
+                async with res.stream(**kw) as st:
+                    return [e async for e in st]
+            with res.stream(**kw) as st:
+                return list(st)
+    if path.route == "responses":
+        res = client.responses
+        kw = dict(model=m, input="What is 2+3? Answer in JSON.")
+        if path.call == "create":
+            out = await _maybe(res.create(**kw, stream=s) if s else res.create(**kw), is_async)
+            return await _collect(out, is_async) if s else out
+        if path.call == "parse":
+            return await _maybe(res.parse(**kw, text_format=_out_model()), is_async)
+        if path.call == "raw":
+            return (await _maybe(res.with_raw_response.create(**kw), is_async)).parse()
+        if path.call == "stream-helper":
+            if is_async:
+                async with res.stream(**kw) as st:
+                    return [e async for e in st]
+            with res.stream(**kw) as st:
+                return list(st)
+    raise ValueError(path)
+
+
+async def _litellm(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    import litellm
+
+    kw: dict[str, Any] = dict(model=f"openai/{d.model}", messages=MESSAGES, api_base=server.openai_url,
+                              api_key="test")
+    if path.stream:
+        kw["stream"] = True
+    out = await litellm.acompletion(**kw) if is_async else litellm.completion(**kw)
+    return await _collect(out, is_async) if path.stream else out
+
+
+async def _anthropic(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    import anthropic
+
+    cls = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
+    client = cls(base_url=server.anthropic_url, api_key="test", max_retries=0)
+    kw: dict[str, Any] = dict(model=d.model, max_tokens=100, messages=MESSAGES)
+    if path.call == "create":
+        out = await _maybe(client.messages.create(**kw, stream=True) if path.stream
+                           else client.messages.create(**kw), is_async)
+        return await _collect(out, is_async) if path.stream else out
+    if path.call == "raw":
+        return (await _maybe(client.messages.with_raw_response.create(**kw), is_async)).parse()
+    if path.call == "beta":
+        return await _maybe(client.beta.messages.create(**kw), is_async)
+    if path.call == "stream-helper":
+        if is_async:
+            async with client.messages.stream(**kw) as st:
+                return await st.get_final_message()
+        with client.messages.stream(**kw) as st:
+            return st.get_final_message()
+    raise ValueError(path)
+
+
+async def _gemini(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="test", http_options=types.HttpOptions(base_url=server.url))
+    models = client.aio.models if is_async else client.models
+    kw: dict[str, Any] = dict(model=d.model, contents="What is 2+3? Answer in JSON.")
+    if path.stream:
+        out = await _maybe(models.generate_content_stream(**kw), is_async)
+        return await _collect(out, is_async)
+    return await _maybe(models.generate_content(**kw), is_async)
+
+
+_DRIVERS = {"openai": _openai, "litellm": _litellm, "anthropic": _anthropic, "google-genai": _gemini}
