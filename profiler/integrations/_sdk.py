@@ -111,7 +111,7 @@ def _check_usage(span: Span) -> None:
     if call is None:
         return
     if not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
-        span.set_attribute("usage_note", "the provider reported no usage: tokens counted locally")
+        span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
         return
     note = usage_dialects.reconcile(call)
     if note:
@@ -357,3 +357,20 @@ def patch(owner: type, attr: str, make: Callable[[Any], Any]) -> Patch:
 def unpatch(patches: list[Patch]) -> None:
     for p in reversed(patches):
         setattr(p.owner, p.attr, p.original)
+
+
+def patch_raw_accessors(owner: type) -> list[Patch]:
+    """Make ``owner.with_raw_response`` / ``with_streaming_response`` build their wrapper on every access.
+
+    The SDK caches them (``cached_property``), and the wrapper binds ``create`` when it is built: one built
+    before instrumenting would call the unpatched method for ever. A ``property`` is a data descriptor, so
+    it also wins over a wrapper already cached in an instance's ``__dict__``. Unpatching restores the
+    ``cached_property``."""
+    patches: list[Patch] = []
+    for attr in ("with_raw_response", "with_streaming_response"):
+        original = owner.__dict__.get(attr)
+        func = getattr(original, "func", None)  # functools.cached_property keeps the function here
+        if func is None:
+            continue
+        patches.append(patch(owner, attr, lambda _orig, f=func: property(f)))
+    return patches

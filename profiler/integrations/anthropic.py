@@ -309,6 +309,8 @@ def _patch_messages(sync_cls: type, async_cls: type, adapter: MessagesAdapter, p
         patches.append(_sdk.patch(sync_cls, "parse", lambda f: _sdk.sync_create(adapter, f, f"{prefix}.parse")))
     if "parse" in async_cls.__dict__:
         patches.append(_sdk.patch(async_cls, "parse", lambda f: _sdk.async_create(adapter, f, f"{prefix}.parse")))
+    patches.extend(_sdk.patch_raw_accessors(sync_cls))
+    patches.extend(_sdk.patch_raw_accessors(async_cls))
 
 
 def patch() -> list[_sdk.Patch]:

@@ -336,6 +336,8 @@ def patch() -> list[_sdk.Patch]:
                                            (AsyncResponses, responses, "openai.responses.parse", _sdk.async_create)):
             if "parse" in owner.__dict__:
                 patches.append(_sdk.patch(owner, "parse", lambda f, a=adapter, n=name, w=wrap: w(a, f, n)))
+        for owner in (Completions, AsyncCompletions, Responses, AsyncResponses):
+            patches.extend(_sdk.patch_raw_accessors(owner))
     except BaseException:
         _sdk.unpatch(patches)
         raise

@@ -50,7 +50,7 @@ from typing import Any
 from tokprof.profiler.model import LLMCall, Usage
 
 __all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
-           "any_usage", "reconcile", "merge_stream_usage"]
+           "any_usage", "reconcile", "merge_stream_usage", "estimate_missing"]
 
 
 def plain(value: Any) -> Any:
@@ -257,3 +257,15 @@ def reconcile(call: LLMCall) -> str | None:
             setattr(u, name, 0)
         return "provider reported 0 input tokens for a non-empty prompt: not taken as truth, counted locally"
     return None
+
+
+def estimate_missing(call: LLMCall) -> str:
+    """The provider reported no usage: count the call locally now and label every count ``estimated``,
+    since a local count cannot know cache hits or hidden reasoning tokens. Returns the span note."""
+    from tokprof.profiler.accounting import fill_usage
+
+    fill_usage(call)
+    for name in list(call.usage.sources):
+        call.usage.sources[name] = "estimated"
+    return ("the provider reported no usage: tokens counted locally and labelled estimated "
+            "(cache hits and hidden reasoning tokens cannot be known)")
