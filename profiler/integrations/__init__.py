@@ -40,6 +40,7 @@ SUPPORTED: dict[str, tuple[str, str]] = {
     "anthropic": ("tokprof.profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
     "litellm": ("tokprof.profiler.integrations.litellm", "pip install litellm"),
     "google-genai": ("tokprof.profiler.integrations.gemini", "pip install google-genai"),
+    "openai-agents": ("tokprof.profiler.integrations.openai_agents", "pip install openai-agents"),
 }
 """SDK name -> (our patch module, how to install the SDK)."""
 

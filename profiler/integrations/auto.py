@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 log = logging.getLogger("tokprof")
 
 IMPORT_NAMES: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", "litellm": "litellm",
-                                "google-genai": "google.genai"}
+                                "google-genai": "google.genai", "openai-agents": "agents"}
 """SDK name (as ``instrument()`` takes it) -> the module whose import makes it patchable."""
 
 _lock = threading.RLock()
