@@ -159,3 +159,31 @@ async def _gemini(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> 
 
 
 _DRIVERS = {"openai": _openai, "litellm": _litellm, "anthropic": _anthropic, "google-genai": _gemini}
+
+
+def check(path: Path, dialect: Dialect, server: LLMServer) -> str | None:
+    """Drive one combination under a profile; ``None`` when the recorded call is right, else what is wrong
+    (the same checks as tests/test_conformance_clients.py, without the cost)."""
+    from tokprof.profiler import profile, span
+
+    server.script(reply_for(dialect))
+    try:
+        with profile("conformance") as run:
+            with span("agent-step", kind="agent"):
+                call(path, dialect, server)
+    except Exception as exc:  # noqa: BLE001 - reported in the matrix
+        return f"call failed: {exc!r}"
+    llm = run.llm_spans()
+    if len(llm) != 1:
+        return f"{len(llm)} LLM spans"
+    u = llm[0].llm.usage
+    got = {k: getattr(u, k) for k in u.sources}
+    if path.client == "litellm":
+        got = {k: v for k, v in got.items() if k in dialect.expected or v != 0}
+    if got != dialect.expected:
+        return f"usage {got} != {dialect.expected}"
+    if set(u.sources.values()) != {"provider"}:
+        return f"sources {u.sources}"
+    if llm[0].llm.model != dialect.model:
+        return f"model {llm[0].llm.model!r}"
+    return None
