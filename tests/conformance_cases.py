@@ -142,14 +142,18 @@ PATHS: list[Path] = [
     *_both("anthropic", "anthropic", "stream-helper", (True,)),
     *_both("anthropic", "anthropic", "beta", (False,)),
     *_both("google-genai", "gemini", "generate", (False, True)),
+    *_both("langchain", "chat", "ChatOpenAI", (False, True)),
+    *_both("langchain", "chat", "ChatDeepSeek", (False, True)),
+    *_both("langchain", "anthropic", "ChatAnthropic", (False, True)),
 ]
 
 
 FULL_DIALECT_CALLS = {("openai", "create"), ("litellm", "completion"), ("openai", "responses-create"),
-                      ("anthropic", "create"), ("anthropic", "stream-helper"), ("google-genai", "generate")}
+                      ("anthropic", "create"), ("anthropic", "stream-helper"), ("google-genai", "generate"),
+                      ("langchain", "ChatOpenAI"), ("langchain", "ChatAnthropic")}
 """Paths driven with every dialect of their route; the other call paths (parse, raw, streaming-response,
 stream helpers, beta) only change how the SDK is entered, so they take a representative subset."""
-REPRESENTATIVE = ("openai", "deepseek-toplevel", "qwen-explicit", "kimi-k2-stream-in-choice", "openai-responses",
+REPRESENTATIVE = ("openai", "deepseek-toplevel", "deepseek-nested-reasoner", "qwen-explicit", "kimi-k2-stream-in-choice", "openai-responses",
                   "anthropic-1h", "anthropic-gateway-delta-zero", "gemini")
 
 

@@ -35,8 +35,20 @@ def call(path: Path, dialect: Dialect, server: LLMServer) -> Any:
     """Make the call ``path`` describes; returns what the caller got (stream chunks as a list)."""
     fn = _DRIVERS[path.client]
     if path.is_async:
-        return asyncio.run(fn(path, dialect, server, True))
+        # one loop for every async combination: client libraries (langchain-openai) cache async HTTP
+        # clients bound to the loop that created them
+        return _loop().run_until_complete(fn(path, dialect, server, True))
     return _run_sync(fn(path, dialect, server, False))
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    global _LOOP
+    if _LOOP is None or _LOOP.is_closed():
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP
 
 
 def _run_sync(coro: Any) -> Any:
@@ -158,7 +170,28 @@ async def _gemini(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> 
     return await _maybe(models.generate_content(**kw), is_async)
 
 
-_DRIVERS = {"openai": _openai, "litellm": _litellm, "anthropic": _anthropic, "google-genai": _gemini}
+async def _langchain(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    """LangChain chat models (recorded by tokprof's callback handler; the SDK underneath adds the usage in
+    the provider's dialect)."""
+    if path.call == "ChatOpenAI":
+        from langchain_openai import ChatOpenAI
+
+        model: Any = ChatOpenAI(model=d.model, base_url=server.openai_url, api_key="test", max_retries=0)
+    elif path.call == "ChatDeepSeek":
+        from langchain_deepseek import ChatDeepSeek
+
+        model = ChatDeepSeek(model=d.model, api_base=server.openai_url, api_key="test", max_retries=0)
+    else:
+        from langchain_anthropic import ChatAnthropic
+
+        model = ChatAnthropic(model=d.model, base_url=server.anthropic_url, api_key="test", max_retries=0)
+    prompt = MESSAGES[0]["content"]
+    if path.stream:
+        return await _collect(model.astream(prompt) if is_async else model.stream(prompt), is_async)
+    return await model.ainvoke(prompt) if is_async else model.invoke(prompt)
+
+
+_DRIVERS = {"langchain": _langchain, "openai": _openai, "litellm": _litellm, "anthropic": _anthropic, "google-genai": _gemini}
 
 
 def check(path: Path, dialect: Dialect, server: LLMServer) -> str | None:

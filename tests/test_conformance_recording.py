@@ -198,3 +198,25 @@ def test_partial_usage_cache_above_input_is_reconciled(client: openai.OpenAI, ll
     (s,) = run.llm_spans()
     assert (s.llm.usage.input_tokens, s.llm.usage.cache_read_tokens) == (930, 900)
     assert "excluded" in s.attributes["usage_note"]
+
+
+def test_langchain_stream_gets_usage_and_yields_the_same_chunks(llm_server: Any) -> None:
+    """ChatOpenAI with a base_url does not ask for stream usage; the instrumented SDK underneath asks, hides
+    the usage-only chunk from LangChain, and hands the provider's usage (DeepSeek dialect) to the span."""
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(model="deepseek-chat", base_url=llm_server.openai_url, api_key="test", max_retries=0)
+
+    def view() -> list[tuple[Any, Any]]:
+        llm_server.script(Reply(usage=DS_USAGE))
+        return [(c.content, c.usage_metadata) for c in model.stream("What is 2+3?")]
+
+    with profile("plain", instrument=False):
+        plain = view()
+    with profile("traced") as run:
+        traced = view()
+    assert traced == plain
+    (s,) = run.llm_spans()
+    u = s.llm.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (1200, 1024, 50)
+    assert u.source("input_tokens") == "provider" and s.attributes["usage_from"] == "sdk"

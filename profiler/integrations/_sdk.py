@@ -66,6 +66,18 @@ class _State:
     HTTP response wrapper, which is recorded through its parsed body (see :func:`watch_raw`)."""
     done: bool = False
     transformed: list[str] = field(default_factory=list)
+    enriches: Span | None = None
+    """The model span above this call (LangChain, litellm) that gets the usage read here."""
+
+    def _usage_read(self) -> None:
+        assert self.span is not None and self.span.llm is not None
+        if self.enriches is None:
+            _check_usage(self.span)
+            return
+        usage = self.span.llm.usage
+        if set(usage.sources.values()) == {"provider"}:
+            usage_dialects.reconcile(self.span.llm)
+            _stash(self.enriches, usage)
 
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
@@ -77,7 +89,7 @@ class _State:
         try:
             if self.span is not None and self.span.llm is not None:
                 self.adapter.fill(self.span.llm, response)
-                _check_usage(self.span)
+                self._usage_read()
         except Exception as exc:
             internal_error(f"{self.adapter.api} response", exc)
         if self.span is not None and not self.done:
@@ -96,12 +108,33 @@ class _State:
         try:
             if self.span.llm is not None and acc is not None:
                 acc.finish(self.span.llm)
-                _check_usage(self.span)
+                self._usage_read()
             if not complete and error is None:
                 self.span.set_attribute("stream_incomplete", True)
         except Exception as exc:
             internal_error(f"{self.adapter.api} stream end", exc)
         end_span(self.span, error)
+
+
+_sdk_usage: dict[str, Usage] = {}
+"""Model span id -> the usage its SDK call reported (see :func:`take_sdk_usage`)."""
+_SDK_USAGE_MAX = 1024
+
+
+def _stash(span: Span, usage: Usage) -> None:
+    if len(_sdk_usage) >= _SDK_USAGE_MAX:  # a layer above that never takes it: keep the newest only
+        _sdk_usage.pop(next(iter(_sdk_usage)))
+    previous = _sdk_usage.get(span.span_id)
+    # several SDK calls under one model span (a retry...): all of them were billed
+    _sdk_usage[span.span_id] = usage if previous is None else previous + usage
+
+
+def take_sdk_usage(span: Span | None) -> Usage | None:
+    """The usage that SDK calls made under ``span`` (a LangChain / litellm model span) reported, read in the
+    provider's own dialect; ``None`` when no instrumented SDK call happened underneath."""
+    if span is None:
+        return None
+    return _sdk_usage.pop(span.span_id, None)
 
 
 def _check_usage(span: Span) -> None:
@@ -135,12 +168,19 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         if not stream and middleware.middlewares():
             state.cached, served_by = middleware.apply_lookup(adapter.api, state.kwargs)
         parent = hooks.current_span() or hooks._implicit_root()
-        if parent is None or parent.kind == "llm":
-            # Outside a profile there is nothing to record. Inside a model span (LangChain's ChatOpenAI
-            # ...) the call is already recorded: recording it again would count its tokens twice.
-            return state
+        if parent is None:
+            return state  # outside a profile there is nothing to record
         call = adapter.request(state.kwargs)
-        span = start_span(name, "llm", parent=parent, llm=call)
+        if parent.kind == "llm":
+            # Inside a model span (LangChain's ChatOpenAI, litellm...) the call is already recorded:
+            # recording it again would count its tokens twice. It is watched on a detached span (never
+            # handed to the run) and its usage, read here in the provider's own dialect, is passed up
+            # (take_sdk_usage): the layer above may have lost dialect fields or a stream's usage.
+            state.enriches = parent
+            span = Span("sdk-" + parent.span_id, parent.span_id, parent.run_id, "llm", name, hooks._perf(),
+                        hooks._wall(), None, "ok", None, None, None, call)
+        else:
+            span = start_span(name, "llm", parent=parent, llm=call)
         state.span = span
         if span is None:
             return state

@@ -500,6 +500,19 @@ def _fill_response(call: LLMCall, response: "LLMResult", span: Span | None = Non
         info = generation.generation_info or {}
         call.finish_reason = info.get("finish_reason")
     call.usage = _usage_from_message(message, response.llm_output)
+    from tokprof.profiler.integrations import _sdk
+
+    wire = _sdk.take_sdk_usage(span)
+    if wire is not None and wire.sources:
+        # The instrumented SDK underneath read the provider's own usage block: it keeps what the LangChain
+        # integration drops (DeepSeek hit/miss, Kimi/Moonshot cached_tokens, Qwen explicit cache writes,
+        # Anthropic's TTL split, message_start input on a gateway) and a stream's usage it did not ask for.
+        call.usage = wire
+        if span is not None:
+            span.set_attribute("usage_from", "sdk")
+    elif not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
+        if span is not None:
+            span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
     note = usage_dialects.reconcile(call)
     if note and span is not None:
         span.set_attribute("usage_note", note)

@@ -72,6 +72,9 @@ def _finish(span: Span, response: Any) -> None:
     try:
         if span.llm is not None:
             _ADAPTER.fill(span.llm, response)
+            wire = _sdk.take_sdk_usage(span)
+            if wire is not None and wire.sources:  # an instrumented SDK underneath read the provider's block
+                span.llm.usage = wire
             if span.llm.model and "/" in span.llm.model:
                 span.llm.model = span.llm.model.split("/", 1)[1]
             _sdk._check_usage(span)
@@ -119,6 +122,9 @@ class _Watch:
                 self.acc.finish(self.span.llm)
                 if self.raw_usage is not None:
                     self.span.llm.usage = chat_usage(self.raw_usage)
+                wire = _sdk.take_sdk_usage(self.span)
+                if wire is not None and wire.sources:
+                    self.span.llm.usage = wire
                 if self.span.llm.model and "/" in self.span.llm.model:
                     self.span.llm.model = self.span.llm.model.split("/", 1)[1]
                 _sdk._check_usage(self.span)
