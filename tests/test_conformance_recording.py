@@ -220,3 +220,20 @@ def test_langchain_stream_gets_usage_and_yields_the_same_chunks(llm_server: Any)
     u = s.llm.usage
     assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (1200, 1024, 50)
     assert u.source("input_tokens") == "provider" and s.attributes["usage_from"] == "sdk"
+
+
+def test_sdk_call_inside_a_langchain_tool_nests_under_the_tool(client: openai.OpenAI, llm_server: Any) -> None:
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(q: str) -> str:
+        """Ask the model."""
+        return client.chat.completions.create(model="deepseek-chat", messages=MESSAGES).choices[0].message.content
+
+    llm_server.script(Reply(usage=DS_USAGE))
+    with profile("tool") as run:
+        lookup.invoke({"q": "x"})
+    (s,) = run.llm_spans()
+    parent = next(x for x in run.spans if x.span_id == s.parent_id)
+    assert parent.kind == "tool" and parent.name == "lookup"
+    assert s.llm.usage.cache_read_tokens == 1024
