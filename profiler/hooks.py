@@ -421,7 +421,10 @@ class profile:
         kind: kind of the root span.
         save: stream spans to a run file as they finish (crash-safe) and close it on exit. ``True`` uses the
             default folder (``.tokprof/runs`` or ``$TOKPROF_DIR``); a path names the folder.
-        instrument: SDKs to instrument for the block (``["openai", "anthropic"]``).
+        instrument: SDKs to instrument for the block. Default ``True``: every supported LLM SDK that is
+            imported (or gets imported inside the block) is instrumented and restored when the last profile
+            exits; a list (``["openai", "anthropic"]``) adds SDKs to import and patch; ``False`` (or
+            ``$TOKPROF_INSTRUMENT=0``) instruments nothing.
         langchain: attach the LangChain callback handler automatically (default: on when langchain-core
             is importable).
         optimize: live optimization passes to switch on for the block (``response-cache``, ``minify``,
@@ -445,7 +448,7 @@ class profile:
         tags: dict[str, str] | None = None,
         kind: str = "agent",
         save: bool | str | Path = False,
-        instrument: Iterable[str] = (),
+        instrument: Iterable[str] | bool = True,
         langchain: bool = True,
         optimize: Iterable[str] = (),
         threads: bool = True,
@@ -461,7 +464,7 @@ class profile:
             self.run.metadata["currency"] = check(currency)
         self.kind = kind
         self.save = save
-        self.instrument = list(instrument)
+        self.instrument: list[str] | bool = instrument if isinstance(instrument, bool) else list(instrument)
         self.langchain = langchain
         self.optimize = list(optimize)
         self.threads = threads

@@ -47,6 +47,14 @@ class Reply:
     """OpenAI ``reasoning_tokens`` / Anthropic ``thinking_tokens`` (part of ``output_tokens``)."""
     status: int = 200
     error_message: str = "scripted failure"
+    usage: dict[str, Any] | None = None
+    """A usage block sent verbatim in the API's own dialect (DeepSeek hit/miss, Kimi ``cached_tokens``, Qwen
+    explicit cache, Anthropic TTL split, Gemini ``usageMetadata``...) instead of one built from the counts above."""
+    usage_in_choice: bool = False
+    """Chat stream: put the usage in the last chunk's ``choices[0].usage`` (Kimi/Moonshot) instead of a
+    usage-only chunk."""
+    delta_usage: dict[str, Any] | None = None
+    """Anthropic stream: extra fields for ``message_delta``'s usage (e.g. a gateway's ``input_tokens: 0``)."""
 
     def pieces(self, size: int = 5) -> list[str]:
         return [self.text[i:i + size] for i in range(0, len(self.text), size)]
@@ -172,6 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         reply = self.owner._next(path, body, {k.lower(): v for k, v in self.headers.items()})
         anthropic = path.endswith("/messages")
+        if ":generateContent" in path or ":streamGenerateContent" in path:
+            self._gemini(path, reply)
+            return
         if reply.status >= 400:
             if anthropic:
                 self._send_json(reply.status, {"type": "error", "error": {"type": "invalid_request_error",
@@ -203,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- OpenAI chat completions --------------------------------------------------------------
     @staticmethod
     def _chat_usage(reply: Reply) -> dict[str, Any]:
+        if reply.usage is not None:
+            return dict(reply.usage)
         usage = {
             "prompt_tokens": reply.input_tokens,
             "completion_tokens": reply.output_tokens,
@@ -254,7 +267,14 @@ class _Handler(BaseHTTPRequestHandler):
                                                "function": {"name": tc["name"], "arguments": ""}}]})
             for j in range(0, len(args), 6):
                 yield None, chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 6]}}]})
-        yield None, chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        last = chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        if reply.usage_in_choice:
+            last["choices"][0]["usage"] = self._chat_usage(reply)
+            last.pop("usage", None)
+            yield None, last
+            yield None, "[DONE]"
+            return
+        yield None, last
         if include_usage:
             yield None, {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                          "system_fingerprint": "fp_loopback", "choices": [], "usage": self._chat_usage(reply)}
@@ -289,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
             "top_p": 1.0,
             "text": {"format": {"type": "text"}},
             "truncation": "disabled",
-            "usage": None if not done else {
+            "usage": None if not done else dict(reply.usage) if reply.usage is not None else {
                 "input_tokens": reply.input_tokens,
                 "input_tokens_details": {"cached_tokens": reply.cached_tokens},
                 "output_tokens": reply.output_tokens,
@@ -336,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- Anthropic messages -------------------------------------------------------------------
     @staticmethod
     def _anthropic_usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        if reply.usage is not None:
+            return {**reply.usage, "output_tokens": output_tokens}
         usage: dict[str, Any] = {
             # Anthropic reports the uncached remainder as input_tokens.
             "input_tokens": reply.input_tokens - reply.cached_tokens - reply.cache_write_tokens,
@@ -398,5 +420,50 @@ class _Handler(BaseHTTPRequestHandler):
                                 "delta": {"stop_reason": "tool_use" if reply.tool_calls else "end_turn",
                                           "stop_sequence": None},
                                 "usage": {"output_tokens": reply.output_tokens,
-                                          **({"output_tokens_details": details} if details else {})}}
+                                          **({"output_tokens_details": details} if details else {}),
+                                          **(reply.delta_usage or {})}}
         yield "message_stop", {"type": "message_stop"}
+
+    # ---- Gemini generateContent -------------------------------------------------------------
+    @staticmethod
+    def _gemini_usage(reply: Reply) -> dict[str, Any]:
+        """``usageMetadata`` as the Gemini API sends it (https://ai.google.dev/api/generate-content#UsageMetadata):
+        the prompt count includes cached content; thoughts are not part of the candidates count."""
+        if reply.usage is not None:
+            return dict(reply.usage)
+        usage = {"promptTokenCount": reply.input_tokens,
+                 "candidatesTokenCount": reply.output_tokens - reply.reasoning_tokens,
+                 "totalTokenCount": reply.input_tokens + reply.output_tokens}
+        if reply.cached_tokens:
+            usage["cachedContentTokenCount"] = reply.cached_tokens
+        if reply.reasoning_tokens:
+            usage["thoughtsTokenCount"] = reply.reasoning_tokens
+        return usage
+
+    def _gemini(self, path: str, reply: Reply) -> None:
+        model = path.split("/models/")[-1].split(":")[0]
+        if reply.status >= 400:
+            self._send_json(reply.status, {"error": {"code": reply.status, "message": reply.error_message,
+                                                     "status": "INVALID_ARGUMENT"}})
+            return
+        rid = self.owner.new_id("gem-")
+
+        def answer(parts: list[dict[str, Any]], finish: str | None, usage: dict[str, Any] | None) -> dict[str, Any]:
+            cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+            if finish:
+                cand["finishReason"] = finish
+            out: dict[str, Any] = {"candidates": [cand], "modelVersion": model, "responseId": rid}
+            if usage is not None:
+                out["usageMetadata"] = usage
+            return out
+
+        calls = [{"functionCall": {"name": tc["name"], "args": tc["arguments"]}} for tc in reply.tool_calls]
+        if ":streamGenerateContent" in path:
+            pieces = reply.pieces()
+            events = [(None, answer([{"text": p}], None, None)) for p in pieces[:-1]]
+            events.append((None, answer(([{"text": pieces[-1]}] if pieces else []) + calls, "STOP",
+                                        self._gemini_usage(reply))))
+            self._send_sse(iter(events))
+        else:
+            parts = ([{"text": reply.text}] if reply.text else []) + calls
+            self._send_json(200, answer(parts, "STOP", self._gemini_usage(reply)))

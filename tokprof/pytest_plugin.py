@@ -138,7 +138,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "token_budget(max_input_tokens=None, max_output_tokens=None, max_total_tokens=None, max_cost_usd=None): "
+        "token_budget(max_input_tokens=None, max_output_tokens=None, max_total_tokens=None, max_cost_usd=None, "
+        "allow_no_calls=False): "
         "profile the test with tokprof and fail it if its LLM usage exceeds the budget",
     )
     config.stash[_STATE] = _State(config)
@@ -236,11 +237,16 @@ def _check_marker(nodeid: str, marker: pytest.Mark) -> None:
     """Reject a malformed budget at collection, before any test runs."""
     if marker.args:
         raise pytest.UsageError(f"{nodeid}: token_budget takes keyword arguments only: {', '.join(BUDGET_KEYS)}")
-    unknown = sorted(set(marker.kwargs) - set(BUDGET_KEYS))
+    flag = marker.kwargs.get("allow_no_calls", False)
+    if not isinstance(flag, bool):
+        raise pytest.UsageError(f"{nodeid}: token_budget allow_no_calls={flag!r} must be True or False")
+    unknown = sorted(set(marker.kwargs) - set(BUDGET_KEYS) - {"allow_no_calls"})
     if unknown:
         raise pytest.UsageError(
             f"{nodeid}: unknown token_budget argument(s) {', '.join(unknown)}; expected {', '.join(BUDGET_KEYS)}")
     for key, value in marker.kwargs.items():
+        if key == "allow_no_calls":
+            continue
         try:
             if value is not None and Decimal(str(value)) < 0:
                 raise ValueError
@@ -258,6 +264,11 @@ def _budget_problems(item: pytest.Item, usage: TestUsage) -> list[str]:
     if marker is None:
         return []
     problems = []
+    if usage.llm_calls == 0 and not marker.kwargs.get("allow_no_calls", False):
+        # A budget over a run that recorded nothing proves nothing: the client may not be instrumented.
+        problems.append("0 LLM calls were recorded, so the budget checked nothing; if the test really makes no "
+                        "model call, mark it token_budget(..., allow_no_calls=True), otherwise call the model "
+                        "through an instrumented client (openai, anthropic, google-genai, litellm, LangChain)")
     for key, actual in (("max_input_tokens", usage.input_tokens), ("max_output_tokens", usage.output_tokens),
                         ("max_total_tokens", usage.total_tokens)):
         limit = marker.kwargs.get(key)

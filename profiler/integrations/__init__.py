@@ -22,6 +22,7 @@ from typing import Any
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import internal_error
 from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import auto as _auto
 from tokprof.profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
 
 __all__ = [
@@ -37,8 +38,14 @@ __all__ = [
 SUPPORTED: dict[str, tuple[str, str]] = {
     "openai": ("tokprof.profiler.integrations.openai", "pip install 'tokprof[openai]' (or: pip install openai)"),
     "anthropic": ("tokprof.profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
+    "litellm": ("tokprof.profiler.integrations.litellm", "pip install litellm"),
+    "google-genai": ("tokprof.profiler.integrations.gemini", "pip install google-genai"),
+    "openai-agents": ("tokprof.profiler.integrations.openai_agents", "pip install openai-agents"),
 }
 """SDK name -> (our patch module, how to install the SDK)."""
+
+_IMPORT_NAME = _auto.IMPORT_NAMES
+"""SDK name -> its import name."""
 
 _lock = threading.RLock()
 _active: dict[str, list[_sdk.Patch]] = {}
@@ -62,7 +69,7 @@ def _patch(key: str) -> bool:
         return False
     module_name, install = SUPPORTED[key]
     try:
-        importlib.import_module(key)
+        importlib.import_module(_IMPORT_NAME.get(key, key))
     except ImportError as exc:
         raise ImportError(f"tokprof.instrument({key!r}): the {key} SDK is not installed; {install}") from exc
     _active[key] = importlib.import_module(module_name).patch()
@@ -112,10 +119,28 @@ def instrumented() -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # profile() hooks
 # ---------------------------------------------------------------------------------------------------
+def _patch_for_auto(key: str) -> bool:
+    with _lock:
+        return _patch(key)
+
+
+def _keep(key: str) -> bool:
+    return key in _explicit or _profile_refs.get(key, 0) > 0
+
+
+def _unpatch_for_auto(key: str) -> None:
+    with _lock:
+        if not _keep(key):
+            _unpatch(key)
+
+
 def _enter_instrument(p: Any) -> None:
-    names = list(getattr(p, "instrument", None) or [])
-    if not names:
-        return
+    """Enter hook: the SDKs named in ``profile(instrument=[...])`` are imported and patched for the block;
+    unless the profile says ``instrument=False`` (or ``TOKPROF_INSTRUMENT=0``), every supported SDK that is
+    or gets imported is patched too (:mod:`.auto`)."""
+    value = getattr(p, "instrument", True)
+    names = [] if isinstance(value, bool) else list(value or [])
+    auto_on = value is not False and not _auto.disabled_by_env()
     held: list[str] = []
     with _lock:
         for name in names:
@@ -127,15 +152,17 @@ def _enter_instrument(p: Any) -> None:
                 continue
             _profile_refs[key] = _profile_refs.get(key, 0) + 1
             held.append(key)
+        if auto_on:
+            _auto.enter(_patch_for_auto, _unpatch_for_auto)
     p.extras["instrumented"] = held
+    p.extras["instrument_auto"] = auto_on
 
 
 def _exit_instrument(p: Any) -> None:
     """Release this block's hold; the last block out unpatches, unless instrument() was called explicitly
     (concurrent or nested blocks keep the patch while any of them runs)."""
-    held = p.extras.pop("instrumented", None)
-    if not held:
-        return
+    _auto.warn_if_no_calls(p)
+    held = p.extras.pop("instrumented", None) or []
     with _lock:
         for key in held:
             if key not in _profile_refs:  # uninstrument() was called inside the block: already undone
@@ -145,6 +172,8 @@ def _exit_instrument(p: Any) -> None:
                 del _profile_refs[key]
                 if key not in _explicit:
                     _unpatch(key)
+        if p.extras.pop("instrument_auto", False):
+            _auto.exit_(_keep)
 
 
 def _attach_langchain(p: Any) -> None:

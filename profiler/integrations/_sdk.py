@@ -14,12 +14,13 @@ SDK's own exceptions propagate unchanged and are recorded on the span.
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, AsyncIterator, Protocol
 
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
-from tokprof.profiler.integrations import middleware
+from tokprof.profiler.integrations import middleware, usage_dialects
 from tokprof.profiler.model import LLMCall, Span, Usage
 
 _RAW_HEADER = "X-Stainless-Raw-Response"
@@ -60,8 +61,23 @@ class _State:
     span: Span | None = None
     hide: Callable[[Any], bool] | None = None
     cached: Any = None
+    raw: str | None = None
+    """``"true"`` (``with_raw_response``) or ``"stream"`` (``with_streaming_response``): the call returns the
+    HTTP response wrapper, which is recorded through its parsed body (see :func:`watch_raw`)."""
     done: bool = False
     transformed: list[str] = field(default_factory=list)
+    enriches: Span | None = None
+    """The model span above this call (LangChain, litellm) that gets the usage read here."""
+
+    def _usage_read(self) -> None:
+        assert self.span is not None and self.span.llm is not None
+        if self.enriches is None:
+            _check_usage(self.span)
+            return
+        usage = self.span.llm.usage
+        if set(usage.sources.values()) == {"provider"}:
+            usage_dialects.reconcile(self.span.llm)
+            _stash(self.enriches, usage)
 
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
@@ -73,12 +89,13 @@ class _State:
         try:
             if self.span is not None and self.span.llm is not None:
                 self.adapter.fill(self.span.llm, response)
+                self._usage_read()
         except Exception as exc:
             internal_error(f"{self.adapter.api} response", exc)
         if self.span is not None and not self.done:
             self.done = True
             end_span(self.span)
-        if not self.kwargs.get("stream"):
+        if not self.kwargs.get("stream") and self.raw is None:
             middleware.apply_after(self.adapter.api, self.kwargs, response)
         return response
 
@@ -91,6 +108,7 @@ class _State:
         try:
             if self.span.llm is not None and acc is not None:
                 acc.finish(self.span.llm)
+                self._usage_read()
             if not complete and error is None:
                 self.span.set_attribute("stream_incomplete", True)
         except Exception as exc:
@@ -98,26 +116,71 @@ class _State:
         end_span(self.span, error)
 
 
+_sdk_usage: dict[str, Usage] = {}
+"""Model span id -> the usage its SDK call reported (see :func:`take_sdk_usage`)."""
+_SDK_USAGE_MAX = 1024
+
+
+def _stash(span: Span, usage: Usage) -> None:
+    if len(_sdk_usage) >= _SDK_USAGE_MAX:  # a layer above that never takes it: keep the newest only
+        _sdk_usage.pop(next(iter(_sdk_usage)))
+    previous = _sdk_usage.get(span.span_id)
+    # several SDK calls under one model span (a retry...): all of them were billed
+    _sdk_usage[span.span_id] = usage if previous is None else previous + usage
+
+
+def take_sdk_usage(span: Span | None) -> Usage | None:
+    """The usage that SDK calls made under ``span`` (a LangChain / litellm model span) reported, read in the
+    provider's own dialect; ``None`` when no instrumented SDK call happened underneath."""
+    if span is None:
+        return None
+    return _sdk_usage.pop(span.span_id, None)
+
+
+def _check_usage(span: Span) -> None:
+    """Partial provider usage is not truth: reconcile it, or say on the span why it was dropped; a response
+    with no usage at all says so too (local counting fills it, labelled)."""
+    call = span.llm
+    if call is None:
+        return
+    if not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
+        span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
+        return
+    note = usage_dialects.reconcile(call)
+    if note:
+        span.set_attribute("usage_note", note)
+
+
 def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_helper: bool = False) -> _State:
     """Middleware, span and stream preparation before the real call. Never raises."""
     state = _State(adapter, kwargs)
     try:
         headers = kwargs.get("extra_headers") or {}
-        if _RAW_HEADER in headers or _RAW_HEADER.lower() in headers:
-            # ``with_raw_response`` calls get the HTTP response object back; leave them alone.
-            return state
-        if middleware.middlewares():
+        raw = headers.get(_RAW_HEADER, headers.get(_RAW_HEADER.lower())) if isinstance(headers, dict) else None
+        if raw is not None:
+            # with_raw_response / with_streaming_response: the caller gets the HTTP response wrapper back, so
+            # the live middleware (which may answer from a cache or rewrite the answer) stays out of it; the
+            # call is still recorded, from the parsed body.
+            state.raw = str(raw)
+        elif middleware.middlewares():
             state.kwargs, state.transformed = middleware.apply_before(adapter.api, kwargs)
         stream = streaming_helper or bool(state.kwargs.get("stream"))
         if not stream and middleware.middlewares():
             state.cached, served_by = middleware.apply_lookup(adapter.api, state.kwargs)
         parent = hooks.current_span() or hooks._implicit_root()
-        if parent is None or parent.kind == "llm":
-            # Outside a profile there is nothing to record. Inside a model span (LangChain's ChatOpenAI
-            # ...) the call is already recorded: recording it again would count its tokens twice.
-            return state
+        if parent is None:
+            return state  # outside a profile there is nothing to record
         call = adapter.request(state.kwargs)
-        span = start_span(name, "llm", parent=parent, llm=call)
+        if parent.kind == "llm":
+            # Inside a model span (LangChain's ChatOpenAI, litellm...) the call is already recorded:
+            # recording it again would count its tokens twice. It is watched on a detached span (never
+            # handed to the run) and its usage, read here in the provider's own dialect, is passed up
+            # (take_sdk_usage): the layer above may have lost dialect fields or a stream's usage.
+            state.enriches = parent
+            span = Span("sdk-" + parent.span_id, parent.span_id, parent.run_id, "llm", name, hooks._perf(),
+                        hooks._wall(), None, "ok", None, None, None, call)
+        else:
+            span = start_span(name, "llm", parent=parent, llm=call)
         state.span = span
         if span is None:
             return state
@@ -131,6 +194,8 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             end_span(span)
             return state
         if stream and not streaming_helper:
+            # Usage is asked for on raw-response streams too: the extra chunk is hidden from ``parse()``'s
+            # stream; only a caller reading the raw bytes (``iter_lines``) sees the documented usage chunk.
             state.kwargs, state.hide = adapter.prepare_stream(state.kwargs)
     except Exception as exc:
         internal_error(f"{adapter.api} request", exc)
@@ -203,6 +268,66 @@ async def _observe_async(state: _State, acc: Accumulator, inner: AsyncIterator[A
         state.end_stream(acc, error, complete)
 
 
+def watch_raw(state: _State, response: Any) -> Any:
+    """Record a ``with_raw_response`` / ``with_streaming_response`` call from its response wrapper.
+
+    The wrapper's ``parse()`` caches its result per type, so parsing it here hands the caller the very same
+    object later: a complete body is recorded now; a ``Stream`` gets its iterator watched like any stream.
+    If the caller never parses (reads bytes instead), closing the response ends the span, marked incomplete."""
+    try:
+        parsed = response.parse()
+    except Exception as exc:
+        internal_error(f"{state.adapter.api} raw response", exc)
+        state.end_stream(None, None, False)
+        return response
+    return _raw_parsed(state, response, parsed, is_async=False)
+
+
+async def async_watch_raw(state: _State, response: Any) -> Any:
+    """:func:`watch_raw` for the async client (whose ``with_streaming_response`` ``parse()`` is a coroutine)."""
+    try:
+        parsed = response.parse()
+        if hasattr(parsed, "__await__"):
+            parsed = await parsed
+    except Exception as exc:
+        internal_error(f"{state.adapter.api} raw response", exc)
+        state.end_stream(None, None, False)
+        return response
+    return _raw_parsed(state, response, parsed, is_async=True)
+
+
+def _raw_parsed(state: _State, response: Any, parsed: Any, *, is_async: bool) -> Any:
+    if state.kwargs.get("stream") and hasattr(parsed, "_iterator"):
+        wrap_stream(state, parsed, is_async=is_async)
+        _end_on_close(state, response)
+    else:
+        state.finish(parsed)
+    return response
+
+
+def _end_on_close(state: _State, response: Any) -> None:
+    """Closing the response wrapper ends the span (a no-op once the stream was read to its end)."""
+    original = getattr(response, "close", None)
+    if original is None:
+        return
+    if inspect.iscoroutinefunction(original):
+        async def aclose(*a: Any, **k: Any) -> Any:
+            try:
+                return await original(*a, **k)
+            finally:
+                state.end_stream(None, None, False)
+
+        response.close = aclose
+    else:
+        def close(*a: Any, **k: Any) -> Any:
+            try:
+                return original(*a, **k)
+            finally:
+                state.end_stream(None, None, False)
+
+        response.close = close
+
+
 # ---------------------------------------------------------------------------------------------------
 # method wrappers
 # ---------------------------------------------------------------------------------------------------
@@ -219,6 +344,8 @@ def sync_create(adapter: Adapter, original: Callable[..., Any], name: str) -> Ca
         except BaseException as exc:
             state.fail(exc)
             raise
+        if state.raw is not None and state.span is not None:
+            return watch_raw(state, result)
         if state.kwargs.get("stream") and state.span is not None:
             return wrap_stream(state, result)
         return state.finish(result)
@@ -240,6 +367,8 @@ def async_create(adapter: Adapter, original: Callable[..., Any], name: str) -> C
         except BaseException as exc:
             state.fail(exc)
             raise
+        if state.raw is not None and state.span is not None:
+            return await async_watch_raw(state, result)
         if state.kwargs.get("stream") and state.span is not None:
             return wrap_async_stream(state, result)
         return state.finish(result)
@@ -268,3 +397,20 @@ def patch(owner: type, attr: str, make: Callable[[Any], Any]) -> Patch:
 def unpatch(patches: list[Patch]) -> None:
     for p in reversed(patches):
         setattr(p.owner, p.attr, p.original)
+
+
+def patch_raw_accessors(owner: type) -> list[Patch]:
+    """Make ``owner.with_raw_response`` / ``with_streaming_response`` build their wrapper on every access.
+
+    The SDK caches them (``cached_property``), and the wrapper binds ``create`` when it is built: one built
+    before instrumenting would call the unpatched method for ever. A ``property`` is a data descriptor, so
+    it also wins over a wrapper already cached in an instance's ``__dict__``. Unpatching restores the
+    ``cached_property``."""
+    patches: list[Patch] = []
+    for attr in ("with_raw_response", "with_streaming_response"):
+        original = owner.__dict__.get(attr)
+        func = getattr(original, "func", None)  # functools.cached_property keeps the function here
+        if func is None:
+            continue
+        patches.append(patch(owner, attr, lambda _orig, f=func: property(f)))
+    return patches

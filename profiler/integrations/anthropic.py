@@ -17,7 +17,7 @@ import functools
 import json
 from typing import Any, Callable
 
-from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.integrations.openai import _given, _plain
 from tokprof.profiler.model import LLMCall, Message, Usage
 from tokprof.profiler.providers.resolver import pick_model
@@ -28,20 +28,9 @@ _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "too
 
 
 def anthropic_usage(usage: Any) -> Usage:
-    """tokprof usage from an Anthropic ``Usage`` (object or dict): cache tokens added into the input."""
-    u = _plain(usage) or {}
-    fresh = u.get("input_tokens")
-    read = u.get("cache_read_input_tokens")
-    write = u.get("cache_creation_input_tokens")
-    total_in = None if fresh is None else int(fresh) + int(read or 0) + int(write or 0)
-    details = u.get("output_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=total_in,
-        output_tokens=u.get("output_tokens"),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        reasoning_tokens=details.get("thinking_tokens"),
-    )
+    """tokprof usage from an Anthropic ``Usage`` (object or dict): cache tokens added into the input, the
+    1-hour/5-minute cache-write split kept (see ``usage_dialects``)."""
+    return usage_dialects.anthropic_usage(_plain(usage))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,9 +144,7 @@ class _StreamAccumulator:
         self.model: str | None = None
 
     def _merge_usage(self, usage: Any) -> None:
-        for k, v in (_plain(usage) or {}).items():
-            if v is not None:
-                self.usage[k] = v
+        usage_dialects.merge_stream_usage(self.usage, _plain(usage))
 
     def observe(self, event: Any) -> None:
         kind = getattr(event, "type", None)
@@ -242,28 +229,38 @@ _ASYNC_MANAGER_REQUEST = "_AsyncMessageStreamManager__api_request"
 
 
 def _stream_helper(adapter: MessagesAdapter, original: Callable[..., Any], manager_request: str,
-                   wrap_request: Callable[[_sdk._State, Any], Any]) -> Callable[..., Any]:
+                   wrap_request: Callable[[_sdk._State, Any], Any],
+                   name: str = "anthropic.messages.stream") -> Callable[..., Any]:
     """``messages.stream`` (sync or async: ``stream()`` itself is sync in both, only the manager's request
     differs) recorded as one LLM span: the manager's request is swapped for ``wrap_request``'s."""
 
     @functools.wraps(original)
     def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = _sdk.begin(adapter, kwargs, name="anthropic.messages.stream", streaming_helper=True)
+        state = _sdk.begin(adapter, kwargs, name=name, streaming_helper=True)
         try:
             manager = original(self, *args, **state.kwargs)
         except BaseException as exc:  # recorded as a failed call, as create() does
             state.fail(exc)
             raise
-        api_request = manager.__dict__.get(manager_request) if state.span is not None else None
+        key = _manager_request_key(manager, manager_request) if state.span is not None else None
+        api_request = manager.__dict__.get(key) if key else None
         if api_request is None:
             if state.span is not None:  # an SDK version whose manager we do not know: record no output
                 state.end_stream(adapter.accumulator(), None, False)
             return manager
-        manager.__dict__[manager_request] = wrap_request(state, api_request)
+        manager.__dict__[key] = wrap_request(state, api_request)
         return manager
 
     stream.__tokprof_original__ = original  # type: ignore[attr-defined]
     return stream
+
+
+def _manager_request_key(manager: Any, preferred: str) -> str | None:
+    """The stream manager's private request attribute (name-mangled per class: ``MessageStreamManager``,
+    ``BetaMessageStreamManager``, their async twins)."""
+    if preferred in manager.__dict__:
+        return preferred
+    return next((k for k in manager.__dict__ if k.endswith("__api_request")), None)
 
 
 def _sync_request(state: _sdk._State, api_request: Callable[[], Any]) -> Callable[[], Any]:
@@ -290,27 +287,49 @@ def _async_request(state: _sdk._State, api_request: Any) -> Any:
     return request()  # the async manager holds an awaitable, not a function
 
 
-def _sync_stream(adapter: MessagesAdapter, original: Callable[..., Any]) -> Callable[..., Any]:
-    return _stream_helper(adapter, original, _SYNC_MANAGER_REQUEST, _sync_request)
+def _sync_stream(adapter: MessagesAdapter, original: Callable[..., Any],
+                 name: str = "anthropic.messages.stream") -> Callable[..., Any]:
+    return _stream_helper(adapter, original, _SYNC_MANAGER_REQUEST, _sync_request, name)
 
 
-def _async_stream(adapter: MessagesAdapter, original: Callable[..., Any]) -> Callable[..., Any]:
-    return _stream_helper(adapter, original, _ASYNC_MANAGER_REQUEST, _async_request)
+def _async_stream(adapter: MessagesAdapter, original: Callable[..., Any],
+                  name: str = "anthropic.messages.stream") -> Callable[..., Any]:
+    return _stream_helper(adapter, original, _ASYNC_MANAGER_REQUEST, _async_request, name)
+
+
+def _patch_messages(sync_cls: type, async_cls: type, adapter: MessagesAdapter, prefix: str,
+                    patches: list[_sdk.Patch]) -> None:
+    patches.append(_sdk.patch(sync_cls, "create", lambda f: _sdk.sync_create(adapter, f, f"{prefix}.create")))
+    patches.append(_sdk.patch(async_cls, "create", lambda f: _sdk.async_create(adapter, f, f"{prefix}.create")))
+    if "stream" in sync_cls.__dict__:
+        patches.append(_sdk.patch(sync_cls, "stream", lambda f: _sync_stream(adapter, f, f"{prefix}.stream")))
+    if "stream" in async_cls.__dict__:
+        patches.append(_sdk.patch(async_cls, "stream", lambda f: _async_stream(adapter, f, f"{prefix}.stream")))
+    # parse() posts itself (not through create): structured outputs are billed calls too
+    if "parse" in sync_cls.__dict__:
+        patches.append(_sdk.patch(sync_cls, "parse", lambda f: _sdk.sync_create(adapter, f, f"{prefix}.parse")))
+    if "parse" in async_cls.__dict__:
+        patches.append(_sdk.patch(async_cls, "parse", lambda f: _sdk.async_create(adapter, f, f"{prefix}.parse")))
+    patches.extend(_sdk.patch_raw_accessors(sync_cls))
+    patches.extend(_sdk.patch_raw_accessors(async_cls))
 
 
 def patch() -> list[_sdk.Patch]:
-    """Patch the SDK; returns what :func:`tokprof.profiler.integrations._sdk.unpatch` needs to undo it."""
+    """Patch the SDK (messages and beta messages); returns what
+    :func:`tokprof.profiler.integrations._sdk.unpatch` needs to undo it."""
     from anthropic.resources.messages.messages import AsyncMessages, Messages
 
     adapter = MessagesAdapter()
     patches: list[_sdk.Patch] = []
     try:
-        patches.append(_sdk.patch(Messages, "create",
-                                  lambda f: _sdk.sync_create(adapter, f, "anthropic.messages.create")))
-        patches.append(_sdk.patch(AsyncMessages, "create",
-                                  lambda f: _sdk.async_create(adapter, f, "anthropic.messages.create")))
-        patches.append(_sdk.patch(Messages, "stream", lambda f: _sync_stream(adapter, f)))
-        patches.append(_sdk.patch(AsyncMessages, "stream", lambda f: _async_stream(adapter, f)))
+        _patch_messages(Messages, AsyncMessages, adapter, "anthropic.messages", patches)
+        try:
+            from anthropic.resources.beta.messages.messages import AsyncMessages as BetaAsync
+            from anthropic.resources.beta.messages.messages import Messages as BetaMessages
+        except ImportError:  # an SDK without beta messages
+            pass
+        else:
+            _patch_messages(BetaMessages, BetaAsync, adapter, "anthropic.beta.messages", patches)
     except BaseException:
         _sdk.unpatch(patches)
         raise

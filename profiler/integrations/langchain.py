@@ -30,6 +30,7 @@ from langchain_core.tracers.context import register_configure_hook
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
 from tokprof.profiler.model import LLMCall, Message, Span, Usage
+from tokprof.profiler.integrations import usage_dialects
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.messages import BaseMessage
@@ -163,25 +164,10 @@ def _usage_from_message(message: Any, llm_output: dict[str, Any] | None) -> Usag
     """
     meta = getattr(message, "usage_metadata", None) if message is not None else None
     if meta:
-        details_in = meta.get("input_token_details") or {}
-        details_out = meta.get("output_token_details") or {}
-        return Usage.from_provider(
-            input_tokens=meta.get("input_tokens"),
-            output_tokens=meta.get("output_tokens"),
-            cache_read_tokens=details_in.get("cache_read"),
-            cache_write_tokens=details_in.get("cache_creation"),
-            reasoning_tokens=details_out.get("reasoning"),
-        )
+        return usage_dialects.langchain_usage(meta)
     usage = (llm_output or {}).get("token_usage") or (llm_output or {}).get("usage") or {}
     if isinstance(usage, dict) and usage:
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
-        return Usage.from_provider(
-            input_tokens=usage.get("prompt_tokens", usage.get("input_tokens")),
-            output_tokens=usage.get("completion_tokens", usage.get("output_tokens")),
-            cache_read_tokens=prompt_details.get("cached_tokens"),
-            reasoning_tokens=completion_details.get("reasoning_tokens"),
-        )
+        return usage_dialects.any_usage(usage)
     return Usage()
 
 
@@ -514,6 +500,22 @@ def _fill_response(call: LLMCall, response: "LLMResult", span: Span | None = Non
         info = generation.generation_info or {}
         call.finish_reason = info.get("finish_reason")
     call.usage = _usage_from_message(message, response.llm_output)
+    from tokprof.profiler.integrations import _sdk
+
+    wire = _sdk.take_sdk_usage(span)
+    if wire is not None and wire.sources:
+        # The instrumented SDK underneath read the provider's own usage block: it keeps what the LangChain
+        # integration drops (DeepSeek hit/miss, Kimi/Moonshot cached_tokens, Qwen explicit cache writes,
+        # Anthropic's TTL split, message_start input on a gateway) and a stream's usage it did not ask for.
+        call.usage = wire
+        if span is not None:
+            span.set_attribute("usage_from", "sdk")
+    elif not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
+        if span is not None:
+            span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
+    note = usage_dialects.reconcile(call)
+    if note and span is not None:
+        span.set_attribute("usage_note", note)
     served_from = _cache_hit(message)
     if served_from is not None:
         # No request reached the provider: nothing was billed. The cached answer's own usage is kept

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.model import LLMCall, Message, Usage
 from tokprof.profiler.providers.resolver import pick_model
 
@@ -66,7 +66,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, type):  # e.g. a pydantic class given as response_format to .parse()
         return f"{value.__module__}.{value.__qualname__}"
     if hasattr(value, "model_dump"):
-        return value.model_dump(exclude_none=True)
+        try:  # warnings=False: a parse() result's ``parsed`` field holds the caller's own model
+            return value.model_dump(exclude_none=True, warnings=False)
+        except TypeError:  # pydantic v1-style model_dump without ``warnings``
+            return value.model_dump(exclude_none=True)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if _given(v)}
     if isinstance(value, (list, tuple)):
@@ -79,31 +82,13 @@ def _params(kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def chat_usage(usage: Any) -> Usage:
-    """tokprof usage from an OpenAI ``CompletionUsage`` (object or dict)."""
-    u = _plain(usage) or {}
-    prompt_details = u.get("prompt_tokens_details") or {}
-    completion_details = u.get("completion_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=u.get("prompt_tokens"),
-        output_tokens=u.get("completion_tokens"),
-        cache_read_tokens=prompt_details.get("cached_tokens"),
-        cache_write_tokens=prompt_details.get("cache_write_tokens"),
-        reasoning_tokens=completion_details.get("reasoning_tokens"),
-    )
+    """tokprof usage from an OpenAI-compatible chat ``usage`` (any dialect: see ``usage_dialects``)."""
+    return usage_dialects.chat_usage(_plain(usage))
 
 
 def responses_usage(usage: Any) -> Usage:
     """tokprof usage from a Responses API ``ResponseUsage`` (object or dict)."""
-    u = _plain(usage) or {}
-    input_details = u.get("input_tokens_details") or {}
-    output_details = u.get("output_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=u.get("input_tokens"),
-        output_tokens=u.get("output_tokens"),
-        cache_read_tokens=input_details.get("cached_tokens"),
-        cache_write_tokens=input_details.get("cache_write_tokens"),
-        reasoning_tokens=output_details.get("reasoning_tokens"),
-    )
+    return usage_dialects.responses_usage(_plain(usage))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,6 +113,10 @@ class _ChatAccumulator:
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue
+            if getattr(choice, "usage", None) is not None and getattr(chunk, "usage", None) is None:
+                # Kimi/Moonshot streams put the usage in the last chunk's choices[0].usage
+                # (https://platform.moonshot.ai/docs/api/chat)
+                self.usage = choice.usage
             if choice.finish_reason:
                 self.finish_reason = choice.finish_reason
             delta = choice.delta
@@ -341,6 +330,15 @@ def patch() -> list[_sdk.Patch]:
                                   lambda f: _sdk.sync_create(responses, f, "openai.responses.create")))
         patches.append(_sdk.patch(AsyncResponses, "create",
                                   lambda f: _sdk.async_create(responses, f, "openai.responses.create")))
+        # parse() posts itself (not through create): structured outputs are billed calls too
+        for owner, adapter, name, wrap in ((Completions, chat, "openai.chat.completions.parse", _sdk.sync_create),
+                                           (AsyncCompletions, chat, "openai.chat.completions.parse", _sdk.async_create),
+                                           (Responses, responses, "openai.responses.parse", _sdk.sync_create),
+                                           (AsyncResponses, responses, "openai.responses.parse", _sdk.async_create)):
+            if "parse" in owner.__dict__:
+                patches.append(_sdk.patch(owner, "parse", lambda f, a=adapter, n=name, w=wrap: w(a, f, n)))
+        for owner in (Completions, AsyncCompletions, Responses, AsyncResponses):
+            patches.extend(_sdk.patch_raw_accessors(owner))
     except BaseException:
         _sdk.unpatch(patches)
         raise

@@ -22,8 +22,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--name", help="run name (default: the script's name)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="attribution tag, repeatable (team=payments, feature=refunds)")
-    p.add_argument("--instrument", action="append", default=[], choices=["openai", "anthropic"],
-                   help="also instrument this SDK (repeatable)")
+    p.add_argument("--instrument", action="append", default=[],
+                   choices=["openai", "anthropic", "litellm", "google-genai", "openai-agents"],
+                   help="also import and instrument this SDK (repeatable; SDKs the script imports are instrumented "
+                        "automatically unless TOKPROF_INSTRUMENT=0)")
     p.add_argument("--dir", help="runs folder (default .tokprof/runs or $TOKPROF_DIR)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=run_command)

@@ -1,0 +1,271 @@
+"""Every provider's ``usage`` block, read in its own dialect, as one tokprof :class:`Usage`.
+
+One module, used by every SDK adapter (OpenAI, Anthropic, Gemini; litellm and openai-agents go through
+those) and by the LangChain handler, so a dialect is read the same way whichever client carried it.
+
+tokprof's convention (``profiler/model.py``): ``input_tokens`` is the *whole* prompt, cache reads and
+writes included; ``output_tokens`` is the whole completion, reasoning included; ``cache_write_1h_tokens`` is
+the 1-hour-TTL part of ``cache_write_tokens``. A count the provider did not report stays unknown (never 0).
+
+Dialects and where each field is documented:
+
+* OpenAI chat ``prompt_tokens``, ``completion_tokens``, ``prompt_tokens_details.cached_tokens``,
+  ``completion_tokens_details.reasoning_tokens``
+  (https://platform.openai.com/docs/api-reference/chat/object#chat/object-usage); Responses
+  ``input_tokens``, ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``
+  (https://platform.openai.com/docs/api-reference/responses/object#responses/object-usage).
+* DeepSeek: top-level ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` (prompt = hit + miss)
+  (https://api-docs.deepseek.com/guides/kv_cache), newer replies also the nested ``cached_tokens``;
+  ``completion_tokens_details.reasoning_tokens`` for deepseek-reasoner
+  (https://api-docs.deepseek.com/api/create-chat-completion).
+* Kimi / Moonshot: moonshot-v1 context caching reports a top-level ``cached_tokens``; Kimi K2 the nested
+  ``prompt_tokens_details.cached_tokens``; a stream puts the usage in ``choices[0].usage`` of the last chunk
+  (https://platform.moonshot.ai/docs/api/chat, https://platform.moonshot.ai/docs/guide/use-kimi-api-to-complete-tool-calls).
+* Qwen (DashScope, OpenAI-compatible): implicit cache ``prompt_tokens_details.cached_tokens``; explicit cache
+  adds ``prompt_tokens_details.cache_creation_input_tokens`` (billed at 125%); thinking mode
+  ``completion_tokens_details.reasoning_tokens`` (https://www.alibabacloud.com/help/en/model-studio/context-cache).
+* GLM (Zhipu / Z.ai) ``prompt_tokens_details.cached_tokens`` (https://docs.z.ai/guides/capabilities/cache);
+  Doubao (Volcengine Ark) ``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``
+  (https://www.volcengine.com/docs/82379/1494384); MiniMax's OpenAI route the OpenAI fields, its Anthropic
+  route the Anthropic fields (https://platform.minimax.io/docs/api-reference/text-anthropic-api).
+* Anthropic: ``input_tokens`` *excludes* the cache; ``cache_read_input_tokens``, ``cache_creation_input_tokens``
+  and the TTL split ``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``
+  (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#tracking-cache-performance).
+* Gemini ``usage_metadata``: ``prompt_token_count`` (cached content included), ``cached_content_token_count``,
+  ``candidates_token_count``, ``thoughts_token_count`` (billed as output, *not* in candidates),
+  ``tool_use_prompt_token_count`` (https://ai.google.dev/api/generate-content#UsageMetadata).
+* LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
+  ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
+  ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
+
+Partial usage is never taken as truth (:func:`reconcile`): cached > input means the input excluded the cache
+(added back); input 0 for a non-empty prompt with nothing cached is dropped so local counting fills it, and
+the span says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokprof.profiler.model import LLMCall, Usage
+
+__all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
+           "any_usage", "reconcile", "merge_stream_usage", "estimate_missing"]
+
+
+def plain(value: Any) -> Any:
+    """A pydantic/SDK object (or dict) as a plain dict; anything else unchanged."""
+    if value is None or isinstance(value, (dict, int, str, float)):
+        return value
+    for method in ("model_dump", "to_dict", "dict"):
+        fn = getattr(value, method, None)
+        if callable(fn):
+            try:
+                out = fn()
+            except TypeError:
+                continue
+            if isinstance(out, dict):
+                return out
+    if hasattr(value, "__dict__"):
+        return {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    return value
+
+
+def _d(value: Any) -> dict[str, Any]:
+    out = plain(value)
+    return out if isinstance(out, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    """An integer count, or ``None`` for absent/null/non-numeric (never a silent 0)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(*values: Any) -> int | None:
+    for v in values:
+        n = _int(v)
+        if n is not None:
+            return n
+    return None
+
+
+def _usage(input_tokens: int | None, output_tokens: int | None, cache_read: int | None = None,
+           cache_write: int | None = None, reasoning: int | None = None, write_1h: int | None = None) -> Usage:
+    return Usage.from_provider(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
+                               cache_write_tokens=cache_write, reasoning_tokens=reasoning,
+                               cache_write_1h_tokens=write_1h)
+
+
+def _ttl_split(creation: Any) -> tuple[int | None, int | None]:
+    """(5-minute, 1-hour) cache writes from an Anthropic-style ``cache_creation`` object."""
+    c = _d(creation)
+    return _int(c.get("ephemeral_5m_input_tokens")), _int(c.get("ephemeral_1h_input_tokens"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# OpenAI-compatible chat completions (OpenAI, DeepSeek, Kimi, Qwen, GLM, Doubao, MiniMax, litellm...)
+# ---------------------------------------------------------------------------------------------------
+def chat_usage(usage: Any) -> Usage:
+    """An OpenAI-compatible chat ``usage`` in any of the dialects above."""
+    u = _d(usage)
+    pd = _d(u.get("prompt_tokens_details"))
+    cd = _d(u.get("completion_tokens_details"))
+    hit, miss = _int(u.get("prompt_cache_hit_tokens")), _int(u.get("prompt_cache_miss_tokens"))
+    prompt = _int(u.get("prompt_tokens"))
+    if prompt is None and hit is not None and miss is not None:
+        prompt = hit + miss  # DeepSeek: prompt_tokens = hit + miss
+    read = _first(pd.get("cached_tokens"), hit, u.get("cached_tokens"), u.get("cache_read_input_tokens"))
+    five, hour = _ttl_split(pd.get("cache_creation") or u.get("cache_creation"))
+    write = _first(pd.get("cache_creation_input_tokens"), pd.get("cache_write_tokens"),
+                   u.get("cache_creation_input_tokens"))
+    if write is None and (five is not None or hour is not None):
+        write = (five or 0) + (hour or 0)
+    reasoning = _first(cd.get("reasoning_tokens"), u.get("reasoning_tokens"))
+    if prompt is None and u.get("input_tokens") is not None:  # an Anthropic-shaped block on a chat route
+        return anthropic_usage(u)
+    return _usage(prompt, _first(u.get("completion_tokens"), u.get("output_tokens")), read, write, reasoning, hour)
+
+
+def responses_usage(usage: Any) -> Usage:
+    """An OpenAI Responses API ``usage``."""
+    u = _d(usage)
+    idt = _d(u.get("input_tokens_details"))
+    odt = _d(u.get("output_tokens_details"))
+    return _usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")), _int(idt.get("cached_tokens")),
+                  _first(idt.get("cache_creation_input_tokens"), idt.get("cache_write_tokens")),
+                  _int(odt.get("reasoning_tokens")))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Anthropic Messages (Anthropic, MiniMax/GLM/Kimi/DeepSeek Anthropic-compatible routes)
+# ---------------------------------------------------------------------------------------------------
+def anthropic_usage(usage: Any) -> Usage:
+    """An Anthropic ``usage``: cache tokens added into the input; the TTL split kept."""
+    u = _d(usage)
+    fresh = _int(u.get("input_tokens"))
+    read = _int(u.get("cache_read_input_tokens"))
+    write = _int(u.get("cache_creation_input_tokens"))
+    five, hour = _ttl_split(u.get("cache_creation"))
+    if (five is not None or hour is not None) and (write is None or write < (five or 0) + (hour or 0)):
+        write = (five or 0) + (hour or 0)
+    total_in = None if fresh is None else fresh + (read or 0) + (write or 0)
+    details = _d(u.get("output_tokens_details"))
+    return _usage(total_in, _int(u.get("output_tokens")), read, write, _int(details.get("thinking_tokens")),
+                  hour if hour is not None else None)
+
+
+def merge_stream_usage(into: dict[str, Any], usage: Any) -> None:
+    """Merge one Anthropic stream event's usage into ``into``: the last report of a field wins, except that a
+    0 never overwrites a count already seen for an input-side field (gateways send ``input_tokens: 0`` in
+    ``message_delta`` after the real count in ``message_start``)."""
+    for k, v in _d(usage).items():
+        if v is None:
+            continue
+        if k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens") and not v and into.get(k):
+            continue
+        if k == "cache_creation" and isinstance(v, dict) and into.get(k):
+            merged = dict(into[k])
+            merged.update({kk: vv for kk, vv in v.items() if vv or not merged.get(kk)})
+            into[k] = merged
+            continue
+        into[k] = plain(v)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gemini (google-genai, REST camelCase or SDK snake_case)
+# ---------------------------------------------------------------------------------------------------
+def gemini_usage(meta: Any) -> Usage:
+    """A Gemini ``usage_metadata``: thoughts are output tokens (billed as output) and the reasoning part;
+    tool-use prompt tokens are prompt tokens."""
+    m = _d(meta)
+
+    def get(snake: str) -> int | None:
+        camel = snake.split("_")[0] + "".join(p.title() for p in snake.split("_")[1:])
+        return _first(m.get(snake), m.get(camel))
+
+    prompt, cached = get("prompt_token_count"), get("cached_content_token_count")
+    candidates, thoughts, tool = get("candidates_token_count"), get("thoughts_token_count"), get("tool_use_prompt_token_count")
+    total_in = None if prompt is None else prompt + (tool or 0)
+    output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
+    return _usage(total_in, output, cached, None, thoughts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# LangChain usage_metadata
+# ---------------------------------------------------------------------------------------------------
+def langchain_usage(meta: Any) -> Usage:
+    """LangChain ``usage_metadata`` (input already includes cache reads and writes)."""
+    m = _d(meta)
+    di = _d(m.get("input_token_details"))
+    do = _d(m.get("output_token_details"))
+    five, hour = _int(di.get("ephemeral_5m_input_tokens")), _int(di.get("ephemeral_1h_input_tokens"))
+    write = _int(di.get("cache_creation"))
+    if five is not None or hour is not None:
+        # langchain-anthropic moves TTL-split writes out of cache_creation into these two keys
+        write = max(write or 0, (five or 0) + (hour or 0))
+    return _usage(_int(m.get("input_tokens")), _int(m.get("output_tokens")), _int(di.get("cache_read")), write,
+                  _int(do.get("reasoning")), hour)
+
+
+def any_usage(usage: Any) -> Usage:
+    """Pick the dialect from the keys of ``usage`` (for callers that do not know the API)."""
+    u = _d(usage)
+    if any(k in u for k in ("prompt_token_count", "promptTokenCount", "candidates_token_count", "candidatesTokenCount")):
+        return gemini_usage(u)
+    if "input_token_details" in u or "output_token_details" in u:
+        return langchain_usage(u)
+    if "prompt_tokens" in u or "prompt_cache_hit_tokens" in u or "completion_tokens" in u:
+        return chat_usage(u)
+    if "input_tokens_details" in u or "reasoning_tokens" in _d(u.get("output_tokens_details")):
+        return responses_usage(u)
+    if "input_tokens" in u:
+        return anthropic_usage(u)
+    return Usage()
+
+
+# ---------------------------------------------------------------------------------------------------
+# partial usage
+# ---------------------------------------------------------------------------------------------------
+_INPUT_SIDE = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+
+
+def reconcile(call: LLMCall) -> str | None:
+    """Check ``call.usage`` against the call; fix or drop what cannot be true. Returns why, or ``None``.
+
+    * cached (read + write) > input: the provider reported input *excluding* the cache (Anthropic's
+      convention on an OpenAI-shaped route): the cache tokens are added back in.
+    * input 0 for a non-empty prompt with nothing cached: not a real count; the input side is dropped so local
+      counting fills it (labelled ``counted``/``estimated``).
+    """
+    u = call.usage
+    if not u.known("input_tokens"):
+        return None
+    cached = u.cache_read_tokens + u.cache_write_tokens
+    if cached > u.input_tokens:
+        fresh = u.input_tokens
+        u.set("input_tokens", fresh + cached, u.source("input_tokens") or "provider")
+        return (f"provider input ({fresh}) excluded its cache tokens ({cached}): read as input excluding cache, "
+                f"input = {fresh + cached}")
+    if u.input_tokens == 0 and (call.messages or call.tools):
+        for name in _INPUT_SIDE:
+            u.sources.pop(name, None)
+            setattr(u, name, 0)
+        return "provider reported 0 input tokens for a non-empty prompt: not taken as truth, counted locally"
+    return None
+
+
+def estimate_missing(call: LLMCall) -> str:
+    """The provider reported no usage: count the call locally now and label every count ``estimated``,
+    since a local count cannot know cache hits or hidden reasoning tokens. Returns the span note."""
+    from tokprof.profiler.accounting import fill_usage
+
+    fill_usage(call)
+    for name in list(call.usage.sources):
+        call.usage.sources[name] = "estimated"
+    return ("the provider reported no usage: tokens counted locally and labelled estimated "
+            "(cache hits and hidden reasoning tokens cannot be known)")
