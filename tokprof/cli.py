@@ -11,6 +11,7 @@ from typing import Sequence
 
 # Order is the order shown in --help.
 COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare")
+COMMANDS += ("ingest", "stats", "budget")  # the fleet ledger (tokprof.fleet)
 
 
 def build_parser() -> argparse.ArgumentParser:
