@@ -207,7 +207,7 @@ def check(con: Any, budgets: list[Budget], at: dt.date) -> list[dict[str, Any]]:
             where.append("run_id IN (SELECT run_id FROM runs WHERE name = ?)")
             params.append(value)
         metric = ("(input_tokens + output_tokens)" if b.unit == "tokens" else f"cost_{b.unit.lower()}")
-        agg = f"sum({metric})" if b.period != "run" else f"max(per_run)"
+        agg = f"sum({metric})" if b.period != "run" else "max(per_run)"
         if b.period == "run":
             sql = (f"SELECT max(per_run), count(*) FROM (SELECT run_id, sum({metric}) AS per_run FROM calls "
                    f"WHERE {' AND '.join(where)} GROUP BY run_id)")

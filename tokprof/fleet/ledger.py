@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from tokprof.fleet.schema import DATED, KEYS, SCHEMA_VERSION, TABLES, ddl
 from tokprof.profiler.model import Run
 
 LEDGER_NAME = "ledger.duckdb"
-BATCH_CALLS = 200_000
+BATCH_CALLS = 100_000
 """Rows are flushed to DuckDB every this many calls: bounded memory whatever the fleet's size."""
 
 
@@ -50,14 +51,18 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
         con = duckdb.connect(str(p), read_only=read_only)
     except duckdb.Error as exc:
         raise LedgerError(f"{p}: cannot open the ledger ({exc}); delete it and run `tokprof ingest` again") from exc
+    # Bounded memory whatever the fleet's size (DuckDB spills beyond it); row order is not part of the
+    # ledger's contract, and not preserving it makes bulk inserts cheaper.
+    con.execute(f"SET memory_limit = '{os.environ.get('TOKPROF_LEDGER_MEMORY', '512MB')}'")
+    con.execute("SET preserve_insertion_order = false")
     if not read_only:
         for stmt in ddl():
             con.execute(stmt)
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
         if row is None or row[0] is None:
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, dt.datetime.now(dt.timezone.utc)
                                                                       .replace(tzinfo=None)])
-    version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
     if version != SCHEMA_VERSION:
         con.close()
         raise LedgerError(f"{p}: ledger schema version {version}, this tokprof reads {SCHEMA_VERSION}; "

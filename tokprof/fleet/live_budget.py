@@ -17,7 +17,7 @@ import warnings
 from decimal import Decimal
 from typing import Any
 
-from tokprof.fleet.budgets import WARN_AT, Budget, BudgetError, coerce_budgets, period_window
+from tokprof.fleet.budgets import WARN_AT, Budget, BudgetError, coerce_budgets
 from tokprof.profiler import hooks
 from tokprof.profiler.model import Span
 

@@ -16,14 +16,17 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tokprof.fleet.schema import TABLES, USAGE_COLUMNS
+from tokprof.fleet.schema import CALLS, SPANS, TABLES, TAGS, USAGE_COLUMNS
 from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.model import Run, Span
-from tokprof.profiler.store import payload_id
+from tokprof.profiler.store import _json_default  # the run store's canonical JSON, so hashes match payload_id
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DAY = dt.date(1970, 1, 1)
+UNIQUES_BOUND = 200_000
+"""Past this many unique places/keys/memo entries the lists are dropped at the next batch (bounded memory)."""
 _USAGE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
 _ZERO = Decimal(0)
 
@@ -48,6 +51,12 @@ def _money(x: Decimal | None) -> Decimal | None:
     if x is None or x.as_tuple().exponent >= -24:  # type: ignore[operator]
         return x
     return x.quantize(_PLACES)
+
+
+def _times(ns: list[int | None]) -> pa.Array:
+    """Wall-clock nanoseconds -> TIMESTAMP (microseconds), in Arrow."""
+    us = pc.divide(pa.array(ns, pa.int64()), 1000)
+    return us.cast(pa.timestamp("us"))
 
 
 def cache_status(span: Span) -> str:
@@ -78,19 +87,86 @@ class RowBuilder:
         self._reset()
 
     def _reset(self) -> None:
+        """Empty the row columns (after :meth:`tables`). The unique lists the rows index into, and the
+        memos, live on across batches (a fleet repeats them), until they grow past a bound."""
+        # Per call and per span only what varies is appended; what repeats (the run, the span's place in
+        # the tree with its tags, the model/provider/cost/sources of a usage) is an index into a small
+        # list of unique tuples, expanded with Arrow ``take`` in :meth:`tables`.
         self.cols: dict[str, dict[str, list[Any]]] = {
-            name: {f.name: [] for f in schema} for name, schema in TABLES.items()
+            name: {f.name: [] for f in schema} for name, schema in TABLES.items() if name not in ("calls", "spans")
         }
+        self.span_cols: dict[str, list[Any]] = {k: [] for k in (
+            "run", "ctx", "span_id", "parent_id", "kind", "name", "status", "start", "end", "duration")}
+        self.call_cols: dict[str, list[Any]] = {k: [] for k in (
+            "run", "ctx", "key", "span_id", "parent_id", "input", "output", "cache_read", "cache_write",
+            "cache_write_1h", "reasoning", "prompt_hash", "output_hash", "start", "end", "duration")}
+        self._run_ids: list[str] = []
+        if getattr(self, "_uniques", 0) and self._uniques_size() < UNIQUES_BOUND:
+            return
+        self._uniques = 1
+        self._ctxs: list[tuple[Any, ...]] = []       # (path, depth, tags index, agent, function, tool)
+        self._ctx_index: dict[tuple[Any, ...], int] = {}
+        self._tags: list[dict[str, str]] = []
+        self._tags_index: dict[tuple[tuple[str, str], ...], int] = {}
+        self._keys: list[tuple[Any, ...]] = []       # (model, provider, cost index, sources..., cache status, status)
+        self._key_index: dict[tuple[Any, ...], int] = {}
+        self._costs: list[tuple[Any, Any, str, str]] = []
+        self._cost_index: dict[tuple[Any, ...], int] = {}
+        self._msg_memo.clear()  # id -> hash, with the object kept alive (an id is only stable while it lives)
+        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
+        self._call_memo: dict[int, tuple[Any, int, str]] = {}  # id(LLMCall) -> (call kept alive, key, status)
+
+    def _uniques_size(self) -> int:
+        return (len(self._ctxs) + len(self._tags) + len(self._keys) + len(self._costs) + len(self._msg_memo)
+                + len(self._prompt_memo) + len(self._call_memo))
+
+    def _tags_idx(self, tags: dict[str, str]) -> int:
+        key = tuple(tags.items())
+        i = self._tags_index.get(key)
+        if i is None:
+            i = self._tags_index[key] = len(self._tags)
+            self._tags.append(dict(tags))
+        return i
+
+    def _ctx_idx(self, ctx: tuple[Any, ...]) -> int:
+        i = self._ctx_index.get(ctx)
+        if i is None:
+            i = self._ctx_index[ctx] = len(self._ctxs)
+            self._ctxs.append(ctx)
+        return i
 
     # ---- per call ---------------------------------------------------------------------------------
-    def _cost(self, span: Span) -> tuple[Any, Any, str, str]:
+    def _call_key(self, span: Span) -> int:
+        """Index of the call's (model, provider, cost index, token sources, cache status, status)."""
         call = span.llm
         assert call is not None
+        memo = self._call_memo.get(id(call))
+        if memo is not None and memo[0] is call and memo[2] == span.status:
+            return memo[1]
         u = call.usage
         rec = call.cost
-        key = (call.model, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-               u.cache_write_1h_tokens, u.reasoning_tokens, tuple(sorted(u.sources.items())),
-               None if rec is None else (rec.amount, rec.currency, rec.source))
+        srcs = u.sources
+        key = (call.model, call.provider, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+               u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, tuple(srcs.items()),
+               None if rec is None else (rec.amount, rec.currency, rec.source), span.status)
+        idx = self._key_index.get(key)
+        if idx is None:
+            idx = self._key_index[key] = len(self._keys)
+            get = srcs.get
+            self._keys.append((call.model, call.provider, self._cost(span, key[2:10]),
+                               *(get(f) for f in _USAGE_FIELDS), cache_status(span), span.status))
+        self._call_memo[id(call)] = (call, idx, span.status)
+        return idx
+
+    def _cost(self, span: Span, key: tuple[Any, ...]) -> int:
+        """Index of the call's (usd, cny, currency, source) in this batch's unique costs."""
+        call = span.llm
+        assert call is not None
+        rec = call.cost
+        key = (call.model, *key)
+        idx = self._cost_index.get(key)
+        if idx is not None:
+            return idx
         hit = self._cost_memo.get(key)
         if hit is None:
             usd = span_cost(span, "USD")
@@ -107,21 +183,27 @@ class RowBuilder:
             source = "unknown" if usd is None or usd.amount is None else usd.source
             hit = (_money(None if usd is None else usd.amount), _money(None if cny is None else cny.amount),
                    native, source)
+            if len(self._cost_memo) > 200_000:  # a pure-function memo; bounded
+                self._cost_memo.clear()
             self._cost_memo[key] = hit
-        return hit
+        idx = self._cost_index[key] = len(self._costs)
+        self._costs.append(hit)
+        return idx
 
     def _message_hash(self, m: Any) -> str:
         memo = self._msg_memo.get(id(m))
         if memo is not None and memo[0] is m:
             return memo[1]
-        h = payload_id(m)
+        # the run store's content address (tokprof.profiler.store.payload_id): sha1 of the canonical JSON,
+        # which is also what is stored
+        text = json.dumps(m, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        h = hashlib.sha1(text.encode("utf-8")).hexdigest()
         self._msg_memo[id(m)] = (m, h)
         if h not in self._seen_messages:
             self._seen_messages.add(h)
             cols = self.cols["messages"]
             cols["hash"].append(h)
             role = m.get("role") if isinstance(m, dict) else None
-            text = json.dumps(m, ensure_ascii=False, default=str)
             cols["role"].append(None if role is None else str(role))
             cols["content"].append(text)
             cols["chars"].append(len(text))
@@ -130,6 +212,14 @@ class RowBuilder:
     def _prompt_hash(self, messages: list[Any]) -> str | None:
         if not messages:
             return None
+        memo = self._prompt_memo.get(id(messages))
+        if memo is not None and memo[0] is messages and len(messages) == memo[2]:
+            return memo[1]
+        ph = self._prompt_hash_of(messages)
+        self._prompt_memo[id(messages)] = (messages, ph, len(messages))
+        return ph
+
+    def _prompt_hash_of(self, messages: list[Any]) -> str:
         hashes = [self._message_hash(m) for m in messages]
         ph = hashlib.sha1("\n".join(hashes).encode()).hexdigest()
         if ph not in self._seen_prompts:
@@ -142,93 +232,108 @@ class RowBuilder:
     def add_run(self, run: Run, ledger_file: str | None = None) -> None:
         """Add every row of ``run``."""
         spans = run.spans
-        index = {s.span_id: s for s in spans}
-        info: dict[str, tuple[str, int, dict[str, str]]] = {}  # span id -> (path, depth, tags in force)
+        index = {sp.span_id: sp for sp in spans}
+        # span id -> (path, depth, tags, tags index, agent, function, tool *below* the span, ctx index)
+        info: dict[str, tuple[Any, ...]] = {}
+        run_tags = dict(run.tags)
+        run_tags_idx = self._tags_idx(run_tags)
 
-        def resolve(s: Span) -> tuple[str, int, dict[str, str]]:
-            """Path (names from the root, joined by '/'), depth and tags of ``s``, memoised; climbs
-            iteratively so a deep or damaged (cyclic) parent chain cannot recurse without bound."""
-            got = info.get(s.span_id)
+        def resolve(sp: Span) -> tuple[Any, ...]:
+            """The span's place: path (names from the root, '/'-joined), depth, tags in force, and what its
+            children run under. Parents are usually resolved first (start order); otherwise climb
+            iteratively (a deep or cyclic parent chain in a damaged file cannot recurse without bound)."""
+            got = info.get(sp.span_id)
             if got is not None:
                 return got
-            chain: list[Span] = []
+            pid = sp.parent_id
+            if pid is None or pid in info or pid not in index:
+                chain = [sp]  # the usual case: the parent is known (or absent): no climbing
+                base = info.get(pid) if pid is not None else None
+                return place(chain, base)
+            chain = []
             seen: set[str] = set()
-            cur: Span | None = s
+            cur: Span | None = sp
             while cur is not None and cur.span_id not in info and cur.span_id not in seen:
                 seen.add(cur.span_id)
                 chain.append(cur)
                 cur = index.get(cur.parent_id) if cur.parent_id is not None else None
-            base = info.get(cur.span_id) if cur is not None else None
-            for sp in reversed(chain):
+            return place(chain, info.get(cur.span_id) if cur is not None else None)
+
+        def place(chain: list[Span], base: tuple[Any, ...] | None) -> tuple[Any, ...]:
+            """Resolve ``chain`` (child first) from ``base``, the place of the first span's parent."""
+            for x in reversed(chain):
                 if base is None:
-                    path, depth, tags = sp.name, 0, dict(run.tags)
+                    path, depth, tags, ti, a, f, t = x.name, 0, run_tags, run_tags_idx, None, None, None
                 else:
-                    path, depth, tags = f"{base[0]}/{sp.name}", base[1] + 1, base[2]
-                if sp.tags:
-                    tags = {**tags, **sp.tags}
-                base = info[sp.span_id] = (path, depth, tags)
-            return info[s.span_id]
+                    path, depth, tags, ti, a, f, t = f"{base[0]}/{x.name}", base[1] + 1, base[2], base[3], \
+                        base[4], base[5], base[6]
+                if x.tags:
+                    tags = {**tags, **x.tags}
+                    ti = self._tags_idx(tags)
+                ctx = self._ctx_idx((path, depth, ti, a, f, t))  # what x itself runs under
+                k = x.kind
+                if k == "agent":
+                    a = x.name
+                elif k in ("function", "chain", "retriever"):
+                    f = x.name
+                elif k == "tool":
+                    t = x.name
+                base = info[x.span_id] = (path, depth, tags, ti, a, f, t, ctx)
+            return base  # type: ignore[return-value]
 
-        ctx: dict[str, tuple[str | None, str | None, str | None]] = {}
-
-        def below(s: Span) -> tuple[str | None, str | None, str | None]:
-            """(agent, function, tool) that ``s``'s children run under: the nearest span of each kind
-            from ``s`` up (memoised; iterative like ``resolve``)."""
-            chain: list[Span] = []
-            seen: set[str] = set()
-            cur: Span | None = s
-            while cur is not None and cur.span_id not in ctx and cur.span_id not in seen:
-                seen.add(cur.span_id)
-                chain.append(cur)
-                cur = index.get(cur.parent_id) if cur.parent_id is not None else None
-            a, f, t = ctx[cur.span_id] if cur is not None and cur.span_id in ctx else (None, None, None)
-            for sp in reversed(chain):
-                k = sp.kind
-                a = sp.name if k == "agent" else a
-                f = sp.name if k in ("function", "chain", "retriever") else f
-                t = sp.name if k == "tool" else t
-                ctx[sp.span_id] = (a, f, t)
-            return ctx[s.span_id]
-
-        def under(s: Span) -> tuple[str | None, str | None, str | None]:
-            """(agent, function, tool) ``s`` ran under: its nearest ancestor of each kind."""
-            parent = index.get(s.parent_id) if s.parent_id is not None else None
-            return (None, None, None) if parent is None or parent is s else below(parent)
-
-        sp_cols = self.cols["spans"]
-        c = self.cols["calls"]
+        ri = len(self._run_ids)
+        self._run_ids.append(run.run_id)
+        sc = self.span_cols
+        s_run, s_ctx, s_id, s_pid = sc["run"].append, sc["ctx"].append, sc["span_id"].append, sc["parent_id"].append
+        s_kind, s_name, s_status = sc["kind"].append, sc["name"].append, sc["status"].append
+        s_start, s_end, s_dur = sc["start"].append, sc["end"].append, sc["duration"].append
+        cc = self.call_cols
+        c_run, c_ctx, c_key, c_id, c_pid = (cc["run"].append, cc["ctx"].append, cc["key"].append,
+                                            cc["span_id"].append, cc["parent_id"].append)
+        c_in, c_out, c_cr, c_cw, c_cw1, c_rs = (cc["input"].append, cc["output"].append, cc["cache_read"].append,
+                                                cc["cache_write"].append, cc["cache_write_1h"].append,
+                                                cc["reasoning"].append)
+        c_ph, c_oh = cc["prompt_hash"].append, cc["output_hash"].append
+        c_start, c_end, c_dur = cc["start"].append, cc["end"].append, cc["duration"].append
+        payloads = self.payloads
+        costs = self._costs
         n_calls = unpriced = 0
         inp = out = 0
         usd_total: Decimal = _ZERO
         cny_total: Decimal = _ZERO
-        run_id = run.run_id
-        for s in sorted(spans, key=lambda x: (x.start_ns, x.span_id)):
-            path, depth, tags = resolve(s)
-            start_ns = s.wall_start_ns
-            end_ns = s.wall_end_ns
-            day = _day(start_ns)
-            start, end = _ts(start_ns), _ts(end_ns)
-            tag_items = list(tags.items())
-            sp_cols["run_id"].append(run_id)
-            sp_cols["span_id"].append(s.span_id)
-            sp_cols["parent_id"].append(s.parent_id)
-            sp_cols["kind"].append(s.kind)
-            sp_cols["name"].append(s.name)
-            sp_cols["path"].append(path)
-            sp_cols["depth"].append(depth)
-            sp_cols["status"].append(s.status)
-            sp_cols["tags"].append(tag_items)
-            sp_cols["start_time"].append(start)
-            sp_cols["end_time"].append(end)
-            sp_cols["duration_ns"].append(s.duration_ns)
-            sp_cols["day"].append(day)
-            call = s.llm
+        run_start: int | None = None
+        run_end: int | None = None
+        for sp in spans:  # any order: resolve() climbs to parents not yet seen
+            ctx = resolve(sp)[7]  # path, tags, and the agent/function/tool the span runs under
+            start_ns = sp.wall_start_ns
+            if run_start is None or start_ns < run_start:
+                run_start = start_ns
+            if sp.end_ns is None:
+                end_ns = None
+                duration = 0
+            else:
+                duration = sp.end_ns - sp.start_ns
+                end_ns = start_ns + duration
+                if run_end is None or end_ns > run_end:
+                    run_end = end_ns
+            call = sp.llm
             if call is None:
+                # LLM spans are the rows of ``calls``; ``spans`` holds the rest (not stored twice)
+                s_run(ri)
+                s_ctx(ctx)
+                s_id(sp.span_id)
+                s_pid(sp.parent_id)
+                s_kind(sp.kind)
+                s_name(sp.name)
+                s_status(sp.status)
+                s_start(start_ns)
+                s_end(end_ns)
+                s_dur(duration)
                 continue
             n_calls += 1
-            agent, fn, tool = under(s)
             u = call.usage
-            usd, cny, native, cost_source = self._cost(s)
+            key = self._call_key(sp)
+            usd, cny = costs[self._keys[key][2]][:2]
             if usd is None:
                 unpriced += 1
             else:
@@ -236,42 +341,33 @@ class RowBuilder:
                 cny_total += cny if cny is not None else _ZERO
             inp += u.input_tokens
             out += u.output_tokens
-            c["run_id"].append(run_id)
-            c["span_id"].append(s.span_id)
-            c["parent_id"].append(s.parent_id)
-            c["path"].append(path)
-            c["agent"].append(agent)
-            c["function"].append(fn)
-            c["tool"].append(tool)
-            c["model"].append(call.model)
-            c["provider"].append(call.provider)
-            srcs = u.sources
-            for col, field in zip(USAGE_COLUMNS, _USAGE_FIELDS):
-                c[f"{col}_tokens"].append(getattr(u, field))
-                c[f"{col}_source"].append(srcs.get(field))
-            c["cost_usd"].append(usd)
-            c["cost_cny"].append(cny)
-            c["currency"].append(native)
-            c["cost_source"].append(cost_source)
-            c["cache_status"].append(cache_status(s))
-            c["status"].append(s.status)
-            c["tags"].append(tag_items)
-            if self.payloads:
-                c["prompt_hash"].append(self._prompt_hash(call.messages))
-                c["output_hash"].append(None if call.output is None else self._message_hash(call.output))
+            c_run(ri)
+            c_ctx(ctx)
+            c_key(key)
+            c_id(sp.span_id)
+            c_pid(sp.parent_id)
+            c_in(u.input_tokens)
+            c_out(u.output_tokens)
+            c_cr(u.cache_read_tokens)
+            c_cw(u.cache_write_tokens)
+            c_cw1(u.cache_write_1h_tokens)
+            c_rs(u.reasoning_tokens)
+            if payloads:
+                c_ph(self._prompt_hash(call.messages))
+                c_oh(None if call.output is None else self._message_hash(call.output))
             else:
-                c["prompt_hash"].append(None)
-                c["output_hash"].append(None)
-            c["start_time"].append(start)
-            c["end_time"].append(end)
-            c["duration_ns"].append(s.duration_ns)
-            c["day"].append(day)
+                c_ph(None)
+                c_oh(None)
+            c_start(start_ns)
+            c_end(end_ns)
+            c_dur(duration)
         self.n_calls += n_calls
+        if run_start is None:
+            run_start = run.started_wall_ns
+        if run_end is None:
+            run_end = run.ended_wall_ns
         r = self.cols["runs"]
-        starts = [s.wall_start_ns for s in spans]
-        run_start = min(starts) if starts else run.started_wall_ns
-        ends = [e for e in (s.wall_end_ns for s in spans) if e is not None]
-        r["run_id"].append(run_id)
+        r["run_id"].append(run.run_id)
         r["name"].append(run.name)
         r["source"].append(str(run.metadata.get("source") or "") or None)
         r["source_file"].append(None if run.metadata.get("source_file") is None
@@ -288,7 +384,7 @@ class RowBuilder:
         r["cost_cny"].append(cny_total if (n_calls - unpriced or not unpriced) else None)
         r["unpriced_calls"].append(unpriced)
         r["start_time"].append(_ts(run_start))
-        r["end_time"].append(_ts(max(ends)) if ends else _ts(run.ended_wall_ns))
+        r["end_time"].append(_ts(run_end))
         r["day"].append(_day(run_start))
         if self.diagnose and n_calls:
             self._diagnose(run, _day(run_start))
@@ -320,10 +416,54 @@ class RowBuilder:
             self.add_run(run)
 
     def tables(self) -> dict[str, pa.Table]:
-        """The accumulated rows as Arrow tables (one per ledger table); the builder starts empty again."""
+        """The accumulated rows as Arrow tables (one per ledger table); the builder starts empty again.
+
+        Repeated values are expanded with Arrow ``take`` from the batch's unique runs, places, tags and
+        call keys; times come from integer nanoseconds and the day from the time, all in Arrow."""
         out = {name: pa.table(cols, schema=TABLES[name]) for name, cols in self.cols.items()}
+        run_ids = pa.array(self._run_ids, pa.string())
+        tags = pa.array([list(t.items()) for t in self._tags], TAGS)
+        ctx = list(zip(*self._ctxs)) if self._ctxs else [()] * 6
+        ctx_cols = {"path": pa.array(ctx[0], pa.string()), "depth": pa.array(ctx[1], pa.int32()),
+                    "tags": tags.take(pa.array(ctx[2], pa.int32())) if self._ctxs else pa.array([], TAGS),
+                    "agent": pa.array(ctx[3], pa.string()), "function": pa.array(ctx[4], pa.string()),
+                    "tool": pa.array(ctx[5], pa.string())}
+
+        def common(cols: dict[str, list[Any]]) -> dict[str, Any]:
+            start = _times(cols["start"])
+            ci = pa.array(cols["ctx"], pa.int32())
+            return {"run_id": run_ids.take(pa.array(cols["run"], pa.int32())),
+                    "span_id": pa.array(cols["span_id"], pa.string()),
+                    "parent_id": pa.array(cols["parent_id"], pa.string()),
+                    **{k: v.take(ci) for k, v in ctx_cols.items()},
+                    "start_time": start, "end_time": _times(cols["end"]), "day": pc.cast(start, pa.date32()),
+                    "duration_ns": pa.array(cols["duration"], pa.int64())}
+
+        sc = self.span_cols
+        d = common(sc)
+        d.update(kind=pa.array(sc["kind"], pa.string()), name=pa.array(sc["name"], pa.string()),
+                 status=pa.array(sc["status"], pa.string()))
+        out["spans"] = pa.Table.from_arrays([d[f.name] for f in SPANS], schema=SPANS)
+        cc = self.call_cols
+        d = common(cc)
+        ki = pa.array(cc["key"], pa.int32())
+        keys = list(zip(*self._keys)) if self._keys else [()] * (3 + len(USAGE_COLUMNS) + 2)
+        cost_i = pa.array(keys[2], pa.int32()).take(ki)
+        costs = list(zip(*self._costs)) if self._costs else [()] * 4
+        for i, col in enumerate(("cost_usd", "cost_cny", "currency", "cost_source")):
+            d[col] = pa.array(costs[i], CALLS.field(col).type).take(cost_i)
+        d["model"] = pa.array(keys[0], pa.string()).take(ki)
+        d["provider"] = pa.array(keys[1], pa.string()).take(ki)
+        for j, u in enumerate(USAGE_COLUMNS):
+            d[f"{u}_source"] = pa.array(keys[3 + j], pa.string()).take(ki)
+            d[f"{u}_tokens"] = pa.array(cc[u], pa.int64())
+        d["cache_status"] = pa.array(keys[3 + len(USAGE_COLUMNS)], pa.string()).take(ki)
+        d["status"] = pa.array(keys[4 + len(USAGE_COLUMNS)], pa.string()).take(ki)
+        d["prompt_hash"] = pa.array(cc["prompt_hash"], pa.string())
+        d["output_hash"] = pa.array(cc["output_hash"], pa.string())
+        out["calls"] = pa.Table.from_arrays([d[f.name] for f in CALLS], schema=CALLS)
         self._reset()
         return out
 
     def pending_calls(self) -> int:
-        return len(self.cols["calls"]["run_id"])
+        return len(self.call_cols["span_id"])
