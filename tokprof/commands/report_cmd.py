@@ -30,6 +30,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="optimization passes to apply, in order (names or comma-separated lists, or `default` "
                         "for caching + compression; see "
                         "`tokprof optimize --passes list`)")
+    p.add_argument("--fleet", action="store_true",
+                   help="report every run in the fleet ledger instead (see `tokprof ingest`): spend over time, "
+                        "models, cache trend, top functions/tools, diagnostics across runs, budgets")
+    p.add_argument("--fleet-by", metavar="KEY", help="with --fleet: stack spend by this key (default tag:team)")
+    p.add_argument("--budgets", metavar="FILE", help="with --fleet: budgets file (default budgets.toml in the runs folder)")
     p.set_defaults(func=report_command)
 
 
@@ -125,6 +130,10 @@ def emit(model: Any, args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    if getattr(args, "fleet", False):
+        from tokprof.fleet.report import fleet_command
+
+        return fleet_command(args)
     from tokprof.reports.model import build_optimized_report, build_report
 
     runs = load_runs(args.runs, args.dir)
