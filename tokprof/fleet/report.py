@@ -36,7 +36,6 @@ def build(con: Any, *, by: str = "tag:team", currency: str = "USD", budgets: lis
     """The fleet report's numbers (JSON-ready but for Decimals) from the ledger."""
     from tokprof.fleet.stats import Query, parse_by, run_stats
 
-    cost = f"cost_{currency.lower()}"
     key = parse_by([by])[0]
     total = run_stats(con, Query(currency=currency))["total"]
     first, last = con.execute("SELECT min(day), max(day) FROM calls").fetchall()[0]
