@@ -26,7 +26,8 @@ from tokprof.profiler.store import _json_default  # the run store's canonical JS
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DAY = dt.date(1970, 1, 1)
 UNIQUES_BOUND = 200_000
-"""Past this many unique places/keys/memo entries the lists are dropped at the next batch (bounded memory)."""
+"""Past this many unique places/tags/call keys/costs the lists are dropped at the next batch (bounded memory);
+they hold no payloads, so until then they live across batches (a fleet repeats them)."""
 _USAGE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
 _ZERO = Decimal(0)
 
@@ -101,6 +102,15 @@ class RowBuilder:
             "run", "ctx", "key", "span_id", "parent_id", "input", "output", "cache_read", "cache_write",
             "cache_write_1h", "reasoning", "prompt_hash", "output_hash", "start", "end", "duration")}
         self._run_ids: list[str] = []
+        if len(getattr(self, "_seen_messages", ())) > 1_000_000:
+            # forgetting what was emitted is safe at a batch boundary: the ledger inserts only new hashes
+            self._seen_messages.clear()
+            self._seen_prompts.clear()
+        # Memos by object id keep their objects alive, so they live for one batch only: a fleet's payloads
+        # must not pile up in memory.
+        self._msg_memo.clear()  # id(message) -> (message, hash)
+        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
+        self._call_memo: dict[int, tuple[Any, int, str]] = {}  # id(LLMCall) -> (call kept alive, key, status)
         if getattr(self, "_uniques", 0) and self._uniques_size() < UNIQUES_BOUND:
             return
         self._uniques = 1
@@ -112,13 +122,9 @@ class RowBuilder:
         self._key_index: dict[tuple[Any, ...], int] = {}
         self._costs: list[tuple[Any, Any, str, str]] = []
         self._cost_index: dict[tuple[Any, ...], int] = {}
-        self._msg_memo.clear()  # id -> hash, with the object kept alive (an id is only stable while it lives)
-        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
-        self._call_memo: dict[int, tuple[Any, int, str]] = {}  # id(LLMCall) -> (call kept alive, key, status)
 
     def _uniques_size(self) -> int:
-        return (len(self._ctxs) + len(self._tags) + len(self._keys) + len(self._costs) + len(self._msg_memo)
-                + len(self._prompt_memo) + len(self._call_memo))
+        return len(self._ctxs) + len(self._tags) + len(self._keys) + len(self._costs)
 
     def _tags_idx(self, tags: dict[str, str]) -> int:
         key = tuple(tags.items())
