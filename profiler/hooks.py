@@ -48,8 +48,15 @@ _reported: set[str] = set()
 _reported_lock = threading.Lock()
 
 
+class StopRun(Exception):
+    """Raised on purpose by a profile hook to stop the user's agent (a hard budget the user asked for):
+    the error policy below passes it through instead of swallowing it."""
+
+
 def internal_error(where: str, exc: BaseException) -> None:
-    """Log an error inside tokprof once per ``where`` and swallow it."""
+    """Log an error inside tokprof once per ``where`` and swallow it (a :class:`StopRun` propagates)."""
+    if isinstance(exc, StopRun):
+        raise exc
     try:
         with _reported_lock:
             if where in _reported:
@@ -439,6 +446,8 @@ class profile:
         metadata: extra facts to store on the run.
         currency: ``"USD"`` or ``"CNY"``: the currency the run reports in (default: ``$TOKPROF_CURRENCY``, else
             the currency its models are listed in).
+        budget: a spending limit checked as calls finish (provided by the ``tokprof.plugins`` entry point
+            ``tokprof.fleet.live_budget``): a warning at 80%, an exception only for a hard limit.
     """
 
     def __init__(
@@ -456,7 +465,9 @@ class profile:
         metadata: dict[str, Any] | None = None,
         keep_in_memory: bool = True,
         currency: str | None = None,
+        budget: Any = None,
     ) -> None:
+        self.budget = budget
         self.run = Run(name=name, tags=dict(tags or {}), metadata={"source": "live", **(metadata or {})})
         if currency:  # the run's reporting currency (summary, show, report): see providers/currency.py
             from tokprof.profiler.providers.currency import check
@@ -497,8 +508,8 @@ class profile:
         self._token = _current.set(root)
         if self.threads:
             _patch_threads()
-        if self.optimize:
-            _load_plugins()  # live optimization passes are provided by a plugin
+        if self.optimize or self.budget is not None:
+            _load_plugins()  # live optimization passes and budgets are provided by plugins
         for hook in list(_profile_enter_hooks):
             try:
                 hook(self)

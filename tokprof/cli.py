@@ -21,6 +21,7 @@ def _version() -> str:
         return version("tokprof")
     except PackageNotFoundError:
         return "(not installed: source checkout)"
+COMMANDS += ("ingest", "stats", "budget")  # the fleet ledger (tokprof.fleet)
 
 
 def build_parser() -> argparse.ArgumentParser:

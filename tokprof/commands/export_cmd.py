@@ -18,8 +18,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "collector's /v1/traces. tokprof.* attributes keep what the conventions have no place "
                     "for, so `tokprof import` gives back the same run.",
     )
-    p.add_argument("run", nargs="?", help="run id, id prefix, or path (default: latest)")
-    p.add_argument("--format", default="otlp", choices=["otlp"], help="output format (default otlp)")
+    p.add_argument("run", nargs="?", help="run id, id prefix, or path (default: latest); with --format parquet: "
+                                          "the output folder")
+    p.add_argument("--format", default="otlp", choices=["otlp", "parquet"],
+                   help="output format (default otlp); parquet: the fleet ledger's tables as a Parquet dataset "
+                        "partitioned by day (see `tokprof ingest`)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (.gz compresses; default: stdout)")
     p.add_argument("--dir", help="runs folder (default .tokprof/runs or $TOKPROF_DIR)")
     p.add_argument("--otlp-endpoint", nargs="?", const="", metavar="URL",
@@ -34,6 +37,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    if args.format == "parquet":
+        from tokprof.fleet.export import export_command as export_parquet
+
+        return export_parquet(args)
     from tokprof.profiler.interchange.otlp import export_runs, write_otlp
     from tokprof.profiler.store import iter_run_files, load_run, resolve_run, runs_dir
 

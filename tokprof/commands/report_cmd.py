@@ -31,6 +31,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--passes", action="append", default=[], metavar="PASSES",
                    help="optimization passes to apply, in order: comma-separated names, or `default` "
                         "for caching + compression (repeatable; see `tokprof optimize --passes list`)")
+    p.add_argument("--fleet", action="store_true",
+                   help="report every run in the fleet ledger instead (see `tokprof ingest`): spend over time, "
+                        "models, cache trend, top functions/tools, diagnostics across runs, budgets")
+    p.add_argument("--fleet-by", metavar="KEY", help="with --fleet: stack spend by this key (default tag:team)")
+    p.add_argument("--budgets", metavar="FILE", help="with --fleet: budgets file (default budgets.toml in the runs folder)")
     p.set_defaults(func=report_command)
 
 
@@ -144,6 +149,10 @@ def emit(model: Any, args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    if getattr(args, "fleet", False):
+        from tokprof.fleet.report import fleet_command
+
+        return fleet_command(args)
     from tokprof.reports.model import build_optimized_report, build_report
 
     runs = load_runs(args.runs, args.dir, folders=True)

@@ -1,0 +1,269 @@
+"""The fleet ledger: runs loaded into an embedded DuckDB database, ``<runs folder>/ledger.duckdb``.
+
+Ingest is idempotent and incremental: each source file is remembered with its path, size, mtime and sha1;
+an unchanged file is skipped (same size and mtime: not even read; same content hash: only its mtime is
+refreshed), a changed file has its runs' rows deleted and re-inserted. Rows arrive as Arrow tables and
+are inserted in bulk (``INSERT ... SELECT * FROM arrow``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+
+from tokprof.fleet.rows import RowBuilder
+from tokprof.fleet.schema import DATED, KEYS, SCHEMA_VERSION, TABLES, ddl
+from tokprof.profiler.model import Run
+
+LEDGER_NAME = "ledger.duckdb"
+BATCH_CALLS = 100_000
+"""Rows are flushed to DuckDB every this many calls: bounded memory whatever the fleet's size."""
+
+
+class LedgerError(ValueError):
+    """A ledger that cannot be opened or read (names the file and what to do)."""
+
+
+def ledger_path(directory: str | Path | None = None) -> Path:
+    """``<runs folder>/ledger.duckdb`` (runs folder: the argument, ``$TOKPROF_DIR`` or ``.tokprof/runs``)."""
+    from tokprof.profiler.store import runs_dir
+
+    return runs_dir(directory) / LEDGER_NAME
+
+
+def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
+    """Open (creating if needed) the ledger at ``path`` (default :func:`ledger_path`), schema checked."""
+    import duckdb
+
+    p = Path(path) if path is not None else ledger_path()
+    if read_only and not p.exists():
+        raise LedgerError(f"{p}: no ledger yet; build it with `tokprof ingest`")
+    if not read_only:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(p), read_only=read_only)
+    except duckdb.Error as exc:
+        raise LedgerError(f"{p}: cannot open the ledger ({exc}); delete it and run `tokprof ingest` again") from exc
+    # Bounded memory whatever the fleet's size (DuckDB spills beyond it); row order is not part of the
+    # ledger's contract, and not preserving it makes bulk inserts cheaper.
+    con.execute(f"SET memory_limit = '{os.environ.get('TOKPROF_LEDGER_MEMORY', '512MB')}'")
+    con.execute("SET preserve_insertion_order = false")
+    if not read_only:
+        for stmt in ddl():
+            con.execute(stmt)
+        row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
+        if row is None or row[0] is None:
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, dt.datetime.now(dt.timezone.utc)
+                                                                      .replace(tzinfo=None)])
+    version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
+    if version != SCHEMA_VERSION:
+        con.close()
+        raise LedgerError(f"{p}: ledger schema version {version}, this tokprof reads {SCHEMA_VERSION}; "
+                          f"delete the file and run `tokprof ingest` again")
+    return con
+
+
+def insert_tables(con: Any, tables: dict[str, pa.Table]) -> None:
+    """Bulk-insert Arrow tables; content-addressed tables (messages, prompts) only get new keys."""
+    for name, table in tables.items():
+        if table.num_rows == 0:
+            continue
+        con.register("_tokprof_batch", table)
+        try:
+            key = KEYS.get(name)
+            if key is None:
+                con.execute(f"INSERT INTO {name} SELECT * FROM _tokprof_batch")
+            else:
+                con.execute(f"INSERT INTO {name} SELECT * FROM _tokprof_batch b WHERE NOT EXISTS "
+                            f"(SELECT 1 FROM {name} t WHERE t.{key} = b.{key})")
+        finally:
+            con.unregister("_tokprof_batch")
+
+
+def delete_runs(con: Any, run_ids: list[str]) -> None:
+    """Remove every row of these runs (before re-ingesting a changed file, or a run seen again)."""
+    if not run_ids:
+        return
+    con.register("_tokprof_ids", pa.table({"run_id": pa.array(run_ids, pa.string())}))
+    try:
+        for name in DATED:
+            con.execute(f"DELETE FROM {name} WHERE run_id IN (SELECT run_id FROM _tokprof_ids)")
+    finally:
+        con.unregister("_tokprof_ids")
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    files_seen: int = 0
+    files_skipped: int = 0
+    files_ingested: int = 0
+    runs: int = 0
+    calls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files_seen": self.files_seen, "files_skipped": self.files_skipped,
+                "files_ingested": self.files_ingested, "runs": self.runs, "calls": self.calls,
+                "errors": list(self.errors)}
+
+
+def file_sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expand_sources(refs: Iterable[str | Path], directory: str | Path | None = None) -> list[Path]:
+    """Files to ingest: named files, run files (``*.jsonl``, ``*.jsonl.gz``) under named folders, or the
+    runs folder when nothing is named."""
+    from tokprof.profiler.store import runs_dir
+
+    refs = list(refs) or [runs_dir(directory)]
+    out: list[Path] = []
+    for ref in refs:
+        p = Path(ref)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith((".jsonl", ".jsonl.gz"))))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise LedgerError(f"{p}: no such run file or folder")
+    return out
+
+
+def load_source(path: Path) -> list[Run]:
+    """The runs of one file: a tokprof run file, else whatever the trace importers read in it."""
+    from tokprof.commands.report_cmd import load_file
+
+    return load_file(path)
+
+
+def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
+           loader: Callable[[Path], list[Run]] = load_source,
+           progress: Callable[[Path], None] | None = None) -> IngestReport:
+    """Ingest new or changed files into the ledger (see the module docstring). A file that cannot be read
+    is reported by path and skipped; the rest go in."""
+    rep = IngestReport()
+    known = {row[0]: row[1:] for row in con.execute("SELECT path, size, mtime_ns, sha1, run_ids FROM files").fetchall()}
+    builder = RowBuilder(diagnose=diagnose)
+    pending_files: list[tuple[str, int, int, str, list[str]]] = []
+    stale: list[str] = []
+    for path in sources:
+        rep.files_seen += 1
+        if progress is not None:
+            progress(path)
+        key = str(path.resolve())
+        st = path.stat()
+        prev = known.get(key)
+        if prev is not None and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
+            rep.files_skipped += 1
+            continue
+        sha = file_sha1(path)
+        if prev is not None and prev[2] == sha:
+            con.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [st.st_size, st.st_mtime_ns, key])
+            rep.files_skipped += 1
+            continue
+        try:
+            runs = loader(path)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a fleet ingest; it is named
+            rep.errors.append(f"{path}: {exc}")
+            continue
+        if prev is not None:
+            stale.extend(prev[3] or [])
+        ids = [r.run_id for r in runs]
+        stale.extend(ids)  # the same run may have come from another file before: the newest wins
+        for run in runs:
+            builder.add_run(run, key)
+            rep.runs += 1
+        rep.calls += sum(1 for r in runs for s in r.spans if s.llm is not None)
+        pending_files.append((key, st.st_size, st.st_mtime_ns, sha, ids))
+        rep.files_ingested += 1
+        if builder.pending_calls() >= BATCH_CALLS:
+            _flush(con, builder, pending_files, stale)
+    _flush(con, builder, pending_files, stale)
+    return rep
+
+
+def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, list[str]]],
+           stale: list[str]) -> None:
+    """One transaction: drop stale rows, insert the batch, record the files."""
+    tables = builder.tables()
+    con.execute("BEGIN")
+    try:
+        delete_runs(con, sorted(set(stale)))
+        insert_tables(con, tables)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        for key, size, mtime, sha, ids in files:
+            con.execute("DELETE FROM files WHERE path = ?", [key])
+            con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)", [key, size, mtime, sha, ids, now])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    files.clear()
+    stale.clear()
+
+
+def ingest_runs(con: Any, runs: Iterable[Run], *, diagnose: bool = True, payloads: bool = True,
+                batch_calls: int = BATCH_CALLS) -> int:
+    """Ingest in-memory runs (no file bookkeeping); a run id already in the ledger is replaced.
+    Returns the number of calls ingested."""
+    builder = RowBuilder(diagnose=diagnose, payloads=payloads)
+    ids: list[str] = []
+    total = 0
+    for run in runs:
+        builder.add_run(run)
+        ids.append(run.run_id)
+        if builder.pending_calls() >= batch_calls:
+            total += builder.pending_calls()
+            _flush(con, builder, [], ids)
+    total += builder.pending_calls()
+    _flush(con, builder, [], ids)
+    return total
+
+
+def export_parquet(con: Any, out_dir: str | Path) -> dict[str, int]:
+    """Write every table as a Parquet dataset under ``out_dir/<table>/``; tables with a ``day`` column are
+    Hive-partitioned by day (``day=2026-12-01/``). Returns rows per table."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for name in (*TABLES, "schema_version"):
+        n = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        counts[name] = n
+        target = out / name
+        if name in DATED and n:
+            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target)}' "
+                        "(FORMAT PARQUET, PARTITION_BY (day), OVERWRITE_OR_IGNORE, COMPRESSION zstd)")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target / 'data.parquet')}' "
+                        "(FORMAT PARQUET, COMPRESSION zstd)")
+    return counts
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+def iter_table(con: Any, sql: str, params: list[Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a query as dicts (small results: tables for the console and JSON)."""
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    for row in cur.fetchall():
+        yield dict(zip(names, row))
+
+
+def warn(msg: str) -> None:
+    print(f"tokprof: warning: {msg}", file=sys.stderr)
