@@ -11,6 +11,7 @@ from typing import Sequence
 
 # Order is the order shown in --help.
 COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models", "collect")
+COMMANDS += ("ingest", "stats", "budget")  # the fleet ledger (tokprof.fleet)
 
 
 def _version() -> str:
@@ -21,7 +22,6 @@ def _version() -> str:
         return version("tokprof")
     except PackageNotFoundError:
         return "(not installed: source checkout)"
-COMMANDS += ("ingest", "stats", "budget")  # the fleet ledger (tokprof.fleet)
 
 
 def build_parser() -> argparse.ArgumentParser:
