@@ -11,6 +11,7 @@ from typing import Sequence
 
 # Order is the order shown in --help.
 COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare")
+COMMANDS += ("whatif", "verify")  # issue #16
 
 
 def build_parser() -> argparse.ArgumentParser:
