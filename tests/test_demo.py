@@ -169,3 +169,10 @@ def test_honest_headline(result: demo.DemoResult) -> None:
     wrong = lc["changed"][0]
     assert "O-20636" in wrong["original"] and "O-20636" not in wrong["rewritten"]
     assert wrong["fidelity"] < 0.9 and "O-20636" in wrong["lost"]
+
+
+def test_demo_cost_is_what_the_optimizer_calls_paid(result: demo.DemoResult) -> None:
+    """Issue #16.1: the demo's baseline cost and the optimizer's baseline agree to the cent."""
+    from tokprof.optimizers.paid import paid_bills
+
+    assert round(paid_bills([result.baseline])[0].total.expected, 2) == round(result.before.cost, 2)
