@@ -107,9 +107,9 @@ def _leaf(value: str, path: tuple[str, ...], rec: frozenset, out: list[tuple[str
 
 
 @lru_cache(maxsize=50_000)
-def _message_entries(key: str) -> tuple[tuple[tuple[str, Ctx], ...], tuple[str, ...], frozenset[str]]:
-    """(value -> context entries, sentences, JSON/argument leaf values) of one message, memoised: an agent
-    re-sends its history on every call."""
+def _message_index(key: str) -> tuple[dict[str, frozenset[Ctx]], tuple[str, ...], frozenset[str]]:
+    """(value -> contexts, sentences, JSON/argument leaf values) of one message, memoised: an agent
+    re-sends its history on every call, so each message is indexed once."""
     from tokprof.optimizers.compression.common import message_text
 
     m = json.loads(key)
@@ -138,35 +138,44 @@ def _message_entries(key: str) -> tuple[tuple[tuple[str, Ctx], ...], tuple[str, 
     elif text:
         sentences = _sentences(text)
         out.extend(_text_entries(text))
-    return tuple(out), tuple(sentences), frozenset(whole)
+    index: dict[str, set[Ctx]] = {}
+    for v, c in out:
+        index.setdefault(v, set()).add(c)
+    return {v: frozenset(c) for v, c in index.items()}, tuple(sentences), frozenset(whole)
+
+
+def _key(m: Message) -> str:
+    return json.dumps(m, sort_keys=True, ensure_ascii=False, default=str)
 
 
 class _Index:
-    """Every value of a message list with the contexts it sits in."""
+    """Every value of a message list with the contexts it sits in (per-message indexes, queried lazily)."""
 
     def __init__(self, messages: list[Message]) -> None:
-        self.map: dict[str, set[Ctx]] = {}
-        self.sentences: list[str] = []
-        self.leaves: set[str] = set()
-        for m in messages:
-            entries, sents, leaves = _message_entries(json.dumps(m, sort_keys=True, ensure_ascii=False, default=str))
-            for v, c in entries:
-                self.map.setdefault(v, set()).add(c)
-            self.sentences.extend(sents)
-            self.leaves |= leaves
+        self.parts = [_message_index(_key(m)) for m in messages]
         self._norm: str | None = None
+        self._leaves: frozenset[str] | None = None
 
     @property
     def norm(self) -> str:
         if self._norm is None:
-            self._norm = "\n".join(self.sentences)
+            self._norm = "\n".join(s for _, sents, _ in self.parts for s in sents)
         return self._norm
+
+    def is_leaf(self, phrase: str) -> bool:
+        if self._leaves is None:
+            self._leaves = frozenset().union(*(leaves for _, _, leaves in self.parts))
+        return phrase in self._leaves
 
     def contexts(self, value: str) -> set[Ctx]:
         v = value.casefold()
-        found = set(self.map.get(v, ()))
-        if " " in v:  # a phrase in prose: the sentences holding it
-            found |= {Ctx("text", (), s) for s in self.sentences if v in s.casefold()}
+        found: set[Ctx] = set()
+        for index, sents, _ in self.parts:
+            c = index.get(v)
+            if c:
+                found |= c
+            if " " in v:  # a phrase in prose: the sentences holding it
+                found |= {Ctx("text", (), s) for s in sents if v in s.casefold()}
         return found
 
 
@@ -191,7 +200,7 @@ def relied_values(output: Message | None, index: _Index) -> list[str]:
     for n in (1, 2, 3):
         for i in range(len(words) - n + 1):
             phrase = " ".join(words[i:i + n])
-            if phrase in index.leaves:
+            if index.is_leaf(phrase):
                 vals[phrase] = None
     seen: set[str] = set()
     out = []
@@ -253,13 +262,20 @@ def call_fidelity(original: Span | LLMCall, new: Span | LLMCall) -> CallFidelity
     out_text = text_of((o.output or {}).get("content"))
     out_sh = _shingles(out_text) if out_text else set()
     if out_sh:
-        for rule in system_rules(o.messages):
-            for sent in _sentences(rule):
-                if _shingles(sent) & out_sh:
-                    r.rules.append(sent)
-                    if not same and sent not in after.norm and sent not in _flat(n.messages):
-                        r.rules_lost.append(sent)
+        for sent, sh in _rule_sentences(tuple(_key(m) for m in o.messages if m.get("role") in ("system", "developer"))):
+            if sh & out_sh:
+                r.rules.append(sent)
+                if not same and sent not in after.norm and sent not in _flat(n.messages):
+                    r.rules_lost.append(sent)
     return r
+
+
+@lru_cache(maxsize=256)
+def _rule_sentences(system_keys: tuple[str, ...]) -> tuple[tuple[str, frozenset], ...]:
+    """The sentences of the system prompt's rules with their word shingles (memoised: the same system
+    prompt is sent on every call)."""
+    messages = [json.loads(k) for k in system_keys]
+    return tuple((sent, frozenset(_shingles(sent))) for rule in system_rules(messages) for sent in _sentences(rule))
 
 
 def _flat(messages: list[Message]) -> str:

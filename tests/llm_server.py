@@ -77,6 +77,9 @@ class LLMServer:
         self._ids = itertools.count(1)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.responder: Any = None
+        """Optional ``body -> Reply`` used when the script is empty: a stand-in model answering from the
+        context it is given (``tokprof verify`` tests)."""
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "LLMServer":
@@ -133,7 +136,9 @@ class LLMServer:
     def _next(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Reply:
         with self._lock:
             self.requests.append(Recorded(path, body, headers))
-            return self._script.popleft() if self._script else Reply()
+            if self._script:
+                return self._script.popleft()
+        return self.responder(body) if self.responder is not None else Reply()
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):04d}"

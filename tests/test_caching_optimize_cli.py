@@ -47,7 +47,7 @@ def test_optimize_run_id_and_folder_table(corpus: Path, tmp_path: Path, capsys: 
         r.save(_runs_dir)
     assert main(["optimize", runs[0].run_id, "--passes", "prompt-cache", "--out", str(tmp_path / "o1")]) == 0
     text = capsys.readouterr().out
-    assert "prompt-cache" in text and "saved:" in text
+    assert "prompt-cache" in text and "saved against what the runs paid:" in text
     folder = tmp_path / "folder"
     shutil.copytree(_runs_dir, folder)
     assert main(["optimize", str(folder), "--json", "--out", str(tmp_path / "o2")]) == 0

@@ -11,6 +11,7 @@ from typing import Sequence
 
 # Order is the order shown in --help.
 COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models", "collect")
+COMMANDS += ("whatif", "verify")  # issue #16
 COMMANDS += ("ingest", "stats", "budget")  # the fleet ledger (tokprof.fleet)
 
 

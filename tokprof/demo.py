@@ -6,8 +6,8 @@ The agent works a support inbox (``demo_data/tickets.json``) for an online shop:
    triage request is identical to the first: the response cache's case);
 2. it merges duplicates, then resolves each remaining ticket with a tool-calling loop over real
    ``@tool`` tools reading the bundled customers, orders and refund policy. The order history is an
-   oversized JSON tool output (~11.5k tokens pretty-printed), the agent fetches it twice with the same
-   arguments (a repeated call), and the history grows with every step.
+   oversized JSON tool output (~11.5k tokens pretty-printed), and the history grows with every step.
+   The agent does not repeat itself: each tool is called once per ticket.
 
 The chat model is :class:`tokprof.scripted_model.ScriptedChatModel`: a real ``BaseChatModel`` whose
 decisions depend only on the conversation it is sent, with usage computed from that prompt. So the
@@ -312,13 +312,10 @@ def _refund_step(step: int, conv: _Conversation) -> AIMessage:
         return _call(step, "get_refund_policy", "Before refunding, I'll check the policy for items that "
                      "arrived damaged.", topic="damaged items")
     if step == 3:
-        return _call(step, "get_order_history", "Let me re-check the order history to make sure no refund "
-                     "was already issued for this item.", customer_id=conv.args("get_order_history")["customer_id"])
-    if step == 4:
         order_id = conv.find("get_order_history", _order_containing(r"AUD-ANC-700"))
         return _call(step, "check_refund_eligibility", f"The headphones are on order {order_id}, with no "
                      "refund so far. Checking eligibility.", order_id=order_id, reason="damaged on arrival")
-    if step == 5:
+    if step == 4:
         amount = conv.find("check_refund_eligibility", _regex(r'"refund_amount_usd":\s*([\d.]+)'))
         return _call(step, "issue_refund", "Eligible for a full refund including shipping and tax; issuing "
                      "it now.", order_id=conv.args("check_refund_eligibility")["order_id"],
@@ -467,16 +464,18 @@ def run_support_desk(model: ScriptedChatModel, desk: SupportDesk, progress: Prog
     return "\n".join(replies)
 
 
-MODEL_CALLS_PER_RUN = 14
-"""Model calls of one demo run (3 triage + 7 refund steps + 4 shipping steps): the progress bar's unit."""
+MODEL_CALLS_PER_RUN = 13
+"""Model calls of one demo run (3 triage + 6 refund steps + 4 shipping steps): the progress bar's unit."""
 
 
 def run_agent(*, optimize: list[str] | tuple[str, ...] = (), save: str | Path | bool = False,
-              progress: Progress | None = None, name: str = "demo") -> tuple[Run, str]:
-    """Run the demo agent once under ``profile(name, optimize=...)``; returns the run and the final answer."""
+              progress: Progress | None = None, name: str = "demo",
+              desk: SupportDesk | None = None) -> tuple[Run, str]:
+    """Run the demo agent once under ``profile(name, optimize=...)``; returns the run and the final answer.
+    ``desk``: the back office to work on (default: the bundled data)."""
     progress = progress or (lambda _msg: None)
     model = ScriptedChatModel(model_name=DEMO_MODEL, policy=support_policy)
-    desk = SupportDesk()
+    desk = desk or SupportDesk()
     label = "optimized" if optimize else "baseline"
     with profile(name, tags={**DEMO_TAGS, "variant": label}, save=save, optimize=list(optimize),
                  metadata={"demo": True, "variant": label,
@@ -536,6 +535,10 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per phase: ``baseline``, ``optimized``, ``report``, ``total``."""
     report_renderer: str = ""
+    pass_contributions: list[dict[str, Any]] = field(default_factory=list)
+    """Each live pass alone on the baseline run (simulated): :func:`tokprof.demo_checks.pass_contributions`."""
+    lossy_check: dict[str, Any] | None = None
+    """A lossy pass that changes the answer, and whether fidelity caught it (:func:`tokprof.demo_checks.lossy_check`)."""
 
     @cached_property  # the runs are final once run_demo returns; headline, CLI and fallback page all read it
     def before(self) -> RunTotals:
@@ -547,14 +550,22 @@ class DemoResult:
 
     def headline(self) -> dict[str, Any]:
         before, after = self.before, self.after
+        from tokprof.demo_checks import SCRIPTED_NOTE
+
         out: dict[str, Any] = {
             "evidence": "measured",
+            "evidence_note": SCRIPTED_NOTE,
+            "baseline_caching": ("Anthropic caches only prefixes a request marks with cache_control (no "
+                                 "automatic caching); the baseline agent marks none, so what it paid has no "
+                                 "cache discount"),
             "model": DEMO_MODEL,
             "baseline": {"run_id": self.baseline.run_id, "path": str(self.baseline.path or ""),
                          **before.to_dict()},
             "answer_identical": self.optimized is not None,
             "report": str(self.report_path) if self.report_path else None,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "pass_contributions": self.pass_contributions,
+            "lossy_check": self.lossy_check,
         }
         if after is not None and self.optimized is not None:
             out["optimized"] = {"run_id": self.optimized.run_id, "path": str(self.optimized.path or ""),
@@ -601,6 +612,13 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
                 "the optimized re-run gave a different final answer than the baseline:\n--- baseline\n"
                 f"{answer}\n--- optimized ({', '.join(passes)})\n{answer_after}")
     result = DemoResult(baseline, optimized, answer, None, timings)
+    if optimize:
+        from tokprof.demo_checks import lossy_check, pass_contributions
+
+        t3 = time.perf_counter()
+        result.pass_contributions = pass_contributions(baseline, list(passes))
+        result.lossy_check = lossy_check()
+        timings["checks"] = time.perf_counter() - t3
     if output is not None:
         t2 = time.perf_counter()
         result.report_path, result.report_renderer = write_report(result, Path(output))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from decimal import Decimal
 import sys
 
 
@@ -60,6 +61,8 @@ def demo_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(headline, indent=2))
         return 0
+    from rich.markup import escape
+
     out = Console(file=sys.stdout)
     out.print(str(result.baseline.summary()))
     before, after = result.before, result.after
@@ -81,6 +84,27 @@ def demo_command(args: argparse.Namespace) -> int:
         f"(-{saved['total_tokens_pct']:.1f}%), input {before.input_tokens:,} → {after.input_tokens:,} "
         f"(cache reads {after.cache_read_tokens:,}); cost {money(before.cost)} → {money(after.cost)}"
         + (f" (-{saved['cost_pct']:.1f}%)" if saved.get("cost_pct") is not None else "")
-        + "  [measured on a live re-run][/]")
+        + escape(f"  [measured on a live re-run; {headline['evidence_note']}]") + "[/]")
+    out.print(f"baseline caching: {headline['baseline_caching']}")
+    out.print("\neach pass alone on the baseline run (simulated, credited only with its own change):")
+    for c in headline.get("pass_contributions") or []:
+        if "error" in c:
+            out.print(f"  {c['pass']:18} could not be simulated: {c['error']}")
+            continue
+        kind = "lossless" if c["lossless"] else "lossy"
+        fid = "" if c["fidelity"] is None else f", fidelity {c['fidelity']:.2f}"
+        out.print(f"  {c['pass']:18} saves {money(Decimal(c['saved']) if c['saved'] else None)} "
+                  f"({kind}, {c['calls_changed']} call(s) changed{fid})")
+    lc = headline.get("lossy_check")
+    if lc:
+        out.print(f"\nlossy pass check: {lc['pass']} (max {lc['max_tokens']:,} tokens per output) on the same agent "
+                  f"with {8} more orders: the model's next action changed on {lc['actions_changed']} of "
+                  f"{lc['calls_rewritten']} rewritten call(s)")
+        for c in lc["changed"]:
+            out.print(f"  was: {c['original'][:110]}\n  now: {c['rewritten'][:110]}\n"
+                      f"  context fidelity of that call {c['fidelity']:.2f} (lost {', '.join(c['lost'][:4])})")
+        verdict = "[green]caught by the fidelity check[/]" if lc["caught"] else "[red]NOT caught by the fidelity check[/]"
+        out.print(f"  {verdict} (threshold {lc['fidelity']['threshold']}; {lc['fidelity']['below_threshold']} "
+                  f"call(s) below it)")
     out.print(f"report: {result.report_path}  ({result.timings['total']:.1f} s)")
     return 0

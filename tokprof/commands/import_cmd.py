@@ -113,7 +113,9 @@ def import_command(args: argparse.Namespace) -> int:
     out_dir = runs_dir(args.out)
     from tokprof.profiler.providers.currency import run_currency
 
-    totals = ImportTotals(run_currency([], args.currency))
+    currency = run_currency([], args.currency)
+    totals = ImportTotals(currency)
+    paid = _PaidTotals(currency)
     err = Console(stderr=True)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
@@ -131,10 +133,12 @@ def import_command(args: argparse.Namespace) -> int:
                     save_run(run, out_dir)
                 totals.add_run(run)
             totals.add_file(result, str(f))
+            paid.add(result.runs)
             # Runs are saved and counted: let them go, so a big corpus does not sit in memory.
             result.runs.clear()
             bar.advance(task)
     summary = totals.to_dict()
+    summary["paid"] = paid.to_dict()
     summary["out"] = None if args.no_save else str(out_dir)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -174,6 +178,12 @@ def render(s: dict, console) -> None:  # noqa: ANN001
         names = ", ".join(list(c["unpriced_models"])[:3])
         unpriced = f"; {c['unpriced_calls']} calls with no price for {names}"
     console.print(f"cost     {cost}" + (f" ({detail}{unpriced})" if detail or unpriced else ""))
+    p = s.get("paid")
+    if p and p.get("expected") is not None:
+        rng = "" if p["low"] == p["high"] else f", range {float(p['low']):,.4f}-{float(p['high']):,.4f}"
+        bases = ", ".join(f"{k} {v}" for k, v in p["bases"].items())
+        console.print(f"paid     {float(p['expected']):,.4f} {c['currency']} (what optimize/report start from: "
+                      f"{bases} calls{rng})")
     models = ", ".join(f"{m} x{n}" for m, n in list(s["models"].items())[:8])
     more = f" (+{len(s['models']) - 8} more)" if len(s["models"]) > 8 else ""
     console.print(f"models   {models}{more}")
@@ -191,3 +201,39 @@ def render(s: dict, console) -> None:  # noqa: ANN001
         console.print(f"saved to {s['out']}  (see them with `tokprof ls`)")
     elif s.get("out"):
         console.print("nothing imported: no runs were saved")
+
+
+class _PaidTotals:
+    """What the imported runs paid (:mod:`tokprof.optimizers.paid`), per file as one account: the figure
+    ``optimize``, ``report`` and ``compare`` start from. A failure here never fails the import."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.ranges: list = []
+        self.bases: dict[str, int] = {}
+        self.failed = False
+
+    def add(self, runs: list) -> None:  # noqa: ANN001
+        if not runs:
+            return
+        try:
+            from tokprof.optimizers.paid import paid_bills
+
+            for b in paid_bills(list(runs), self.currency):
+                self.ranges.append(b.total)
+                for k, v in b.bases().items():
+                    self.bases[k] = self.bases.get(k, 0) + v
+        except Exception as exc:  # noqa: BLE001 - the import itself succeeded
+            from tokprof.profiler.hooks import internal_error
+
+            self.failed = True
+            internal_error("tokprof import: what the runs paid", exc)
+
+    def to_dict(self) -> dict:
+        from tokprof.optimizers.paid import total_range
+
+        if self.failed or not self.ranges:
+            return {"expected": None, "low": None, "high": None, "bases": self.bases}
+        t = total_range(self.ranges)
+        s = (lambda v: None if v is None else str(v))
+        return {"expected": s(t.expected), "low": s(t.low), "high": s(t.high), "bases": self.bases}

@@ -89,17 +89,30 @@ def _totals(ledgers: list[Any], passes: list[str]) -> dict[str, Any]:
     names = ["recorded", *passes]
     for i, name in enumerate(names):
         cost: Decimal | None = None
+        low: Decimal | None = None
+        high: Decimal | None = None
         inp = out = 0
         for lg in ledgers:
             step = lg.baseline if i == 0 else lg.steps[i - 1]
             cost = add(cost, step.billed_cost)
+            low, high = add(low, step.billed_low), add(high, step.billed_high)
             inp += step.input_tokens
             out += step.output_tokens
         steps.append({"pass": name, "input_tokens": inp, "output_tokens": out,
-                      "billed_cost": None if cost is None else str(cost)})
+                      "billed_cost": None if cost is None else str(cost),
+                      "billed_low": None if low is None else str(low),
+                      "billed_high": None if high is None else str(high)})
     base, final = steps[0]["billed_cost"], steps[-1]["billed_cost"]
     saved = None if base is None or final is None else str(Decimal(base) - Decimal(final))
-    return {"runs": len(ledgers), "steps": steps, "saved": saved}
+    ranges = [lg.saved_range() for lg in ledgers]
+    saved_range = None
+    if ranges and all(r is not None for r in ranges):
+        saved_range = [str(sum((r[0] for r in ranges), Decimal(0))), str(sum((r[1] for r in ranges), Decimal(0)))]  # type: ignore[index]
+    order = ["documented", "calibrated", "assumed"]
+    confs = [s.confidence for lg in ledgers for s in [lg.baseline, *lg.steps] if s.confidence in order]
+    confidence = max(confs, key=order.index) if confs else None
+    return {"runs": len(ledgers), "steps": steps, "saved": saved, "saved_range": saved_range,
+            "baseline": "what the runs paid", "confidence": confidence}
 
 
 def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], args: argparse.Namespace) -> None:
@@ -117,16 +130,18 @@ def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], a
     table.add_column(f"billed {cur}", justify="right")
     table.add_column("calls changed", justify="right")
     table.add_column("evidence")
+    table.add_column("lossless")
     show_runs = ledgers if len(ledgers) <= 20 else []
     for run, _, lg in show_runs:
         for step in [lg.baseline, *lg.steps]:
             table.add_row(run.name[:40] if step is lg.baseline else "", step.pass_name, f"{step.input_tokens:,}",
                           f"{step.output_tokens:,}", _money(step.billed_cost),
-                          "" if step is lg.baseline else str(len(step.rows)), step.evidence)
+                          "" if step is lg.baseline else str(len(step.rows)), step.evidence,
+                          "" if step.lossless is None else ("yes" if step.lossless else "no"))
     for s in totals["steps"]:
         cost = None if s["billed_cost"] is None else Decimal(s["billed_cost"])
         table.add_row("TOTAL" if s["pass"] == "recorded" else "", s["pass"], f"{s['input_tokens']:,}",
-                      f"{s['output_tokens']:,}", _money(cost), "", "", style="bold")
+                      f"{s['output_tokens']:,}", _money(cost), "", "", "", style="bold")
     console.print(table)
     if args.rows:
         for run, _, lg in ledgers:
@@ -134,4 +149,9 @@ def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], a
                 console.print(f"{run.name[:30]} {r.pass_name} {r.span_id}: {r.change} "
                               f"[{_money(r.cost_before, cur)} -> {_money(r.cost_after, cur)}; {r.evidence}]")
     saved = totals["saved"]
-    console.print(f"saved: {_money(None if saved is None else Decimal(saved), cur)}")
+    rng = totals.get("saved_range")
+    extra = ""
+    if rng is not None and rng[0] != rng[1]:
+        extra = f" (range {_money(Decimal(rng[0]))} to {_money(Decimal(rng[1]))} over cache-hit scenarios"
+        extra += f"; rule confidence {totals['confidence']})" if totals.get("confidence") else ")"
+    console.print(f"saved against what the runs paid: {_money(None if saved is None else Decimal(saved), cur)}{extra}")
