@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Iterable, Literal, Protocol, runtime_checkable
 
+from tokprof.profiler import keys
 from tokprof.profiler.model import Run
 
 Evidence = Literal["measured", "simulated", "estimated"]
@@ -271,7 +272,7 @@ def optimize(
         fid = fidelity(run, new) if fidelity is not None else None
         ledger.steps.append(PassStep(p.name, p.description, p.evidence, inp, out, total, ctx.currency, fid, rows))
         current, prev_costs = new, new_costs
-    current.metadata["optimized_by"] = [s.pass_name for s in ledger.steps]
+    current.metadata[keys.OPTIMIZED_BY] = [s.pass_name for s in ledger.steps]
     return current, ledger
 
 

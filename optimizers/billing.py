@@ -45,6 +45,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Callable, Iterable, Literal
 
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span
 
 BillingMode = Literal["recorded", "automatic", "simulate"]
@@ -55,8 +56,8 @@ BLOCK_UNITS = 16
 """Granularity of the prefix index (units). Matches are refined to the exact unit inside a block."""
 
 MILLION = Decimal(1_000_000)
-PLAN_ATTR = "billing.plan"
-SERVED_ATTR = "optimizer.served_by"
+PLAN_ATTR = keys.BILLING_PLAN
+SERVED_ATTR = keys.SERVED_BY  # one name for live and simulated cache hits (issue #13 point 3)
 
 
 class BillingError(ValueError):
@@ -696,7 +697,7 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
         plan = plan_of(span) if m == "simulate" else {}
         rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
         rules[key] = rule
-        if (span.attributes or {}).get(SERVED_ATTR):
+        if keys.served_by(span.attributes):  # a live or simulated cache hit: nothing reached the provider
             bills[key] = CallBill(span.span_id, call.model, rule.provider, "served", 0, 0)
             continue
         u = call.usage

@@ -28,7 +28,6 @@ from tokprof.optimizers.billing import (
     MILLION,
     PLAN_ATTR,
     CacheRule,
-    SERVED_ATTR,
     PromptUnits,
     Rates,
     _convert,
@@ -39,6 +38,7 @@ from tokprof.optimizers.billing import (
     prompt_units,
 )
 from tokprof.profiler.providers.chat_format import content_text
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span
 
 # A value that changes on every call: ISO dates/times, clock times, UUIDs, long hex or digit ids.
@@ -315,7 +315,7 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None) -> lis
     for span in _ordered(run):
         call = span.llm
         assert call is not None
-        if (span.attributes or {}).get(SERVED_ATTR):
+        if keys.served_by(span.attributes):
             continue
         key = _thread_key(run, span, index)
         pu = prompt_units(call)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
-from tokprof.optimizers.billing import SERVED_ATTR, request_digest
+from tokprof.optimizers.billing import request_digest
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Usage
 
 TRANSPORT_PARAMS = frozenset({
@@ -102,7 +103,7 @@ class ResponseCachePass:
         for span in ordered:
             call = span.llm
             assert call is not None
-            if span.status == "error" or (span.attributes or {}).get(SERVED_ATTR):
+            if span.status == "error" or keys.served_by(span.attributes):
                 continue  # a failed call left nothing to serve; an already served one sent nothing
             det = is_deterministic(call.params)
             if self.deterministic_only and (det is False or (det is None and self.unknown_temperature == "skip")):
@@ -119,8 +120,8 @@ class ResponseCachePass:
             for f in ("input_tokens", "output_tokens"):
                 served.set(f, 0, call.usage.source(f) or "estimated")
             call.usage = served
-            span.set_attribute(SERVED_ATTR, self.name)
-            span.set_attribute("optimizer.cache_origin", origin)
+            span.set_attribute(keys.SERVED_BY, self.name)
+            span.set_attribute(keys.CACHE_ORIGIN, origin)
             risk = "low: identical request at temperature 0 / fixed seed"
             if det is None:
                 risk = "medium: sampling parameters not recorded; a repeat may have answered differently"

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
+from tokprof.profiler.session import on_llm_finish
 
 _MILLION = Decimal(1_000_000)
 
@@ -98,7 +99,7 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
     try:
         return call_cost(span.llm, currency)
     except Exception as exc:  # noqa: BLE001 - pricing is best effort; unknown is shown as unknown
-        from tokprof.profiler.hooks import internal_error
+        from tokprof.profiler.policy import internal_error
 
         internal_error("pricing a call", exc)
         return None
@@ -146,16 +147,9 @@ def _fill_live_span(span: Span) -> None:
         if span.llm is not None:
             fill_usage(span.llm)
     except Exception as exc:  # noqa: BLE001 - counting is best effort; the user's agent must go on
-        from tokprof.profiler.hooks import internal_error
+        from tokprof.profiler.policy import internal_error
 
         internal_error("accounting: filling usage of an LLM span", exc)
 
 
-def _register() -> None:
-    from tokprof.profiler import hooks
-
-    if _fill_live_span not in hooks._llm_finish_hooks:
-        hooks._llm_finish_hooks.append(_fill_live_span)
-
-
-_register()
+on_llm_finish(_fill_live_span)

@@ -180,7 +180,7 @@ def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # no
     assert bodies[2]["messages"][-1]["content"] == BIG  # outside the block: untouched
     assert run.metadata["live_stats"]["response-cache"]["hits"] == 1
     a, b, _c = run.llm_spans()
-    assert b.attributes["served_from"] == "tokprof-live" and b.llm.usage.input_tokens == 0
+    assert b.attributes["served_by"] == "tokprof-live" and b.llm.usage.input_tokens == 0
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's model-deprecation notice

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tokprof.profiler import load_run, profile, record_llm_call, trace
-from tokprof.profiler.hooks import _reset_internal_errors
+from tokprof.profiler.hooks import reset_internal_errors as _reset_internal_errors
 from tokprof.profiler.store import RunFileError, TruncatedRunWarning, iter_run_files
 from tests.reliability_support import EchoChatModel, internal_error_records
 

@@ -163,8 +163,7 @@ def tokprof(request: pytest.FixtureRequest) -> Iterator[Any]:
     ends, a copy of its spans is grafted under this run's root, so the test's numbers include it."""
     from tokprof.profiler import hooks, profile
 
-    if _graft_nested not in hooks._profile_exit_hooks:
-        hooks._profile_exit_hooks.append(_graft_nested)
+    hooks.on_profile_exit(_graft_nested)
     p = profile(request.node.nodeid, tags={"test": request.node.name}, kind="function",
                 metadata={"source": "pytest", "nodeid": request.node.nodeid})
     run = p.__enter__()

@@ -169,9 +169,8 @@ def _detach_langchain(p: Any) -> None:
 
 def _register() -> None:
     for enter, exit_ in ((_enter_instrument, _exit_instrument), (_attach_langchain, _detach_langchain)):
-        if enter not in hooks._profile_enter_hooks:
-            hooks._profile_enter_hooks.append(enter)
-            hooks._profile_exit_hooks.append(exit_)
+        hooks.on_profile_enter(enter)
+        hooks.on_profile_exit(exit_)
 
 
 _register()

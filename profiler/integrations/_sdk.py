@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, AsyncIterator, Protocol
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
 from tokprof.profiler.integrations import middleware
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Span, Usage
 
 _RAW_HEADER = "X-Stainless-Raw-Response"
@@ -111,7 +112,7 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         stream = streaming_helper or bool(state.kwargs.get("stream"))
         if not stream and middleware.middlewares():
             state.cached, served_by = middleware.apply_lookup(adapter.api, state.kwargs)
-        parent = hooks.current_span() or hooks._implicit_root()
+        parent = hooks.current_span() or hooks.implicit_root()
         if parent is None or parent.kind == "llm":
             # Outside a profile there is nothing to record. Inside a model span (LangChain's ChatOpenAI
             # ...) the call is already recorded: recording it again would count its tokens twice.
@@ -124,7 +125,7 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         if state.transformed:
             span.set_attribute("transformed_by", list(state.transformed))
         if state.cached is not None:
-            span.set_attribute("served_from", served_by)
+            span.set_attribute(keys.SERVED_BY, served_by)
             adapter.fill(call, state.cached)
             call.usage = Usage.from_provider(input_tokens=0, output_tokens=0)
             state.done = True
