@@ -8,7 +8,7 @@ system prompt's rules: a rule is *relied on* when the output repeats a run of fi
 (the only trace of rule use a transcript shows), and it is retained when its text is still in the input.
 
 Only this measure looks ahead (at the output); passes never do. ``run_retention`` is what
-:func:`tokprof.optimizers.base.optimize` calls after every pass.
+:func:`tokprof.optimizers.pipeline.optimize` calls after every pass.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def _ordered(run: Run) -> list[Span]:
 # breakpoint planning
 # ---------------------------------------------------------------------------------------------------
 @dataclass
-class _ThreadState:
+class ThreadState:
     """What the planner knows about one conversation from the calls so far."""
 
     last_units: list[int] | None = None
@@ -86,7 +86,7 @@ def _system_end(call: LLMCall) -> int | None:
     return end
 
 
-def plan_breakpoints(call: LLMCall, pu: PromptUnits, rule: CacheRule, state: _ThreadState,
+def plan_breakpoints(call: LLMCall, pu: PromptUnits, rule: CacheRule, state: ThreadState,
                      ttl: str = "auto") -> dict[str, Any]:
     """Breakpoints for one call of an explicit-cache provider, decided from the past only.
 
@@ -135,6 +135,8 @@ class PromptCachePass:
     evidence: ClassVar[Evidence] = "simulated"
     reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "usage", "timestamps"})
     changes: ClassVar[frozenset[str]] = frozenset({"cache"})
+    lossless: ClassVar[bool] = True
+    """Only cache markers are added: the model reads the same prompt."""
 
     def __init__(self, ttl: str = "auto", explicit_qwen: bool = False) -> None:
         if ttl not in ("auto", "5m", "1h"):
@@ -142,34 +144,45 @@ class PromptCachePass:
         self.ttl = ttl
         self.explicit_qwen = explicit_qwen
 
+    def rule_for(self, call: LLMCall) -> CacheRule:
+        """The cache rule this pass plans with for ``call`` (explicit Qwen caching only if asked)."""
+        wants_explicit = self.explicit_qwen and cache_rule(call.provider, call.model).provider == "qwen"
+        return cache_rule(call.provider, call.model, explicit=wants_explicit)
+
+    def plan_call(self, call: LLMCall, st: ThreadState, start_ns: int, end_ns: int | None = None) -> dict[str, Any]:
+        """The breakpoint plan for one call of a conversation whose earlier calls updated ``st``; updates
+        ``st`` with this call. Empty for providers without explicit caching. The one planning step both
+        :meth:`apply` (per recorded call) and the live layer (per request, :mod:`tokprof.optimizers.live`)
+        use, so a live request gets exactly the breakpoints the simulation bills."""
+        rule = self.rule_for(call)
+        if rule.mode != "explicit":
+            return {}
+        pu = prompt_units(call)
+        if st.last_units is not None:
+            # did this call extend the previous one? (the evidence for writing at the end of a prompt)
+            st.opportunities += 1
+            if pu.units[:len(st.last_units)] == st.last_units:
+                st.extended += 1
+        if st.last_time_ns is not None:
+            st.gaps_s.append((start_ns - st.last_time_ns) / 1e9)
+        plan = plan_breakpoints(call, pu, rule, st, self.ttl)
+        st.last_units = pu.units
+        st.last_end_msg = len(call.messages) - 1
+        st.last_time_ns = end_ns or start_ns
+        return plan
+
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
         new = run.copy()
-        new.metadata["billing"] = {"mode": "simulate", "by": self.name}
+        new.metadata[keys.BILLING] = {"mode": "simulate", "by": self.name}
         index = new.by_id()
-        states: dict[tuple[Any, ...], _ThreadState] = {}
+        states: dict[tuple[Any, ...], ThreadState] = {}
         for span in _ordered(new):
             call = span.llm
             assert call is not None
-            wants_explicit = self.explicit_qwen and cache_rule(call.provider, call.model).provider == "qwen"
-            rule = cache_rule(call.provider, call.model, explicit=wants_explicit)
-            if rule.mode != "explicit":
-                continue
-            key = _thread_key(new, span, index)
-            st = states.setdefault(key, _ThreadState())
-            pu = prompt_units(call)
-            if st.last_units is not None:
-                # did this call extend the previous one? (the evidence for writing at the end of a prompt)
-                st.opportunities += 1
-                if pu.units[:len(st.last_units)] == st.last_units:
-                    st.extended += 1
-            if st.last_time_ns is not None:
-                st.gaps_s.append((span.wall_start_ns - st.last_time_ns) / 1e9)
-            plan = plan_breakpoints(call, pu, rule, st, self.ttl)
+            st = states.setdefault(_thread_key(new, span, index), ThreadState())
+            plan = self.plan_call(call, st, span.wall_start_ns, span.wall_end_ns)
             if plan:
                 span.set_attribute(PLAN_ATTR, plan)
-            st.last_units = pu.units
-            st.last_end_msg = len(call.messages) - 1
-            st.last_time_ns = span.wall_end_ns or span.wall_start_ns
         bill = bill_run(new, ctx.currency)
         annotate(new, bill)
         breaks = {b.span_id: b for b in prefix_breaks(new, currency=ctx.currency)}

@@ -84,6 +84,9 @@ class ResponseCachePass:
     evidence: ClassVar[Evidence] = "simulated"
     reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "params", "model"})
     changes: ClassVar[frozenset[str]] = frozenset({"usage", "cache"})
+    lossless: ClassVar[bool] = True
+    """Serves only deterministic requests (temperature 0 or a seed) by default: the answer is the one the
+    provider gave to the identical request."""
 
     def __init__(self, deterministic_only: bool = True, unknown_temperature: str = "serve",
                  namespace: str = "") -> None:

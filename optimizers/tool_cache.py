@@ -72,6 +72,7 @@ class ToolCachePass:
     evidence: ClassVar[Evidence] = "estimated"
     reads: ClassVar[frozenset[str]] = frozenset({"messages"})
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage"})
+    lossless: ClassVar[bool] = False  # a tool's answer may have changed since it was cached
 
     def __init__(self, min_chars: int = 40) -> None:
         self.min_chars = min_chars

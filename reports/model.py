@@ -279,7 +279,7 @@ def build_optimized_report(runs: Run | Sequence[Run], passes: Iterable[str], *, 
                            options: dict[str, dict[str, Any]] | None = None, title: str | None = None) -> ReportModel:
     """Run the pass pipeline over each run (sharing one :class:`PassContext`, so caches span runs) and
     report before/after."""
-    from tokprof.optimizers.base import optimize_runs
+    from tokprof.optimizers.pipeline import optimize_runs
 
     runs = [runs] if isinstance(runs, Run) else list(runs)
     results = optimize_runs(runs, passes, currency=currency, options=options)

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from tokprof.optimizers.base import PassContext, optimize
+from tokprof.optimizers.base import PassContext
+from tokprof.optimizers.pipeline import optimize
 from tokprof.optimizers.billing import Rates, bill_run, price_run
 from tokprof.optimizers.prompt_cache import PromptCachePass, breaks_by_cause, prefix_breaks
 from tokprof.optimizers.response_cache import ResponseCachePass

@@ -11,7 +11,8 @@ The agent works a support inbox (``demo_data/tickets.json``) for an online shop:
 
 The chat model is :class:`tokprof.scripted_model.ScriptedChatModel`: a real ``BaseChatModel`` whose
 decisions depend only on the conversation it is sent, with usage computed from that prompt. So the
-same agent re-run with live optimization (:mod:`tokprof.live_hooks`) reaches the *same* answer while
+same agent re-run with live optimization (:mod:`tokprof.optimizers.live`; every live pass, lossy ones
+included) reaches the *same* answer while
 its provider-reported tokens go down: the savings are **measured**, not simulated.
 
 :func:`run_demo` runs the agent twice (baseline, then optimized live), checks the answers match, and writes
@@ -37,7 +38,7 @@ from langchain_core.tools import BaseTool, tool
 from tokprof.profiler import profile, trace
 from tokprof.profiler.hooks import current_run, record_llm_call
 from tokprof.profiler.model import Run, Usage
-from tokprof import live_hooks
+from tokprof.optimizers import live
 from tokprof.scripted_model import ScriptedChatModel, message_text
 
 DEMO_MODEL = "claude-sonnet-4-5"
@@ -577,7 +578,7 @@ class AnswerMismatch(AssertionError):
 
 def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: bool = True,
              directory: str | Path | None = None, progress: Progress | None = None,
-             passes: tuple[str, ...] | list[str] = live_hooks.DEFAULT_LIVE_PASSES) -> DemoResult:
+             passes: tuple[str, ...] | list[str] = live.LIVE_PASSES) -> DemoResult:
     """Run the demo: baseline run, optimized live re-run, answer check, HTML report.
 
     Both runs are saved to ``directory`` (default ``.tokprof/runs`` or ``$TOKPROF_DIR``). Raises

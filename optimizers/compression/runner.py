@@ -24,6 +24,8 @@ class MessagePass:
     reads: ClassVar[frozenset[str]] = frozenset({"messages"})
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage", "cache"})
     risk: ClassVar[str] = "low"
+    lossless: ClassVar[bool] = False
+    """Whether the model still reads everything the input said (a lossless pass is on by default live)."""
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:

@@ -41,7 +41,8 @@ def _money(v: Decimal | None, currency: str = "") -> str:
 
 
 def optimize_command(args: argparse.Namespace) -> int:
-    from tokprof.optimizers.base import available_passes, optimize_runs
+    from tokprof.optimizers.base import available_passes
+    from tokprof.optimizers.pipeline import optimize_runs
 
     if args.passes.strip() == "list":
         for name, desc in available_passes().items():
