@@ -47,6 +47,8 @@ from typing import Any, Callable, Iterable, Literal
 
 from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span
+from tokprof.profiler.providers.prices import convert, get_price
+from tokprof.profiler.providers.tokenizers import tokenizer_for
 
 BillingMode = Literal["recorded", "automatic", "simulate"]
 BILLING_MODES: tuple[str, ...] = ("recorded", "automatic", "simulate")
@@ -198,7 +200,6 @@ def default_prices(model: str | None) -> Rates | None:
     """Rates from the price table (:func:`tokprof.profiler.providers.prices.get_price`)."""
     if not model:
         return None
-    from tokprof.profiler.providers.prices import get_price
 
     p = get_price(model)
     if p is None:
@@ -219,10 +220,9 @@ def _rates(p: Any, currency: str, reasoning: Any, tiers: tuple[tuple[int, Rates]
                  currency=currency, tiers=tiers)
 
 
-def _convert(amount: Decimal, from_cur: str, to_cur: str) -> Decimal | None:
+def convert_cost(amount: Decimal, from_cur: str, to_cur: str) -> Decimal | None:
     if from_cur == to_cur:
         return amount
-    from tokprof.profiler.providers.prices import convert
 
     try:
         out = convert(amount, from_cur, to_cur)
@@ -307,7 +307,7 @@ def call_cost(bill: CallBill, rates: Rates | None, rule: CacheRule, currency: st
               + Decimal(bill.cache_write_1h_tokens) * write_1h
               + Decimal(bill.output_tokens - reasoning) * out_rate
               + Decimal(reasoning) * (rates.reasoning if rates.reasoning is not None else out_rate)) / MILLION
-    return _convert(amount, rates.currency, currency)
+    return convert_cost(amount, rates.currency, currency)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -318,8 +318,6 @@ _PIECE = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+", re.UNICODE)
 
 def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
     try:
-        from tokprof.profiler.providers.tokenizers import tokenizer_for
-
         enc = tokenizer_for(model).encoder
         enc.encode("probe")
         return enc.encode
@@ -330,8 +328,6 @@ def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
 @lru_cache(maxsize=64)
 def _exact_tokenizer(model: str | None) -> bool:
     try:
-        from tokprof.profiler.providers.tokenizers import tokenizer_for
-
         return bool(tokenizer_for(model).exact) and _encoder_for(model) is not None
     except Exception:
         return False

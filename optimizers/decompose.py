@@ -29,8 +29,15 @@ if TYPE_CHECKING:  # networkx is imported where a graph is built: it costs ~0.5 
     import networkx as nx
 
 from tokprof.optimizers.base import LedgerRow, PassContext, register
-from tokprof.optimizers.compression.common import digest, message_text, rough_tokens, text_of
-from tokprof.optimizers.fidelity import fact_tokens, output_facts
+from tokprof.optimizers.billing import convert_cost, default_prices
+from tokprof.optimizers.compression.common import (
+    digest,
+    message_text,
+    rough_tokens,
+    text_of,
+)
+from tokprof.optimizers.compression.relevance import BM25, split_sections
+from tokprof.optimizers.fidelity import arg_values, fact_tokens, output_facts
 from tokprof.profiler.model import Message, Run, Span
 
 MECHANICAL_MAX_OUTPUT_TOKENS = 80
@@ -171,15 +178,13 @@ def main_thread(run: Run) -> list[Span]:
 def _price(model: str | None, inp: int, out: int, currency: str) -> Decimal | None:
     """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size)."""
     try:
-        from tokprof.optimizers.billing import _convert, default_prices
-
         r = default_prices(model)
     except Exception:
         return None
     if r is None:
         return None
     r = r.for_prompt(inp)
-    return _convert((r.input * inp + r.output * out) / Decimal(1_000_000), r.currency, currency)
+    return convert_cost((r.input * inp + r.output * out) / Decimal(1_000_000), r.currency, currency)
 
 
 def is_mechanical(span: Span) -> str | None:
@@ -193,10 +198,9 @@ def is_mechanical(span: Span) -> str | None:
     size = call.usage.output_tokens if call.usage.known("output_tokens") else rough_tokens(message_text(out))
     if size > MECHANICAL_MAX_OUTPUT_TOKENS:
         return None
-    from tokprof.optimizers.fidelity import _arg_values
 
     for tc in out.get("tool_calls") or []:
-        if isinstance(tc, dict) and any(len(v) > 80 for v in _arg_values((tc.get("function") or {}).get("arguments"))):
+        if isinstance(tc, dict) and any(len(v) > 80 for v in arg_values((tc.get("function") or {}).get("arguments"))):
             return None  # free text (a thought, a message): written, not copied
     haystack = "\n".join(message_text(m) for m in call.messages)
     facts = output_facts(out)
@@ -211,8 +215,6 @@ def is_mechanical(span: Span) -> str | None:
 # ---- the analysis ------------------------------------------------------------------------------------
 def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
     """Subtasks, dependencies, minimal contexts, sub-agent costs, parallel waves and routable calls."""
-    from tokprof.optimizers.compression.relevance import BM25, split_sections
-
     rep = DecompositionReport(run.run_id, currency=currency)
     calls = main_thread(run)
     if not calls:

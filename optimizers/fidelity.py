@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
+from tokprof.optimizers.compression.common import message_text, text_of
 from tokprof.profiler.model import LLMCall, Message, Run, Span
 
 # A candidate fact token: letters/digits joined by _ . @ - : / (ids, emails, dates, times, amounts).
@@ -80,7 +81,7 @@ def _fact_tokens(text: str, names: bool) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _arg_values(args: Any) -> Iterable[str]:
+def arg_values(args: Any) -> Iterable[str]:
     """Scalar leaves of tool-call arguments, as text."""
     if isinstance(args, str):
         try:
@@ -90,10 +91,10 @@ def _arg_values(args: Any) -> Iterable[str]:
             return
     if isinstance(args, dict):
         for v in args.values():
-            yield from _arg_values(v)
+            yield from arg_values(v)
     elif isinstance(args, list):
         for v in args:
-            yield from _arg_values(v)
+            yield from arg_values(v)
     elif isinstance(args, bool) or args is None:
         return
     else:
@@ -105,7 +106,6 @@ def output_facts(output: Message | None) -> list[str]:
     tool-call argument value (an argument is a fact however plain it looks)."""
     if not output:
         return []
-    from tokprof.optimizers.compression.common import text_of
 
     text = text_of(output.get("content"))
     facts: dict[str, None] = dict.fromkeys(fact_tokens(text))
@@ -115,7 +115,7 @@ def output_facts(output: Message | None) -> list[str]:
         if not isinstance(tc, dict):
             continue
         fn = tc.get("function") or tc
-        for v in _arg_values(fn.get("arguments")):
+        for v in arg_values(fn.get("arguments")):
             v = v.strip()
             if v and len(v) <= 200:
                 facts[v] = None
@@ -141,8 +141,6 @@ class _Haystack:
     """An input's text, searchable for facts by token and by substring (texts memoised per message)."""
 
     def __init__(self, messages: list[Message]) -> None:
-        from tokprof.optimizers.compression.common import message_text
-
         self.texts = [message_text(m) for m in messages]
         self.tokens: set[str] = set()
         for t in self.texts:
@@ -172,8 +170,6 @@ class _Haystack:
 
 def system_rules(messages: list[Message]) -> list[str]:
     """The rules of the system prompt(s): its bullet points and paragraphs, whitespace-normalised."""
-    from tokprof.optimizers.compression.common import text_of
-
     rules: list[str] = []
     for m in messages:
         if m.get("role") not in ("system", "developer"):
@@ -238,7 +234,6 @@ def call_retention(original_span: Span | LLMCall, new_span: Span | LLMCall) -> R
             r.facts.append(f)
             if after is not before and not after.has(f):
                 r.lost.append(f)
-    from tokprof.optimizers.compression.common import text_of
 
     out_text = text_of((o.output or {}).get("content"))
     if out_text:

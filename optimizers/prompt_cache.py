@@ -30,7 +30,7 @@ from tokprof.optimizers.billing import (
     CacheRule,
     PromptUnits,
     Rates,
-    _convert,
+    convert_cost,
     annotate,
     bill_run,
     cache_rule,
@@ -361,7 +361,7 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None) -> lis
             rates = rates.for_prompt(call.usage.input_tokens or prev_tokens)
             read = rates.cache_read if rates.cache_read is not None else rates.input * (
                 rule.read_multiplier if rule.caches else Decimal("0.1"))
-            cost = _convert(Decimal(lost) * (rates.input - read) / MILLION, rates.currency, currency)
+            cost = convert_cost(Decimal(lost) * (rates.input - read) / MILLION, rates.currency, currency)
         out.append(PrefixBreak(span.span_id, pspan.span_id, call.model, cause, where, shared, lost, cost,
                                currency, before, after))
     return out

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Sequence
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
 from tokprof.optimizers.billing import request_digest
 from tokprof.profiler import keys
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import LLMCall, Run, Usage
 
 TRANSPORT_PARAMS = frozenset({
@@ -200,8 +201,6 @@ class ResponseCache:
         try:
             value = json.loads(raw)
         except (TypeError, ValueError) as exc:
-            from tokprof.profiler.hooks import internal_error
-
             internal_error(f"response cache entry in {self.directory}", exc)
             try:
                 self._cache.delete(f"{self.namespace}:{key}")
@@ -362,8 +361,6 @@ class _CachedCreate:
                 return key, _load_type(hit["type"]).model_validate(hit["response"])
             return key, None
         except Exception as exc:  # the cache must never break the user's call
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("response_cache.lookup", exc)
             return None, None
 
@@ -373,8 +370,6 @@ class _CachedCreate:
         try:
             self._cache.set(key, {"type": _type_path(response), "response": response.model_dump(mode="json")})
         except Exception as exc:
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("response_cache.store", exc)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """tokprof's profiler: trace an agent run into spans with token usage and cost.
 
->>> from tokprof.profiler import trace, profile
+>>> from tokprof import trace, profile
 >>> @trace
 ... def plan(task): ...
 >>> with profile("checkout-agent", tags={"team": "payments"}) as run:
@@ -8,6 +8,7 @@
 >>> print(run.summary())
 """
 
+from tokprof.profiler.graph import call_graph
 from tokprof.profiler.hooks import (
     current_run,
     current_span,
@@ -17,8 +18,20 @@ from tokprof.profiler.hooks import (
     span,
     trace,
 )
-from tokprof.profiler.model import SCHEMA_VERSION, Cost, LLMCall, Run, Span, Usage
+from tokprof.profiler.model import (
+    SCHEMA_VERSION,
+    Cost,
+    LLMCall,
+    Run,
+    RunOperations,
+    Span,
+    Usage,
+    bind_run_operations,
+)
 from tokprof.profiler.store import RunFileError, load_run, save_run
+from tokprof.profiler.summary import summarize
+
+bind_run_operations(RunOperations(summarize=summarize, call_graph=call_graph, save_run=save_run))
 
 # Registers the integrations' profile() hooks (LangChain auto-attach, SDK instrumentation). Guarded: a
 # broken optional integration must never make ``import profiler`` fail.

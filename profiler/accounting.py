@@ -17,6 +17,14 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
+from tokprof.profiler.policy import internal_error
+from tokprof.profiler.providers.chat_format import (
+    count_completion,
+    count_prompt,
+    count_prompts,
+)
+from tokprof.profiler.providers.prices import convert, get_price
+from tokprof.profiler.providers.tokenizers import tokenizer_for
 from tokprof.profiler.session import on_llm_finish
 
 _MILLION = Decimal(1_000_000)
@@ -29,8 +37,6 @@ def fill_usage(call: LLMCall) -> None:
     need_out = not usage.known("output_tokens") and call.output is not None
     if not (need_in or need_out):
         return
-    from tokprof.profiler.providers.chat_format import count_completion, count_prompt
-    from tokprof.profiler.providers.tokenizers import tokenizer_for
 
     model = call.model or ""
     source = tokenizer_for(model).source
@@ -51,8 +57,6 @@ def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
 
 def usage_cost(usage: Usage, model: str | None, currency: str = "USD") -> Cost | None:
     """Tokens × price for ``usage`` of ``model``; ``None`` if the model has no price or nothing is known."""
-    from tokprof.profiler.providers.prices import convert, get_price
-
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
     price = get_price(model)
@@ -83,7 +87,6 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
     if recorded is not None and recorded.source == "recorded" and recorded.amount is not None:
         if recorded.currency.upper() == currency.upper():
             return recorded
-        from tokprof.profiler.providers.prices import convert
 
         return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
     return usage_cost(call.usage, call.model, currency)
@@ -99,8 +102,6 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
     try:
         return call_cost(span.llm, currency)
     except Exception as exc:  # noqa: BLE001 - pricing is best effort; unknown is shown as unknown
-        from tokprof.profiler.policy import internal_error
-
         internal_error("pricing a call", exc)
         return None
 
@@ -114,9 +115,6 @@ def fill_run_usage(run) -> None:  # noqa: ANN001
     Prompts are counted in batches (:func:`tokprof.profiler.providers.chat_format.count_prompts`) of consecutive calls with
     the same model and tools: in an agent run they re-send a growing history, and the batch counts it at
     about the cost of its unique content."""
-    from tokprof.profiler.providers.chat_format import count_prompts
-    from tokprof.profiler.providers.tokenizers import tokenizer_for
-
     calls = [s.llm for s in run.spans if s.llm is not None]
     uncounted = [c for c in calls if not c.usage.known("input_tokens") and (c.messages or c.tools)]
     for batch in _same_model_and_tools(uncounted):
@@ -147,8 +145,6 @@ def _fill_live_span(span: Span) -> None:
         if span.llm is not None:
             fill_usage(span.llm)
     except Exception as exc:  # noqa: BLE001 - counting is best effort; the user's agent must go on
-        from tokprof.profiler.policy import internal_error
-
         internal_error("accounting: filling usage of an LLM span", exc)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import networkx as nx
 
+from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.model import Run, Span
 
 METRICS: tuple[str, ...] = (
@@ -51,8 +52,6 @@ def _own_metrics(span: Span, cost_of: Callable[[Span], Decimal | None]) -> dict[
 
 
 def _default_cost(span: Span) -> Decimal | None:
-    from tokprof.profiler.accounting import span_cost
-
     cost = span_cost(span)
     return cost.amount if cost is not None else None
 

@@ -28,6 +28,7 @@ from tokprof.profiler.context import (
 from tokprof.profiler.keys import LIVE_PASSES, LIVE_PASSES_UNAVAILABLE, SOURCE
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.policy import internal_error, log
+from tokprof.profiler.store import RunWriter
 
 ProfileHook = Callable[["profile"], None]
 SpanHook = Callable[[Span], None]
@@ -135,8 +136,6 @@ class profile:
         writer = None
         if self.save:
             try:
-                from tokprof.profiler.store import RunWriter
-
                 folder = None if self.save is True else Path(self.save)
                 writer = RunWriter.open(run, folder)
             except Exception as exc:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.graph import call_graph, top_spans
 from tokprof.profiler.model import Run
 
 SUMMARY_SCHEMA = 1
@@ -103,8 +105,6 @@ class RunSummary:
 
 
 def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
-    from tokprof.profiler.accounting import span_cost
-
     usage = run.total_usage()
     sources = {"provider": 0, "counted": 0, "estimated": 0}
     models: dict[str, int] = {}
@@ -131,8 +131,6 @@ def summarize(run: Run, top: int = 5, currency: str = "USD") -> RunSummary:
             priced += 1
     top_rows: list[dict[str, Any]] = []
     if top:
-        from tokprof.profiler.graph import call_graph, top_spans
-
         g = call_graph(run, cost_of=lambda span: costs.get(span.span_id))  # in `currency`, as the totals
         for r in top_spans(g, top, "total_tokens"):
             top_rows.append({

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.model import Run
+from tokprof.reports.html import money
 
 
 def tree_rows(run: Run, max_depth: int | None = None, min_tokens: int = 0) -> list[dict[str, Any]]:
@@ -60,8 +61,6 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
 
 # ---- report renderers (headline, top spans, waterfall) ----------------------------------------------
 def _fmt_money(amount: Decimal | None, currency: str) -> str:
-    from tokprof.reports.html import money
-
     return money(amount, currency)
 
 

@@ -7,13 +7,16 @@ cost between its messages in proportion to their (estimated) token counts.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tokprof.optimizers.decompose import decompose
+from tokprof.optimizers.prompt_cache import prefix_breaks
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Run
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tokprof.reports.model import Diagnostic
     from tokprof.reports.payloads import PayloadTable
 
 OVERSIZED_TOOL_OUTPUT_TOKENS = 1500
@@ -22,6 +25,21 @@ CACHED_INPUT_DISCOUNT = Decimal("0.9")
 PREFIX_ANALYSIS_MAX_CALLS = 2000
 """Runs with more LLM calls than this use the quick prefix check instead of the prompt-cache analysis."""
 """Share of the input price a cache read saves (Anthropic 90 %, OpenAI 50-90 %): an upper bound."""
+
+@dataclass
+class Diagnostic:
+    """One finding of the report: what, where (call indices), the money at stake and a fix snippet."""
+
+    kind: str
+    """``prefix-break``, ``repeated-calls``, ``oversized-tool-output``, ``decomposition``."""
+    title: str
+    detail: str
+    money: Decimal | None
+    tokens: int
+    evidence: str
+    snippet: str
+    calls: list[int] = field(default_factory=list)
+
 
 SNIPPET_PREFIX = '''# Keep the prompt prefix byte-identical between calls so the provider's cache can reuse it:
 # static instructions first, nothing that changes per call (dates, ids, counters) before the history.
@@ -76,10 +94,6 @@ def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
                                   currency: str) -> "Diagnostic | None":
     """Prefix breaks by the prompt-cache analysis (``tokprof.optimizers.prompt_cache.prefix_breaks``), which knows
     each provider's cache rules and prices; ``None`` when it is not available."""
-    from tokprof.reports.model import Diagnostic
-
-    from tokprof.optimizers.prompt_cache import prefix_breaks
-
     if max((sum(1 for s in r.spans if s.llm is not None) for r in runs), default=0) > PREFIX_ANALYSIS_MAX_CALLS:
         return None  # the full analysis is slow on huge runs; the quick check below stands in
     index = {(c["run"], c["span_id"]): c["i"] for c in calls}
@@ -89,8 +103,6 @@ def _prefix_breaks_from_optimizer(runs: list[Run], calls: list[dict[str, Any]],
             for b in prefix_breaks(r, currency):
                 found.append((index.get((ri, b.span_id), -1), b))
     except Exception as exc:  # noqa: BLE001 - an analysis bug must not lose the report
-        from tokprof.profiler.hooks import internal_error
-
         internal_error("tokprof.reports.diagnostics.prefix_breaks", exc)
         return None
     empty = Diagnostic("prefix-break", "", "", None, 0, "estimated", "")
@@ -140,8 +152,6 @@ def _quick_prefix_breaks(calls: list[dict[str, Any]], payloads: "PayloadTable") 
 def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTable",
              currency: str) -> tuple[list["Diagnostic"], list[str]]:
     """All findings, biggest money first, and notes on analyses that were not available."""
-    from tokprof.reports.model import Diagnostic
-
     out: list[Diagnostic] = []
     notes: list[str] = []
     rates = [_message_costs(c, payloads)[0] for c in calls]
@@ -215,7 +225,6 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
                               sorted({ci for w in occurrences.values() for ci in w})[:50]))
 
     # 4. Decomposition opportunities (E's analysis).
-    from tokprof.optimizers.decompose import decompose
 
     for r in runs[:20]:
         try:

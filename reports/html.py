@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 
-from tokprof.reports.model import GROWTH_PARTS, ReportModel
+from tokprof.reports.model import GROWTH_PARTS, ReportModel, build_report
 
 TEMPLATES = Path(__file__).parent / "templates"
 CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
@@ -240,7 +240,5 @@ def write_html(m: ReportModel, path: str | Path) -> Path:
 
 def render_run_snippet(run: Any, currency: str = "USD") -> str:
     """A small inline HTML summary of a run for notebooks (headline numbers only; no script)."""
-    from tokprof.reports.model import build_report
-
     m = build_report(run, currency=currency)
     return _env().get_template("snippet.html.j2").render(m=m, h=m.headline)

@@ -15,7 +15,6 @@ the rest of the report is unaffected.
 from __future__ import annotations
 
 import copy
-
 import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,11 +22,18 @@ from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from tokprof.optimizers.base import Ledger, LedgerRow
+from tokprof.optimizers.billing import price_run
+from tokprof.optimizers.fidelity import run_retention
+from tokprof.optimizers.pipeline import optimize_runs
+from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.graph import METRICS
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.providers.prices import convert
-from tokprof.reports.payloads import PayloadTable
+from tokprof.profiler.redact import enabled, redact_obj, redact_runs, redact_text
 from tokprof.reports import diagnostics as _diag
+from tokprof.reports.diagnostics import Diagnostic
+from tokprof.reports.payloads import PayloadTable
 
 RISK_ORDER = ("none", "low", "medium", "high")
 GROWTH_MAX_BARS = 400
@@ -104,19 +110,6 @@ class WaterfallStep:
 
 
 @dataclass
-class Diagnostic:
-    kind: str
-    """``prefix-break``, ``repeated-calls``, ``oversized-tool-output``, ``decomposition``."""
-    title: str
-    detail: str
-    money: Decimal | None
-    tokens: int
-    evidence: str
-    snippet: str
-    calls: list[int] = field(default_factory=list)
-
-
-@dataclass
 class ReportModel:
     title: str
     currency: str
@@ -146,18 +139,13 @@ class ReportModel:
 # ---- pricing -----------------------------------------------------------------------------------
 def _span_costs(run: Run, currency: str) -> tuple[dict[str, Decimal | None], Decimal | None, str]:
     """Per-LLM-span cost and the run total: the billing simulator, else (if it fails) each span's cost."""
-    from tokprof.optimizers.billing import price_run
-
     spans = run.llm_spans()
     if spans:
         try:
             total, per_call = price_run(run, currency)
             return {s.span_id: c for s, c in zip(spans, per_call)}, total, "billed (simulated)"
         except Exception as exc:  # noqa: BLE001 - a pricing bug must not lose the whole report
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("tokprof.reports.price_run", exc)
-    from tokprof.profiler.accounting import span_cost
 
     costs: dict[str, Decimal | None] = {}
     total: Decimal | None = Decimal(0)
@@ -178,8 +166,6 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
 
 # ---- building -------------------------------------------------------------------------------------
 def _redact_ledgers(ledgers: Sequence[Ledger]) -> list[Ledger]:
-    from tokprof.profiler.redact import enabled, redact_obj, redact_text
-
     if not enabled():
         return list(ledgers)
     out = []
@@ -208,7 +194,6 @@ def build_report(
     optimized = list(optimized) if optimized else None
     ledgers = list(ledgers) if ledgers else None
     # A report is a file people share: secrets in prompts, outputs, arguments or errors never reach it.
-    from tokprof.profiler.redact import redact_runs
 
     runs = redact_runs(runs)
     optimized = redact_runs(optimized) if optimized is not None else None
@@ -279,8 +264,6 @@ def build_optimized_report(runs: Run | Sequence[Run], passes: Iterable[str], *, 
                            options: dict[str, dict[str, Any]] | None = None, title: str | None = None) -> ReportModel:
     """Run the pass pipeline over each run (sharing one :class:`PassContext`, so caches span runs) and
     report before/after."""
-    from tokprof.optimizers.pipeline import optimize_runs
-
     runs = [runs] if isinstance(runs, Run) else list(runs)
     results = optimize_runs(runs, passes, currency=currency, options=options)
     return build_report(runs, optimized=[new for _, new, _ in results], ledgers=[lg for _, _, lg in results],
@@ -294,8 +277,6 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        from tokprof.optimizers.fidelity import run_retention
-
         vals = [run_retention(b, a) for b, a in zip(before, after)]
         vals = [v for v in vals if v is not None]
         fid = sum(vals) / len(vals) if vals else None

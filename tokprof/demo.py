@@ -25,20 +25,29 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from decimal import Decimal
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.messages import convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_openai_messages,
+)
 from langchain_core.tools import BaseTool, tool
 
-from tokprof.profiler import profile, trace
-from tokprof.profiler.hooks import current_run, record_llm_call
-from tokprof.profiler.model import Run, Usage
 from tokprof.optimizers import live
+from tokprof.profiler import profile, trace
+from tokprof.profiler.hooks import current_run, internal_error, record_llm_call
+from tokprof.profiler.model import Run, Usage
+from tokprof.profiler.store import runs_dir
+from tokprof.reports import html as report_html
+from tokprof.reports.model import build_comparison
 from tokprof.scripted_model import ScriptedChatModel, message_text
 
 DEMO_MODEL = "claude-sonnet-4-5"
@@ -584,8 +593,6 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
     Both runs are saved to ``directory`` (default ``.tokprof/runs`` or ``$TOKPROF_DIR``). Raises
     :class:`AnswerMismatch` if the two runs' final answers differ.
     """
-    from tokprof.profiler.store import runs_dir
-
     folder = runs_dir(directory)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -621,16 +628,11 @@ def write_report(result: DemoResult, path: Path) -> tuple[Path, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if result.optimized is not None:
         try:
-            from tokprof.reports import html as report_html
-            from tokprof.reports.model import build_comparison
-
             model = build_comparison(result.baseline, result.optimized,
                                      title="tokprof demo: baseline vs. live-optimized re-run (measured)")
             report_html.write_html(model, path)
             return path, "tokprof.reports.html.write_html"
         except Exception as exc:  # the report must not lose the demo's result: fall back, logged once
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("rendering the demo report with tokprof.reports.html", exc)
     path.write_text(fallback_html(result), encoding="utf-8")
     return path, "tokprof.demo.fallback_html"

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext
 from tokprof.optimizers.compression.common import Rewritten, rewrite_call
+from tokprof.optimizers.fidelity import call_retention
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Message, Run
 
 
@@ -42,8 +44,6 @@ class MessagePass:
 
     # -- the Pass protocol ----------------------------------------------------------------------------
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
-        from tokprof.optimizers.fidelity import call_retention
-
         new = run.copy()
         orig = {s.span_id: s for s in run.spans if s.llm is not None}
         rows: list[LedgerRow] = []
@@ -55,8 +55,6 @@ class MessagePass:
             try:
                 rw = self.compress(list(call.messages), call.model)
             except Exception as exc:  # a pass bug must not lose the run: leave the call as it was
-                from tokprof.profiler.hooks import internal_error
-
                 internal_error(f"pass {self.name}", exc)
                 continue
             if rw.messages == call.messages:

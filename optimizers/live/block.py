@@ -8,7 +8,7 @@ from tokprof.optimizers.live import langchain as live_langchain
 from tokprof.optimizers.live import sdk as live_sdk
 from tokprof.optimizers.live.session import LiveSession, enter_session, exit_session, requested_passes
 from tokprof.profiler import keys
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 
 
 def activate_live(p: Any) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tokprof.optimizers.base import make_pass
 from tokprof.optimizers.compression.common import count_message_tokens, digest, message_text
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Message
 from tokprof.profiler.providers.chat_format import count_prompt
 

@@ -23,7 +23,7 @@ import tokprof.optimizers.response_cache as response_cache
 from tokprof.optimizers.live.compress import MessageCompressor
 from tokprof.optimizers.live.session import LiveSession, current_session, expect_requests, forget_requests
 from tokprof.profiler import keys
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Message
 
 

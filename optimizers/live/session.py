@@ -27,7 +27,7 @@ from tokprof.optimizers.base import PASSES, make_pass
 from tokprof.optimizers.live.compress import MessageCompressor
 from tokprof.optimizers.prompt_cache import PromptCachePass, ThreadState
 from tokprof.profiler import keys
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import LLMCall, Message, Span
 
 LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")

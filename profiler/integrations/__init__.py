@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from tokprof.profiler import hooks
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.integrations import _sdk
 from tokprof.profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
 

@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from tokprof.profiler.interchange.otlp import export_runs, write_otlp
+from tokprof.profiler.store import load_run, resolve_run
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -25,9 +28,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.interchange.otlp import export_runs, write_otlp
-    from tokprof.profiler.store import load_run, resolve_run
-
     run = load_run(resolve_run(args.run, args.dir))
     if args.output:
         path = write_otlp([run], args.output)

@@ -6,6 +6,8 @@ import argparse
 import json
 import warnings
 
+from tokprof.profiler.store import RunFileError, iter_run_files, load_run
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("ls", help="list saved runs, newest first",
@@ -17,8 +19,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ls_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.store import RunFileError, iter_run_files, load_run
-
     rows = []
     for path in list(iter_run_files(args.dir))[: args.limit]:
         try:

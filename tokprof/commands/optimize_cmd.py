@@ -10,6 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tokprof.commands.report_cmd import load_runs, parse_passes
+from tokprof.optimizers.base import available_passes
+from tokprof.optimizers.pipeline import optimize_runs
+from tokprof.profiler.providers.prices import convert
+
 DEFAULT_PASSES = "default"  # tokprof.optimizers.base.DEFAULT_PIPELINE: caching + compression
 
 
@@ -41,14 +46,10 @@ def _money(v: Decimal | None, currency: str = "") -> str:
 
 
 def optimize_command(args: argparse.Namespace) -> int:
-    from tokprof.optimizers.base import available_passes
-    from tokprof.optimizers.pipeline import optimize_runs
-
     if args.passes.strip() == "list":
         for name, desc in available_passes().items():
             print(f"{name:16} {desc}")
         return 0
-    from tokprof.commands.report_cmd import load_runs, parse_passes
 
     passes = parse_passes([args.passes])
     known = available_passes()
@@ -56,8 +57,6 @@ def optimize_command(args: argparse.Namespace) -> int:
         if p not in known:
             raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
     if args.currency.upper() != "USD":
-        from tokprof.profiler.providers.prices import convert
-
         convert(Decimal(1), "USD", args.currency)  # an unsupported currency is a clear error, not "unknown"
     runs = load_runs(args.runs, args.dir, folders=True)
     out_dir = Path(args.out) if args.out else Path(".tokprof") / "optimized"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from tokprof.profiler.store import load_run, resolve_run
+from tokprof.reports.console import render_tree, tree_rows
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -26,9 +29,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.store import load_run, resolve_run
-    from tokprof.reports.console import render_tree, tree_rows
-
     import sys
 
     path = resolve_run(args.run, args.dir)
