@@ -209,4 +209,4 @@ def make_pass(spec: "str | Pass", **options: Any) -> Pass:
 
 def available_passes() -> dict[str, str]:
     """Pass name -> one-line description."""
-    return {name: cls.description for name, cls in sorted(PASSES.items())}
+    return {name: str(getattr(cls, "description", "")) for name, cls in sorted(PASSES.items())}

@@ -194,7 +194,7 @@ class PromptCachePass:
             brk = breaks.get(span.span_id)
             if cached == 0 and brk is None:
                 continue
-            plan = (span.attributes or {}).get(PLAN_ATTR)
+            plan = (span.attributes or {}).get(PLAN_ATTR) or {}
             parts = [f"cache read {b.cache_read_tokens:,} tokens"]
             if b.cache_write_tokens or b.cache_write_1h_tokens:
                 parts.append(f"wrote {b.cache_write_tokens + b.cache_write_1h_tokens:,}")

@@ -167,7 +167,7 @@ def memoize_tool(func: F | None = None, *, maxsize: int = 1024, ttl: float | Non
             return value
 
         wrapper.cache_info = lambda: dict(stats, size=len(store))  # type: ignore[attr-defined]
-        wrapper.cache_clear = lambda: (store.clear(), stats.update(hits=0, misses=0))  # type: ignore[attr-defined]
+        wrapper.cache_clear = lambda: (store.clear(), stats.update(hits=0, misses=0))  # type: ignore[attr-defined, func-returns-value]
         wrapper.__tokprof_pure__ = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

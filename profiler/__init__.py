@@ -33,17 +33,11 @@ from tokprof.profiler.summary import summarize
 
 bind_run_operations(RunOperations(summarize=summarize, call_graph=call_graph, save_run=save_run))
 
-# Registers the integrations' profile() hooks (LangChain auto-attach, SDK instrumentation). Guarded: a
-# broken optional integration must never make ``import profiler`` fail.
-try:
-    from tokprof.profiler.integrations import instrument, uninstrument
-except ImportError:  # pragma: no cover
-    def instrument(*names: str) -> list[str]:  # type: ignore[misc]
-        raise ImportError("tokprof integrations are unavailable in this installation")
-
-    def uninstrument(*names: str) -> None:  # type: ignore[misc]
-        return None
-import tokprof.profiler.accounting  # noqa: E402,F401  (registers the hook that fills live LLM spans' missing usage)
+# Importing these registers their profile()/LLM-span hooks: the integrations (LangChain auto-attach, SDK
+# instrumentation; the SDKs and langchain-core themselves are imported only when used) and accounting
+# (fills live LLM spans' missing usage).
+import tokprof.profiler.accounting  # noqa: F401
+from tokprof.profiler.integrations import instrument, uninstrument
 
 __all__ = [
     "trace",

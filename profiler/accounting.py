@@ -16,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterator
 
-from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
+from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Run, Span, Usage
 from tokprof.profiler.policy import internal_error
 from tokprof.profiler.providers.chat_format import (
     count_completion,
@@ -109,7 +109,7 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
 SUPPORTED_CURRENCIES = ("USD", "CNY")
 
 
-def fill_run_usage(run) -> None:  # noqa: ANN001
+def fill_run_usage(run: Run) -> None:
     """Fill missing usage on every LLM span of ``run`` (importers call this after building a run).
 
     Prompts are counted in batches (:func:`tokprof.profiler.providers.chat_format.count_prompts`) of consecutive calls with

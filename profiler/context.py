@@ -123,7 +123,7 @@ def patch_threads() -> None:
     global _thread_patch_depth
     with _thread_patch_lock:
         if _thread_patch_depth == 0:
-            ThreadPoolExecutor.submit = _context_submit  # type: ignore[method-assign]
+            ThreadPoolExecutor.submit = _context_submit  # type: ignore[method-assign, assignment]
         _thread_patch_depth += 1
 
 

@@ -124,6 +124,7 @@ class Usage:
             self.cache_read_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.cache_write_1h_tokens,  # was dropped (and ``sources`` passed in its place) before mypy ran
             dict(self.sources),
         )
 
@@ -279,6 +280,7 @@ class Span:
         """Attribution tags of this span (team, feature, customer...); inherited by its descendants."""
         self.llm = llm
         self._sink: Any = None
+        self._prev: Span | None  # set by context.activate/push_span only (a slot, left unset otherwise)
 
     @property
     def duration_ns(self) -> int:

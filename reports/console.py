@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.model import Run
-from tokprof.reports.html import money
+from tokprof.reports.format import money
 
 
 def tree_rows(run: Run, max_depth: int | None = None, min_tokens: int = 0) -> list[dict[str, Any]]:

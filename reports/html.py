@@ -24,10 +24,10 @@ from typing import Any
 
 import jinja2
 
+from tokprof.reports.format import CURRENCY_SYMBOLS, money
 from tokprof.reports.model import GROWTH_PARTS, ReportModel, build_report
 
 TEMPLATES = Path(__file__).parent / "templates"
-CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
 PART_LABELS = {"system": "system prompt", "tools": "tool definitions", "history": "history",
                "tool_outputs": "tool outputs", "new": "new input"}
 
@@ -45,26 +45,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     return str(obj)
-
-
-def money(amount: Decimal | float | str | None, currency: str = "USD") -> str:
-    """``$0.0123``: more decimals for small amounts, so cents of savings stay visible; unknown is ``—``."""
-    if amount is None:
-        return "—"
-    d = Decimal(str(amount))
-    sym = CURRENCY_SYMBOLS.get(currency, currency + " ")
-    sign = "-" if d < 0 else ""
-    a = abs(d)
-    if a >= 100:
-        text = f"{a:,.0f}"
-    elif a >= 1:
-        text = f"{a:,.2f}"
-    elif a >= Decimal("0.01") or a == 0:
-        text = f"{a:.4f}"
-    else:  # below a cent: four significant digits, no trailing zeros
-        text = f"{a:.6f}".rstrip("0")
-        text = text + "0" * max(0, 4 - len(text.split(".")[1])) if "." in text else text
-    return f"{sign}{sym}{text}"
 
 
 def num(n: int | float | None) -> str:

@@ -77,7 +77,8 @@ def back(original: Sequence[Any], before: list[Message], after: list[Message]) -
 def mark(message: Any, ttl: str = "5m") -> Any:
     """A copy of ``message`` whose last content block carries a ``cache_control`` breakpoint."""
     content = message.content
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
+    blocks: list[dict[str, Any]] = (
+        [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content])
     if not blocks:
         return message
     marker: dict[str, Any] = {"type": "ephemeral"}
@@ -183,7 +184,7 @@ def open_response_cache() -> Any:
     try:
         base: Any = response_cache.TokprofLLMCache
 
-        class LiveLLMCache(base):  # type: ignore[misc, valid-type]
+        class LiveLLMCache(base):
             def lookup(self, prompt: str, llm_string: str) -> Any:
                 return _served(super().lookup(prompt, llm_string))
 

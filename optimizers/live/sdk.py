@@ -85,13 +85,15 @@ def anthropic_breakpoints(live: LiveSession, kwargs: dict[str, Any]) -> dict[str
             continue
         where, b = places[i]
         if where == "system":
-            blocks = [{"type": "text", "text": system}] if isinstance(system, str) else [dict(x) for x in system]
+            blocks: list[dict[str, Any]] = (
+                [{"type": "text", "text": system}] if isinstance(system, str) else [dict(x) for x in system or []])
             blocks[-1] = {**blocks[-1], "cache_control": marker}
             kwargs["system"] = system = blocks
             continue
         msg = raw[where]
         content = msg.get("content")
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(x) for x in content or []]
+        blocks = ([{"type": "text", "text": content}] if isinstance(content, str)
+                  else [dict(x) for x in content or []])
         if 0 <= b < len(blocks):
             blocks[b] = {**blocks[b], "cache_control": marker}
             raw[where] = {**msg, "content": blocks}

@@ -27,7 +27,6 @@ from tokprof.optimizers.base import PASSES, make_pass
 from tokprof.optimizers.live.compress import MessageCompressor
 from tokprof.optimizers.prompt_cache import PromptCachePass, ThreadState
 from tokprof.profiler import keys
-from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import LLMCall, Message, Span
 
 LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")
@@ -37,7 +36,7 @@ plan on the final messages; the response cache is consulted on the transformed r
 MESSAGE_PASSES: tuple[str, ...] = ("minify", "dedupe", "observation-mask")
 """The live passes that rewrite a request's messages, in the order they run whatever order was asked."""
 
-DEFAULT_LIVE_PASSES: tuple[str, ...] = tuple(n for n in LIVE_PASSES if PASSES[n].lossless)
+DEFAULT_LIVE_PASSES: tuple[str, ...] = tuple(n for n in LIVE_PASSES if getattr(PASSES[n], "lossless", False))
 """Passes switched on by ``optimize=["default"]``: the lossless ones only (``response-cache``, ``dedupe``,
 ``prompt-cache``). A lossy pass (``minify`` truncates huge outputs, ``observation-mask`` elides old ones)
 acts only when named."""
@@ -126,7 +125,8 @@ class LiveSession:
         """Apply the active message passes to one request (OpenAI-format messages; the input list is not
         modified), then plan its prompt-cache breakpoints. A pass that fails is skipped (logged once).
         Markers add no tokens: the prompt-cache record holds the breakpoints only."""
-        out, deltas = list(messages), {}
+        out: list[Message] = list(messages)
+        deltas: dict[str, dict[str, Any]] = {}
         if self.compressor is not None and self.compressor.passes:
             out, deltas = self.compressor.rewrite(out, model)
             for name, d in deltas.items():

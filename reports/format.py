@@ -1,0 +1,28 @@
+"""Formatting shared by the renderers (they do not import each other: HTML, console and JSON each
+import this module)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
+
+
+def money(amount: Decimal | float | str | None, currency: str = "USD") -> str:
+    """``$0.0123``: more decimals for small amounts, so cents of savings stay visible; unknown is ``—``."""
+    if amount is None:
+        return "—"
+    d = Decimal(str(amount))
+    sym = CURRENCY_SYMBOLS.get(currency, currency + " ")
+    sign = "-" if d < 0 else ""
+    a = abs(d)
+    if a >= 100:
+        text = f"{a:,.0f}"
+    elif a >= 1:
+        text = f"{a:,.2f}"
+    elif a >= Decimal("0.01") or a == 0:
+        text = f"{a:.4f}"
+    else:  # below a cent: four significant digits, no trailing zeros
+        text = f"{a:.6f}".rstrip("0")
+        text = text + "0" * max(0, 4 - len(text.split(".")[1])) if "." in text else text
+    return f"{sign}{sym}{text}"
