@@ -8,7 +8,11 @@
 >>> print(run.summary())
 """
 
+# Importing accounting and the integrations registers their profile()/LLM-span hooks (usage filling; LangChain
+# auto-attach and SDK instrumentation, whose libraries are imported only when used).
+import tokprof.profiler.accounting  # noqa: F401
 from tokprof.profiler.graph import call_graph
+from tokprof.profiler.integrations import instrument, uninstrument
 from tokprof.profiler.hooks import (
     current_run,
     current_span,
@@ -33,11 +37,6 @@ from tokprof.profiler.summary import summarize
 
 bind_run_operations(RunOperations(summarize=summarize, call_graph=call_graph, save_run=save_run))
 
-# Importing these registers their profile()/LLM-span hooks: the integrations (LangChain auto-attach, SDK
-# instrumentation; the SDKs and langchain-core themselves are imported only when used) and accounting
-# (fills live LLM spans' missing usage).
-import tokprof.profiler.accounting  # noqa: F401
-from tokprof.profiler.integrations import instrument, uninstrument
 
 __all__ = [
     "trace",
