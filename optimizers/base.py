@@ -5,8 +5,8 @@ runs passes in order on the output of the previous one. Money is never computed 
 step the pipeline prices the whole run with the billing simulator (:mod:`tokprof.optimizers.billing`), so passes
 that interact (compression breaks a provider's prefix cache) are reported by their combined effect.
 
-Evidence classes (DEVELOPERS.md principle 4): ``measured`` (re-run live), ``simulated`` (exact replay of
-billing rules), ``estimated`` (heuristic). Every ledger row carries one, plus its fidelity risk.
+Evidence classes (no inflated savings; see the README): ``measured`` (re-run live), ``simulated`` (exact
+replay of billing rules), ``estimated`` (heuristic). Every ledger row carries one, plus its fidelity risk.
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
                               money if priced else None, total_tokens, "estimated", SNIPPET_TOOL_OUTPUT,
                               sorted({ci for w in occurrences.values() for ci in w})[:50]))
 
-    # 4. Decomposition opportunities (E's analysis).
+    # 4. Decomposition opportunities (tokprof.optimizers.decompose).
 
     for r in runs[:20]:
         try:
