@@ -652,7 +652,7 @@ class Simulator:
 
 
 def billing_mode(run: Run, mode: str | None = None) -> str:
-    m = mode or (run.metadata.get("billing") or {}).get("mode") or "recorded"
+    m = mode or (run.metadata.get(keys.BILLING) or {}).get("mode") or "recorded"
     if m not in BILLING_MODES:
         raise BillingError(f"run {run.run_id}: unknown billing mode {m!r}; expected one of {BILLING_MODES}")
     return m
@@ -735,7 +735,7 @@ def annotate(run: Run, bill: RunBill) -> None:
     for b in bill.calls:
         span = by_id.get(b.span_id)
         if span is not None:
-            span.set_attribute("billing", {k: v for k, v in b.to_dict().items() if k not in ("span_id",)})
+            span.set_attribute(keys.BILLING, {k: v for k, v in b.to_dict().items() if k not in ("span_id",)})
 
 
 def request_digest(parts: Iterable[Any]) -> str:

@@ -25,10 +25,11 @@ from tokprof.optimizers.base import Ledger, LedgerRow
 from tokprof.optimizers.billing import price_run
 from tokprof.optimizers.fidelity import run_retention
 from tokprof.optimizers.pipeline import optimize_runs
+from tokprof.profiler import keys
 from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.graph import METRICS
-from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Run, Span
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.providers.prices import convert
 from tokprof.profiler.redact import enabled, redact_obj, redact_runs, redact_text
 from tokprof.reports import diagnostics as _diag
@@ -240,7 +241,7 @@ def build_report(
         currency=currency,
         generated_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         runs=[{"run_id": r.run_id, "name": r.name, "llm_calls": sum(1 for s in r.spans if s.llm is not None),
-               "spans": len(r.spans), "complete": r.complete, "source": str(r.metadata.get("source", ""))}
+               "spans": len(r.spans), "complete": r.complete, "source": str(r.metadata.get(keys.SOURCE, ""))}
               for r in runs],
         headline=headline,
         waterfall=waterfall,
@@ -371,7 +372,7 @@ def _measured_step(h: Headline, optimized: list[Run], runs: list[Run]) -> Waterf
     ``measured``; the passes that were live are named from the runs' metadata."""
     live: list[str] = []
     for r in optimized:
-        for name in r.metadata.get("live_passes") or []:
+        for name in r.metadata.get(keys.LIVE_PASSES) or []:
             if name not in live:
                 live.append(name)
     label = "live: " + ", ".join(live) if live else "after"
@@ -457,7 +458,7 @@ def _tools_tokens(tools: list[dict[str, Any]], model: str | None, payloads: Payl
 def _billed_cache_read(span: Span) -> int:
     """Cache-read tokens as billed: a caching pass records them in ``attributes["billing"]`` (the billing
     simulator's annotation) rather than rewriting the provider's usage."""
-    billing = (span.attributes or {}).get("billing")
+    billing = (span.attributes or {}).get(keys.BILLING)
     if isinstance(billing, dict) and isinstance(billing.get("cache_read_tokens"), int):
         return billing["cache_read_tokens"]
     return span.llm.usage.cache_read_tokens if span.llm is not None else 0

@@ -42,7 +42,7 @@ from langchain_core.messages import (
 from langchain_core.tools import BaseTool, tool
 
 from tokprof.optimizers import live
-from tokprof.profiler import profile, trace
+from tokprof.profiler import keys, profile, trace
 from tokprof.profiler.hooks import current_run, internal_error, record_llm_call
 from tokprof.profiler.model import Run, Usage
 from tokprof.profiler.store import runs_dir
@@ -568,7 +568,7 @@ class DemoResult:
         }
         if after is not None and self.optimized is not None:
             out["optimized"] = {"run_id": self.optimized.run_id, "path": str(self.optimized.path or ""),
-                                "live_passes": self.optimized.metadata.get("live_passes", []),
+                                "live_passes": self.optimized.metadata.get(keys.LIVE_PASSES, []),
                                 **after.to_dict()}
             out["saved"] = {
                 "input_tokens": before.input_tokens - after.input_tokens,
@@ -665,7 +665,7 @@ def fallback_html(result: DemoResult) -> str:
     head = (f"Measured on a live re-run: {saved.get('total_tokens', 0):,} tokens saved "
             f"({saved.get('total_tokens_pct') or 0:.1f}%), cost {money(before.cost)} → "
             f"{money(after.cost) if after else '—'}" + (f" ({pct:.1f}% less)" if pct is not None else ""))
-    passes = ", ".join((result.optimized.metadata.get("live_passes") if result.optimized else []) or [])
+    passes = ", ".join((result.optimized.metadata.get(keys.LIVE_PASSES) if result.optimized else []) or [])
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokprof demo report</title>
 <style>body{{font:15px system-ui,sans-serif;margin:2em auto;max-width:900px;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:right}}

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tokprof.profiler import hooks, profile
+from tokprof.profiler import hooks, keys, profile
 from tokprof.profiler.model import Span
 
 BUDGET_KEYS = ("max_input_tokens", "max_output_tokens", "max_total_tokens", "max_cost_usd")
@@ -165,7 +165,7 @@ def tokprof(request: pytest.FixtureRequest) -> Iterator[Any]:
     ends, a copy of its spans is grafted under this run's root, so the test's numbers include it."""
     hooks.on_profile_exit(_graft_nested)
     p = profile(request.node.nodeid, tags={"test": request.node.name}, kind="function",
-                metadata={"source": "pytest", "nodeid": request.node.nodeid})
+                metadata={keys.SOURCE: "pytest", "nodeid": request.node.nodeid})
     run = p.__enter__()
     token = _TARGET.set((run, p.root.span_id if p.root is not None else None))
     request.node.stash[_RUN] = run
