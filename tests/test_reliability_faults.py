@@ -200,7 +200,24 @@ class Fault:
 
 
 def _patch(target: str, value: Any) -> Callable[[pytest.MonkeyPatch, Path], None]:
-    return lambda mp, tmp: mp.setattr(target, value)
+    """Replace ``target`` (``module.attr`` or ``module.Class.attr``) and, for a module-level function, every
+    binding of the same function that another tokprof module imported by name (``from m import f``)."""
+    def setup(mp: pytest.MonkeyPatch, tmp: Path) -> None:
+        import importlib
+
+        mod_name, _, attr = target.rpartition(".")
+        try:
+            owner: Any = importlib.import_module(mod_name)
+        except ImportError:  # module.Class.attr
+            owner = None
+        original = getattr(owner, attr, None) if owner is not None else None
+        mp.setattr(target, value)
+        if owner is None or original is None:
+            return
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("tokprof.") and mod is not owner and getattr(mod, attr, None) is original:
+                mp.setattr(mod, attr, value)
+    return setup
 
 
 def _add_hook(kind: str, fn: Callable[..., Any]) -> Callable[[pytest.MonkeyPatch, Path], None]:
