@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import openai  # noqa: E402
 
 from llm_server import LLMServer  # noqa: E402
-from tokprof.profiler import profile  # noqa: E402
+from tokprof import profile  # noqa: E402
 from test_integrations_langchain import make_agent  # noqa: E402
 
 AGENT_RUNS = 200

@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.local_llm import server  # noqa: E402
 from benchmarks.local_llm.tasks import Task, suite  # noqa: E402
+from tokprof.optimizers.live import DEFAULT_LIVE_PASSES, LIVE_PASSES  # noqa: E402
+from tokprof.profiler import profile  # noqa: E402
 
 PRICE_MODEL = "gpt-4.1-mini"   # the prices the token counts are costed at (the local model itself is free)
 MAX_STEPS = 3
@@ -35,8 +37,6 @@ MAX_STEPS = 3
 
 def run_task(client: Any, model: str, task: Task, optimize: list[str] | None) -> dict[str, Any]:
     """One task through the agent loop inside a profile; returns the answer, calls made and the run."""
-    from tokprof.profiler import profile
-
     messages = [dict(m) for m in task.messages]
     calls: list[tuple[str, dict[str, Any]]] = []
     answer = ""
@@ -119,10 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
 
     import openai
-    try:
-        from tokprof.optimizers.live import LIVE_PASSES, DEFAULT_LIVE_PASSES  # type: ignore[attr-defined]
-    except ImportError:
-        from tokprof.live_hooks import LIVE_PASSES, DEFAULT_LIVE_PASSES  # type: ignore[no-redef]
 
     base = server.start(ns.model)
     client = openai.OpenAI(base_url=base, api_key="local", max_retries=0, timeout=300)

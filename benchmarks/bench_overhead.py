@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tokprof.profiler import profile, trace
+from tokprof import profile, trace
 
 
 def work(x: int) -> int:

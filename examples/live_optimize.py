@@ -28,8 +28,7 @@ import json
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 
-import tokprof.live_hooks  # noqa: F401  - registers live optimization with profile()
-from tokprof.profiler import profile
+from tokprof import profile
 from tokprof.scripted_model import ScriptedChatModel, message_text
 
 CATALOGUE = [{"sku": f"SKU-{i:04d}", "name": f"Trail shoe model {i}", "price_usd": 60 + i % 50,

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
+from tokprof.optimizers.compression.common import message_text, text_of
 from tokprof.profiler.model import LLMCall, Message, Run, Span
 
 # A candidate fact token: letters/digits joined by _ . @ - : / (ids, emails, dates, times, amounts).
 _TOKEN = re.compile(r"[A-Za-z0-9$][A-Za-z0-9_.@\-:/]*[A-Za-z0-9]|\d")
-_QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
+QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_START = re.compile(r"(^|[.!?:]\s+|\n\s*[-*\d.)\s]*)$")
 
@@ -86,7 +87,7 @@ def _fact_tokens(text: str, names: bool) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _arg_values(args: Any) -> Iterable[str]:
+def arg_values(args: Any) -> Iterable[str]:
     """Scalar leaves of tool-call arguments, as text."""
     if isinstance(args, str):
         try:
@@ -96,10 +97,10 @@ def _arg_values(args: Any) -> Iterable[str]:
             return
     if isinstance(args, dict):
         for v in args.values():
-            yield from _arg_values(v)
+            yield from arg_values(v)
     elif isinstance(args, list):
         for v in args:
-            yield from _arg_values(v)
+            yield from arg_values(v)
     elif isinstance(args, bool) or args is None:
         return
     else:
@@ -111,17 +112,15 @@ def output_facts(output: Message | None) -> list[str]:
     tool-call argument value (an argument is a fact however plain it looks)."""
     if not output:
         return []
-    from tokprof.optimizers.compression.common import text_of
-
     text = text_of(output.get("content"))
     facts: dict[str, None] = dict.fromkeys(fact_tokens(text))
-    for m in _QUOTED.finditer(text):
+    for m in QUOTED.finditer(text):
         facts[(m.group(1) or m.group(2)).strip()] = None
     for tc in output.get("tool_calls") or []:
         if not isinstance(tc, dict):
             continue
         fn = tc.get("function") or tc
-        for v in _arg_values(fn.get("arguments")):
+        for v in arg_values(fn.get("arguments")):
             v = v.strip()
             if v and len(v) <= 200:
                 facts[v] = None
@@ -147,8 +146,6 @@ class _Haystack:
     """An input's text, searchable for facts by token and by substring (texts memoised per message)."""
 
     def __init__(self, messages: list[Message]) -> None:
-        from tokprof.optimizers.compression.common import message_text
-
         self.texts = [message_text(m) for m in messages]
         self.tokens: set[str] = set()
         for t in self.texts:
@@ -178,8 +175,6 @@ class _Haystack:
 
 def system_rules(messages: list[Message]) -> list[str]:
     """The rules of the system prompt(s): its bullet points and paragraphs, whitespace-normalised."""
-    from tokprof.optimizers.compression.common import text_of
-
     rules: list[str] = []
     for m in messages:
         if m.get("role") not in ("system", "developer"):
@@ -191,7 +186,7 @@ def system_rules(messages: list[Message]) -> list[str]:
     return rules
 
 
-def _shingles(text: str, n: int = RULE_SHINGLE) -> set[tuple[str, ...]]:
+def shingles(text: str, n: int = RULE_SHINGLE) -> set[tuple[str, ...]]:
     w = _WORD.findall(text.lower())
     return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
 
@@ -244,21 +239,19 @@ def call_bag_retention(original_span: Span | LLMCall, new_span: Span | LLMCall) 
             r.facts.append(f)
             if after is not before and not after.has(f):
                 r.lost.append(f)
-    from tokprof.optimizers.compression.common import text_of
-
     out_text = text_of((o.output or {}).get("content"))
     if out_text:
-        out_sh = _shingles(out_text)
+        out_sh = shingles(out_text)
         if out_sh:
             for rule in system_rules(o.messages):
-                if _shingles(rule) & out_sh:
+                if shingles(rule) & out_sh:
                     r.rules.append(rule)
                     if after is not before and rule not in after.norm:
                         r.rules_lost.append(rule)
     return r
 
 
-def _paired_calls(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
+def paired_calls(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
     """Calls of both runs, paired. A pass keeps span ids, so pairs are matched by id; two separately
     recorded runs of the same agent (a baseline and a live-optimized re-run) share no ids, and their calls
     are paired in call order instead (the same steps of the same task)."""
@@ -273,7 +266,7 @@ def _paired_calls(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
 def run_bag_retention_detail(original_run: Run, new_run: Run) -> list[BagRetention]:
     """Per-call retention of every call present in both runs (matched by span id, else by call order)."""
     out = []
-    for s, n in _paired_calls(original_run, new_run):
+    for s, n in paired_calls(original_run, new_run):
         if n.llm is s.llm or n.llm.messages == s.llm.messages:
             # Unchanged input: everything is retained; count what was relied on for the denominator.
             r = call_bag_retention(s, s)

@@ -193,7 +193,8 @@ class Pass(Protocol):
     evidence: ClassVar[Evidence]
     lossless: ClassVar[bool]
     """True only when the rewritten input carries exactly the same information (whitespace, JSON
-    compaction, caching, billing plans); anything that removes or replaces content is lossy."""
+    compaction, caching, exact dedupe, billing plans); anything that removes or replaces content is lossy.
+    Lossy passes (masking, truncation, summaries) are switched on live only when the user names them."""
     reads: ClassVar[frozenset[str]]
     changes: ClassVar[frozenset[str]]
 
@@ -234,9 +235,10 @@ def expand_passes(specs: Iterable["str | Pass"]) -> list["str | Pass"]:
 
 
 def make_pass(spec: "str | Pass", **options: Any) -> Pass:
+    """The pass named ``spec`` built with ``options`` (a pass object is returned as it is). The built-in
+    passes are registered by importing :mod:`tokprof.optimizers` (which any import of this module does)."""
     if not isinstance(spec, str):
         return spec
-    _load_builtin_passes()
     try:
         factory = PASSES[spec]
     except KeyError:
@@ -244,124 +246,19 @@ def make_pass(spec: "str | Pass", **options: Any) -> Pass:
     return factory(**options)
 
 
-def _load_builtin_passes() -> None:
-    # Importing the modules registers their passes (they import this module, hence the late import).
-    import tokprof.optimizers.compression  # noqa: F401
-    import tokprof.optimizers.decompose  # noqa: F401
-    import tokprof.optimizers.prompt_cache  # noqa: F401
-    import tokprof.optimizers.response_cache  # noqa: F401
-    import tokprof.optimizers.tool_cache  # noqa: F401
-
-
 def available_passes() -> dict[str, str]:
     """Pass name -> one-line description."""
-    _load_builtin_passes()
-    return {name: cls.description for name, cls in sorted(PASSES.items())}
+    return {name: str(getattr(cls, "description", "")) for name, cls in sorted(PASSES.items())}
 
 
-Pricer = Callable[[Run, str], tuple[Decimal | None, list[Decimal | None]]]
+_MOVED_TO_PIPELINE = frozenset({"optimize", "optimize_runs", "run_tokens", "Pricer"})
 
 
-def run_tokens(run: Run) -> tuple[int, int]:
-    inp = out = 0
-    for s in run.spans:
-        if s.llm is not None:
-            inp += s.llm.usage.input_tokens
-            out += s.llm.usage.output_tokens
-    return inp, out
+def __getattr__(name: str) -> Any:
+    # optimize/optimize_runs/run_tokens moved to tokprof.optimizers.pipeline (which imports this module);
+    # resolved lazily so old imports keep working without an import cycle.
+    if name in _MOVED_TO_PIPELINE:
+        import importlib
 
-
-def optimize(
-    run: Run,
-    passes: Iterable["str | Pass"] = (),
-    *,
-    options: dict[str, dict[str, Any]] | None = None,
-    ctx: PassContext | None = None,
-    pricer: Pricer | None = None,
-    fidelity: Callable[[Run, Run], float | None] | None = None,
-) -> tuple[Run, Ledger]:
-    """Run ``passes`` in order over ``run``; return the optimized run and its ledger.
-
-    After each pass the whole run is priced by ``pricer`` (default: the billing simulator), so each
-    waterfall step shows the combined effect of all passes so far.
-    """
-    options = options or {}
-    ctx = ctx or PassContext()
-    if fidelity is None:
-        from tokprof.optimizers.fidelity import run_fidelity as fidelity  # type: ignore[no-redef]
-    inp, out = run_tokens(run)
-    if pricer is not None:  # a custom pricer: points, as it gives them
-        total, per_call = pricer(run, ctx.currency)
-        baseline = PassStep("recorded", "the run as priced", "simulated", inp, out, total, ctx.currency, 1.0)
-        bill_of: Callable[[Run], tuple[Any, dict[str, Decimal | None]]] = \
-            lambda r: (None, _cost_by_span(r, pricer(r, ctx.currency)[1]))  # noqa: E731
-    else:
-        from tokprof.optimizers import paid as paid_mod
-
-        sim_orig = paid_mod.simulate([run], ctx.currency, paid_mod.original_plans([run]))
-        paid = paid_mod.paid_bills([run], ctx.currency, sim_orig)[0]
-        bases = paid.bases()
-        evidence: Evidence = "measured" if set(bases) <= {"recorded cost", "provider cache tokens"} else "simulated"
-        baseline = PassStep("recorded", "what the run paid", evidence, inp, out, paid.total.expected,
-                            ctx.currency, 1.0, cost_range=paid.total, basis=bases,
-                            confidence=_confidence(paid.calls))
-
-        def bill_of(r: Run) -> tuple[Any, dict[str, Decimal | None]]:
-            rb = paid_mod.rebill([run], [r], [paid], sim_orig, ctx.currency)[0]
-            return rb, {c.span_id: c.cost.expected for c in rb.calls}
-
-    ledger = Ledger(run.run_id, baseline)
-    current = run
-    prev_costs = bill_of(current)[1] if pricer is not None else {c.span_id: c.cost.expected for c in paid.calls}
-    for spec in expand_passes(passes):
-        p = make_pass(spec, **options.get(spec if isinstance(spec, str) else spec.name, {}))
-        new, rows = p.apply(current, ctx)
-        rb, new_costs = bill_of(new)
-        for r in rows:
-            r.cost_before = prev_costs.get(r.span_id)
-            r.cost_after = new_costs.get(r.span_id)
-        inp, out = run_tokens(new)
-        fid = fidelity(run, new) if fidelity is not None else None
-        lossless = getattr(p, "lossless", None)
-        if rb is None:
-            total = pricer(new, ctx.currency)[0]  # type: ignore[misc]
-            step = PassStep(p.name, p.description, p.evidence, inp, out, total, ctx.currency, fid, rows,
-                            lossless=lossless)
-        else:
-            step = PassStep(p.name, p.description, p.evidence, inp, out, rb.total.expected, ctx.currency, fid,
-                            rows, cost_range=rb.total, basis=rb.bases(), confidence=_confidence(rb.calls),
-                            lossless=lossless)
-        ledger.steps.append(step)
-        current, prev_costs = new, new_costs
-    current.metadata["optimized_by"] = [s.pass_name for s in ledger.steps]
-    return current, ledger
-
-
-def optimize_runs(runs: Iterable[Run], passes: Iterable["str | Pass"], *, currency: str = "USD",
-                  options: dict[str, dict[str, Any]] | None = None) -> list[tuple[Run, Run, "Ledger"]]:
-    """``(run, optimized run, ledger)`` for each of ``runs``, through one shared :class:`PassContext`: a
-    response cache spans the runs of one invocation (e.g. trials of one task), as it would live."""
-    passes = list(passes)
-    ctx = PassContext(options=options or {}, currency=currency)
-    out = []
-    for run in runs:
-        new, ledger = optimize(run, passes, options=options, ctx=ctx)
-        ctx.history.append(run)
-        out.append((run, new, ledger))
-    return out
-
-
-def _confidence(calls: Iterable[Any]) -> str:
-    """The weakest confidence among the calls whose cost rests on a simulated cache rule."""
-    order = ["documented", "calibrated", "assumed"]
-    worst = "documented"
-    for c in calls:
-        if c.basis.startswith("recorded cost") and "simulated" not in c.basis:
-            continue
-        if order.index(c.confidence if c.confidence in order else "assumed") > order.index(worst):
-            worst = c.confidence if c.confidence in order else "assumed"
-    return worst
-
-
-def _cost_by_span(run: Run, per_call: list[Decimal | None]) -> dict[str, Decimal | None]:
-    return {s.span_id: c for s, c in zip(run.llm_spans(), per_call)}
+        return getattr(importlib.import_module("tokprof.optimizers.pipeline"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

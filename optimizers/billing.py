@@ -44,6 +44,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Literal
 
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span
 from tokprof.profiler.providers.cache_rules import bare_model as _bare_model
 # Provider facts live in profiler/providers (issue #13 point 2); re-exported here for existing importers.
@@ -51,6 +52,8 @@ from tokprof.profiler.providers.cache_rules import (  # noqa: F401
     NO_CACHE, CacheRule, billing_rules, cache_rule, provider_of)
 from tokprof.profiler.providers.cost import (  # noqa: F401
     MILLION, PriceLookup, Rates, TokenSplit, default_prices, split_cost)
+from tokprof.profiler.providers.cost import convert_or_none as convert_cost  # noqa: F401
+from tokprof.profiler.providers.tokenizers import tokenizer_for
 
 BillingMode = Literal["recorded", "automatic", "simulate"]
 BILLING_MODES: tuple[str, ...] = ("recorded", "automatic", "simulate")
@@ -59,8 +62,8 @@ Basis = Literal["recorded", "uncached", "simulated", "served", "unpriced"]
 BLOCK_UNITS = 16
 """Granularity of the prefix index (units). Matches are refined to the exact unit inside a block."""
 
-PLAN_ATTR = "billing.plan"
-SERVED_ATTR = "optimizer.served_by"
+PLAN_ATTR = keys.BILLING_PLAN
+SERVED_ATTR = keys.SERVED_BY  # one name for live and simulated cache hits (issue #13 point 3)
 
 
 class BillingError(ValueError):
@@ -139,8 +142,6 @@ _PIECE = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+", re.UNICODE)
 
 def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
     try:
-        from tokprof.profiler.providers.tokenizers import tokenizer_for
-
         enc = tokenizer_for(model).encoder
         enc.encode("probe")
         return enc.encode
@@ -151,8 +152,6 @@ def _encoder_for(model: str | None) -> Callable[[str], list[int]] | None:
 @lru_cache(maxsize=64)
 def _exact_tokenizer(model: str | None) -> bool:
     try:
-        from tokprof.profiler.providers.tokenizers import tokenizer_for
-
         return bool(tokenizer_for(model).exact) and _encoder_for(model) is not None
     except Exception:
         return False
@@ -480,7 +479,7 @@ class Simulator:
 
 
 def billing_mode(run: Run, mode: str | None = None) -> str:
-    m = mode or (run.metadata.get("billing") or {}).get("mode") or "recorded"
+    m = mode or (run.metadata.get(keys.BILLING) or {}).get("mode") or "recorded"
     if m not in BILLING_MODES:
         raise BillingError(f"run {run.run_id}: unknown billing mode {m!r}; expected one of {BILLING_MODES}")
     return m
@@ -527,7 +526,7 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
             plan = plan_for(i, span) or {}
         rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
         rules[key] = rule
-        if (span.attributes or {}).get(SERVED_ATTR):
+        if keys.served_by(span.attributes):  # a live or simulated cache hit: nothing reached the provider
             bills[key] = CallBill(span.span_id, call.model, rule.provider, "served", 0, 0)
             continue
         u = call.usage
@@ -569,7 +568,7 @@ def annotate(run: Run, bill: RunBill) -> None:
     for b in bill.calls:
         span = by_id.get(b.span_id)
         if span is not None:
-            span.set_attribute("billing", {k: v for k, v in b.to_dict().items() if k not in ("span_id",)})
+            span.set_attribute(keys.BILLING, {k: v for k, v in b.to_dict().items() if k not in ("span_id",)})
 
 
 def request_digest(parts: Iterable[Any]) -> str:

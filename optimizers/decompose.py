@@ -23,14 +23,22 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where a graph is built: it costs ~0.5 s to import
+    import networkx as nx
 
 from tokprof.optimizers.base import LedgerRow, PassContext, register
-from tokprof.optimizers.compression.common import digest, message_text, rough_tokens, text_of
-from tokprof.optimizers.fidelity import fact_tokens, output_facts
+from tokprof.optimizers.compression.common import (
+    digest,
+    message_text,
+    rough_tokens,
+    text_of,
+)
+from tokprof.optimizers.compression.relevance import BM25, split_sections
+from tokprof.optimizers.fidelity import arg_values, fact_tokens, output_facts
 from tokprof.profiler.model import Message, Run, Span
+from tokprof.profiler.providers.cost import TokenSplit, default_prices, split_cost
 
 MECHANICAL_MAX_OUTPUT_TOKENS = 80
 
@@ -99,7 +107,8 @@ class DecompositionReport:
 
     run_id: str
     subtasks: list[Subtask] = field(default_factory=list)
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    graph: "nx.DiGraph | None" = None
+    """The subtask DAG (``networkx.DiGraph``), once built."""
     waves: list[list[int]] = field(default_factory=list)
     """Subtasks that could run in parallel, wave by wave (topological generations of the DAG)."""
     routable: list[RouteCandidate] = field(default_factory=list)
@@ -128,9 +137,16 @@ class DecompositionReport:
     def __bool__(self) -> bool:
         return len(self.subtasks) > 1 or bool(self.routable)
 
+    def _edges(self) -> int:
+        return 0 if self.graph is None else int(self.graph.number_of_edges())
+
+    def _dependencies(self) -> list[list[Any]]:
+        g = self.graph
+        return [] if g is None else [[a, b, g.edges[a, b].get("facts", [])[:5]] for a, b in g.edges]
+
     def summary(self) -> str:
         par = sum(1 for w in self.waves if len(w) > 1)
-        s = (f"{len(self.subtasks)} subtasks, {self.graph.number_of_edges()} data dependencies, "
+        s = (f"{len(self.subtasks)} subtasks, {self._edges()} data dependencies, "
              f"{par} wave(s) with independent subtasks, {len(self.routable)} mechanical call(s) routable to a "
              f"cheaper model")
         if self.saving is not None:
@@ -140,7 +156,7 @@ class DecompositionReport:
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "evidence": self.evidence, "currency": self.currency,
                 "subtasks": [s.to_dict() for s in self.subtasks],
-                "dependencies": [[a, b, self.graph.edges[a, b].get("facts", [])[:5]] for a, b in self.graph.edges],
+                "dependencies": self._dependencies(),
                 "waves": self.waves, "routable": [r.to_dict() for r in self.routable],
                 "context_saving": None if self.context_saving is None else str(self.context_saving),
                 "routing_saving": None if self.routing_saving is None else str(self.routing_saving),
@@ -162,8 +178,6 @@ def main_thread(run: Run) -> list[Span]:
 def _price(model: str | None, inp: int, out: int, currency: str) -> Decimal | None:
     """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size)."""
     try:
-        from tokprof.profiler.providers.cost import TokenSplit, default_prices, split_cost
-
         r = default_prices(model)
     except Exception:
         return None
@@ -181,10 +195,9 @@ def is_mechanical(span: Span) -> str | None:
     size = call.usage.output_tokens if call.usage.known("output_tokens") else rough_tokens(message_text(out))
     if size > MECHANICAL_MAX_OUTPUT_TOKENS:
         return None
-    from tokprof.optimizers.fidelity import _arg_values
 
     for tc in out.get("tool_calls") or []:
-        if isinstance(tc, dict) and any(len(v) > 80 for v in _arg_values((tc.get("function") or {}).get("arguments"))):
+        if isinstance(tc, dict) and any(len(v) > 80 for v in arg_values((tc.get("function") or {}).get("arguments"))):
             return None  # free text (a thought, a message): written, not copied
     haystack = "\n".join(message_text(m) for m in call.messages)
     facts = output_facts(out)
@@ -199,8 +212,6 @@ def is_mechanical(span: Span) -> str | None:
 # ---- the analysis ------------------------------------------------------------------------------------
 def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
     """Subtasks, dependencies, minimal contexts, sub-agent costs, parallel waves and routable calls."""
-    from tokprof.optimizers.compression.relevance import BM25, split_sections
-
     rep = DecompositionReport(run.run_id, currency=currency)
     calls = main_thread(run)
     if not calls:
@@ -253,6 +264,8 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
                 for f in fact_tokens(message_text(m)):
                     if f not in sys_facts:
                         origin.setdefault(f, k)
+    import networkx as nx  # optional at import time (see the TYPE_CHECKING note above)
+
     g = nx.DiGraph()
     for k, st in enumerate(merged):
         g.add_node(k, intent=st["intent"][:120], tools=sorted(st["tools"]))
@@ -366,6 +379,7 @@ class TaskDecomposePass:
     lossless = False  # subtasks go to other (smaller) models
     reads = frozenset({"messages", "usage"})
     changes = frozenset({"model"})
+    lossless = False  # a smaller model may answer differently
 
     def __init__(self, **options: Any) -> None:
         self.options = options

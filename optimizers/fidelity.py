@@ -16,7 +16,8 @@ bag-of-tokens measure (:mod:`tokprof.optimizers.bag_retention`) scored them 1.00
 
 Reported per call (:func:`run_fidelity_detail`, :func:`distribution`: min, p10, median, calls below
 :data:`DEFAULT_THRESHOLD`) and pooled per run (:func:`run_fidelity`, what the pipeline shows).
-Only this measure looks ahead (at the output); passes never do.
+Only this measure looks ahead (at the output); passes never do. ``run_fidelity`` is what
+:func:`tokprof.optimizers.pipeline.optimize` calls after every pass.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from tokprof.optimizers.bag_retention import (  # noqa: F401  (helpers shared with the passes)
-    _QUOTED, _arg_values, _shingles, fact_tokens, output_facts, system_rules,
+    QUOTED, arg_values, fact_tokens, output_facts, paired_calls, shingles, system_rules,
 )
+from tokprof.optimizers.compression.common import message_text, text_of
 from tokprof.profiler.model import LLMCall, Message, Run, Span
 
 DEFAULT_THRESHOLD = 0.9
@@ -110,8 +112,6 @@ def _leaf(value: str, path: tuple[str, ...], rec: frozenset, out: list[tuple[str
 def _message_index(key: str) -> tuple[dict[str, frozenset[Ctx]], tuple[str, ...], frozenset[str]]:
     """(value -> contexts, sentences, JSON/argument leaf values) of one message, memoised: an agent
     re-sends its history on every call, so each message is indexed once."""
-    from tokprof.optimizers.compression.common import message_text
-
     m = json.loads(key)
     out: list[tuple[str, Ctx]] = []
     whole: set[str] = set()
@@ -183,16 +183,15 @@ def relied_values(output: Message | None, index: _Index) -> list[str]:
     """Values of ``output`` the model took from its input (see the module docstring)."""
     if not output:
         return []
-    from tokprof.optimizers.compression.common import text_of
 
     text = text_of(output.get("content"))
     vals: dict[str, None] = dict.fromkeys(fact_tokens(text))
-    for m in _QUOTED.finditer(text):
+    for m in QUOTED.finditer(text):
         vals[(m.group(1) or m.group(2)).strip()] = None
     for tc in output.get("tool_calls") or []:
         if isinstance(tc, dict):
             fn = tc.get("function") or tc
-            for v in _arg_values(fn.get("arguments")):
+            for v in arg_values(fn.get("arguments")):
                 if v.strip() and len(v) <= 200:
                     vals[v.strip()] = None
     # short record values the answer repeats word for word ("cancelled", "no", "basic economy")
@@ -257,10 +256,9 @@ def call_fidelity(original: Span | LLMCall, new: Span | LLMCall) -> CallFidelity
         r.values.append(v)
         if not same and not before.contexts(v) <= after.contexts(v):
             r.lost.append(v)
-    from tokprof.optimizers.compression.common import text_of
 
     out_text = text_of((o.output or {}).get("content"))
-    out_sh = _shingles(out_text) if out_text else set()
+    out_sh = shingles(out_text) if out_text else set()
     if out_sh:
         for sent, sh in _rule_sentences(tuple(_key(m) for m in o.messages if m.get("role") in ("system", "developer"))):
             if sh & out_sh:
@@ -275,19 +273,15 @@ def _rule_sentences(system_keys: tuple[str, ...]) -> tuple[tuple[str, frozenset]
     """The sentences of the system prompt's rules with their word shingles (memoised: the same system
     prompt is sent on every call)."""
     messages = [json.loads(k) for k in system_keys]
-    return tuple((sent, frozenset(_shingles(sent))) for rule in system_rules(messages) for sent in _sentences(rule))
+    return tuple((sent, frozenset(shingles(sent))) for rule in system_rules(messages) for sent in _sentences(rule))
 
 
 def _flat(messages: list[Message]) -> str:
-    from tokprof.optimizers.compression.common import message_text
-
     return " ".join(" ".join(message_text(m).split()) for m in messages)
 
 
 def _paired(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
-    from tokprof.optimizers.bag_retention import _paired_calls
-
-    return _paired_calls(original_run, new_run)
+    return paired_calls(original_run, new_run)
 
 
 def run_fidelity_detail(original_run: Run, new_run: Run) -> list[CallFidelity]:

@@ -27,7 +27,6 @@ from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
 from tokprof.optimizers.billing import (
     PLAN_ATTR,
     CacheRule,
-    SERVED_ATTR,
     PromptUnits,
     Rates,
     annotate,
@@ -37,6 +36,7 @@ from tokprof.optimizers.billing import (
     prompt_units,
 )
 from tokprof.profiler.providers.chat_format import content_text
+from tokprof.profiler import keys
 from tokprof.profiler.providers.cost import TokenSplit, split_cost
 from tokprof.profiler.model import LLMCall, Run, Span
 
@@ -62,7 +62,7 @@ def _ordered(run: Run) -> list[Span]:
 # breakpoint planning
 # ---------------------------------------------------------------------------------------------------
 @dataclass
-class _ThreadState:
+class ThreadState:
     """What the planner knows about one conversation from the calls so far."""
 
     last_units: list[int] | None = None
@@ -85,7 +85,7 @@ def _system_end(call: LLMCall) -> int | None:
     return end
 
 
-def plan_breakpoints(call: LLMCall, pu: PromptUnits, rule: CacheRule, state: _ThreadState,
+def plan_breakpoints(call: LLMCall, pu: PromptUnits, rule: CacheRule, state: ThreadState,
                      ttl: str = "auto") -> dict[str, Any]:
     """Breakpoints for one call of an explicit-cache provider, decided from the past only.
 
@@ -132,9 +132,10 @@ class PromptCachePass:
     description: ClassVar[str] = ("serve each call's longest shared prefix from the provider's prompt cache "
                                   "(automatic caching as billed; explicit breakpoints placed to minimise cost)")
     evidence: ClassVar[Evidence] = "simulated"
-    lossless: ClassVar[bool] = True  # only a billing plan: the prompts are sent unchanged
     reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "usage", "timestamps"})
     changes: ClassVar[frozenset[str]] = frozenset({"cache"})
+    lossless: ClassVar[bool] = True
+    """Only a billing plan (cache markers) is added: the model reads the same prompt."""
 
     def __init__(self, ttl: str = "auto", explicit_qwen: bool = False) -> None:
         if ttl not in ("auto", "5m", "1h"):
@@ -142,34 +143,45 @@ class PromptCachePass:
         self.ttl = ttl
         self.explicit_qwen = explicit_qwen
 
+    def rule_for(self, call: LLMCall) -> CacheRule:
+        """The cache rule this pass plans with for ``call`` (explicit Qwen caching only if asked)."""
+        wants_explicit = self.explicit_qwen and cache_rule(call.provider, call.model).provider == "qwen"
+        return cache_rule(call.provider, call.model, explicit=wants_explicit)
+
+    def plan_call(self, call: LLMCall, st: ThreadState, start_ns: int, end_ns: int | None = None) -> dict[str, Any]:
+        """The breakpoint plan for one call of a conversation whose earlier calls updated ``st``; updates
+        ``st`` with this call. Empty for providers without explicit caching. The one planning step both
+        :meth:`apply` (per recorded call) and the live layer (per request, :mod:`tokprof.optimizers.live`)
+        use, so a live request gets exactly the breakpoints the simulation bills."""
+        rule = self.rule_for(call)
+        if rule.mode != "explicit":
+            return {}
+        pu = prompt_units(call)
+        if st.last_units is not None:
+            # did this call extend the previous one? (the evidence for writing at the end of a prompt)
+            st.opportunities += 1
+            if pu.units[:len(st.last_units)] == st.last_units:
+                st.extended += 1
+        if st.last_time_ns is not None:
+            st.gaps_s.append((start_ns - st.last_time_ns) / 1e9)
+        plan = plan_breakpoints(call, pu, rule, st, self.ttl)
+        st.last_units = pu.units
+        st.last_end_msg = len(call.messages) - 1
+        st.last_time_ns = end_ns or start_ns
+        return plan
+
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
         new = run.copy()
-        new.metadata["billing"] = {"mode": "simulate", "by": self.name}
+        new.metadata[keys.BILLING] = {"mode": "simulate", "by": self.name}
         index = new.by_id()
-        states: dict[tuple[Any, ...], _ThreadState] = {}
+        states: dict[tuple[Any, ...], ThreadState] = {}
         for span in _ordered(new):
             call = span.llm
             assert call is not None
-            wants_explicit = self.explicit_qwen and cache_rule(call.provider, call.model).provider == "qwen"
-            rule = cache_rule(call.provider, call.model, explicit=wants_explicit)
-            if rule.mode != "explicit":
-                continue
-            key = _thread_key(new, span, index)
-            st = states.setdefault(key, _ThreadState())
-            pu = prompt_units(call)
-            if st.last_units is not None:
-                # did this call extend the previous one? (the evidence for writing at the end of a prompt)
-                st.opportunities += 1
-                if pu.units[:len(st.last_units)] == st.last_units:
-                    st.extended += 1
-            if st.last_time_ns is not None:
-                st.gaps_s.append((span.wall_start_ns - st.last_time_ns) / 1e9)
-            plan = plan_breakpoints(call, pu, rule, st, self.ttl)
+            st = states.setdefault(_thread_key(new, span, index), ThreadState())
+            plan = self.plan_call(call, st, span.wall_start_ns, span.wall_end_ns)
             if plan:
                 span.set_attribute(PLAN_ATTR, plan)
-            st.last_units = pu.units
-            st.last_end_msg = len(call.messages) - 1
-            st.last_time_ns = span.wall_end_ns or span.wall_start_ns
         bill = bill_run(new, ctx.currency)
         annotate(new, bill)
         breaks = {b.span_id: b for b in prefix_breaks(new, currency=ctx.currency)}
@@ -181,7 +193,7 @@ class PromptCachePass:
             brk = breaks.get(span.span_id)
             if cached == 0 and brk is None:
                 continue
-            plan = (span.attributes or {}).get(PLAN_ATTR)
+            plan = (span.attributes or {}).get(PLAN_ATTR) or {}
             parts = [f"cache read {b.cache_read_tokens:,} tokens"]
             if b.cache_write_tokens or b.cache_write_1h_tokens:
                 parts.append(f"wrote {b.cache_write_tokens + b.cache_write_1h_tokens:,}")
@@ -328,7 +340,7 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_pat
     for span in _ordered(run):
         call = span.llm
         assert call is not None
-        if (span.attributes or {}).get(SERVED_ATTR):
+        if keys.served_by(span.attributes):
             continue
         key = _thread_key(run, span, index)
         if by_path:

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
-from tokprof.optimizers.billing import SERVED_ATTR, request_digest
+from tokprof.optimizers.billing import request_digest
+from tokprof.profiler import keys
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import LLMCall, Run, Usage
 
 TRANSPORT_PARAMS = frozenset({
@@ -84,6 +86,9 @@ class ResponseCachePass:
     lossless: ClassVar[bool] = True  # an identical request gets the answer it got before
     reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "params", "model"})
     changes: ClassVar[frozenset[str]] = frozenset({"usage", "cache"})
+    lossless: ClassVar[bool] = True
+    """Serves only deterministic requests (temperature 0 or a seed) by default: the answer is the one the
+    provider gave to the identical request."""
 
     def __init__(self, deterministic_only: bool = True, unknown_temperature: str = "serve",
                  namespace: str = "") -> None:
@@ -103,7 +108,7 @@ class ResponseCachePass:
         for span in ordered:
             call = span.llm
             assert call is not None
-            if span.status == "error" or (span.attributes or {}).get(SERVED_ATTR):
+            if span.status == "error" or keys.served_by(span.attributes):
                 continue  # a failed call left nothing to serve; an already served one sent nothing
             det = is_deterministic(call.params)
             if self.deterministic_only and (det is False or (det is None and self.unknown_temperature == "skip")):
@@ -120,8 +125,8 @@ class ResponseCachePass:
             for f in ("input_tokens", "output_tokens"):
                 served.set(f, 0, call.usage.source(f) or "estimated")
             call.usage = served
-            span.set_attribute(SERVED_ATTR, self.name)
-            span.set_attribute("optimizer.cache_origin", origin)
+            span.set_attribute(keys.SERVED_BY, self.name)
+            span.set_attribute(keys.CACHE_ORIGIN, origin)
             risk = "low: identical request at temperature 0 / fixed seed"
             if det is None:
                 risk = "medium: sampling parameters not recorded; a repeat may have answered differently"
@@ -197,8 +202,6 @@ class ResponseCache:
         try:
             value = json.loads(raw)
         except (TypeError, ValueError) as exc:
-            from tokprof.profiler.hooks import internal_error
-
             internal_error(f"response cache entry in {self.directory}", exc)
             try:
                 self._cache.delete(f"{self.namespace}:{key}")
@@ -359,8 +362,6 @@ class _CachedCreate:
                 return key, _load_type(hit["type"]).model_validate(hit["response"])
             return key, None
         except Exception as exc:  # the cache must never break the user's call
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("response_cache.lookup", exc)
             return None, None
 
@@ -370,8 +371,6 @@ class _CachedCreate:
         try:
             self._cache.set(key, {"type": _type_path(response), "response": response.model_dump(mode="json")})
         except Exception as exc:
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("response_cache.store", exc)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

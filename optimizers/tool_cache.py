@@ -73,6 +73,7 @@ class ToolCachePass:
     lossless: ClassVar[bool] = False  # assumes the tool is pure: a stale result is possible
     reads: ClassVar[frozenset[str]] = frozenset({"messages"})
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage"})
+    lossless: ClassVar[bool] = False  # a tool's answer may have changed since it was cached
 
     def __init__(self, min_chars: int = 40) -> None:
         self.min_chars = min_chars
@@ -167,7 +168,7 @@ def memoize_tool(func: F | None = None, *, maxsize: int = 1024, ttl: float | Non
             return value
 
         wrapper.cache_info = lambda: dict(stats, size=len(store))  # type: ignore[attr-defined]
-        wrapper.cache_clear = lambda: (store.clear(), stats.update(hits=0, misses=0))  # type: ignore[attr-defined]
+        wrapper.cache_clear = lambda: (store.clear(), stats.update(hits=0, misses=0))  # type: ignore[attr-defined, func-returns-value]
         wrapper.__tokprof_pure__ = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

@@ -1,6 +1,6 @@
 """tokprof's profiler: trace an agent run into spans with token usage and cost.
 
->>> from tokprof.profiler import trace, profile
+>>> from tokprof import trace, profile
 >>> @trace
 ... def plan(task): ...
 >>> with profile("checkout-agent", tags={"team": "payments"}) as run:
@@ -8,6 +8,11 @@
 >>> print(run.summary())
 """
 
+# Importing accounting and the integrations registers their profile()/LLM-span hooks (usage filling; LangChain
+# auto-attach and SDK instrumentation, whose libraries are imported only when used).
+import tokprof.profiler.accounting  # noqa: F401
+from tokprof.profiler.graph import call_graph
+from tokprof.profiler.integrations import instrument, uninstrument
 from tokprof.profiler.hooks import (
     current_run,
     current_span,
@@ -17,20 +22,21 @@ from tokprof.profiler.hooks import (
     span,
     trace,
 )
-from tokprof.profiler.model import SCHEMA_VERSION, Cost, LLMCall, Run, Span, Usage
+from tokprof.profiler.model import (
+    SCHEMA_VERSION,
+    Cost,
+    LLMCall,
+    Run,
+    RunOperations,
+    Span,
+    Usage,
+    bind_run_operations,
+)
 from tokprof.profiler.store import RunFileError, load_run, save_run
+from tokprof.profiler.summary import summarize
 
-# Registers the integrations' profile() hooks (LangChain auto-attach, SDK instrumentation). Guarded: a
-# broken optional integration must never make ``import profiler`` fail.
-try:
-    from tokprof.profiler.integrations import instrument, uninstrument
-except ImportError:  # pragma: no cover
-    def instrument(*names: str) -> list[str]:  # type: ignore[misc]
-        raise ImportError("tokprof integrations are unavailable in this installation")
+bind_run_operations(RunOperations(summarize=summarize, call_graph=call_graph, save_run=save_run))
 
-    def uninstrument(*names: str) -> None:  # type: ignore[misc]
-        return None
-import tokprof.profiler.accounting  # noqa: E402,F401  (registers the hook that fills live LLM spans' missing usage)
 
 __all__ = [
     "trace",

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Span, Usage
+from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Run, Span, Usage
+from tokprof.profiler.policy import internal_error
+from tokprof.profiler.providers.chat_format import (
+    count_completion,
+    count_prompt,
+    count_prompts,
+)
+from tokprof.profiler.providers.prices import convert, get_price
+from tokprof.profiler.providers.tokenizers import tokenizer_for
+from tokprof.profiler.session import on_llm_finish
 
 def fill_usage(call: LLMCall) -> None:
     """Fill the usage counts a provider did not report by counting the call's messages and output."""
@@ -23,8 +32,6 @@ def fill_usage(call: LLMCall) -> None:
     need_out = not usage.known("output_tokens") and call.output is not None
     if not (need_in or need_out):
         return
-    from tokprof.profiler.providers.chat_format import count_completion, count_prompt
-    from tokprof.profiler.providers.tokenizers import tokenizer_for
 
     model = call.model or ""
     source = tokenizer_for(model).source
@@ -83,7 +90,6 @@ def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
     if recorded is not None and recorded.source == "recorded" and recorded.amount is not None:
         if recorded.currency.upper() == currency.upper():
             return recorded
-        from tokprof.profiler.providers.prices import convert
 
         return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
     return usage_cost(call.usage, call.model, currency, provider=call.provider)
@@ -99,8 +105,6 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
     try:
         return call_cost(span.llm, currency)
     except Exception as exc:  # noqa: BLE001 - pricing is best effort; unknown is shown as unknown
-        from tokprof.profiler.hooks import internal_error
-
         internal_error("pricing a call", exc)
         return None
 
@@ -108,15 +112,12 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
 SUPPORTED_CURRENCIES = ("USD", "CNY")
 
 
-def fill_run_usage(run) -> None:  # noqa: ANN001
+def fill_run_usage(run: Run) -> None:
     """Fill missing usage on every LLM span of ``run`` (importers call this after building a run).
 
     Prompts are counted in batches (:func:`tokprof.profiler.providers.chat_format.count_prompts`) of consecutive calls with
     the same model and tools: in an agent run they re-send a growing history, and the batch counts it at
     about the cost of its unique content."""
-    from tokprof.profiler.providers.chat_format import count_prompts
-    from tokprof.profiler.providers.tokenizers import tokenizer_for
-
     calls = [s.llm for s in run.spans if s.llm is not None]
     uncounted = [c for c in calls if not c.usage.known("input_tokens") and (c.messages or c.tools)]
     for batch in _same_model_and_tools(uncounted):
@@ -147,16 +148,7 @@ def _fill_live_span(span: Span) -> None:
         if span.llm is not None:
             fill_usage(span.llm)
     except Exception as exc:  # noqa: BLE001 - counting is best effort; the user's agent must go on
-        from tokprof.profiler.hooks import internal_error
-
         internal_error("accounting: filling usage of an LLM span", exc)
 
 
-def _register() -> None:
-    from tokprof.profiler import hooks
-
-    if _fill_live_span not in hooks._llm_finish_hooks:
-        hooks._llm_finish_hooks.append(_fill_live_span)
-
-
-_register()
+on_llm_finish(_fill_live_span)

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -124,7 +124,7 @@ class Usage:
             self.cache_read_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
-            self.cache_write_1h_tokens,
+            self.cache_write_1h_tokens,  # was dropped (and ``sources`` passed in its place) before mypy ran
             dict(self.sources),
         )
 
@@ -280,6 +280,7 @@ class Span:
         """Attribution tags of this span (team, feature, customer...); inherited by its descendants."""
         self.llm = llm
         self._sink: Any = None
+        self._prev: Span | None  # set by context.activate/push_span only (a slot, left unset otherwise)
 
     @property
     def duration_ns(self) -> int:
@@ -432,22 +433,17 @@ class Run:
         return (max(ends) - min(starts)) if ends else 0
 
     def summary(self, top: int = 5, currency: str | None = None) -> "RunSummary":
-        """Tokens, cost, calls and top spans. ``str()`` it for a plain-text table, ``.to_dict()`` for JSON."""
-        from tokprof.profiler.summary import summarize
-
-        return summarize(self, top=top, currency=currency)
+        """Tokens, cost, calls and top spans. ``str()`` it for a plain-text table, ``.to_dict()`` for JSON
+        (:func:`tokprof.profiler.summary.summarize`); ``currency`` defaults to the run's own."""
+        return _operations().summarize(self, top=top, currency=currency)
 
     def graph(self) -> "nx.DiGraph":
         """The call graph with inclusive/exclusive roll-ups; see :mod:`tokprof.profiler.graph`."""
-        from tokprof.profiler.graph import call_graph
-
-        return call_graph(self)
+        return _operations().call_graph(self)
 
     def save(self, directory: str | Path | None = None) -> Path:
         """Write the run to ``<directory>/<run_id>.jsonl`` (default ``.tokprof/runs``, or ``$TOKPROF_DIR``)."""
-        from tokprof.profiler.store import save_run
-
-        return save_run(self, directory)
+        return _operations().save_run(self, directory)
 
     def copy(self) -> "Run":
         """A deep-enough copy for passes to rewrite: new span and LLMCall objects, shared payload values."""
@@ -482,3 +478,31 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.name!r} id={self.run_id} spans={len(self.spans)})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Run's conveniences (summary, graph, save) are implemented above this module, which imports nothing of
+# the project (so every layer can use the trace model without a cycle). The ``tokprof.profiler`` package
+# binds them once on import, through this public function; every path to a Run imports that package.
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunOperations:
+    """The functions behind :meth:`Run.summary`, :meth:`Run.graph` and :meth:`Run.save`."""
+
+    summarize: Callable[..., "RunSummary"]
+    call_graph: Callable[[Run], "nx.DiGraph"]
+    save_run: Callable[[Run, "str | Path | None"], Path]
+
+
+_bound: list[RunOperations] = []
+
+
+def bind_run_operations(ops: RunOperations) -> None:
+    """Install the implementations of ``Run.summary/graph/save`` (done by ``tokprof.profiler``)."""
+    _bound[:] = [ops]
+
+
+def _operations() -> RunOperations:
+    if not _bound:
+        raise RuntimeError("Run.summary/graph/save need the tokprof.profiler package: import tokprof")
+    return _bound[0]

@@ -40,6 +40,9 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Iterable
 
+from tokprof.profiler.policy import internal_error
+from tokprof.profiler.model import Span as _Span
+
 if TYPE_CHECKING:  # pragma: no cover
     from tokprof.profiler.model import Run
 
@@ -171,8 +174,6 @@ def _env_patterns() -> list[tuple[str, re.Pattern[str], int]]:
         try:
             out.append(("custom", re.compile(item.strip()), 0))
         except re.error as exc:
-            from tokprof.profiler.hooks import internal_error
-
             internal_error(f"{ENV_PATTERNS}: invalid pattern {item!r}", exc)
     _env_cache = (raw, out)
     return out
@@ -268,8 +269,6 @@ def redact_runs(runs: "Iterable[Run]") -> "list[Run]":
     attributes, errors, messages and outputs. Messages shared by the calls of a growing history are
     redacted once (memo by identity), so this stays linear in the run's unique content."""
     import copy as _copy
-
-    from tokprof.profiler.model import Span as _Span
 
     if not enabled():
         return list(runs)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.graph import call_graph, top_spans
 from tokprof.profiler.model import Run
 
 SUMMARY_SCHEMA = 1
@@ -135,8 +137,6 @@ def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary
             priced += 1
     top_rows: list[dict[str, Any]] = []
     if top:
-        from tokprof.profiler.graph import call_graph, top_spans
-
         g = call_graph(run, cost_of=lambda span: costs.get(span.span_id))  # in `currency`, as the totals
         for r in top_spans(g, top, "total_tokens"):
             top_rows.append({

@@ -12,8 +12,10 @@ from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.model import Run
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.tree import Node, span_tree
-from tokprof.reports.fmt import compact, money
+from tokprof.reports.costs import run_carried, run_costs
+from tokprof.reports.format import compact, money
 from tokprof.reports.renderers import Renderer, register
 from tokprof.reports.types import ReportModel
 
@@ -30,15 +32,11 @@ def _label(n: Node) -> str:
 
 def run_tree(run: Run, currency: str = "USD") -> list[Node]:
     """The run's roll-up tree with billed costs and carried cost (reports.costs), ``currency`` throughout."""
-    from tokprof.reports.costs import run_carried, run_costs
-
     costs = run_costs(run, currency)
     try:
         carried = run_carried(run, costs)
         cc, ct = carried.cost, carried.tokens
     except Exception as exc:  # noqa: BLE001 - an attribution bug must not lose the tree
-        from tokprof.profiler.hooks import internal_error
-
         internal_error("tokprof.reports.console.carried", exc)
         cc, ct = {}, {}
     return span_tree(run, lambda s: costs.cost.get(s.span_id), output_cost_of=lambda s: costs.output_cost.get(s.span_id),

@@ -11,11 +11,16 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tokprof.optimizers.decompose import decompose
+from tokprof.optimizers.prompt_cache import prefix_breaks
 from tokprof.profiler.model import Run
+from tokprof.profiler.policy import internal_error
+from tokprof.reports.types import Diagnostic  # re-exported: ``tokprof.reports.diagnostics.Diagnostic``
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tokprof.reports.types import Diagnostic
     from tokprof.reports.payloads import PayloadTable
+
+__all__ = ["Diagnostic", "diagnose"]
 
 OVERSIZED_TOOL_OUTPUT_TOKENS = 1500
 """A tool output this large, re-sent with every later call, is worth trimming."""
@@ -93,10 +98,6 @@ def _prefix_breaks(runs: list[Run], calls: list[dict[str, Any]], currency: str,
                    notes: list[str]) -> "Diagnostic | None":
     """Prefix breaks by the prompt-cache analysis (:func:`tokprof.optimizers.prompt_cache.prefix_breaks`, the
     one home of prefix-break detection), comparing calls of the same call path only."""
-    from tokprof.reports.types import Diagnostic
-
-    from tokprof.optimizers.prompt_cache import prefix_breaks
-
     index = {(c["run"], c["span_id"]): c["i"] for c in calls}
     found: list[tuple[int, Any]] = []
     skipped = 0
@@ -108,8 +109,6 @@ def _prefix_breaks(runs: list[Run], calls: list[dict[str, Any]], currency: str,
             for b in prefix_breaks(r, currency, by_path=True):
                 found.append((index.get((ri, b.span_id), -1), b))
         except Exception as exc:  # noqa: BLE001 - an analysis bug must not lose the report
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("tokprof.reports.diagnostics.prefix_breaks", exc)
             notes.append(f"prefix-stability analysis failed on run {r.name}: {type(exc).__name__}")
             return None
@@ -142,8 +141,6 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
              currency: str) -> tuple[list["Diagnostic"], list[str]]:
     """All findings, biggest money first, one per kind (aggregated over runs: "in 37 of 200 runs"), and
     notes on analyses that were not available."""
-    from tokprof.reports.types import Diagnostic
-
     out: list[Diagnostic] = []
     notes: list[str] = []
     n_runs = len(runs)
@@ -216,8 +213,8 @@ def diagnose(runs: list[Run], calls: list[dict[str, Any]], payloads: "PayloadTab
                               low=None if m is None else m / 2,
                               risk="medium: lossy; the model may need a detail that was trimmed"))
 
-    # 4. Decomposition opportunities: one finding over all runs, not one card per run.
-    from tokprof.optimizers.decompose import decompose
+    # 4. Decomposition opportunities (tokprof.optimizers.decompose): one finding over all runs, not one card
+    # per run.
 
     hits: list[tuple[str, Any]] = []
     for r in runs[:DECOMPOSE_MAX_RUNS]:

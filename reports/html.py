@@ -24,7 +24,8 @@ from typing import Any
 
 import jinja2
 
-from tokprof.reports.fmt import CURRENCY_SYMBOLS, compact, money, num, pct  # noqa: F401 - re-exported
+from tokprof.reports.format import CURRENCY_SYMBOLS, compact, money, num, pct  # noqa: F401 - re-exported
+from tokprof.reports.model import build_report
 from tokprof.reports.renderers import Renderer, register
 from tokprof.reports.types import GROWTH_PARTS, ReportModel
 
@@ -249,7 +250,5 @@ class HtmlRenderer(Renderer):
 
 def render_run_snippet(run: Any, currency: str = "USD") -> str:
     """A small inline HTML summary of a run for notebooks (headline numbers only; no script)."""
-    from tokprof.reports.model import build_report
-
     m = build_report(run, currency=currency)
     return _env().get_template("snippet.html.j2").render(m=m, h=m.headline)

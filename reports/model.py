@@ -20,9 +20,15 @@ from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from tokprof.optimizers.base import Ledger
+from tokprof.optimizers.fidelity import run_fidelity
+from tokprof.optimizers.pipeline import optimize_runs
+from tokprof.profiler import keys
+from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.carried import Carried
 from tokprof.profiler.model import Run
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.providers.prices import convert
+from tokprof.profiler.redact import enabled, redact_obj, redact_runs, redact_text
 from tokprof.profiler.tree import Node, span_tree
 from tokprof.reports import diagnostics as _diag
 from tokprof.reports.calls import _calls, _growth
@@ -43,11 +49,7 @@ def _span_costs(run: Run, currency: str) -> RunCosts:
         try:
             return run_costs(run, currency)
         except Exception as exc:  # noqa: BLE001 - a pricing bug must not lose the whole report
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("tokprof.reports.price_run", exc)
-    from tokprof.profiler.accounting import span_cost
-
     out = RunCosts(basis="recorded/priced")
     for s in run.llm_spans():
         c = span_cost(s, currency)
@@ -76,8 +78,6 @@ def _forest(run: Run, costs: RunCosts, carried: Carried | None) -> list[Node]:
 
 # ---- building -------------------------------------------------------------------------------------
 def _redact_ledgers(ledgers: Sequence[Ledger]) -> list[Ledger]:
-    from tokprof.profiler.redact import enabled, redact_obj, redact_text
-
     if not enabled():
         return list(ledgers)
     out = []
@@ -107,8 +107,6 @@ def build_report(
     optimized = list(optimized) if optimized else None
     ledgers = list(ledgers) if ledgers else None
     # A report is a file people share: secrets in prompts, outputs, arguments or errors never reach it.
-    from tokprof.profiler.redact import redact_runs
-
     runs = redact_runs(runs)
     optimized = redact_runs(optimized) if optimized is not None else None
     ledgers = _redact_ledgers(ledgers) if ledgers is not None else None
@@ -146,8 +144,6 @@ def build_report(
         try:
             carried[r.run_id] = run_carried(r, before[r.run_id])
         except Exception as exc:  # noqa: BLE001 - an attribution bug must not lose the report
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("tokprof.reports.carried", exc)
             carried[r.run_id] = None
     forests = [_forest(r, before[r.run_id], carried[r.run_id]) for r in runs]
@@ -172,7 +168,7 @@ def build_report(
         currency=currency,
         generated_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         runs=[{"run_id": r.run_id, "name": r.name, "llm_calls": sum(1 for s in r.spans if s.llm is not None),
-               "spans": len(r.spans), "complete": r.complete, "source": str(r.metadata.get("source", ""))}
+               "spans": len(r.spans), "complete": r.complete, "source": str(r.metadata.get(keys.SOURCE, ""))}
               for r in runs],
         headline=headline,
         waterfall=waterfall,
@@ -200,8 +196,6 @@ def build_optimized_report(runs: Run | Sequence[Run], passes: Iterable[str], *, 
                            options: dict[str, dict[str, Any]] | None = None, title: str | None = None) -> ReportModel:
     """Run the pass pipeline over each run (sharing one :class:`PassContext`, so caches span runs) and
     report before/after."""
-    from tokprof.optimizers.base import optimize_runs
-
     runs = [runs] if isinstance(runs, Run) else list(runs)
     results = optimize_runs(runs, passes, currency=currency, options=options)
     return build_report(runs, optimized=[new for _, new, _ in results], ledgers=[lg for _, _, lg in results],
@@ -215,9 +209,7 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        from tokprof.optimizers.fidelity import run_fidelity as run_retention
-
-        vals = [run_retention(b, a) for b, a in zip(before, after)]
+        vals = [run_fidelity(b, a) for b, a in zip(before, after)]
         vals = [v for v in vals if v is not None]
         fid = sum(vals) / len(vals) if vals else None
     except Exception:  # noqa: BLE001 - fidelity is optional

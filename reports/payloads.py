@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Any, Callable
 
+from tokprof.profiler.providers.tokenizers import tokenizer_for
+
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens a chat format spends on a message's role and separators (OpenAI's is 3-4)."""
 
@@ -53,8 +55,6 @@ def _model_counter() -> Callable[[str, str | None], tuple[int, str]]:
     """Count a text for a model with the offline tokenizer registry when present (``counted`` when the
     tokenizer is exact for that model, else ``estimated``), else with a character heuristic."""
     try:
-        from tokprof.profiler.providers.tokenizers import tokenizer_for
-
         tokenizer_for("gpt-4o").count("probe")
     except Exception:  # noqa: BLE001 - registry missing or broken: the heuristic still splits totals
         return lambda text, model: (_heuristic_count(text), "estimated")

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from tokprof.optimizers.base import PassContext, optimize
+from tokprof.optimizers.base import PassContext
+from tokprof.optimizers.pipeline import optimize
 from tokprof.optimizers.billing import Rates, bill_run, price_run
 from tokprof.optimizers.prompt_cache import PromptCachePass, breaks_by_cause, prefix_breaks
 from tokprof.optimizers.response_cache import ResponseCachePass
@@ -153,7 +154,7 @@ def test_response_cache_within_and_across_runs() -> None:
     r2, rows2 = p.apply(_req_run("b", ["q2", "q3"]), ctx)
     assert [r.span_id for r in rows1] == ["s2"] and [r.span_id for r in rows2] == ["s0"]
     served = r1.by_id()["s2"]
-    assert served.attributes["optimizer.served_by"] == "response-cache"
+    assert served.attributes["served_by"] == "response-cache"
     assert served.llm.usage.input_tokens == 0 and rows1[0].input_tokens_before == 100
     assert rows2[0].details["origin"]["run_id"] == "a"
     assert price_run(r1, prices=prices)[1][2] == Decimal(0)

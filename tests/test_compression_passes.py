@@ -8,7 +8,8 @@ import pytest
 
 import tokprof.optimizers.compression  # noqa: F401  (registers the passes)
 from compression_runs import POLICY, cut_future, reservation, run_from_transcript, tool_call, tool_result, transcript
-from tokprof.optimizers.base import PASSES, PassContext, make_pass, optimize
+from tokprof.optimizers.base import PASSES, PassContext, make_pass
+from tokprof.optimizers.pipeline import optimize
 from tokprof.optimizers.compression.dedupe import dedupe_messages
 from tokprof.optimizers.compression.history_budget import SUMMARY_PREFIX
 from tokprof.optimizers.compression.mask import PLACEHOLDER_PREFIX

@@ -11,7 +11,7 @@ import pytest
 from tokprof.profiler.store import load_run
 from tokprof import demo
 from tokprof.cli import main
-from tokprof.live_hooks import DEFAULT_LIVE_PASSES
+from tokprof.optimizers.live import LIVE_PASSES as DEFAULT_LIVE_PASSES  # the demo runs every live pass
 
 
 @pytest.fixture(scope="module")

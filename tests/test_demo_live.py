@@ -9,10 +9,13 @@ from langchain_core.globals import get_llm_cache
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from tokprof.profiler import profile
-from tokprof import live_hooks
+from tokprof import profile
 from tokprof.demo import untable
-from tokprof.live_hooks import LiveSession
+from tokprof.optimizers.base import PassContext, make_pass
+from tokprof.optimizers.live import DEFAULT_LIVE_PASSES, LIVE_PASS_OPTIONS, LiveSession, current_session
+from tokprof.optimizers.live.langchain import rewrite_messages, to_dicts
+from tokprof.profiler.model import LLMCall, Run, Span
+from tokprof.profiler.providers.tokenizers import tokenizer_for
 from tokprof.scripted_model import ScriptedChatModel, has_breakpoint, message_text
 
 BIG = json.dumps({"rows": [{"id": i, "name": f"item {i}", "note": "x" * 20} for i in range(30)]}, indent=2)
@@ -35,37 +38,93 @@ def history() -> list:
             tc(5, "other3"), ToolMessage("y" * 400, tool_call_id="c5")]
 
 
-def test_transforms_each_pass() -> None:
+MODEL = "claude-sonnet-4-5"
+
+
+def run_passes(passes: list[str], msgs: list, session: LiveSession | None = None) -> list:
+    """``msgs`` as a live block of ``passes`` would send them to the demo's model."""
+    return rewrite_messages(session or LiveSession.open(passes), list(msgs), MODEL)[0]
+
+
+def test_each_live_pass_is_the_simulated_pass() -> None:
     msgs = history()
-    out = LiveSession(passes=["dedupe"], use_optimizers=False).transform(msgs)
-    assert message_text(out[5]) == "[same output as tool call c1 above]" and message_text(out[3]) == BIG
-    out = LiveSession(passes=["minify"], use_optimizers=False).transform(msgs)
-    assert json.loads(message_text(out[3])) == json.loads(BIG) and len(message_text(out[3])) < len(BIG)
+    dicts = to_dicts(msgs)
+    for name in ("minify", "dedupe", "observation-mask"):
+        live = to_dicts(run_passes([name], msgs))
+        opts = LIVE_PASS_OPTIONS.get(name, {})
+        assert live == make_pass(name, **opts).compress(dicts, MODEL).messages, name
+    out = run_passes(["dedupe"], msgs)
+    assert message_text(out[5]).startswith("[identical to the big") and message_text(out[3]) == BIG
+    out = run_passes(["minify"], msgs)
+    assert untable(json.loads(message_text(out[3]))) == json.loads(BIG) and len(message_text(out[3])) < len(BIG)
     assert message_text(out[7]) == "short"
-    out = LiveSession(passes=["observation-mask"], keep_last=2, use_optimizers=False).transform(msgs)
-    assert "elided by tokprof observation-mask" in message_text(out[3])  # old and long
-    assert message_text(out[7]) == "short"  # too short to be worth masking
-    assert message_text(out[11]) == "y" * 400  # among the newest two
-    out = LiveSession(passes=["prompt-cache"]).transform(msgs)
-    assert [i for i, m in enumerate(out) if has_breakpoint(m)] == [0, len(msgs) - 1]
     assert msgs[0].content == "You are helpful." * 20  # inputs untouched
-
-
-def test_compression_runs_the_optimizers_passes_live() -> None:
-    pytest.importorskip("tokprof.optimizers.compression.dedupe")
-    msgs = history()
-    out = LiveSession(passes=["minify", "dedupe"]).transform(msgs, "claude-sonnet-4-5")
-    assert message_text(out[5]).startswith("[identical to the big")  # engineer E's pointer text
-    assert untable(json.loads(message_text(out[3]))) == json.loads(BIG)  # every value kept
     assert all(type(a) is type(b) for a, b in zip(msgs, out)) and out[2] is msgs[2]
 
 
-def test_mask_keeps_the_target_of_a_kept_pointer() -> None:
-    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=3, use_optimizers=False).transform(history())
-    # c2 is a pointer to c1 but has fallen out of the window; c1 is masked since no kept output points at it
-    assert "elided" in message_text(out[3])
-    out = LiveSession(passes=["dedupe", "observation-mask"], keep_last=5, use_optimizers=False).transform(history())
-    assert message_text(out[3]) == BIG and message_text(out[5]).startswith("[same output")
+def test_live_prompt_cache_places_exactly_the_planned_breakpoints() -> None:
+    """A growing conversation sent through one live block: each request's markers are where the simulated
+    ``prompt-cache`` pass plans them on the recorded run of the same requests."""
+    session = LiveSession.open(["prompt-cache"])
+    convo, sent = history(), []
+    for turn in range(4):
+        out = run_passes(["prompt-cache"], convo, session)
+        sent.append([i for i, m in enumerate(out) if has_breakpoint(m)])
+        convo = convo + [AIMessage(f"answer {turn}"), HumanMessage(f"and then {turn}?")]
+    assert sent[0] == [0, len(history()) - 1]  # system prompt end + the prompt's end (first call)
+    run = Run(name="replay")
+    convo = history()
+    for turn in range(4):
+        s = Span(f"s{turn}", None, run.run_id, "llm", "call", turn, 10**18 + turn * 10**9, turn + 1, "ok", None,
+                 None, None, LLMCall(provider="anthropic", model=MODEL, messages=to_dicts(convo)))
+        run.spans.append(s)
+        convo = convo + [AIMessage(f"answer {turn}"), HumanMessage(f"and then {turn}?")]
+    planned, _ = make_pass("prompt-cache").apply(run, PassContext())
+    plans = [(s.attributes or {}).get("billing.plan", {}).get("breakpoints", []) for s in planned.llm_spans()]
+    assert sent == plans
+    assert session.stats["prompt-cache"]["breakpoints"] == sum(map(len, plans))
+
+
+def test_a_failing_pass_is_skipped_and_the_others_still_act(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = LiveSession.open(["minify", "dedupe"])
+
+    def boom(messages, model=None):  # noqa: ANN001, ANN202
+        raise RuntimeError("bug in a pass")
+
+    monkeypatch.setattr(session.objects["minify"], "compress", boom)
+    out = run_passes(["minify", "dedupe"], history(), session)
+    assert message_text(out[3]) == BIG  # minify failed: untouched
+    assert message_text(out[5]).startswith("[identical to the big")  # dedupe still acted
+
+
+def test_default_live_set_is_lossless_and_declared_by_the_passes() -> None:
+    assert DEFAULT_LIVE_PASSES == ("response-cache", "dedupe", "prompt-cache")
+    assert all(make_pass(n).lossless for n in DEFAULT_LIVE_PASSES)
+    assert not any(make_pass(n).lossless for n in ("minify", "observation-mask"))
+    with profile("live", optimize=["default"]) as run:
+        pass
+    assert run.metadata["live_passes"] == list(DEFAULT_LIVE_PASSES)
+    with profile("none", optimize=None) as run:
+        assert current_session() is None
+    assert "live_passes" not in run.metadata and "live_passes_unavailable" not in run.metadata
+
+
+def test_each_request_records_what_each_pass_did() -> None:
+    """Per-pass token deltas on each request's span, checked against the tokens the provider reported for
+    the same request sent with and without the pass."""
+    msgs = history()
+    with profile("before") as before:
+        echo_model().invoke(msgs)
+    with profile("after", optimize=["dedupe", "prompt-cache"]) as after:
+        echo_model().invoke(msgs)
+    (b,), (a,) = before.llm_spans(), after.llm_spans()
+    deltas = a.attributes["tokprof.live_deltas"]
+    assert deltas["dedupe"]["tokens_before"] == b.llm.usage.input_tokens
+    assert deltas["dedupe"]["tokens_after"] == a.llm.usage.input_tokens < b.llm.usage.input_tokens
+    assert deltas["dedupe"]["source"] == tokenizer_for(MODEL).source  # Claude's tokenizer is not public: estimated
+    assert deltas["prompt-cache"]["breakpoints"] == [0, len(msgs) - 1]
+    stats = after.metadata["live_stats"]
+    assert stats["dedupe"]["tokens_removed"] == b.llm.usage.input_tokens - a.llm.usage.input_tokens
 
 
 def test_profile_optimize_applies_and_restores() -> None:
@@ -94,7 +153,7 @@ def test_profile_optimize_applies_and_restores() -> None:
 def test_no_optimize_means_no_live_session() -> None:
     generate = BaseChatModel.generate
     with profile("plain") as run:
-        assert live_hooks.current_session() is None and BaseChatModel.generate is generate
+        assert current_session() is None and BaseChatModel.generate is generate
     assert "live_passes" not in run.metadata
 
 
@@ -102,7 +161,7 @@ def test_a_failing_transform_never_breaks_the_agent(monkeypatch: pytest.MonkeyPa
     def boom(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("bug in a pass")
 
-    monkeypatch.setattr(LiveSession, "transform", boom)
+    monkeypatch.setattr(LiveSession, "rewrite", boom)
     model = echo_model()
     msgs = history()
     with profile("live", optimize=["minify"]):
@@ -110,24 +169,14 @@ def test_a_failing_transform_never_breaks_the_agent(monkeypatch: pytest.MonkeyPa
     assert out.content == model.policy(msgs).content  # sent unchanged
 
 
-def test_a_failing_optimizers_pass_falls_back_to_the_local_transform(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Broken:
-        def compress(self, messages, model=None):  # noqa: ANN001, ANN201
-            raise RuntimeError("bug")
-
-    session = LiveSession(passes=["minify"])
-    session._external["minify"] = Broken()
-    out = session.transform(history())
-    assert json.loads(message_text(out[3])) == json.loads(BIG) and len(message_text(out[3])) < len(BIG)
-
-
 def test_scripted_provider_prompt_cache() -> None:
     model = echo_model(min_cache_tokens=100)
-    msgs = LiveSession(passes=["prompt-cache"]).transform(history())
+    session = LiveSession.open(["prompt-cache"])
+    msgs = run_passes(["prompt-cache"], history(), session)
     u1 = model.invoke(msgs).usage_metadata
     assert u1["input_token_details"] == {"cache_read": 0, "cache_creation": u1["input_tokens"] - 3}
     # next turn: one more message; the previous prefix is read back, only the new message is written
-    longer = LiveSession(passes=["prompt-cache"]).transform(history() + [HumanMessage("and then?")])
+    longer = run_passes(["prompt-cache"], history() + [HumanMessage("and then?")], session)
     u2 = model.invoke(longer).usage_metadata
     assert u2["input_token_details"]["cache_read"] == u1["input_token_details"]["cache_creation"]
     assert 0 < u2["input_token_details"]["cache_creation"] < 20
@@ -180,7 +229,7 @@ def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # no
     assert bodies[2]["messages"][-1]["content"] == BIG  # outside the block: untouched
     assert run.metadata["live_stats"]["response-cache"]["hits"] == 1
     a, b, _c = run.llm_spans()
-    assert b.attributes["served_from"] == "tokprof-live" and b.llm.usage.input_tokens == 0
+    assert b.attributes["served_by"] == "tokprof-live" and b.llm.usage.input_tokens == 0
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's model-deprecation notice

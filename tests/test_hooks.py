@@ -251,7 +251,7 @@ def test_thread_pool_work_nests_under_caller():
     works = by_name(run)["work"]
     assert len(works) == 20 and all(w.parent_id == fan.span_id for w in works)
     # outside a profile the executor is the original one again
-    assert ThreadPoolExecutor.submit is hooks._original_submit
+    assert ThreadPoolExecutor.submit is hooks.ORIGINAL_SUBMIT
 
 
 def test_plain_thread_with_run_in_context():
@@ -347,7 +347,7 @@ def test_unrepresentable_arguments_do_not_break_the_call(caplog):
 
 
 def test_internal_failure_is_swallowed_and_logged_once(caplog):
-    hooks._reset_internal_errors()
+    hooks.reset_internal_errors()
 
     class BrokenWriter:
         def write_span(self, span):

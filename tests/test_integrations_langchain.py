@@ -470,8 +470,8 @@ def test_langchain_cache_hits_bill_nothing() -> None:
     finally:
         set_llm_cache(previous)
     miss, hit = run.llm_spans()
-    assert miss.llm.usage.input_tokens == 120 and "served_from" not in (miss.attributes or {})
-    assert hit.attributes["served_from"] == "langchain-cache"
+    assert miss.llm.usage.input_tokens == 120 and "served_by" not in (miss.attributes or {})
+    assert hit.attributes["served_by"] == "langchain-cache"
     assert (hit.llm.usage.input_tokens, hit.llm.usage.output_tokens) == (0, 0)
     assert hit.attributes["cached_usage"]["input_tokens"] == 120
 

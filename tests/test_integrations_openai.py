@@ -300,7 +300,7 @@ def test_middleware_transform_and_cache_lookup(client: openai.OpenAI, llm_server
     assert llm_server.requests[0].body["messages"] == MESSAGES[-1:]
     a, b = run.llm_spans()
     assert a.llm.messages == MESSAGES[-1:] and a.attributes["transformed_by"] == ["test-cache"]
-    assert b.attributes["served_from"] == "test-cache"
+    assert b.attributes["served_by"] == "test-cache"
     assert (b.llm.usage.input_tokens, b.llm.usage.output_tokens) == (0, 0)
 
 
@@ -362,7 +362,7 @@ def _overlapping_blocks() -> None:
 def test_profile_with_an_unknown_sdk_still_runs(caplog: pytest.LogCaptureFixture) -> None:
     from tokprof.profiler import hooks
 
-    hooks._reset_internal_errors()
+    hooks.reset_internal_errors()
     with profile("bad", instrument=["not-an-sdk"]) as run:
         pass
     assert run.spans and "supported SDKs" in caplog.text

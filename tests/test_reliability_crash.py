@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tokprof.profiler import load_run, profile, record_llm_call, trace
-from tokprof.profiler.hooks import _reset_internal_errors
+from tokprof.profiler.hooks import reset_internal_errors as _reset_internal_errors
 from tokprof.profiler.store import RunFileError, TruncatedRunWarning, iter_run_files
 from tests.reliability_support import EchoChatModel, internal_error_records
 
@@ -235,7 +235,7 @@ def llm_cache_reset():
 
 def test_live_profile_with_response_cache_survives_a_broken_cache_module(tmp_path, monkeypatch, caplog):
     """``profile(optimize=["response-cache"])``: if the cache cannot be opened, the agent runs uncached."""
-    live = pytest.importorskip("tokprof.live_hooks")
+    import tokprof.optimizers.live as live
     import tokprof.optimizers.response_cache as rc
 
     def broken(*a, **k):

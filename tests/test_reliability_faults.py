@@ -25,7 +25,7 @@ import pytest
 import tokprof.profiler.integrations  # noqa: F401  (registers the LangChain handler and SDK hooks on profile())
 from tokprof.profiler import hooks, load_run, profile, record_llm_call, span, trace
 from tokprof.profiler import store as store_mod
-from tokprof.profiler.hooks import _reset_internal_errors
+from tokprof.profiler.hooks import reset_internal_errors as _reset_internal_errors
 from tests.reliability_support import EchoChatModel, internal_error_records
 
 BIG = 50 * 1024 * 1024  # the 50 MB prompt
@@ -200,13 +200,34 @@ class Fault:
 
 
 def _patch(target: str, value: Any) -> Callable[[pytest.MonkeyPatch, Path], None]:
-    return lambda mp, tmp: mp.setattr(target, value)
+    """Replace ``target`` (``module.attr`` or ``module.Class.attr``) and, for a module-level function, every
+    binding of the same function that another tokprof module imported by name (``from m import f``)."""
+    def setup(mp: pytest.MonkeyPatch, tmp: Path) -> None:
+        import importlib
+
+        mod_name, _, attr = target.rpartition(".")
+        try:
+            owner: Any = importlib.import_module(mod_name)
+        except ImportError:  # module.Class.attr
+            owner = None
+        original = getattr(owner, attr, None) if owner is not None else None
+        mp.setattr(target, value)
+        if owner is None or original is None:
+            return
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("tokprof.") and mod is not owner and getattr(mod, attr, None) is original:
+                mp.setattr(mod, attr, value)
+    return setup
 
 
 def _add_hook(kind: str, fn: Callable[..., Any]) -> Callable[[pytest.MonkeyPatch, Path], None]:
+    """Register ``fn`` through the public hook registry (``kind``: ``enter``/``exit``/``llm``); removed after
+    the test by the module's cleanup list."""
+    register = {"enter": hooks.on_profile_enter, "exit": hooks.on_profile_exit, "llm": hooks.on_llm_finish}[kind]
+
     def setup(mp: pytest.MonkeyPatch, tmp: Path) -> None:
-        lst = getattr(hooks, kind)
-        mp.setattr(hooks, kind, [*lst, fn])
+        register(fn)
+        _cleanups.append(lambda: hooks.remove_hook(fn))
     return setup
 
 
@@ -220,12 +241,19 @@ def _export_broken(mp: pytest.MonkeyPatch, tmp: Path) -> None:
     from tokprof.profiler.interchange import otlp
 
     mp.setattr(otlp, "export_span", raiser(RuntimeError("exporter down")))
-    _add_hook("_profile_exit_hooks", _exporter_exit_hook)(mp, tmp)
+    _add_hook("exit", _exporter_exit_hook)(mp, tmp)
 
 
 def _clock(values: Callable[[], Callable[[], int]], attr: str) -> Callable[[pytest.MonkeyPatch, Path], None]:
+    """Replace one clock (``perf_ns``/``wall_ns``) everywhere the recording layer bound it."""
+    from tokprof.profiler import context, decorate, recording, session
+
     def setup(mp: pytest.MonkeyPatch, tmp: Path) -> None:
-        mp.setattr(hooks, attr, values())
+        clock = values()
+        mp.setattr(context, attr, clock)
+        for mod in (recording, session, hooks):
+            mp.setattr(mod, attr, clock)
+        mp.setattr(decorate, {"perf_ns": "_perf", "wall_ns": "_wall"}[attr], clock)
     return setup
 
 
@@ -379,9 +407,9 @@ FAULTS: list[Fault] = [
     # --- recursion ----------------------------------------------------------------------------------
     Fault("deep-recursion-300", agent=_agent_with(lambda: recurse(300)), logs=0),
     # --- hooks, handlers, exporters -----------------------------------------------------------------
-    Fault("llm-span-hook-raises", _add_hook("_llm_finish_hooks", raiser(RuntimeError("hook")))),
-    Fault("profile-enter-hook-raises", _add_hook("_profile_enter_hooks", raiser(RuntimeError("enter")))),
-    Fault("profile-exit-hook-raises", _add_hook("_profile_exit_hooks", raiser(RuntimeError("exit")))),
+    Fault("llm-span-hook-raises", _add_hook("llm", raiser(RuntimeError("hook")))),
+    Fault("profile-enter-hook-raises", _add_hook("enter", raiser(RuntimeError("enter")))),
+    Fault("profile-exit-hook-raises", _add_hook("exit", raiser(RuntimeError("exit")))),
     Fault("exporter-raises", _export_broken),
     Fault("langchain-message-conversion-raises",
           _patch("tokprof.profiler.integrations.langchain._messages_to_openai", raiser(RuntimeError("lc")))),
@@ -392,19 +420,19 @@ FAULTS: list[Fault] = [
     Fault("langchain-handler-attach-raises",
           _patch("tokprof.profiler.integrations.langchain.attach", raiser(RuntimeError("attach")))),
     # --- clocks -------------------------------------------------------------------------------------
-    Fault("monotonic-clock-runs-backwards", _clock(backwards_clock, "_perf"), logs=0,
+    Fault("monotonic-clock-runs-backwards", _clock(backwards_clock, "perf_ns"), logs=0,
           check=lambda p, tmp: str(p.run.summary())),
-    Fault("monotonic-clock-frozen", _clock(frozen_clock, "_perf"), logs=0,
+    Fault("monotonic-clock-frozen", _clock(frozen_clock, "perf_ns"), logs=0,
           check=lambda p, tmp: str(p.run.summary())),
-    Fault("wall-clock-at-epoch", _clock(lambda: (lambda: 0), "_wall"), logs=0),
-    Fault("wall-clock-year-2500", _clock(lambda: (lambda: 16_725_225_600 * 10**9), "_wall"), logs=0),
+    Fault("wall-clock-at-epoch", _clock(lambda: (lambda: 0), "wall_ns"), logs=0),
+    Fault("wall-clock-year-2500", _clock(lambda: (lambda: 16_725_225_600 * 10**9), "wall_ns"), logs=0),
     # --- user exceptions pass through unchanged -----------------------------------------------------
     Fault("user-keyboard-interrupt", agent=raise_interrupt, logs=0),
     Fault("user-exception-str-raises", agent=raise_bad_str, logs=0),
     Fault("recursion-overflow-in-user-code", agent=lambda: recurse_forever(0), logs=None),
     # --- the rest ---------------------------------------------------------------------------------
     Fault("logging-itself-raises", broken_logging, logs=None),
-    Fault("capture-off-stripping-raises", _patch("tokprof.profiler.hooks.strip_payloads", raiser(RuntimeError("strip"))),
+    Fault("capture-off-stripping-raises", _patch("tokprof.profiler.collector.strip_payloads", raiser(RuntimeError("strip"))),
           options={"capture": False}),
     Fault("span-finished-after-profile-closed", agent=late_span_agent, logs=0),
 ]

@@ -9,14 +9,14 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+from reports_hostile import HOSTILE
+from reports_samples import make_ledger, make_run, tau1_runs
 
 from tokprof.profiler.model import Run
 from tokprof.reports.html import json_for_script, render_html, render_run_snippet
 from tokprof.reports.model import build_comparison, build_report
-from reports_hostile import HOSTILE
-from reports_samples import make_ledger, make_run, tau1_runs
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "div", "h1", "h2", "h3", "nav", "a", "main",

@@ -19,7 +19,7 @@ from langchain_core.tools import tool as lc_tool
 
 import tokprof.profiler.integrations  # noqa: F401  (the LangChain handler attaches inside profile())
 from tokprof.profiler import load_run, profile, record_llm_call, redact, save_run, span, trace
-from tokprof.profiler.hooks import _reset_internal_errors
+from tokprof.profiler.hooks import reset_internal_errors as _reset_internal_errors
 from tests.reliability_support import EchoChatModel
 from tests.secret_samples import CUSTOM_PATTERN, SECRETS, in_context
 

@@ -9,6 +9,8 @@ import logging
 import sys
 from typing import Sequence
 
+from tokprof.errors import UserFacingError
+
 # Order is the order shown in --help.
 COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models", "collect")
 COMMANDS += ("whatif", "verify")  # issue #16
@@ -54,8 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # user-facing errors: one line naming what and where, no traceback
-        from tokprof.errors import UserFacingError
-
         if isinstance(exc, UserFacingError) and not args.verbose:
             print(f"tokprof: error: {exc}", file=sys.stderr)
             return 1

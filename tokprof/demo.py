@@ -11,7 +11,8 @@ The agent works a support inbox (``demo_data/tickets.json``) for an online shop:
 
 The chat model is :class:`tokprof.scripted_model.ScriptedChatModel`: a real ``BaseChatModel`` whose
 decisions depend only on the conversation it is sent, with usage computed from that prompt. So the
-same agent re-run with live optimization (:mod:`tokprof.live_hooks`) reaches the *same* answer while
+same agent re-run with live optimization (:mod:`tokprof.optimizers.live`; every live pass, lossy ones
+included) reaches the *same* answer while
 its provider-reported tokens go down: the savings are **measured**, not simulated.
 
 :func:`run_demo` runs the agent twice (baseline, then optimized live), checks the answers match, and writes
@@ -24,20 +25,29 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from decimal import Decimal
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.messages import convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_openai_messages,
+)
 from langchain_core.tools import BaseTool, tool
 
-from tokprof.profiler import profile, trace
-from tokprof.profiler.hooks import current_run, record_llm_call
+from tokprof.optimizers import live
+from tokprof.profiler import keys, profile, trace
+from tokprof.profiler.hooks import current_run, internal_error, record_llm_call
 from tokprof.profiler.model import Run, Usage
-from tokprof import live_hooks
+from tokprof.profiler.store import runs_dir
+from tokprof.reports import html as report_html
+from tokprof.reports.model import build_comparison
 from tokprof.scripted_model import ScriptedChatModel, message_text
 
 DEMO_MODEL = "claude-sonnet-4-5"
@@ -569,7 +579,7 @@ class DemoResult:
         }
         if after is not None and self.optimized is not None:
             out["optimized"] = {"run_id": self.optimized.run_id, "path": str(self.optimized.path or ""),
-                                "live_passes": self.optimized.metadata.get("live_passes", []),
+                                "live_passes": self.optimized.metadata.get(keys.LIVE_PASSES, []),
                                 **after.to_dict()}
             out["saved"] = {
                 "input_tokens": before.input_tokens - after.input_tokens,
@@ -588,14 +598,12 @@ class AnswerMismatch(AssertionError):
 
 def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: bool = True,
              directory: str | Path | None = None, progress: Progress | None = None,
-             passes: tuple[str, ...] | list[str] = live_hooks.DEFAULT_LIVE_PASSES) -> DemoResult:
+             passes: tuple[str, ...] | list[str] = live.LIVE_PASSES) -> DemoResult:
     """Run the demo: baseline run, optimized live re-run, answer check, HTML report.
 
     Both runs are saved to ``directory`` (default ``.tokprof/runs`` or ``$TOKPROF_DIR``). Raises
     :class:`AnswerMismatch` if the two runs' final answers differ.
     """
-    from tokprof.profiler.store import runs_dir
-
     folder = runs_dir(directory)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -638,16 +646,11 @@ def write_report(result: DemoResult, path: Path) -> tuple[Path, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if result.optimized is not None:
         try:
-            from tokprof.reports import html as report_html
-            from tokprof.reports.model import build_comparison
-
             model = build_comparison(result.baseline, result.optimized,
                                      title="tokprof demo: baseline vs. live-optimized re-run (measured)")
             report_html.write_html(model, path)
             return path, "tokprof.reports.html.write_html"
         except Exception as exc:  # the report must not lose the demo's result: fall back, logged once
-            from tokprof.profiler.hooks import internal_error
-
             internal_error("rendering the demo report with tokprof.reports.html", exc)
     path.write_text(fallback_html(result), encoding="utf-8")
     return path, "tokprof.demo.fallback_html"
@@ -682,7 +685,7 @@ def fallback_html(result: DemoResult) -> str:
     head = (f"Measured on a live re-run: {saved.get('total_tokens', 0):,} tokens saved "
             f"({saved.get('total_tokens_pct') or 0:.1f}%), cost {money(before.cost)} → "
             f"{money(after.cost) if after else '—'}" + (f" ({pct:.1f}% less)" if pct is not None else ""))
-    passes = ", ".join((result.optimized.metadata.get("live_passes") if result.optimized else []) or [])
+    passes = ", ".join((result.optimized.metadata.get(keys.LIVE_PASSES) if result.optimized else []) or [])
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokprof demo report</title>
 <style>body{{font:15px system-ui,sans-serif;margin:2em auto;max-width:900px;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:right}}

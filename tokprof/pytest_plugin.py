@@ -5,7 +5,6 @@ installed. It therefore imports only the standard library and pytest at import t
 unless a test uses it (the ``tokprof`` fixture or the ``token_budget`` marker).
 
 ::
-
     def test_refund_agent(tokprof):            # the fixture profiles the test body...
         agent.invoke("refund order 42")
         assert tokprof.total_usage().input_tokens < 50_000   # ...and is the Run
@@ -34,6 +33,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from tokprof.profiler import hooks, keys, profile
+from tokprof.profiler.model import Span
 
 BUDGET_KEYS = ("max_input_tokens", "max_output_tokens", "max_total_tokens", "max_cost_usd")
 DEFAULT_TOLERANCE_PCT = 10.0
@@ -162,12 +164,9 @@ def tokprof(request: pytest.FixtureRequest) -> Iterator[Any]:
 
     Code under test that opens its own ``profile()`` records into its own run; when that inner profile
     ends, a copy of its spans is grafted under this run's root, so the test's numbers include it."""
-    from tokprof.profiler import hooks, profile
-
-    if _graft_nested not in hooks._profile_exit_hooks:
-        hooks._profile_exit_hooks.append(_graft_nested)
+    hooks.on_profile_exit(_graft_nested)
     p = profile(request.node.nodeid, tags={"test": request.node.name}, kind="function",
-                metadata={"source": "pytest", "nodeid": request.node.nodeid})
+                metadata={keys.SOURCE: "pytest", "nodeid": request.node.nodeid})
     run = p.__enter__()
     token = _TARGET.set((run, p.root.span_id if p.root is not None else None))
     request.node.stash[_RUN] = run
@@ -188,8 +187,6 @@ def _graft_nested(p: Any) -> None:
     if target is None or p.run is target[0]:
         return
     import time
-
-    from tokprof.profiler.model import Span
 
     run, root_id = target
     spans = list(p.run.spans)

@@ -20,7 +20,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import TOKEN_SOURCES, LLMCall, Message, TokenSource
+from tokprof.profiler.providers.chat_format import count_prompt
 
 CHARS_PER_TOKEN = 4
 """The fallback heuristic (and the cheap size used for block decisions, which must not depend on which
@@ -105,14 +107,10 @@ def tool_names_by_call_id(messages: list[Message]) -> dict[str, tuple[str, str]]
 # ---- token counting ----------------------------------------------------------------------------------
 def count_message_tokens(messages: list[Message], model: str | None) -> tuple[list[int], TokenSource]:
     """Tokens of each message as ``model``'s provider bills it, and how they were counted."""
-    from tokprof.profiler.providers.chat_format import count_prompt
-
     try:
         pc = count_prompt(messages, model or "gpt-4o")
         return list(pc.messages), pc.source
     except Exception as exc:  # a tokenizer failure must not stop the pass: fall back, labelled
-        from tokprof.profiler.hooks import internal_error
-
         internal_error("compression.count_message_tokens", exc)
     return [rough_tokens(message_text(m)) + 4 for m in messages], "estimated"
 

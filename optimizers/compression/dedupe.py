@@ -75,6 +75,7 @@ class DedupePass(MessagePass):
     description = "content repeated in a call's input (same tool result, same document) kept once"
     risk = "none: only exact copies are replaced, by a reference to the copy that is kept"
     defaults = {"min_chars": 200}
+    lossless = True  # exact copies become a pointer to the copy that is kept
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
         out, whole, paras = dedupe_messages(messages, self.options["min_chars"])

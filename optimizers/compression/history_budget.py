@@ -18,9 +18,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tokprof.optimizers.base import register
-from tokprof.optimizers.compression.common import Rewritten, call_points, message_text, rough_tokens
+from tokprof.optimizers.compression.common import (
+    Rewritten,
+    call_points,
+    message_text,
+    rough_tokens,
+)
 from tokprof.optimizers.compression.mask import cache_multipliers
 from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.optimizers.fidelity import fact_tokens
 from tokprof.profiler.model import Message
 
 SUMMARY_PREFIX = "[Summary of the conversation before this point"
@@ -42,8 +48,6 @@ def _boundaries(messages: list[Message], lo: int, hi: int) -> list[int]:
 
 
 def facts_line(messages: list[Message], known: set[str]) -> str:
-    from tokprof.optimizers.fidelity import fact_tokens
-
     seen: dict[str, None] = {}
     for m in messages:
         for f in fact_tokens(message_text(m)):
@@ -131,7 +135,6 @@ class HistoryBudgetPass(MessagePass):
             return Rewritten(messages)
         head = _head_len(messages)
         dropped = messages[head:upto]
-        from tokprof.optimizers.fidelity import fact_tokens
 
         known = set()
         for m in messages[:head]:

@@ -16,9 +16,18 @@ from __future__ import annotations
 import re
 
 from tokprof.optimizers.base import register
-from tokprof.optimizers.compression.common import (Rewritten, call_points, rough_tokens, text_of,
-                                           tool_names_by_call_id, with_text)
+from tokprof.optimizers.billing import cache_rule
+from tokprof.optimizers.compression.common import (
+    Rewritten,
+    call_points,
+    message_text,
+    rough_tokens,
+    text_of,
+    tool_names_by_call_id,
+    with_text,
+)
 from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.optimizers.fidelity import fact_tokens
 from tokprof.profiler.model import Message
 
 PLACEHOLDER_PREFIX = "[elided tool output"
@@ -38,8 +47,6 @@ def _turn_starts(messages: list[Message], unit: str) -> list[int]:
 def placeholder(m: Message, calls: dict[str, tuple[str, str]], known: set[str] | frozenset[str] = frozenset()) -> str:
     """The short stand-in of a tool output: its identifiers (those not already in ``known``, the facts
     the rest of the prompt states anyway) and how to get it back."""
-    from tokprof.optimizers.fidelity import fact_tokens
-
     text = text_of(m.get("content"))
     name, args = calls.get(str(m.get("tool_call_id") or ""), (str(m.get("name") or "tool"), ""))
     values = " ".join(f for f in fact_tokens(text) if f not in known)
@@ -50,9 +57,6 @@ def placeholder(m: Message, calls: dict[str, tuple[str, str]], known: set[str] |
 
 def _context_facts(messages: list[Message]) -> set[str]:
     """Facts stated by the messages a mask never touches (system, user, assistant text and tool calls)."""
-    from tokprof.optimizers.compression.common import message_text
-    from tokprof.optimizers.fidelity import fact_tokens
-
     out: set[str] = set()
     for m in messages:
         if m.get("role") not in ("tool", "function"):
@@ -63,8 +67,6 @@ def _context_facts(messages: list[Message]) -> set[str]:
 def cache_multipliers(model: str | None) -> tuple[float, float]:
     """(cache read, cache write) price multipliers of ``model``'s provider; (1, 1) when it has no cache."""
     try:
-        from tokprof.optimizers.billing import cache_rule
-
         rule = cache_rule(None, model)
         if not rule.caches:
             return 1.0, 1.0
@@ -132,7 +134,6 @@ class ObservationMaskPass(MessagePass):
         calls = tool_names_by_call_id(messages)
         out = list(messages)
         n = 0
-        from tokprof.optimizers.fidelity import fact_tokens
 
         known: dict[int, set[str]] = {}
         # Facts of earlier tool outputs are in the prompt already: in full, or in their own placeholder

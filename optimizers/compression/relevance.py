@@ -21,8 +21,18 @@ from collections import Counter
 from typing import Sequence
 
 from tokprof.optimizers.base import register
-from tokprof.optimizers.compression.common import Rewritten, call_points, message_text, text_of, with_text
+from tokprof.optimizers.billing import cache_rule
+from tokprof.optimizers.compression.common import (
+    Rewritten,
+    call_points,
+    message_text,
+    rough_tokens,
+    text_of,
+    tool_call_text,
+    with_text,
+)
 from tokprof.optimizers.compression.runner import MessagePass
+from tokprof.optimizers.fidelity import fact_tokens
 from tokprof.profiler.model import Message
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -97,8 +107,6 @@ def split_sections(text: str) -> list[str]:
 
 def stub(section: str) -> str:
     """A pruned section's one-line stand-in: its heading and its identifiers and numbers."""
-    from tokprof.optimizers.fidelity import fact_tokens
-
     heading = section.strip().splitlines()[0] if section.strip() else ""
     facts = " ".join(fact_tokens(section, names=False))
     kept = f" Values: {facts}." if facts else ""
@@ -111,8 +119,6 @@ def _conversation(messages: list[Message]) -> str:
 
 def _requests(messages: list[Message]) -> str:
     """What was asked: user messages and the names of the tools the agent called."""
-    from tokprof.optimizers.compression.common import tool_call_text
-
     parts = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
     parts += [tool_call_text(m).replace("_", " ") for m in messages if m.get("tool_calls")]
     return "\n".join(parts)
@@ -162,14 +168,11 @@ def _still_cacheable(full: str, pruned: str, model: str | None) -> bool:
     while the full one was above it: every call would then pay full price for a prefix it used to read
     from the cache until the history grows past the minimum."""
     try:
-        from tokprof.optimizers.billing import cache_rule
-
         rule = cache_rule(None, model)
     except Exception:
         return True
     if not rule.caches:
         return True
-    from tokprof.optimizers.compression.common import rough_tokens
 
     return not (rough_tokens(full) >= rule.min_tokens > rough_tokens(pruned))
 

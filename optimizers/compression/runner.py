@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext
 from tokprof.optimizers.compression.common import Rewritten, rewrite_call
+from tokprof.optimizers.fidelity import call_fidelity
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Message, Run
 
 
@@ -25,7 +27,8 @@ class MessagePass:
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage", "cache"})
     risk: ClassVar[str] = "low"
     lossless: ClassVar[bool] = False
-    """Compression removes or replaces content unless a pass says otherwise (``minify``)."""
+    """True only when the model still reads everything the input said (a lossless pass is on by default
+    live); compression removes or replaces content unless a pass says otherwise (``minify``)."""
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
@@ -42,8 +45,6 @@ class MessagePass:
 
     # -- the Pass protocol ----------------------------------------------------------------------------
     def apply(self, run: Run, ctx: PassContext) -> tuple[Run, list[LedgerRow]]:
-        from tokprof.optimizers.fidelity import call_fidelity
-
         new = run.copy()
         orig = {s.span_id: s for s in run.spans if s.llm is not None}
         rows: list[LedgerRow] = []
@@ -55,8 +56,6 @@ class MessagePass:
             try:
                 rw = self.compress(list(call.messages), call.model)
             except Exception as exc:  # a pass bug must not lose the run: leave the call as it was
-                from tokprof.profiler.hooks import internal_error
-
                 internal_error(f"pass {self.name}", exc)
                 continue
             if rw.messages == call.messages:

@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from tokprof.profiler import hooks
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.integrations import _sdk
 from tokprof.profiler.integrations import auto as _auto
 from tokprof.profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
@@ -198,9 +198,8 @@ def _detach_langchain(p: Any) -> None:
 
 def _register() -> None:
     for enter, exit_ in ((_enter_instrument, _exit_instrument), (_attach_langchain, _detach_langchain)):
-        if enter not in hooks._profile_enter_hooks:
-            hooks._profile_enter_hooks.append(enter)
-            hooks._profile_exit_hooks.append(exit_)
+        hooks.on_profile_enter(enter)
+        hooks.on_profile_exit(exit_)
 
 
 _register()

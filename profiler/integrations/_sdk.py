@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, AsyncIterator, Protocol
 
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
+from tokprof.profiler import keys
 from tokprof.profiler.integrations import middleware, usage_dialects
 from tokprof.profiler.model import LLMCall, Span, Usage
 
@@ -72,7 +73,7 @@ class _State:
     def _usage_read(self) -> None:
         assert self.span is not None and self.span.llm is not None
         if self.enriches is None:
-            _check_usage(self.span)
+            check_usage(self.span)
             return
         usage = self.span.llm.usage
         if set(usage.sources.values()) == {"provider"}:
@@ -110,7 +111,7 @@ class _State:
                 acc.finish(self.span.llm)
                 self._usage_read()
             if not complete and error is None:
-                self.span.set_attribute("stream_incomplete", True)
+                self.span.set_attribute(keys.STREAM_INCOMPLETE, True)
         except Exception as exc:
             internal_error(f"{self.adapter.api} stream end", exc)
         end_span(self.span, error)
@@ -137,7 +138,7 @@ def take_sdk_usage(span: Span | None) -> Usage | None:
     return _sdk_usage.pop(span.span_id, None)
 
 
-def _check_usage(span: Span) -> None:
+def check_usage(span: Span) -> None:
     """Partial provider usage is not truth: reconcile it, or say on the span why it was dropped; a response
     with no usage at all says so too (local counting fills it, labelled)."""
     call = span.llm
@@ -167,7 +168,7 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         stream = streaming_helper or bool(state.kwargs.get("stream"))
         if not stream and middleware.middlewares():
             state.cached, served_by = middleware.apply_lookup(adapter.api, state.kwargs)
-        parent = hooks.current_span() or hooks._implicit_root()
+        parent = hooks.current_span() or hooks.implicit_root()
         if parent is None:
             return state  # outside a profile there is nothing to record
         call = adapter.request(state.kwargs)
@@ -177,17 +178,17 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             # handed to the run) and its usage, read here in the provider's own dialect, is passed up
             # (take_sdk_usage): the layer above may have lost dialect fields or a stream's usage.
             state.enriches = parent
-            span = Span("sdk-" + parent.span_id, parent.span_id, parent.run_id, "llm", name, hooks._perf(),
-                        hooks._wall(), None, "ok", None, None, None, call)
+            span = Span("sdk-" + parent.span_id, parent.span_id, parent.run_id, "llm", name, hooks.perf_ns(),
+                        hooks.wall_ns(), None, "ok", None, None, None, call)
         else:
             span = start_span(name, "llm", parent=parent, llm=call)
         state.span = span
         if span is None:
             return state
         if state.transformed:
-            span.set_attribute("transformed_by", list(state.transformed))
+            span.set_attribute(keys.TRANSFORMED_BY, list(state.transformed))
         if state.cached is not None:
-            span.set_attribute("served_from", served_by)
+            span.set_attribute(keys.SERVED_BY, served_by)
             adapter.fill(call, state.cached)
             call.usage = Usage.from_provider(input_tokens=0, output_tokens=0)
             state.done = True
@@ -210,7 +211,7 @@ def wrap_stream(state: _State, stream: Any, *, is_async: bool = False) -> Any:
     acc = None
     try:
         acc = state.adapter.accumulator()
-        observe = _observe_async if is_async else _observe_sync
+        observe = observe_async if is_async else observe_sync
         stream._iterator = observe(state, acc, stream._iterator)
     except Exception as exc:
         internal_error(f"{state.adapter.api} stream", exc)
@@ -232,7 +233,7 @@ def _observe_item(state: _State, acc: Accumulator, item: Any) -> bool:
         return False
 
 
-def _observe_sync(state: _State, acc: Accumulator, inner: Iterator[Any]) -> Iterator[Any]:
+def observe_sync(state: _State, acc: Accumulator, inner: Iterator[Any]) -> Iterator[Any]:
     error: BaseException | None = None
     complete = False
     try:
@@ -250,7 +251,7 @@ def _observe_sync(state: _State, acc: Accumulator, inner: Iterator[Any]) -> Iter
         state.end_stream(acc, error, complete)
 
 
-async def _observe_async(state: _State, acc: Accumulator, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def observe_async(state: _State, acc: Accumulator, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
     error: BaseException | None = None
     complete = False
     try:

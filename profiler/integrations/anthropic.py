@@ -18,7 +18,7 @@ import json
 from typing import Any, Callable
 
 from tokprof.profiler.integrations import _sdk, usage_dialects
-from tokprof.profiler.integrations.openai import _given, _plain
+from tokprof.profiler.integrations.openai import as_plain, is_given
 from tokprof.profiler.model import LLMCall, Message, Usage
 from tokprof.profiler.providers.resolver import pick_model
 
@@ -30,7 +30,7 @@ _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "too
 def anthropic_usage(usage: Any) -> Usage:
     """tokprof usage from an Anthropic ``Usage`` (object or dict): cache tokens added into the input, the
     1-hour/5-minute cache-write split kept (see ``usage_dialects``)."""
-    return usage_dialects.anthropic_usage(_plain(usage))
+    return usage_dialects.anthropic_usage(as_plain(usage))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -59,23 +59,23 @@ def _text_parts(blocks: list[dict[str, Any]]) -> Any:
 def _tool_result_content(content: Any) -> Any:
     if isinstance(content, str) or content is None:
         return content or ""
-    blocks = [_plain(b) for b in content]
+    blocks = [as_plain(b) for b in content]
     return _text_parts(blocks)
 
 
 def messages_to_openai(system: Any, messages: Any) -> list[Message]:
     """Anthropic ``system`` + ``messages`` as OpenAI chat messages."""
     out: list[Message] = []
-    if _given(system) and system:
+    if is_given(system) and system:
         out.append({"role": "system",
-                    "content": system if isinstance(system, str) else _text_parts([_plain(b) for b in system])})
+                    "content": system if isinstance(system, str) else _text_parts([as_plain(b) for b in system])})
     for raw in messages or []:
-        m = _plain(raw)
+        m = as_plain(raw)
         role, content = m.get("role", "user"), m.get("content")
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue
-        blocks = [_plain(b) for b in content or []]
+        blocks = [as_plain(b) for b in content or []]
         if role == "assistant":
             calls = [
                 {"id": b.get("id"), "type": "function",
@@ -104,7 +104,7 @@ def messages_to_openai(system: Any, messages: Any) -> list[Message]:
 def tools_to_openai(tools: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for raw in tools or []:
-        t = _plain(raw)
+        t = as_plain(raw)
         if "input_schema" in t:
             fn = {"name": t.get("name"), "description": t.get("description", ""), "parameters": t["input_schema"]}
             tool: dict[str, Any] = {"type": "function", "function": fn}
@@ -117,7 +117,7 @@ def tools_to_openai(tools: Any) -> list[dict[str, Any]]:
 
 
 def output_to_openai(content: Any) -> Message:
-    blocks = [_plain(b) for b in content or []]
+    blocks = [as_plain(b) for b in content or []]
     text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
     calls = [
         {"id": b.get("id"), "type": "function",
@@ -144,7 +144,7 @@ class _StreamAccumulator:
         self.model: str | None = None
 
     def _merge_usage(self, usage: Any) -> None:
-        usage_dialects.merge_stream_usage(self.usage, _plain(usage))
+        usage_dialects.merge_stream_usage(self.usage, as_plain(usage))
 
     def observe(self, event: Any) -> None:
         kind = getattr(event, "type", None)
@@ -153,7 +153,7 @@ class _StreamAccumulator:
             self.message_id, self.model = message.id, message.model
             self._merge_usage(message.usage)
         elif kind == "content_block_start":
-            self.blocks[event.index] = _plain(event.content_block)
+            self.blocks[event.index] = as_plain(event.content_block)
             if self.blocks[event.index].get("type") == "tool_use":
                 self.blocks[event.index]["_json"] = ""
         elif kind == "content_block_delta":
@@ -200,10 +200,10 @@ class MessagesAdapter:
     def request(self, kwargs: dict[str, Any]) -> LLMCall:
         return LLMCall(
             provider=PROVIDER,
-            model=str(kwargs.get("model")) if _given(kwargs.get("model")) else None,
-            params={k: _plain(kwargs[k]) for k in _PARAMS if _given(kwargs.get(k))},
+            model=str(kwargs.get("model")) if is_given(kwargs.get("model")) else None,
+            params={k: as_plain(kwargs[k]) for k in _PARAMS if is_given(kwargs.get(k))},
             messages=messages_to_openai(kwargs.get("system"), kwargs.get("messages")),
-            tools=tools_to_openai(kwargs.get("tools")) if _given(kwargs.get("tools")) else [],
+            tools=tools_to_openai(kwargs.get("tools")) if is_given(kwargs.get("tools")) else [],
         )
 
     def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:

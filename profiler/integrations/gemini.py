@@ -15,7 +15,7 @@ import json
 from typing import Any, Callable
 
 from tokprof.profiler.integrations import _sdk, usage_dialects
-from tokprof.profiler.integrations.openai import _given, _plain
+from tokprof.profiler.integrations.openai import as_plain, is_given
 from tokprof.profiler.model import LLMCall, Message
 
 PROVIDER = "google"
@@ -28,7 +28,7 @@ def _parts_text(parts: Any) -> tuple[str, list[dict[str, Any]]]:
     text: list[str] = []
     calls: list[dict[str, Any]] = []
     for raw in parts or []:
-        p = _plain(raw) if not isinstance(raw, str) else {"text": raw}
+        p = as_plain(raw) if not isinstance(raw, str) else {"text": raw}
         if not isinstance(p, dict):
             continue
         if p.get("text") and not p.get("thought"):
@@ -43,9 +43,9 @@ def _parts_text(parts: Any) -> tuple[str, list[dict[str, Any]]]:
 def contents_to_messages(system: Any, contents: Any) -> list[Message]:
     """Gemini ``system_instruction`` + ``contents`` as OpenAI chat messages."""
     messages: list[Message] = []
-    if _given(system) and system:
-        text = system if isinstance(system, str) else _parts_text(_plain(system).get("parts")
-                                                                  if isinstance(_plain(system), dict) else system)[0]
+    if is_given(system) and system:
+        text = system if isinstance(system, str) else _parts_text(as_plain(system).get("parts")
+                                                                  if isinstance(as_plain(system), dict) else system)[0]
         messages.append({"role": "system", "content": text})
     if isinstance(contents, str):
         return messages + [{"role": "user", "content": contents}]
@@ -54,7 +54,7 @@ def contents_to_messages(system: Any, contents: Any) -> list[Message]:
         if isinstance(raw, str):
             messages.append({"role": "user", "content": raw})
             continue
-        c = _plain(raw)
+        c = as_plain(raw)
         if not isinstance(c, dict):
             continue
         if "parts" not in c:  # a bare part
@@ -71,7 +71,7 @@ def contents_to_messages(system: Any, contents: Any) -> list[Message]:
 def _tools(config: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for tool in config.get("tools") or []:
-        t = _plain(tool)
+        t = as_plain(tool)
         if not isinstance(t, dict):  # a Python callable (automatic function calling)
             out.append({"type": "function", "function": {"name": getattr(tool, "__name__", str(tool))}})
             continue
@@ -96,7 +96,7 @@ def _fill(call: LLMCall, response: Any) -> None:
     call.model = getattr(response, "model_version", None) or call.model
     meta = getattr(response, "usage_metadata", None)
     if meta is not None:
-        call.usage = usage_dialects.gemini_usage(_plain(meta))
+        call.usage = usage_dialects.gemini_usage(as_plain(meta))
 
 
 class _Acc:
@@ -130,14 +130,14 @@ class _Acc:
             call.response_id = getattr(self.last, "response_id", None)
             call.model = getattr(self.last, "model_version", None) or call.model
         if self.meta is not None:
-            call.usage = usage_dialects.gemini_usage(_plain(self.meta))
+            call.usage = usage_dialects.gemini_usage(as_plain(self.meta))
 
 
 class GenerateAdapter:
     api = "google.models.generate_content"
 
     def request(self, kwargs: dict[str, Any]) -> LLMCall:
-        config = _plain(kwargs.get("config")) if _given(kwargs.get("config")) else {}
+        config = as_plain(kwargs.get("config")) if is_given(kwargs.get("config")) else {}
         config = config if isinstance(config, dict) else {}
         model = str(kwargs.get("model") or "")
         return LLMCall(
@@ -204,7 +204,7 @@ def _sync_stream(original: Callable[..., Any], name: str) -> Callable[..., Any]:
         except BaseException as exc:
             state.fail(exc)
             raise
-        yield from _sdk._observe_sync(state, _ADAPTER.accumulator(), iter(inner))
+        yield from _sdk.observe_sync(state, _ADAPTER.accumulator(), iter(inner))
 
     generate_stream.__tokprof_original__ = original  # type: ignore[attr-defined]
     return generate_stream
@@ -220,7 +220,7 @@ def _async_stream(original: Callable[..., Any], name: str) -> Callable[..., Any]
             raise
         if state.span is None:
             return inner
-        return _sdk._observe_async(state, _ADAPTER.accumulator(), inner)
+        return _sdk.observe_async(state, _ADAPTER.accumulator(), inner)
 
     generate_stream.__tokprof_original__ = original  # type: ignore[attr-defined]
     return generate_stream

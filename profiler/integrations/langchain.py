@@ -29,6 +29,7 @@ from langchain_core.tracers.context import register_configure_hook
 
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Message, Span, Usage
 from tokprof.profiler.integrations import usage_dialects
 
@@ -234,8 +235,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
             # ``_prev``: the span to restore at the end. If the end event arrives in another context (async
             # LangChain ends runs inside gather tasks), this span stays current here once finished; hooks
             # then step back to ``_prev`` too.
-            span._prev = hooks._current.get()
-            hooks._current.set(span)
+            hooks.push_span(span)
         return span
 
     def _close(self, run_id: UUID, error: BaseException | None = None) -> Span | None:
@@ -246,8 +246,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
             return None
         # Restore the previously active span only where ours is still the active one: an end event
         # delivered in another context must not clobber that context's active span.
-        if hooks._current.get() is span:
-            hooks._current.set(span._prev)
+        hooks.pop_span(span)
         end_span(span, error)
         return span
 
@@ -359,7 +358,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         try:
             span = self._spans.get(run_id)
             if span is not None and (span.attributes is None or "time_to_first_token_ns" not in span.attributes):
-                span.set_attribute("time_to_first_token_ns", hooks._perf() - span.start_ns)
+                span.set_attribute("time_to_first_token_ns", hooks.perf_ns() - span.start_ns)
         except Exception as exc:
             internal_error("langchain on_llm_new_token", exc)
 
@@ -521,8 +520,8 @@ def _fill_response(call: LLMCall, response: "LLMResult", span: Span | None = Non
         # No request reached the provider: nothing was billed. The cached answer's own usage is kept
         # apart so reports can say what the hit saved.
         if span is not None:
-            span.set_attribute("served_from", served_from)
-            span.set_attribute("cached_usage", call.usage.to_dict())
+            span.set_attribute(keys.SERVED_BY, served_from)
+            span.set_attribute(keys.CACHED_USAGE, call.usage.to_dict())
         call.usage = Usage.from_provider(input_tokens=0, output_tokens=0)
 
 
@@ -532,7 +531,7 @@ def _cache_hit(message: Any) -> str | None:
     if message is None:
         return None
     meta = getattr(message, "response_metadata", None) or {}
-    if meta.get("tokprof_response_cache") == "hit":
+    if meta.get(keys.RESPONSE_CACHE_MARK) == "hit":
         return "response-cache"
     usage = getattr(message, "usage_metadata", None) or {}
     if "total_cost" in usage and usage.get("total_cost") == 0:

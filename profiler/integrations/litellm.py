@@ -21,10 +21,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from tokprof.profiler import hooks
+from tokprof.profiler import hooks, keys
 from tokprof.profiler.hooks import end_span, internal_error, start_span
 from tokprof.profiler.integrations import _sdk
-from tokprof.profiler.integrations.openai import ChatAdapter, _ChatAccumulator, _given, chat_usage
+from tokprof.profiler.integrations.openai import ChatAccumulator, ChatAdapter, chat_usage, is_given
 from tokprof.profiler.model import Span
 
 API = "litellm.completion"
@@ -50,12 +50,12 @@ _ADAPTER = _LiteLLMAdapter()
 def _open(kwargs: dict[str, Any], name: str) -> tuple[Span | None, dict[str, Any], Callable[[Any], bool] | None]:
     """The span (or ``None`` outside a profile / inside another llm span) and the kwargs to send."""
     try:
-        parent = hooks.current_span() or hooks._implicit_root()
+        parent = hooks.current_span() or hooks.implicit_root()
         if parent is None or parent.kind == "llm":
             return None, kwargs, None
         span = start_span(name, "llm", parent=parent, llm=_ADAPTER.request(kwargs))
         hide = None
-        if span is not None and kwargs.get("stream") and not _given(kwargs.get("stream_options")):
+        if span is not None and kwargs.get("stream") and not is_given(kwargs.get("stream_options")):
             kwargs = {**kwargs, "stream_options": {"include_usage": True}}
             hide = _usage_only
         return span, kwargs, hide
@@ -77,7 +77,7 @@ def _finish(span: Span, response: Any) -> None:
                 span.llm.usage = wire
             if span.llm.model and "/" in span.llm.model:
                 span.llm.model = span.llm.model.split("/", 1)[1]
-            _sdk._check_usage(span)
+            _sdk.check_usage(span)
     except Exception as exc:
         internal_error(f"{API} response", exc)
     end_span(span)
@@ -87,7 +87,7 @@ class _Watch:
     """Per-stream state: the accumulator, what to hide, and the span to end once."""
 
     def __init__(self, span: Span, hide: Callable[[Any], bool] | None) -> None:
-        self.span, self.hide, self.acc, self.done = span, hide, _ChatAccumulator(), False
+        self.span, self.hide, self.acc, self.done = span, hide, ChatAccumulator(), False
         self.raw_usage: Any = None
         """The usage as the provider's own chunk carried it (litellm rebuilds streamed usage and drops
         dialect fields such as Moonshot's top-level ``cached_tokens``)."""
@@ -127,9 +127,9 @@ class _Watch:
                     self.span.llm.usage = wire
                 if self.span.llm.model and "/" in self.span.llm.model:
                     self.span.llm.model = self.span.llm.model.split("/", 1)[1]
-                _sdk._check_usage(self.span)
+                _sdk.check_usage(self.span)
             if not complete and error is None:
-                self.span.set_attribute("stream_incomplete", True)
+                self.span.set_attribute(keys.STREAM_INCOMPLETE, True)
         except Exception as exc:
             internal_error(f"{API} stream end", exc)
         end_span(self.span, error)

@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.policy import internal_error
 
 __all__ = ["Middleware", "add_middleware", "remove_middleware", "middlewares"]
 

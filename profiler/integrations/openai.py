@@ -56,12 +56,12 @@ _RESPONSES_PARAMS = (
 )
 
 
-def _given(value: Any) -> bool:
+def is_given(value: Any) -> bool:
     """False for ``None`` and the SDK's ``NOT_GIVEN``/``omit`` sentinels."""
     return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
-def _plain(value: Any) -> Any:
+def as_plain(value: Any) -> Any:
     """SDK objects (pydantic models, iterables of them) as plain JSON-able data."""
     if isinstance(value, type):  # e.g. a pydantic class given as response_format to .parse()
         return f"{value.__module__}.{value.__qualname__}"
@@ -71,24 +71,24 @@ def _plain(value: Any) -> Any:
         except TypeError:  # pydantic v1-style model_dump without ``warnings``
             return value.model_dump(exclude_none=True)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if _given(v)}
+        return {k: as_plain(v) for k, v in value.items() if is_given(v)}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [as_plain(v) for v in value]
     return value
 
 
 def _params(kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: _plain(kwargs[k]) for k in keys if _given(kwargs.get(k))}
+    return {k: as_plain(kwargs[k]) for k in keys if is_given(kwargs.get(k))}
 
 
 def chat_usage(usage: Any) -> Usage:
     """tokprof usage from an OpenAI-compatible chat ``usage`` (any dialect: see ``usage_dialects``)."""
-    return usage_dialects.chat_usage(_plain(usage))
+    return usage_dialects.chat_usage(as_plain(usage))
 
 
 def responses_usage(usage: Any) -> Usage:
     """tokprof usage from a Responses API ``ResponseUsage`` (object or dict)."""
-    return usage_dialects.responses_usage(_plain(usage))
+    return usage_dialects.responses_usage(as_plain(usage))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -150,6 +150,10 @@ class _ChatAccumulator:
             call.usage = chat_usage(self.usage)
 
 
+ChatAccumulator = _ChatAccumulator
+"""The public name (litellm rebuilds its streams with it)."""
+
+
 def _is_usage_only_chunk(chunk: Any) -> bool:
     return not getattr(chunk, "choices", None) and getattr(chunk, "usage", None) is not None
 
@@ -160,15 +164,15 @@ class ChatAdapter:
     def request(self, kwargs: dict[str, Any]) -> LLMCall:
         return LLMCall(
             provider=PROVIDER,
-            model=str(kwargs.get("model")) if _given(kwargs.get("model")) else None,
+            model=str(kwargs.get("model")) if is_given(kwargs.get("model")) else None,
             params=_params(kwargs, _CHAT_PARAMS),
-            messages=[_plain(m) for m in kwargs.get("messages") or []],
-            tools=[_plain(t) for t in kwargs.get("tools") or []] if _given(kwargs.get("tools")) else [],
+            messages=[as_plain(m) for m in kwargs.get("messages") or []],
+            tools=[as_plain(t) for t in kwargs.get("tools") or []] if is_given(kwargs.get("tools")) else [],
         )
 
     def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:
         options = kwargs.get("stream_options")
-        if not _given(options):
+        if not is_given(options):
             options = {}
         if not isinstance(options, dict) or "include_usage" in options:
             return kwargs, None  # the caller chose; if it refused usage, usage stays unknown (filled by counting)
@@ -177,7 +181,7 @@ class ChatAdapter:
     def fill(self, call: LLMCall, response: Any) -> None:
         choices = getattr(response, "choices", None) or []
         if choices:
-            call.output = _plain(choices[0].message)
+            call.output = as_plain(choices[0].message)
             call.finish_reason = choices[0].finish_reason
         call.response_id = getattr(response, "id", None)
         call.model = pick_model(call.model, getattr(response, "model", None))
@@ -195,7 +199,7 @@ def _content_text(content: Any) -> Any:
     """Responses content (str or parts) as chat content: text parts joined, other parts kept."""
     if isinstance(content, str):
         return content
-    parts = [_plain(p) for p in content or []]
+    parts = [as_plain(p) for p in content or []]
     if all(isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text") for p in parts):
         return "".join(p.get("text", "") for p in parts)
     return [{"type": "text", "text": p["text"]} if isinstance(p, dict) and "text" in p else p for p in parts]
@@ -204,13 +208,13 @@ def _content_text(content: Any) -> Any:
 def responses_input_to_messages(instructions: Any, items: Any) -> list[Message]:
     """Responses API ``instructions`` + ``input`` as OpenAI chat messages."""
     messages: list[Message] = []
-    if _given(instructions) and instructions:
+    if is_given(instructions) and instructions:
         messages.append({"role": "system", "content": str(instructions)})
     if isinstance(items, str):
         messages.append({"role": "user", "content": items})
         return messages
     for raw in items or []:
-        item = _plain(raw)
+        item = as_plain(raw)
         kind = item.get("type", "message")
         if kind == "message" or ("role" in item and kind not in ("function_call", "function_call_output")):
             role = item.get("role", "user")
@@ -236,7 +240,7 @@ def responses_input_to_messages(instructions: Any, items: Any) -> list[Message]:
 def responses_tools(tools: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for raw in tools or []:
-        t = _plain(raw)
+        t = as_plain(raw)
         if t.get("type") == "function" and "function" not in t:
             fn = {k: t[k] for k in ("name", "description", "parameters", "strict") if k in t}
             out.append({"type": "function", "function": fn})
@@ -249,7 +253,7 @@ def responses_output_message(output: Any) -> Message:
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for raw in output or []:
-        item = _plain(raw)
+        item = as_plain(raw)
         if item.get("type") == "message":
             for part in item.get("content") or []:
                 if part.get("type") == "output_text":
@@ -295,10 +299,10 @@ class ResponsesAdapter:
     def request(self, kwargs: dict[str, Any]) -> LLMCall:
         return LLMCall(
             provider=PROVIDER,
-            model=str(kwargs.get("model")) if _given(kwargs.get("model")) else None,
+            model=str(kwargs.get("model")) if is_given(kwargs.get("model")) else None,
             params=_params(kwargs, _RESPONSES_PARAMS),
             messages=responses_input_to_messages(kwargs.get("instructions"), kwargs.get("input")),
-            tools=responses_tools(kwargs.get("tools")) if _given(kwargs.get("tools")) else [],
+            tools=responses_tools(kwargs.get("tools")) if is_given(kwargs.get("tools")) else [],
         )
 
     def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:

@@ -59,7 +59,7 @@ class TokprofProcessor:
         try:
             data = span.span_data
             kind = _KINDS.get(getattr(data, "type", ""))
-            parent = hooks.current_span() or hooks._implicit_root()
+            parent = hooks.current_span() or hooks.implicit_root()
             if kind is None or parent is None or parent.kind == "llm":
                 return
             if span.span_id in self._open:  # the processor registered twice (see patch()): one span is enough

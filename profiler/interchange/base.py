@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from tokprof.profiler.accounting import fill_run_usage
+from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Run, Span
 
 MAX_REPORTED_ERRORS = 5
@@ -142,9 +144,6 @@ def collect(result: ImportResult, items: Iterable[tuple[int | str, Any]],
 
 def fill_counts(run: Run) -> None:
     """Count what the file did not report (provider usage wins); a counting failure never loses the run."""
-    from tokprof.profiler.accounting import fill_run_usage
-    from tokprof.profiler.hooks import internal_error
-
     try:
         fill_run_usage(run)
     except Exception as exc:  # noqa: BLE001 - counting is best effort; the imported run is still right

@@ -1,7 +1,6 @@
 """OpenTelemetry traces in OTLP-JSON with GenAI semantic conventions: import and export.
 
 **Layout** (the OTLP/HTTP JSON encoding of ``ExportTraceServiceRequest``)::
-
     {"resourceSpans": [{"resource": {"attributes": [{"key": ..., "value": {"stringValue": ...}}]},
                         "scopeSpans": [{"scope": {"name": ...}, "spans": [
                             {"traceId": <32 hex>, "spanId": <16 hex>, "parentSpanId": <16 hex or "">,
@@ -59,12 +58,23 @@ from tokprof.profiler.interchange.base import (
     ImportResult,
     InterchangeError,
     fill_counts,
-    json_or_text,
     iter_jsonl,
+    json_or_text,
     nullish,
     stable_id,
 )
-from tokprof.profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, USAGE_FIELDS, Cost, LLMCall, Message, Run, Span, Usage
+from tokprof.profiler.model import (
+    SCHEMA_VERSION,
+    TOKEN_SOURCES,
+    USAGE_FIELDS,
+    Cost,
+    LLMCall,
+    Message,
+    Run,
+    Span,
+    Usage,
+)
+from tokprof.profiler.redact import redact_runs
 
 FORMAT = "otlp"
 EXPECTED = 'OTLP-JSON traces {"resourceSpans": [{"scopeSpans": [{"spans": [...]}]}]}'
@@ -385,8 +395,6 @@ def export_run(run: Run) -> dict[str, Any]:
 
 def export_runs(runs: Iterable[Run]) -> dict[str, Any]:
     """An OTLP-JSON ``ExportTraceServiceRequest`` holding ``runs`` (one resource, one trace per run)."""
-    from tokprof.profiler.redact import redact_runs
-
     # An export leaves the machine: secrets are redacted as in run files.
     return {"resourceSpans": [export_run(r) for r in redact_runs(runs)]}
 

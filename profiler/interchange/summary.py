@@ -17,7 +17,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterable
 
-from tokprof.profiler.interchange.base import MAX_REPORTED_ERRORS, ImportResult, InterchangeError
+from tokprof.profiler.accounting import call_cost
+from tokprof.profiler.interchange.base import (
+    MAX_REPORTED_ERRORS,
+    ImportResult,
+    InterchangeError,
+)
 from tokprof.profiler.model import Run
 
 SUMMARY_SCHEMA = 1
@@ -42,8 +47,6 @@ class ImportTotals:
 
     def add_run(self, run: Run) -> None:
         import warnings
-
-        from tokprof.profiler.accounting import call_cost
 
         self.runs += 1
         for s in run.spans:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from tokprof.commands.report_cmd import add_common, emit, load_runs
+from tokprof.reports.model import build_comparison
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    from tokprof.commands.report_cmd import add_common
-
     p = sub.add_parser(
         "compare",
         help="before/after report of two runs",
@@ -22,9 +23,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from tokprof.reports.model import build_comparison
-    from tokprof.commands.report_cmd import emit, load_runs
-
     before = load_runs([args.before], args.dir)
     after = load_runs([args.after], args.dir)
     from tokprof.profiler.providers.currency import run_currency

@@ -8,6 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokprof.profiler.accounting import usage_cost
+from tokprof.profiler.model import Usage
+from tokprof.profiler.providers.chat_format import count_prompt
+from tokprof.profiler.providers.prices import get_price
+from tokprof.profiler.providers.tokenizers import tokenizer_for
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -62,12 +68,6 @@ def _as_prompt(text: str, where: str) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 def count_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.providers.chat_format import count_prompt
-    from tokprof.profiler.model import Usage
-    from tokprof.profiler.providers.prices import get_price
-    from tokprof.profiler.providers.tokenizers import tokenizer_for
-    from tokprof.profiler.accounting import usage_cost
-
     text, where = _read(args.file)
     choice = tokenizer_for(args.model)
     prompt = None if args.text else _as_prompt(text, where)

@@ -7,6 +7,8 @@ import json
 from decimal import Decimal
 import sys
 
+from tokprof.demo import MODEL_CALLS_PER_RUN, AnswerMismatch, run_demo
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -28,9 +30,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def demo_command(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from tokprof.demo import MODEL_CALLS_PER_RUN, AnswerMismatch, run_demo
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     err = Console(stderr=True)
     runs = 1 if args.no_optimize else 2

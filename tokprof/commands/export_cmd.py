@@ -7,6 +7,11 @@ import argparse
 import json
 import sys
 
+from tokprof.fleet.export import export_command as export_parquet
+from tokprof.profiler.interchange.otlp import export_runs, write_otlp
+from tokprof.profiler.interchange.otlp_send import send_runs
+from tokprof.profiler.store import iter_run_files, load_run, resolve_run, runs_dir
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -38,19 +43,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def export_command(args: argparse.Namespace) -> int:
     if args.format == "parquet":
-        from tokprof.fleet.export import export_command as export_parquet
-
         return export_parquet(args)
-    from tokprof.profiler.interchange.otlp import export_runs, write_otlp
-    from tokprof.profiler.store import iter_run_files, load_run, resolve_run, runs_dir
-
     runs = ([load_run(p) for p in iter_run_files(args.dir)] if getattr(args, "all", False)
             else [load_run(resolve_run(args.run, args.dir))])
     if not runs:
         raise FileNotFoundError(f"no runs in {runs_dir(args.dir)}")
     if getattr(args, "otlp_endpoint", None) is not None:
-        from tokprof.profiler.interchange.otlp_send import send_runs
-
         headers = None
         if args.header:
             headers = {}

@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file
+from tokprof.profiler.interchange.summary import ImportTotals
+from tokprof.profiler.store import runs_dir, save_run
+
 # What a folder walk picks up (explicitly named files are always tried).
 TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
-    from tokprof.profiler.interchange import FORMATS
-
     p = sub.add_parser(
         "import",
         help="import runs from tau2-bench, tau-bench, SWE-agent, chat logs, OTLP-JSON, Claude Code or Codex",
@@ -89,11 +91,13 @@ def discover(flag: str, home: Path) -> list[Path]:
 
 def import_command(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from tokprof.profiler.interchange import InterchangeError, import_file
-    from tokprof.profiler.interchange.summary import ImportTotals
-    from tokprof.profiler.store import runs_dir, save_run
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     jobs: list[tuple[Path, str | None]] = [(f, args.format) for f in expand(args.files)]
     for flag, attr in (("claude_code", "claude_code"), ("codex", "codex"), ("gemini_cli", "gemini")):

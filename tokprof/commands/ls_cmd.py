@@ -6,6 +6,9 @@ import argparse
 import json
 import warnings
 
+from tokprof.profiler.store import RunFileError, iter_run_files, load_run
+from tokprof.reports.format import compact, money
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("ls", help="list saved runs, newest first",
@@ -17,8 +20,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ls_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.store import RunFileError, iter_run_files, load_run
-
     rows = []
     for path in list(iter_run_files(args.dir))[: args.limit]:
         try:
@@ -47,8 +48,6 @@ def ls_command(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
-
-    from tokprof.reports.fmt import compact, money
 
     # 80 columns: the id is shortened (any unique prefix works as RUN), numbers are compact, and
     # the name column (name, model, source file) wraps instead of cutting numbers short

@@ -10,6 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tokprof.commands.report_cmd import load_runs, parse_passes
+from tokprof.optimizers.base import available_passes
+from tokprof.optimizers.pipeline import optimize_runs
+from tokprof.profiler.providers.currency import run_currency
+
 DEFAULT_PASSES = "default"  # tokprof.optimizers.base.DEFAULT_PIPELINE: caching + compression
 
 
@@ -43,8 +48,6 @@ def _money(v: Decimal | None, currency: str = "") -> str:
 
 
 def optimize_command(args: argparse.Namespace) -> int:
-    from tokprof.optimizers.base import available_passes, optimize_runs
-
     if args.passes.strip() == "list":
         for name, desc in available_passes().items():
             print(f"{name:16} {desc}")
@@ -53,15 +56,12 @@ def optimize_command(args: argparse.Namespace) -> int:
         print("tokprof optimize: error: give at least one RUN (a run id, run file, folder or trace file)",
               file=sys.stderr)
         return 2
-    from tokprof.commands.report_cmd import load_runs, parse_passes
 
     passes = parse_passes([args.passes])
     known = available_passes()
     for p in passes:
         if p not in known:
             raise ValueError(f"unknown pass {p!r}; available: {', '.join(known)}")
-    from tokprof.profiler.providers.currency import run_currency
-
     if args.currency:
         args.currency = run_currency([], args.currency)  # an unsupported currency is a clear error, not "unknown"
     runs = load_runs(args.runs, args.dir, folders=True)

@@ -11,6 +11,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokprof.fleet.report import fleet_command
+from tokprof.optimizers.base import expand_passes
+from tokprof.profiler.interchange import import_file
+from tokprof.profiler.providers.currency import run_currency
+from tokprof.profiler.store import RunFileError, load_run, resolve_run
+from tokprof.reports.console import render_report
+from tokprof.reports.html import write_html, write_private
+from tokprof.reports.json import render_json
+from tokprof.reports.model import build_optimized_report, build_report
+from tokprof.reports.renderers import get_renderer
+
 DEFAULT_OUTPUT = "tokprof-report.html"
 
 
@@ -57,8 +68,6 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def load_runs(refs: list[str], directory: str | None, *, folders: bool = False) -> list[Any]:
     """Runs from ids/prefixes/run files, or from other tools' trace files through the importers; with
     ``folders``, a folder stands for every run or trace file below it. No ``refs``: the latest run."""
-    from tokprof.profiler.store import load_run, resolve_run
-
     if not refs:
         return [load_run(resolve_run(None, directory))]
     runs: list[Any] = []
@@ -80,8 +89,6 @@ def load_runs(refs: list[str], directory: str | None, *, folders: bool = False) 
 
 def load_file(path: Path) -> list[Any]:
     """The runs of one file: a tokprof run file, else whatever the importers read in it."""
-    from tokprof.profiler.store import RunFileError, load_run
-
     if path.name.lower().endswith((".jsonl", ".jsonl.gz")):
         try:
             return [load_run(path)]
@@ -91,10 +98,6 @@ def load_file(path: Path) -> list[Any]:
 
 
 def _import(path: Path) -> list[Any]:
-    try:
-        from tokprof.profiler.interchange import import_file
-    except ImportError as exc:  # pragma: no cover - the importers ship with tokprof
-        raise ValueError(f"{path}: not a tokprof run file, and the trace importers are not available") from exc
     result = import_file(path)
     if result.errors:
         print(f"tokprof: warning: {result.error_summary()}", file=sys.stderr)
@@ -105,8 +108,6 @@ def _import(path: Path) -> list[Any]:
 
 def parse_passes(items: list[str]) -> list[str]:
     """Pass names from the command line: comma-separated lists, and ``default`` for the default pipeline."""
-    from tokprof.optimizers.base import expand_passes
-
     return [str(p) for p in expand_passes(items)]
 
 
@@ -114,35 +115,23 @@ def emit(model: Any, args: argparse.Namespace) -> int:
     """Write/print the model as the flags ask: JSON on stdout, or HTML file plus console summary."""
     fmt = getattr(args, "format", None)
     if fmt in ("html", "console"):
-        from tokprof.reports.renderers import get_renderer
-
         out = get_renderer(fmt).render(model)
         if fmt == "console":
             sys.stdout.write(out if isinstance(out, str) else out.decode("utf-8"))
             return 0
-        from tokprof.reports.html import write_private
-
         path = write_private(args.output, out)
         print(f"report written to {path}")
         return 0
     if args.json or fmt == "json":
-        from tokprof.reports.json import render_json
-
         if not args.no_html and args.output != DEFAULT_OUTPUT:
-            from tokprof.reports.html import write_html
-
             write_html(model, args.output)
         print(render_json(model))
         return 0
     from rich.console import Console
 
-    from tokprof.reports.console import render_report
-
     console = Console(stderr=False)
     render_report(model, console=console)
     if not args.no_html:
-        from tokprof.reports.html import write_html
-
         path = write_html(model, args.output)
         console.print(f"report written to [bold]{path}[/bold] ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
@@ -150,15 +139,9 @@ def emit(model: Any, args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     if getattr(args, "fleet", False):
-        from tokprof.fleet.report import fleet_command
-
         return fleet_command(args)
-    from tokprof.reports.model import build_optimized_report, build_report
-
     runs = load_runs(args.runs, args.dir, folders=True)
     passes = parse_passes(args.passes)
-    from tokprof.profiler.providers.currency import run_currency
-
     args.currency = run_currency(runs, args.currency)
     if passes:
         model = build_optimized_report(runs, passes, currency=args.currency, title=args.title)

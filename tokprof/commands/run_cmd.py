@@ -8,6 +8,8 @@ import runpy
 import sys
 from pathlib import Path
 
+from tokprof.profiler import profile
+
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
@@ -42,8 +44,6 @@ def parse_tags(items: list[str]) -> dict[str, str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler import profile
-
     script = Path(args.script)
     if not script.is_file():
         raise FileNotFoundError(f"{script}: no such script")

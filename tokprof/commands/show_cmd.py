@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+
+from tokprof.profiler.interchange import detect_format
+from tokprof.profiler.providers.currency import run_currency
+from tokprof.profiler.store import RunFileError, load_run, resolve_run
+from tokprof.reports.console import render_tree, tree_rows
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -31,11 +38,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from tokprof.profiler.store import RunFileError, load_run, resolve_run
-    from tokprof.reports.console import render_tree, tree_rows
-
-    import sys
-
     path = resolve_run(args.run, args.dir)
     problems: list[Exception] = []
     # A damaged file (crash, disk error) still shows every span that can be read, and says what was skipped.
@@ -48,8 +50,6 @@ def show_command(args: argparse.Namespace) -> int:
         print(f"tokprof: warning: skipped {err}", file=sys.stderr)
     if len(problems) > 5:
         print(f"tokprof: warning: ... and {len(problems) - 5} more damaged lines", file=sys.stderr)
-    from tokprof.profiler.providers.currency import run_currency
-
     args.currency = run_currency(run, args.currency)
     if args.json:
         doc = run.summary(currency=args.currency).to_dict()
@@ -62,14 +62,10 @@ def show_command(args: argparse.Namespace) -> int:
 
 def _foreign_trace(path: object) -> None:
     """Another tool's trace (τ-bench, SWE-agent, OTLP...) is not a run file: say how to use it."""
-    from pathlib import Path
-
     p = Path(str(path))
     if not p.is_file():
         return
     try:
-        from tokprof.profiler.interchange import detect_format
-
         fmt = detect_format(p)
     except Exception:  # noqa: BLE001 - not a format the importers know either: the loader's error stands
         return

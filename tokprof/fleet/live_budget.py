@@ -1,4 +1,5 @@
-"""``profile(budget=...)``: budgets checked while the agent runs (a ``tokprof.plugins`` entry point).
+"""``profile(budget=...)``: budgets checked while the agent runs (registers its profile hook on import; the
+``tokprof`` façade imports it).
 
 On profile enter the budgets are read (:func:`tokprof.fleet.budgets.coerce_budgets`); a calendar budget
 (day/week/month) starts from what the fleet ledger already holds for its period, when a ledger exists. As
@@ -17,8 +18,9 @@ import warnings
 from decimal import Decimal
 from typing import Any
 
-from tokprof.fleet.budgets import WARN_AT, Budget, BudgetError, coerce_budgets
+from tokprof.fleet.budgets import WARN_AT, Budget, BudgetError, check, coerce_budgets
 from tokprof.profiler import hooks
+from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.model import Span
 
 log = logging.getLogger("tokprof")
@@ -54,13 +56,12 @@ class _Guard:
         if b.period == "run":
             return Decimal(0)
         try:
-            from tokprof.fleet.ledger import ledger_path
+            # the ledger needs pyarrow/duckdb (optional): imported only for a calendar budget
+            from tokprof.fleet.ledger import connect, ledger_path
 
             path = ledger_path()
             if not path.exists():
                 return Decimal(0)
-            from tokprof.fleet.budgets import check
-            from tokprof.fleet.ledger import connect
 
             con = connect(path, read_only=True)
             try:
@@ -76,8 +77,6 @@ class _Guard:
         if b.unit == "tokens":
             u = span.llm.usage  # type: ignore[union-attr]
             return Decimal(u.input_tokens + u.output_tokens)
-        from tokprof.profiler.accounting import span_cost
-
         c = span_cost(span, b.unit)
         return Decimal(0) if c is None or c.amount is None else c.amount
 
@@ -142,12 +141,7 @@ def _on_enter(prof: Any) -> None:
         return
     guard = _Guard(prof, budgets)
     prof.extras["budget_guard"] = guard
-    prof.collector._finish_hooks.append(guard.on_call)
+    prof.collector.finish_hooks.append(guard.on_call)
 
 
-def _register() -> None:
-    if _on_enter not in hooks._profile_enter_hooks:
-        hooks._profile_enter_hooks.append(_on_enter)
-
-
-_register()
+hooks.on_profile_enter(_on_enter)

@@ -1,4 +1,5 @@
-"""Number and money formatting shared by every renderer (renderers never import each other)."""
+"""Number and money formatting shared by the renderers (they do not import each other: HTML, console and JSON
+each import this module)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,315 @@
+"""``@trace``: a function, coroutine, generator or async generator recorded as a span.
+
+The wrappers are the hot path of the profiler (every traced call): the plain-function wrapper inlines
+everything it can, and module globals are bound once (``_perf``, ``_wall``, ``_ids``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import reprlib
+from typing import Any, Callable, TypeVar, overload
+
+from tokprof.profiler.context import CURRENT, SPAN_IDS, current_span, describe_exception, perf_ns, wall_ns
+from tokprof.profiler.model import Span
+from tokprof.profiler.policy import internal_error
+from tokprof.profiler.session import IMPLICIT_ENV, implicit_root, open_implicit_root
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Bound here, not looked up on ``context`` per call: the hot path reads module globals only.
+_ids = SPAN_IDS
+_perf = perf_ns
+_wall = wall_ns
+_REPR_LIMIT = 200
+_PLAIN = (int, float, bool, type(None))
+
+
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    # builtin containers and strings are cut while being repr'd (a 5M-item list costs what 20 items
+    # cost), not repr'd whole and cut afterwards
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset, r.maxfrozenset, r.maxdeque = 3, 20, 20, 20, 20, 20, 20
+    r.maxarray, r.maxstring, r.maxother, r.maxlong = 20, _REPR_LIMIT, _REPR_LIMIT, _REPR_LIMIT
+    return r
+
+
+_REPR = _bounded_repr()
+_BOUNDED_TYPES = (list, tuple, dict, set, frozenset, str, bytes)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        r = _REPR.repr(value) if type(value) in _BOUNDED_TYPES else repr(value)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a user __repr__ that raises (even a BaseException) must not break the call
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if not isinstance(r, str):
+        return f"<unrepresentable {type(value).__name__}: repr returned {type(r).__name__}>"
+    if len(r) > _REPR_LIMIT:
+        r = r[:_REPR_LIMIT] + "…"
+    return r
+
+
+def _capture_value(value: Any) -> Any:
+    """A JSON-safe, bounded snapshot of a value. Numbers and short strings are kept as they are (no repr:
+    this runs on the user's hot path); anything else becomes a truncated repr, taken now because the
+    object may change later."""
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if t is str and len(value) <= _REPR_LIMIT:
+        return value
+    return _safe_repr(value)
+
+
+def _capture_args(args: tuple, kwargs: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args:
+        # A tuple of atomic values (and a dict holding only such) is untracked by the cyclic GC after its
+        # first collection; a list never is. A run holds every span: this matters (~0.5 µs per call).
+        out["args"] = tuple([_capture_value(a) for a in args])
+    if kwargs:
+        out["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
+    return out
+
+
+@overload
+def trace(fn: F) -> F: ...
+@overload
+def trace(*, name: str | None = None, kind: str = "function", capture: bool = True,
+          tags: dict[str, str] | None = None) -> Callable[[F], F]: ...
+
+
+def trace(
+    fn: Any = None,
+    *,
+    name: str | None = None,
+    kind: str = "function",
+    capture: bool = True,
+    tags: dict[str, str] | None = None,
+) -> Any:
+    """Trace a function as a span. Bare (``@trace``) or configured (``@trace(name=..., kind="tool")``).
+
+    Works on sync and async functions, generators and async generators (the span ends when the generator
+    is exhausted or closed), methods, classmethods and staticmethods. Signature, name and docstring are
+    kept. ``capture=False`` records no arguments or return value.
+    """
+
+    def decorate(f: Any) -> Any:
+        if isinstance(f, (classmethod, staticmethod)):
+            return type(f)(decorate(f.__func__))
+        return _wrap(f, name or _default_name(f), kind, capture, tags)
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
+
+
+def _default_name(f: Any) -> str:
+    """``Class.method`` for methods, the plain name for functions (nested ones lose their ``<locals>``)."""
+    qual = getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or "call"
+    return qual.rsplit("<locals>.", 1)[-1]
+
+
+def _open(parent: Span, name: str, kind: str, tags: dict[str, str] | None, capture: bool, args: tuple,
+          kwargs: dict) -> Span:
+    s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
+             None, tags)
+    s._sink = parent._sink
+    if capture and (args or kwargs):
+        try:
+            s.attributes = _capture_args(args, kwargs)
+        except Exception as exc:
+            internal_error("capturing arguments", exc)
+    return s
+
+
+def _close(s: Span, capture: bool, result: Any = None, exc: BaseException | None = None) -> None:
+    s.end_ns = _perf()
+    if exc is not None:
+        s.status = "error"
+        s.error = describe_exception(exc)
+    elif capture and result is not None:
+        try:
+            if s.attributes is None:
+                s.attributes = {}
+            s.attributes["return"] = _capture_value(result)
+        except Exception as err:
+            internal_error("capturing the return value", err)
+    try:
+        s._sink.finish(s)
+    except Exception as err:
+        internal_error("finishing a span", err)
+
+
+def _parent_or_none() -> Span | None:
+    parent = current_span()
+    if parent is None:
+        parent = open_implicit_root()
+        if parent is None and IMPLICIT_ENV:
+            return implicit_root()
+    return parent
+
+
+def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict[str, str] | None) -> Any:
+    get = CURRENT.get
+    setv = CURRENT.set
+    reset = CURRENT.reset
+
+    if inspect.isasyncgenfunction(f):
+
+        @functools.wraps(f)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            parent = get()
+            if parent is None or parent.end_ns is not None:
+                parent = _parent_or_none()
+            if parent is None:
+                async for item in f(*args, **kwargs):
+                    yield item
+                return
+            s = _open(parent, name, kind, tags, capture, args, kwargs)
+            agen = f(*args, **kwargs)
+            error: BaseException | None = None
+            try:
+                to_send: Any = None
+                method = agen.asend
+                while True:
+                    token = setv(s)
+                    try:
+                        item = await method(to_send)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        reset(token)
+                    try:
+                        to_send = yield item
+                        method = agen.asend
+                    except GeneratorExit:
+                        await agen.aclose()
+                        raise
+                    except BaseException as thrown:  # forward athrow() to the user's generator
+                        to_send = thrown
+                        method = agen.athrow
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _close(s, False, None, error)
+
+        return agen_wrapper
+
+    if inspect.isgeneratorfunction(f):
+
+        @functools.wraps(f)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            parent = get()
+            if parent is None or parent.end_ns is not None:
+                parent = _parent_or_none()
+            if parent is None:
+                return (yield from f(*args, **kwargs))
+            s = _open(parent, name, kind, tags, capture, args, kwargs)
+            gen = f(*args, **kwargs)
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                to_send: Any = None
+                method = gen.send
+                while True:
+                    token = setv(s)
+                    try:
+                        item = method(to_send)
+                    except StopIteration as stop:
+                        result = stop.value
+                        return result
+                    finally:
+                        reset(token)
+                    try:
+                        to_send = yield item
+                        method = gen.send
+                    except GeneratorExit:
+                        gen.close()
+                        raise
+                    except BaseException as thrown:  # forward throw() to the user's generator
+                        to_send = thrown
+                        method = gen.throw
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _close(s, capture, result, error)
+
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(f):
+
+        @functools.wraps(f)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            parent = get()
+            if parent is None or parent.end_ns is not None:
+                parent = _parent_or_none()
+            if parent is None:
+                return await f(*args, **kwargs)
+            s = _open(parent, name, kind, tags, capture, args, kwargs)
+            token = setv(s)
+            try:
+                result = await f(*args, **kwargs)
+            except BaseException as exc:
+                reset(token)
+                _close(s, capture, None, exc)
+                raise
+            reset(token)
+            _close(s, capture, result)
+            return result
+
+        return async_wrapper
+
+    # The plain-function path is the hot one: everything inlined, no helper calls but the user's.
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        parent = get()
+        if parent is None or parent.end_ns is not None:
+            parent = _parent_or_none()
+            if parent is None:
+                return f(*args, **kwargs)
+        attrs = None
+        if capture and (args or kwargs):
+            if not kwargs and len(args) == 1:
+                # The common call shape, without a comprehension (a new frame per call in 3.11).
+                a = args[0]
+                t = type(a)
+                attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _safe_repr(a),)}
+            else:
+                attrs = _capture_args(args, kwargs)
+        s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
+                 attrs, tags)
+        s._sink = sink = parent._sink
+        token = setv(s)
+        try:
+            result = f(*args, **kwargs)
+        except BaseException as exc:
+            reset(token)
+            _close(s, capture, None, exc)
+            raise
+        s.end_ns = _perf()
+        reset(token)
+        if capture and result is not None:
+            t = type(result)
+            value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _safe_repr(result)
+            if s.attributes is None:
+                s.attributes = {"return": value}
+            else:
+                s.attributes["return"] = value
+        try:
+            sink.finish(s)
+        except Exception as err:
+            internal_error("finishing a span", err)
+        return result
+
+    return wrapper
