@@ -267,7 +267,7 @@ def run_bag_retention_detail(original_run: Run, new_run: Run) -> list[BagRetenti
     """Per-call retention of every call present in both runs (matched by span id, else by call order)."""
     out = []
     for s, n in paired_calls(original_run, new_run):
-        if n.llm is s.llm or n.llm.messages == s.llm.messages:
+        if n.llm is s.llm or (n.llm is not None and s.llm is not None and n.llm.messages == s.llm.messages):
             # Unchanged input: everything is retained; count what was relied on for the denominator.
             r = call_bag_retention(s, s)
         else:

@@ -157,12 +157,13 @@ class Ledger:
         return None if not d.known else (d.low, d.high)
 
     def to_dict(self) -> dict[str, Any]:
+        saved_range = self.saved_range()
         return {
             "run_id": self.run_id,
             "baseline": self.baseline.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
             "saved": None if self.saved() is None else str(self.saved()),
-            "saved_range": None if self.saved_range() is None else [str(v) for v in self.saved_range()],
+            "saved_range": None if saved_range is None else [str(v) for v in saved_range],
         }
 
 

@@ -21,7 +21,7 @@ on the run's *billing mode*, the ``mode`` argument or else ``run.metadata["billi
     (``span.attributes["billing.plan"]``, written by the pass) or in its messages' ``cache_control``
     markers. Recorded cache tokens are ignored because the messages may have been rewritten.
 
-Calls served without reaching the provider (``span.attributes["optimizer.served_by"]``, set by the
+Calls served without reaching the provider (``span.attributes["served_by"]``, :data:`tokprof.profiler.keys.SERVED_BY`, set by the
 response cache) cost nothing and never touch the provider's prompt cache.
 
 Prefix matching. The simulator needs, for each call, the longest token prefix it shares with what an

@@ -37,7 +37,6 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from tokprof.optimizers.billing import (
-    SERVED_ATTR,
     CacheRule,
     CallBill,
     PriceLookup,
@@ -46,9 +45,11 @@ from tokprof.optimizers.billing import (
     billing_rules,
     cache_rule,
     call_cost,
+    convert_cost,
     default_prices,
     plan_of,
 )
+from tokprof.profiler import keys
 from tokprof.profiler.model import Run, Span
 
 SCENARIOS: tuple[str, ...] = ("all-hits", "expected", "no-hits")
@@ -275,13 +276,7 @@ def _recorded_cost(span: Span, currency: str) -> Decimal | None:
         return None
     if c.currency == currency:
         return c.amount
-    from tokprof.profiler.providers.prices import convert
-
-    try:
-        v = convert(c.amount, c.currency, currency)
-    except Exception:  # unknown pair: fall back to pricing the tokens
-        return None
-    return None if v is None else Decimal(str(v))
+    return convert_cost(c.amount, c.currency, currency)  # None for an unknown pair: the tokens are priced
 
 
 def paid_bills(runs: list[Run], currency: str = "USD",
@@ -330,7 +325,7 @@ def rebill(originals: list[Run], rewritten: list[Run], paid: list[RunPaid], sim_
         rp = RunPaid(run.run_id, currency)
         for span in run.llm_spans():
             new = sim_new[i][span.span_id]
-            if (span.attributes or {}).get(SERVED_ATTR):
+            if keys.served_by(span.attributes):  # a live or simulated cache hit
                 rp.calls.append(replace(new, basis="served", cost=zero))
                 continue
             old_paid, old_sim = before.get(span.span_id), sim_orig[i].get(span.span_id)

@@ -83,7 +83,6 @@ class ResponseCachePass:
     description: ClassVar[str] = ("serve calls whose exact request (model, messages, tools, output "
                                   "parameters) was already answered, across the runs of one invocation")
     evidence: ClassVar[Evidence] = "simulated"
-    lossless: ClassVar[bool] = True  # an identical request gets the answer it got before
     reads: ClassVar[frozenset[str]] = frozenset({"messages", "tools", "params", "model"})
     changes: ClassVar[frozenset[str]] = frozenset({"usage", "cache"})
     lossless: ClassVar[bool] = True

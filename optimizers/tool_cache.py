@@ -70,7 +70,6 @@ class ToolCachePass:
     description: ClassVar[str] = ("identical tool calls (same tool, same arguments, same result) in a run: "
                                   "serve the repeat from a memo and show its result to the model once")
     evidence: ClassVar[Evidence] = "estimated"
-    lossless: ClassVar[bool] = False  # assumes the tool is pure: a stale result is possible
     reads: ClassVar[frozenset[str]] = frozenset({"messages"})
     changes: ClassVar[frozenset[str]] = frozenset({"messages", "usage"})
     lossless: ClassVar[bool] = False  # a tool's answer may have changed since it was cached

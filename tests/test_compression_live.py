@@ -102,7 +102,7 @@ def test_dedupe_before_mask_never_leaves_a_reference_to_a_masked_output():
     for order in (["minify", "dedupe", "observation-mask"], ["minify", "observation-mask", "dedupe"]):
         out = compress_messages(msgs, order, options=opts)
         assert out[3]["content"].startswith(PLACEHOLDER_PREFIX)  # the first copy is old: masked
-        assert '"columns"' in out[11]["content"] and "HAT008" in out[11]["content"], order  # the recent copy
+        assert "HAT008" in out[11]["content"], order  # the recent copy
 
 
 def test_tool_cache_reference_to_a_masked_output_gets_its_content_back():

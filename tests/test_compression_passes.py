@@ -59,7 +59,7 @@ def test_every_pass_says_lossless_or_lossy():
 
     flags = {n: make_pass(n).lossless for n in available_passes()}
     assert all(isinstance(v, bool) for v in flags.values())
-    assert {n for n, v in flags.items() if v} == {"minify", "prompt-cache", "response-cache"}
+    assert {n for n, v in flags.items() if v} == {"minify", "dedupe", "prompt-cache", "response-cache"}
 
 
 def test_minify_no_longer_cuts_truncate_outputs_does():

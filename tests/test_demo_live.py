@@ -98,9 +98,9 @@ def test_a_failing_pass_is_skipped_and_the_others_still_act(monkeypatch: pytest.
 
 
 def test_default_live_set_is_lossless_and_declared_by_the_passes() -> None:
-    assert DEFAULT_LIVE_PASSES == ("response-cache", "dedupe", "prompt-cache")
+    assert DEFAULT_LIVE_PASSES == ("response-cache", "minify", "dedupe", "prompt-cache")
     assert all(make_pass(n).lossless for n in DEFAULT_LIVE_PASSES)
-    assert not any(make_pass(n).lossless for n in ("minify", "observation-mask"))
+    assert not any(make_pass(n).lossless for n in ("truncate-outputs", "observation-mask"))
     with profile("live", optimize=["default"]) as run:
         pass
     assert run.metadata["live_passes"] == list(DEFAULT_LIVE_PASSES)

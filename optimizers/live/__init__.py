@@ -2,17 +2,17 @@
 the block, so a saving is *measured* on a real re-run.
 
 >>> from tokprof import profile
->>> with profile("support", optimize=["response-cache", "dedupe", "prompt-cache"]) as run:
+>>> with profile("support", optimize=["response-cache", "minify", "dedupe", "prompt-cache"]) as run:
 ...     agent.invoke(...)
 >>> run.metadata["live_passes"]
-['response-cache', 'dedupe', 'prompt-cache']
+['response-cache', 'minify', 'dedupe', 'prompt-cache']
 
 A live pass is the simulator's own pass object applied to one request (:mod:`.session`): ``minify``,
-``dedupe``, ``observation-mask`` rewrite the request's messages with their ``compress``; ``prompt-cache``
+``truncate-outputs``, ``dedupe``, ``observation-mask`` rewrite the request's messages with their ``compress``; ``prompt-cache``
 places ``cache_control`` breakpoints exactly where :func:`tokprof.optimizers.prompt_cache.plan_breakpoints`
 plans them; ``response-cache`` answers a repeated deterministic request from the block's cache, billing
 nothing. ``optimize=["default"]`` (:data:`DEFAULT_LIVE_PASSES`) is the lossless passes only; lossy ones
-(``minify`` truncates huge outputs, ``observation-mask`` elides old ones) act only when named. Unknown
+(``truncate-outputs`` cuts the middle of huge outputs, ``observation-mask`` elides old ones) act only when named. Unknown
 names go to ``run.metadata["live_passes_unavailable"]``; what the passes did over the block to
 ``run.metadata["live_stats"]``, and what they did to each request to its span's
 ``attributes["tokprof.live_deltas"]``.

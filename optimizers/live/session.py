@@ -29,17 +29,17 @@ from tokprof.optimizers.prompt_cache import PromptCachePass, ThreadState
 from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Message, Span
 
-LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")
+LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "truncate-outputs", "dedupe", "observation-mask", "prompt-cache")
 """Every pass that can act live, in the order they act (message passes first, then the prompt-cache
 plan on the final messages; the response cache is consulted on the transformed request)."""
 
-MESSAGE_PASSES: tuple[str, ...] = ("minify", "dedupe", "observation-mask")
+MESSAGE_PASSES: tuple[str, ...] = ("minify", "truncate-outputs", "dedupe", "observation-mask")
 """The live passes that rewrite a request's messages, in the order they run whatever order was asked."""
 
 DEFAULT_LIVE_PASSES: tuple[str, ...] = tuple(n for n in LIVE_PASSES if getattr(PASSES[n], "lossless", False))
-"""Passes switched on by ``optimize=["default"]``: the lossless ones only (``response-cache``, ``dedupe``,
-``prompt-cache``). A lossy pass (``minify`` truncates huge outputs, ``observation-mask`` elides old ones)
-acts only when named."""
+"""Passes switched on by ``optimize=["default"]``: the lossless ones only (``response-cache``, ``minify``,
+``dedupe``, ``prompt-cache``). A lossy pass (``observation-mask`` elides old outputs; ``minify`` with its
+opt-in ``tables``/``drop_empty`` options) acts only when named."""
 
 ALIASES = {
     "prompt-cache-plan": "prompt-cache", "prompt-caching": "prompt-cache", "cache-plan": "prompt-cache",
@@ -48,10 +48,10 @@ ALIASES = {
     "dedup": "dedupe", "dedupe-tool-outputs": "dedupe", "response_cache": "response-cache",
 }
 
-LIVE_PASS_OPTIONS: dict[str, dict[str, Any]] = {"observation-mask": {"keep_turns": 3}, "minify": {"max_tokens": 3000}}
+LIVE_PASS_OPTIONS: dict[str, dict[str, Any]] = {"observation-mask": {"keep_turns": 3}}
 """Options of the live message passes, pinned (a live agent acts on what it is sent): masking keeps the
 outputs of the last three steps, as an agent re-reads recent outputs (the recorded-run default of one step
-is tuned for simulation); minify cuts only outputs over 3,000 tokens."""
+is tuned for simulation). minify takes none: it is whitespace-only (lossless) and cuts nothing."""
 
 
 def canonical_pass(name: str) -> str:

@@ -107,7 +107,7 @@ def _totals(ledgers: list[Any], passes: list[str]) -> dict[str, Any]:
     ranges = [lg.saved_range() for lg in ledgers]
     saved_range = None
     if ranges and all(r is not None for r in ranges):
-        saved_range = [str(sum((r[0] for r in ranges), Decimal(0))), str(sum((r[1] for r in ranges), Decimal(0)))]  # type: ignore[index]
+        saved_range = [str(sum((r[0] for r in ranges), Decimal(0))), str(sum((r[1] for r in ranges), Decimal(0)))]
     order = ["documented", "calibrated", "assumed"]
     confs = [s.confidence for lg in ledgers for s in [lg.baseline, *lg.steps] if s.confidence in order]
     confidence = max(confs, key=order.index) if confs else None
