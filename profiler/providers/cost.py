@@ -175,9 +175,13 @@ def split_cost(split: TokenSplit, rates: Rates | None, rule: CacheRule | None = 
     rule = rule or NO_CACHE
     # the provider's own list in the wanted currency beats a conversion
     r = rates.in_currency(currency).for_prompt(split.prompt, split.output)
-    read = r.cache_read if r.cache_read is not None else r.input * rule.read_multiplier
-    write = r.cache_write if r.cache_write is not None else r.input * rule.write_multiplier
-    write_1h = r.cache_write_1h if r.cache_write_1h is not None else r.input * rule.write_1h_multiplier
+    # A multiplier applies only under a caching rule: tokens a provider reports as cached for a model with no
+    # (automatic) rule and no listed cache price are billed at the input price, never at a guessed discount.
+    one = Decimal(1)
+    read = r.cache_read if r.cache_read is not None else r.input * (rule.read_multiplier if rule.caches else one)
+    write = r.cache_write if r.cache_write is not None else r.input * (rule.write_multiplier if rule.caches else one)
+    write_1h = (r.cache_write_1h if r.cache_write_1h is not None
+                else r.input * (rule.write_1h_multiplier if rule.caches else one))
     reasoning_rate = r.reasoning if r.reasoning is not None else r.output
     amount = (Decimal(split.fresh) * r.input
               + Decimal(split.cache_read) * read
