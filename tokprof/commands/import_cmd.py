@@ -69,6 +69,7 @@ def import_command(args: argparse.Namespace) -> int:
     out_dir = runs_dir(args.out)
     totals = ImportTotals(args.currency)
     err = Console(stderr=True)
+    saved: dict[str, str] = {}  # run id -> file it came from (ids derive from file names: keep them apart)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
         task = bar.add_task("importing", total=len(files))
@@ -81,6 +82,17 @@ def import_command(args: argparse.Namespace) -> int:
                 bar.advance(task)
                 continue
             for run in result.runs:
+                src = str(f.resolve())
+                if saved.setdefault(run.run_id, src) != src:
+                    # a same-named file from another folder: a new id from its full path, so neither
+                    # run overwrites the other (the id it would have had stays in the metadata)
+                    from tokprof.profiler.interchange.base import stable_id
+
+                    run.metadata.setdefault("import_id", run.run_id)
+                    run.run_id = stable_id(run.run_id, src)
+                    for sp in run.spans:
+                        sp.run_id = run.run_id
+                    saved[run.run_id] = src
                 if not args.no_save:
                     save_run(run, out_dir)
                 totals.add_run(run)
