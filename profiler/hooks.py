@@ -347,27 +347,45 @@ _thread_patch_depth = 0
 _original_submit = ThreadPoolExecutor.submit
 
 
-def _context_submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    if _current.get() is None:
-        return _original_submit(self, fn, *args, **kwargs)
-    ctx = contextvars.copy_context()
-    return _original_submit(self, ctx.run, fn, *args, **kwargs)
+def _make_context_submit(below: Callable[..., Any], layer: list[bool]) -> Callable[..., Any]:
+    """``submit`` running the work in a copy of the caller's context, on top of ``below`` (whatever
+    ``submit`` was when the profile began: the stdlib's, or another library's wrapper)."""
+
+    def _context_submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if not layer[0] or _current.get() is None:
+            return below(self, fn, *args, **kwargs)
+        ctx = contextvars.copy_context()
+        return below(self, ctx.run, fn, *args, **kwargs)
+
+    return _context_submit
+
+
+_submit_patch: tuple[Any, Any, list[bool]] | None = None  # (what we wrapped, our wrapper, its on switch)
 
 
 def _patch_threads() -> None:
-    global _thread_patch_depth
+    global _thread_patch_depth, _submit_patch
     with _thread_patch_lock:
         if _thread_patch_depth == 0:
-            ThreadPoolExecutor.submit = _context_submit  # type: ignore[method-assign]
+            below = ThreadPoolExecutor.__dict__["submit"]
+            layer = [True]
+            ours = _make_context_submit(below, layer)
+            ThreadPoolExecutor.submit = ours  # type: ignore[method-assign]
+            _submit_patch = (below, ours, layer)
         _thread_patch_depth += 1
 
 
 def _unpatch_threads() -> None:
-    global _thread_patch_depth
+    global _thread_patch_depth, _submit_patch
     with _thread_patch_lock:
         _thread_patch_depth -= 1
-        if _thread_patch_depth == 0:
-            ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign]
+        if _thread_patch_depth == 0 and _submit_patch is not None:
+            below, ours, layer = _submit_patch
+            if ThreadPoolExecutor.__dict__.get("submit") is ours:
+                ThreadPoolExecutor.submit = below  # type: ignore[method-assign]
+            else:  # another library wrapped ours meanwhile: keep theirs, make ours a pass-through
+                layer[0] = False
+            _submit_patch = None
 
 
 def run_in_context(fn: Callable[..., Any]) -> Callable[..., Any]:
