@@ -55,7 +55,12 @@ def internal_error(where: str, exc: BaseException) -> None:
             if where in _reported:
                 return
             _reported.add(where)
-        log.warning("tokprof internal error in %s (ignored, your code is unaffected): %r", where, exc)
+        # The exception's text can quote the user's content (a KeyError of a prompt, a JSON error with
+        # the document): the warning names only the type (and an OS error's reason, which is ours).
+        reason = type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            reason += f" ({exc.strerror})"
+        log.warning("tokprof internal error in %s (ignored, your code is unaffected): %s", where, reason)
     except Exception:  # pragma: no cover - logging itself failed; there is nothing left to do
         pass
 
