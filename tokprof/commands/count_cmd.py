@@ -102,7 +102,9 @@ def count_command(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
     label = "exact" if choice.exact else "estimated"
-    print(f"{tokens:,} tokens  ({result['kind']}, model {args.model}, tokenizer {choice.encoding}, {label})")
+    from tokprof.console_safe import clean
+
+    print(clean(f"{tokens:,} tokens  ({result['kind']}, model {args.model}, tokenizer {choice.encoding}, {label})"))
     if result["kind"] == "chat":
         print(f"  messages {result['messages']}: {result['message_tokens']:,} tokens; tools "
               f"{result['tool_tokens']:,}; reply priming/template {result['overhead_tokens']:,}")

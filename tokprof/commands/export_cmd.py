@@ -31,7 +31,9 @@ def export_command(args: argparse.Namespace) -> int:
     run = load_run(resolve_run(args.run, args.dir))
     if args.output:
         path = write_otlp([run], args.output)
-        print(f"wrote {path} ({len(run.spans)} spans of run {run.run_id})", file=sys.stderr)
+        from tokprof.console_safe import clean
+
+        print(clean(f"wrote {path} ({len(run.spans)} spans of run {run.run_id})"), file=sys.stderr)
     else:
         json.dump(export_runs([run]), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")

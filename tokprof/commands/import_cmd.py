@@ -55,7 +55,7 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tokprof.profiler.interchange import InterchangeError, import_file
@@ -74,7 +74,9 @@ def import_command(args: argparse.Namespace) -> int:
                   TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
         task = bar.add_task("importing", total=len(files))
         for f in files:
-            bar.update(task, description=f"importing {f.name[:40]}")
+            from tokprof.console_safe import escape
+
+            bar.update(task, description=f"importing {escape(f.name[:40])}")
             try:
                 result = import_file(f, args.format)
             except InterchangeError as exc:
@@ -113,6 +115,8 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     """The one-screen summary: a row per file, then totals."""
     from rich.table import Table
 
+    from tokprof.console_safe import escape
+
     t = Table(title=f"imported {s['runs']} runs, {s['calls']} model calls from {len(s['files'])} files",
               title_justify="left", show_edge=False, pad_edge=False)
     for col, just in (("file", "left"), ("format", "left"), ("runs", "right"), ("calls", "right"),
@@ -145,9 +149,10 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     console.print(f"models   {models}{more}")
     for f in s["files"]:
         if f["failed"]:
-            console.print(f"[red]failed[/red]  {f['failed']}", markup=True, highlight=False)
+            console.print(f"[red]failed[/red]  {escape(f['failed'])}", markup=True, highlight=False)
         elif f["errors"]:
             console.print(f"[yellow]{f['errors']} of {f['records']} records not imported[/yellow] from "
-                          f"{f['path']}: " + "; ".join(f["error_reasons"][:3]), markup=True, highlight=False)
+                          f"{escape(f['path'])}: " + escape("; ".join(f["error_reasons"][:3])), markup=True,
+                          highlight=False)
     if s.get("out"):
         console.print(f"saved to {s['out']}  (see them with `tokprof ls`)")

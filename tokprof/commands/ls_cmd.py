@@ -35,7 +35,7 @@ def ls_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"runs": rows}, indent=2))
         return 0
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} runs", show_lines=False)

@@ -86,7 +86,9 @@ def _import(path: Path) -> list[Any]:
         raise ValueError(f"{path}: not a tokprof run file, and the trace importers are not available") from exc
     result = import_file(path)
     if result.errors:
-        print(f"tokprof: warning: {result.error_summary()}", file=sys.stderr)
+        from tokprof.console_safe import clean
+
+        print(clean(f"tokprof: warning: {result.error_summary()}"), file=sys.stderr)
     if not result.runs:
         raise ValueError(f"{path}: no runs could be imported")
     return list(result.runs)
@@ -110,7 +112,7 @@ def emit(model: Any, args: argparse.Namespace) -> int:
             write_html(model, args.output)
         print(render_json(model))
         return 0
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
 
     from tokprof.reports.console import render_report
 
@@ -120,7 +122,9 @@ def emit(model: Any, args: argparse.Namespace) -> int:
         from tokprof.reports.html import write_html
 
         path = write_html(model, args.output)
-        console.print(f"report written to [bold]{path}[/bold] ({path.stat().st_size / 1e6:.2f} MB)")
+        from tokprof.console_safe import escape
+
+        console.print(f"report written to [bold]{escape(path)}[/bold] ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

@@ -35,8 +35,10 @@ def show_command(args: argparse.Namespace) -> int:
     problems: list[Exception] = []
     # A damaged file (crash, disk error) still shows every span that can be read, and says what was skipped.
     run = load_run(path) if args.strict else load_run(path, on_error=problems.append)
+    from tokprof.console_safe import SafeConsole, clean
+
     for err in problems[:5]:
-        print(f"tokprof: warning: skipped {err}", file=sys.stderr)
+        print(clean(f"tokprof: warning: skipped {err}"), file=sys.stderr)
     if len(problems) > 5:
         print(f"tokprof: warning: ... and {len(problems) - 5} more damaged lines", file=sys.stderr)
     if args.json:
@@ -44,5 +46,6 @@ def show_command(args: argparse.Namespace) -> int:
         doc["tree"] = tree_rows(run, max_depth=args.depth, min_tokens=args.min_tokens)
         print(json.dumps(doc, indent=2))
         return 0
-    render_tree(run, max_depth=args.depth, min_tokens=args.min_tokens, currency=args.currency)
+    render_tree(run, max_depth=args.depth, min_tokens=args.min_tokens, currency=args.currency,
+                console=SafeConsole())
     return 0
