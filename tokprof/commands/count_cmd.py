@@ -47,6 +47,10 @@ def _as_prompt(text: str, where: str) -> tuple[list[dict[str, Any]], list[dict[s
         doc = json.loads(text)
     except json.JSONDecodeError:
         return None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # an integer literal longer than Python converts
+        raise ValueError(f"{where}: unreadable JSON value ({exc})") from None
     if isinstance(doc, dict) and isinstance(doc.get("messages"), list):
         messages, tools = doc["messages"], doc.get("tools") or []
     elif isinstance(doc, list) and doc and all(isinstance(m, dict) and "role" in m for m in doc):
