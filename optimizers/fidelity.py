@@ -253,19 +253,15 @@ def call_retention(original_span: Span | LLMCall, new_span: Span | LLMCall) -> R
 
 
 def _paired_calls(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
-    """Calls of both runs, paired. A pass keeps span ids, so pairs are matched by id; two separately
-    recorded runs of the same agent (a baseline and a live-optimized re-run) share no ids, and their calls
-    are paired in call order instead (the same steps of the same task)."""
-    new_by_id = {s.span_id: s for s in new_run.spans if s.llm is not None}
-    originals = original_run.llm_spans()
-    pairs = [(s, new_by_id[s.span_id]) for s in originals if s.span_id in new_by_id]
-    if pairs or not new_by_id:
-        return pairs
-    return list(zip(originals, new_run.llm_spans()))
+    """Calls of both runs, paired (:func:`tokprof.profiler.pairing.pair_calls`): by span id when the new
+    run was derived from the original by passes, else by call order within the same call path."""
+    from tokprof.profiler.pairing import pair_calls
+
+    return pair_calls(original_run, new_run)
 
 
 def run_retention_detail(original_run: Run, new_run: Run) -> list[Retention]:
-    """Per-call retention of every call present in both runs (matched by span id, else by call order)."""
+    """Per-call retention of every call present in both runs (paired by :func:`_paired_calls`)."""
     out = []
     for s, n in _paired_calls(original_run, new_run):
         if n.llm is s.llm or n.llm.messages == s.llm.messages:
