@@ -27,6 +27,7 @@ import secrets
 import stat
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -240,6 +241,7 @@ class RunWriter:
         self.lost = 0  # spans given up after MAX_PENDING failed writes
         self.closed = False
         self.broken = False
+        self.forked = False  # True in a forked child: this writer belongs to the parent
 
     @classmethod
     def open(cls, run: Run, folder: str | Path | None = None) -> "RunWriter":
@@ -254,6 +256,7 @@ class RunWriter:
         except BaseException:
             fh.close()
             raise
+        _open_writers.add(w)
         return w
 
     def _write(self, text: str) -> None:
@@ -292,6 +295,8 @@ class RunWriter:
         # under the lock with the write, so concurrent spans never refer to a line not yet written.
         with self._lock:
             if self.closed:
+                if not self.forked and not self.broken:
+                    self._write_late(span)
                 return
             try:
                 if self._pending:
@@ -300,6 +305,27 @@ class RunWriter:
             except OSError as exc:
                 self._fail(span, exc)
                 raise
+
+    LATE_ATTR = "finished_after_profile"
+
+    def _write_late(self, span: Span) -> None:
+        """A span that finished after its profile closed the file (an abandoned stream closed later, a
+        background task): appended after the end line, marked ``finished_after_profile`` (issue #21 point
+        4). The file is reopened for appending without following links; if that fails the span stays in
+        the in-memory run only."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as fh:
+                self._fh = fh
+                self._good = os.fstat(fd).st_size
+                span.attributes = dict(span.attributes or {})
+                span.attributes[self.LATE_ATTR] = True
+                self._write_one(span)
+        except OSError:
+            pass
 
     def _fail(self, span: Span, exc: BaseException) -> None:
         self.broken = True
@@ -405,6 +431,24 @@ class RunWriter:
                     self._fh.close()
                 except OSError:
                     pass
+
+
+# -- fork: a child process must not write into its parent's run file ---------------------------------
+_open_writers: "weakref.WeakSet[RunWriter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares the parent's open run files. Its spans would interleave with the parent's
+    (duplicate span ids, a second end line, totals that disagree with the tree): in the child every
+    writer inherited from the parent is detached — the child records nothing into the parent's run
+    (issue #21 point 13). The parent's file is left exactly as the parent writes it."""
+    for w in list(_open_writers):
+        w.closed = True  # write_span and close become no-ops; the child never touches the file
+        w.forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def save_run(run: Run, directory: str | Path | None = None, path: str | Path | None = None) -> Path:
