@@ -208,8 +208,8 @@ def _header(run: Run) -> dict[str, Any]:
     return {
         "type": "run",
         "schema": SCHEMA_VERSION,
-        "run_id": run.run_id,
-        "name": run.name,
+        "run_id": str(run.run_id),
+        "name": str(run.name),  # profile(name=123): written as the loader reads it
         "tags": run.tags,
         "started_wall_ns": run.started_wall_ns,
         "metadata": run.metadata,
@@ -365,6 +365,13 @@ class RunWriter:
                 refs.append(stored)
             llm["messages"], recent = self._encode_refs(span.span_id, refs)
         d["type"] = "span"
+        # a name or model given as a number is written as text: the loader only reads strings there
+        if d.get("name") is not None and not isinstance(d["name"], str):
+            d["name"] = str(d["name"])
+        if llm is not None:
+            for k in ("model", "provider"):
+                if llm.get(k) is not None and not isinstance(llm[k], str):
+                    llm[k] = str(llm[k])
         lines.append(_redacted_dumps(d))
         self._write("\n".join(lines) + "\n")
         # Only now are the payloads and the reference base on disk: later spans may refer to them.
@@ -433,6 +440,56 @@ class RunWriter:
                     pass
 
 
+STALE_TEMP_SECONDS = 24 * 3600
+_cleaned_folders: set[str] = set()
+
+
+def _clean_stale_temps(folder: Path) -> None:
+    """Remove our own temp files left by a killed save (older than a day, so a concurrent save's temp
+    is never touched); once per folder per process."""
+    import time
+
+    key = str(folder)
+    if key in _cleaned_folders:
+        return
+    _cleaned_folders.add(key)
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in entries:
+        if not (e.name.endswith(".tmp") and ".jsonl" in e.name):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and now - st.st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(e.path)
+        except OSError:
+            continue
+
+
+def write_private(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` readable by the owner only (0600), atomically: a random temp file created
+    with ``O_EXCL|O_NOFOLLOW`` next to it, renamed into place. For files people share but that hold
+    prompts (HTML reports, OTLP exports): never world-readable, never through a planted link."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    fd = _open_private(tmp)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
 # -- fork: a child process must not write into its parent's run file ---------------------------------
 _open_writers: "weakref.WeakSet[RunWriter]" = weakref.WeakSet()
 
@@ -461,6 +518,7 @@ def save_run(run: Run, directory: str | Path | None = None, path: str | Path | N
         folder = runs_dir(directory)
         make_private_dir(folder)
         target = folder / f"{file_stem(run.run_id)}.jsonl"
+    _clean_stale_temps(target.parent)
     tmp = _temp_path(target)
     fd = _open_private(tmp)
     try:
@@ -583,6 +641,11 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                                                ("usage", dict), ("cost", dict), ("model", str), ("provider", str)):
                             _field(llm, name, expected, None)
                         if isinstance(llm.get("usage"), dict):
+                            for k, v in llm["usage"].items():
+                                if k != "sources" and v is not None and (
+                                        not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63):
+                                    raise ValueError(f"usage {k} {v!r} is not a token count (a non-negative "
+                                                     "integer)")
                             sources = _field(llm["usage"], "sources", dict, None) or {}
                             bad = [v for v in sources.values() if v not in TOKEN_SOURCES]
                             if bad:

@@ -121,8 +121,10 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     w = csv.writer(buf)
     w.writerow(header)
     for r in rows:
-        # Neutralise spreadsheet formulas in trace-derived cells (=, +, -, @ at the start).
-        w.writerow([("'" + c) if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in r])
+        # Neutralise spreadsheet formulas in trace-derived cells (=, +, -, @, and TAB/CR, which
+        # spreadsheets skip before reading a formula: OWASP CSV injection).
+        w.writerow([("'" + c) if isinstance(c, str) and c[:1] in ("=", "+", "-", "@", "\t", "\r") else c
+                    for c in r])
     return "data:text/csv;charset=utf-8," + urllib.parse.quote(buf.getvalue())
 
 
@@ -233,9 +235,10 @@ def render_html(m: ReportModel) -> str:
 
 
 def write_html(m: ReportModel, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(render_html(m), encoding="utf-8")
-    return path
+    from tokprof.profiler.store import write_private
+
+    # owner-only (0600), atomic, never through a planted link: the report holds the prompts (issue #21)
+    return write_private(Path(path), render_html(m).encode("utf-8", "surrogatepass"))
 
 
 def render_run_snippet(run: Any, currency: str = "USD") -> str:

@@ -215,3 +215,54 @@ def test_same_named_imports_do_not_overwrite(tmp_path: Path, corpus: Path) -> No
     out = tmp_path / "out"
     assert main(["import", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--json"]) == 0
     assert len(list(out.glob("*.jsonl"))) == 2
+
+
+# -- minor: files the loader rejects, negative counts, damaged-file errors, private exports ----------
+def test_numeric_names_round_trip(tmp_path: Path) -> None:
+    with profile(123, save=str(tmp_path / "runs")) as p:  # type: ignore[arg-type]
+        record_llm_call(model=123, messages=[{"role": "user", "content": "x"}], output="y",  # type: ignore[arg-type]
+                        usage={"input_tokens": 1, "output_tokens": 1})
+    back = load_run(p.path)
+    assert back.name == "123" and back.llm_spans()[0].llm.model == "123"
+
+
+def test_negative_token_counts_are_rejected(tmp_path: Path) -> None:
+    f = tmp_path / "neg.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"type": "run", "schema": 1, "run_id": "n", "name": "n"},
+        {"type": "span", "span_id": "1", "kind": "llm", "name": "c", "start_ns": 0, "end_ns": 1,
+         "llm": {"model": "gpt-4o", "messages": [], "usage": {"input_tokens": -5, "output_tokens": 1e308}}},
+        {"type": "end"}]) + "\n")
+    with pytest.raises(store_mod.RunFileError, match="not a token count"):
+        load_run(f)
+
+
+def test_report_on_a_damaged_run_file_names_the_real_error(tmp_path: Path, capsys) -> None:
+    from tokprof.cli import main
+
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"type": "run", "schema": 99, "run_id": "x"}) + "\n")
+    assert main(["report", str(f), "-o", str(tmp_path / "r.html")]) == 1
+    err = capsys.readouterr().err
+    assert "schema version 99" in err and "unknown trace format" not in err
+
+
+def test_html_report_and_otlp_export_are_owner_only(tmp_path: Path) -> None:
+    from tokprof.cli import main
+
+    src = save_run(_run("p"), tmp_path / "runs")
+    assert main(["report", str(src), "-o", str(tmp_path / "r.html")]) == 0
+    assert main(["export", str(src), "-o", str(tmp_path / "t.json")]) == 0
+    for name in ("r.html", "t.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+def test_stale_temp_files_are_cleaned(tmp_path: Path) -> None:
+    d = tmp_path / "runs"
+    d.mkdir(mode=0o700)
+    old = d / ".x.jsonl.0123.tmp"
+    old.write_text("partial")
+    os.utime(old, (0, 0))
+    store_mod._cleaned_folders.discard(str(d))
+    save_run(_run("r"), d)
+    assert not old.exists()
