@@ -595,11 +595,33 @@ def _close_implicit() -> None:
 _PLAIN = (int, float, bool, type(None))
 
 
+def _bounded_repr() -> Any:
+    import reprlib
+
+    r = reprlib.Repr()
+    # builtin containers and strings are cut while being repr'd (a 5M-item list costs what 20 items
+    # cost), not repr'd whole and cut afterwards
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset, r.maxfrozenset, r.maxdeque = 3, 20, 20, 20, 20, 20, 20
+    r.maxarray, r.maxstring, r.maxother, r.maxlong = 20, _REPR_LIMIT, _REPR_LIMIT, _REPR_LIMIT
+    return r
+
+
+_REPR: Any = None
+
+
 def _safe_repr(value: Any) -> str:
+    global _REPR
     try:
-        r = repr(value)
-    except Exception as exc:  # a user __repr__ that raises must not break the call
+        if _REPR is None:
+            _REPR = _bounded_repr()
+        t = type(value)
+        r = _REPR.repr(value) if t in (list, tuple, dict, set, frozenset, str, bytes) else repr(value)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a user __repr__ that raises (even a BaseException) must not break the call
         return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if not isinstance(r, str):
+        return f"<unrepresentable {type(value).__name__}: repr returned {type(r).__name__}>"
     if len(r) > _REPR_LIMIT:
         r = r[:_REPR_LIMIT] + "…"
     return r

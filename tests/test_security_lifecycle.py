@@ -58,3 +58,25 @@ def test_forked_child_does_not_write_into_the_parents_run(tmp_path: Path) -> Non
     assert text.count('"type":"end"') == 1
     assert [s.llm.usage.input_tokens for s in back.llm_spans()] == [5, 7]
     assert back.complete
+
+
+class _BaseExcRepr:
+    def __repr__(self) -> str:
+        raise type("Boom", (BaseException,), {})()
+
+
+def test_argument_repr_is_bounded_and_never_raises(tmp_path: Path) -> None:
+    from tokprof.profiler.hooks import _safe_repr
+
+    big = list(range(5_000_000))
+    r = _safe_repr(big)
+    assert r.startswith("[0, 1, 2") and len(r) <= 250
+    assert _safe_repr(_BaseExcRepr()).startswith("<unrepresentable _BaseExcRepr: Boom")
+
+    @trace
+    def f(x):  # noqa: ANN001, ANN202
+        return 1
+
+    with profile("r", save=False) as run:
+        assert f(_BaseExcRepr()) == 1 and f(big) == 1
+    assert len(run.spans) == 3
