@@ -267,17 +267,27 @@ def served_copy(response: Any, served_by: str = "response-cache") -> Any:
         usage = getattr(out, "usage", None)
         if usage is not None:
             try:
-                object.__setattr__(out, "tokprof_cached_usage", usage.model_dump(mode="json"))
+                _set_extra(out, "tokprof_cached_usage", usage.model_dump(mode="json"))
             except Exception:
                 pass
             for f in ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens",
                       "cache_read_input_tokens", "cache_creation_input_tokens"):
                 if getattr(usage, f, None) is not None:
                     object.__setattr__(usage, f, 0)
-        object.__setattr__(out, "tokprof_served_by", served_by)
+        _set_extra(out, "tokprof_served_by", served_by)
         return out
     except Exception:  # an object we cannot copy is served as it is
         return response
+
+
+def _set_extra(model: Any, name: str, value: Any) -> None:
+    """An extra field on an SDK response model (they allow extras): readable as an attribute and part of
+    ``model_dump()``, so a caller serialising the response keeps the label."""
+    extra = getattr(model, "__pydantic_extra__", None)
+    if isinstance(extra, dict):
+        extra[name] = value
+    else:
+        object.__setattr__(model, name, value)
 
 
 class _Layer:
