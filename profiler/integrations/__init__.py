@@ -123,7 +123,9 @@ def _enter_instrument(p: Any) -> None:
                 key = _check(name)
                 _patch(key)
             except Exception as exc:  # an SDK missing must not stop the profile; say which and why
-                internal_error(f"profile(instrument=[{name!r}])", exc)
+                # the reason is tokprof's own text (which SDKs exist, what to install), not user content:
+                # it goes into the location, since internal-error lines never quote exception text
+                internal_error(f"profile(instrument=[{name!r}]): {exc}", exc)
                 continue
             _profile_refs[key] = _profile_refs.get(key, 0) + 1
             held.append(key)
