@@ -83,7 +83,7 @@ def file_stem(run_id: Any) -> str:
     return f"{stem[:MAX_STEM - 13] or 'run'}-{digest}"
 
 
-class UnsafeFolderError(PermissionError):
+class UnsafeFolderError(PermissionError, ValueError):
     """A runs or cache folder that another user could tamper with (not ours, or writable by others)."""
 
 
