@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from tokprof.optimizers.compression.common import message_text, text_of
+from tokprof.profiler.pairing import pair_calls
 from tokprof.profiler.model import LLMCall, Message, Run, Span
 
 # A candidate fact token: letters/digits joined by _ . @ - : / (ids, emails, dates, times, amounts).
@@ -252,15 +253,10 @@ def call_bag_retention(original_span: Span | LLMCall, new_span: Span | LLMCall) 
 
 
 def paired_calls(original_run: Run, new_run: Run) -> list[tuple[Span, Span]]:
-    """Calls of both runs, paired. A pass keeps span ids, so pairs are matched by id; two separately
-    recorded runs of the same agent (a baseline and a live-optimized re-run) share no ids, and their calls
-    are paired in call order instead (the same steps of the same task)."""
-    new_by_id = {s.span_id: s for s in new_run.spans if s.llm is not None}
-    originals = original_run.llm_spans()
-    pairs = [(s, new_by_id[s.span_id]) for s in originals if s.span_id in new_by_id]
-    if pairs or not new_by_id:
-        return pairs
-    return list(zip(originals, new_run.llm_spans()))
+    """Calls of both runs, paired (:func:`tokprof.profiler.pairing.pair_calls`): by span id when the new
+    run was derived from the original by passes, else by call order within the same call path (span ids
+    restart in every process, so equal ids of two separate recordings mean nothing)."""
+    return pair_calls(original_run, new_run)
 
 
 def run_bag_retention_detail(original_run: Run, new_run: Run) -> list[BagRetention]:

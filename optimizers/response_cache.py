@@ -7,7 +7,7 @@ messages, tool definitions and the output-changing parameters (:func:`request_ke
 * :class:`ResponseCachePass` replays a recorded run (or every run of one invocation, e.g. the trials of a
   benchmark, through ``ctx.state``): a call whose request was already seen is served from the cache, so
   it costs nothing and sends no tokens. Only deterministic requests are served by default.
-* :class:`ResponseCache` is the live cache: diskcache-backed (SQLite: safe under concurrent processes),
+* :class:`ResponseCache` is the live cache: SQLite-backed, JSON values only (safe under concurrent processes),
   with a TTL, a size cap and a namespace. :class:`TokprofLLMCache` plugs it into LangChain
   (``set_llm_cache(TokprofLLMCache())``) and :func:`cached_client` wraps an OpenAI or Anthropic client.
   Errors and streams are never stored: a failed call raises as it would without the cache and leaves no
@@ -19,7 +19,6 @@ different answer, so it is not cached unless ``deterministic_only=False``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
 from tokprof.optimizers.billing import request_digest
 from tokprof.profiler import keys
 from tokprof.profiler.policy import internal_error
+from tokprof.profiler.integrations._sdk import served_copy
 from tokprof.profiler.model import LLMCall, Run, Usage
 
 TRANSPORT_PARAMS = frozenset({
@@ -169,20 +169,21 @@ class CacheError(ValueError):
 class ResponseCache:
     """A response store shared by every process that opens the same directory.
 
-    diskcache keeps entries in SQLite with its own locking, so concurrent processes can read and write;
-    values are JSON strings, keys are :func:`request_key` hashes prefixed by the namespace. The folder and
-    its files are readable by the owner only (responses are private data). A damaged entry is a miss (and
+    Entries live in one SQLite database (``cache.db``, WAL mode, so concurrent processes can read and
+    write) as JSON text — never pickles: a cache folder is data, and loading it must not run code. Keys
+    are :func:`request_key` hashes prefixed by the namespace. The folder must belong to the current user
+    and not be writable by others (else :class:`CacheError`: as root, a folder another user controls
+    could otherwise feed the agent forged answers); the folder is 0700 and its files 0600 (responses are
+    private data; an existing database readable by others is tightened). A damaged entry is a miss (and
     is dropped), never an exception in the agent."""
 
     def __init__(self, directory: str | Path | None = None, *, namespace: str = "default",
                  ttl: float | None = None, size_limit: int = 1 << 30, deterministic_only: bool = True) -> None:
-        import diskcache
-
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.namespace = namespace
         self.ttl = ttl
         self.deterministic_only = deterministic_only
-        self._cache = _open_private_cache(diskcache, self.directory, size_limit)
+        self._cache = _open_private_cache(self.directory, size_limit)
         self.hits = 0
         self.misses = 0
 
@@ -200,7 +201,7 @@ class ResponseCache:
             return None
         try:
             value = json.loads(raw)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             internal_error(f"response cache entry in {self.directory}", exc)
             try:
                 self._cache.delete(f"{self.namespace}:{key}")
@@ -212,36 +213,146 @@ class ResponseCache:
         return value
 
     def set(self, key: str, value: Any) -> None:
-        self._cache.set(f"{self.namespace}:{key}", json.dumps(value, default=str), expire=self.ttl)
+        """Store ``value`` (JSON) — redacted first: the cache is a writer like any other (issue #21)."""
+        from tokprof.profiler import redact
+
+        text = json.dumps(value, default=str)
+        if redact.may_contain_secret(text):
+            text = json.dumps(redact.redact_obj(json.loads(text)))
+        self._cache.set(f"{self.namespace}:{key}", text, expire=self.ttl)
 
     def clear(self) -> None:
         """Remove this namespace's entries."""
-        prefix = f"{self.namespace}:"
-        for k in list(self._cache.iterkeys()):
-            if isinstance(k, str) and k.startswith(prefix):
-                self._cache.delete(k)
+        self._cache.delete_prefix(f"{self.namespace}:")
 
     def close(self) -> None:
         self._cache.close()
 
     def __len__(self) -> int:
         prefix = f"{self.namespace}:"
-        return sum(1 for k in self._cache.iterkeys() if isinstance(k, str) and k.startswith(prefix))
+        return sum(1 for k in self._cache.iterkeys() if k.startswith(prefix))
 
 
-def _open_private_cache(diskcache: Any, directory: Path, size_limit: int) -> Any:
+class _JsonStore:
+    """The SQLite table behind :class:`ResponseCache`: text keys, JSON text values, an expiry time, and a
+    least-recently-used cull to ``size_limit`` bytes. One connection per store, serialised by a lock
+    (SQLite connections are not for concurrent use from several threads)."""
+
+    _SCHEMA = ("CREATE TABLE IF NOT EXISTS tokprof_entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+               "expire REAL, accessed REAL NOT NULL, size INTEGER NOT NULL)")
+
+    def __init__(self, db: Path, size_limit: int) -> None:
+        import sqlite3
+        import threading
+
+        self._con = sqlite3.connect(str(db), timeout=60, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self.size_limit = size_limit
+        self._con.execute("PRAGMA busy_timeout = 60000")
+        self._con.execute("PRAGMA journal_mode = WAL")
+        self._con.execute(self._SCHEMA)
+        self._con.execute("CREATE INDEX IF NOT EXISTS tokprof_accessed ON tokprof_entries (accessed)")
+
+    def get(self, key: str) -> str | None:
+        import time
+
+        with self._lock:
+            row = self._con.execute("SELECT value, expire FROM tokprof_entries WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            value, expire = row
+            now = time.time()
+            if expire is not None and expire <= now:
+                self._con.execute("DELETE FROM tokprof_entries WHERE key = ?", (key,))
+                return None
+            try:
+                self._con.execute("UPDATE tokprof_entries SET accessed = ? WHERE key = ?", (now, key))
+            except Exception:  # a read-only cache still serves
+                pass
+            return value if isinstance(value, str) else None
+
+    def set(self, key: str, value: str, expire: float | None = None) -> None:
+        import time
+
+        now = time.time()
+        size = len(value.encode("utf-8", "surrogatepass")) + len(key)
+        with self._lock:
+            self._con.execute("INSERT OR REPLACE INTO tokprof_entries (key, value, expire, accessed, size) "
+                              "VALUES (?, ?, ?, ?, ?)",
+                              (key, value, None if expire is None else now + expire, now, size))
+            total = self._con.execute("SELECT COALESCE(SUM(size), 0) FROM tokprof_entries").fetchone()[0]
+            if total > self.size_limit:
+                self._cull(total)
+
+    def _cull(self, total: int) -> None:
+        # least recently used first, until the store fits its limit again
+        rows = self._con.execute("SELECT key, size FROM tokprof_entries ORDER BY accessed").fetchall()
+        drop = []
+        for key, size in rows:
+            if total <= self.size_limit:
+                break
+            drop.append((key,))
+            total -= size
+        self._con.executemany("DELETE FROM tokprof_entries WHERE key = ?", drop)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._con.execute("DELETE FROM tokprof_entries WHERE key = ?", (key,))
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._lock:
+            self._con.execute("DELETE FROM tokprof_entries WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+
+    def iterkeys(self) -> Iterable[str]:
+        with self._lock:
+            return [k for (k,) in self._con.execute("SELECT key FROM tokprof_entries")]
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+def _check_owned(path: Path, what: str, *, tighten: bool) -> None:
+    """``path`` must be ours, not a symlink, and (files) private: a wider file mode is tightened when
+    ``tighten`` (our own file), a folder writable by others is refused."""
+    import stat
+
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise CacheError(f"{path}: the response cache {what} is a symbolic link; refusing to follow it")
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise CacheError(f"{path}: the response cache {what} belongs to another user (uid {st.st_uid}); "
+                         "use a cache folder of your own (TOKPROF_CACHE_DIR)")
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise CacheError(f"{path}: the response cache folder is writable by other users (mode {mode:o}); "
+                             f"`chmod 700 {path}` or use another folder")
+    elif mode & 0o077:
+        if not tighten:
+            raise CacheError(f"{path}: the response cache {what} is accessible by other users (mode {mode:o})")
+        os.chmod(path, 0o600)
+
+
+def _open_private_cache(directory: Path, size_limit: int) -> _JsonStore:
     import sqlite3
 
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
+        if not directory.exists() and not directory.is_symlink():
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask; be explicit
+        _check_owned(directory, "folder", tighten=False)
         db = directory / "cache.db"
-        if not db.exists():
+        if os.path.lexists(db):
+            _check_owned(db, "database", tighten=True)
+        else:
             # SQLite keeps an existing file's mode and gives its -wal/-shm files the same one.
-            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
-        # Values stay inside SQLite (no loose value files with the default umask).
-        return diskcache.Cache(str(directory), size_limit=size_limit, eviction_policy="least-recently-used",
-                               disk_min_file_size=1 << 30)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(db, flags, 0o600))
+        for extra in ("cache.db-wal", "cache.db-shm"):
+            if os.path.lexists(directory / extra):
+                _check_owned(directory / extra, "database", tighten=True)
+        return _JsonStore(db, size_limit)
     except sqlite3.DatabaseError as exc:
         raise CacheError(f"{directory}: not a usable response cache ({exc}); delete the folder to start a new "
                          "cache, or point TOKPROF_CACHE_DIR elsewhere") from exc
@@ -317,16 +428,19 @@ def __getattr__(name: str) -> Any:
 _REQUEST_FIELDS = ("messages", "tools", "system", "model")
 
 
-def _type_path(obj: Any) -> str:
-    return f"{type(obj).__module__}:{type(obj).__qualname__}"
+def _response_type(provider: str) -> Any:
+    """The SDK's response class for a provider — fixed here, never read from the cache (an entry naming a
+    module would otherwise make the cache import it)."""
+    if provider == "anthropic":
+        from anthropic.types import Message
+
+        return Message
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion
 
 
-def _load_type(path: str) -> Any:
-    mod, _, qual = path.partition(":")
-    obj: Any = importlib.import_module(mod)
-    for part in qual.split("."):
-        obj = getattr(obj, part)
-    return obj
+SERVED_BY_CACHE = "response-cache"
 
 
 class _CachedCreate:
@@ -357,8 +471,9 @@ class _CachedCreate:
                 return None, None
             key = self._cache.key(self._provider, kwargs.get("model"), messages, kwargs.get("tools"), params)
             hit = self._cache.get(key)
-            if hit is not None:
-                return key, _load_type(hit["type"]).model_validate(hit["response"])
+            if isinstance(hit, dict) and hit.get("provider") == self._provider and isinstance(
+                    hit.get("response"), dict):
+                return key, served_copy(_response_type(self._provider).model_validate(hit["response"]))
             return key, None
         except Exception as exc:  # the cache must never break the user's call
             internal_error("response_cache.lookup", exc)
@@ -368,7 +483,7 @@ class _CachedCreate:
         if key is None:
             return
         try:
-            self._cache.set(key, {"type": _type_path(response), "response": response.model_dump(mode="json")})
+            self._cache.set(key, {"provider": self._provider, "response": response.model_dump(mode="json")})
         except Exception as exc:
             internal_error("response_cache.store", exc)
 

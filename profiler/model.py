@@ -407,7 +407,9 @@ class Run:
         index = _index or self.by_id()
         chain = []
         cur: Span | None = span
-        while cur is not None:
+        seen: set[str] = set()
+        while cur is not None and cur.span_id not in seen:  # a parent-id cycle must not loop forever
+            seen.add(cur.span_id)
             if cur.tags:
                 chain.append(cur.tags)
             cur = index.get(cur.parent_id) if cur.parent_id is not None else None

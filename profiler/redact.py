@@ -67,9 +67,13 @@ ENV_PATTERNS = "TOKPROF_REDACT_PATTERNS"
 _SECRET_NAMES = (
     r"api[_-]?key|apikey|x-api-key|secret[_-]?access[_-]?key|client[_-]?secret|secret|"
     r"passw(?:or)?d|access[_-]?token|auth[_-]?token|refresh[_-]?token|id[_-]?token|session[_-]?token|"
-    r"private[_-]?key"
+    r"private[_-]?key|pwd|credentials?"
 )
-_SENSITIVE_KEY = re.compile(rf"(?i)^(?:[a-z0-9_.-]*[_.-])?(?:{_SECRET_NAMES}|authorization|proxy-authorization)$")
+# Dict keys whose whole value is a secret. Any prefix (``openaiApiKey``, ``DB_PASSWORD``); numbers only
+# for the strong names (a ``max_token`` of 4096 is not a credential, a ``token`` string is).
+_SENSITIVE_KEY = re.compile(
+    rf"(?i)^[a-z0-9_.\-]*(?:{_SECRET_NAMES}|authorization|proxy-authorization)$")
+_WEAK_KEY = re.compile(r"(?i)^[a-z0-9_.\-]*token$")
 
 _AWS_PREFIXES = "AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA"
 _B64 = r"A-Za-z0-9+/"
@@ -80,16 +84,20 @@ _B = r"(?:(?<![A-Za-z0-9_\-])|(?<=\\[nrt]))"
 
 # Lower-case markers: every match of a pattern contains one of its markers (the AWS key ids have their own
 # pre-check below: their markers are upper-case and prose is full of "asia").
-_NAME_MARKERS = ("key", "secret", "passw", "token")
+_NAME_MARKERS = ("key", "secret", "passw", "token", "pwd", "credential")
 _AWS_ID_HINT = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA)[A-Z0-9]{16}")
 
 # (kind, pattern, group to replace (0 = whole match), markers). Every match of a pattern contains one of
 # its markers (compared lower-case), so a pattern is only run on text holding one: substring search is
 # C-fast, and Python's regex engine is slow on long texts. Order matters: specific before generic.
+# Base64 of the start of a prefixed key (``sk-``, ``sk-ant-``, ``ghp_``, ``AKIA``, ``hf_``, ``gsk_``,
+# ``xai-``, ``AIza``, ``sk_live_``, ``github_pat_``): what ``base64(key)`` begins with.
+_B64_KEY_STARTS = ("c2st", "Z2hwX", "Z2hvX", "Z2hzX", "QUtJQ", "QVNJQ", "aGZf", "Z3NrX", "eGFpL", "QUl6Y",
+                   "c2tfbGl2ZV", "Z2l0aHViX3BhdF")
+
 _BUILTIN: list[tuple[str, str, int, tuple[str, ...]]] = [
-    ("pem-private-key",
-     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-     r"(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:.,\-…]*)", 0, ("key",)),
+    # PEM private keys are found by a linear scanner (_redact_pem), not a regex: a lazy "up to END" scan
+    # from every BEGIN is quadratic on text full of BEGIN headers and no END (issue #21 point 5).
     ("anthropic-key", rf"{_B}sk-ant-[{_URLSAFE}]{{20,}}", 0, ("sk-ant-",)),
     ("openai-key", rf"{_B}sk-(?:proj-|svcacct-|admin-|None-)?[{_URLSAFE}]{{20,}}", 0, ("sk-",)),
     ("stripe-key", _B + r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", 0, ("k_live_", "k_test_")),
@@ -101,27 +109,103 @@ _BUILTIN: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("google-oauth-token", rf"ya29\.[{_URLSAFE}]{{20,}}", 0, ("ya29.",)),
     ("github-token", _B + r"gh[pousr]_[A-Za-z0-9]{36,}", 0, ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
     ("github-token", r"github_pat_[A-Za-z0-9_]{22,}", 0, ("github_pat_",)),
+    # Hugging Face user tokens hf_ + 34 letters (https://huggingface.co/docs/hub/security-tokens);
+    # Groq gsk_ + 52 (https://console.groq.com/docs/api-keys); xAI xai- + 80 (https://docs.x.ai/docs)
+    ("huggingface-token", _B + r"hf_[A-Za-z0-9]{30,}", 0, ("hf_",)),
+    ("groq-key", _B + r"gsk_[A-Za-z0-9]{40,}", 0, ("gsk_",)),
+    ("xai-key", _B + r"xai-[A-Za-z0-9]{40,}", 0, ("xai-",)),
+    # Baidu Qianfan/ERNIE: "Bearer bce-v3/ALTAK-*********/614fb**********"
+    # (https://cloud.baidu.com/doc/qianfan-api/s/3m9b5lqft); the ALTAK- access key also alone
+    ("baidu-qianfan-key", r"(?i:bce-v3/)?ALTAK-[A-Za-z0-9]{10,}(?:/[0-9a-fA-F]{16,})?", 0, ("altak-",)),
+    # Zhipu/GLM (open.bigmodel.cn): "<id>.<secret>", split on "." to sign a JWT
+    # (https://open.bigmodel.cn/dev/api/http-call/http-auth)
+    ("zhipu-key", _B + r"[0-9a-f]{32}\.[A-Za-z0-9]{16}(?![A-Za-z0-9])", 0, ("<hint:zhipu>",)),
+    # Azure OpenAI keys: 32 hex digits, in the api-key header or an AZURE_*KEY variable
+    # (https://learn.microsoft.com/azure/ai-services/openai/reference#authentication)
+    ("azure-key", r"(?i:api-key|subscription-key|azure[a-z_\-]{0,30}key)[\"':=\s\\]{1,8}([0-9a-fA-F]{32})(?![0-9a-fA-F])",
+     1, ("key",)),
+    # Volcengine Ark/Doubao API keys are UUIDs: only next to an ark/doubao/volc key name
+    # (https://www.volcengine.com/docs/82379/1399008)
+    ("ark-key", r"(?i:ark|doubao|volc[a-z]{0,6})[a-z_\-]{0,20}(?i:key|token)[\"':=\s\\]{1,8}"
+                r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})", 1, ("key", "token")),
     ("slack-token", _B + r"xox[abposr]-[A-Za-z0-9\-]{10,}", 0, ("xox",)),
     ("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]{20,}", 0, ("hooks.slack",)),
     ("jwt", rf"{_B}eyJ[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}\.[{_URLSAFE}]{{8,}}", 0, ("eyj",)),
+    # Passwords in URLs and DSNs: scheme://user:PASSWORD@host (each part stops at its delimiter: linear)
+    # (starts at the literal "://", so the engine only tries there)
+    ("url-password", r"://[^\s/:@\"'<>]{0,256}:([^\s/@\"'<>]{1,256})@", 1, ("://",)),
+    ("url-query-secret",
+     r"(?i)[?&;](?:pwd|pass|password|passwd|token|access_token|api_key|apikey|key|secret|sig|signature)="
+     r"([^&\s\"'#<>]{4,})", 1, ("pwd=", "pass=", "token=", "key=", "secret=", "sig=", "signature=", "passwd=")),
+    ("base64-key", _B + r"(?:" + "|".join(_B64_KEY_STARTS) + r")[A-Za-z0-9+/]{20,}={0,2}", 0,
+     tuple(m.lower() for m in _B64_KEY_STARTS)),
     # A bearer token is anything up to the next space or quote, as long as it is not a plain word
     # ("the bearer certificate" stays): it must hold a digit or a symbol.
     ("bearer-token", r"(?i:bearer)\s+(?=[^\s\"'\\,;]*[0-9+/=_\-.~&$!@#%^*])([^\s\"'\\,;]{8,})", 1, ("bearer",)),
     ("authorization-header",
      r"(?i:authorization)[\"':=\s\\]{1,6}(?i:basic|token|digest)\s+([A-Za-z0-9\-._~+/]{6,}=*)", 1,
      ("auth",)),
-    ("credential", rf"(?i:{_SECRET_NAMES})[\"']?\\?[\"']?\s*[:=]\s*\\?[\"']?([^\s\"',;\\}}{{\[\]]{{8,}})", 1,
+    ("credential", rf"(?i:{_SECRET_NAMES}|token)[\"']?\\?[\"']?\s*[:=]\s*\\?[\"']?(?![0-9]+\b)([^\s\"',;\\}}{{\[\]]{{8,}})", 1,
      _NAME_MARKERS),
 ]
 
-_ALL_MARKERS: tuple[str, ...] = tuple(sorted({m for *_, markers in _BUILTIN for m in markers}))
+_HINTS = {"<hint:zhipu>": re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9]{16}")}
+"""Patterns without a literal marker: a cheap regex hint instead (no nested quantifier: linear)."""
+_ALL_MARKERS: tuple[str, ...] = tuple(sorted({m for *_, markers in _BUILTIN for m in markers
+                                              if m not in _HINTS} | {"private key"}))
+
+
+def _marker_hit(m: str, text: str, low: str) -> bool:
+    hint = _HINTS.get(m)
+    if hint is not None:
+        return "." in text and hint.search(text) is not None
+    return m in low
 
 
 def _markers_in(text: str, low: str) -> bool:
     for m in _ALL_MARKERS:
         if m in low:
             return True
+    if "." in text and _HINTS["<hint:zhipu>"].search(text) is not None:
+        return True
     return "A" in text and _AWS_ID_HINT.search(text) is not None
+
+
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s\\:.,\-…]*")
+
+
+def _redact_pem(text: str) -> str:
+    """Every PEM private key (``BEGIN … PRIVATE KEY`` to its ``END``, or to the end of the key-like text
+    after a header cut short) replaced. One pass, left to right: each character is looked at a bounded
+    number of times whatever the number of headers (the search for an END resumes where it stopped and
+    is not repeated once there is none)."""
+    label = REDACTED.format(kind="pem-private-key")
+    out: list[str] = []
+    pos = 0
+    end_search_from = 0
+    end_match: re.Match[str] | None = None
+    no_more_end = False
+    while True:
+        b = _PEM_BEGIN.search(text, pos)
+        if b is None:
+            break
+        out.append(text[pos:b.start()])
+        if not no_more_end and (end_match is None or end_match.start() < b.end()):
+            end_match = _PEM_END.search(text, max(b.end(), end_search_from))
+            if end_match is None:
+                no_more_end = True
+            else:
+                end_search_from = end_match.end()
+        if end_match is not None and not no_more_end and end_match.start() >= b.end():
+            pos = end_match.end()
+        else:
+            body = _PEM_BODY.match(text, b.end())
+            pos = body.end() if body is not None else b.end()
+        out.append(label)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 _lock = threading.Lock()
@@ -221,8 +305,10 @@ def _redact_text(text: str, extra: list[tuple[str, re.Pattern[str], int]]) -> st
     low = text.lower()
     if not extra and not _markers_in(text, low):
         return text  # no pattern's marker is there: no pattern can match (the common case)
+    if "private key" in low:
+        text = _redact_pem(text)
     for kind, pattern, group, markers in _COMPILED:
-        if any(m in low for m in markers) if markers else _AWS_ID_HINT.search(text) is not None:
+        if any(_marker_hit(m, text, low) for m in markers) if markers else _AWS_ID_HINT.search(text) is not None:
             text = _sub(kind, pattern, group, text)
     for kind, pattern, group in extra:
         text = _sub(kind, pattern, group, text)
@@ -248,8 +334,9 @@ def _redact_obj(obj: Any, extra: list[tuple[str, re.Pattern[str], int]], depth: 
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            if isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool) and v != "" \
-                    and _SENSITIVE_KEY.match(k):
+            if isinstance(k, str) and ((isinstance(v, (str, int)) and not isinstance(v, bool) and v != ""
+                                        and _SENSITIVE_KEY.match(k))
+                                       or (isinstance(v, str) and len(v) >= 8 and _WEAK_KEY.match(k))):
                 out[k] = REDACTED.format(kind="credential")
             else:
                 out[_redact_text(k, extra) if isinstance(k, str) and k else k] = _redact_obj(v, extra, depth + 1)
@@ -294,6 +381,8 @@ def redact_runs(runs: "Iterable[Run]") -> "list[Run]":
                 llm.messages = [message(m) for m in sp.llm.messages]
                 llm.output = redact_obj(sp.llm.output) if sp.llm.output is not None else None
                 llm.params = redact_obj(sp.llm.params) if sp.llm.params else sp.llm.params
+                # tool definitions too: descriptions and defaults hold keys as often as prompts do
+                llm.tools = redact_obj(sp.llm.tools) if sp.llm.tools else sp.llm.tools
                 n.llm = llm
             spans.append(n)
         new = _copy.copy(run)

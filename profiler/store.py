@@ -22,8 +22,12 @@ import gzip
 import hashlib
 import json
 import os
+import re
+import secrets
+import stat
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -49,6 +53,10 @@ class TruncatedRunWarning(UserWarning):
     """The run file ended in the middle of a line (the process was killed while writing)."""
 
 
+class DamagedRunWarning(UserWarning):
+    """The run file loaded, but something in it had to be repaired (e.g. a parent-id cycle was broken)."""
+
+
 def runs_dir(directory: str | Path | None = None) -> Path:
     """The runs folder: the argument, else ``$TOKPROF_DIR``, else ``.tokprof/runs``."""
     if directory is not None:
@@ -57,8 +65,55 @@ def runs_dir(directory: str | Path | None = None) -> Path:
     return Path(env) if env else DEFAULT_DIR
 
 
+MAX_STEM = 64
+"""Longest file-name stem derived from a run id (file systems cap names at 255 bytes)."""
+_UNSAFE_STEM = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def file_stem(run_id: Any) -> str:
+    """The file-name stem for a run id: the id itself when it is a short plain name, else a sanitised,
+    bounded form plus a hash of the whole id (so distinct ids keep distinct files). Run ids come from
+    foreign files (OTLP ``tokprof.run.id``, run files given to ``optimize``): they are metadata, and never
+    become a path — no separators, no ``..``, no leading dot, at most :data:`MAX_STEM` characters."""
+    rid = str(run_id)
+    stem = _UNSAFE_STEM.sub("_", rid).lstrip(".")
+    if stem == rid and 0 < len(stem) <= MAX_STEM:
+        return stem
+    digest = hashlib.sha1(rid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{stem[:MAX_STEM - 13] or 'run'}-{digest}"
+
+
+class UnsafeFolderError(PermissionError, ValueError):
+    """A runs or cache folder that another user could tamper with (not ours, or writable by others)."""
+
+
+def check_private_dir(folder: Path, what: str = "runs folder") -> None:
+    """Refuse a folder not owned by the current user or writable by group/others: another local user
+    could plant symlinks or files in it. (The owner is the effective user; root must not follow another
+    user's folder either.)"""
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        raise UnsafeFolderError(f"{folder}: cannot check the {what} ({exc.strerror or exc})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"{folder} exists and is not a folder; set $TOKPROF_DIR or save= to a folder")
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise UnsafeFolderError(f"{folder}: the {what} is owned by another user (uid {st.st_uid}); use a "
+                                "folder of your own ($TOKPROF_DIR or --dir)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeFolderError(f"{folder}: the {what} is writable by other users (mode "
+                                f"{stat.S_IMODE(st.st_mode):o}); `chmod go-w {folder}` or use another folder")
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (os.listdir of a non-UTF-8 file name...): \u escapes keep it, losslessly, in
+        # valid UTF-8 JSON; json.loads gives the same string back.
+        line = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=_json_default)
+    return line
 
 
 def _redacted_dumps(record: dict[str, Any]) -> str:
@@ -84,8 +139,8 @@ def _payload_line(pid: str, message: Any) -> tuple[str, str]:
 
 
 def make_private_dir(folder: Path) -> None:
-    """Create ``folder`` (and missing parents) readable by the owner only (0700). Existing folders are
-    left as they are: they are the user's."""
+    """Create ``folder`` (and missing parents) readable by the owner only (0700). An existing folder is
+    used as it is when it is ours and not writable by others; else :class:`UnsafeFolderError`."""
     missing = []
     cur = folder
     while not cur.exists():
@@ -101,16 +156,34 @@ def make_private_dir(folder: Path) -> None:
         os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask; be explicit
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} exists and is not a folder; set $TOKPROF_DIR or save= to a folder")
+    check_private_dir(folder)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _open_private(path: Path) -> int:
-    """Open ``path`` for writing, truncated, mode 0600 (also when it existed with wider permissions)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Create ``path`` new, mode 0600: ``O_EXCL|O_NOFOLLOW``, so a symlink or file planted under that name
+    is never followed or truncated. An existing entry (a previous run file of the same id) is unlinked
+    first — that removes a link, never its target."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(f"{path} is a folder; cannot write a run file there") from None
+        os.unlink(path)
+        fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
     except OSError:  # pragma: no cover - filesystems without permissions (FAT): nothing to tighten
         pass
     return fd
+
+
+def _temp_path(target: Path) -> Path:
+    """A random, hidden temp name next to ``target`` (unpredictable: nobody can plant a link there first)."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
 
 
 def _json_default(obj: Any) -> Any:
@@ -128,15 +201,15 @@ def _json_default(obj: Any) -> Any:
 def payload_id(data: Any) -> str:
     """Content address of a payload: sha1 of its canonical JSON."""
     canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    return hashlib.sha1(canon.encode("utf-8")).hexdigest()
+    return hashlib.sha1(canon.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _header(run: Run) -> dict[str, Any]:
     return {
         "type": "run",
         "schema": SCHEMA_VERSION,
-        "run_id": run.run_id,
-        "name": run.name,
+        "run_id": str(run.run_id),
+        "name": str(run.name),  # profile(name=123): written as the loader reads it
         "tags": run.tags,
         "started_wall_ns": run.started_wall_ns,
         "metadata": run.metadata,
@@ -144,80 +217,177 @@ def _header(run: Run) -> dict[str, Any]:
 
 
 class RunWriter:
-    """Streams a run to ``<folder>/<run_id>.jsonl``: header first, then spans as they finish.
+    """Streams a run to ``<folder>/<file_stem(run_id)>.jsonl``: header first, then spans as they finish.
 
-    Thread-safe; each line is written whole and flushed. Files are created readable by the owner only
+    Thread-safe; each span's lines are written whole (bytes, unbuffered) or not at all: a failed write
+    (disk full...) is cut back to the last complete line, nothing it would have stored is counted as
+    stored, and the span is kept to be written again with the next span or at close. So a transient
+    failure loses nothing, and a lasting one leaves a file of complete spans whose end line (when it can
+    still be written) says the run is incomplete and why. Files are created readable by the owner only
     (prompts are private data).
     """
 
-    def __init__(self, path: Path, fh: IO[str]) -> None:
+    def __init__(self, path: Path, fh: Any) -> None:
         self.path = path
-        self._fh = fh
+        self._fh = fh  # binary, unbuffered (a text file is accepted: tests wrap the file object)
         self._lock = threading.Lock()
         # id of a message's content -> id it is stored under (they differ when a secret was redacted);
         # a bounded LRU
         self._seen: OrderedDict[str, str] = OrderedDict()
         self._recent: list[tuple[str, list[str]]] = []  # (span id, message refs) of the last few LLM spans
+        self._good = 0  # bytes of complete lines in the file
+        self._pending: list[Span] = []  # spans whose write failed, retried with the next write
+        self.failures: list[str] = []  # why writes failed (for the end line)
+        self.lost = 0  # spans given up after MAX_PENDING failed writes
         self.closed = False
         self.broken = False
+        self.forked = False  # True in a forked child: this writer belongs to the parent
 
     @classmethod
     def open(cls, run: Run, folder: str | Path | None = None) -> "RunWriter":
         folder = runs_dir(folder)
         make_private_dir(folder)
-        path = folder / f"{run.run_id}.jsonl"
+        path = folder / f"{file_stem(run.run_id)}.jsonl"
         fd = _open_private(path)
-        fh = os.fdopen(fd, "w", encoding="utf-8")
+        fh = os.fdopen(fd, "wb", buffering=0)
         w = cls(path, fh)
-        w._write_line(_redacted_dumps(_header(run)))
+        try:
+            w._write_line(_redacted_dumps(_header(run)))
+        except BaseException:
+            fh.close()
+            raise
+        _open_writers.add(w)
         return w
 
+    def _write(self, text: str) -> None:
+        """Write ``text`` completely or (on failure) cut the file back to its last complete line."""
+        fh = self._fh
+        data = text.encode("utf-8")
+        try:
+            view = memoryview(data)
+            while view:
+                n = fh.write(view)
+                if n is None or n <= 0:  # pragma: no cover - non-blocking file: treat as a failure
+                    raise OSError("short write")
+                view = view[n:]
+            fh.flush()
+        except OSError:
+            try:  # no partial line stays behind for the next write to run into
+                fh.truncate(self._good)
+                fh.seek(self._good)
+            except (OSError, ValueError, AttributeError):
+                pass
+            raise
+        self._good += len(data)
+
     def _write_line(self, line: str) -> None:
-        self._fh.write(line + "\n")
-        self._fh.flush()
+        self._write(line + "\n")
 
     MAX_SEEN_PAYLOADS = 100_000
     """Cap on the ids of payloads already written (an LRU): memory stays bounded on endless runs; a
     payload evicted and seen again is simply written again (the loader keeps the last copy)."""
 
+    MAX_PENDING = 1000
+    """Spans kept for a retry after failed writes (beyond this the oldest are given up, and counted)."""
+
     def write_span(self, span: Span) -> None:
-        d = span.to_dict()
-        llm = d.get("llm")
-        messages = llm.get("messages") if llm is not None else None
         # Everything that decides what earlier lines exist (payloads seen, the reference base) happens
         # under the lock with the write, so concurrent spans never refer to a line not yet written.
         with self._lock:
             if self.closed:
+                if not self.forked and not self.broken:
+                    self._write_late(span)
                 return
-            lines: list[str] = []
-            if messages:
-                refs = []
-                seen = self._seen
-                for m in messages:
-                    pid = payload_id(m)
-                    stored = seen.get(pid)
-                    if stored is not None:
-                        seen.move_to_end(pid)
-                    else:
-                        stored, line = _payload_line(pid, m)
-                        seen[pid] = stored
-                        if len(seen) > self.MAX_SEEN_PAYLOADS:
-                            seen.popitem(last=False)
-                        lines.append(line)
-                    refs.append(stored)
-                llm["messages"] = self._encode_refs(span.span_id, refs)
-            d["type"] = "span"
-            lines.append(_redacted_dumps(d))
             try:
-                self._fh.write("\n".join(lines) + "\n")
-                self._fh.flush()
-            except OSError:
-                self.broken = True  # disk full, file system gone...: close() will not complain again
+                if self._pending:
+                    self._retry_pending()
+                self._write_one(span)
+            except OSError as exc:
+                self._fail(span, exc)
                 raise
+
+    LATE_ATTR = "finished_after_profile"
+
+    def _write_late(self, span: Span) -> None:
+        """A span that finished after its profile closed the file (an abandoned stream closed later, a
+        background task): appended after the end line, marked ``finished_after_profile`` (issue #21 point
+        4). The file is reopened for appending without following links; if that fails the span stays in
+        the in-memory run only."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as fh:
+                self._fh = fh
+                self._good = os.fstat(fd).st_size
+                span.attributes = dict(span.attributes or {})
+                span.attributes[self.LATE_ATTR] = True
+                self._write_one(span)
+        except OSError:
+            pass
+
+    def _fail(self, span: Span, exc: BaseException) -> None:
+        self.broken = True
+        self.failures.append(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+        del self.failures[:-5]
+        self._pending.append(span)
+        if len(self._pending) > self.MAX_PENDING:
+            self._pending.pop(0)
+            self.lost += 1
+
+    def _retry_pending(self) -> None:
+        while self._pending:
+            self._write_one(self._pending[0])  # an OSError leaves it pending
+            self._pending.pop(0)
+
+    def _write_one(self, span: Span) -> None:
+        d = span.to_dict()
+        llm = d.get("llm")
+        messages = llm.get("messages") if llm is not None else None
+        lines: list[str] = []
+        new_seen: list[tuple[str, str]] = []
+        recent = None
+        if messages:
+            refs = []
+            seen = self._seen
+            staged: dict[str, str] = {}
+            for m in messages:
+                pid = payload_id(m)
+                stored = seen.get(pid) or staged.get(pid)
+                if stored is not None and pid in seen:
+                    seen.move_to_end(pid)
+                if stored is None:
+                    stored, line = _payload_line(pid, m)
+                    staged[pid] = stored
+                    new_seen.append((pid, stored))
+                    lines.append(line)
+                refs.append(stored)
+            llm["messages"], recent = self._encode_refs(span.span_id, refs)
+        d["type"] = "span"
+        # a name or model given as a number is written as text: the loader only reads strings there
+        if d.get("name") is not None and not isinstance(d["name"], str):
+            d["name"] = str(d["name"])
+        if llm is not None:
+            for k in ("model", "provider"):
+                if llm.get(k) is not None and not isinstance(llm[k], str):
+                    llm[k] = str(llm[k])
+        lines.append(_redacted_dumps(d))
+        self._write("\n".join(lines) + "\n")
+        # Only now are the payloads and the reference base on disk: later spans may refer to them.
+        seen = self._seen
+        for pid, stored in new_seen:
+            seen[pid] = stored
+        while len(seen) > self.MAX_SEEN_PAYLOADS:
+            seen.popitem(last=False)
+        if recent is not None:
+            self._recent.append(recent)
+            if len(self._recent) > self._RECENT:
+                self._recent.pop(0)
 
     _RECENT = 8  # conversations interleave (agent and simulated user); look back a few spans
 
-    def _encode_refs(self, span_id: str, refs: list[str]) -> dict[str, Any]:
+    def _encode_refs(self, span_id: str, refs: list[str]) -> tuple[dict[str, Any], tuple[str, list[str]]]:
         best_id, best_keep = None, 0
         for base_id, base_refs in self._recent:
             keep = 0
@@ -227,45 +397,137 @@ class RunWriter:
                 keep += 1
             if keep > best_keep:
                 best_id, best_keep = base_id, keep
-        self._recent.append((span_id, refs))
-        if len(self._recent) > self._RECENT:
-            self._recent.pop(0)
         if best_id is None or best_keep < 2:
-            return {"$refs": refs}
-        return {"$base": best_id, "$keep": best_keep, "$refs": refs[best_keep:]}
+            return {"$refs": refs}, (span_id, refs)
+        return {"$base": best_id, "$keep": best_keep, "$refs": refs[best_keep:]}, (span_id, refs)
 
     def close(self, run: Run) -> None:
-        """Write the end line and close. After a failed write (reported then), the file is closed without
-        an end line, so it loads as an incomplete run, and nothing is raised a second time."""
+        """Write the end line and close. Spans still pending after failed writes are tried once more; if
+        any write failed, the end line says the run is incomplete and why (so it loads as incomplete). If
+        even that cannot be written, the file is closed without an end line (also incomplete), and nothing
+        is raised a second time."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
-            if self.broken:
+            try:
+                if self._pending:
+                    self._retry_pending()
+            except OSError as exc:
+                self.failures.append(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+            end: dict[str, Any] = {"type": "end", "ended_wall_ns": run.ended_wall_ns}
+            lost = len(self._pending) + self.lost
+            if lost:
+                end["incomplete"] = f"{lost} spans could not be written: " + "; ".join(self.failures[-3:])
+                run.complete = False
+                run.metadata.setdefault("incomplete_reason", end["incomplete"])
+            elif self.failures:  # every failed write was retried and succeeded: nothing is missing
+                end["write_failures_recovered"] = "; ".join(self.failures[-3:])
+            try:
+                self._write_line(_dumps(end))
+            except OSError:
+                if not self.broken:
+                    self.broken = True
+                    try:
+                        self._fh.close()
+                    except OSError:
+                        pass
+                    raise
+            finally:
                 try:
                     self._fh.close()
                 except OSError:
                     pass
-                return
-            try:
-                self._fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
-            finally:
-                self._fh.close()
+
+
+STALE_TEMP_SECONDS = 24 * 3600
+_cleaned_folders: set[str] = set()
+
+
+def _clean_stale_temps(folder: Path) -> None:
+    """Remove our own temp files left by a killed save (older than a day, so a concurrent save's temp
+    is never touched); once per folder per process."""
+    import time
+
+    key = str(folder)
+    if key in _cleaned_folders:
+        return
+    _cleaned_folders.add(key)
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in entries:
+        if not (e.name.endswith(".tmp") and ".jsonl" in e.name):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and now - st.st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(e.path)
+        except OSError:
+            continue
+
+
+def write_private(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` readable by the owner only (0600), atomically: a random temp file created
+    with ``O_EXCL|O_NOFOLLOW`` next to it, renamed into place. For files people share but that hold
+    prompts (HTML reports, OTLP exports): never world-readable, never through a planted link."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    fd = _open_private(tmp)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+# -- fork: a child process must not write into its parent's run file ---------------------------------
+_open_writers: "weakref.WeakSet[RunWriter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares the parent's open run files. Its spans would interleave with the parent's
+    (duplicate span ids, a second end line, totals that disagree with the tree): in the child every
+    writer inherited from the parent is detached — the child records nothing into the parent's run
+    (issue #21 point 13). The parent's file is left exactly as the parent writes it."""
+    for w in list(_open_writers):
+        w.closed = True  # write_span and close become no-ops; the child never touches the file
+        w.forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def save_run(run: Run, directory: str | Path | None = None, path: str | Path | None = None) -> Path:
-    """Write a whole run to a file (atomically: a temp file renamed into place). Returns its path."""
-    target = Path(path) if path is not None else runs_dir(directory) / f"{run.run_id}.jsonl"
-    make_private_dir(target.parent)
-    tmp = target.with_name(target.name + ".tmp")
+    """Write a whole run to a file (atomically: a random temp file, created exclusively, renamed into
+    place). The file name comes from :func:`file_stem` of the run id. Returns its path."""
+    if path is not None:
+        target = Path(path)
+        make_private_dir(target.parent)
+    else:
+        folder = runs_dir(directory)
+        make_private_dir(folder)
+        target = folder / f"{file_stem(run.run_id)}.jsonl"
+    _clean_stale_temps(target.parent)
+    tmp = _temp_path(target)
     fd = _open_private(tmp)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb", buffering=0) as fh:
             w = RunWriter(target, fh)
             w._write_line(_redacted_dumps(_header(run)))
             for s in sorted(run.spans, key=lambda s: (s.end_ns or s.start_ns)):
-                w.write_span(s)
-            fh.write(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}) + "\n")
+                w._write_one(s)
+            w._write_line(_dumps({"type": "end", "ended_wall_ns": run.ended_wall_ns}))
         os.replace(tmp, target)
     except BaseException:
         # No partial file left behind: the target is untouched and the temp file goes.
@@ -307,6 +569,8 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
     path = Path(path)
     if not path.exists():
         raise RunFileError(path, None, "no such run file")
+    if not path.is_file():  # a FIFO or a link to /dev/zero would hang or never end
+        raise RunFileError(path, None, "not a regular file; is it a tokprof run file?")
     try:
         with _open_text(path) as fh:
             raw_lines = fh.read().split("\n")
@@ -377,6 +641,11 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                                                ("usage", dict), ("cost", dict), ("model", str), ("provider", str)):
                             _field(llm, name, expected, None)
                         if isinstance(llm.get("usage"), dict):
+                            for k, v in llm["usage"].items():
+                                if k != "sources" and v is not None and (
+                                        not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63):
+                                    raise ValueError(f"usage {k} {v!r} is not a token count (a non-negative "
+                                                     "integer)")
                             sources = _field(llm["usage"], "sources", dict, None) or {}
                             bad = [v for v in sources.values() if v not in TOKEN_SOURCES]
                             if bad:
@@ -399,6 +668,12 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                     run.spans.append(Span.from_dict(rec))
                 elif kind == "end":
                     run.ended_wall_ns = _field(rec, "ended_wall_ns", int, None)
+                    if _field(rec, "write_failures_recovered", str, None):
+                        run.metadata["write_failures_recovered"] = rec["write_failures_recovered"]
+                    reason = _field(rec, "incomplete", str, None)
+                    if reason:
+                        run.metadata["incomplete_reason"] = reason
+                        damaged = True
                     ended = True
                 else:
                     raise RunFileError(path, lineno, f"unknown record type {kind!r}")
@@ -421,6 +696,11 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
             stacklevel=2,
         )
     run.complete = ended and not truncated_tail.strip() and not damaged
+    from tokprof.profiler.integrity import break_parent_cycles
+
+    if break_parent_cycles(run):
+        warnings.warn(f"{path}: parent-id cycle(s) broken: {run.metadata['parent_cycles_broken'][:3]}",
+                      DamagedRunWarning, stacklevel=2)
     return run
 
 
@@ -429,9 +709,18 @@ def iter_run_files(directory: str | Path | None = None) -> Iterator[Path]:
     folder = runs_dir(directory)
     if not folder.is_dir():
         return iter(())
-    files = [p for p in folder.glob("*.jsonl*") if not p.name.endswith(".tmp")]
-    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return iter(files)
+    files = []
+    for p in folder.glob("*.jsonl*"):
+        if p.name.endswith(".tmp") or p.name.startswith("."):
+            continue
+        try:
+            st = p.stat()  # follows links: a dangling one fails, a link to /dev/zero is not regular
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files.append((st.st_mtime, p))
+    files.sort(key=lambda t: t[0], reverse=True)
+    return iter([p for _, p in files])
 
 
 def resolve_run(ref: str | None, directory: str | Path | None = None) -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 
 from tokprof.optimizers.base import Ledger, LedgerRow
 from tokprof.profiler.model import Run, Span
+from tokprof.profiler.pairing import pair_calls
 from tokprof.reports.payloads import PayloadTable
 from tokprof.reports.types import GROWTH_PARTS
 
@@ -29,7 +30,9 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
     for ri, run in enumerate(runs):
         after_run = optimized[ri] if optimized else None
         after_spans = after_run.llm_spans() if after_run is not None else []
-        after_by_id = {s.span_id: s for s in after_spans}
+        # counterpart of each call: by span id only when the after run was derived from this one, else by
+        # call order within the same call path (profiler.pairing)
+        after_by_id = {b.span_id: a for b, a in pair_calls(run, after_run)} if after_run is not None else {}
         acosts = after_costs.get(after_run.run_id, {}) if after_run is not None else {}
         index = run.by_id()
         paths: dict[str | None, str] = {}
@@ -54,7 +57,7 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
                 "output": payloads.add(llm.output, llm.model) if llm.output is not None else None,
             }
             if after_run is not None:
-                a = after_by_id.get(s.span_id) or (after_spans[ci] if ci < len(after_spans) else None)
+                a = after_by_id.get(s.span_id)
                 if a is not None and a.llm is not None:
                     entry["after"] = {"msgs": [payloads.add(m, a.llm.model) for m in a.llm.messages],
                                       "in": a.llm.usage.input_tokens, "out": a.llm.usage.output_tokens,

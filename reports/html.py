@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 
+from tokprof.profiler.store import write_private  # noqa: F401 - re-exported for other writers
 from tokprof.reports.format import CURRENCY_SYMBOLS, compact, money, num, pct  # noqa: F401 - re-exported
 from tokprof.reports.model import build_report
 from tokprof.reports.renderers import Renderer, register
@@ -83,8 +84,10 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     w = csv.writer(buf)
     w.writerow(header)
     for r in rows:
-        # Neutralise spreadsheet formulas in trace-derived cells (=, +, -, @ at the start).
-        w.writerow([("'" + c) if isinstance(c, str) and c[:1] in ("=", "+", "-", "@") else c for c in r])
+        # Neutralise spreadsheet formulas in trace-derived cells (=, +, -, @, and TAB/CR, which
+        # spreadsheets skip before reading a formula: OWASP CSV injection).
+        w.writerow([("'" + c) if isinstance(c, str) and c[:1] in ("=", "+", "-", "@", "\t", "\r") else c
+                    for c in r])
     return "data:text/csv;charset=utf-8," + urllib.parse.quote(buf.getvalue())
 
 
@@ -215,26 +218,8 @@ def render_html(m: ReportModel) -> str:
 
 
 def write_html(m: ReportModel, path: str | Path) -> Path:
-    """Write the report readable by its owner only (0600), like run files: it holds prompts and outputs."""
-    return write_private(path, render_html(m))
-
-
-def write_private(path: str | Path, content: str | bytes) -> Path:
-    """Write ``content`` to ``path`` with mode 0600 (an existing file is narrowed to 0600 first)."""
-    import os
-
-    path = Path(path)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
-        with os.fdopen(fd, "wb") as f:
-            fd = -1
-            f.write(data)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    return path
+    # owner-only (0600), atomic, never through a planted link: the report holds the prompts (issue #21)
+    return write_private(Path(path), render_html(m).encode("utf-8", "surrogatepass"))
 
 
 @register

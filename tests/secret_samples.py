@@ -67,6 +67,19 @@ SECRETS: dict[str, str] = {
     "password-assignment": _rs(20, _ALNUM + "!@#$%^&*"),
     "api-key-assignment": _rs(32, "0123456789abcdef"),
     "custom-user-pattern": "ACME-" + _rs(24, _UPPER),
+    # issue #21 point 9: the providers tokprof prices, and common formats that were missed
+    "zhipu-glm-key": _rs(32, "0123456789abcdef") + "." + _rs(16),
+    "doubao-ark-key": "-".join(_rs(n, "0123456789abcdef") for n in (8, 4, 4, 4, 12)),
+    "ernie-qianfan-key": "bce-v3/ALTAK-" + _rs(20) + "/" + _rs(40, "0123456789abcdef"),
+    "azure-openai-key": _rs(32, "0123456789abcdef"),
+    "huggingface-token": "hf_" + _rs(34, string.ascii_letters),
+    "groq-key": "gsk_" + _rs(52),
+    "xai-key": "xai-" + _rs(80),
+    "url-password": _rs(14),
+    "dsn-query-password": _rs(12),
+    "base64-openai-key": base64.b64encode(("sk-proj-" + _rs(48, _URLSAFE)).encode()).decode(),
+    "token-named-value": _rs(24, _URLSAFE),
+    "camelcase-apikey-value": _rs(28),
 }
 
 
@@ -78,4 +91,10 @@ def in_context(kind: str, secret: str) -> str:
         "basic-auth": f"Authorization: Basic {secret}",
         "password-assignment": f"DB_PASSWORD={secret}",
         "api-key-assignment": f'{{"api_key": "{secret}"}}',
+        "doubao-ark-key": f"export ARK_API_KEY={secret}",
+        "azure-openai-key": f"api-key: {secret}",
+        "url-password": f"DATABASE_URL=postgresql://app:{secret}@db.internal:5432/prod",
+        "dsn-query-password": f"Server=db;Database=prod;https://db.example/connect?user=app&pwd={secret}",
+        "token-named-value": f'{{"token": "{secret}"}}',
+        "camelcase-apikey-value": f'{{"openaiApiKey": "{secret}"}}',
     }.get(kind, f"the credential is {secret} (from .env)")

@@ -71,6 +71,18 @@ class _Server:
         self.httpd.server_close()
 
 
+def same_answer(hit, original) -> bool:
+    """A cache hit is the original answer, its usage zeroed (nothing billed) and labelled as served by the
+    cache, the original usage kept alongside (issue #21 "Also")."""
+    h, o = hit.model_dump(), original.model_dump()
+    assert getattr(hit, "tokprof_served_by", None) == "response-cache", "hit not labelled"
+    assert hit.tokprof_cached_usage == original.usage.model_dump(mode="json")
+    assert all(not v for k, v in h.pop("usage").items() if k.endswith("tokens")), "hit usage not zero"
+    h.pop("tokprof_served_by", None), h.pop("tokprof_cached_usage", None)
+    o.pop("usage")
+    return h == o
+
+
 @pytest.fixture
 def server() -> Iterator[_Server]:
     s = _Server()
@@ -91,7 +103,7 @@ def test_openai_client_hit_identical_result(server: _Server, tmp_path: Path) -> 
     first = client.chat.completions.create(**REQUEST)
     second = client.chat.completions.create(**REQUEST)
     assert len(server.requests) == 1
-    assert second.model_dump() == first.model_dump()
+    assert same_answer(second, first)
     assert type(second) is type(first)
     assert second.choices[0].message.content == "answer #1"
 
@@ -110,7 +122,14 @@ def test_second_process_gets_identical_result(server: _Server, tmp_path: Path) -
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == first.model_dump(mode="json")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    want = first.model_dump(mode="json")
+    # the same answer; the hit's usage is zero and it says it was served by the cache (issue #21)
+    assert got.pop("tokprof_served_by") == "response-cache"
+    assert got.pop("tokprof_cached_usage") == want["usage"]
+    assert all(not v for k, v in got.pop("usage").items() if k.endswith("tokens"))
+    want.pop("usage")
+    assert got == want
     assert len(server.requests) == 1  # the second process never reached the server
 
 
@@ -147,7 +166,7 @@ def test_failed_call_does_not_poison_the_cache(server: _Server, tmp_path: Path) 
     ok = client.chat.completions.create(**REQUEST)
     assert ok.choices[0].message.content == "answer #2"
     again = client.chat.completions.create(**REQUEST)
-    assert again.model_dump() == ok.model_dump()
+    assert same_answer(again, ok)
     assert len(server.requests) == 2
 
 
@@ -184,7 +203,7 @@ def test_anthropic_client(server: _Server, tmp_path: Path) -> None:
     b = client.messages.create(**kw)
     c = client.messages.create(**{**kw, "system": "Be verbose."})
     assert len(server.requests) == 2
-    assert b.model_dump() == a.model_dump() and a.content[0].text == "anthropic answer #1"
+    assert same_answer(b, a) and a.content[0].text == "anthropic answer #1"
     assert c.content[0].text == "anthropic answer #2"
 
 
@@ -288,4 +307,4 @@ def test_async_openai_client(server: _Server, tmp_path: Path) -> None:
         return (await client.chat.completions.create(**REQUEST), await client.chat.completions.create(**REQUEST))
 
     a, b = asyncio.run(go())
-    assert len(server.requests) == 1 and a.model_dump() == b.model_dump()
+    assert len(server.requests) == 1 and same_answer(b, a)

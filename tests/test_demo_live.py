@@ -221,7 +221,10 @@ def test_instrumented_openai_client_is_optimized_live(llm_server) -> None:  # no
         client.chat.completions.create(model="gpt-4o-mini", messages=msgs, temperature=0)
     finally:
         uninstrument("openai")
-    assert second is first  # answered from the block's cache
+    # answered from the block's cache: the same answer, its usage zero and labelled as served (issue #21)
+    assert second.choices[0].message.content == first.choices[0].message.content
+    assert second.tokprof_served_by == "tokprof-live response-cache" and second.usage.prompt_tokens == 0
+    assert second.tokprof_cached_usage["prompt_tokens"] == first.usage.prompt_tokens
     bodies = [r.body for r in llm_server.requests]
     assert len(bodies) == 3  # first, the sampled one, and the one after the block
     sent = bodies[0]["messages"][-1]["content"]

@@ -258,7 +258,7 @@ def test_damaged_cache_entry_is_a_miss_not_a_crash(tmp_path, llm_cache_reset):
     model = EchoChatModel()
     assert model.invoke("hi").content == "echo:hi"
     con = sqlite3.connect(folder / "cache.db")
-    con.execute("UPDATE Cache SET value = ?", ("{not json",))
+    con.execute("UPDATE tokprof_entries SET value = ?", ("{not json",))
     con.commit()
     con.close()
     assert model.invoke("hi").content == "echo:hi"

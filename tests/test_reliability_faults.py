@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import itertools
 import logging
 import sys
@@ -96,6 +97,12 @@ class DevFullWriter:
             return orig(path)
 
         monkeypatch.setattr(store_mod, "_open_private", open_full)
+
+
+def _assert_surrogate_kept(path: Path) -> None:
+    back = load_run(path)
+    assert back.complete
+    assert any("\ud800" in json.dumps(s.attributes or {}, ensure_ascii=False) for s in back.spans)
 
 
 def _assert_incomplete(path: Path) -> None:
@@ -395,7 +402,9 @@ FAULTS: list[Fault] = [
     Fault("circular-message", agent=_agent_llm(messages=[circular_message()], usage={"input_tokens": 1}),
           logs=1),
     Fault("non-string-attribute-keys", agent=_agent_with(tuple_key_span)),
-    Fault("lone-surrogate-argument", agent=_agent_with(lambda: echo("bad \ud800 text"))),
+    # issue #21 point 3: a lone surrogate is stored losslessly (\u escapes), not a failed write
+    Fault("lone-surrogate-argument", agent=_agent_with(lambda: echo("bad \ud800 text")), logs=0,
+          check=lambda p, tmp: _assert_surrogate_kept(p.run.path)),
     Fault("argument-repr-raises", agent=_agent_with(lambda: echo(BadRepr())), logs=0),
     Fault("argument-repr-not-a-string", agent=_agent_with(lambda: echo(NonStrRepr())), logs=0),
     Fault("argument-repr-10MB", agent=_agent_with(lambda: echo(HugeRepr())), logs=0),

@@ -24,7 +24,9 @@ from tests.reliability_support import EchoChatModel
 from tests.secret_samples import CUSTOM_PATTERN, SECRETS, in_context
 
 KINDS = sorted(SECRETS)
-CONTEXT_ONLY = {"aws-secret-access-key", "bearer-token", "basic-auth", "password-assignment", "api-key-assignment"}
+CONTEXT_ONLY = {"aws-secret-access-key", "bearer-token", "basic-auth", "password-assignment", "api-key-assignment",
+                "doubao-ark-key", "azure-openai-key", "url-password", "dsn-query-password", "token-named-value",
+                "camelcase-apikey-value"}
 
 
 @pytest.fixture(autouse=True)
@@ -371,3 +373,118 @@ def test_real_agent_traffic_is_not_redacted(corpus):
     assert len(strings) > 10_000
     changed = [s[:120] for s in strings if redact.redact_text(s) != s]
     assert changed == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue #21 point 9: tool definitions, every writer, log lines; point 5: linear redaction
+# ---------------------------------------------------------------------------------------------------
+def test_tool_definitions_are_redacted_in_otlp_export(tmp_path):
+    from tokprof.profiler.interchange.otlp import write_otlp
+
+    tools = [{"type": "function", "function": {"name": f"t{i}", "description": f"calls with {in_context(k, s)}",
+                                                "parameters": {"type": "object", "properties": {
+                                                    "key": {"type": "string", "default":
+                                                            in_context(k, s) if k in CONTEXT_ONLY else s}}}}}
+             for i, (k, s) in enumerate(SECRETS.items())]
+    with profile("tools", save=False) as run:
+        record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], tools=tools, output="ok",
+                        usage={"input_tokens": 1, "output_tokens": 1})
+    text = write_otlp([run], tmp_path / "trace.json").read_text()
+    assert not [k for k, s in SECRETS.items() if s in text]
+
+
+def test_internal_error_log_lines_do_not_quote_content(caplog):
+    from tokprof.profiler.hooks import internal_error
+
+    _reset_internal_errors()
+    secret = SECRETS["openai-project"]
+    with caplog.at_level(logging.DEBUG, logger="tokprof"):
+        internal_error("test: quoting", KeyError(f"the user's private prompt with {secret}"))
+    assert "quoting" in caplog.text and "KeyError" in caplog.text
+    assert secret not in caplog.text and "private prompt" not in caplog.text
+
+
+def _quantifier_problems(pattern: str) -> list[str]:
+    """Lazy quantifiers anywhere, and unbounded repeats nested in unbounded repeats (the shapes that
+    backtrack super-linearly)."""
+    try:
+        import re._parser as sre_parse  # Python 3.11+
+        from re._constants import MAX_REPEAT, MIN_REPEAT, MAXREPEAT, SUBPATTERN, BRANCH, ASSERT, ASSERT_NOT
+    except ImportError:  # pragma: no cover
+        import sre_parse  # type: ignore[no-redef]
+        from sre_constants import MAX_REPEAT, MIN_REPEAT, MAXREPEAT, SUBPATTERN, BRANCH, ASSERT, ASSERT_NOT
+
+    problems: list[str] = []
+
+    def walk(items, inside_unbounded: bool) -> None:  # noqa: ANN001
+        for op, av in items:
+            if op is MIN_REPEAT:
+                problems.append("lazy quantifier")
+            if op in (MAX_REPEAT, MIN_REPEAT):
+                lo, hi, body = av
+                unbounded = hi == MAXREPEAT or hi > 1000
+                if unbounded and inside_unbounded:
+                    problems.append("unbounded repeat nested in an unbounded repeat")
+                walk(body, inside_unbounded or (unbounded and _width(body) != 1))
+            elif op is SUBPATTERN:
+                walk(av[-1], inside_unbounded)
+            elif op is BRANCH:
+                for b in av[1]:
+                    walk(b, inside_unbounded)
+            elif op in (ASSERT, ASSERT_NOT):
+                walk(av[1], inside_unbounded)
+
+    def _width(body) -> int:  # noqa: ANN001
+        lo, hi = body.getwidth()
+        return hi if lo == hi else -1
+
+    walk(sre_parse.parse(pattern), False)
+    return problems
+
+
+def test_redaction_patterns_have_no_lazy_or_nested_quantifiers():
+    found = {kind: _quantifier_problems(p.pattern) for kind, p, *_ in redact._COMPILED}
+    found["pem-begin"] = _quantifier_problems(redact._PEM_BEGIN.pattern)
+    found["pem-end"] = _quantifier_problems(redact._PEM_END.pattern)
+    found["pem-body"] = _quantifier_problems(redact._PEM_BODY.pattern)
+    found.update({f"hint:{k}": _quantifier_problems(p.pattern) for k, p in redact._HINTS.items()})
+    assert {k: v for k, v in found.items() if v} == {}
+    # the checker itself catches the old PEM pattern's shape
+    assert _quantifier_problems(r"-----BEGIN[A-Z ]*KEY-----(?:[\s\S]*?-----END)") == ["lazy quantifier"]
+    assert _quantifier_problems(r"(a+)+b")
+
+
+def test_pem_scanner_searches_for_END_at_most_once_per_key(monkeypatch):
+    """Linear by construction: with 100,000 headers and no END, the END search runs once."""
+    calls = []
+    real = redact._PEM_END
+
+    class Counting:
+        def search(self, text, pos=0):  # noqa: ANN001, ANN202
+            calls.append(pos)
+            return real.search(text, pos)
+
+    monkeypatch.setattr(redact, "_PEM_END", Counting())
+    text = "-----BEGIN RSA PRIVATE KEY----- !" * 100_000
+    out = redact.redact_text(text)
+    assert len(calls) == 1 and out.count("[REDACTED:pem-private-key]") == 100_000
+
+
+ADVERSARIAL_10MB = [
+    ("pem-begin-no-end", "-----BEGIN RSA PRIVATE KEY-----\n!" * 330_000),
+    ("bearer-no-end", "Bearer " + "a" * 10_000_000),
+    ("credential-runs", ("password=" + "x" * 50 + " ") * 170_000),
+    ("url-no-at", ("postgres://user:" + "p" * 100 + "/") * 95_000),
+    ("zhipu-like-hex", ("0123456789abcdef" * 2 + ".") * 300_000),
+    ("base64-starts", ("c2st" + "A" * 16 + " ") * 480_000),
+]
+
+
+@pytest.mark.parametrize("name,text", ADVERSARIAL_10MB, ids=[n for n, _ in ADVERSARIAL_10MB])
+def test_redaction_of_10mb_adversarial_input_benchmark(benchmark, name, text):
+    """Each input is ~10 MB built to make a backtracking pattern quadratic (the old PEM pattern took 72 s
+    on 600 KB). The bound is generous (60 s, ~100x the linear time on a loaded CI machine): it only fails
+    when redaction is super-linear again."""
+    out = benchmark.pedantic(redact.redact_text, args=(text,), rounds=1, iterations=1)
+    assert isinstance(out, str)
+    assert benchmark.stats.stats.max < 60, f"{name}: {benchmark.stats.stats.max:.1f}s"

@@ -51,13 +51,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    import warnings
+
+    from tokprof.console_safe import clean
+
+    # Warnings quote model names and paths from the data: no control characters reach the terminal.
+    plain_format = warnings.formatwarning
+    warnings.formatwarning = lambda *a, **k: clean(plain_format(*a, **k))  # type: ignore[assignment]
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # user-facing errors: one line naming what and where, no traceback
         if isinstance(exc, UserFacingError) and not args.verbose:
-            print(f"tokprof: error: {exc}", file=sys.stderr)
+            from tokprof.console_safe import clean
+
+            print(clean(f"tokprof: error: {exc}"), file=sys.stderr)
             return 1
         raise
 

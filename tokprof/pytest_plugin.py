@@ -106,21 +106,57 @@ def parse_tolerance(value: Any) -> float:
 def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
         tests = data["tests"]
         if not isinstance(tests, dict):
             raise TypeError("'tests' is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        for nodeid, entry in tests.items():
+            if not isinstance(entry, dict):
+                raise TypeError(f"entry {nodeid!r} is not an object")
+            for key in ("total_tokens", "input_tokens", "output_tokens"):
+                v = entry.get(key, 0)
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise TypeError(f"entry {nodeid!r}: {key} {v!r} is not a token count")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise pytest.UsageError(
             f"{path}: not a tokprof baseline file ({exc}); delete it to record a new one") from None
     return tests
 
 
+def baseline_key(nodeid: str) -> str:
+    """The baseline's key for a test: its node id with secrets redacted (parametrised ids can hold the
+    keys a test was given; the baseline file is committed to the repository)."""
+    from tokprof.profiler.redact import redact_text
+
+    return redact_text(nodeid)
+
+
 def write_baseline(path: Path, results: dict[str, TestUsage], previous: dict[str, dict[str, Any]] | None) -> None:
+    import os
+    import secrets as _secrets
+
     tests = dict(previous or {})
-    tests.update({nodeid: r.to_baseline() for nodeid, r in results.items()})
+    tests.update({baseline_key(nodeid): r.to_baseline() for nodeid, r in results.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"schema": BASELINE_SCHEMA, "tool": "tokprof", "tests": dict(sorted(tests.items()))},
-                               indent=2) + "\n", encoding="utf-8")
+    text = json.dumps({"schema": BASELINE_SCHEMA, "tool": "tokprof", "tests": dict(sorted(tests.items()))},
+                      indent=2) + "\n"
+    # Atomic: a new file under a random name, then renamed over the old one; a full disk leaves the
+    # previous baseline as it was.
+    tmp = path.with_name(f".{path.name}.{_secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -245,10 +281,16 @@ def _check_marker(nodeid: str, marker: pytest.Mark) -> None:
         if key == "allow_no_calls":
             continue
         try:
-            if value is not None and Decimal(str(value)) < 0:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+                raise ValueError  # "100" or a list is a mistake, not a budget
+            d = Decimal(str(value))
+            if not d.is_finite() or d < 0:
                 raise ValueError
         except (ArithmeticError, ValueError):
-            raise pytest.UsageError(f"{nodeid}: token_budget {key}={value!r} is not a non-negative number") from None
+            raise pytest.UsageError(f"{nodeid}: token_budget {key}={value!r} is not a finite non-negative "
+                                    "number") from None
 
 
 def _usage_of(nodeid: str, run: Any) -> TestUsage:
@@ -269,8 +311,8 @@ def _budget_problems(item: pytest.Item, usage: TestUsage) -> list[str]:
     for key, actual in (("max_input_tokens", usage.input_tokens), ("max_output_tokens", usage.output_tokens),
                         ("max_total_tokens", usage.total_tokens)):
         limit = marker.kwargs.get(key)
-        if limit is not None and actual > int(limit):
-            problems.append(f"{key[4:].replace('_', ' ')} {actual:,} > {key}={int(limit):,}")
+        if limit is not None and actual > Decimal(str(limit)):
+            problems.append(f"{key[4:].replace('_', ' ')} {actual:,} > {key}={limit:,}")
     limit = marker.kwargs.get("max_cost_usd")
     if limit is not None:
         if usage.cost_usd is None:
@@ -288,7 +330,7 @@ def _regression_problems(state: _State, usage: TestUsage) -> list[str]:
         if state.recording:
             usage.status = "recorded"
         return []
-    entry = state.baseline.get(usage.nodeid)
+    entry = state.baseline.get(baseline_key(usage.nodeid))
     if entry is None:
         usage.status = "new" if not state.update else "recorded"
         return []

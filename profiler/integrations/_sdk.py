@@ -190,7 +190,14 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         if state.cached is not None:
             span.set_attribute(keys.SERVED_BY, served_by)
             adapter.fill(call, state.cached)
-            call.usage = Usage.from_provider(input_tokens=0, output_tokens=0)
+            # No provider was called: nothing was billed, and the provider reported nothing. The zeros are
+            # tokprof's own observation ("counted"), the cached answer's usage is kept apart (issue #21).
+            span.set_attribute("cached_usage", call.usage.to_dict())
+            call.usage = Usage()
+            call.usage.set("input_tokens", 0, "counted")
+            call.usage.set("output_tokens", 0, "counted")
+            if served_by == "tokprof-live":  # tokprof's own cache: the caller's copy says it was served
+                state.cached = served_copy(state.cached, "tokprof-live response-cache")
             state.done = True
             end_span(span)
             return state
@@ -381,23 +388,93 @@ def async_create(adapter: Adapter, original: Callable[..., Any], name: str) -> C
 # ---------------------------------------------------------------------------------------------------
 # patching classes and undoing it exactly
 # ---------------------------------------------------------------------------------------------------
+def served_copy(response: Any, served_by: str = "response-cache") -> Any:
+    """A copy of a cached SDK response that says it was served by a cache: its usage counts are zero (no
+    request reached the provider, nothing was billed), ``tokprof_served_by`` names the cache, and the
+    stored answer's own usage is kept as ``tokprof_cached_usage``. Never raises."""
+    try:
+        out = response.model_copy(deep=True)
+        usage = getattr(out, "usage", None)
+        if usage is not None:
+            try:
+                _set_extra(out, "tokprof_cached_usage", usage.model_dump(mode="json"))
+            except Exception:
+                pass
+            for f in ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens",
+                      "cache_read_input_tokens", "cache_creation_input_tokens"):
+                if getattr(usage, f, None) is not None:
+                    object.__setattr__(usage, f, 0)
+        _set_extra(out, "tokprof_served_by", served_by)
+        return out
+    except Exception:  # an object we cannot copy is served as it is
+        return response
+
+
+def _set_extra(model: Any, name: str, value: Any) -> None:
+    """An extra field on an SDK response model (they allow extras): readable as an attribute and part of
+    ``model_dump()``, so a caller serialising the response keeps the label."""
+    extra = getattr(model, "__pydantic_extra__", None)
+    if isinstance(extra, dict):
+        extra[name] = value
+    else:
+        object.__setattr__(model, name, value)
+
+
+class _Layer:
+    """Whether one installed wrapper still does tokprof's work (a wrapper that cannot be removed, because
+    another library wrapped on top of it, is switched to a pass-through instead)."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = True
+
+
 @dataclass
 class Patch:
     owner: type
     attr: str
     original: Any
-    """The object found in ``owner.__dict__`` (restored as is, so identity checks hold)."""
+    """The object found in ``owner.__dict__`` when patching — whatever was current, possibly another
+    library's wrapper (restored as is, so identity checks hold)."""
+    wrapper: Any = None
+    layer: _Layer | None = None
 
 
 def patch(owner: type, attr: str, make: Callable[[Any], Any]) -> Patch:
+    """Wrap whatever ``owner.attr`` is now (the SDK's method or another tracer's wrapper of it)."""
+    import inspect
+
     original = owner.__dict__[attr]
-    setattr(owner, attr, make(original))
-    return Patch(owner, attr, original)
+    inner = make(original)
+    if isinstance(inner, property):  # a descriptor (patch_raw_accessors): installed as is, no call layer
+        setattr(owner, attr, inner)
+        return Patch(owner, attr, original, inner, None)
+    layer = _Layer()
+    if inspect.iscoroutinefunction(inner):
+        @functools.wraps(inner)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await (inner if layer.active else original)(*args, **kwargs)
+    else:
+        @functools.wraps(inner)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return (inner if layer.active else original)(*args, **kwargs)
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]  # what this layer sits on
+    wrapper.__tokprof_layer__ = layer  # type: ignore[attr-defined]
+    setattr(owner, attr, wrapper)
+    return Patch(owner, attr, original, wrapper, layer)
 
 
 def unpatch(patches: list[Patch]) -> None:
+    """Remove only tokprof's own layer: when it is still the outermost, put back what it wrapped; when
+    another library wrapped it meanwhile, leave their wrapper in place and make ours a pass-through
+    (removing it would drop theirs too)."""
     for p in reversed(patches):
-        setattr(p.owner, p.attr, p.original)
+        current = p.owner.__dict__.get(p.attr)
+        if p.wrapper is None or current is p.wrapper:
+            setattr(p.owner, p.attr, p.original)
+        elif p.layer is not None:
+            p.layer.active = False
 
 
 def patch_raw_accessors(owner: type) -> list[Patch]:

@@ -150,7 +150,19 @@ def import_text(text: str, format: str, path: str | Path | None = None) -> Impor
     """Import already-read text in ``format``. Raises :class:`InterchangeError` when no record imports."""
     fmt = normalize_format(format)
     p = Path(path) if path is not None else None
-    result = FORMATS[fmt](text, p)
+    try:
+        result = FORMATS[fmt](text, p)
+    except InterchangeError:
+        raise
+    except RecursionError:
+        raise InterchangeError(p, None, f"nested too deeply to read as {fmt}") from None
+    except Exception as exc:  # noqa: BLE001 - hostile input gets a clear error, never a traceback
+        raise InterchangeError(p, None, f"cannot import as {fmt} ({type(exc).__name__}: {str(exc)[:200]})") from None
+    # every importer's runs: parent-id cycles broken (and noted in metadata) before anything walks them
+    from tokprof.profiler.integrity import break_parent_cycles
+
+    for run in result.runs:
+        break_parent_cycles(run)
     if not result.runs and result.errors:
         raise InterchangeError(p, result.errors[0].record,
                                f"no record could be imported as {fmt}: {result.error_summary()}")

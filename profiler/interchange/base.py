@@ -78,21 +78,57 @@ class ImportResult:
 # ---------------------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------------------
-def read_text(path: str | Path) -> str:
-    """The file's text, gunzipped when it is gzip (by magic bytes, not only by name)."""
-    path = Path(path)
+MAX_INPUT_BYTES = 1 << 30
+"""Largest (decompressed) trace file read: 1 GiB, ``$TOKPROF_MAX_INPUT_BYTES`` to change. A gzip bomb
+(18 MB that inflates to GBs) is stopped while streaming, never decompressed whole into memory."""
+_CHUNK = 1 << 20
+
+
+def max_input_bytes() -> int:
+    import os
+
     try:
-        raw = path.read_bytes()
+        return max(1, int(os.environ.get("TOKPROF_MAX_INPUT_BYTES", MAX_INPUT_BYTES)))
+    except ValueError:
+        return MAX_INPUT_BYTES
+
+
+def read_text(path: str | Path, limit: int | None = None) -> str:
+    """The file's text, gunzipped when it is gzip (by magic bytes, not only by name), streamed with a
+    size limit (:data:`MAX_INPUT_BYTES`): a larger file or decompressed stream is an
+    :class:`InterchangeError`, not a ``MemoryError``."""
+    import stat as _stat
+
+    path = Path(path)
+    limit = max_input_bytes() if limit is None else limit
+    try:
+        st = path.stat()
+        if not _stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would hang or never end
+            raise InterchangeError(path, None, "not a regular file")
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+            fh.seek(0)
+            stream: Any = gzip.GzipFile(fileobj=fh) if magic == b"\x1f\x8b" else fh
+            parts: list[bytes] = []
+            total = 0
+            while True:
+                chunk = stream.read(_CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > limit:
+                    what = "decompresses to" if stream is not fh else "is"
+                    raise InterchangeError(path, None, f"the file {what} more than {limit:,} bytes; set "
+                                                       "TOKPROF_MAX_INPUT_BYTES to read larger traces")
+                parts.append(chunk)
+            raw = b"".join(parts)
     except FileNotFoundError:
         raise InterchangeError(path, None, "no such file") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InterchangeError(path, None, f"gzip data is truncated or corrupt ({exc}); "
+                                           "re-download or re-compress the file") from None
     except OSError as exc:
         raise InterchangeError(path, None, f"cannot read the file ({exc.strerror or exc})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise InterchangeError(path, None, f"gzip data is truncated or corrupt ({exc}); "
-                                               "re-download or re-compress the file") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -107,6 +143,10 @@ def parse_json(path: Path | None, text: str, expected: str) -> Any:
     except json.JSONDecodeError as exc:
         raise InterchangeError(path, f"line {exc.lineno}",
                                f"malformed JSON ({exc.msg} at column {exc.colno}); expected {expected}") from None
+    except RecursionError:
+        raise InterchangeError(path, None, f"JSON nested too deeply to read; expected {expected}") from None
+    except ValueError as exc:  # an integer literal longer than Python converts
+        raise InterchangeError(path, None, f"unreadable JSON value ({exc}); expected {expected}") from None
 
 
 def iter_jsonl(text: str) -> Iterator[tuple[int, str]]:
@@ -127,19 +167,53 @@ def collect(result: ImportResult, items: Iterable[tuple[int | str, Any]],
             result.errors.append(InterchangeError(result.path, exc.record if exc.record is not None else record,
                                                   exc.reason))
             continue
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except RecursionError:
+            result.errors.append(InterchangeError(result.path, record, f"{result.format} record nested too "
+                                                                       "deeply to read"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad record never aborts the file (issue #21 point 7)
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-            result.errors.append(InterchangeError(result.path, record, f"malformed {result.format} record ({detail})"))
+            result.errors.append(InterchangeError(result.path, record,
+                                                  f"malformed {result.format} record ({detail[:300]})"))
             continue
         if built is None:
             continue
         for run in built if isinstance(built, list) else [built]:
+            try:
+                check_run(run)
+            except ValueError as exc:
+                result.errors.append(InterchangeError(result.path, record, str(exc)))
+                continue
             fill_counts(run)
             result.runs.append(run)
             missing = run.metadata.get("not_rebuilt") if isinstance(run.metadata, dict) else None
             if missing:
                 result.partial.append(f"{record}: " + "; ".join(str(m) for m in missing))
     return result
+
+
+_MAX_NS = 1 << 63
+
+
+def check_run(run: Run) -> None:
+    """Ranges a foreign record can get wrong, checked at the boundary: times are int nanoseconds that fit
+    in 64 bits, token counts are non-negative ints that fit too; a parent-id cycle is broken (and noted
+    in the run's metadata) so nothing downstream loops. Raises ``ValueError`` naming the span."""
+    from tokprof.profiler.integrity import break_parent_cycles
+    from tokprof.profiler.model import USAGE_FIELDS
+
+    for sp in run.spans:
+        for name in ("start_ns", "end_ns", "wall_start_ns"):
+            v = getattr(sp, name, None)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not -_MAX_NS < v < _MAX_NS):
+                raise ValueError(f"span {sp.span_id}: {name} {v!r} is not a time in nanoseconds")
+        if sp.llm is not None:
+            for f in USAGE_FIELDS:
+                v = getattr(sp.llm.usage, f, 0)
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < _MAX_NS:
+                    raise ValueError(f"span {sp.span_id}: {f} {v!r} is not a token count (a non-negative "
+                                     "integer)")
+    break_parent_cycles(run)
 
 
 def fill_counts(run: Run) -> None:
@@ -159,7 +233,7 @@ def json_or_text(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -175,7 +249,13 @@ def as_int(value: Any) -> int | None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"expected a token count, got {value!r}")
-    return int(float(value)) if isinstance(value, (str, float)) else int(value)
+    try:
+        n = int(float(value)) if isinstance(value, (str, float)) else int(value)
+    except OverflowError:  # inf, 1e999
+        raise ValueError(f"expected a token count, got {value!r}") from None
+    if n < 0:
+        raise ValueError(f"expected a token count, got a negative number {value!r}")
+    return n
 
 
 def parse_time_ns(value: Any) -> int | None:
@@ -183,9 +263,16 @@ def parse_time_ns(value: Any) -> int | None:
     value = nullish(value)
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a timestamp, got {value!r}")
     if isinstance(value, (int, float)):
         # Epoch seconds, milliseconds or nanoseconds, by magnitude.
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond any float
+            raise ValueError(f"timestamp {value!r} is out of range") from None
+        if v != v or v in (float("inf"), float("-inf")) or abs(v) >= 9.2e18:
+            raise ValueError(f"timestamp {value!r} is out of range")
         if v > 1e17:
             return int(value)
         if v > 1e11:
@@ -193,10 +280,13 @@ def parse_time_ns(value: Any) -> int | None:
         return int(v * 1_000_000_000)
     try:
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # year 1 or 9999 shifted out of range
+            raise ValueError(f"timestamp {value!r} is out of range") from None
     # Integer arithmetic: float timestamps would lose the microseconds.
     return (calendar.timegm(dt.timetuple()) * 1_000_000 + dt.microsecond) * 1000
 

@@ -401,15 +401,12 @@ def export_runs(runs: Iterable[Run]) -> dict[str, Any]:
 
 def write_otlp(runs: Iterable[Run], path: str | Path) -> Path:
     """Write ``runs`` as OTLP-JSON to ``path`` (gzip when it ends in ``.gz``)."""
+    from tokprof.profiler.store import write_private
+
     path = Path(path)
-    text = json.dumps(export_runs(runs), ensure_ascii=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    data = json.dumps(export_runs(runs), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # owner-only (0600): an export holds the prompts (issue #21)
+    return write_private(path, gzip.compress(data) if path.suffix == ".gz" else data)
 
 
 # ===================================================================================================

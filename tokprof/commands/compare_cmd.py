@@ -14,7 +14,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
         help="before/after report of two runs",
         description="Compare run A (before) with run B (after): the same report as `tokprof report`, with "
                     "tokens and cost before -> after, context growth of both, and a per-call diff of the "
-                    "messages (calls matched by span id, else by position).",
+                    "messages (calls paired by span id when B was derived from A by `tokprof optimize`, else by "
+                    "call order within the same call path).",
     )
     p.add_argument("before", metavar="A", help="the run before (id, prefix, run file or trace file)")
     p.add_argument("after", metavar="B", help="the run after")

@@ -13,6 +13,7 @@ from tokprof.profiler.model import Usage
 from tokprof.profiler.providers.chat_format import count_prompt
 from tokprof.profiler.providers.prices import get_price
 from tokprof.profiler.providers.tokenizers import tokenizer_for
+from tokprof.console_safe import clean
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -53,6 +54,10 @@ def _as_prompt(text: str, where: str) -> tuple[list[dict[str, Any]], list[dict[s
         doc = json.loads(text)
     except json.JSONDecodeError:
         return None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # an integer literal longer than Python converts
+        raise ValueError(f"{where}: unreadable JSON value ({exc})") from None
     if isinstance(doc, dict) and isinstance(doc.get("messages"), list):
         messages, tools = doc["messages"], doc.get("tools") or []
     elif isinstance(doc, list) and doc and all(isinstance(m, dict) and "role" in m for m in doc):
@@ -109,7 +114,7 @@ def count_command(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
     label = "exact" if result["exact"] else "estimated"
-    print(f"{tokens:,} tokens  ({result['kind']}, model {args.model}, tokenizer {choice.encoding}, {label})")
+    print(clean(f"{tokens:,} tokens  ({result['kind']}, model {args.model}, tokenizer {choice.encoding}, {label})"))
     if result["kind"] == "chat":
         print(f"  messages {result['messages']}: {result['message_tokens']:,} tokens; tools "
               f"{result['tool_tokens']:,}; reply priming/template {result['overhead_tokens']:,}")

@@ -29,7 +29,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -11,6 +11,7 @@ from tokprof.fleet.export import export_command as export_parquet
 from tokprof.profiler.interchange.otlp import export_runs, write_otlp
 from tokprof.profiler.interchange.otlp_send import send_runs
 from tokprof.profiler.store import iter_run_files, load_run, resolve_run, runs_dir
+from tokprof.console_safe import clean
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -69,7 +70,7 @@ def export_command(args: argparse.Namespace) -> int:
     run = runs[0]
     if args.output:
         path = write_otlp(runs, args.output)
-        print(f"wrote {path} ({sum(len(r.spans) for r in runs)} spans of {len(runs)} run(s))", file=sys.stderr)
+        print(clean(f"wrote {path} ({sum(len(r.spans) for r in runs)} spans of {len(runs)} run(s))"), file=sys.stderr)
     else:
         json.dump(export_runs([run]), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")

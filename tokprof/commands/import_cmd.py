@@ -90,7 +90,7 @@ def discover(flag: str, home: Path) -> list[Path]:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -121,11 +121,12 @@ def import_command(args: argparse.Namespace) -> int:
     totals = ImportTotals(currency)
     paid = _PaidTotals(currency)
     err = Console(stderr=True)
+    saved: dict[str, str] = {}  # run id -> file it came from (ids derive from file names: keep them apart)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=args.json and not err.is_terminal) as bar:
         task = bar.add_task("importing", total=len(files))
         for f, fmt in jobs:
-            bar.update(task, description=f"importing {f.name[:40]}")
+            bar.update(task, description=f"importing {escape(f.name[:40])}")
             try:
                 result = import_file(f, fmt)
             except InterchangeError as exc:
@@ -133,6 +134,17 @@ def import_command(args: argparse.Namespace) -> int:
                 bar.advance(task)
                 continue
             for run in result.runs:
+                src = str(f.resolve())
+                if saved.setdefault(run.run_id, src) != src:
+                    # a same-named file from another folder: a new id from its full path, so neither
+                    # run overwrites the other (the id it would have had stays in the metadata)
+                    from tokprof.profiler.interchange.base import stable_id
+
+                    run.metadata.setdefault("import_id", run.run_id)
+                    run.run_id = stable_id(run.run_id, src)
+                    for sp in run.spans:
+                        sp.run_id = run.run_id
+                    saved[run.run_id] = src
                 if not args.no_save:
                     save_run(run, out_dir)
                 totals.add_run(run)
@@ -154,6 +166,8 @@ def import_command(args: argparse.Namespace) -> int:
 def render(s: dict, console) -> None:  # noqa: ANN001
     """The one-screen summary: a row per file, then totals."""
     from rich.table import Table
+
+    from tokprof.console_safe import escape
 
     t = Table(title=f"imported {s['runs']} runs, {s['calls']} model calls from {len(s['files'])} files",
               title_justify="left", show_edge=False, pad_edge=False)
@@ -193,14 +207,15 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     console.print(f"models   {models}{more}")
     for f in s["files"]:
         if f["failed"]:
-            console.print(f"[red]failed[/red]  {f['failed']}", markup=True, highlight=False)
+            console.print(f"[red]failed[/red]  {escape(f['failed'])}", markup=True, highlight=False)
             continue
         if f["errors"]:
             console.print(f"[yellow]{f['errors']} of {f['records']} records not imported[/yellow] from "
-                          f"{f['path']}: " + "; ".join(f["error_reasons"][:3]), markup=True, highlight=False)
+                          f"{escape(f['path'])}: " + escape("; ".join(f["error_reasons"][:3])), markup=True,
+                          highlight=False)
         if f.get("partial"):
-            console.print(f"[yellow]{f['partial']} records imported in part[/yellow] from {f['path']}: "
-                          + "; ".join(f["partial_reasons"][:2]), markup=True, highlight=False)
+            console.print(f"[yellow]{f['partial']} records imported in part[/yellow] from {escape(f['path'])}: "
+                          + escape("; ".join(f["partial_reasons"][:2])), markup=True, highlight=False)
     if s.get("out") and s["runs"]:
         console.print(f"saved to {s['out']}  (see them with `tokprof ls`)")
     elif s.get("out"):

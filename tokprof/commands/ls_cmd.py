@@ -46,7 +46,7 @@ def ls_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"runs": rows}, indent=2))
         return 0
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
     from rich.table import Table
 
     # 80 columns: the id is shortened (any unique prefix works as RUN), numbers are compact, and

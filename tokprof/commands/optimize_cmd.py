@@ -116,7 +116,7 @@ def _totals(ledgers: list[Any], passes: list[str]) -> dict[str, Any]:
 
 
 def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], args: argparse.Namespace) -> None:
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
     from rich.table import Table
 
     # piped output (CI logs, files) gets a wide table instead of rich's 80-column default

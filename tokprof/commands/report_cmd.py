@@ -89,18 +89,39 @@ def load_runs(refs: list[str], directory: str | None, *, folders: bool = False) 
 
 def load_file(path: Path) -> list[Any]:
     """The runs of one file: a tokprof run file, else whatever the importers read in it."""
+    run_error: RunFileError | None = None
     if path.name.lower().endswith((".jsonl", ".jsonl.gz")):
         try:
             return [load_run(path)]
-        except RunFileError:
-            pass  # perhaps a chat log: let the importers try
-    return _import(path)
+        except RunFileError as exc:
+            run_error = exc  # perhaps a chat log: let the importers try
+    try:
+        return _import(path)
+    except ValueError:
+        # a damaged tokprof run file: its own error (file:line, what is wrong), not "unknown trace format"
+        if run_error is not None and _starts_like_run_file(path):
+            raise run_error from None
+        raise
+
+
+def _starts_like_run_file(path: Path) -> bool:
+    import gzip
+
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            head = fh.read(512)
+    except (OSError, EOFError):
+        return False
+    return b'"type":"run"' in head.replace(b" ", b"")
 
 
 def _import(path: Path) -> list[Any]:
     result = import_file(path)
     if result.errors:
-        print(f"tokprof: warning: {result.error_summary()}", file=sys.stderr)
+        from tokprof.console_safe import clean
+
+        print(clean(f"tokprof: warning: {result.error_summary()}"), file=sys.stderr)
     if not result.runs:
         raise ValueError(f"{path}: no runs could be imported")
     return list(result.runs)
@@ -127,13 +148,15 @@ def emit(model: Any, args: argparse.Namespace) -> int:
             write_html(model, args.output)
         print(render_json(model))
         return 0
-    from rich.console import Console
+    from tokprof.console_safe import SafeConsole as Console
 
     console = Console(stderr=False)
     render_report(model, console=console)
     if not args.no_html:
         path = write_html(model, args.output)
-        console.print(f"report written to [bold]{path}[/bold] ({path.stat().st_size / 1e6:.2f} MB)")
+        from tokprof.console_safe import escape
+
+        console.print(f"report written to [bold]{escape(path)}[/bold] ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

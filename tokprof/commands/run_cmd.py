@@ -81,6 +81,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**summary.to_dict(), "path": str(run.path)}, indent=2))
     else:
-        print(summary, file=sys.stderr)
-        print(f"saved {run.path}", file=sys.stderr)
+        from tokprof.console_safe import clean
+
+        print(clean(summary), file=sys.stderr)
+        print(clean(f"saved {run.path}"), file=sys.stderr)
     return code

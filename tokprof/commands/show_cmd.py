@@ -11,6 +11,7 @@ from tokprof.profiler.interchange import detect_format
 from tokprof.profiler.providers.currency import run_currency
 from tokprof.profiler.store import RunFileError, load_run, resolve_run
 from tokprof.reports.console import render_tree, tree_rows
+from tokprof.console_safe import SafeConsole, clean
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -47,7 +48,7 @@ def show_command(args: argparse.Namespace) -> int:
         _foreign_trace(path)
         raise
     for err in problems[:5]:
-        print(f"tokprof: warning: skipped {err}", file=sys.stderr)
+        print(clean(f"tokprof: warning: skipped {err}"), file=sys.stderr)
     if len(problems) > 5:
         print(f"tokprof: warning: ... and {len(problems) - 5} more damaged lines", file=sys.stderr)
     args.currency = run_currency(run, args.currency)
@@ -56,7 +57,8 @@ def show_command(args: argparse.Namespace) -> int:
         doc["tree"] = tree_rows(run, max_depth=args.depth, min_tokens=args.min_tokens)
         print(json.dumps(doc, indent=2))
         return 0
-    render_tree(run, max_depth=args.depth, min_tokens=args.min_tokens, currency=args.currency, view=args.view)
+    render_tree(run, max_depth=args.depth, min_tokens=args.min_tokens, currency=args.currency, view=args.view,
+                console=SafeConsole())
     return 0
 
 
