@@ -21,6 +21,7 @@ from tokprof.profiler.providers.chat_format import (
     count_prompt,
     count_prompts,
 )
+from tokprof.profiler.providers import cost as _cost
 from tokprof.profiler.providers.prices import convert, get_price
 from tokprof.profiler.providers.tokenizers import tokenizer_for
 from tokprof.profiler.session import on_llm_finish
@@ -65,9 +66,6 @@ def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
                provider: str | None = None) -> Cost | None:
     """Tokens x price for ``usage`` of ``model`` (priced by :func:`tokprof.profiler.providers.cost.call_cost`,
     the one cost function); ``None`` if the model has no price or nothing is known."""
-    from tokprof.profiler.providers import cost as _cost
-    from tokprof.profiler.providers.prices import get_price
-
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
     price = get_price(model)

@@ -14,7 +14,6 @@ from typing import Any, Callable, Mapping
 
 import networkx as nx
 
-from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.tree import CARRIED, METRICS, Node, merge_by_path, span_tree
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.providers.currency import run_currency
 from tokprof.profiler.graph import call_graph, top_spans
 from tokprof.profiler.model import Run
 
@@ -106,8 +107,6 @@ class RunSummary:
 
 def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary:
     """``currency``: default the run's own (see :func:`tokprof.profiler.providers.currency.run_currency`)."""
-    from tokprof.profiler.accounting import span_cost
-    from tokprof.profiler.providers.currency import run_currency
 
     currency = run_currency(run, currency)
 

@@ -29,7 +29,6 @@ def _calls(runs: list[Run], optimized: list[Run] | None, before_costs: dict[str,
     tools_memo: dict[tuple[int, str | None], tuple[Any, int]] = {}
     for ri, run in enumerate(runs):
         after_run = optimized[ri] if optimized else None
-        after_spans = after_run.llm_spans() if after_run is not None else []
         # counterpart of each call: by span id only when the after run was derived from this one, else by
         # call order within the same call path (profiler.pairing)
         after_by_id = {b.span_id: a for b, a in pair_calls(run, after_run)} if after_run is not None else {}

@@ -22,7 +22,7 @@ import pytest
 from tokprof.cli import main
 from tokprof.profiler import load_run, profile, record_llm_call, span
 from tokprof.profiler.model import LLMCall, Run, Span, Usage
-from tokprof.profiler.store import RunWriter, save_run
+from tokprof.profiler.store import RunWriter
 from tests.secret_samples import CUSTOM_PATTERN, SECRETS, in_context
 
 CONTEXT_ONLY = {"aws-secret-access-key", "bearer-token", "basic-auth", "password-assignment", "api-key-assignment",
@@ -297,9 +297,9 @@ def test_no_secret_format_leaks_through_any_writer(tmp_path: Path, capsys: pytes
 
     tools = [{"type": "function", "function": {"name": f"t{i}", "description": text_for(k, s)}}
              for i, (k, s) in enumerate(SECRETS.items())]
-    with profile(f"secrets", save=str(tmp_path / "runs"), tags={"k": text_for("openai-project", SECRETS["openai-project"])}) as p:
+    with profile("secrets", save=str(tmp_path / "runs"), tags={"k": text_for("openai-project", SECRETS["openai-project"])}) as p:
         for kind, secret in SECRETS.items():
-            with span(f"tool", kind="tool", attributes={"out": text_for(kind, secret)}):
+            with span("tool", kind="tool", attributes={"out": text_for(kind, secret)}):
                 record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": text_for(kind, secret)}],
                                 tools=tools, output=text_for(kind, secret), usage={"input_tokens": 1, "output_tokens": 1})
     run = load_run(p.path)
@@ -324,7 +324,7 @@ def test_no_secret_format_leaks_through_any_writer(tmp_path: Path, capsys: pytes
     for writer, folder in writers.items():
         data = b"".join(f.read_bytes() for f in folder.rglob("*") if f.is_file())
         for kind, secret in SECRETS.items():
-            forms = {secret, json.dumps(secret)[1:-1]} | {l for l in secret.splitlines() if len(l) > 30 and "---" not in l}
+            forms = {secret, json.dumps(secret)[1:-1]} | {line for line in secret.splitlines() if len(line) > 30 and "---" not in line}
             if any(f.encode() in data for f in forms):
                 leaked.append((writer, kind))
     logs = log.getvalue()

@@ -17,7 +17,9 @@ from tokprof.optimizers.live import LIVE_PASSES as DEFAULT_LIVE_PASSES  # the de
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> demo.DemoResult:
     out = tmp_path_factory.mktemp("demo")
-    return demo.run_demo(out / "tokprof-report.html", directory=out / "runs")
+    from tokprof.demo_checks import run_checks
+
+    return demo.run_demo(out / "tokprof-report.html", directory=out / "runs", checks=run_checks)
 
 
 def test_two_runs_saved_and_loadable(result: demo.DemoResult) -> None:

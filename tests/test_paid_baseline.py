@@ -10,7 +10,6 @@ import copy
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
 from tokprof.optimizers.base import optimize
 from tokprof.optimizers.billing import Rates

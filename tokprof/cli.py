@@ -12,7 +12,7 @@ from typing import Sequence
 from tokprof.errors import UserFacingError
 
 # Order is the order shown in --help.
-COMMANDS = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models", "collect")
+COMMANDS: tuple[str, ...] = ("demo", "run", "show", "ls", "count", "import", "export", "optimize", "report", "compare", "models", "collect")
 COMMANDS += ("whatif", "verify")  # issue #16
 COMMANDS += ("ingest", "stats", "budget")  # the fleet ledger (tokprof.fleet)
 
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Warnings quote model names and paths from the data: no control characters reach the terminal.
     plain_format = warnings.formatwarning
-    warnings.formatwarning = lambda *a, **k: clean(plain_format(*a, **k))  # type: ignore[assignment]
+    warnings.formatwarning = lambda *a, **k: clean(plain_format(*a, **k))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

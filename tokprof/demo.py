@@ -41,7 +41,6 @@ from langchain_core.messages import (
 )
 from langchain_core.tools import BaseTool, tool
 
-from tokprof.optimizers import live
 from tokprof.profiler import keys, profile, trace
 from tokprof.profiler.hooks import current_run, internal_error, record_llm_call
 from tokprof.profiler.model import Run, Usage
@@ -79,6 +78,12 @@ Rules:
 # ---------------------------------------------------------------------------------------------------
 # bundled data and tools
 # ---------------------------------------------------------------------------------------------------
+SCRIPTED_NOTE = "scripted model: tokens sent are measured; answers could not change"
+DEMO_LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")
+"""The live passes the demo's re-run uses: the lossless ones plus observation-mask (its answer is checked);
+the lossy ``truncate-outputs`` is shown apart, by :func:`tokprof.demo_checks.lossy_check`."""
+
+
 def _read_data(name: str) -> str:
     return resources.files("tokprof").joinpath("demo_data", name).read_text(encoding="utf-8")
 
@@ -560,8 +565,6 @@ class DemoResult:
 
     def headline(self) -> dict[str, Any]:
         before, after = self.before, self.after
-        from tokprof.demo_checks import SCRIPTED_NOTE
-
         out: dict[str, Any] = {
             "evidence": "measured",
             "evidence_note": SCRIPTED_NOTE,
@@ -598,8 +601,12 @@ class AnswerMismatch(AssertionError):
 
 def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: bool = True,
              directory: str | Path | None = None, progress: Progress | None = None,
-             passes: tuple[str, ...] | list[str] = live.LIVE_PASSES) -> DemoResult:
+             passes: tuple[str, ...] | list[str] = DEMO_LIVE_PASSES,
+             checks: Callable[[Run, list[str]], tuple[Any, Any]] | None = None) -> DemoResult:
     """Run the demo: baseline run, optimized live re-run, answer check, HTML report.
+
+    ``checks(baseline, passes)`` (e.g. :func:`tokprof.demo_checks.run_checks`) returns each pass's own
+    contribution and the lossy-pass check, shown beside the headline.
 
     Both runs are saved to ``directory`` (default ``.tokprof/runs`` or ``$TOKPROF_DIR``). Raises
     :class:`AnswerMismatch` if the two runs' final answers differ.
@@ -620,12 +627,9 @@ def run_demo(output: str | Path | None = "tokprof-report.html", *, optimize: boo
                 "the optimized re-run gave a different final answer than the baseline:\n--- baseline\n"
                 f"{answer}\n--- optimized ({', '.join(passes)})\n{answer_after}")
     result = DemoResult(baseline, optimized, answer, None, timings)
-    if optimize:
-        from tokprof.demo_checks import lossy_check, pass_contributions
-
+    if optimize and checks is not None:
         t3 = time.perf_counter()
-        result.pass_contributions = pass_contributions(baseline, list(passes))
-        result.lossy_check = lossy_check()
+        result.pass_contributions, result.lossy_check = checks(baseline, list(passes))
         timings["checks"] = time.perf_counter() - t3
     if output is not None:
         t2 = time.perf_counter()

@@ -17,6 +17,7 @@ from typing import Any
 
 from langchain_core.messages import convert_to_messages, convert_to_openai_messages
 
+from tokprof.demo import SCRIPTED_NOTE, ScriptError, SupportDesk, run_agent, support_policy  # noqa: F401
 from tokprof.optimizers.base import optimize
 from tokprof.optimizers.fidelity import DEFAULT_THRESHOLD, distribution, run_fidelity_detail
 from tokprof.optimizers.verify import verify_run
@@ -25,13 +26,10 @@ from tokprof.profiler.model import Message, Run
 LOSSY_PASS = "truncate-outputs"
 LOSSY_MAX_TOKENS = 3000
 """The pass's default: the cut falls on the order history (the demo's one oversized output)."""
-SCRIPTED_NOTE = "scripted model: tokens sent are measured; answers could not change"
 
 
 def scripted_ask(messages: list[Message], tools: list[dict[str, Any]] | None) -> Message:
     """The demo's scripted model as a verify endpoint: its reply to an OpenAI-format request."""
-    from tokprof.demo import ScriptError, support_policy
-
     try:
         ai = support_policy(convert_to_messages(messages))
     except ScriptError as exc:  # the model could not find what it needed: that is an action too
@@ -65,8 +63,6 @@ def busier_desk() -> Any:
     the headphones order sits in the middle of the order history instead of at its end."""
     import copy as _copy
 
-    from tokprof.demo import SupportDesk
-
     desk = SupportDesk()
     target = next(o for o in desk.orders if "AUD-ANC-700" in str(o["items"]))
     older = next(o for o in desk.orders if o["customer_id"] == target["customer_id"] and o is not target)
@@ -81,8 +77,6 @@ def lossy_check(baseline: Run | None = None, max_tokens: int = LOSSY_MAX_TOKENS)
     """``truncate-outputs`` on a baseline run (default: the agent on :func:`busier_desk`): does the
     scripted model still act the same, and does the context fidelity flag the calls where it does not?"""
     if baseline is None:
-        from tokprof.demo import run_agent
-
         baseline, _ = run_agent(desk=busier_desk(), name="demo-lossy-check")
     new, ledger = optimize(baseline, [LOSSY_PASS], options={LOSSY_PASS: {"max_tokens": max_tokens}})
     checked = verify_run(baseline, new, scripted_ask, "scripted")
@@ -101,3 +95,9 @@ def lossy_check(baseline: Run | None = None, max_tokens: int = LOSSY_MAX_TOKENS)
         "caught": bool(changed) and len(flagged) == len(changed),
         "saved": None if ledger.saved() is None else str(ledger.saved()),
     }
+
+
+def run_checks(baseline: Run, passes: list[str]) -> tuple[Any, Any]:
+    """What :func:`tokprof.demo.run_demo` shows beside its headline: each pass's own contribution on the
+    baseline run and the lossy-pass check."""
+    return pass_contributions(baseline, passes), lossy_check()

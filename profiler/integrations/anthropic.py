@@ -20,7 +20,7 @@ from typing import Any, Callable
 from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.integrations.openai import as_plain, is_given
 from tokprof.profiler.model import LLMCall, Message, Usage
-from tokprof.profiler.providers.resolver import pick_model
+from tokprof.profiler.providers.prices import pick_model
 
 PROVIDER = "anthropic"
 _PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "tool_choice", "thinking",

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.model import LLMCall, Message, Usage
-from tokprof.profiler.providers.resolver import pick_model
+from tokprof.profiler.providers.prices import pick_model
 
 PROVIDER = "openai"
 

@@ -415,3 +415,15 @@ def _env_overrides() -> None:
 
 
 _env_overrides()
+
+
+def pick_model(request_model: str | None, response_model: str | None) -> str | None:
+    """The model to record for a call: the response's, unless it does not resolve while the request's does
+    (an Ark endpoint answers with ``doubao-seed-1-6-250615``; a proxy may answer with its own name)."""
+    if not response_model:
+        return request_model
+    if not request_model or request_model == response_model:
+        return response_model
+    if resolve_model(response_model) is None and resolve_model(request_model) is not None:
+        return request_model
+    return response_model

@@ -153,17 +153,3 @@ def suggest(model: str, known: Iterable[str], n: int = 3) -> list[str]:
     """Known names close to ``model`` ("did you mean …"), best first."""
     bare = candidates(model)[-1] if model else ""
     return difflib.get_close_matches(bare, sorted(set(known)), n=n, cutoff=0.6)
-
-
-def pick_model(request_model: str | None, response_model: str | None) -> str | None:
-    """The model to record for a call: the response's, unless it does not resolve while the request's does
-    (an Ark endpoint answers with ``doubao-seed-1-6-250615``; a proxy may answer with its own name)."""
-    if not response_model:
-        return request_model
-    if not request_model or request_model == response_model:
-        return response_model
-    from tokprof.profiler.providers.prices import resolve_model
-
-    if resolve_model(response_model) is None and resolve_model(request_model) is not None:
-        return request_model
-    return response_model

@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 import sys
 
+from tokprof.demo_checks import run_checks
 from tokprof.demo import MODEL_CALLS_PER_RUN, AnswerMismatch, run_demo
 
 
@@ -59,7 +60,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
         try:
             result = run_demo(None if args.no_optimize else args.output, optimize=not args.no_optimize,
-                              directory=args.dir, progress=progress)
+                              directory=args.dir, progress=progress, checks=run_checks)
         except AnswerMismatch as exc:
             err.print(f"[bold red]tokprof demo: the optimized re-run changed the agent's answer[/]\n{exc}")
             return 1

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from tokprof.console_safe import escape
 from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file
 from tokprof.profiler.interchange.summary import ImportTotals
 from tokprof.profiler.store import runs_dir, save_run
@@ -167,7 +168,6 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     """The one-screen summary: a row per file, then totals."""
     from rich.table import Table
 
-    from tokprof.console_safe import escape
 
     t = Table(title=f"imported {s['runs']} runs, {s['calls']} model calls from {len(s['files'])} files",
               title_justify="left", show_edge=False, pad_edge=False)
@@ -254,5 +254,7 @@ class _PaidTotals:
         if self.failed or not self.ranges:
             return {"expected": None, "low": None, "high": None, "bases": self.bases}
         t = total_range(self.ranges)
-        s = (lambda v: None if v is None else str(v))
+
+        def s(v: object) -> str | None:
+            return None if v is None else str(v)
         return {"expected": s(t.expected), "low": s(t.low), "high": s(t.high), "bases": self.bases}

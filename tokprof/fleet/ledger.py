@@ -144,7 +144,7 @@ def expand_sources(refs: Iterable[str | Path], directory: str | Path | None = No
 
 def load_source(path: Path) -> list[Run]:
     """The runs of one file: a tokprof run file, else whatever the trace importers read in it."""
-    from tokprof.commands.report_cmd import load_file
+    from tokprof.run_files import load_file
 
     return load_file(path)
 
