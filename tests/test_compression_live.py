@@ -98,7 +98,7 @@ def test_a_failing_pass_never_breaks_the_agent():
 def test_dedupe_before_mask_never_leaves_a_reference_to_a_masked_output():
     """Either order of dedupe and observation-mask keeps the content of a recent copy somewhere."""
     msgs = transcript()[:-1]
-    opts = {"observation-mask": {"threshold_tokens": 100, "keep_turns": 2}}
+    opts = {"observation-mask": {"threshold_tokens": 300, "keep_turns": 2}}
     for order in (["minify", "dedupe", "observation-mask"], ["minify", "observation-mask", "dedupe"]):
         out = compress_messages(msgs, order, options=opts)
         assert out[3]["content"].startswith(PLACEHOLDER_PREFIX)  # the first copy is old: masked

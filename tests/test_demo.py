@@ -11,7 +11,7 @@ import pytest
 from tokprof.profiler.store import load_run
 from tokprof import demo
 from tokprof.cli import main
-from tokprof.optimizers.live import LIVE_PASSES as DEFAULT_LIVE_PASSES  # the demo runs every live pass
+from tokprof.demo import DEMO_LIVE_PASSES as DEFAULT_LIVE_PASSES  # the live passes the demo re-runs with
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_separate_recordings_pair_by_path_and_order_not_id():
 
 
 def test_fidelity_of_two_identical_separate_runs_is_full():
-    from tokprof.optimizers.fidelity import _paired_calls
+    from tokprof.profiler.pairing import pair_calls as _paired_calls
 
     calls = [("plan", "p1"), ("act", "a1"), ("plan", "p2")]
     a, b = _run("A", calls, 1), _run("B", [calls[1], calls[0], calls[2]], 1)

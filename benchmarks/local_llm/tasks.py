@@ -70,7 +70,7 @@ CITIES = ["Oslo", "Lima", "Pune", "Kyiv", "Doha", "Perth", "Quito", "Riga", "Tur
 def _lookup(rng: random.Random, i: int) -> Task:
     flights = [{"flight": f"{rng.choice('ABCDEFGH')}{rng.choice('XYZKQ')}{100 + j * 7 + i}",
                 "from": rng.choice(CITIES), "to": rng.choice(CITIES), "status": rng.choice(STATUSES),
-                "gate": f"{rng.choice('ABCD')}{rng.randint(1, 40)}"} for j in range(12)]
+                "gate": f"{rng.choice('ABCD')}{rng.randint(1, 40)}"} for j in range(8)]
     target = flights[rng.randrange(len(flights))]
     asked = rng.choice(["status", "gate"])
     output = json.dumps(flights, indent=2)
@@ -112,7 +112,7 @@ def _longlog(rng: random.Random, i: int) -> Task:
     code = f"E{rng.randint(100, 999)}"
     bad = rng.choice(SERVICES)
     lines = []
-    n = 140
+    n = 48
     err_at = rng.randint(n // 3, 2 * n // 3)   # in the middle: where a head+tail cut would remove it
     for j in range(n):
         ts = f"2026-11-{10 + i % 18:02d}T{j // 60:02d}:{j % 60:02d}:00Z"

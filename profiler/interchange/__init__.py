@@ -84,7 +84,7 @@ def _sniff(text: str, path: Path | None) -> str | None:
     for line in head.split("\n")[:5]:
         try:
             probe: Any = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a line nested too deep is no format marker
             continue
         if claude_code.looks_like(probe):
             return "claude_code"
@@ -93,7 +93,7 @@ def _sniff(text: str, path: Path | None) -> str | None:
     first = head.split("\n", 1)[0]
     try:
         obj: Any = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if chatlog.looks_like(obj):
         return "chatlog"

@@ -204,9 +204,7 @@ def _cost(m: dict[str, Any], usage: Usage) -> Cost | None:
     if cost is None:
         return None
     try:
-        # A recorded cost is a float the harness computed from per-token prices; 15 significant digits (all a
-        # float holds) drop the arithmetic's last-ulp noise (0.07950799999999999 -> 0.079508).
-        amount = Decimal(format(cost, ".15g")) if isinstance(cost, float) else Decimal(str(cost))
+        amount = Decimal(str(cost))
     except (InvalidOperation, ValueError):
         raise InterchangeError(None, None, f"cost {cost!r} is not a number") from None
     # Agents whose harness did not track usage write cost 0.0: that is "unknown", not "free".

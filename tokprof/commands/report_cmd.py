@@ -100,7 +100,7 @@ def emit(model: Any, args: argparse.Namespace) -> int:
         if fmt == "console":
             sys.stdout.write(out if isinstance(out, str) else out.decode("utf-8"))
             return 0
-        path = write_private(args.output, out)
+        path = write_private(Path(args.output), out.encode("utf-8") if isinstance(out, str) else out)
         print(f"report written to {path}")
         return 0
     if args.json or fmt == "json":

@@ -176,7 +176,7 @@ def fleet_command(args: argparse.Namespace) -> int:
         budgets = load_budgets(path)
     con = connect(ledger_path(args.dir), read_only=True)
     try:
-        doc = build(con, by=getattr(args, "fleet_by", None) or "tag:team", currency=args.currency,
+        doc = build(con, by=getattr(args, "fleet_by", None) or "tag:team", currency=args.currency or "USD",
                     budgets=budgets, title=args.title)
     finally:
         con.close()
