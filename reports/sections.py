@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from tokprof.profiler import keys
 from tokprof.optimizers.base import Ledger, LedgerRow
 from tokprof.profiler.model import Run
 from tokprof.reports.types import Headline, WaterfallStep
@@ -57,9 +58,10 @@ def _worst_risk(rows: list[LedgerRow]) -> str:
     return f"{worst}: {reason}" if reason else worst
 
 
-LIVE_PASS_DELTAS = "live_pass_deltas"
-"""Span attribute the live layer writes on each optimized request: {pass: {"input_tokens_before": n,
-"input_tokens_after": m}} (what each live pass removed from that request)."""
+LIVE_PASS_DELTAS = keys.LIVE_DELTAS
+"""Span attribute the live layer writes on each optimized request: {pass: {"tokens_before": n,
+"tokens_after": m, ...}} (what each live pass removed from that request; ``input_tokens_before/after`` are
+read too)."""
 
 
 def _waterfall(ledgers: list[Ledger] | None, h: Headline, optimized: list[Run] | None = None,
@@ -115,7 +117,8 @@ def _live_pass_steps(h: Headline, optimized: list[Run], evidence: str) -> list[W
             for name, d in deltas.items():
                 if not isinstance(d, dict):
                     continue
-                before, after = d.get("input_tokens_before"), d.get("input_tokens_after")
+                before = d.get("tokens_before", d.get("input_tokens_before"))
+                after = d.get("tokens_after", d.get("input_tokens_after"))
                 if not isinstance(before, int) or not isinstance(after, int):
                     continue
                 if name not in removed:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from reports_samples import make_ledger, make_run
+from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span, Usage
 
 from tokprof.cli import main
@@ -192,7 +193,7 @@ def test_live_runs_show_each_pass() -> None:
     removed = 0
     for k, s in enumerate(after.llm_spans()):
         s.attributes = dict(s.attributes or {})
-        s.attributes["live_pass_deltas"] = {
+        s.attributes[keys.LIVE_DELTAS] = {
             "minify": {"input_tokens_before": 1000, "input_tokens_after": 900},
             "observation-mask": {"input_tokens_before": 900, "input_tokens_after": 900 - 50 * k}}
         removed += 100 + 50 * k
@@ -202,4 +203,20 @@ def test_live_runs_show_each_pass() -> None:
     assert m.waterfall[0].delta_tokens == 400 and m.waterfall[1].delta_tokens == 50 * (0 + 1 + 2 + 3)
     assert all(s.evidence == "measured" for s in m.waterfall)
     # the steps plus "other differences" add up to the measured difference
+    assert sum(s.delta_tokens for s in m.waterfall) == m.headline.tokens_before - m.headline.tokens_after
+
+
+def test_live_runs_show_each_pass_from_the_live_layers_records() -> None:
+    """Issue #19.3 end to end: the live layer's own per-request records (keys.LIVE_DELTAS) give one
+    waterfall step per live pass that changed tokens, and the steps add up to the measured difference."""
+    from tokprof.demo import run_agent
+    from tokprof.reports.model import build_comparison
+
+    before, _ = run_agent(save=False, name="live-before")
+    after, _ = run_agent(save=False, name="live-after", optimize=["minify", "dedupe", "observation-mask"])
+    assert any(keys.LIVE_DELTAS in (s.attributes or {}) for s in after.llm_spans())
+    m = build_comparison([before], [after])
+    live_steps = [s for s in m.waterfall if s.pass_name.startswith("live: ")]
+    assert live_steps, [s.pass_name for s in m.waterfall]
+    assert all(s.evidence == "measured" for s in live_steps)
     assert sum(s.delta_tokens for s in m.waterfall) == m.headline.tokens_before - m.headline.tokens_after
