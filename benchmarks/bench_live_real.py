@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="only the first N tasks (quick look)")
     ap.add_argument("--json", help="also write the table as JSON here")
+    ap.add_argument("--passes", help="comma-separated live passes to run alone (default: every live pass but "
+                                     "response-cache, which a single run cannot hit)")
     ns = ap.parse_args(argv)
 
     import openai
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     client = openai.OpenAI(base_url=base, api_key="local", max_retries=0, timeout=300)
     tasks = suite()[: ns.limit or None]
     configs: list[tuple[str, list[str] | None]] = [("none", None)]
-    configs += [(p, [p]) for p in LIVE_PASSES if p != "response-cache"]
+    alone = ns.passes.split(",") if ns.passes else [p for p in LIVE_PASSES if p != "response-cache"]
+    configs += [(p, [p]) for p in alone]
     configs += [("default", [p for p in DEFAULT_LIVE_PASSES if p != "response-cache"])]
 
     results: dict[str, list[dict[str, Any]]] = {}

@@ -94,14 +94,7 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
 
     console = console or Console()
     console.print(str(run.summary(currency=currency, top=0)))
-    t = _table(console)
-    t.add_column("span", no_wrap=True, overflow="ellipsis", min_width=16, ratio=1)
-    if view == "own":
-        cols = ("tokens", "cached", "cost", "own cost", "ms")
-    else:
-        cols = ("tokens", "carried", "incl.", "own cost", "ms")
-    for c in cols:
-        _num_col(t, c)
+    rows: list[tuple[str, ...]] = []
     for r in tree_rows(run, max_depth, min_tokens, currency):
         label = "  " * r["depth"] + r["label"] + (f" [dim]{r['kind']}[/dim]" if r["kind"] != "llm" else "")
         if r["status"] == "error":
@@ -109,11 +102,24 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
         i, e, c = r["incl"], r["excl"], r["carried"]
         tokens = compact(i["input"] + i["output"])
         if view == "own":
-            t.add_row(label, tokens, compact(i["cached"]) if i["cached"] else "", _m(i["cost"], currency),
-                      _m(e["cost"], currency), f"{r['duration_ms']:,.0f}")
+            rows.append((label, tokens, compact(i["cached"]) if i["cached"] else "", _m(i["cost"], currency),
+                         _m(e["cost"], currency), f"{r['duration_ms']:,.0f}"))
         else:
-            t.add_row(label, tokens, _m(c["cost"], currency), _m(c["incl_cost"], currency),
-                      _m(e["cost"], currency), f"{r['duration_ms']:,.0f}")
+            rows.append((label, tokens, _m(c["cost"], currency), _m(c["incl_cost"], currency),
+                         _m(e["cost"], currency), f"{r['duration_ms']:,.0f}"))
+    cols = ("tokens", "cached", "cost", "own cost", "ms") if view == "own" else \
+        ("tokens", "carried", "incl.", "own cost", "ms")
+    if int(getattr(console, "width", 80) or 80) < 100:  # narrow terminal: drop the time column first
+        cols, rows = cols[:-1], [row[:-1] for row in rows]
+    # numbers are never cut: the span names give way (ellipsis) when the terminal is narrow
+    widths = [max([len(c)] + [len(row[k]) for row in rows]) for k, c in enumerate(cols, start=1)]
+    span_width = max(16, int(getattr(console, "width", 80) or 80) - sum(widths) - len(widths) - 1)
+    t = _table(console)
+    t.add_column("span", no_wrap=True, overflow="ellipsis", min_width=16, max_width=span_width)
+    for c, width in zip(cols, widths):
+        t.add_column(c, justify="right", no_wrap=True, min_width=width)
+    for row in rows:
+        t.add_row(*row)
     console.print(t)
     if view != "own":
         console.print("[dim]carried: what the tokens a span put into the conversation cost in every call that "
