@@ -178,3 +178,10 @@ def test_demo_cost_is_what_the_optimizer_calls_paid(result: demo.DemoResult) -> 
     from tokprof.optimizers.paid import paid_bills
 
     assert round(paid_bills([result.baseline])[0].total.expected, 2) == round(result.before.cost, 2)
+
+
+def test_cli_headline_label_is_printed_not_eaten_as_markup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue #19.6: the "[measured …]" label survives rich's markup parser."""
+    assert main(["demo", "--dir", str(tmp_path / "runs"), "-o", str(tmp_path / "r.html")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[measured on a live re-run; scripted model: tokens sent are measured; answers could not change]" in text
