@@ -220,3 +220,27 @@ def test_live_runs_show_each_pass_from_the_live_layers_records() -> None:
     assert live_steps, [s.pass_name for s in m.waterfall]
     assert all(s.evidence == "measured" for s in live_steps)
     assert sum(s.delta_tokens for s in m.waterfall) == m.headline.tokens_before - m.headline.tokens_after
+
+
+def test_show_currency_converts_the_tree_and_json(tmp_path: Path) -> None:
+    """Issue #19.6: `show --currency CNY` converts every number: header, tree rows and --json."""
+    import json as _json
+    import subprocess
+    import sys
+    from decimal import Decimal
+
+    from tokprof.demo import run_agent
+    from tokprof.profiler.providers.prices import exchange_rate
+    from tokprof.reports.console import tree_rows
+
+    run, _ = run_agent(save=tmp_path, name="cur")
+    usd = tree_rows(run, 2, 0, "USD")[0]["incl"]["cost"]
+    cny = tree_rows(run, 2, 0, "CNY")[0]["incl"]["cost"]
+    assert abs(Decimal(str(cny)) - Decimal(str(usd)) * exchange_rate()) < Decimal("0.000001")
+    env = {**__import__("os").environ, "TOKPROF_DIR": str(tmp_path), "COLUMNS": "80"}
+    text = subprocess.run([sys.executable, "-m", "tokprof.cli", "show", "--currency", "CNY"], env=env,
+                          capture_output=True, text=True, timeout=120).stdout
+    assert "¥" in text and "$" not in text
+    doc = _json.loads(subprocess.run([sys.executable, "-m", "tokprof.cli", "show", "--currency", "CNY", "--json"],
+                                     env=env, capture_output=True, text=True, timeout=120).stdout)
+    assert "CNY" in _json.dumps(doc) and "USD" not in _json.dumps(doc)
