@@ -72,7 +72,7 @@ def test_unknown_model_gets_a_suggestion_an_unknown_cost_and_estimated_counts() 
 
 
 def test_request_model_is_kept_when_the_response_model_does_not_resolve() -> None:
-    assert resolver.pick_model("doubao-seed-1.6", "ep-20250615-abcde") == "doubao-seed-1.6"
-    assert resolver.pick_model("gpt-4.1", "gpt-4.1-2025-04-14") == "gpt-4.1-2025-04-14"
-    assert resolver.pick_model("my-deployment", "gpt-4o-2024-08-06") == "gpt-4o-2024-08-06"
-    assert resolver.pick_model("gpt-4.1", None) == "gpt-4.1"
+    assert prices.pick_model("doubao-seed-1.6", "ep-20250615-abcde") == "doubao-seed-1.6"
+    assert prices.pick_model("gpt-4.1", "gpt-4.1-2025-04-14") == "gpt-4.1-2025-04-14"
+    assert prices.pick_model("my-deployment", "gpt-4o-2024-08-06") == "gpt-4o-2024-08-06"
+    assert prices.pick_model("gpt-4.1", None) == "gpt-4.1"
