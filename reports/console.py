@@ -107,7 +107,7 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
         else:
             rows.append((label, tokens, _m(c["cost"], currency), _m(c["incl_cost"], currency),
                          _m(e["cost"], currency), f"{r['duration_ms']:,.0f}"))
-    cols = ("tokens", "cached", "cost", "own cost", "ms") if view == "own" else \
+    cols: tuple[str, ...] = ("tokens", "cached", "cost", "own cost", "ms") if view == "own" else \
         ("tokens", "carried", "incl.", "own cost", "ms")
     if int(getattr(console, "width", 80) or 80) < 100:  # narrow terminal: drop the time column first
         cols, rows = cols[:-1], [row[:-1] for row in rows]
