@@ -38,3 +38,17 @@ def test_models_glob_and_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_pattern_suggests(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "qwen-maxx"]) == 1
     assert "did you mean qwen-max" in capsys.readouterr().out
+
+
+def test_models_say_which_prices_are_confirmed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "doubao-seed-1.6", "--json"]) == 0
+    r = next(m for m in json.loads(capsys.readouterr().out)["models"] if m["model"] == "doubao-seed-1.6")
+    # mainland list not confirmed; the international (BytePlus) list seen on the provider's page
+    assert r["prices"]["CNY"]["estimated"] is True and "note" in r["prices"]["CNY"]
+    assert r["prices"]["USD"]["estimated"] is False
+    assert r["prices"]["USD"]["confirmed"].startswith("2026-12-02 https://docs.byteplus.com/")
+    assert main(["models", "gpt-5-nano"]) == 0
+    out = capsys.readouterr().out
+    assert "seen 2026-12-02" in out and "(estimated)" not in out
+    assert main(["models", "gpt-4o-mini"]) == 0
+    assert "(estimated)" in capsys.readouterr().out

@@ -145,7 +145,12 @@ def test_estimated_tokens_give_estimated_cost() -> None:
     fill_usage(call)
     assert call.usage.source("input_tokens") == "estimated"
     assert call_cost(call).source == "estimated"
-    call = LLMCall(model="gpt-4o", messages=[{"role": "user", "content": "hello"}], output="hi")
+    # gpt-5-nano's row is confirmed on OpenAI's page: counted tokens x confirmed price = computed
+    call = LLMCall(model="gpt-5-nano", messages=[{"role": "user", "content": "hello"}], output="hi")
     fill_usage(call)
     assert call_cost(call).source == "computed"
+    # gpt-4o's row could not be confirmed on OpenAI's page (estimated: true): its cost says so too
+    call = LLMCall(model="gpt-4o", messages=[{"role": "user", "content": "hello"}], output="hi")
+    fill_usage(call)
+    assert call_cost(call).source == "estimated"
     assert call_cost(LLMCall(model="gpt-4o")) is None  # nothing known: unknown, not zero

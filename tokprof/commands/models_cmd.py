@@ -1,5 +1,6 @@
 """`tokprof models [PATTERN] [--json]`: what tokprof knows about each model — provider, tokenizer, prices in each
-currency the provider lists, tiers, cache rule (with its confidence), source URL and effective date."""
+currency the provider lists, tiers, cache rule (with its confidence), source URL and effective date, and whether
+each price row was confirmed on the provider's own page (``estimated``; ``confirmed``: when and where)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def model_rows(pattern: str | None = None) -> list[dict[str, Any]]:
         rows.append({
             "model": p.model, "provider": p.provider, "aliases": list(p.aliases),
             "tokenizer": {"encoding": tok.encoding, "exact": tok.exact, "approximation": tok.approximation},
-            "prices": {cur: row.to_dict() for cur, row in sorted(native_prices(p.model).items())},
+            # every price row says whether it is confirmed on the provider's page (estimated: false + confirmed)
+            "prices": {cur: {**row.to_dict(), "estimated": row.estimated}
+                       for cur, row in sorted(native_prices(p.model).items())},
             "cache_rule": rule.describe() if rule.caches else {"mode": "none", "provider": rule.provider},
         })
     return rows
@@ -74,7 +77,8 @@ def models_command(args: argparse.Namespace) -> int:
             for t in d.get("tiers", []):
                 cond = f">{t['above']:,} in" + (f", >{t['output_above']} out" if "output_above" in t else "")
                 tiers.append(f"{cur} {cond}: {t['input']} / {t['output']}")
-            sources.append(f"{d['source']} {d['effective_date']}")
+            seen = f", seen {d['confirmed'].split()[0]}" if d.get("confirmed") and not d["estimated"] else ""
+            sources.append(f"{d['source']} {d['effective_date']}{seen}")
         tok = r["tokenizer"]
         rule = r["cache_rule"]
         rule_text = "none" if rule["mode"] == "none" else (
