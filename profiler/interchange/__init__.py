@@ -6,7 +6,8 @@
 
 Formats (``FORMATS``): ``tau2`` (τ²-bench results), ``tau1`` (τ-bench trajectories), ``swe_agent``
 (SWE-agent ``.traj``), ``chatlog`` (JSONL of OpenAI chat requests/responses), ``otlp`` (OpenTelemetry
-OTLP-JSON with GenAI semantic conventions; also exported by :func:`tokprof.profiler.interchange.otlp.write_otlp`).
+OTLP-JSON with GenAI semantic conventions; also exported by :func:`tokprof.profiler.interchange.otlp.write_otlp`),
+and coding agents' local logs: ``claude_code``, ``codex``, ``gemini_cli``, ``qwen_code``, ``opencode``.
 Each module's docstring documents exactly what it reads.
 """
 
@@ -16,7 +17,18 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from tokprof.profiler.interchange import chatlog, claude_code, codex, gemini_cli, otlp, swe_agent, tau1, tau2
+from tokprof.profiler.interchange import (
+    chatlog,
+    claude_code,
+    codex,
+    gemini_cli,
+    opencode,
+    otlp,
+    qwen_code,
+    swe_agent,
+    tau1,
+    tau2,
+)
 from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
@@ -30,11 +42,14 @@ FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
     "claude_code": claude_code.import_text,
     "codex": codex.import_text,
     "gemini_cli": gemini_cli.import_text,
+    "qwen_code": qwen_code.import_text,
+    "opencode": opencode.import_text,
 }
 ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
            "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp",
            "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex",
-           "gemini": "gemini_cli", "gemini-cli": "gemini_cli"}
+           "gemini": "gemini_cli", "gemini-cli": "gemini_cli", "qwen": "qwen_code", "qwen-code": "qwen_code",
+           "open-code": "opencode"}
 _SNIFF_CHARS = 65536
 
 
@@ -74,6 +89,18 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return None
     if '"sessionId"' in head and '"projectHash"' in head and '"messages"' in head:
         return "gemini_cli"
+    if '"info"' in head and '"messages"' in head and '"parts"' in head:
+        try:
+            if opencode.looks_like_export(json.loads(text)):
+                return "opencode"  # an `opencode export` document
+        except (ValueError, RecursionError):
+            pass
+    if '"projectID"' in head and '"time"' in head and "\n{" not in head.strip():
+        try:
+            if opencode.looks_like_session(json.loads(text)):
+                return "opencode"  # a session file of OpenCode's storage folder
+        except (ValueError, RecursionError):
+            pass
     if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
         return "tau2"
     if '"trajectory"' in head and '"history"' in head:
@@ -86,6 +113,8 @@ def _sniff(text: str, path: Path | None) -> str | None:
             probe: Any = json.loads(line)
         except (ValueError, RecursionError):  # a line nested too deep is no format marker
             continue
+        if qwen_code.looks_like(probe):  # before Claude Code: both write sessionId/uuid/type envelopes
+            return "qwen_code"
         if claude_code.looks_like(probe):
             return "claude_code"
         if codex.looks_like(probe):
