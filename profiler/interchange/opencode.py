@@ -199,7 +199,7 @@ def to_usage(tokens: Any, provider: str | None) -> tuple[Usage, str]:
     if not isinstance(tokens, dict):
         return Usage(), "none"
     inp, out, rsn = _n(tokens.get("input")), _n(tokens.get("output")), _n(tokens.get("reasoning"))
-    cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
+    cache = _d(tokens.get("cache"))
     read, write = _n(cache.get("read")), _n(cache.get("write"))
     total = tokens.get("total")
     if isinstance(total, (int, float)) and not isinstance(total, bool) and total > 0:
@@ -218,6 +218,11 @@ def to_usage(tokens: Any, provider: str | None) -> tuple[Usage, str]:
                             reasoning_tokens=rsn or None)
     return u, ("input excludes cache" if excludes else "input includes cache") + (
         ", reasoning apart from output" if separate else "")
+
+
+def _d(v: Any) -> dict[str, Any]:
+    """``v`` when it is an object, else an empty one (foreign files put anything anywhere)."""
+    return v if isinstance(v, dict) else {}
 
 
 def _cost(v: Any) -> Cost | None:
@@ -266,9 +271,9 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
             completed = _t(m.get("time"), "completed") or created
             parts = _uniq(src.parts.get(str(m["id"]), []))
             if m.get("role") == "user":
-                text = "\n".join(str(p.get("text") or "") for p in parts if p.get("type") == "text"
-                                 and not p.get("synthetic"))
-                seen.append({"role": "user", "content": text})
+                prompt = "\n".join(str(p.get("text") or "") for p in parts if p.get("type") == "text"
+                                   and not p.get("synthetic"))
+                seen.append({"role": "user", "content": prompt})
                 last = created
                 continue
             if m.get("role") != "assistant":
@@ -276,15 +281,17 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
             model, provider = m.get("modelID"), m.get("providerID")
             steps = [p for p in parts if p.get("type") == "step-finish"]
             # old releases: no step parts, the message's own tokens are its one call
-            pending = [("m", m)] if not steps else []
-            step_start, text, calls = created, [], []
+            pending = not steps
+            step_start = created
+            text: list[str] = []
+            calls: list[dict[str, Any]] = []
             tools_in_step: list[Span] = []
             for p in (parts if steps else parts + [{"type": "_end"}]):
                 kind = p.get("type")
                 if kind == "text" and p.get("text"):
                     text.append(str(p["text"]))
                 elif kind == "tool":
-                    st = p.get("state") if isinstance(p.get("state"), dict) else {}
+                    st = _d(p.get("state"))
                     ts, te = _t(st.get("time"), "start") or step_start, _t(st.get("time"), "end")
                     span = b.span("tool", str(p.get("tool") or "tool"), parent, ts, te or ts,
                                   status="error" if st.get("status") == "error" else "ok",
@@ -292,7 +299,7 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
                                   attributes={"tool_call_id": p.get("callID"), "arguments": st.get("input"),
                                               "output": st.get("output")})
                     tools_in_step.append(span)
-                    meta = st.get("metadata") if isinstance(st.get("metadata"), dict) else {}
+                    meta = _d(st.get("metadata"))
                     if meta.get("sessionId"):
                         launchers[str(meta["sessionId"])] = span
                     calls.append(p)
@@ -306,7 +313,7 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
                         if calls:
                             out["tool_calls"] = [{"id": str(c.get("callID") or ""), "type": "function", "function": {
                                 "name": str(c.get("tool") or ""), "arguments": json.dumps(
-                                    (c.get("state") or {}).get("input") or {})}} for c in calls]
+                                    _d(c.get("state")).get("input") or {})}} for c in calls]
                         b.span("llm", f"{side} {model or 'model'}", parent, step_start, max(step_start, end),
                                llm=LLMCall(provider=provider, model=model, messages=list(seen), output=out,
                                            usage=usage, cost=_cost(p.get("cost") if kind == "step-finish"
@@ -316,11 +323,11 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
                                attributes={"message_id": m.get("id"), "mode": m.get("mode") or m.get("agent")})
                         seen.append(out)
                         for c in calls:
-                            st = c.get("state") if isinstance(c.get("state"), dict) else {}
+                            st = _d(c.get("state"))
                             seen.append({"role": "tool", "tool_call_id": str(c.get("callID") or ""),
                                          "content": str(st.get("output") or st.get("error") or "")})
                     step_start = max([s.end_ns or s.start_ns for s in tools_in_step] or [end])
-                    text, calls, tools_in_step, pending = [], [], [], []
+                    text, calls, tools_in_step, pending = [], [], [], False
             last = completed
         for child in src.children(session_id):
             cid = str(child["id"])

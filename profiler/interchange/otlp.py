@@ -91,11 +91,12 @@ def _documents(text: str, path: Path | None) -> list[tuple[str, Any]]:
     try:
         doc = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        deep = isinstance(exc, RecursionError)
-        whole = (f"JSON nested too deeply to read; expected {EXPECTED}" if deep else
-                 f"malformed JSON ({exc.msg} at column {exc.colno}); expected {EXPECTED}")
-        where = None if deep else f"line {exc.lineno}"
-        if deep or exc.msg != "Extra data":
+        if isinstance(exc, json.JSONDecodeError):
+            deep, where = False, f"line {exc.lineno}"
+            whole = f"malformed JSON ({exc.msg} at column {exc.colno}); expected {EXPECTED}"
+        else:
+            deep, where, whole = True, None, f"JSON nested too deeply to read; expected {EXPECTED}"
+        if deep or "Extra data" not in whole:
             lines = text.lstrip().splitlines()
             if len(lines) <= 1:
                 raise InterchangeError(path, where, whole) from None

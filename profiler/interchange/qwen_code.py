@@ -241,8 +241,9 @@ def session_run(records: list[dict[str, Any]], source: str) -> Run:
                     span = tool_spans.get(cid)
                     if span is not None:
                         span.end_ns = max(span.start_ns, ts)
-                        span.attributes["output"] = resp
-                        tcr = r.get("toolCallResult") if isinstance(r.get("toolCallResult"), dict) else {}
+                        span.attributes = {**(span.attributes or {}), "output": resp}
+                        tcr = r.get("toolCallResult")
+                        tcr = tcr if isinstance(tcr, dict) else {}
                         if tcr.get("status") in ("error", "cancelled") or tcr.get("error"):
                             span.status, span.error = "error", str(tcr.get("error") or tcr.get("status"))[:2000]
                 prev = ts
