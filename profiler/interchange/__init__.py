@@ -89,6 +89,12 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return None
     if '"sessionId"' in head and '"projectHash"' in head and '"messages"' in head:
         return "gemini_cli"
+    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
+        return "tau2"
+    if '"trajectory"' in head and '"history"' in head:
+        return "swe_agent"
+    if '"traj"' in head:
+        return "tau1"  # one τ-bench record, or the list inside a wrapper object
     if '"info"' in head and '"messages"' in head and '"parts"' in head:
         try:
             if opencode.looks_like_export(json.loads(text)):
@@ -101,12 +107,6 @@ def _sniff(text: str, path: Path | None) -> str | None:
                 return "opencode"  # a session file of OpenCode's storage folder
         except (ValueError, RecursionError):
             pass
-    if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
-        return "tau2"
-    if '"trajectory"' in head and '"history"' in head:
-        return "swe_agent"
-    if '"traj"' in head:
-        return "tau1"  # one τ-bench record, or the list inside a wrapper object
     # JSONL: the first few lines decide (a Claude Code transcript may open with a summary or snapshot line).
     for line in head.split("\n")[:5]:
         try:
