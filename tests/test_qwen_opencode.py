@@ -231,3 +231,80 @@ def test_opencode_session_without_messages_is_one_clear_error(tmp_path):
     except ValueError as exc:
         result_err = str(exc)
     assert result_err and "ses_x" in result_err and "no assistant step" in result_err
+
+
+# --- files vary, totals do not ---------------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = dict(derandomize=True, deadline=None, database=None, max_examples=40,
+            suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(**FUZZ)
+@given(data=st.data())
+def test_qwen_code_variants_keep_totals(tmp_path, data):
+    """Records repeated (resume copies, retried appends), lines shuffled, unknown fields added to records and
+    to ``usageMetadata`` (Gemini's ``trafficType``, ``promptTokensDetails``), zero cache counts dropped,
+    telemetry replays inserted: the totals never move."""
+    lines = [json.loads(x) for x in QWEN_SESSION.read_text().splitlines()]
+    expected = _sum(import_file(QWEN_SESSION).runs[0])
+    repeats = data.draw(st.lists(st.sampled_from(range(len(lines))), max_size=6))
+    out = lines + [json.loads(json.dumps(lines[i])) for i in repeats]
+    out = data.draw(st.permutations(out))
+    for r in out:
+        if data.draw(st.booleans()):
+            r["someFutureField"] = {"x": [1, 2]}
+            um = r.get("usageMetadata")
+            if um is not None:
+                um["trafficType"] = "ON_DEMAND"
+                um["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": um["promptTokenCount"]}]
+                if um.get("cachedContentTokenCount") == 0:
+                    del um["cachedContentTokenCount"]
+    if data.draw(st.booleans()):
+        out.append({"uuid": "tel", "sessionId": lines[0]["sessionId"], "timestamp": lines[3]["timestamp"],
+                    "type": "system", "subtype": "ui_telemetry",
+                    "systemPayload": {"uiEvent": {"input_token_count": 99999, "output_token_count": 99999}}})
+    p = tmp_path / "v.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in out) + "\n")
+    result = import_file(p)
+    assert not result.errors and _sum(result.runs[0]) == expected
+
+
+def _storage_as_export(inline_children: bool) -> dict:
+    """OC_STORAGE as one `opencode export` document (the parent; optionally its child's messages inline)."""
+    sessions = {json.loads(f.read_text())["id"]: json.loads(f.read_text())
+                for f in (OC_STORAGE / "session").rglob("*.json")}
+    parent = next(s for s in sessions.values() if not s.get("parentID"))
+    messages = []
+    for sid in sessions if inline_children else [parent["id"]]:
+        for mf in sorted((OC_STORAGE / "message" / sid).glob("*.json")):
+            info = json.loads(mf.read_text())
+            parts = [json.loads(f.read_text()) for f in sorted((OC_STORAGE / "part" / info["id"]).glob("*.json"))]
+            messages.append({"info": info, "parts": parts})
+    return {"info": parent, "messages": messages}
+
+
+@settings(**FUZZ)
+@given(data=st.data())
+def test_opencode_export_variants_keep_totals(tmp_path, data):
+    """An export with the child session inline, parts and messages shuffled, parts repeated (a part file is
+    rewritten as it streams), unknown fields added: equal to the storage folder's run."""
+    expected = _sum(import_file(OC_PARENT).runs[0])
+    doc = _storage_as_export(inline_children=True)
+    doc["messages"] = data.draw(st.permutations(doc["messages"]))
+    for m in doc["messages"]:
+        parts = m["parts"] + [json.loads(json.dumps(p)) for p in
+                              data.draw(st.lists(st.sampled_from(m["parts"]), max_size=3))]
+        m["parts"] = data.draw(st.permutations(parts))
+        if data.draw(st.booleans()):
+            m["info"]["someFutureField"] = [1]
+            for p in m["parts"]:
+                p["metadata"] = {"openai": {"itemId": "x"}}
+    p = tmp_path / "export.json"
+    p.write_text(json.dumps(doc))
+    result = import_file(p)
+    assert not result.errors and _sum(result.runs[0]) == expected
+    run = result.runs[0]
+    sub = next(s for s in run.spans if s.kind == "agent" and s.parent_id)
+    assert {s.span_id: s for s in run.spans}[sub.parent_id].name == "task"
