@@ -308,3 +308,69 @@ def test_opencode_export_variants_keep_totals(tmp_path, data):
     run = result.runs[0]
     sub = next(s for s in run.spans if s.kind == "agent" and s.parent_id)
     assert {s.span_id: s for s in run.spans}[sub.parent_id].name == "task"
+
+
+def _storage_as_db(db: Path) -> Path:
+    """OC_STORAGE written into OpenCode's SQLite layout (session.sql.ts: ``session`` columns; ``message`` and
+    ``part`` rows whose ``data`` is the stored object without its ids)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE session (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, workspace_id TEXT, parent_id TEXT,
+            slug TEXT NOT NULL, directory TEXT NOT NULL, path TEXT, title TEXT NOT NULL, version TEXT NOT NULL,
+            cost REAL NOT NULL DEFAULT 0, time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL);
+        CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, time_created INTEGER NOT NULL,
+            time_updated INTEGER NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE part (id TEXT PRIMARY KEY, message_id TEXT NOT NULL, session_id TEXT NOT NULL,
+            time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL, data TEXT NOT NULL);""")
+    for f in (OC_STORAGE / "session").rglob("*.json"):
+        s = json.loads(f.read_text())
+        con.execute("INSERT INTO session (id, project_id, parent_id, slug, directory, title, version, time_created,"
+                    " time_updated) VALUES (?,?,?,?,?,?,?,?,?)", (s["id"], s["projectID"], s.get("parentID"), "slug",
+                                                                  s["directory"], s["title"], s["version"],
+                                                                  s["time"]["created"], s["time"]["updated"]))
+    for f in (OC_STORAGE / "message").rglob("*.json"):
+        m = json.loads(f.read_text())
+        mid, sid = m.pop("id"), m.pop("sessionID")
+        con.execute("INSERT INTO message VALUES (?,?,?,?,?)", (mid, sid, 0, 0, json.dumps(m)))
+    for f in (OC_STORAGE / "part").rglob("*.json"):
+        p = json.loads(f.read_text())
+        pid, mid, sid = p.pop("id"), p.pop("messageID"), p.pop("sessionID")
+        con.execute("INSERT INTO part VALUES (?,?,?,?,?,?)", (pid, mid, sid, 0, 0, json.dumps(p)))
+    con.commit()
+    con.close()
+    return db
+
+
+def test_opencode_sqlite_database_equals_the_json_storage(tmp_path, capsys):
+    db = _storage_as_db(tmp_path / "opencode.db")
+    assert detect_format(db) == "opencode"
+    result = import_file(db)
+    assert result.errors == [] and len(result.runs) == 1  # the child session is inside its parent
+    run = result.runs[0]
+    assert _sum(run) == _sum(import_file(OC_PARENT).runs[0])
+    sub = next(s for s in run.spans if s.kind == "agent" and s.parent_id)
+    assert {s.span_id: s for s in run.spans}[sub.parent_id].name == "task"
+    # discovery prefers the database (current releases migrated the JSON storage into it)
+    shutil.copytree(OC_STORAGE, tmp_path / "storage")
+    assert main(["import", "--opencode", "--path", str(tmp_path), "--no-save", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["runs"], s["calls"], s["tokens"]["input"]) == (1, 4, 36250)
+    assert [Path(f["path"]).name for f in s["files"]] == ["opencode.db"]
+
+
+def test_a_database_that_is_not_opencodes_is_one_clear_error(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "other.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    try:
+        import_file(db)
+    except ValueError as exc:
+        assert "other.db" in str(exc) and "not an OpenCode database" in str(exc)
+    else:
+        raise AssertionError("expected an error")

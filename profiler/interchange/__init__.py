@@ -161,6 +161,8 @@ def detect_format(path: str | Path, text: str | None = None) -> str:
     """The format of a file (gzip or not), from its name and content; raises when it is none we read."""
     path = Path(path)
     if text is None:
+        if opencode.is_db(path):
+            return "opencode"  # an SQLite file: OpenCode's opencode.db is the one we read
         text = read_text(path)
     fmt = _sniff(text, path)
     if fmt is None:
@@ -179,14 +181,23 @@ def import_text(text: str, format: str, path: str | Path | None = None) -> Impor
     """Import already-read text in ``format``. Raises :class:`InterchangeError` when no record imports."""
     fmt = normalize_format(format)
     p = Path(path) if path is not None else None
+    return _checked(_guarded(lambda: FORMATS[fmt](text, p), fmt, p), fmt, p)
+
+
+def _guarded(run_importer: Callable[[], ImportResult], fmt: str, p: Path | None) -> ImportResult:
+    """An importer's result; anything it raises becomes one clear :class:`InterchangeError`."""
     try:
-        result = FORMATS[fmt](text, p)
+        return run_importer()
     except InterchangeError:
         raise
     except RecursionError:
         raise InterchangeError(p, None, f"nested too deeply to read as {fmt}") from None
     except Exception as exc:  # noqa: BLE001 - hostile input gets a clear error, never a traceback
         raise InterchangeError(p, None, f"cannot import as {fmt} ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _checked(result: ImportResult, fmt: str, p: Path | None) -> ImportResult:
+    """Cycles broken in every run; a file with no good record is an error."""
     # every importer's runs: parent-id cycles broken (and noted in metadata) before anything walks them
     from tokprof.profiler.integrity import break_parent_cycles
 
@@ -208,6 +219,8 @@ def import_file(path: str | Path, format: str | None = None) -> ImportResult:
     :class:`InterchangeError` when the file cannot be read, is of no known format, or has no good record.
     """
     path = Path(path)
+    if (format is None or normalize_format(format) == "opencode") and opencode.is_db(path):
+        return _checked(_guarded(lambda: opencode.import_db(path), "opencode", path), "opencode", path)
     text = read_text(path)
     fmt = normalize_format(format) if format else detect_format(path, text)
     return import_text(text, fmt, path)

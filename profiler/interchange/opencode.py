@@ -9,7 +9,12 @@
 
 (older releases: ``session/info/<id>.json``, ``session/message/<sid>/<mid>.json``,
 ``session/part/<sid>/<mid>/<pid>.json``: read too). ``opencode export <id>`` writes the same objects as
-``{"info": <session>, "messages": [{"info": <message>, "parts": [...]}]}``.
+``{"info": <session>, "messages": [{"info": <message>, "parts": [...]}]}``. Current releases keep them in
+SQLite, ``<data>/opencode/opencode.db`` (anomalyco/opencode ``packages/opencode/src/session/session.sql.ts``):
+tables ``session`` (``id``, ``project_id``, ``parent_id``, ``title``, ``directory``, ``version``,
+``time_created``, ``time_updated``...), ``message`` and ``part`` (``id``, ``session_id``/``message_id``,
+``data``: the same JSON object without its ids); the database is opened read-only, one run per top-level
+session (:func:`import_db`).
 
 An assistant message has ``modelID``, ``providerID``, ``cost`` and ``tokens: {input, output, reasoning,
 cache: {read, write}, total?}``. One message can hold several model calls (*steps*: a tool round each): the
@@ -49,121 +54,59 @@ from tokprof.profiler.interchange.base import (
     parse_json,
     stable_id,
 )
+from tokprof.profiler.interchange.opencode_sources import (
+    MAX_CHILD_DEPTH,
+    Source,
+    from_db,
+    from_export,
+    from_storage,
+    is_db,
+    looks_like_export,
+    looks_like_session,
+    ms_to_ns,
+)
 from tokprof.profiler.model import Cost, LLMCall, Message, Run, Span, Usage
-
 FORMAT = "opencode"
 EXPECTED = ('an OpenCode session (storage/session/.../<id>.json beside message/ and part/, or `opencode export` '
             '{"info", "messages": [{"info", "parts"}]})')
 EXCLUSIVE_PROVIDERS = ("anthropic", "amazon-bedrock", "bedrock", "google-vertex-anthropic")
-MAX_CHILD_DEPTH = 8
+
+__all__ = ["FORMAT", "import_db", "import_text", "is_db", "looks_like_export", "looks_like_session", "to_usage"]
 
 
-def looks_like_export(obj: Any) -> bool:
-    return (isinstance(obj, dict) and isinstance(obj.get("info"), dict) and isinstance(obj.get("messages"), list)
-            and all(isinstance(m, dict) and "info" in m for m in obj["messages"][:20]))
-
-
-def looks_like_session(obj: Any) -> bool:
-    return isinstance(obj, dict) and "id" in obj and "projectID" in obj and "time" in obj and "role" not in obj
-
-
-# ---------------------------------------------------------------------------------------------------
-# reading: a session's messages and parts, from an export or from the storage folders
-# ---------------------------------------------------------------------------------------------------
-class _Source:
-    """Where sessions, messages and parts come from."""
-
-    def __init__(self, sessions: dict[str, dict[str, Any]], messages: dict[str, list[dict[str, Any]]],
-                 parts: dict[str, list[dict[str, Any]]], errors: list[InterchangeError]) -> None:
-        self.sessions, self.messages, self.parts, self.errors = sessions, messages, parts, errors
-
-    def children(self, sid: str) -> list[dict[str, Any]]:
-        return sorted((s for s in self.sessions.values() if s.get("parentID") == sid),
-                      key=lambda s: _t(s.get("time"), "created") or 0)
-
-
-def _read(f: Path, errors: list[InterchangeError]) -> Any:
-    try:
-        return json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        errors.append(InterchangeError(f, None, f"unreadable OpenCode file ({type(exc).__name__}: {str(exc)[:120]})"))
-        return None
-
-
-def _storage_root(path: Path) -> Path | None:
-    for p in path.parents:
-        if p.name == "storage":
-            return p
-    return None
-
-
-def _from_storage(path: Path, info: dict[str, Any]) -> _Source:
-    errors: list[InterchangeError] = []
-    root = _storage_root(path) or path.parent.parent.parent
-    sessions: dict[str, dict[str, Any]] = {str(info["id"]): info}
-    sdir = root / "session"
-    if sdir.is_dir():
-        for f in sdir.rglob("*.json"):
-            if {"message", "part"} & set(f.relative_to(sdir).parts[:-1]):
-                continue  # the older layout keeps messages under session/
-            obj = _read(f, errors)
-            if looks_like_session(obj):
-                sessions.setdefault(str(obj["id"]), obj)
-    messages: dict[str, list[dict[str, Any]]] = {}
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for sid in _family(sessions, str(info["id"])):
-        for mdir in (root / "message" / sid, root / "session" / "message" / sid):
-            for f in sorted(mdir.glob("*.json")) if mdir.is_dir() else []:
-                m = _read(f, errors)
-                if isinstance(m, dict) and m.get("id"):
-                    messages.setdefault(sid, []).append(m)
-        for m in messages.get(sid, []):
-            mid = str(m["id"])
-            for pdir in (root / "part" / mid, root / "session" / "part" / sid / mid):
-                for f in sorted(pdir.glob("*.json")) if pdir.is_dir() else []:
-                    p = _read(f, errors)
-                    if isinstance(p, dict):
-                        parts.setdefault(mid, []).append(p)
-    return _Source(sessions, messages, parts, errors)
-
-
-def _family(sessions: dict[str, dict[str, Any]], sid: str) -> list[str]:
-    out, todo = [], [(sid, 0)]
-    while todo:
-        cur, depth = todo.pop()
-        if cur in out or depth > MAX_CHILD_DEPTH:
+def import_db(path: str | Path) -> ImportResult:
+    """Every top-level session of an ``opencode.db`` as a run (its child sessions inside it)."""
+    path = Path(path)
+    src = from_db(path)
+    result = ImportResult(path, FORMAT)
+    result.errors.extend(src.errors)
+    for info in sorted(src.sessions.values(), key=lambda s: ms_to_ns(s.get("time"), "created") or 0):
+        if info.get("parentID") and str(info["parentID"]) in src.sessions:
+            continue  # imported inside its parent
+        result.records += 1
+        where = f"session {info['id']}"
+        try:
+            run = session_run(src, info, path.name)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            result.errors.append(InterchangeError(path, where, f"malformed OpenCode session ({exc})"))
             continue
-        out.append(cur)
-        todo.extend((str(s["id"]), depth + 1) for s in sessions.values() if s.get("parentID") == cur)
-    return out
-
-
-def _from_export(data: dict[str, Any]) -> _Source:
-    info = data["info"]
-    messages: dict[str, list[dict[str, Any]]] = {}
-    parts: dict[str, list[dict[str, Any]]] = {}
-    sessions = {str(info.get("id")): info}
-    for m in data["messages"]:
-        mi = m.get("info") if isinstance(m, dict) else None
-        if not isinstance(mi, dict) or not mi.get("id"):
+        if not run.llm_spans():
+            result.errors.append(InterchangeError(path, where, "no assistant step with tokens"))
             continue
-        sid = str(mi.get("sessionID") or info.get("id"))
-        messages.setdefault(sid, []).append(mi)
-        parts.setdefault(str(mi["id"]), []).extend(p for p in m.get("parts") or [] if isinstance(p, dict))
-    for sid in messages:  # an export that inlines child sessions' messages
-        sessions.setdefault(sid, {"id": sid, "parentID": str(info.get("id")), "title": "sub-agent", "time": {}})
-    return _Source(sessions, messages, parts, [])
+        fill_counts(run)
+        result.runs.append(run)
+    return result
 
 
 def import_text(text: str, path: Path | None = None) -> ImportResult:
     data = parse_json(path, text, EXPECTED)
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
     if looks_like_export(data):
-        src, info = _from_export(data), data["info"]
+        src, info = from_export(data), data["info"]
     elif looks_like_session(data):
         if path is None:
             raise InterchangeError(path, None, "an OpenCode session file needs its storage folder (pass the path)")
-        src, info = _from_storage(Path(path), data), data
+        src, info = from_storage(Path(path), data), data
     else:
         raise InterchangeError(path, None, f"no session 'info'/'messages'; expected {EXPECTED}")
     result.errors.extend(src.errors)
@@ -181,17 +124,12 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
     return result
 
 
+
 # ---------------------------------------------------------------------------------------------------
 # values
 # ---------------------------------------------------------------------------------------------------
 def _n(v: Any) -> int:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 << 62 else 0
-
-
-def _t(time: Any, key: str) -> int | None:
-    """OpenCode times are epoch milliseconds."""
-    v = time.get(key) if isinstance(time, dict) else None
-    return int(v) * 1_000_000 if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e14 else None
 
 
 def to_usage(tokens: Any, provider: str | None) -> tuple[Usage, str]:
@@ -242,12 +180,13 @@ def _uniq(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(by_id.values(), key=lambda x: str(x.get("id")))
 
 
+
 # ---------------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------------
-def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
+def session_run(src: Source, info: dict[str, Any], source: str) -> Run:
     sid = str(info.get("id"))
-    t0 = _t(info.get("time"), "created") or 0
+    t0 = ms_to_ns(info.get("time"), "created") or 0
     run = Run(run_id=stable_id(FORMAT, sid), name=f"opencode {str(info.get('title') or sid)[:40]}",
               tags={"agent": "opencode", "session": sid}, started_wall_ns=t0,
               metadata={"source": FORMAT, "source_file": source, "session_id": sid,
@@ -255,7 +194,7 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
                         "notes": ["OpenCode stores no system prompt or tool definitions with the messages: call "
                                   "messages are the conversation only; token counts are the provider's"]})
     b = RunBuilder(run)
-    root = b.span("agent", run.name, None, t0, _t(info.get("time"), "updated"))
+    root = b.span("agent", run.name, None, t0, ms_to_ns(info.get("time"), "updated"))
     conventions: set[str] = set()
     launchers: dict[str, Span] = {}
     done: set[str] = set()
@@ -264,11 +203,11 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
         """The session's calls and tools under ``parent``; its child sessions under their task tools."""
         done.add(session_id)
         seen: list[Message] = []
-        last = _t(src.sessions.get(session_id, {}).get("time"), "created") or t0
+        last = ms_to_ns(src.sessions.get(session_id, {}).get("time"), "created") or t0
         side = "sub-agent" if depth else "agent"
         for m in _uniq(src.messages.get(session_id, [])):
-            created = _t(m.get("time"), "created") or last
-            completed = _t(m.get("time"), "completed") or created
+            created = ms_to_ns(m.get("time"), "created") or last
+            completed = ms_to_ns(m.get("time"), "completed") or created
             parts = _uniq(src.parts.get(str(m["id"]), []))
             if m.get("role") == "user":
                 prompt = "\n".join(str(p.get("text") or "") for p in parts if p.get("type") == "text"
@@ -292,7 +231,7 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
                     text.append(str(p["text"]))
                 elif kind == "tool":
                     st = _d(p.get("state"))
-                    ts, te = _t(st.get("time"), "start") or step_start, _t(st.get("time"), "end")
+                    ts, te = ms_to_ns(st.get("time"), "start") or step_start, ms_to_ns(st.get("time"), "end")
                     span = b.span("tool", str(p.get("tool") or "tool"), parent, ts, te or ts,
                                   status="error" if st.get("status") == "error" else "ok",
                                   error=str(st.get("error"))[:2000] if st.get("status") == "error" else None,
@@ -335,7 +274,7 @@ def session_run(src: _Source, info: dict[str, Any], source: str) -> Run:
                 continue
             cparent = launchers.get(cid) or parent
             agent = b.span("agent", f"sub-agent {str(child.get('title') or cid)[:40]}", cparent,
-                           _t(child.get("time"), "created") or cparent.start_ns, _t(child.get("time"), "updated"),
+                           ms_to_ns(child.get("time"), "created") or cparent.start_ns, ms_to_ns(child.get("time"), "updated"),
                            tags={"side": "sub-agent"}, attributes={"session_id": cid})
             emit(cid, agent, depth + 1)
             last = max(last, agent.end_ns or agent.start_ns)

@@ -46,8 +46,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "$QWEN_RUNTIME_DIR, else $QWEN_HOME, else ~/.qwen)")
     p.add_argument("--opencode", action="store_true",
                    help="also import every top-level OpenCode session with its sub-agent sessions "
-                        "(<home>/storage/session/*/*.json; home: --path, else $XDG_DATA_HOME/opencode, else "
-                        "~/.local/share/opencode)")
+                        "(<home>/opencode.db, else <home>/storage/session/*/*.json; home: --path, else "
+                        "$XDG_DATA_HOME/opencode, else ~/.local/share/opencode)")
     p.add_argument("--path", metavar="DIR", help="the coding agent's home folder for --claude-code/--codex/--gemini/"
                                                  "--qwen-code/--opencode")
     p.add_argument("--format", choices=sorted(FORMATS), help="the files' format (default: detect)")
@@ -111,7 +111,11 @@ def discover(flag: str, home: Path) -> list[Path]:
 
 
 def opencode_sessions(home: Path) -> list[Path]:
-    """OpenCode's top-level session files; a child session (a sub-agent) is imported inside its parent."""
+    """OpenCode's sessions: its SQLite database when there is one (current releases, which migrated the JSON
+    storage into it: reading both would count every session twice), else the top-level session files of the
+    JSON storage; a child session (a sub-agent) is imported inside its parent."""
+    if (home / "opencode.db").is_file():
+        return [home / "opencode.db"]
     root = home / "storage" if (home / "storage").is_dir() else home
     sdir = root / "session"
     out = []
