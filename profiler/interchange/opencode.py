@@ -1,6 +1,7 @@
 """OpenCode sessions: its JSON storage, or one ``opencode export`` document; one run per top-level session.
 
-**Storage** (sst/opencode ``packages/opencode/src/storage/storage.ts``; default root
+**Storage** (sst/opencode ``packages/opencode/src/session/index.ts``: ``Storage.write(["message", sessionID,
+id])``, ``Storage.write(["part", messageID, id])``, one JSON file per key under the root; default root
 ``~/.local/share/opencode/storage``, ``$XDG_DATA_HOME/opencode/storage``)::
 
     session/<projectID>/<sessionID>.json      {id, projectID, parentID?, title, directory, version, time}
