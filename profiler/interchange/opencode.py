@@ -1,4 +1,5 @@
-"""OpenCode sessions: its JSON storage, or one ``opencode export`` document; one run per top-level session.
+"""OpenCode sessions: its JSON storage, its SQLite database or an ``opencode export`` document; one run per
+top-level session.
 
 **Storage** (sst/opencode ``packages/opencode/src/session/index.ts``: ``Storage.write(["message", sessionID,
 id])``, ``Storage.write(["part", messageID, id])``, one JSON file per key under the root; default root
