@@ -374,3 +374,20 @@ def test_a_database_that_is_not_opencodes_is_one_clear_error(tmp_path):
         assert "other.db" in str(exc) and "not an OpenCode database" in str(exc)
     else:
         raise AssertionError("expected an error")
+
+
+def test_a_fifo_named_like_a_database_is_never_opened(tmp_path):
+    """Sniffing for OpenCode's SQLite file reads magic bytes only from regular files (a FIFO would block)."""
+    import os
+
+    from tokprof.profiler.interchange.opencode import is_db
+
+    fifo = tmp_path / "opencode.db"
+    os.mkfifo(fifo)
+    assert not is_db(fifo)
+    try:
+        import_file(fifo)
+    except ValueError as exc:
+        assert "not a regular file" in str(exc)
+    else:
+        raise AssertionError("expected an error")

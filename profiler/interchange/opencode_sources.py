@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +122,16 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def is_db(path: str | Path) -> bool:
-    """Whether ``path`` is an SQLite database (OpenCode's ``opencode.db``), by its magic bytes."""
+    """Whether ``path`` is an SQLite database (OpenCode's ``opencode.db``), by its magic bytes. Only a regular
+    file is opened: opening a FIFO named like a trace would block forever."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as fh:
             return fh.read(16) == SQLITE_MAGIC
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
