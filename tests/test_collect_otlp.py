@@ -355,3 +355,44 @@ def test_hostile_payloads_never_break_the_receiver(receiver):
     check()
     runs = _collected(receiver)
     assert any(s.name == "agent" and s.llm is None for r in runs for s in r.spans)
+
+
+def test_official_otel_openai_v2_over_otlp_equals_tokprofs_own_recording(receiver, llm_server):
+    """The official ``opentelemetry-instrumentation-openai-v2`` (2.4b0, with ``opentelemetry-util-genai``
+    1.1b0: 1.3b0 dropped the ``instruments`` module 2.4b0 imports) exporting over the real OTLP/HTTP exporter
+    while the real ``openai`` client calls the loopback server: the collected run has tokprof's own calls,
+    input/output tokens and tree.
+
+    openai-v2 2.4b0 wraps chat completions and embeddings only (not the Responses API), and its chat path sets
+    prompt/completion tokens but no cache read (``patch.py``; the ``gen_ai.usage.cache_read.input_tokens``
+    helper in ``response_extractors.py`` is not wired to chat), so the collected calls carry no cache read
+    where tokprof's own recording has the provider's 1024/1152: the receiver cannot invent what was not sent."""
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    llm_server.script(Reply(text="Checking.", input_tokens=1200, cached_tokens=1024, output_tokens=80),
+                      Reply(text="Done: 5.", input_tokens=1350, cached_tokens=1152, output_tokens=12))
+    tp = _provider(receiver.endpoint)
+    tracer = tp.get_tracer("agent")
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=tp)
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="test", max_retries=0)
+
+    @trace(name="solve")
+    def solve() -> None:
+        with tracer.start_as_current_span("solve"):
+            for q in ("What is 2+3?", "And now?"):
+                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": q}])
+
+    try:
+        with profile("own", instrument=["openai"]) as own:
+            solve()
+    finally:
+        inst.uninstrument()
+        uninstrument("openai")
+        tp.force_flush()
+        tp.shutdown()
+    (got,) = _collected(receiver)
+    assert _calls(own) == [("gpt-4o-mini", 1200, 80, 1024), ("gpt-4o-mini", 1350, 12, 1152)]  # what was sent
+    assert _calls(got) == [("gpt-4o-mini", 1200, 80, 0), ("gpt-4o-mini", 1350, 12, 0)]
+    assert all(s.llm.usage.source("input_tokens") == "provider" for s in got.llm_spans())
+    assert _tree(got) == _tree(own) == [("solve", "llm"), ("solve", "llm")]

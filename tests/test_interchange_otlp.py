@@ -281,3 +281,19 @@ def test_truncated_otlp_file_names_file_and_line(tmp_path):
     with pytest.raises(InterchangeError) as exc:
         import_file(p, "otlp")
     assert str(p) in str(exc.value) and "line" in str(exc.value) and "resourceSpans" in str(exc.value)
+
+
+@pytest.mark.parametrize("deep_line", [1, 2])
+def test_a_too_deep_jsonl_line_skips_only_that_record(tmp_path, deep_line):
+    """Issue #21 leftover: one line of an OTLP JSON Lines file nested deeper than the JSON parser goes (first
+    line, or a later one) is skipped with a reason naming the file and line; every other line imports."""
+    good = json.dumps(foreign_doc())
+    deep = '{"resourceSpans": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    lines = [good, good.replace("5b8efff798038103d269b633813fc60c", "0af7651916cd43dd8448eb211c80319c")]
+    lines.insert(deep_line - 1, deep)
+    p = tmp_path / "t.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    result = import_file(p)
+    assert [e.record for e in result.errors] == [f"line {deep_line}"]
+    assert str(p) in str(result.errors[0]) and "nested too deeply" in str(result.errors[0])
+    assert len(result.runs) == 2 and all(len(r.spans) == 5 for r in result.runs)

@@ -245,9 +245,9 @@ def _exporter_exit_hook(p: Any) -> None:
 
 
 def _export_broken(mp: pytest.MonkeyPatch, tmp: Path) -> None:
-    from tokprof.profiler.interchange import otlp
+    from tokprof.profiler.interchange import otlp_export  # where export_run finds export_span
 
-    mp.setattr(otlp, "export_span", raiser(RuntimeError("exporter down")))
+    mp.setattr(otlp_export, "export_span", raiser(RuntimeError("exporter down")))
     _add_hook("exit", _exporter_exit_hook)(mp, tmp)
 
 

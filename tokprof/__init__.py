@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 # is installed (no entry point needed).
 import tokprof.optimizers.live  # noqa: F401
 import tokprof.fleet.live_budget  # noqa: F401  (profile(budget=...): its enter hook, likewise)
+import tokprof.profiler.interchange.live_export  # noqa: F401  (TOKPROF_OTLP_EXPORT: its exit hook, likewise)
 from tokprof.optimizers.base import Ledger, Pass, PassContext
 from tokprof.optimizers.pipeline import optimize as _optimize
 from tokprof.profiler import Run, Span, Usage, load_run, profile, record_llm_call, span, trace

@@ -6,7 +6,8 @@
 
 Formats (``FORMATS``): ``tau2`` (τ²-bench results), ``tau1`` (τ-bench trajectories), ``swe_agent``
 (SWE-agent ``.traj``), ``chatlog`` (JSONL of OpenAI chat requests/responses), ``otlp`` (OpenTelemetry
-OTLP-JSON with GenAI semantic conventions; also exported by :func:`tokprof.profiler.interchange.otlp.write_otlp`).
+OTLP-JSON with GenAI semantic conventions; also exported by :func:`tokprof.profiler.interchange.otlp.write_otlp`),
+and coding agents' local logs: ``claude_code``, ``codex``, ``gemini_cli``, ``qwen_code``, ``opencode``.
 Each module's docstring documents exactly what it reads.
 """
 
@@ -16,7 +17,18 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from tokprof.profiler.interchange import chatlog, claude_code, codex, gemini_cli, otlp, swe_agent, tau1, tau2
+from tokprof.profiler.interchange import (
+    chatlog,
+    claude_code,
+    codex,
+    gemini_cli,
+    opencode,
+    otlp,
+    qwen_code,
+    swe_agent,
+    tau1,
+    tau2,
+)
 from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
@@ -30,11 +42,14 @@ FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
     "claude_code": claude_code.import_text,
     "codex": codex.import_text,
     "gemini_cli": gemini_cli.import_text,
+    "qwen_code": qwen_code.import_text,
+    "opencode": opencode.import_text,
 }
 ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
            "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp",
            "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex",
-           "gemini": "gemini_cli", "gemini-cli": "gemini_cli"}
+           "gemini": "gemini_cli", "gemini-cli": "gemini_cli", "qwen": "qwen_code", "qwen-code": "qwen_code",
+           "open-code": "opencode"}
 _SNIFF_CHARS = 65536
 
 
@@ -80,12 +95,26 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return "swe_agent"
     if '"traj"' in head:
         return "tau1"  # one τ-bench record, or the list inside a wrapper object
+    if '"info"' in head and '"messages"' in head and '"parts"' in head:
+        try:
+            if opencode.looks_like_export(json.loads(text)):
+                return "opencode"  # an `opencode export` document
+        except (ValueError, RecursionError):
+            pass
+    if '"projectID"' in head and '"time"' in head and "\n{" not in head.strip():
+        try:
+            if opencode.looks_like_session(json.loads(text)):
+                return "opencode"  # a session file of OpenCode's storage folder
+        except (ValueError, RecursionError):
+            pass
     # JSONL: the first few lines decide (a Claude Code transcript may open with a summary or snapshot line).
     for line in head.split("\n")[:5]:
         try:
             probe: Any = json.loads(line)
         except (ValueError, RecursionError):  # a line nested too deep is no format marker
             continue
+        if qwen_code.looks_like(probe):  # before Claude Code: both write sessionId/uuid/type envelopes
+            return "qwen_code"
         if claude_code.looks_like(probe):
             return "claude_code"
         if codex.looks_like(probe):
@@ -132,6 +161,8 @@ def detect_format(path: str | Path, text: str | None = None) -> str:
     """The format of a file (gzip or not), from its name and content; raises when it is none we read."""
     path = Path(path)
     if text is None:
+        if opencode.is_db(path):
+            return "opencode"  # an SQLite file: OpenCode's opencode.db is the one we read
         text = read_text(path)
     fmt = _sniff(text, path)
     if fmt is None:
@@ -150,14 +181,23 @@ def import_text(text: str, format: str, path: str | Path | None = None) -> Impor
     """Import already-read text in ``format``. Raises :class:`InterchangeError` when no record imports."""
     fmt = normalize_format(format)
     p = Path(path) if path is not None else None
+    return _checked(_guarded(lambda: FORMATS[fmt](text, p), fmt, p), fmt, p)
+
+
+def _guarded(run_importer: Callable[[], ImportResult], fmt: str, p: Path | None) -> ImportResult:
+    """An importer's result; anything it raises becomes one clear :class:`InterchangeError`."""
     try:
-        result = FORMATS[fmt](text, p)
+        return run_importer()
     except InterchangeError:
         raise
     except RecursionError:
         raise InterchangeError(p, None, f"nested too deeply to read as {fmt}") from None
     except Exception as exc:  # noqa: BLE001 - hostile input gets a clear error, never a traceback
         raise InterchangeError(p, None, f"cannot import as {fmt} ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _checked(result: ImportResult, fmt: str, p: Path | None) -> ImportResult:
+    """Cycles broken in every run; a file with no good record is an error."""
     # every importer's runs: parent-id cycles broken (and noted in metadata) before anything walks them
     from tokprof.profiler.integrity import break_parent_cycles
 
@@ -179,6 +219,8 @@ def import_file(path: str | Path, format: str | None = None) -> ImportResult:
     :class:`InterchangeError` when the file cannot be read, is of no known format, or has no good record.
     """
     path = Path(path)
+    if (format is None or normalize_format(format) == "opencode") and opencode.is_db(path):
+        return _checked(_guarded(lambda: opencode.import_db(path), "opencode", path), "opencode", path)
     text = read_text(path)
     fmt = normalize_format(format) if format else detect_format(path, text)
     return import_text(text, fmt, path)

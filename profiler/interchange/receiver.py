@@ -91,7 +91,7 @@ def _from_protobuf(body: bytes) -> dict[str, Any]:
             for sp in ss.get("spans", []):
                 for key, n in (("traceId", 32), ("spanId", 16), ("parentSpanId", 16)):
                     if sp.get(key):
-                        sp[key] = otlp._hex_id(sp[key], n)
+                        sp[key] = otlp.hex_id(sp[key], n)
     return doc
 
 
@@ -119,7 +119,7 @@ def split_by_trace(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list
                 if not isinstance(sp["traceId"], str) or not isinstance(sp["spanId"], str):
                     rejected.append(f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}] ids are not strings")
                     continue
-                tid = otlp._hex_id(sp["traceId"], 32)
+                tid = otlp.hex_id(sp["traceId"], 32)
                 tdoc = out.setdefault(tid, {"resourceSpans": []})
                 # One resourceSpans entry per (request resource, scope), holding this trace's spans.
                 key = (ri, si)

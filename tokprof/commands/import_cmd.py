@@ -19,7 +19,8 @@ TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
         "import",
-        help="import runs from tau2-bench, tau-bench, SWE-agent, chat logs, OTLP-JSON, Claude Code or Codex",
+        help="import runs from tau2-bench, tau-bench, SWE-agent, chat logs, OTLP-JSON, Claude Code, Codex, "
+             "Gemini CLI, Qwen Code or OpenCode",
         description="Import FILE... (folders are searched recursively for .json/.jsonl/.ndjson/.traj, "
                     "optionally .gz) into tokprof runs, saved one file per run to the runs folder. The format "
                     "is detected unless --format is given. Usage the file lacks is counted locally; every "
@@ -40,7 +41,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--gemini", action="store_true",
                    help="also import every Gemini CLI chat recording (<home>/tmp/*/chats/session-*.json; home: "
                         "--path, else ~/.gemini)")
-    p.add_argument("--path", metavar="DIR", help="the coding agent's home folder for --claude-code/--codex/--gemini")
+    p.add_argument("--qwen-code", action="store_true",
+                   help="also import every Qwen Code session (<home>/projects/*/chats/*.jsonl; home: --path, else "
+                        "$QWEN_RUNTIME_DIR, else $QWEN_HOME, else ~/.qwen)")
+    p.add_argument("--opencode", action="store_true",
+                   help="also import every top-level OpenCode session with its sub-agent sessions "
+                        "(<home>/opencode.db, else <home>/storage/session/*/*.json; home: --path, else "
+                        "$XDG_DATA_HOME/opencode, else ~/.local/share/opencode)")
+    p.add_argument("--path", metavar="DIR", help="the coding agent's home folder for --claude-code/--codex/--gemini/"
+                                                 "--qwen-code/--opencode")
     p.add_argument("--format", choices=sorted(FORMATS), help="the files' format (default: detect)")
     p.add_argument("--out", metavar="DIR", help="save runs here (default: the runs folder, .tokprof/runs "
                                                 "or $TOKPROF_DIR)")
@@ -72,8 +81,14 @@ def agent_home(flag: str, override: str | None) -> Path:
     """The coding agent's home folder: ``--path``, else its own environment variable, else the default."""
     import os
 
+    if flag == "opencode" and not override:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        return Path(xdg) / "opencode" if xdg else Path("~/.local/share/opencode").expanduser()
     env, default = {"claude_code": ("CLAUDE_CONFIG_DIR", "~/.claude"), "codex": ("CODEX_HOME", "~/.codex"),
-                    "gemini_cli": ("GEMINI_CLI_HOME", "~/.gemini")}[flag]
+                    "gemini_cli": ("GEMINI_CLI_HOME", "~/.gemini"), "qwen_code": ("QWEN_HOME", "~/.qwen"),
+                    "opencode": ("", "")}[flag]
+    if flag == "qwen_code" and not override and os.environ.get("QWEN_RUNTIME_DIR"):
+        return Path(os.environ["QWEN_RUNTIME_DIR"]).expanduser()  # where newer releases keep projects/*/chats
     return Path(override or os.environ.get(env) or default).expanduser()
 
 
@@ -86,8 +101,35 @@ def discover(flag: str, home: Path) -> list[Path]:
     if flag == "gemini_cli":
         root = home / "tmp" if (home / "tmp").is_dir() else home
         return sorted(root.rglob("session-*.json"))
+    if flag == "qwen_code":
+        root = home / "projects" if (home / "projects").is_dir() else home
+        return sorted(f for f in root.rglob("*.jsonl") if f.parent.name == "chats")
+    if flag == "opencode":
+        return opencode_sessions(home)
     root = home / "sessions" if (home / "sessions").is_dir() else home
     return sorted(root.rglob("rollout-*.jsonl"))
+
+
+def opencode_sessions(home: Path) -> list[Path]:
+    """OpenCode's sessions: its SQLite database when there is one (current releases, which migrated the JSON
+    storage into it: reading both would count every session twice), else the top-level session files of the
+    JSON storage; a child session (a sub-agent) is imported inside its parent."""
+    if (home / "opencode.db").is_file():
+        return [home / "opencode.db"]
+    root = home / "storage" if (home / "storage").is_dir() else home
+    sdir = root / "session"
+    out = []
+    for f in sorted(sdir.rglob("*.json")) if sdir.is_dir() else []:
+        if {"message", "part"} & set(f.relative_to(sdir).parts[:-1]):
+            continue  # the older layout keeps messages and parts under session/
+        try:
+            info = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            out.append(f)  # let the importer report it
+            continue
+        if not (isinstance(info, dict) and info.get("parentID")):
+            out.append(f)
+    return out
 
 
 def import_command(args: argparse.Namespace) -> int:
@@ -101,7 +143,8 @@ def import_command(args: argparse.Namespace) -> int:
     )
 
     jobs: list[tuple[Path, str | None]] = [(f, args.format) for f in expand(args.files)]
-    for flag, attr in (("claude_code", "claude_code"), ("codex", "codex"), ("gemini_cli", "gemini")):
+    for flag, attr in (("claude_code", "claude_code"), ("codex", "codex"), ("gemini_cli", "gemini"),
+                       ("qwen_code", "qwen_code"), ("opencode", "opencode")):
         if getattr(args, attr, False):
             home = agent_home(flag, args.path)
             found = discover(flag, home)
@@ -111,7 +154,8 @@ def import_command(args: argparse.Namespace) -> int:
             jobs.extend((f, flag) for f in found)
     if not jobs:
         if not args.files:
-            raise ValueError("nothing to import: name FILE... or pass --claude-code / --codex / --gemini")
+            raise ValueError("nothing to import: name FILE... or pass --claude-code / --codex / --gemini / "
+                             "--qwen-code / --opencode")
         raise FileNotFoundError(f"no trace files (.json, .jsonl, .ndjson, .traj, optionally .gz) in "
                                 f"{' '.join(args.files)}")
     files = [f for f, _ in jobs]
