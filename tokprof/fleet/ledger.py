@@ -10,7 +10,9 @@ first write (:mod:`tokprof.fleet.migrate`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import os
 import sys
@@ -58,6 +60,7 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     # ledger's contract, and not preserving it makes bulk inserts cheaper.
     con.execute(f"SET memory_limit = '{os.environ.get('TOKPROF_LEDGER_MEMORY', '512MB')}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")  # a long migration must not draw on the user's terminal
     if not read_only:
         from tokprof.fleet.migrate import migrate, stored_version
 
@@ -124,6 +127,25 @@ def delete_runs(con: Any, run_ids: list[str]) -> None:
         con.unregister("_tokprof_ids")
 
 
+@contextlib.contextmanager
+def bulk_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused for a bulk ingest, what was alive before frozen out of its scans.
+
+    Building a batch allocates a tuple per row; each of Python's automatic collections would rescan every
+    live object, the caller's (a fleet of runs in memory) included: measured 1.3x slower row building and 2x
+    slower batch conversion at 100,000 calls. Rows hold no cycles; :func:`_flush` collects once per batch
+    (only what was made since the freeze is scanned), so cyclic garbage is still bounded by a batch."""
+    was = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was:
+            gc.enable()
+
+
 @dataclass
 class IngestReport:
     """What one ingest did."""
@@ -174,6 +196,7 @@ def load_source(path: Path) -> list[Run]:
     return load_file(path)
 
 
+@bulk_gc()
 def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
            loader: Callable[[Path], list[Run]] = load_source,
            progress: Callable[[Path], None] | None = None) -> IngestReport:
@@ -238,8 +261,11 @@ def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, 
         raise
     files.clear()
     stale.clear()
+    del tables
+    gc.collect()  # see bulk_gc
 
 
+@bulk_gc()
 def ingest_runs(con: Any, runs: Iterable[Run], *, diagnose: bool = True, payloads: bool = True,
                 batch_calls: int = BATCH_CALLS) -> int:
     """Ingest in-memory runs (no file bookkeeping); a run id already in the ledger is replaced.

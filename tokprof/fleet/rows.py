@@ -33,6 +33,9 @@ from tokprof.fleet.schema import CALL_FACTS, MONEY, SPAN_FACTS, TABLES, USAGE_CO
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.store import _json_default  # the run store's canonical JSON, so hashes match payload_id
 
+MEMO_CHARS = 32_000_000
+"""The message-hash memo is dropped at a batch boundary past this much message JSON (bounded memory)."""
+MEMO_PROMPTS = 100_000
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _ZERO = Decimal(0)
@@ -77,11 +80,15 @@ class RowBuilder:
         self._seen_messages: set[str] = set()
         self._seen_prompts: set[str] = set()
         self._msg_memo: dict[int, tuple[Any, str]] = {}
+        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
+        self._memo_chars = 0
         self._reset()
 
     def _reset(self) -> None:
-        """Empty the rows (after :meth:`tables`). Memos by object id keep their objects alive, so they live
-        for one batch only: a fleet's payloads must not pile up in memory."""
+        """Empty the rows (after :meth:`tables`). Memos by object id keep their objects alive (which is what
+        makes an id a safe key), so the call memo lives for one batch and the message/prompt memos until they
+        hold :data:`MEMO_CHARS` of message text: a fleet's payloads must not pile up in memory, but hashing a
+        message again (canonical JSON + sha1) costs more than the row it is for."""
         self.cols: dict[str, dict[str, list[Any]]] = {
             name: {f.name: [] for f in TABLES[name]} for name in ("runs", "messages", "prompts", "diagnostics")}
         self.span_rows: list[tuple[Any, ...]] = []
@@ -92,8 +99,10 @@ class RowBuilder:
             # forgetting what was emitted is safe at a batch boundary: the ledger inserts only new hashes
             self._seen_messages.clear()
             self._seen_prompts.clear()
-        self._msg_memo.clear()
-        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
+        if self._memo_chars > MEMO_CHARS or len(self._prompt_memo) > MEMO_PROMPTS:
+            self._msg_memo.clear()
+            self._prompt_memo.clear()
+            self._memo_chars = 0
         self._call_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(call) -> (call, status, kind, cost)
 
     # ---- the span tree ---------------------------------------------------------------------------------
@@ -161,6 +170,7 @@ class RowBuilder:
         text = json.dumps(m, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
         h = hashlib.sha1(text.encode("utf-8")).hexdigest()
         self._msg_memo[id(m)] = (m, h)
+        self._memo_chars += len(text)
         if h not in self._seen_messages:
             self._seen_messages.add(h)
             cols = self.cols["messages"]
@@ -177,7 +187,8 @@ class RowBuilder:
         memo = self._prompt_memo.get(id(messages))
         if memo is not None and memo[0] is messages and len(messages) == memo[2]:
             return memo[1]
-        hashes = [self._message_hash(m) for m in messages]
+        get, message_hash = self._msg_memo.get, self._message_hash
+        hashes = [mm[1] if (mm := get(id(m))) is not None and mm[0] is m else message_hash(m) for m in messages]
         ph = hashlib.sha1("\n".join(hashes).encode()).hexdigest()
         if ph not in self._seen_prompts:
             self._seen_prompts.add(ph)
@@ -211,7 +222,8 @@ class RowBuilder:
         rk = self.dims.run_keys(1)
         steps, step = self._steps, self._step
         span_row, call_row = self.span_rows.append, self.call_rows.append
-        kind_and_cost = self._kind_and_cost
+        kind_and_cost, call_memo = self._kind_and_cost, self._call_memo.get
+        prompt_hash, prompt_memo, message_hash = self._prompt_hash, self._prompt_memo.get, self._message_hash
         batch, batch_costs = self._batch, self._batch_costs
         payloads = self.payloads
         n_calls = unpriced = inp = out = 0
@@ -252,7 +264,11 @@ class RowBuilder:
                 span_row((rk, sp.span_id, pid, place, tid, sp.kind, sp.name, sp.status, start, end, dur))
                 continue
             n_calls += 1
-            kind, ce = kind_and_cost(sp)
+            memo = call_memo(id(call))  # the same call object seen again (a resampled or re-read run)
+            if memo is not None and memo[0] is call and memo[1] == sp.status:
+                kind, ce = memo[2], memo[3]
+            else:
+                kind, ce = kind_and_cost(sp)
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
@@ -266,8 +282,10 @@ class RowBuilder:
             inp += u.input_tokens
             out += u.output_tokens
             if payloads:
-                ph = self._prompt_hash(call.messages)
-                oh = None if call.output is None else self._message_hash(call.output)
+                msgs = call.messages
+                pm = prompt_memo(id(msgs)) if msgs else None
+                ph = pm[1] if pm is not None and pm[0] is msgs and pm[2] == len(msgs) else prompt_hash(msgs)
+                oh = None if call.output is None else message_hash(call.output)
             else:
                 ph = oh = None
             call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
