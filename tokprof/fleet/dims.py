@@ -68,7 +68,7 @@ class Dims:
                           lambda r: (_tags_key(r[1]),))
         d.kinds.loaded(con.execute(f"SELECT kind_id, {', '.join(KIND_FIELDS)} FROM call_kinds").fetchall(),
                        lambda r: tuple(r[1:]))
-        d.next_run_key = con.execute("SELECT coalesce(max(run_key) + 1, 0) FROM runs").fetchone()[0]
+        d.next_run_key = con.execute("SELECT coalesce(max(run_key) + 1, 0) FROM runs").fetchall()[0][0]
         return d
 
     def place_id(self, key: tuple[Any, ...]) -> int:

@@ -20,10 +20,10 @@ from tokprof.fleet.schema import KIND_FIELDS, SCHEMA_VERSION, ddl
 def stored_version(con: Any) -> int | None:
     """The ledger's schema version, or ``None`` for a new (empty) database."""
     has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version' "
-                      "AND table_schema = current_schema()").fetchone()[0]
+                      "AND table_schema = current_schema()").fetchall()[0][0]
     if not has:
         return None
-    return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    return con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
 
 
 def migrate(con: Any, version: int) -> None:
@@ -101,7 +101,7 @@ def _v1_to_v2(con: Any) -> None:
         JOIN _places p ON p.path IS NOT DISTINCT FROM s.path AND p.depth IS NOT DISTINCT FROM s.depth
              AND p.agent IS NULL AND p.function IS NULL AND p.tool IS NULL""")
     moved = con.execute("SELECT (SELECT count(*) FROM calls_v1) = (SELECT count(*) FROM call_facts) AND "
-                        "(SELECT count(*) FROM spans_v1) = (SELECT count(*) FROM span_facts)").fetchone()[0]
+                        "(SELECT count(*) FROM spans_v1) = (SELECT count(*) FROM span_facts)").fetchall()[0][0]
     if not moved:  # nothing lost: a row that found no place or kind would vanish here
         raise ValueError("row counts differ after the move")
     for t in ("calls_v1", "spans_v1", "runs_v1", "_calls", "_places", "_tags", "_kinds"):
