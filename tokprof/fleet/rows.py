@@ -29,21 +29,16 @@ import pyarrow.compute as pc
 
 from tokprof.fleet.costs import CostMemo, cache_status
 from tokprof.fleet.dims import Dims
-from tokprof.fleet.schema import CALL_FACTS, MONEY, SPAN_FACTS, TABLES, USAGE_COLUMNS
+from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.store import _json_default  # the run store's canonical JSON, so hashes match payload_id
 
 MEMO_CHARS = 32_000_000
 """The message-hash memo is dropped at a batch boundary past this much message JSON (bounded memory)."""
 MEMO_PROMPTS = 100_000
-_EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _ZERO = Decimal(0)
 _SOURCE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
-
-
-def _ts(ns: int | None) -> dt.datetime | None:
-    return None if ns is None else _EPOCH + dt.timedelta(microseconds=ns // 1000)
 
 
 def _day(ns: int | None) -> dt.date | None:
@@ -90,7 +85,8 @@ class RowBuilder:
         hold :data:`MEMO_CHARS` of message text: a fleet's payloads must not pile up in memory, but hashing a
         message again (canonical JSON + sha1) costs more than the row it is for."""
         self.cols: dict[str, dict[str, list[Any]]] = {
-            name: {f.name: [] for f in TABLES[name]} for name in ("runs", "messages", "prompts", "diagnostics")}
+            name: {f.name: [] for f in TABLES[name]} for name in ("messages", "prompts", "diagnostics")}
+        self.run_rows: list[tuple[Any, ...]] = []
         self.span_rows: list[tuple[Any, ...]] = []
         self.call_rows: list[tuple[Any, ...]] = []
         self._batch_costs: list[list[Any]] = []
@@ -296,28 +292,14 @@ class RowBuilder:
             run_start = run.started_wall_ns
         if run_end is None:
             run_end = run.ended_wall_ns
-        r = self.cols["runs"]
-        r["run_key"].append(rk)
-        r["run_id"].append(run.run_id)
-        r["name"].append(run.name)
-        r["source"].append(str(run.metadata.get("source") or "") or None)
-        r["source_file"].append(None if run.metadata.get("source_file") is None
-                                else str(run.metadata.get("source_file")))
-        r["ledger_file"].append(ledger_file)
-        r["complete"].append(bool(run.complete))
-        r["tags"].append(list(run.tags.items()))
-        r["spans"].append(len(spans))
-        r["llm_calls"].append(n_calls)
-        r["input_tokens"].append(inp)
-        r["output_tokens"].append(out)
-        # like the run summary: unknown only when no call could be priced at all
+        meta = run.metadata
+        # like the run summary: the cost is unknown only when no call could be priced at all
         priced = n_calls - unpriced or not unpriced
-        r["cost_usd"].append(usd_total if priced else None)
-        r["cost_cny"].append(cny_total if priced else None)
-        r["unpriced_calls"].append(unpriced)
-        r["start_time"].append(_ts(run_start))
-        r["end_time"].append(_ts(run_end))
-        r["day"].append(_day(run_start))
+        self.run_rows.append((rk, run.run_id, run.name, str(meta.get("source") or "") or None,
+                              None if meta.get("source_file") is None else str(meta.get("source_file")),
+                              ledger_file, bool(run.complete), list(run.tags.items()), len(spans), n_calls, inp,
+                              out, usd_total if priced else None, cny_total if priced else None, unpriced,
+                              run_start, run_end))
         if self.diagnose and n_calls:
             self._diagnose(run, _day(run_start))
 
@@ -353,6 +335,10 @@ class RowBuilder:
         the builder starts empty again."""
         out = {name: pa.table(cols, schema=TABLES[name]) for name, cols in self.cols.items()}
         out.update(self.dims.new_rows())
+        runs = list(zip(*self.run_rows)) if self.run_rows else [()] * 17
+        start = _times(runs[15])
+        out["runs"] = pa.Table.from_arrays([pa.array(runs[i], RUNS.field(i).type) for i in range(15)]
+                                           + [start, _times(runs[16]), pc.cast(start, pa.date32())], schema=RUNS)
         out["span_facts"] = _table(self.span_rows, SPAN_FACTS, 8)
         calls = list(zip(*self.call_rows)) if self.call_rows else [()] * 18
         cost_i = pa.array(calls[12], pa.int32())
