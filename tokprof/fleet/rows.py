@@ -220,6 +220,7 @@ class RowBuilder:
         span_row, call_row = self.span_rows.append, self.call_rows.append
         kind_and_cost, call_memo = self._kind_and_cost, self._call_memo.get
         prompt_hash, prompt_memo, message_hash = self._prompt_hash, self._prompt_memo.get, self._message_hash
+        msg_memo, tag_steps = self._msg_memo.get, self._tag_steps.get
         batch, batch_costs = self._batch, self._batch_costs
         payloads = self.payloads
         n_calls = unpriced = inp = out = 0
@@ -240,8 +241,9 @@ class RowBuilder:
                 base, tid = got
             key = (base, sp.name, sp.kind)
             place, base = steps.get(key) or step(key)
-            if sp.tags:
-                tid = self._span_tags(tid, sp.tags)
+            st = sp.tags
+            if st:  # its own tags: the parent's overridden by them (memoised on both)
+                tid = tag_steps(((tid, tuple(st.items())))) or self._span_tags(tid, st)
             info[sp.span_id] = (base, tid)
             start = sp.wall_start_ns
             if run_start is None or start < run_start:
@@ -281,7 +283,9 @@ class RowBuilder:
                 msgs = call.messages
                 pm = prompt_memo(id(msgs)) if msgs else None
                 ph = pm[1] if pm is not None and pm[0] is msgs and pm[2] == len(msgs) else prompt_hash(msgs)
-                oh = None if call.output is None else message_hash(call.output)
+                o = call.output
+                mm = None if o is None else msg_memo(id(o))
+                oh = None if o is None else mm[1] if mm is not None and mm[0] is o else message_hash(o)
             else:
                 ph = oh = None
             call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
