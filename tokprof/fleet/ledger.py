@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from tokprof.fleet.dims import Dims
+from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
 from tokprof.fleet.schema import DATED, EXPORTED, FACTS, KEYS, SCHEMA_VERSION, ddl
 from tokprof.profiler.model import Run
@@ -62,15 +63,13 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")  # a long migration must not draw on the user's terminal
     if not read_only:
-        from tokprof.fleet.migrate import migrate, stored_version
-
         old = stored_version(con)
         if old is not None and old != SCHEMA_VERSION:
             try:
                 migrate(con, old)
-            except LedgerError:
+            except MigrationError as exc:
                 con.close()
-                raise
+                raise LedgerError(f"{p}: {exc}") from exc
         for stmt in ddl():
             con.execute(stmt)
         row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]

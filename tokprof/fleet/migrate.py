@@ -17,6 +17,10 @@ from typing import Any
 from tokprof.fleet.schema import KIND_FIELDS, SCHEMA_VERSION, ddl
 
 
+class MigrationError(ValueError):
+    """A ledger that cannot be migrated (the ledger module names the file)."""
+
+
 def stored_version(con: Any) -> int | None:
     """The ledger's schema version, or ``None`` for a new (empty) database."""
     has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version' "
@@ -28,12 +32,10 @@ def stored_version(con: Any) -> int | None:
 
 def migrate(con: Any, version: int) -> None:
     """Bring a ledger at ``version`` to :data:`SCHEMA_VERSION` (one transaction: all or nothing)."""
-    from tokprof.fleet.ledger import LedgerError
-
     if version > SCHEMA_VERSION:
         return  # newer than this tokprof: connect() refuses it with a message
     if version != 1:
-        raise LedgerError(f"ledger schema version {version} cannot be migrated; delete the file and run "
+        raise MigrationError(f"ledger schema version {version} cannot be migrated; delete the file and run "
                           f"`tokprof ingest` again")
     con.execute("BEGIN")
     try:
@@ -44,7 +46,7 @@ def migrate(con: Any, version: int) -> None:
         con.execute("COMMIT")
     except Exception as exc:
         con.execute("ROLLBACK")
-        raise LedgerError(f"migrating the ledger from schema version 1 failed ({exc}); it is unchanged") from exc
+        raise MigrationError(f"migrating the ledger from schema version 1 failed ({exc}); it is unchanged") from exc
 
 
 def _v1_to_v2(con: Any) -> None:
