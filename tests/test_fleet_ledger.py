@@ -78,7 +78,7 @@ def test_tables_schema_and_messages_stored_once(imported, ledger):
     import duckdb
 
     con = duckdb.connect(str(ledger), read_only=True)
-    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     sent = sum(len(s.llm.messages) for r in imported.runs for s in r.spans if s.llm is not None)
     n_msgs, distinct = con.execute("SELECT count(*), count(DISTINCT hash) FROM messages").fetchone()
     assert n_msgs == distinct  # each message once

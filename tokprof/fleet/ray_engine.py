@@ -4,8 +4,9 @@ dataset the workers write.
 Each Ray task takes a group of source files and does everything that is per run: import (run files, or
 other tools' traces through the importers), local token counting where usage is missing, the prefix-break
 billing replay, and row building; it writes its rows as Parquet files under
-``<ledger>.parts/<table>/``. The driver then loads that dataset into DuckDB in one transaction
-(``INSERT ... SELECT * FROM read_parquet(...)``), content-addressed tables de-duplicated across workers.
+``<ledger>.parts/<table>/``, with dimension ids and run keys of its own. The driver then loads that dataset
+into DuckDB in one transaction, part by part: each part's ids are mapped to the ledger's by natural key
+(:meth:`tokprof.fleet.dims.Dims.remap`), content-addressed tables de-duplicated across workers.
 The incremental bookkeeping (which files are new or changed) stays on the driver, so both engines give the
 same ledger (``tests/test_fleet_ray.py`` compares them table by table).
 
@@ -15,14 +16,14 @@ with one worker per core; with an address, every node needs tokprof installed.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
 from tokprof.fleet.ledger import IngestReport, file_sha1
-from tokprof.fleet.schema import KEYS, TABLES
+from tokprof.fleet.schema import TABLES
 
 
 def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, Any]]:
@@ -47,7 +48,9 @@ def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, 
             builder.add_run(run, key)
         done.append({"path": raw, "runs": [r.run_id for r in runs],
                      "calls": sum(1 for r in runs for s in r.spans if s.llm is not None)})
-    part = uuid.uuid4().hex[:12]
+    # named by its files: the driver loads parts in name order, so the ledger's ids do not depend on which
+    # worker finished first
+    part = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:12]
     for name, table in builder.tables().items():
         if table.num_rows:
             d = Path(out_dir) / name
@@ -136,25 +139,24 @@ def _parts_dir(con: Any) -> Path:
 
 
 def load_parts(con: Any, parts: Path, files: list[tuple[str, int, int, str, list[str]]], stale: list[str]) -> None:
-    """One transaction: drop stale runs, load every table's Parquet parts, record the files."""
+    """One transaction: drop stale runs, load each worker's part (its ids mapped to the ledger's), record the
+    files."""
     import datetime as dt
 
-    from tokprof.fleet.ledger import delete_runs
+    import pyarrow.parquet as pq
 
+    from tokprof.fleet.dims import Dims
+    from tokprof.fleet.ledger import delete_runs, insert_tables
+
+    names = sorted({f.name for name in TABLES if (parts / name).is_dir() for f in (parts / name).glob("*.parquet")})
     con.execute("BEGIN")
     try:
         delete_runs(con, sorted(set(stale)))
-        for name in TABLES:
-            d = parts / name
-            if not d.is_dir():
-                continue
-            src = f"read_parquet('{str(d).replace(chr(39), chr(39) * 2)}/*.parquet')"
-            key = KEYS.get(name)
-            if key is None:
-                con.execute(f"INSERT INTO {name} SELECT * FROM {src}")
-            else:  # the same message may come from several workers: once
-                con.execute(f"INSERT INTO {name} SELECT DISTINCT ON ({key}) * FROM {src} b WHERE NOT EXISTS "
-                            f"(SELECT 1 FROM {name} t WHERE t.{key} = b.{key})")
+        dims = Dims.load(con)
+        for part in names:  # in a fixed order, so the ledger's ids do not depend on which worker finished first
+            tables = {name: pq.read_table(parts / name / part) for name in TABLES if (parts / name / part).is_file()}
+            # the same message may come from several workers: insert_tables keeps the first
+            insert_tables(con, dims.remap(tables))
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         for key, size, mtime, sha, ids in files:
             con.execute("DELETE FROM files WHERE path = ?", [key])

@@ -1,10 +1,19 @@
 """Runs -> columnar rows of the fleet ledger (see :mod:`tokprof.fleet.schema`).
 
-Rows are accumulated column by column in Python lists and turned into Arrow tables in bulk, so DuckDB
-ingests whole batches (never row-by-row inserts). Every number comes from the profiler's own functions:
-usage as recorded (with its source), cost from :func:`tokprof.profiler.accounting.span_cost` (the one cost
-function: recorded cost when the trace has it, else tokens x the price table). Costs are memoised by
-(model, usage, recorded cost) because the cost of a call is a pure function of them and fleets repeat them.
+The hot path of ``tokprof ingest``: a fleet of a million calls goes through :meth:`RowBuilder.add_run` span
+by span, so it does as little per span as Python allows and leaves the rest to Arrow and DuckDB:
+
+* a row is one tuple appended to one list (columns are made by transposing the batch in C, in
+  :meth:`RowBuilder.tables`);
+* what repeats is an integer: the run (``run_key``), the span's place in the tree (``place_id``: path, the
+  agent/function/tool above it, tags in force) and the call's kind (``kind_id``: model, provider, token
+  sources, currency, cost source, cache status, status), ids handed out by :class:`tokprof.fleet.dims.Dims`;
+* a place is found by one dict look-up keyed on (parent's place, name, kind, span tags): the path string is
+  built once per distinct place, not once per span;
+* costs come from the one cost function, memoised (:mod:`tokprof.fleet.costs`); per batch each distinct
+  cost is converted to Arrow once and expanded with ``take``;
+* message hashes are the run store's content address (sha1 of canonical JSON), computed once per message
+  object and stored once per hash.
 """
 
 from __future__ import annotations
@@ -18,184 +27,136 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tokprof.fleet.schema import CALLS, SPANS, TABLES, TAGS, USAGE_COLUMNS
-from tokprof.profiler.accounting import span_cost
+from tokprof.fleet.costs import CostMemo, cache_status
+from tokprof.fleet.dims import Dims
+from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.store import _json_default  # the run store's canonical JSON, so hashes match payload_id
 
-_EPOCH = dt.datetime(1970, 1, 1)
+MEMO_CHARS = 32_000_000
+"""The message-hash memo is dropped at a batch boundary past this much message JSON (bounded memory)."""
+MEMO_PROMPTS = 100_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
-UNIQUES_BOUND = 200_000
-"""Past this many unique places/tags/call keys/costs the lists are dropped at the next batch (bounded memory);
-they hold no payloads, so until then they live across batches (a fleet repeats them)."""
-_USAGE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
 _ZERO = Decimal(0)
-
-
-def _ts(ns: int | None) -> dt.datetime | None:
-    if ns is None:
-        return None
-    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+_SOURCE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
 
 
 def _day(ns: int | None) -> dt.date | None:
-    if ns is None:
-        return None
-    return _EPOCH_DAY + dt.timedelta(days=ns // 86_400_000_000_000)
+    return None if ns is None else _EPOCH_DAY + dt.timedelta(days=ns // 86_400_000_000_000)
 
 
-_PLACES = Decimal(1).scaleb(-24)
-
-
-def _money(x: Decimal | None) -> Decimal | None:
-    """``x`` as stored (DECIMAL(38,24)): unchanged unless it has more than 24 decimal places."""
-    if x is None or x.as_tuple().exponent >= -24:  # type: ignore[operator]
-        return x
-    return x.quantize(_PLACES)
-
-
-def _times(ns: list[int | None]) -> pa.Array:
+def _times(ns: Any) -> pa.Array:
     """Wall-clock nanoseconds -> TIMESTAMP (microseconds), in Arrow."""
-    us = pc.divide(pa.array(ns, pa.int64()), 1000)
-    return us.cast(pa.timestamp("us"))
-
-
-def cache_status(span: Span) -> str:
-    """``hit`` (some prompt tokens read from the provider cache), ``write`` (written, none read), ``miss``
-    (the provider said nothing was cached) or ``unknown`` (the trace does not say)."""
-    u = span.llm.usage  # type: ignore[union-attr]
-    if u.cache_read_tokens > 0:
-        return "hit"
-    if u.cache_write_tokens > 0:
-        return "write"
-    return "miss" if u.known("cache_read_tokens") else "unknown"
+    return pc.divide(pa.array(ns, pa.int64()), 1000).cast(pa.timestamp("us"))
 
 
 class RowBuilder:
     """Accumulates the rows of many runs; :meth:`tables` hands them over as Arrow tables and resets.
 
+    ``dims``: where place/kind ids and run keys come from (the ledger's, or a Ray worker's own);
     ``diagnose``: also run the prompt-cache prefix-break analysis per run (the ``diagnostics`` table);
     ``payloads``: also store messages and prompts (off for a usage-only ledger)."""
 
-    def __init__(self, *, diagnose: bool = True, payloads: bool = True) -> None:
+    def __init__(self, *, diagnose: bool = True, payloads: bool = True, dims: Dims | None = None) -> None:
         self.diagnose = diagnose
         self.payloads = payloads
-        self._cost_memo: dict[tuple[Any, ...], tuple[Any, Any, str, str]] = {}
-        self._msg_memo: dict[int, tuple[Any, str]] = {}  # id(message) -> (message kept alive, hash)
+        self.dims = dims if dims is not None else Dims()
+        self.costs = CostMemo()
+        self.n_calls = 0
+        self._batch = 0
+        # the span tree's memo. A base is what a span's children hang under: (path, depth, agent, function,
+        # tool); a step (parent base, name, kind) gives the span's place id and its own base. Tags travel
+        # separately as tag-set ids (most spans have none of their own: their children keep the parent's).
+        self._bases: list[tuple[Any, ...]] = [("", -1, None, None, None)]  # 0: a run's root
+        self._base_index: dict[tuple[Any, ...], int] = {self._bases[0]: 0}
+        self._steps: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self._tag_keys: dict[int, tuple[tuple[str, str], ...]] = {}  # tags id -> its tags
+        self._tag_steps: dict[tuple[Any, ...], int] = {}  # (tags id, span tags) -> tags id
         self._seen_messages: set[str] = set()
         self._seen_prompts: set[str] = set()
-        self.n_calls = 0
+        self._msg_memo: dict[int, tuple[Any, str]] = {}
+        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
+        self._memo_chars = 0
         self._reset()
 
     def _reset(self) -> None:
-        """Empty the row columns (after :meth:`tables`). The unique lists the rows index into, and the
-        memos, live on across batches (a fleet repeats them), until they grow past a bound."""
-        # Per call and per span only what varies is appended; what repeats (the run, the span's place in
-        # the tree with its tags, the model/provider/cost/sources of a usage) is an index into a small
-        # list of unique tuples, expanded with Arrow ``take`` in :meth:`tables`.
+        """Empty the rows (after :meth:`tables`). Memos by object id keep their objects alive (which is what
+        makes an id a safe key), so the call memo lives for one batch and the message/prompt memos until they
+        hold :data:`MEMO_CHARS` of message text: a fleet's payloads must not pile up in memory, but hashing a
+        message again (canonical JSON + sha1) costs more than the row it is for."""
         self.cols: dict[str, dict[str, list[Any]]] = {
-            name: {f.name: [] for f in schema} for name, schema in TABLES.items() if name not in ("calls", "spans")
-        }
-        self.span_cols: dict[str, list[Any]] = {k: [] for k in (
-            "run", "ctx", "span_id", "parent_id", "kind", "name", "status", "start", "end", "duration")}
-        self.call_cols: dict[str, list[Any]] = {k: [] for k in (
-            "run", "ctx", "key", "span_id", "parent_id", "input", "output", "cache_read", "cache_write",
-            "cache_write_1h", "reasoning", "prompt_hash", "output_hash", "start", "end", "duration")}
-        self._run_ids: list[str] = []
-        if len(getattr(self, "_seen_messages", ())) > 1_000_000:
+            name: {f.name: [] for f in TABLES[name]} for name in ("messages", "prompts", "diagnostics")}
+        self.run_rows: list[tuple[Any, ...]] = []
+        self.span_rows: list[tuple[Any, ...]] = []
+        self.call_rows: list[tuple[Any, ...]] = []
+        self._batch_costs: list[list[Any]] = []
+        self._batch += 1
+        if len(self._seen_messages) > 1_000_000:
             # forgetting what was emitted is safe at a batch boundary: the ledger inserts only new hashes
             self._seen_messages.clear()
             self._seen_prompts.clear()
-        # Memos by object id keep their objects alive, so they live for one batch only: a fleet's payloads
-        # must not pile up in memory.
-        self._msg_memo.clear()  # id(message) -> (message, hash)
-        self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
-        self._call_memo: dict[int, tuple[Any, int, str]] = {}  # id(LLMCall) -> (call kept alive, key, status)
-        if getattr(self, "_uniques", 0) and self._uniques_size() < UNIQUES_BOUND:
-            return
-        self._uniques = 1
-        self._ctxs: list[tuple[Any, ...]] = []       # (path, depth, tags index, agent, function, tool)
-        self._ctx_index: dict[tuple[Any, ...], int] = {}
-        self._tags: list[dict[str, str]] = []
-        self._tags_index: dict[tuple[tuple[str, str], ...], int] = {}
-        self._keys: list[tuple[Any, ...]] = []       # (model, provider, cost index, sources..., cache status, status)
-        self._key_index: dict[tuple[Any, ...], int] = {}
-        self._costs: list[tuple[Any, Any, str, str]] = []
-        self._cost_index: dict[tuple[Any, ...], int] = {}
+        if self._memo_chars > MEMO_CHARS or len(self._prompt_memo) > MEMO_PROMPTS:
+            self._msg_memo.clear()
+            self._prompt_memo.clear()
+            self._memo_chars = 0
+        self._call_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(call) -> (call, status, kind, cost)
 
-    def _uniques_size(self) -> int:
-        return len(self._ctxs) + len(self._tags) + len(self._keys) + len(self._costs)
-
-    def _tags_idx(self, tags: dict[str, str]) -> int:
-        key = tuple(tags.items())
-        i = self._tags_index.get(key)
-        if i is None:
-            i = self._tags_index[key] = len(self._tags)
-            self._tags.append(dict(tags))
+    # ---- the span tree ---------------------------------------------------------------------------------
+    def _tags(self, tags: tuple[tuple[str, str], ...]) -> int:
+        i = self.dims.tags_id(tags)
+        self._tag_keys[i] = tags
         return i
 
-    def _ctx_idx(self, ctx: tuple[Any, ...]) -> int:
-        i = self._ctx_index.get(ctx)
-        if i is None:
-            i = self._ctx_index[ctx] = len(self._ctxs)
-            self._ctxs.append(ctx)
-        return i
+    def _step(self, key: tuple[Any, ...]) -> tuple[int, int]:
+        """(place id, own base) of a span named ``key[1]`` of kind ``key[2]`` under base ``key[0]``."""
+        path, depth, a, f, t = self._bases[key[0]]
+        name, kind = key[1], key[2]
+        path = name if depth < 0 else f"{path}/{name}"
+        depth += 1
+        place = self.dims.place_id((path, depth, a, f, t))  # what the span itself runs under
+        if kind == "agent":
+            a = name
+        elif kind in ("function", "chain", "retriever"):
+            f = name
+        elif kind == "tool":
+            t = name
+        base = (path, depth, a, f, t)
+        b = self._base_index.get(base)
+        if b is None:
+            b = self._base_index[base] = len(self._bases)
+            self._bases.append(base)
+        got = self._steps[key] = (place, b)
+        return got
 
-    # ---- per call ---------------------------------------------------------------------------------
-    def _call_key(self, span: Span) -> int:
-        """Index of the call's (model, provider, cost index, token sources, cache status, status)."""
-        call = span.llm
-        assert call is not None
-        memo = self._call_memo.get(id(call))
-        if memo is not None and memo[0] is call and memo[2] == span.status:
-            return memo[1]
-        u = call.usage
-        rec = call.cost
-        srcs = u.sources
-        key = (call.model, call.provider, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-               u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, tuple(srcs.items()),
-               None if rec is None else (rec.amount, rec.currency, rec.source), span.status)
-        idx = self._key_index.get(key)
-        if idx is None:
-            idx = self._key_index[key] = len(self._keys)
-            get = srcs.get
-            self._keys.append((call.model, call.provider, self._cost(span, key[2:10]),
-                               *(get(f) for f in _USAGE_FIELDS), cache_status(span), span.status))
-        self._call_memo[id(call)] = (call, idx, span.status)
-        return idx
+    def _span_tags(self, tid: int, span_tags: dict[str, str]) -> int:
+        """Tags id in force at a span with tags of its own: its parent's overridden by them."""
+        key = (tid, tuple(span_tags.items()))
+        got = self._tag_steps.get(key)
+        if got is None:
+            got = self._tag_steps[key] = self._tags(tuple({**dict(self._tag_keys[tid]), **span_tags}.items()))
+        return got
 
-    def _cost(self, span: Span, key: tuple[Any, ...]) -> int:
-        """Index of the call's (usd, cny, currency, source) in this batch's unique costs."""
-        call = span.llm
-        assert call is not None
-        rec = call.cost
-        key = (call.model, *key)
-        idx = self._cost_index.get(key)
-        if idx is not None:
-            return idx
-        hit = self._cost_memo.get(key)
-        if hit is None:
-            usd = span_cost(span, "USD")
-            cny = span_cost(span, "CNY")
-            native = "USD"
-            if rec is not None and rec.source == "recorded" and rec.amount is not None:
-                native = rec.currency.upper()
-            else:
-                from tokprof.profiler.providers.prices import get_price
+    def _climb(self, sp: Span, index: dict[str, Span], info: dict[str, tuple[int, int]],
+               root: tuple[int, int]) -> tuple[int, int]:
+        """Base of ``sp``'s parent when the parent comes later in the file: climb iteratively (a deep or
+        cyclic parent chain in a damaged file cannot recurse without bound) and resolve the chain."""
+        chain: list[Span] = []
+        seen: set[str] = set()
+        cur: Span | None = index.get(sp.parent_id)  # type: ignore[arg-type]
+        while cur is not None and cur.span_id not in info and cur.span_id not in seen:
+            seen.add(cur.span_id)
+            chain.append(cur)
+            cur = index.get(cur.parent_id) if cur.parent_id is not None else None
+        base, tid = info[cur.span_id] if cur is not None and cur.span_id in info else root
+        for x in reversed(chain):
+            key = (base, x.name, x.kind)
+            base = (self._steps.get(key) or self._step(key))[1]
+            if x.tags:
+                tid = self._span_tags(tid, x.tags)
+            info[x.span_id] = (base, tid)
+        return base, tid
 
-                price = get_price(call.model, warn=False)
-                if price is not None:
-                    native = price.currency
-            source = "unknown" if usd is None or usd.amount is None else usd.source
-            hit = (_money(None if usd is None else usd.amount), _money(None if cny is None else cny.amount),
-                   native, source)
-            if len(self._cost_memo) > 200_000:  # a pure-function memo; bounded
-                self._cost_memo.clear()
-            self._cost_memo[key] = hit
-        idx = self._cost_index[key] = len(self._costs)
-        self._costs.append(hit)
-        return idx
-
+    # ---- payloads ---------------------------------------------------------------------------------------
     def _message_hash(self, m: Any) -> str:
         memo = self._msg_memo.get(id(m))
         if memo is not None and memo[0] is m:
@@ -205,6 +166,7 @@ class RowBuilder:
         text = json.dumps(m, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
         h = hashlib.sha1(text.encode("utf-8")).hexdigest()
         self._msg_memo[id(m)] = (m, h)
+        self._memo_chars += len(text)
         if h not in self._seen_messages:
             self._seen_messages.add(h)
             cols = self.cols["messages"]
@@ -221,177 +183,127 @@ class RowBuilder:
         memo = self._prompt_memo.get(id(messages))
         if memo is not None and memo[0] is messages and len(messages) == memo[2]:
             return memo[1]
-        ph = self._prompt_hash_of(messages)
-        self._prompt_memo[id(messages)] = (messages, ph, len(messages))
-        return ph
-
-    def _prompt_hash_of(self, messages: list[Any]) -> str:
-        hashes = [self._message_hash(m) for m in messages]
+        get, message_hash = self._msg_memo.get, self._message_hash
+        hashes = [mm[1] if (mm := get(id(m))) is not None and mm[0] is m else message_hash(m) for m in messages]
         ph = hashlib.sha1("\n".join(hashes).encode()).hexdigest()
         if ph not in self._seen_prompts:
             self._seen_prompts.add(ph)
             self.cols["prompts"]["prompt_hash"].append(ph)
             self.cols["prompts"]["message_hashes"].append(hashes)
+        self._prompt_memo[id(messages)] = (messages, ph, len(messages))
         return ph
 
-    # ---- per run ----------------------------------------------------------------------------------
+    # ---- per call ---------------------------------------------------------------------------------------
+    def _kind_and_cost(self, sp: Span) -> tuple[int, list[Any]]:
+        """The call's kind id and its cost memo entry."""
+        call = sp.llm
+        assert call is not None
+        memo = self._call_memo.get(id(call))
+        if memo is not None and memo[0] is call and memo[1] == sp.status:
+            return memo[2], memo[3]
+        ce = self.costs.get(sp)
+        get = call.usage.sources.get
+        kind = self.dims.kind_id((call.model, call.provider, *(get(f) for f in _SOURCE_FIELDS),
+                                  ce[2], ce[3], cache_status(sp), sp.status))
+        self._call_memo[id(call)] = (call, sp.status, kind, ce)
+        return kind, ce
+
+    # ---- per run ----------------------------------------------------------------------------------------
     def add_run(self, run: Run, ledger_file: str | None = None) -> None:
         """Add every row of ``run``."""
         spans = run.spans
-        index = {sp.span_id: sp for sp in spans}
-        # span id -> (path, depth, tags, tags index, agent, function, tool *below* the span, ctx index)
-        info: dict[str, tuple[Any, ...]] = {}
-        run_tags = dict(run.tags)
-        run_tags_idx = self._tags_idx(run_tags)
-
-        def resolve(sp: Span) -> tuple[Any, ...]:
-            """The span's place: path (names from the root, '/'-joined), depth, tags in force, and what its
-            children run under. Parents are usually resolved first (start order); otherwise climb
-            iteratively (a deep or cyclic parent chain in a damaged file cannot recurse without bound)."""
-            got = info.get(sp.span_id)
-            if got is not None:
-                return got
-            pid = sp.parent_id
-            if pid is None or pid in info or pid not in index:
-                chain = [sp]  # the usual case: the parent is known (or absent): no climbing
-                base = info.get(pid) if pid is not None else None
-                return place(chain, base)
-            chain = []
-            seen: set[str] = set()
-            cur: Span | None = sp
-            while cur is not None and cur.span_id not in info and cur.span_id not in seen:
-                seen.add(cur.span_id)
-                chain.append(cur)
-                cur = index.get(cur.parent_id) if cur.parent_id is not None else None
-            return place(chain, info.get(cur.span_id) if cur is not None else None)
-
-        def place(chain: list[Span], base: tuple[Any, ...] | None) -> tuple[Any, ...]:
-            """Resolve ``chain`` (child first) from ``base``, the place of the first span's parent."""
-            for x in reversed(chain):
-                if base is None:
-                    path, depth, tags, ti, a, f, t = x.name, 0, run_tags, run_tags_idx, None, None, None
-                else:
-                    path, depth, tags, ti, a, f, t = f"{base[0]}/{x.name}", base[1] + 1, base[2], base[3], \
-                        base[4], base[5], base[6]
-                if x.tags:
-                    tags = {**tags, **x.tags}
-                    ti = self._tags_idx(tags)
-                ctx = self._ctx_idx((path, depth, ti, a, f, t))  # what x itself runs under
-                k = x.kind
-                if k == "agent":
-                    a = x.name
-                elif k in ("function", "chain", "retriever"):
-                    f = x.name
-                elif k == "tool":
-                    t = x.name
-                base = info[x.span_id] = (path, depth, tags, ti, a, f, t, ctx)
-            return base  # type: ignore[return-value]
-
-        ri = len(self._run_ids)
-        self._run_ids.append(run.run_id)
-        sc = self.span_cols
-        s_run, s_ctx, s_id, s_pid = sc["run"].append, sc["ctx"].append, sc["span_id"].append, sc["parent_id"].append
-        s_kind, s_name, s_status = sc["kind"].append, sc["name"].append, sc["status"].append
-        s_start, s_end, s_dur = sc["start"].append, sc["end"].append, sc["duration"].append
-        cc = self.call_cols
-        c_run, c_ctx, c_key, c_id, c_pid = (cc["run"].append, cc["ctx"].append, cc["key"].append,
-                                            cc["span_id"].append, cc["parent_id"].append)
-        c_in, c_out, c_cr, c_cw, c_cw1, c_rs = (cc["input"].append, cc["output"].append, cc["cache_read"].append,
-                                                cc["cache_write"].append, cc["cache_write_1h"].append,
-                                                cc["reasoning"].append)
-        c_ph, c_oh = cc["prompt_hash"].append, cc["output_hash"].append
-        c_start, c_end, c_dur = cc["start"].append, cc["end"].append, cc["duration"].append
+        index: dict[str, Span] | None = None
+        info: dict[str, tuple[int, int]] = {}  # span id -> (its base, tags id): what its children hang under
+        root = (0, self._tags(tuple(run.tags.items())))
+        rk = self.dims.run_keys(1)
+        steps, step = self._steps, self._step
+        span_row, call_row = self.span_rows.append, self.call_rows.append
+        kind_and_cost, call_memo = self._kind_and_cost, self._call_memo.get
+        prompt_hash, prompt_memo, message_hash = self._prompt_hash, self._prompt_memo.get, self._message_hash
+        msg_memo, tag_steps = self._msg_memo.get, self._tag_steps.get
+        batch, batch_costs = self._batch, self._batch_costs
         payloads = self.payloads
-        costs = self._costs
-        n_calls = unpriced = 0
-        inp = out = 0
+        n_calls = unpriced = inp = out = 0
         usd_total: Decimal = _ZERO
         cny_total: Decimal = _ZERO
         run_start: int | None = None
         run_end: int | None = None
-        for sp in spans:  # any order: resolve() climbs to parents not yet seen
-            ctx = resolve(sp)[7]  # path, tags, and the agent/function/tool the span runs under
-            start_ns = sp.wall_start_ns
-            if run_start is None or start_ns < run_start:
-                run_start = start_ns
-            if sp.end_ns is None:
-                end_ns = None
-                duration = 0
+        for sp in spans:  # any order: a parent seen later is found by climbing
+            pid = sp.parent_id
+            if pid is None:
+                base, tid = root
             else:
-                duration = sp.end_ns - sp.start_ns
-                end_ns = start_ns + duration
-                if run_end is None or end_ns > run_end:
-                    run_end = end_ns
+                got = info.get(pid)
+                if got is None:
+                    if index is None:
+                        index = {s.span_id: s for s in spans}
+                    got = self._climb(sp, index, info, root) if pid in index else root
+                base, tid = got
+            key = (base, sp.name, sp.kind)
+            place, base = steps.get(key) or step(key)
+            st = sp.tags
+            if st:  # its own tags: the parent's overridden by them (memoised on both)
+                tid = tag_steps(((tid, tuple(st.items())))) or self._span_tags(tid, st)
+            info[sp.span_id] = (base, tid)
+            start = sp.wall_start_ns
+            if run_start is None or start < run_start:
+                run_start = start
+            if sp.end_ns is None:
+                end = None
+                dur = 0
+            else:
+                dur = sp.end_ns - sp.start_ns
+                end = start + dur
+                if run_end is None or end > run_end:
+                    run_end = end
             call = sp.llm
             if call is None:
-                # LLM spans are the rows of ``calls``; ``spans`` holds the rest (not stored twice)
-                s_run(ri)
-                s_ctx(ctx)
-                s_id(sp.span_id)
-                s_pid(sp.parent_id)
-                s_kind(sp.kind)
-                s_name(sp.name)
-                s_status(sp.status)
-                s_start(start_ns)
-                s_end(end_ns)
-                s_dur(duration)
+                # LLM spans are the rows of call_facts; span_facts holds the rest (not stored twice)
+                span_row((rk, sp.span_id, pid, place, tid, sp.kind, sp.name, sp.status, start, end, dur))
                 continue
             n_calls += 1
-            u = call.usage
-            key = self._call_key(sp)
-            usd, cny = costs[self._keys[key][2]][:2]
-            if usd is None:
+            memo = call_memo(id(call))  # the same call object seen again (a resampled or re-read run)
+            if memo is not None and memo[0] is call and memo[1] == sp.status:
+                kind, ce = memo[2], memo[3]
+            else:
+                kind, ce = kind_and_cost(sp)
+            if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
+                ce[4], ce[5] = batch, len(batch_costs)
+                batch_costs.append(ce)
+            if ce[0] is None:
                 unpriced += 1
             else:
-                usd_total += usd
-                cny_total += cny if cny is not None else _ZERO
+                usd_total += ce[0]
+                if ce[1] is not None:
+                    cny_total += ce[1]
+            u = call.usage
             inp += u.input_tokens
             out += u.output_tokens
-            c_run(ri)
-            c_ctx(ctx)
-            c_key(key)
-            c_id(sp.span_id)
-            c_pid(sp.parent_id)
-            c_in(u.input_tokens)
-            c_out(u.output_tokens)
-            c_cr(u.cache_read_tokens)
-            c_cw(u.cache_write_tokens)
-            c_cw1(u.cache_write_1h_tokens)
-            c_rs(u.reasoning_tokens)
             if payloads:
-                c_ph(self._prompt_hash(call.messages))
-                c_oh(None if call.output is None else self._message_hash(call.output))
+                msgs = call.messages
+                pm = prompt_memo(id(msgs)) if msgs else None
+                ph = pm[1] if pm is not None and pm[0] is msgs and pm[2] == len(msgs) else prompt_hash(msgs)
+                o = call.output
+                mm = None if o is None else msg_memo(id(o))
+                oh = None if o is None else mm[1] if mm is not None and mm[0] is o else message_hash(o)
             else:
-                c_ph(None)
-                c_oh(None)
-            c_start(start_ns)
-            c_end(end_ns)
-            c_dur(duration)
+                ph = oh = None
+            call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                      u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, ce[5], ph, oh,
+                      start, end, dur))
         self.n_calls += n_calls
         if run_start is None:
             run_start = run.started_wall_ns
         if run_end is None:
             run_end = run.ended_wall_ns
-        r = self.cols["runs"]
-        r["run_id"].append(run.run_id)
-        r["name"].append(run.name)
-        r["source"].append(str(run.metadata.get("source") or "") or None)
-        r["source_file"].append(None if run.metadata.get("source_file") is None
-                                else str(run.metadata.get("source_file")))
-        r["ledger_file"].append(ledger_file)
-        r["complete"].append(bool(run.complete))
-        r["tags"].append(list(run.tags.items()))
-        r["spans"].append(len(spans))
-        r["llm_calls"].append(n_calls)
-        r["input_tokens"].append(inp)
-        r["output_tokens"].append(out)
-        # like the run summary: unknown only when no call could be priced at all
-        r["cost_usd"].append(usd_total if (n_calls - unpriced or not unpriced) else None)
-        r["cost_cny"].append(cny_total if (n_calls - unpriced or not unpriced) else None)
-        r["unpriced_calls"].append(unpriced)
-        r["start_time"].append(_ts(run_start))
-        r["end_time"].append(_ts(run_end))
-        r["day"].append(_day(run_start))
+        meta = run.metadata
+        # like the run summary: the cost is unknown only when no call could be priced at all
+        priced = n_calls - unpriced or not unpriced
+        self.run_rows.append((rk, run.run_id, run.name, str(meta.get("source") or "") or None,
+                              None if meta.get("source_file") is None else str(meta.get("source_file")),
+                              ledger_file, bool(run.complete), list(run.tags.items()), len(spans), n_calls, inp,
+                              out, usd_total if priced else None, cny_total if priced else None, unpriced,
+                              run_start, run_end))
         if self.diagnose and n_calls:
             self._diagnose(run, _day(run_start))
 
@@ -421,55 +333,42 @@ class RowBuilder:
         for run in runs:
             self.add_run(run)
 
+    # ---- to Arrow ---------------------------------------------------------------------------------------
     def tables(self) -> dict[str, pa.Table]:
-        """The accumulated rows as Arrow tables (one per ledger table); the builder starts empty again.
-
-        Repeated values are expanded with Arrow ``take`` from the batch's unique runs, places, tags and
-        call keys; times come from integer nanoseconds and the day from the time, all in Arrow."""
+        """The accumulated rows as Arrow tables (the ledger's stored tables, new dimension rows included);
+        the builder starts empty again."""
         out = {name: pa.table(cols, schema=TABLES[name]) for name, cols in self.cols.items()}
-        run_ids = pa.array(self._run_ids, pa.string())
-        tags = pa.array([list(t.items()) for t in self._tags], TAGS)
-        ctx = list(zip(*self._ctxs)) if self._ctxs else [()] * 6
-        ctx_cols = {"path": pa.array(ctx[0], pa.string()), "depth": pa.array(ctx[1], pa.int32()),
-                    "tags": tags.take(pa.array(ctx[2], pa.int32())) if self._ctxs else pa.array([], TAGS),
-                    "agent": pa.array(ctx[3], pa.string()), "function": pa.array(ctx[4], pa.string()),
-                    "tool": pa.array(ctx[5], pa.string())}
-
-        def common(cols: dict[str, list[Any]]) -> dict[str, Any]:
-            start = _times(cols["start"])
-            ci = pa.array(cols["ctx"], pa.int32())
-            return {"run_id": run_ids.take(pa.array(cols["run"], pa.int32())),
-                    "span_id": pa.array(cols["span_id"], pa.string()),
-                    "parent_id": pa.array(cols["parent_id"], pa.string()),
-                    **{k: v.take(ci) for k, v in ctx_cols.items()},
-                    "start_time": start, "end_time": _times(cols["end"]), "day": pc.cast(start, pa.date32()),
-                    "duration_ns": pa.array(cols["duration"], pa.int64())}
-
-        sc = self.span_cols
-        d = common(sc)
-        d.update(kind=pa.array(sc["kind"], pa.string()), name=pa.array(sc["name"], pa.string()),
-                 status=pa.array(sc["status"], pa.string()))
-        out["spans"] = pa.Table.from_arrays([d[f.name] for f in SPANS], schema=SPANS)
-        cc = self.call_cols
-        d = common(cc)
-        ki = pa.array(cc["key"], pa.int32())
-        keys = list(zip(*self._keys)) if self._keys else [()] * (3 + len(USAGE_COLUMNS) + 2)
-        cost_i = pa.array(keys[2], pa.int32()).take(ki)
-        costs = list(zip(*self._costs)) if self._costs else [()] * 4
-        for i, col in enumerate(("cost_usd", "cost_cny", "currency", "cost_source")):
-            d[col] = pa.array(costs[i], CALLS.field(col).type).take(cost_i)
-        d["model"] = pa.array(keys[0], pa.string()).take(ki)
-        d["provider"] = pa.array(keys[1], pa.string()).take(ki)
-        for j, u in enumerate(USAGE_COLUMNS):
-            d[f"{u}_source"] = pa.array(keys[3 + j], pa.string()).take(ki)
-            d[f"{u}_tokens"] = pa.array(cc[u], pa.int64())
-        d["cache_status"] = pa.array(keys[3 + len(USAGE_COLUMNS)], pa.string()).take(ki)
-        d["status"] = pa.array(keys[4 + len(USAGE_COLUMNS)], pa.string()).take(ki)
-        d["prompt_hash"] = pa.array(cc["prompt_hash"], pa.string())
-        d["output_hash"] = pa.array(cc["output_hash"], pa.string())
-        out["calls"] = pa.Table.from_arrays([d[f.name] for f in CALLS], schema=CALLS)
+        out.update(self.dims.new_rows())
+        runs = list(zip(*self.run_rows)) if self.run_rows else [()] * 17
+        start = _times(runs[15])
+        out["runs"] = pa.Table.from_arrays([pa.array(runs[i], RUNS.field(i).type) for i in range(15)]
+                                           + [start, _times(runs[16]), pc.cast(start, pa.date32())], schema=RUNS)
+        out["span_facts"] = _table(self.span_rows, SPAN_FACTS, 8)
+        calls = list(zip(*self.call_rows)) if self.call_rows else [()] * 18
+        cost_i = pa.array(calls[12], pa.int32())
+        usd = pa.array([c[0] for c in self._batch_costs], MONEY).take(cost_i)
+        cny = pa.array([c[1] for c in self._batch_costs], MONEY).take(cost_i)
+        cols = [pa.array(calls[i], CALL_FACTS.field(i).type) for i in range(6)]
+        cols += [pa.array(calls[6 + j], pa.int64()) for j in range(len(USAGE_COLUMNS))]
+        cols += [usd, cny, pa.array(calls[13], pa.string()), pa.array(calls[14], pa.string())]
+        cols += _time_cols(calls[15], calls[16], calls[17])
+        out["call_facts"] = pa.Table.from_arrays(cols, schema=CALL_FACTS)
         self._reset()
         return out
 
     def pending_calls(self) -> int:
-        return len(self.call_cols["span_id"])
+        return len(self.call_rows)
+
+
+def _time_cols(start: Any, end: Any, dur: Any) -> list[pa.Array]:
+    """start_time, end_time, duration_ns, day from integer nanoseconds, in Arrow."""
+    s = _times(start)
+    return [s, _times(end), pa.array(dur, pa.int64()), pc.cast(s, pa.date32())]
+
+
+def _table(rows: list[tuple[Any, ...]], schema: pa.Schema, n_before_times: int) -> pa.Table:
+    """A facts table from row tuples whose last three items are start/end nanoseconds and duration."""
+    cols = list(zip(*rows)) if rows else [()] * (n_before_times + 3)
+    arrays = [pa.array(cols[i], schema.field(i).type) for i in range(n_before_times)]
+    arrays += _time_cols(cols[n_before_times], cols[n_before_times + 1], cols[n_before_times + 2])
+    return pa.Table.from_arrays(arrays, schema=schema)

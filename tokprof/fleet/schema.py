@@ -1,16 +1,29 @@
 """The fleet ledger's tables: one place for their columns, Arrow types and DuckDB DDL.
 
-Schema version 1 (documented in ``docs/fleet.md``). Tables:
+Schema version 2 (documented in ``docs/fleet.md``; version 1 ledgers are migrated in place by
+:mod:`tokprof.fleet.migrate`). Stored tables:
 
-* ``calls``     one wide row per LLM call (the fact table every question reads);
-* ``spans``     every span (functions, tools, agents, LLM spans), for tool/function time and counts;
-* ``runs``      one row per run: identity, tags, totals;
+* ``call_facts`` one narrow row per LLM call: integer keys into the dimension tables, tokens, exact cost,
+  hashes, times (the fact table every question reads);
+* ``places``    dimension: each distinct place in a span tree (path, depth, agent/function/tool above it)
+  once, keyed by ``place_id``;
+* ``tag_sets``  dimension: each distinct set of tags in force (run tags overridden by span tags) once, keyed
+  by ``tags_id``;
+* ``call_kinds`` dimension: each distinct (model, provider, token sources, currency, cost source, cache
+  status, status) once, keyed by ``kind_id``;
+* ``span_facts`` every non-LLM span (functions, tools, agents), keyed into ``places``;
+* ``runs``      one row per run: identity (``run_id`` and the integer ``run_key`` facts carry), tags, totals;
 * ``messages``  each distinct chat message once, keyed by its content hash (the run store's ``payload_id``);
 * ``prompts``   each distinct prompt once: its ordered list of message hashes (calls reference ``prompt_hash``,
   so an agent re-sending its history is not stored again per call);
 * ``diagnostics`` per-run findings (prefix breaks...) with tokens and money at stake;
 * ``files``     what was ingested from where (path, size, mtime, content hash): makes ingest incremental;
 * ``schema_version``.
+
+Views ``calls`` and ``spans`` join the facts to their dimensions and give the wide rows of schema version 1
+(same columns, same names), for ad-hoc SQL, budgets and the Parquet export. ``tokprof stats`` reads the facts
+and joins only the dimensions a question needs. Fleets repeat a few models, providers, tags and call paths
+millions of times: stored once, they leave the fact row a few integers wide.
 
 Money is ``DECIMAL(38,24)``: exact for per-token prices and for recorded float costs (the corpus needs 21
 places; amounts with more are rounded half-even to 24 places, below 1e-24 of a unit), and wide
@@ -21,7 +34,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MONEY = pa.decimal128(38, 24)
 MONEY_SQL = "DECIMAL(38,24)"
@@ -83,6 +96,7 @@ SPANS = pa.schema(
 
 RUNS = pa.schema(
     [
+        ("run_key", pa.int32()),
         ("run_id", pa.string()),
         ("name", pa.string()),
         ("source", pa.string()),
@@ -102,6 +116,31 @@ RUNS = pa.schema(
         ("day", pa.date32()),
     ]
 )
+
+CALL_FACTS = pa.schema(
+    [("run_key", pa.int32()), ("span_id", pa.string()), ("parent_id", pa.string()), ("place_id", pa.int32()),
+     ("tags_id", pa.int32()), ("kind_id", pa.int32())]
+    + [(f"{u}_tokens", pa.int64()) for u in USAGE_COLUMNS]
+    + [("cost_usd", MONEY), ("cost_cny", MONEY), ("prompt_hash", pa.string()), ("output_hash", pa.string()),
+       ("start_time", TS), ("end_time", TS), ("duration_ns", pa.int64()), ("day", pa.date32())]
+)
+
+SPAN_FACTS = pa.schema(
+    [("run_key", pa.int32()), ("span_id", pa.string()), ("parent_id", pa.string()), ("place_id", pa.int32()),
+     ("tags_id", pa.int32()), ("kind", pa.string()), ("name", pa.string()), ("status", pa.string()),
+     ("start_time", TS), ("end_time", TS), ("duration_ns", pa.int64()), ("day", pa.date32())]
+)
+
+PLACES = pa.schema(
+    [("place_id", pa.int32()), ("path", pa.string()), ("depth", pa.int32()), ("agent", pa.string()),
+     ("function", pa.string()), ("tool", pa.string())]
+)
+
+TAG_SETS = pa.schema([("tags_id", pa.int32()), ("tags", TAGS)])
+
+KIND_FIELDS = ("model", "provider", *(f"{u}_source" for u in USAGE_COLUMNS), "currency", "cost_source",
+               "cache_status", "status")
+CALL_KINDS = pa.schema([("kind_id", pa.int32())] + [(f, pa.string()) for f in KIND_FIELDS])
 
 MESSAGES = pa.schema([("hash", pa.string()), ("role", pa.string()), ("content", pa.string()),
                       ("chars", pa.int64())])
@@ -123,8 +162,11 @@ DIAGNOSTICS = pa.schema(
 
 TABLES: dict[str, pa.Schema] = {
     "runs": RUNS,
-    "spans": SPANS,
-    "calls": CALLS,
+    "places": PLACES,
+    "tag_sets": TAG_SETS,
+    "call_kinds": CALL_KINDS,
+    "span_facts": SPAN_FACTS,
+    "call_facts": CALL_FACTS,
     "messages": MESSAGES,
     "prompts": PROMPTS,
     "diagnostics": DIAGNOSTICS,
@@ -133,8 +175,32 @@ TABLES: dict[str, pa.Schema] = {
 KEYS = {"messages": "hash", "prompts": "prompt_hash"}
 """Content-addressed tables: a row is inserted only if its key is new."""
 
+DIMENSIONS = {"places": "place_id", "tag_sets": "tags_id", "call_kinds": "kind_id"}
+"""Dimension tables and their integer key (assigned by :class:`tokprof.fleet.dims.Dims`)."""
+
+FACTS = ("span_facts", "call_facts")
+"""Tables keyed by ``run_key``: deleted through ``runs`` on re-ingest."""
+
+EXPORTED = ("runs", "spans", "calls", "messages", "prompts", "diagnostics")
+"""What the Parquet export writes: the wide views (self-describing files, no joins needed downstream)."""
+
 DATED = ("runs", "spans", "calls", "diagnostics")
-"""Tables with a ``day`` column: partitioned by day in the Parquet export, deleted by run id on re-ingest."""
+"""Exported tables with a ``day`` column: partitioned by day in the Parquet export."""
+
+_CALLS_VIEW = ", ".join(
+    {"run_id": "r.run_id", "tags": "t.tags", **{f: f"p.{f}" for f in ("path", "agent", "function", "tool")},
+     **{f: f"k.{f}" for f in KIND_FIELDS}}.get(f.name, f"f.{f.name}") for f in CALLS)
+_SPANS_VIEW = ", ".join(
+    {"run_id": "r.run_id", "tags": "t.tags", "path": "p.path", "depth": "p.depth"}.get(f.name, f"f.{f.name}")
+    for f in SPANS)
+VIEWS = [
+    f"CREATE OR REPLACE VIEW calls AS SELECT {_CALLS_VIEW} FROM call_facts f JOIN runs r ON r.run_key = f.run_key "
+    "JOIN places p ON p.place_id = f.place_id JOIN tag_sets t ON t.tags_id = f.tags_id "
+    "JOIN call_kinds k ON k.kind_id = f.kind_id",
+    f"CREATE OR REPLACE VIEW spans AS SELECT {_SPANS_VIEW} FROM span_facts f JOIN runs r ON r.run_key = f.run_key "
+    "JOIN places p ON p.place_id = f.place_id JOIN tag_sets t ON t.tags_id = f.tags_id",
+]
+"""The schema-version-1 wide rows, as views over the facts and dimensions."""
 
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
@@ -158,4 +224,4 @@ def ddl() -> list[str]:
     out.append("CREATE TABLE IF NOT EXISTS files (path VARCHAR PRIMARY KEY, size BIGINT, mtime_ns BIGINT, "
                "sha1 VARCHAR, run_ids VARCHAR[], ingested_at TIMESTAMP)")
     out.append("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, created_at TIMESTAMP)")
-    return out
+    return out + VIEWS

@@ -1,0 +1,82 @@
+"""What the ledger stores about one LLM call besides its tokens: exact cost (USD and CNY), the call's own
+currency, the cost's source, and the cache status.
+
+Every cost comes from :func:`tokprof.profiler.accounting.span_cost` (the one cost function: recorded cost
+when the trace has it, else tokens x the price table). That is a pure function of the call's model,
+provider, usage (counts and sources) and recorded cost, so it is memoised on exactly those: a fleet repeats
+them, and the Decimal arithmetic then runs once per distinct call rather than once per row.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.model import Span
+
+_PLACES = Decimal(1).scaleb(-24)
+MEMO_BOUND = 200_000
+"""The memo is cleared past this many distinct calls (bounded memory; it holds no payloads)."""
+
+
+def money(x: Decimal | None) -> Decimal | None:
+    """``x`` as stored (DECIMAL(38,24)): unchanged unless it has more than 24 decimal places."""
+    if x is None or x.as_tuple().exponent >= -24:  # type: ignore[operator]
+        return x
+    return x.quantize(_PLACES)
+
+
+def cache_status(span: Span) -> str:
+    """``hit`` (some prompt tokens read from the provider cache), ``write`` (written, none read), ``miss``
+    (the provider said nothing was cached) or ``unknown`` (the trace does not say)."""
+    u = span.llm.usage  # type: ignore[union-attr]
+    if u.cache_read_tokens > 0:
+        return "hit"
+    if u.cache_write_tokens > 0:
+        return "write"
+    return "miss" if u.known("cache_read_tokens") else "unknown"
+
+
+class CostMemo:
+    """``(usd, cny, currency, cost source)`` of a call, memoised on what determines it."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[Any, ...], list[Any]] = {}
+
+    def get(self, span: Span) -> list[Any]:
+        """``[usd, cny, currency, source, batch, index]``: the last two are the caller's (which batch last
+        used the entry, and its position in that batch's unique costs)."""
+        call = span.llm
+        assert call is not None
+        u = call.usage
+        rec = call.cost
+        key = (call.model, call.provider, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+               u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, tuple(u.sources.items()),
+               None if rec is None else (rec.amount, rec.currency, rec.source))
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) > MEMO_BOUND:
+                self._memo.clear()
+            hit = self._memo[key] = self._compute(span)
+        return hit
+
+    @staticmethod
+    def _compute(span: Span) -> list[Any]:
+        call = span.llm
+        assert call is not None
+        rec = call.cost
+        usd = span_cost(span, "USD")
+        cny = span_cost(span, "CNY")
+        native = "USD"
+        if rec is not None and rec.source == "recorded" and rec.amount is not None:
+            native = rec.currency.upper()
+        else:
+            from tokprof.profiler.providers.prices import get_price
+
+            price = get_price(call.model, warn=False)
+            if price is not None:
+                native = price.currency
+        source = "unknown" if usd is None or usd.amount is None else usd.source
+        return [money(None if usd is None else usd.amount), money(None if cny is None else cny.amount),
+                native, source, -1, -1]
