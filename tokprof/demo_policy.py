@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Callable
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from tokprof.demo_desk import TRIAGE_PROMPT
 from tokprof.scripted_model import message_text
@@ -26,7 +26,7 @@ class _Conversation:
     def __init__(self, messages: list[BaseMessage]) -> None:
         self.ticket = next((message_text(m) for m in messages if m.type == "human"), "")
         self.calls = [tc for m in messages if m.type == "ai" for tc in (getattr(m, "tool_calls", None) or [])]
-        self.results = {m.tool_call_id: message_text(m) for m in messages if m.type == "tool"}
+        self.results = {m.tool_call_id: message_text(m) for m in messages if isinstance(m, ToolMessage)}
 
     def args(self, tool_name: str) -> dict[str, Any]:
         for tc in reversed(self.calls):
