@@ -34,8 +34,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
 
-from tokprof.optimizers.billing import bill_runs, cache_rule, default_prices  # noqa: E402
-from tokprof.optimizers.paid import CALIBRATION_FILES, original_plans, simulate, total_range  # noqa: E402
+from tokprof.optimizers.billing import cache_rule, default_prices  # noqa: E402
+from tokprof.optimizers.paid import CALIBRATION_FILES, original_plans, simulate, simulated_bill, total_range  # noqa: E402
 from tokprof.profiler.interchange import import_file  # noqa: E402
 from tokprof.profiler.model import Run  # noqa: E402
 
@@ -114,7 +114,8 @@ def calibrate(corpus: Path) -> dict[str, dict[str, float]]:
     pooled: dict[str, list[float]] = {}
     for rel in CALIBRATION_FILES:
         runs = list(import_file(corpus / rel).runs)
-        for run, rb in zip(runs, bill_runs(runs, "USD", mode="simulate")):
+        for run in runs:
+            rb = simulated_bill(run, "USD")  # the very simulation the as-paid baseline uses
             for span, b in zip(run.llm_spans(), rb.calls):
                 call = span.llm
                 assert call is not None

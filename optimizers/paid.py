@@ -24,7 +24,7 @@ from tokprof.profiler.model import Run
 from tokprof.profiler.providers.as_paid import (  # noqa: F401
     BASES, CACHE_TOKENS, CALIBRATION_FILES, DEFAULT_HIT_RATE, HIT_RATES, RECORDED, SCENARIOS, SERVED, SIMULATED,
     UNCACHED, CallPaid, CostRange, RunPaid, hit_rate, inferred_plan, original_plans, paid_bills, rule_confidence,
-    run_paid, simulate, total_range)
+    run_paid, simulate, simulated_bill, total_range)
 from tokprof.profiler.providers.cost import PriceLookup
 
 

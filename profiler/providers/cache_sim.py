@@ -192,6 +192,38 @@ class Simulator:
     def __init__(self) -> None:
         self.cache = ProviderCache()
 
+    def warm(self, run: Run) -> None:
+        """Leave in the cache what the run's account evidently sent before: the static prefix (tool
+        definitions and leading system messages) of the run's first call to each model with *automatic*
+        caching, as of that call's start.
+
+        Runs of one agent share that prefix (a benchmark's policy prompt, a product's system prompt) and the
+        providers cache it per account, so the first call of a run usually finds it warm; a trace cannot say
+        whether another run warmed it, so the as-paid bill assumes so and its no-hits scenario keeps the cold
+        bound (:mod:`tokprof.profiler.providers.as_paid`). A long pause inside the run still evicts it."""
+        seen: set[str] = set()
+        for span in sorted(run.llm_spans(), key=lambda s: (_time_ns(s)[0], s.start_ns, s.span_id)):
+            call = span.llm
+            assert call is not None
+            model = _bare_model(call.model)
+            if model in seen or keys.served_by(span.attributes):
+                continue
+            seen.add(model)
+            rule = cache_rule(call.provider, call.model)
+            if rule.mode != "automatic":
+                continue
+            lead = 0
+            while lead < len(call.messages) and call.messages[lead].get("role") in ("system", "developer"):
+                lead += 1
+            pu = prompt_units(call)
+            end = pu.bounds[lead]
+            if end <= 0:
+                continue
+            prompt_tokens = call.usage.input_tokens if call.usage.input_tokens > 0 else len(pu.units)
+            # tokens of the prefix: the call's recorded prompt tokens, scaled by units (as any other match)
+            seq = _Seq(pu.units[:end], [(len(pu.units), prompt_tokens)])
+            self.cache.insert_automatic(model, seq, _time_ns(span)[0], rule.ttl_s * 1_000_000_000)
+
     def _seq(self, pu: PromptUnits, call: LLMCall, rule: CacheRule) -> tuple[_Seq, list[int]]:
         """The sequence the call leaves in the cache, and its prompt's block hashes."""
         u = call.usage
