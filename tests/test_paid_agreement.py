@@ -202,3 +202,22 @@ def test_a_cny_run_agrees_in_cny(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert s.cost_range is not None and s.cost_range.by_scenario[2] == list_price / 2
         assert s.cost < list_price / 2  # the policy prefix (>= 256 tokens) hits Qwen's implicit cache
     assert agreed == _cents(sum((s.cost for s in summaries), Decimal(0)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the demo: its "before" is what `show` gives for the demo's baseline run
+# ---------------------------------------------------------------------------------------------------
+def test_demo_before_is_show_of_its_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tokprof import demo
+
+    result = demo.run_demo(None, optimize=False, directory=tmp_path / "runs")
+    assert result.baseline.path is not None
+    shown = _cli_json(capsys, "show", str(result.baseline.path), "--json")["cost"]
+    opt = _cli_json(capsys, "optimize", str(result.baseline.path), "--passes", "", "--json",
+                    "--out", str(tmp_path / "opt"))["totals"]
+    before = result.headline()["baseline"]
+    assert Decimal(shown["amount"]) == result.before.cost == Decimal(before["cost"])
+    assert _cents(opt["steps"][0]["billed_cost"]) == _cents(result.before.cost)
+    # the scripted Anthropic stand-in reports its cache tokens (none: the baseline marks no prefix)
+    assert shown["label"] == before["cost_basis"] == f"provider cache tokens {result.before.llm_calls} calls"
+    assert result.before.cache_read_tokens == 0
