@@ -1,8 +1,10 @@
 """How well the billing simulator reproduces what providers really billed (issue #16.2).
 
 For every corpus file whose calls recorded their cost (τ²-bench), all its runs are billed by the simulator
-from their messages alone (one account: calls in wall-clock order; Anthropic calls that reported cache
-tokens keep the breakpoint they evidently used, see :func:`tokprof.optimizers.paid.inferred_plan`) and
+from their messages alone, exactly as the as-paid baseline simulates a run
+(:func:`tokprof.profiler.providers.as_paid.simulated_bill`: each run its own provider cache, its static prefix
+warm, calls in wall-clock order; Anthropic calls that reported cache tokens keep the breakpoint they
+evidently used, see :func:`tokprof.optimizers.paid.inferred_plan`) and
 compared with the recorded costs:
 
 * ``exact``: share of calls whose simulated (all-hits) cost equals the recorded one (to $0.000001);
