@@ -30,8 +30,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "are reported with file and record; the rest are imported.",
         epilog="--json prints {schema, files:[{path, format, runs, calls, records, errors, error_reasons, "
                "failed}], runs, calls, tool_spans, tokens:{input, output, cache_read, cache_write, reasoning, "
-               "total}, tokens_by_source:{source:{input, output}}, cost:{amount, currency, by_source, "
-               "unpriced_calls, unpriced_models}, models:{model: calls}, errors, failed_files, out}.",
+               "total}, tokens_by_source:{source:{input, output}}, cost:{amount (what the runs paid, as `show` gives it), "
+               "currency, basis:{basis: calls}, label, range:{best, expected, worst, ...}, as_recorded (no caching "
+               "simulated), by_source, unpriced_calls, unpriced_models}, paid, models:{model: calls}, errors, "
+               "failed_files, out}.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="trace files or folders")
     p.add_argument("--claude-code", action="store_true",
