@@ -1,8 +1,10 @@
 """How well the billing simulator reproduces what providers really billed (issue #16.2).
 
 For every corpus file whose calls recorded their cost (τ²-bench), all its runs are billed by the simulator
-from their messages alone (one account: calls in wall-clock order; Anthropic calls that reported cache
-tokens keep the breakpoint they evidently used, see :func:`tokprof.optimizers.paid.inferred_plan`) and
+from their messages alone, exactly as the as-paid baseline simulates a run
+(:func:`tokprof.profiler.providers.as_paid.simulated_bill`: each run its own provider cache, its static prefix
+warm, calls in wall-clock order; Anthropic calls that reported cache tokens keep the breakpoint they
+evidently used, see :func:`tokprof.optimizers.paid.inferred_plan`) and
 compared with the recorded costs:
 
 * ``exact``: share of calls whose simulated (all-hits) cost equals the recorded one (to $0.000001);
@@ -34,8 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
 
-from tokprof.optimizers.billing import bill_runs, cache_rule, default_prices  # noqa: E402
-from tokprof.optimizers.paid import CALIBRATION_FILES, original_plans, simulate, total_range  # noqa: E402
+from tokprof.optimizers.billing import cache_rule, default_prices  # noqa: E402
+from tokprof.optimizers.paid import CALIBRATION_FILES, original_plans, simulate, simulated_bill, total_range  # noqa: E402
 from tokprof.profiler.interchange import import_file  # noqa: E402
 from tokprof.profiler.model import Run  # noqa: E402
 
@@ -114,7 +116,8 @@ def calibrate(corpus: Path) -> dict[str, dict[str, float]]:
     pooled: dict[str, list[float]] = {}
     for rel in CALIBRATION_FILES:
         runs = list(import_file(corpus / rel).runs)
-        for run, rb in zip(runs, bill_runs(runs, "USD", mode="simulate")):
+        for run in runs:
+            rb = simulated_bill(run, "USD")  # the very simulation the as-paid baseline uses
             for span, b in zip(run.llm_spans(), rb.calls):
                 call = span.llm
                 assert call is not None

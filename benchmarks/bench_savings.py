@@ -8,9 +8,10 @@ credited only with the change it makes relative to what was paid), with the rang
 scenarios where automatic caching is not guaranteed; the share of calls served by the response cache;
 and for τ²-bench files the agent's cost cut by prompt-cache alone.
 
-All runs of one file are treated as one account: their calls reach the provider's prompt cache in
-wall-clock order (:func:`tokprof.optimizers.billing.bill_runs`) and share one response cache (one
-``PassContext``), as the trials of a benchmark run would.
+Each run is billed as the as-paid baseline bills it (:mod:`tokprof.profiler.providers.as_paid`: its own
+provider cache with its static prefix warm, calls in wall-clock order), so a file's "paid" equals the sum of
+``tokprof show`` over its runs; the runs of one file share one response cache (one ``PassContext``), as the
+trials of a benchmark run would.
 
     python benchmarks/bench_savings.py [--passes response-cache,prompt-cache,tool-cache] [--json]
                                        [--corpus DIR] [--files GLOB]

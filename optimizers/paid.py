@@ -1,309 +1,31 @@
-"""What a run paid, and what a rewrite of it changes relative to that: the baseline of every saving.
+"""What a rewrite of a run changes relative to what the run paid: how the optimizers bill a rewritten run.
 
-The baseline (:func:`paid_bills`) is the bill the run actually incurred, per call, from the best evidence
-the trace has:
-
-``recorded cost``
-    the trace carries the cost the provider/harness charged (τ²-bench ``cost``): that amount, a point.
-``provider cache tokens``
-    the provider reported cache-read / cache-write tokens: tokens x prices, a point.
-``simulated automatic caching``
-    a provider with *automatic* prefix caching (OpenAI, xAI, DeepSeek...) and nothing recorded about
-    it: the provider's automatic caching simulated on the unchanged run, with a range (below).
-``uncached``
-    no caching applies (no rule for the provider, or explicit breakpoints and none used): a point.
+What the *unchanged* run paid — the baseline of every saving — is computed in one place,
+:func:`tokprof.profiler.providers.as_paid.paid_bills` (recorded cost / provider cache tokens / simulated
+automatic caching with best/expected/worst), the same function the run summary, ``show``, ``import``, the
+report and the demo use; its names are re-exported here for the optimizers.
 
 A rewritten run (:func:`rebill`) is billed as *paid + what the rewrite changes*: for each call,
 ``paid + simulated(rewritten) - simulated(original)``, both simulations fed the calls in time order
 through the same provider-cache model (so compression that breaks a prefix cache is charged for it).
 A pass is therefore credited only with its own effect: a call nobody touched, whose cache context
 nobody touched, keeps exactly what was paid, and caching the agent already had is never credited.
-
-Error bars. Automatic cache hits are not promised per request (xAI lists "cache miss ... after cache
-eviction" as expected, https://docs.x.ai/developers/advanced-api-usage/prompt-caching/usage-and-pricing; the
-corpus shows OpenAI billing 14% fewer cached tokens than a perfect prefix cache would), so every simulated
-automatic hit is billed under three
-scenarios of the hit rate ``h`` (the share of the simulator's predicted cache-read tokens that the
-provider actually serves): ``all-hits`` (h = 1, what the simulator predicts), ``expected`` (h calibrated
-per provider on recorded bills, :data:`HIT_RATES`) and ``no-hits`` (h = 0, the only guaranteed bound).
-Explicit breakpoints (Anthropic) are deterministic: one point. A :class:`CostRange` keeps the three and
-reports ``low``/``high`` whichever scenario gives them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
-from tokprof.optimizers.billing import (
-    CacheRule,
-    CallBill,
-    PriceLookup,
-    Rates,
-    bill_runs,
-    billing_rules,
-    cache_rule,
-    call_cost,
-    convert_cost,
-    default_prices,
-    plan_of,
-)
 from tokprof.profiler import keys
-from tokprof.profiler.model import Run, Span
-
-SCENARIOS: tuple[str, ...] = ("all-hits", "expected", "no-hits")
-
-HIT_RATES: dict[str, float] = {"openai": 0.858, "xai": 0.825}
-"""Expected share of the simulator's automatic cache-read tokens that the provider really billed as cached,
-per provider. Calibrated by ``benchmarks/bench_billing.py --calibrate`` on the *held-in* corpus files only
-(:data:`CALIBRATION_FILES`): the cache-read tokens each call actually got are solved from its recorded cost
-(``(full price - recorded cost) / (input price - cache-read price)``) and pooled over calls
-(openai: 757,504 of 882,944 predicted tokens over gpt-4.1 and o3 calls; xai: 560,266 of 679,051 on grok-3).
-The other files (claude-sonnet-4-5, gpt-5.4) are held out to test it."""
-
-CALIBRATION_FILES: tuple[str, ...] = (
-    "tau2/ironshell-ironforge_ironshell-ui_2026-03-09__ironshell_ironforge_grok3_wave2.json.gz",
-    "tau2/ironshell-ironforge_ironshell-ui_2026-03-09__ironshell_ironforge_o3_wave2.json.gz",
-    "tau2/ironshell-ironforge_ironshell-ui_2026-03-09__ironshell_ironforge_v2_sonnet46.json.gz",
-)
-DEFAULT_HIT_RATE = 0.84
-"""Providers with automatic caching but no recorded bills to calibrate on (DeepSeek, Qwen, Moonshot): the
-pooled rate of the calibrated ones, labelled ``assumed``."""
-
-
-def hit_rate(provider: str | None) -> tuple[float, str]:
-    """(expected hit rate, confidence) for a provider's automatic caching."""
-    if provider in HIT_RATES:
-        return HIT_RATES[provider], "calibrated"
-    return DEFAULT_HIT_RATE, "assumed"
-
-
-def rule_confidence(rule: CacheRule) -> str:
-    """How sure the cache rule is: from the rules file when it says (``documented``/``calibrated``/
-    ``assumed``), else ``documented`` for explicit breakpoints and the hit-rate confidence for automatic."""
-    data = (billing_rules().get("providers") or {}).get(rule.provider) or {}
-    conf = data.get("confidence")
-    if isinstance(conf, dict):  # per-field confidences: the weakest one
-        order = {"documented": 0, "calibrated": 1, "assumed": 2}
-        conf = max((str(v) for v in conf.values()), key=lambda v: order.get(v, 2), default=None)
-    if isinstance(conf, str) and conf:
-        return conf
-    if rule.mode == "automatic":
-        return hit_rate(rule.provider)[1]
-    return "documented"
-
-
-@dataclass(frozen=True)
-class CostRange:
-    """A cost under each hit-rate scenario (:data:`SCENARIOS`); a point when they agree."""
-
-    by_scenario: tuple[Decimal | None, ...]
-
-    @classmethod
-    def point(cls, value: Decimal | None) -> "CostRange":
-        return cls((value,) * len(SCENARIOS))
-
-    @property
-    def expected(self) -> Decimal | None:
-        return self.by_scenario[SCENARIOS.index("expected")]
-
-    @property
-    def known(self) -> bool:
-        return all(v is not None for v in self.by_scenario)
-
-    @property
-    def low(self) -> Decimal | None:
-        return min(self.by_scenario) if self.known else None  # type: ignore[type-var]
-
-    @property
-    def high(self) -> Decimal | None:
-        return max(self.by_scenario) if self.known else None  # type: ignore[type-var]
-
-    @property
-    def is_point(self) -> bool:
-        return self.known and self.low == self.high
-
-    def __add__(self, other: "CostRange") -> "CostRange":
-        return CostRange(tuple(None if a is None or b is None else a + b
-                               for a, b in zip(self.by_scenario, other.by_scenario)))
-
-    def __sub__(self, other: "CostRange") -> "CostRange":
-        return CostRange(tuple(None if a is None or b is None else a - b
-                               for a, b in zip(self.by_scenario, other.by_scenario)))
-
-    def contains(self, value: Decimal, tolerance: Decimal = Decimal("0.000001")) -> bool:
-        return self.known and self.low - tolerance <= value <= self.high + tolerance  # type: ignore[operator]
-
-    def to_dict(self) -> dict[str, Any]:
-        def s(v: Decimal | None) -> str | None:
-            return None if v is None else str(v)
-        return {"expected": s(self.expected), "low": s(self.low), "high": s(self.high),
-                "scenarios": {n: s(v) for n, v in zip(SCENARIOS, self.by_scenario)}}
-
-
-def total_range(ranges: Iterable[CostRange]) -> CostRange:
-    """Sum scenario by scenario over the calls whose cost is known (unknown is left out, never zero)."""
-    sums = [Decimal(0)] * len(SCENARIOS)
-    any_known = False
-    for r in ranges:
-        if r.known:
-            any_known = True
-            sums = [a + b for a, b in zip(sums, r.by_scenario)]  # type: ignore[operator]
-    return CostRange(tuple(sums)) if any_known else CostRange.point(None)
-
-
-@dataclass
-class CallPaid:
-    """One call's bill: how it is known (``basis``), its cost range and the confidence of the rule."""
-
-    span_id: str
-    model: str | None
-    provider: str | None
-    basis: str
-    cost: CostRange
-    confidence: str = "documented"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"span_id": self.span_id, "model": self.model, "provider": self.provider, "basis": self.basis,
-                "confidence": self.confidence, "cost": self.cost.to_dict()}
-
-
-@dataclass
-class RunPaid:
-    """The bill of one run, one :class:`CallPaid` per LLM span in ``run.llm_spans()`` order."""
-
-    run_id: str
-    currency: str
-    calls: list[CallPaid] = field(default_factory=list)
-
-    @property
-    def total(self) -> CostRange:
-        return total_range(c.cost for c in self.calls)
-
-    def by_span(self) -> dict[str, CallPaid]:
-        return {c.span_id: c for c in self.calls}
-
-    def bases(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.calls:
-            out[c.basis] = out.get(c.basis, 0) + 1
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "currency": self.currency, "total": self.total.to_dict(),
-                "bases": self.bases()}
-
-
-# ---------------------------------------------------------------------------------------------------
-# simulation under the hit-rate scenarios
-# ---------------------------------------------------------------------------------------------------
-def inferred_plan(span: Span) -> dict[str, Any]:
-    """The breakpoint an agent evidently used on an explicit-cache provider: the trace reports cache
-    tokens but not where the ``cache_control`` marker was, so assume the last message (the usual
-    placement for a growing conversation). Empty for anything else."""
-    call = span.llm
-    if call is None or plan_of(span):
-        return {}
-    u = call.usage
-    if not (u.cache_read_tokens > 0 or u.cache_write_tokens > 0):
-        return {}
-    if cache_rule(call.provider, call.model).mode != "explicit" or not call.messages:
-        return {}
-    return {"breakpoints": [len(call.messages) - 1], "ttl": "1h" if u.cache_write_1h_tokens > 0 else "5m"}
-
-
-def _scenario_cost(bill: CallBill, rule: CacheRule, rates: Rates | None, currency: str) -> CostRange:
-    if bill.basis == "served":
-        return CostRange.point(Decimal(0))
-    if rule.mode != "automatic" or bill.cache_read_tokens <= 0:
-        return CostRange.point(bill.cost)
-    h_exp, _ = hit_rate(rule.provider)
-    out = []
-    for h in (1.0, h_exp, 0.0):
-        reads = int(bill.cache_read_tokens * h)
-        out.append(call_cost(replace(bill, cache_read_tokens=reads), rates, rule, currency))
-    return CostRange(tuple(out))
-
-
-def simulate(runs: list[Run], currency: str = "USD",
-             plans: dict[tuple[int, str], dict[str, Any]] | None = None,
-             prices: PriceLookup | None = None) -> list[dict[str, CallPaid]]:
-    """Every call of ``runs`` (one account) billed by the simulator from its messages, under the hit-rate
-    scenarios; ``plans``: (run index, span id) -> breakpoints for calls that carry none."""
-    plans = plans or {}
-
-    def plan_for(i: int, span: Span) -> dict[str, Any]:
-        return plans.get((i, span.span_id), {})
-
-    lookup = prices or default_prices
-    bills = bill_runs(runs, currency, mode="simulate", plan_for=plan_for, prices=lookup)
-    out: list[dict[str, CallPaid]] = []
-    for i, (run, rb) in enumerate(zip(runs, bills)):
-        calls: dict[str, CallPaid] = {}
-        for span, b in zip(run.llm_spans(), rb.calls):
-            call = span.llm
-            assert call is not None
-            plan = plan_of(span) or plan_for(i, span)
-            rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
-            cost = _scenario_cost(b, rule, lookup(call.model), currency)
-            basis = "served" if b.basis == "served" else (
-                "simulated automatic caching" if rule.mode == "automatic" else
-                "simulated breakpoints" if plan.get("breakpoints") else "uncached")
-            calls[span.span_id] = CallPaid(span.span_id, call.model, rule.provider, basis, cost,
-                                           rule_confidence(rule) if rule.caches else "documented")
-        out.append(calls)
-    return out
-
-
-def original_plans(runs: list[Run]) -> dict[tuple[int, str], dict[str, Any]]:
-    """:func:`inferred_plan` for every call of ``runs`` that needs one."""
-    out = {}
-    for i, run in enumerate(runs):
-        for span in run.llm_spans():
-            p = inferred_plan(span)
-            if p:
-                out[(i, span.span_id)] = p
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# the baseline and the rewritten runs
-# ---------------------------------------------------------------------------------------------------
-def _recorded_cost(span: Span, currency: str) -> Decimal | None:
-    c = span.llm.cost if span.llm is not None else None
-    if c is None or c.source != "recorded" or c.amount is None:
-        return None
-    if c.currency == currency:
-        return c.amount
-    return convert_cost(c.amount, c.currency, currency)  # None for an unknown pair: the tokens are priced
-
-
-def paid_bills(runs: list[Run], currency: str = "USD",
-               sim: list[dict[str, CallPaid]] | None = None, prices: PriceLookup | None = None) -> list[RunPaid]:
-    """What each of ``runs`` (one account) paid, call by call (see the module docstring for the bases)."""
-    sim = sim if sim is not None else simulate(runs, currency, original_plans(runs), prices)
-    rec = bill_runs(runs, currency, mode="recorded", prices=prices)
-    out = []
-    for run, rb, s in zip(runs, rec, sim):
-        rp = RunPaid(run.run_id, currency)
-        for span, b in zip(run.llm_spans(), rb.calls):
-            call = span.llm
-            assert call is not None
-            amount = _recorded_cost(span, currency)
-            simulated = s[span.span_id]
-            if amount is not None:
-                rp.calls.append(CallPaid(span.span_id, call.model, b.provider, "recorded cost",
-                                         CostRange.point(amount)))
-            elif b.basis == "recorded":
-                rp.calls.append(CallPaid(span.span_id, call.model, b.provider, "provider cache tokens",
-                                         CostRange.point(b.cost)))
-            elif simulated.basis == "simulated automatic caching":
-                rp.calls.append(simulated)
-            else:
-                rp.calls.append(CallPaid(span.span_id, call.model, b.provider, "uncached", CostRange.point(b.cost)))
-        out.append(rp)
-    return out
+from tokprof.profiler.model import Run
+# Re-exported: the baseline's vocabulary, for the pipeline, whatif, the benchmarks and their tests.
+from tokprof.profiler.providers.as_paid import (  # noqa: F401
+    BASES, CACHE_TOKENS, CALIBRATION_FILES, DEFAULT_HIT_RATE, HIT_RATES, RECORDED, SCENARIOS, SERVED, SIMULATED,
+    UNCACHED, CallPaid, CostRange, RunPaid, hit_rate, inferred_plan, original_plans, paid_bills, rule_confidence,
+    run_paid, simulate, simulated_bill, total_range)
+from tokprof.profiler.providers.cost import PriceLookup
 
 
 def rebill(originals: list[Run], rewritten: list[Run], paid: list[RunPaid], sim_orig: list[dict[str, CallPaid]],
@@ -326,7 +48,7 @@ def rebill(originals: list[Run], rewritten: list[Run], paid: list[RunPaid], sim_
         for span in run.llm_spans():
             new = sim_new[i][span.span_id]
             if keys.served_by(span.attributes):  # a live or simulated cache hit
-                rp.calls.append(replace(new, basis="served", cost=zero))
+                rp.calls.append(replace(new, basis=SERVED, cost=zero))
                 continue
             old_paid, old_sim = before.get(span.span_id), sim_orig[i].get(span.span_id)
             if old_paid is None or old_sim is None:

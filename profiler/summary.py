@@ -6,9 +6,18 @@ summary (see README, "JSON output"):
 ``{"run_id", "name", "tags", "complete", "spans", "llm_calls", "duration_ms",
    "tokens": {"input", "output", "cache_read", "cache_write", "reasoning", "total"},
    "token_sources": {"provider": n, "counted": n, "estimated": n},  # tokens by where they came from
-   "cost": {"amount": "decimal string" | null, "currency", "unpriced_calls"},
+   "cost": {"amount": "decimal string" | null, "currency", "unpriced_calls",
+            "basis": {basis: calls}, "label": str, "range": {"expected", "low", "high", "best", "worst", ...},
+            "as_recorded": "decimal string" | null},
    "models": {model: calls},
    "top_spans": [{"span_id", "name", "kind", "calls", "excl_tokens", "incl_tokens", "excl_cost", "duration_ms"}]}``
+
+``cost.amount`` is what the run paid (:func:`tokprof.profiler.providers.as_paid.paid_bills`, the figure
+``import``, ``optimize``, ``report``, ``compare`` and the demo also start from): recorded cost, else provider
+cache tokens x prices, else the provider's automatic caching simulated on the unchanged run (the expected
+bill; ``range`` holds best = every predicted hit served, worst = none). ``basis`` counts the calls by how
+their cost is known and ``label`` says it in words. ``as_recorded`` is the same calls with no caching
+simulated (recorded costs, reported cache tokens, else list price): what the fleet ledger sums.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.policy import internal_error
+from tokprof.profiler.providers.as_paid import CostRange, RunPaid, run_paid
 from tokprof.profiler.providers.currency import run_currency
 from tokprof.profiler.graph import call_graph, top_spans
 from tokprof.profiler.model import Run
@@ -42,6 +53,13 @@ class RunSummary:
     unpriced_calls: int
     models: dict[str, int]
     top_spans: list[dict[str, Any]] = field(default_factory=list)
+    cost_basis: dict[str, int] = field(default_factory=dict)
+    """Calls by how their cost is known (``recorded cost``, ``provider cache tokens``, ``simulated automatic
+    caching``, ``uncached``, ``served``)."""
+    cost_label: str = ""
+    cost_range: CostRange | None = None
+    """Best / expected / worst of the simulated automatic caching (a point when nothing is simulated)."""
+    as_recorded: Decimal | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +77,10 @@ class RunSummary:
                 "amount": None if self.cost is None else str(self.cost),
                 "currency": self.currency,
                 "unpriced_calls": self.unpriced_calls,
+                "basis": self.cost_basis,
+                "label": self.cost_label,
+                "range": None if self.cost_range is None else self.cost_range.to_dict(),
+                "as_recorded": None if self.as_recorded is None else str(self.as_recorded),
             },
             "models": self.models,
             "top_spans": self.top_spans,
@@ -70,6 +92,13 @@ class RunSummary:
         text = f"{self.cost:.6f} {self.currency}"
         if self.unpriced_calls:
             text += f" (+{self.unpriced_calls} calls with unknown price)"
+        if self.cost_label:
+            text += f" as paid ({self.cost_label}"
+            r = self.cost_range
+            if r is not None and r.known and not r.is_point:
+                best, _, worst = r.by_scenario
+                text += f"; range {best:.6f} best to {worst:.6f} worst"
+            text += ")"
         return text
 
     def __str__(self) -> str:
@@ -113,10 +142,9 @@ def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary
     usage = run.total_usage()
     sources = {"provider": 0, "counted": 0, "estimated": 0}
     models: dict[str, int] = {}
-    cost: Decimal = Decimal(0)
-    priced = 0
-    unpriced = 0
-    costs: dict[str, Decimal | None] = {}  # priced once here; the call graph below reuses them
+    as_recorded: Decimal = Decimal(0)
+    recorded_priced = 0
+    recorded_costs: dict[str, Decimal | None] = {}
     for s in run.spans:
         if s.llm is None:
             continue
@@ -128,12 +156,25 @@ def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary
         key = s.llm.model or "unknown"
         models[key] = models.get(key, 0) + 1
         c = span_cost(s, currency)
-        costs[s.span_id] = None if c is None else c.amount
-        if c is None or c.amount is None:
-            unpriced += 1
-        else:
-            cost += c.amount
-            priced += 1
+        recorded_costs[s.span_id] = None if c is None else c.amount
+        if c is not None and c.amount is not None:
+            as_recorded += c.amount
+            recorded_priced += 1
+    # what the run paid: the one as-paid bill (priced once here; the call graph below reuses it)
+    try:
+        paid: RunPaid | None = run_paid(run, currency)
+    except Exception as exc:  # noqa: BLE001 - a summary never fails: fall back to the costs as recorded
+        internal_error("tokprof.profiler.summary: what the run paid", exc)
+        paid = None
+    if paid is not None:
+        costs = {c.span_id: c.cost.expected for c in paid.calls}
+        total, unpriced = paid.total, paid.unpriced
+        basis, label = paid.bases(), paid.label()
+    else:
+        costs = recorded_costs
+        unpriced = sum(1 for v in costs.values() if v is None)
+        total = CostRange.point(as_recorded if recorded_priced else None)
+        basis, label = {}, "as recorded: the caching simulation failed"
     top_rows: list[dict[str, Any]] = []
     if top:
         g = call_graph(run, cost_of=lambda span: costs.get(span.span_id))  # in `currency`, as the totals
@@ -165,9 +206,14 @@ def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary
             "total": usage.total_tokens,
         },
         token_sources=sources,
-        cost=cost if (priced or not unpriced) else None,
+        # unknown only when no call could be priced at all
+        cost=total.expected if total.known else (Decimal(0) if not unpriced else None),
         currency=currency,
         unpriced_calls=unpriced,
         models=models,
         top_spans=top_rows,
+        cost_basis=basis,
+        cost_label=label,
+        cost_range=total if total.known else None,
+        as_recorded=as_recorded if (recorded_priced or not unpriced) else None,
     )

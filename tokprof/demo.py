@@ -22,12 +22,10 @@ an HTML report comparing the two runs.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,8 +37,13 @@ from langchain_core.messages import (
     ToolMessage,
     convert_to_openai_messages,
 )
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool
 
+# The shop and the scripted policy live in their own modules; their names stay importable from here.
+from tokprof.demo_desk import (  # noqa: F401
+    AGENT_PROMPT, DEMO_LIVE_PASSES, DEMO_MODEL, DEMO_TAGS, DEMO_TODAY, MAX_STEPS, SCRIPTED_NOTE, TRIAGE_PROMPT,
+    SupportDesk, make_tools)
+from tokprof.demo_policy import ScriptError, order_containing, support_policy, untable  # noqa: F401
 from tokprof.profiler import keys, profile, trace
 from tokprof.profiler.hooks import current_run, internal_error, record_llm_call
 from tokprof.profiler.model import Run, Usage
@@ -49,337 +52,7 @@ from tokprof.reports import html as report_html
 from tokprof.reports.model import build_comparison
 from tokprof.scripted_model import ScriptedChatModel, message_text
 
-DEMO_MODEL = "claude-sonnet-4-5"
-DEMO_TODAY = "2025-03-07"
-"""The demo's fixed 'today', so eligibility windows give the same answer on every machine and day."""
-DEMO_TAGS = {"team": "support", "feature": "inbox-agent"}
-MAX_STEPS = 12
-
-TRIAGE_PROMPT = (
-    "You are the triage step of Northwind Goods' customer-support desk. Read one customer e-mail and "
-    "classify it as exactly one of: refund, shipping, other. Reply with a JSON object "
-    '{"category": ..., "priority": "high" | "normal"}. Damaged goods are high priority.'
-)
-
-AGENT_PROMPT = """You are Northwind Goods' customer-support agent. You resolve one ticket at a time.
-
-Rules:
-- Always identify the customer from the sender's e-mail with `lookup_customer` first.
-- Work from facts returned by the tools; never guess order numbers, amounts or dates.
-- Refunds: read the refund policy, check eligibility with `check_refund_eligibility`, then call
-  `issue_refund` with exactly the amount the eligibility check returned. Never refund twice.
-- Shipping questions: find the open order in the order history and call `track_shipment`; only quote
-  delivery dates the carrier gave.
-- Finish with one reply to the customer: first name, one apology, what you did, when the money or the
-  parcel will arrive. Plain text, no markdown, at most five sentences.
-- Tools return JSON. Today's date is """ + DEMO_TODAY + "."
-
-
-# ---------------------------------------------------------------------------------------------------
-# bundled data and tools
-# ---------------------------------------------------------------------------------------------------
-SCRIPTED_NOTE = "scripted model: tokens sent are measured; answers could not change"
-DEMO_LIVE_PASSES: tuple[str, ...] = ("response-cache", "minify", "dedupe", "observation-mask", "prompt-cache")
-"""The live passes the demo's re-run uses: the lossless ones plus observation-mask (its answer is checked);
-the lossy ``truncate-outputs`` is shown apart, by :func:`tokprof.demo_checks.lossy_check`."""
-
-
-def _read_data(name: str) -> str:
-    return resources.files("tokprof").joinpath("demo_data", name).read_text(encoding="utf-8")
-
-
-class SupportDesk:
-    """The shop's back office, loaded from ``demo_data``. Refunds issued during a run are kept here."""
-
-    def __init__(self) -> None:
-        self.customers: list[dict[str, Any]] = json.loads(_read_data("customers.json"))["customers"]
-        self.orders: list[dict[str, Any]] = json.loads(_read_data("orders.json"))["orders"]
-        self.policy: str = _read_data("refund_policy.md")
-        self.tickets: list[dict[str, Any]] = json.loads(_read_data("tickets.json"))["tickets"]
-        self.refunds: list[dict[str, Any]] = []
-
-    @trace(kind="retriever")
-    def customer_by_email(self, email: str) -> dict[str, Any] | None:
-        return next((c for c in self.customers if c["email"].lower() == email.strip().lower()), None)
-
-    @trace(kind="retriever")
-    def orders_of(self, customer_id: str) -> list[dict[str, Any]]:
-        return [o for o in self.orders if o["customer_id"] == customer_id]
-
-    def order(self, order_id: str) -> dict[str, Any] | None:
-        return next((o for o in self.orders if o["order_id"] == order_id), None)
-
-
-def _pretty(obj: Any) -> str:
-    # Many real tools return pretty-printed JSON; that whitespace is exactly what `minify` removes.
-    return json.dumps(obj, indent=2, ensure_ascii=False)
-
-
-def make_tools(desk: SupportDesk) -> list[BaseTool]:
-    """The agent's tools: real LangChain tools over the bundled data."""
-
-    @tool
-    def lookup_customer(email: str) -> str:
-        """Find a customer account by e-mail address. Returns the account as JSON."""
-        c = desk.customer_by_email(email)
-        return _pretty(c if c is not None else {"error": f"no customer with e-mail {email}"})
-
-    @tool
-    def get_order_history(customer_id: str) -> str:
-        """Every order of a customer, newest last, with items, payment, shipment events and refunds."""
-        return _pretty({"customer_id": customer_id, "orders": desk.orders_of(customer_id)})
-
-    @tool
-    def get_refund_policy(topic: str) -> str:
-        """The shop's returns and refunds policy (the whole document)."""
-        return desk.policy
-
-    @tool
-    def check_refund_eligibility(order_id: str, reason: str) -> str:
-        """Check whether an order can be refunded for a reason, and for how much, under the policy."""
-        o = desk.order(order_id)
-        if o is None:
-            return _pretty({"order_id": order_id, "eligible": False, "why": "unknown order"})
-        delivered = next((e["date"] for e in o["shipment"]["events"] if e["event"] == "delivered"), None)
-        damaged = "damage" in reason.lower() or "defect" in reason.lower()
-        days = None if delivered is None else (_day(DEMO_TODAY) - _day(delivered))
-        window = 60 if damaged else 30
-        eligible = delivered is not None and days is not None and days <= window and not o["refunds"]
-        amount = o["total_usd"] if damaged else round(o["subtotal_usd"] - 6.95, 2)
-        customer = next(c for c in desk.customers if c["customer_id"] == o["customer_id"])
-        return _pretty({
-            "order_id": order_id, "eligible": eligible, "reason": reason,
-            "days_since_delivery": days, "window_days": window,
-            "refund_amount_usd": amount if eligible else 0.0,
-            "includes": ["items", "shipping", "tax"] if damaged else ["items"],
-            "needs_supervisor": o["total_usd"] > 500,
-            "goodwill_voucher_usd": 10 if (damaged and customer["tier"] == "gold") else 0,
-            "policy_section": "3. Damaged or defective items" if damaged else "2. Standard returns",
-        })
-
-    @tool
-    def issue_refund(order_id: str, amount_usd: float, reason: str) -> str:
-        """Refund an order to the original payment method. Returns the refund record."""
-        o = desk.order(order_id)
-        if o is None:
-            return _pretty({"error": f"unknown order {order_id}"})
-        customer = next(c for c in desk.customers if c["customer_id"] == o["customer_id"])
-        pay = o["payment"]
-        record = {
-            "refund_id": "R-" + order_id.split("-")[1] + "-1",
-            "order_id": order_id,
-            "amount_usd": amount_usd,
-            "reason": reason,
-            "to": f"{pay['method']} ending {pay['last4']}",
-            "arrives_in": "3-5 business days" if pay["method"] == "paypal" else "5-10 business days",
-            "customer_first_name": customer["name"].split()[0],
-            "items": [i["name"] for i in o["items"]],
-            "goodwill_voucher_usd": 10 if customer["tier"] == "gold" else 0,
-        }
-        desk.refunds.append(record)
-        return _pretty(record)
-
-    @tool
-    def track_shipment(order_id: str) -> str:
-        """The carrier's tracking record for an order: carrier, tracking number, scans, estimated delivery."""
-        o = desk.order(order_id)
-        if o is None:
-            return _pretty({"error": f"unknown order {order_id}"})
-        customer = next(c for c in desk.customers if c["customer_id"] == o["customer_id"])
-        return _pretty({"order_id": order_id, "customer_first_name": customer["name"].split()[0],
-                        "status": o["status"], **o["shipment"]})
-
-    return [lookup_customer, get_order_history, get_refund_policy, check_refund_eligibility, issue_refund,
-            track_shipment]
-
-
-def _day(iso: str) -> int:
-    from datetime import date
-
-    return date.fromisoformat(iso).toordinal()
-
-
-# ---------------------------------------------------------------------------------------------------
-# the scripted model's policy: decisions from the conversation only
-# ---------------------------------------------------------------------------------------------------
-class ScriptError(RuntimeError):
-    """The scripted model could not read what it needed from the conversation it was sent."""
-
-
-class _Conversation:
-    """What the model 'reads' from a request: the ticket, the tool calls so far and their results."""
-
-    def __init__(self, messages: list[BaseMessage]) -> None:
-        self.ticket = next((message_text(m) for m in messages if m.type == "human"), "")
-        self.calls = [tc for m in messages if m.type == "ai" for tc in (getattr(m, "tool_calls", None) or [])]
-        self.results = {m.tool_call_id: message_text(m) for m in messages if m.type == "tool"}
-
-    def args(self, tool_name: str) -> dict[str, Any]:
-        for tc in reversed(self.calls):
-            if tc["name"] == tool_name:
-                return tc["args"]
-        raise ScriptError(f"no earlier {tool_name} call in the conversation")
-
-    def find(self, tool_name: str, extract: Callable[[str], Any]) -> Any:
-        """The newest result of ``tool_name`` from which ``extract`` gets a value. Like a model reading
-        back: a result that was masked or replaced by a pointer is skipped for an older readable copy."""
-        for tc in reversed(self.calls):
-            if tc["name"] != tool_name:
-                continue
-            text = self.results.get(tc.get("id"))
-            value = extract(text) if text else None
-            if value is not None:
-                return value
-        raise ScriptError(
-            f"the scripted model found no readable {tool_name} result in the prompt it was sent: a live "
-            "transform removed information the agent still needed (keep more recent tool outputs)")
-
-
-def _regex(pattern: str) -> Callable[[str], str | None]:
-    def extract(text: str) -> str | None:
-        m = re.search(pattern, text)
-        return m.group(1) if m else None
-
-    return extract
-
-
-def _order_containing(marker: str) -> Callable[[str], str | None]:
-    """The id of the last order in an order-history output that matches the regex ``marker``. Reads the
-    JSON (in any shape ``minify`` gives it); an output cut to head + tail is no longer JSON and is read as
-    text: the last ``order_id`` before the marker's last match."""
-
-    def extract(text: str) -> str | None:
-        data = _json(text)
-        if data is not None and isinstance(data.get("orders"), list):
-            hits = [o.get("order_id") for o in data["orders"]
-                    if isinstance(o, dict) and re.search(marker, json.dumps(o, separators=(",", ":")))]
-            return hits[-1] if hits else None
-        found = [m.start() for m in re.finditer(marker, text)]
-        if not found:
-            return None
-        ids = [(m.start(), m.group(1)) for m in re.finditer(r'"order_id":\s*"(O-\d+)"', text)]
-        before = [oid for pos, oid in ids if pos < found[-1]]
-        return before[-1] if before else None
-
-    return extract
-
-
-def _json(text: str) -> dict[str, Any] | None:
-    """A JSON object tool output, read back whatever shape a compression pass gave it."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    value = untable(value)
-    return value if isinstance(value, dict) else None
-
-
-def untable(value: Any) -> Any:
-    """Undo ``minify``'s column/row tables (``{"columns": [...], "rows": [[...]]}``, an optional ``(key)``
-    column for id-keyed maps, ``outer.inner`` columns for nested objects): a model reads either shape."""
-    if isinstance(value, list):
-        return [untable(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    cols, rows = value.get("columns"), value.get("rows")
-    if set(value) == {"columns", "rows"} and isinstance(cols, list) and isinstance(rows, list):
-        keyed = bool(cols) and cols[0] == "(key)"
-        records: list[Any] = []
-        for row in rows:
-            rec: dict[str, Any] = {}
-            for col, cell in zip(cols[1:] if keyed else cols, row[1:] if keyed else row):
-                if cell is None:
-                    continue
-                outer, dot, inner = str(col).partition(".")
-                if dot:
-                    rec.setdefault(outer, {})[inner] = untable(cell)
-                else:
-                    rec[col] = untable(cell)
-            records.append(rec)
-        return {str(row[0]): rec for row, rec in zip(rows, records)} if keyed else records
-    return {k: untable(v) for k, v in value.items()}
-
-
-def _call(step: int, name: str, text: str, **args: Any) -> AIMessage:
-    # Deterministic ids: the two runs must send identical prompts wherever nothing was optimized.
-    return AIMessage(content=text, tool_calls=[{"name": name, "args": args, "id": f"toolu_{step:02d}_{name}",
-                                                "type": "tool_call"}])
-
-
-def _sender(conv: _Conversation) -> str:
-    m = re.search(r"From: (\S+@\S+)", conv.ticket)
-    if not m:
-        raise ScriptError("the ticket has no From: line")
-    return m.group(1)
-
-
-_CUSTOMER_ID = _regex(r'"customer_id":\s*"(C-\d+)"')
-
-
-def _refund_step(step: int, conv: _Conversation) -> AIMessage:
-    if step == 0:
-        return _call(step, "lookup_customer", "I'll find the customer's account from the sender address first.",
-                     email=_sender(conv))
-    if step == 1:
-        return _call(step, "get_order_history", "Found the account. Let me pull the order history to find "
-                     "the headphones order.", customer_id=conv.find("lookup_customer", _CUSTOMER_ID))
-    if step == 2:
-        return _call(step, "get_refund_policy", "Before refunding, I'll check the policy for items that "
-                     "arrived damaged.", topic="damaged items")
-    if step == 3:
-        order_id = conv.find("get_order_history", _order_containing(r"AUD-ANC-700"))
-        return _call(step, "check_refund_eligibility", f"The headphones are on order {order_id}, with no "
-                     "refund so far. Checking eligibility.", order_id=order_id, reason="damaged on arrival")
-    if step == 4:
-        amount = conv.find("check_refund_eligibility", _regex(r'"refund_amount_usd":\s*([\d.]+)'))
-        return _call(step, "issue_refund", "Eligible for a full refund including shipping and tax; issuing "
-                     "it now.", order_id=conv.args("check_refund_eligibility")["order_id"],
-                     amount_usd=float(amount), reason="damaged on arrival")
-    refund = conv.find("issue_refund", _json)
-    voucher = (f" As a Gold member you'll also receive a {refund['goodwill_voucher_usd']} USD voucher."
-               if refund.get("goodwill_voucher_usd") else "")
-    return AIMessage(content=(
-        f"Hi {refund['customer_first_name']}, I'm sorry your {refund['items'][0]} arrived damaged. "
-        f"I've refunded {refund['amount_usd']:.2f} USD for order {refund['order_id']} (refund "
-        f"{refund['refund_id']}) to your {refund['to']}; it will appear within {refund['arrives_in']}."
-        f"{voucher} There's no need to send the headphones back."))
-
-
-def _shipping_step(step: int, conv: _Conversation) -> AIMessage:
-    if step == 0:
-        return _call(step, "lookup_customer", "Let me find the customer's account.", email=_sender(conv))
-    if step == 1:
-        return _call(step, "get_order_history", "Now the order history, to find the open order.",
-                     customer_id=conv.find("lookup_customer", _CUSTOMER_ID))
-    if step == 2:
-        order_id = conv.find("get_order_history", _order_containing(r'"status":\s*"in_transit"'))
-        return _call(step, "track_shipment", f"Order {order_id} is still in transit; checking the carrier.",
-                     order_id=order_id)
-    t = conv.find("track_shipment", _json)
-    last = t["events"][-1]
-    return AIMessage(content=(
-        f"Hi {t['customer_first_name']}, sorry for the wait. Your order {t['order_id']} is with "
-        f"{t['carrier']} (tracking {t['tracking_number']}); the last scan on {last['date']} in "
-        f"{last['location']} reports a {last['event'].split(': ')[-1]} delay. The carrier's new estimated "
-        f"delivery date is {t.get('estimated_delivery', 'not yet available')}."))
-
-
-def support_policy(messages: list[BaseMessage]) -> AIMessage:
-    """The scripted model: what a good support model would answer to ``messages``."""
-    system = message_text(messages[0]) if messages and messages[0].type == "system" else ""
-    if system.startswith(TRIAGE_PROMPT[:40]):
-        text = message_text(messages[-1]).lower()
-        if any(w in text for w in ("refund", "broken", "damaged", "cracked")):
-            return AIMessage(content='{"category": "refund", "priority": "high"}')
-        if any(w in text for w in ("where is", "tracking", "arrive")):
-            return AIMessage(content='{"category": "shipping", "priority": "normal"}')
-        return AIMessage(content='{"category": "other", "priority": "normal"}')
-    conv = _Conversation(messages)
-    step = len(conv.calls)
-    if "refund" in conv.ticket.lower():
-        return _refund_step(step, conv)
-    return _shipping_step(step, conv)
-
+_order_containing = order_containing  # the old private name, kept for callers of tokprof.demo
 
 # ---------------------------------------------------------------------------------------------------
 # the agent
@@ -506,7 +179,8 @@ def run_agent(*, optimize: list[str] | tuple[str, ...] = (), save: str | Path | 
 # ---------------------------------------------------------------------------------------------------
 @dataclass
 class RunTotals:
-    """The headline figures of one run, from its recorded spans."""
+    """The headline figures of one run: its summary's tokens and what it paid (the figure ``tokprof show``
+    prints for the same run)."""
 
     input_tokens: int
     output_tokens: int
@@ -515,6 +189,8 @@ class RunTotals:
     llm_calls: int
     cost: Decimal | None
     currency: str = "USD"
+    cost_label: str = ""
+    """How the cost is known: the run summary's as-paid label (the figure ``tokprof show`` prints)."""
 
     @property
     def total_tokens(self) -> int:
@@ -524,13 +200,14 @@ class RunTotals:
     def of(cls, run: Run) -> "RunTotals":
         s = run.summary(top=0)
         return cls(s.tokens["input"], s.tokens["output"], s.tokens["cache_read"], s.tokens["cache_write"],
-                   s.llm_calls, s.cost, s.currency)
+                   s.llm_calls, s.cost, s.currency, s.cost_label)
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "cache_read_tokens": self.cache_read_tokens, "cache_write_tokens": self.cache_write_tokens,
                 "total_tokens": self.total_tokens, "llm_calls": self.llm_calls,
-                "cost": None if self.cost is None else str(self.cost), "currency": self.currency}
+                "cost": None if self.cost is None else str(self.cost), "currency": self.currency,
+                "cost_basis": self.cost_label}
 
 
 def _pct(before: int | Decimal | None, after: int | Decimal | None) -> float | None:

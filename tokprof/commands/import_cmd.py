@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tokprof.console_safe import escape
 from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file
 from tokprof.profiler.interchange.summary import ImportTotals
+from tokprof.profiler.model import Run
+from tokprof.profiler.providers.as_paid import BASES, CostRange, run_paid, total_range
 from tokprof.profiler.store import runs_dir, save_run
 
 # What a folder walk picks up (explicitly named files are always tried).
@@ -28,8 +31,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "are reported with file and record; the rest are imported.",
         epilog="--json prints {schema, files:[{path, format, runs, calls, records, errors, error_reasons, "
                "failed}], runs, calls, tool_spans, tokens:{input, output, cache_read, cache_write, reasoning, "
-               "total}, tokens_by_source:{source:{input, output}}, cost:{amount, currency, by_source, "
-               "unpriced_calls, unpriced_models}, models:{model: calls}, errors, failed_files, out}.",
+               "total}, tokens_by_source:{source:{input, output}}, cost:{amount (what the runs paid, as `show` gives it), "
+               "currency, basis:{basis: calls}, label, range:{best, expected, worst, ...}, as_recorded (no caching "
+               "simulated), by_source, unpriced_calls, unpriced_models}, paid, models:{model: calls}, errors, "
+               "failed_files, out}.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="trace files or folders")
     p.add_argument("--claude-code", action="store_true",
@@ -200,6 +205,13 @@ def import_command(args: argparse.Namespace) -> int:
             bar.advance(task)
     summary = totals.to_dict()
     summary["paid"] = paid.to_dict()
+    # The cost is what the runs paid (the figure show, optimize, report and compare give); the costs as the
+    # file recorded them, with no caching simulated, stay beside it.
+    c = summary["cost"]
+    c["as_recorded"] = c["amount"]
+    if summary["paid"]["expected"] is not None:
+        c["amount"] = summary["paid"]["expected"]
+    c["basis"], c["label"], c["range"] = summary["paid"]["bases"], summary["paid"]["label"], summary["paid"]["range"]
     summary["out"] = None if args.no_save else str(out_dir)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -234,18 +246,20 @@ def render(s: dict, console) -> None:  # noqa: ANN001
     console.print("sources  " + ", ".join(parts))
     c = s["cost"]
     cost = "unknown" if c["amount"] is None else f"{float(c['amount']):,.4f} {c['currency']}"
+    rng = c.get("range") or {}
+    spread = "" if rng.get("best") == rng.get("worst") or rng.get("best") is None else \
+        f"; range {float(rng['best']):,.4f} best to {float(rng['worst']):,.4f} worst"
+    label = f" as paid ({c['label']}{spread})" if c.get("label") else ""
+    console.print(f"cost     {cost}{label}")
     detail = ", ".join(f"{k} {float(v):,.4f}" for k, v in c["by_source"].items())
     unpriced = ""
     if c["unpriced_calls"]:
         names = ", ".join(list(c["unpriced_models"])[:3])
         unpriced = f"; {c['unpriced_calls']} calls with no price for {names}"
-    console.print(f"cost     {cost}" + (f" ({detail}{unpriced})" if detail or unpriced else ""))
-    p = s.get("paid")
-    if p and p.get("expected") is not None:
-        rng = "" if p["low"] == p["high"] else f", range {float(p['low']):,.4f}-{float(p['high']):,.4f}"
-        bases = ", ".join(f"{k} {v}" for k, v in p["bases"].items())
-        console.print(f"paid     {float(p['expected']):,.4f} {c['currency']} (what optimize/report start from: "
-                      f"{bases} calls{rng})")
+    if c.get("as_recorded") is not None and (c["as_recorded"] != c["amount"] or unpriced):
+        console.print(f"         as recorded, no caching simulated: {float(c['as_recorded']):,.4f} ({detail}{unpriced})")
+    elif unpriced:
+        console.print(f"         {unpriced[2:]}")
     models = ", ".join(f"{m} x{n}" for m, n in list(s["models"].items())[:8])
     more = f" (+{len(s['models']) - 8} more)" if len(s["models"]) > 8 else ""
     console.print(f"models   {models}{more}")
@@ -267,38 +281,41 @@ def render(s: dict, console) -> None:  # noqa: ANN001
 
 
 class _PaidTotals:
-    """What the imported runs paid (:mod:`tokprof.optimizers.paid`), per file as one account: the figure
-    ``optimize``, ``report`` and ``compare`` start from. A failure here never fails the import."""
+    """What the imported runs paid (:func:`tokprof.profiler.providers.as_paid.run_paid`, each run its own
+    account): the figure ``show``, ``optimize``, ``report`` and ``compare`` give. A failure here never fails
+    the import."""
 
     def __init__(self, currency: str) -> None:
         self.currency = currency
-        self.ranges: list = []
+        self.ranges: list[CostRange] = []
         self.bases: dict[str, int] = {}
         self.failed = False
 
-    def add(self, runs: list) -> None:  # noqa: ANN001
-        if not runs:
-            return
-        try:
-            from tokprof.optimizers.paid import paid_bills
+    def add(self, runs: list[Run]) -> None:
+        for run in runs:
+            try:
+                paid = run_paid(run, self.currency)
+            except Exception as exc:  # noqa: BLE001 - the import itself succeeded
+                from tokprof.profiler.hooks import internal_error
 
-            for b in paid_bills(list(runs), self.currency):
-                self.ranges.append(b.total)
-                for k, v in b.bases().items():
-                    self.bases[k] = self.bases.get(k, 0) + v
-        except Exception as exc:  # noqa: BLE001 - the import itself succeeded
-            from tokprof.profiler.hooks import internal_error
+                self.failed = True
+                internal_error("tokprof import: what the runs paid", exc)
+                return
+            self.ranges.append(paid.total)
+            for k, v in paid.bases().items():
+                self.bases[k] = self.bases.get(k, 0) + v
 
-            self.failed = True
-            internal_error("tokprof import: what the runs paid", exc)
+    def label(self) -> str:
+        return ", ".join(f"{b} {self.bases[b]} call{'s' if self.bases[b] != 1 else ''}"
+                         for b in sorted(self.bases, key=lambda b: BASES.index(b) if b in BASES else len(BASES)))
 
-    def to_dict(self) -> dict:
-        from tokprof.optimizers.paid import total_range
-
+    def to_dict(self) -> dict[str, Any]:
         if self.failed or not self.ranges:
-            return {"expected": None, "low": None, "high": None, "bases": self.bases}
+            return {"expected": None, "low": None, "high": None, "bases": self.bases, "label": "", "range": None}
         t = total_range(self.ranges)
+        d = t.to_dict() if t.known else None
 
         def s(v: object) -> str | None:
             return None if v is None else str(v)
-        return {"expected": s(t.expected), "low": s(t.low), "high": s(t.high), "bases": self.bases}
+        return {"expected": s(t.expected), "low": s(t.low), "high": s(t.high), "bases": self.bases,
+                "label": self.label(), "range": d}

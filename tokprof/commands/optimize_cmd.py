@@ -12,6 +12,7 @@ from typing import Any
 
 from tokprof.commands.report_cmd import load_runs, parse_passes
 from tokprof.optimizers.base import available_passes
+from tokprof.optimizers.paid import BASES
 from tokprof.optimizers.pipeline import optimize_runs
 from tokprof.profiler.providers.currency import run_currency
 
@@ -111,8 +112,15 @@ def _totals(ledgers: list[Any], passes: list[str]) -> dict[str, Any]:
     order = ["documented", "calibrated", "assumed"]
     confs = [s.confidence for lg in ledgers for s in [lg.baseline, *lg.steps] if s.confidence in order]
     confidence = max(confs, key=order.index) if confs else None
+    basis: dict[str, int] = {}
+    for lg in ledgers:
+        for k, v in (lg.baseline.basis or {}).items():
+            basis[k] = basis.get(k, 0) + v
+    label = ", ".join(f"{b} {basis[b]} call{'s' if basis[b] != 1 else ''}"
+                      for b in sorted(basis, key=lambda b: BASES.index(b) if b in BASES else len(BASES)))
     return {"runs": len(ledgers), "steps": steps, "saved": saved, "saved_range": saved_range,
-            "baseline": "what the runs paid", "confidence": confidence}
+            "baseline": "what the runs paid", "baseline_basis": basis, "baseline_label": label,
+            "confidence": confidence}
 
 
 def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], args: argparse.Namespace) -> None:
@@ -143,6 +151,12 @@ def _print_rich(ledgers: list[Any], totals: dict[str, Any], passes: list[str], a
         table.add_row("TOTAL" if s["pass"] == "recorded" else "", s["pass"], f"{s['input_tokens']:,}",
                       f"{s['output_tokens']:,}", _money(cost), "", "", "", style="bold")
     console.print(table)
+    base = totals["steps"][0]
+    spread = ""
+    if base["billed_low"] is not None and base["billed_low"] != base["billed_high"]:
+        spread = f"; range {_money(Decimal(base['billed_low']))} to {_money(Decimal(base['billed_high']))}"
+    console.print(f"baseline: what the runs paid, {_money(None if base['billed_cost'] is None else Decimal(base['billed_cost']), cur)} "
+                  f"({totals['baseline_label']}{spread})")
     if args.rows:
         for run, _, lg in ledgers:
             for r in lg.rows:

@@ -1,0 +1,81 @@
+"""A call's bill and a run's bill: the prompt split into fresh / cache-read / cache-write tokens, and the cost.
+
+Produced by the cache simulator (:mod:`tokprof.profiler.providers.cache_sim`); priced by the one cost
+function (:func:`tokprof.profiler.providers.cost.split_cost`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from tokprof.profiler.providers.cache_rules import CacheRule
+from tokprof.profiler.providers.cost import Rates, TokenSplit, split_cost
+
+Basis = Literal["recorded", "uncached", "simulated", "served", "unpriced"]
+
+
+class BillingError(ValueError):
+    """A billing rule or plan that cannot be applied (names the span and model)."""
+
+
+@dataclass
+class CallBill:
+    """How one call is billed: its prompt split into fresh / cache-read / cache-write tokens, and the cost."""
+
+    span_id: str
+    model: str | None
+    provider: str | None
+    basis: Basis
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Written with the short (5-minute) TTL."""
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal | None = None
+    currency: str = "USD"
+    matched_units: int = 0
+    """Units of the prompt shared with the provider's cache (diagnostics)."""
+
+    @property
+    def fresh_input_tokens(self) -> int:
+        return max(0, self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+                   - self.cache_write_1h_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "span_id": self.span_id, "model": self.model, "provider": self.provider, "basis": self.basis,
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens, "cache_write_tokens": self.cache_write_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
+            "cost": None if self.cost is None else str(self.cost), "currency": self.currency,
+        }
+
+
+@dataclass
+class RunBill:
+    """The bill of one run: one :class:`CallBill` per LLM span, in ``run.llm_spans()`` order."""
+
+    calls: list[CallBill]
+    currency: str
+    mode: str
+
+    @property
+    def total(self) -> Decimal | None:
+        """Sum of the known call costs; ``None`` when no call has a known price (unknown, never zero)."""
+        known = [c.cost for c in self.calls if c.cost is not None]
+        return sum(known, Decimal(0)) if known else None
+
+    @property
+    def unpriced(self) -> int:
+        return sum(1 for c in self.calls if c.cost is None and c.basis != "served")
+
+
+def call_cost(bill: CallBill, rates: Rates | None, rule: CacheRule, currency: str) -> Decimal | None:
+    """The bill's cost, priced by the one cost function (:func:`tokprof.profiler.providers.cost.split_cost`)."""
+    if bill.basis == "served":
+        return Decimal(0)
+    return split_cost(TokenSplit.from_bill(bill), rates, rule, currency)
