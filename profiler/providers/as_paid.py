@@ -309,7 +309,7 @@ def _recorded_cost(span: Span, currency: str) -> Decimal | None:
     return convert_cost(c.amount, c.currency, currency)  # None for an unknown pair: the tokens are priced
 
 
-def _needs_simulation(run: Run, currency: str) -> bool:
+def needs_simulation(run: Run, currency: str) -> bool:
     """Whether some call of ``run`` is billed by simulated automatic caching (else the simulator is skipped:
     a run whose every call recorded its cost needs none)."""
     for span in run.llm_spans():
@@ -333,7 +333,7 @@ def paid_bills(runs: list[Run], currency: str = "USD",
         rb = bill_runs([run], currency, mode="recorded", prices=prices)[0]
         if sim is not None:
             s = sim[i]
-        elif _needs_simulation(run, currency):
+        elif needs_simulation(run, currency):
             s = simulate([run], currency, original_plans([run]), prices)[0]
         else:
             s = {}

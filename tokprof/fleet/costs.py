@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.accounting import span_cost
-from tokprof.profiler.model import Span
+from tokprof.profiler.model import Run, Span
+from tokprof.profiler.providers.as_paid import SIMULATED, needs_simulation, run_paid
 
 _PLACES = Decimal(1).scaleb(-24)
 MEMO_BOUND = 200_000
@@ -36,6 +37,43 @@ def cache_status(span: Span) -> str:
     if u.cache_write_tokens > 0:
         return "write"
     return "miss" if u.known("cache_read_tokens") else "unknown"
+
+
+PAID_MEMO_BOUND = 4_096
+"""At most this many runs' simulated bills are memoised (a resampled fleet repeats its runs)."""
+
+
+class PaidOverrides:
+    """What a run *paid* per call where that differs from the call's own priced cost: runs whose calls
+    record neither a cost nor provider cache tokens are billed with the provider's automatic caching
+    simulated (:func:`tokprof.profiler.providers.as_paid.run_paid`, the one as-paid baseline ``show``, the
+    summary, ``optimize`` and ``report`` use), so the ledger's totals equal theirs. Memoised on the run's
+    call objects (by identity, the objects kept alive by the memo), since a fleet repeats runs."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, ...], tuple[list[Any], dict[str, tuple[Decimal | None, Decimal | None]]]] = {}
+
+    def get(self, run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]] | None:
+        """``span id -> (usd, cny)`` of the calls billed by simulated caching, or None when there are none."""
+        if not needs_simulation(run, "USD"):
+            return None
+        calls = [s.llm for s in run.llm_spans()]
+        key = tuple(id(c) for c in calls)
+        hit = self._memo.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], calls)):
+            return hit[1]
+        usd = run_paid(run, "USD").by_span()
+        cny = run_paid(run, "CNY").by_span()
+        out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        for sid, cp in usd.items():
+            if cp.basis != SIMULATED:
+                continue
+            other = cny.get(sid)
+            out[sid] = (money(cp.cost.expected), money(None if other is None else other.cost.expected))
+        if len(self._memo) > PAID_MEMO_BOUND:
+            self._memo.clear()
+        self._memo[key] = (calls, out)
+        return out
 
 
 class CostMemo:

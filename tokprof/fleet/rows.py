@@ -27,7 +27,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tokprof.fleet.costs import CostMemo, cache_status
+from tokprof.fleet.costs import CostMemo, PaidOverrides, cache_status
 from tokprof.fleet.dims import Dims
 from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
 from tokprof.profiler.model import Run, Span
@@ -62,6 +62,7 @@ class RowBuilder:
         self.payloads = payloads
         self.dims = dims if dims is not None else Dims()
         self.costs = CostMemo()
+        self.paid = PaidOverrides()
         self.n_calls = 0
         self._batch = 0
         # the span tree's memo. A base is what a span's children hang under: (path, depth, agent, function,
@@ -202,11 +203,20 @@ class RowBuilder:
         if memo is not None and memo[0] is call and memo[1] == sp.status:
             return memo[2], memo[3]
         ce = self.costs.get(sp)
-        get = call.usage.sources.get
-        kind = self.dims.kind_id((call.model, call.provider, *(get(f) for f in _SOURCE_FIELDS),
-                                  ce[2], ce[3], cache_status(sp), sp.status))
+        kind = self._kind(sp, ce[2], ce[3])
         self._call_memo[id(call)] = (call, sp.status, kind, ce)
         return kind, ce
+
+    def _kind(self, sp: Span, currency: str, source: str) -> int:
+        call = sp.llm
+        assert call is not None
+        get = call.usage.sources.get
+        return self.dims.kind_id((call.model, call.provider, *(get(f) for f in _SOURCE_FIELDS),
+                                  currency, source, cache_status(sp), sp.status))
+
+    def _paid_cost(self, sp: Span, ce: list[Any], paid: tuple[Decimal | None, Decimal | None]) -> tuple[int, list[Any]]:
+        """A call billed by simulated automatic caching: its own kind (source ``simulated``) and cost entry."""
+        return self._kind(sp, ce[2], "simulated"), [paid[0], paid[1], ce[2], "simulated", -1, -1]
 
     # ---- per run ----------------------------------------------------------------------------------------
     def add_run(self, run: Run, ledger_file: str | None = None) -> None:
@@ -223,6 +233,7 @@ class RowBuilder:
         msg_memo, tag_steps = self._msg_memo.get, self._tag_steps.get
         batch, batch_costs = self._batch, self._batch_costs
         payloads = self.payloads
+        paid = self.paid.get(run)
         n_calls = unpriced = inp = out = 0
         usd_total: Decimal = _ZERO
         cny_total: Decimal = _ZERO
@@ -267,6 +278,8 @@ class RowBuilder:
                 kind, ce = memo[2], memo[3]
             else:
                 kind, ce = kind_and_cost(sp)
+            if paid is not None and sp.span_id in paid:  # billed as paid: simulated automatic caching
+                kind, ce = self._paid_cost(sp, ce, paid[sp.span_id])
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
