@@ -262,27 +262,41 @@ def simulate(runs: list[Run], currency: str = "USD",
     """Every call of ``runs`` billed by the simulator from its messages, under the hit-rate scenarios; each
     run is its own account (see the module docstring). ``plans``: (run index, span id) -> breakpoints for
     calls that carry none."""
+    return simulate_in(runs, (currency,), plans, prices)[currency]
+
+
+def simulate_in(runs: list[Run], currencies: tuple[str, ...],
+                plans: dict[tuple[int, str], dict[str, Any]] | None = None,
+                prices: PriceLookup | None = None) -> dict[str, list[dict[str, CallPaid]]]:
+    """:func:`simulate` priced in each of ``currencies``: which tokens hit the cache does not depend on the
+    currency, so each run is simulated once and its bills priced once per currency (the ledger stores USD
+    and CNY)."""
     plans = plans or {}
     lookup = prices or default_prices
-    out: list[dict[str, CallPaid]] = []
+    out: dict[str, list[dict[str, CallPaid]]] = {c: [] for c in currencies}
     for i, run in enumerate(runs):
         def plan_for(_: int, span: Span, i: int = i) -> dict[str, Any]:
             return plans.get((i, span.span_id), {})
 
-        rb = simulated_bill(run, currency, plan_for, lookup)
-        calls: dict[str, CallPaid] = {}
+        rb = simulated_bill(run, currencies[0], plan_for, lookup)
+        per: dict[str, dict[str, CallPaid]] = {c: {} for c in currencies}
         for span, b in zip(run.llm_spans(), rb.calls):
             call = span.llm
             assert call is not None
             plan = plan_of(span) or plan_for(0, span)
             rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
-            cost = _scenario_cost(b, rule, lookup(call.model), currency)
+            rates = lookup(call.model)
             basis = SERVED if b.basis == "served" else (
                 SIMULATED if rule.mode == "automatic" else
                 "simulated breakpoints" if plan.get("breakpoints") else UNCACHED)
-            calls[span.span_id] = CallPaid(span.span_id, call.model, rule.provider, basis, cost,
-                                           rule_confidence(rule) if rule.caches else "documented")
-        out.append(calls)
+            confidence = rule_confidence(rule) if rule.caches else "documented"
+            for cur in currencies:
+                bc = b if cur == b.currency or b.basis == "served" else \
+                    replace(b, currency=cur, cost=call_cost(b, rates, rule, cur))
+                per[cur][span.span_id] = CallPaid(span.span_id, call.model, rule.provider, basis,
+                                                  _scenario_cost(bc, rule, rates, cur), confidence)
+        for cur in currencies:
+            out[cur].append(per[cur])
     return out
 
 

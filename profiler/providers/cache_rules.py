@@ -135,13 +135,29 @@ def _by_prefix(entries: list[dict[str, Any]], model: str, key: str) -> Any:
     return None if best is None else best[key]
 
 
+_RULE_MEMO: dict[tuple[Any, ...], CacheRule] = {}
+"""Built rules by (provider, canonical model, explicit, rules document): the simulator asks once per call."""
+
+
 def cache_rule(provider: str | None, model: str | None, *, explicit: bool = False) -> CacheRule:
     """The caching rule for a call. ``explicit``: for providers offering both, the explicit mode (Qwen, Gemini)."""
     name = provider_of(provider, model)
-    data = billing_rules()["providers"].get(name or "")
+    rules = billing_rules()
+    data = rules["providers"].get(name or "")
     if data is None:
         return NO_CACHE
     bare = _canonical(model)
+    memo_key = (name, bare, explicit, id(rules))  # a reloaded rules document is a new object: a new key
+    hit = _RULE_MEMO.get(memo_key)
+    if hit is not None:
+        return hit
+    if len(_RULE_MEMO) > 4096:
+        _RULE_MEMO.clear()
+    rule = _RULE_MEMO[memo_key] = _build_rule(name, bare, data, explicit)
+    return rule
+
+
+def _build_rule(name: str | None, bare: str, data: dict[str, Any], explicit: bool) -> CacheRule:
     override = _by_prefix(data.get("mode_by_model", []), bare, "rule")
     if override:
         data = {**data, **override, "provenance": {**data.get("provenance", {}), **override.get("provenance", {})}}

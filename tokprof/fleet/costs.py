@@ -14,7 +14,7 @@ from typing import Any
 
 from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.model import Run, Span
-from tokprof.profiler.providers.as_paid import SIMULATED, needs_simulation, run_paid
+from tokprof.profiler.providers.as_paid import SIMULATED, needs_simulation, original_plans, paid_bills, simulate_in
 
 _PLACES = Decimal(1).scaleb(-24)
 MEMO_BOUND = 200_000
@@ -62,8 +62,9 @@ class PaidOverrides:
         hit = self._memo.get(key)
         if hit is not None and all(a is b for a, b in zip(hit[0], calls)):
             return hit[1]
-        usd = run_paid(run, "USD").by_span()
-        cny = run_paid(run, "CNY").by_span()
+        sims = simulate_in([run], ("USD", "CNY"), original_plans([run]))  # simulated once, priced twice
+        usd = paid_bills([run], "USD", sim=sims["USD"])[0].by_span()
+        cny = paid_bills([run], "CNY", sim=sims["CNY"])[0].by_span()
         out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         for sid, cp in usd.items():
             if cp.basis != SIMULATED:
