@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import inspect
 import reprlib
+import sys
 from typing import Any, Callable, TypeVar, overload
 
 from tokprof.profiler.context import CURRENT, SPAN_IDS, current_span, describe_exception, perf_ns, wall_ns
 from tokprof.profiler.model import Span
 from tokprof.profiler.policy import internal_error
-from tokprof.profiler.session import IMPLICIT_ENV, implicit_root, open_implicit_root
+from tokprof.profiler.session import IMPLICIT_ENV, implicit_root, on_profile_exit, open_implicit_root
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ids = SPAN_IDS
 _perf = perf_ns
 _wall = wall_ns
+_new = object.__new__
 _REPR_LIMIT = 200
 _PLAIN = (int, float, bool, type(None))
 
@@ -74,6 +76,69 @@ def _capture_args(args: tuple, kwargs: dict) -> dict[str, Any]:
     if kwargs:
         out["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
     return out
+
+
+# -- recursion headroom ------------------------------------------------------------------------------
+# Each traced level is two Python frames (the wrapper and the user's function), so a traced recursion would
+# hit the interpreter's limit at half the depth the user's code reaches untraced. The wrapper tracks how many
+# @trace levels deep it is (``Span._depth``) and, past ``_granted`` levels, raises the limit by that many
+# frames on top of the limit the user set: the user's own frames keep the budget they had. The limit goes
+# back to the user's value when the profile exits.
+_HEADROOM_STEP = 64
+_granted = 16  # traced levels covered without touching the limit (a small constant of lost depth)
+_user_limit: int | None = None  # the limit as the user set it, while tokprof has raised it
+_our_limit = 0  # the last limit tokprof set
+
+
+def _grant(depth: int) -> None:
+    """Cover ``depth`` traced levels (and ``_HEADROOM_STEP`` more) with extra recursion limit."""
+    global _granted, _user_limit, _our_limit
+    try:
+        current = sys.getrecursionlimit()
+        if _user_limit is None or current != _our_limit:
+            _user_limit = current  # first grant, or the user changed the limit since
+        wanted = _user_limit + depth + _HEADROOM_STEP
+        if wanted > current:
+            sys.setrecursionlimit(wanted)
+            _our_limit = wanted
+        _granted = depth + _HEADROOM_STEP
+    except Exception as exc:  # never break the call over headroom
+        internal_error("raising the recursion limit", exc)
+        _granted = sys.maxsize
+
+
+def _ungrant(depth: int) -> None:
+    """The traced level at ``depth`` that raised the limit returns: back to what its caller's level needed
+    (the user's own limit once below the first grant), so untraced code after a deep traced recursion gets
+    no more depth than the user set."""
+    global _granted, _user_limit, _our_limit
+    if _user_limit is None or sys.getrecursionlimit() != _our_limit:
+        _user_limit, _granted = None, 16  # the user changed the limit meanwhile: theirs stands
+        return
+    if depth - 1 <= 16:
+        sys.setrecursionlimit(_user_limit)
+        _user_limit, _granted = None, 16
+    else:
+        lower = _user_limit + depth - 1
+        sys.setrecursionlimit(lower)  # raises RecursionError when still too deep: the state stays as it was
+        _our_limit, _granted = lower, depth - 1
+
+
+def _restore_limit(_prof: Any = None) -> None:
+    """Profile exit hook: give the user back the recursion limit they set (unless they changed it since)."""
+    global _granted, _user_limit
+    if _user_limit is None:
+        return
+    try:
+        if sys.getrecursionlimit() == _our_limit:
+            sys.setrecursionlimit(_user_limit)
+    except RecursionError:  # still deep (a profile exited from inside a recursion): keep the headroom
+        return
+    _user_limit = None
+    _granted = 16
+
+
+on_profile_exit(_restore_limit)
 
 
 @overload
@@ -270,7 +335,8 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
 
         return async_wrapper
 
-    # The plain-function path is the hot one: everything inlined, no helper calls but the user's.
+    # The plain-function path is the hot one: everything inlined, no helper calls but the user's (a frame
+    # per helper would cost time on every call and a level of recursion depth).
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         parent = get()
@@ -287,29 +353,65 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
                 attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _safe_repr(a),)}
             else:
                 attrs = _capture_args(args, kwargs)
-        s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
-                 attrs, tags)
+        # Span.__init__ inlined: the slots set here, without a Python frame for __init__ (twice as fast).
+        s = _new(Span)
+        s.span_id = next(_ids)
+        s.parent_id = parent.span_id
+        s.run_id = parent.run_id
+        s.kind = kind
+        s.name = name
+        s.start_ns = _perf()
+        s.wall_start_ns = _wall()
+        s.end_ns = None
+        s.status = "ok"
+        s.error = None
+        s.attributes = attrs
+        s.tags = tags
+        s.llm = None
         s._sink = sink = parent._sink
+        s._depth = depth = parent._depth + 1
+        granted = depth > _granted
+        if granted:
+            _grant(depth)
         token = setv(s)
         try:
             result = f(*args, **kwargs)
         except BaseException as exc:
             reset(token)
-            _close(s, capture, None, exc)
+            if granted:
+                try:
+                    _ungrant(depth)
+                except RecursionError:
+                    pass
+            try:
+                _close(s, capture, None, exc)
+            except RecursionError:
+                # At the very limit even closing the span needs frames: keep what is known and let the
+                # user's exception pass unchanged; the span is recorded as it stands.
+                s.end_ns = _perf()
+                s.status = "error"
+                s.error = "RecursionError"
+                sink.run.spans.append(s)
             raise
         s.end_ns = _perf()
         reset(token)
+        if granted:
+            _ungrant(depth)
         if capture and result is not None:
             t = type(result)
             value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _safe_repr(result)
-            if s.attributes is None:
+            if s.attributes is None:  # (the user's code may have set attributes on its span meanwhile)
                 s.attributes = {"return": value}
             else:
                 s.attributes["return"] = value
-        try:
-            sink.finish(s)
-        except Exception as err:
-            internal_error("finishing a span", err)
+        append = sink.append
+        if append is not None and s.llm is None:
+            append(s)  # the plain collector's whole finish(), as one C call
+        else:
+            try:
+                sink.finish(s)
+            except Exception as err:
+                internal_error("finishing a span", err)
         return result
 
     return wrapper

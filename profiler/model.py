@@ -244,6 +244,7 @@ class Span:
         "llm",
         "_sink",
         "_prev",  # the span that was active before this one was activated by hand (integrations); unset otherwise
+        "_depth",  # how many @trace levels this span is below the nearest other span (recursion headroom)
     )
 
     def __init__(
@@ -280,6 +281,7 @@ class Span:
         """Attribution tags of this span (team, feature, customer...); inherited by its descendants."""
         self.llm = llm
         self._sink: Any = None
+        self._depth = 0
         self._prev: Span | None  # set by context.activate/push_span only (a slot, left unset otherwise)
 
     @property
