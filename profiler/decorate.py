@@ -360,15 +360,15 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
         s.run_id = parent.run_id
         s.kind = kind
         s.name = name
-        s.start_ns = _perf()
-        s.wall_start_ns = _wall()
+        s._sink = sink = parent._sink
+        s.start_ns = start = _perf()
+        s.wall_start_ns = start + sink.wall_offset
         s.end_ns = None
         s.status = "ok"
         s.error = None
         s.attributes = attrs
         s.tags = tags
         s.llm = None
-        s._sink = sink = parent._sink
         s._depth = depth = parent._depth + 1
         granted = depth > _granted
         if granted:
