@@ -29,7 +29,7 @@ from tokprof.profiler.keys import LIVE_PASSES, LIVE_PASSES_UNAVAILABLE, SOURCE
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.policy import internal_error, log
 from tokprof.profiler.providers.currency import check as check_currency
-from tokprof.profiler.store import RunWriter
+from tokprof.profiler.run_writer import RunWriter
 
 ProfileHook = Callable[["profile"], None]
 SpanHook = Callable[[Span], None]

@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 
-from tokprof.profiler.store import write_private  # noqa: F401 - re-exported for other writers
+from tokprof.profiler.private_files import write_private
 from tokprof.reports.format import CURRENCY_SYMBOLS, compact, money, num, pct  # noqa: F401 - re-exported
 from tokprof.reports.model import build_report
 from tokprof.reports.renderers import Renderer, register

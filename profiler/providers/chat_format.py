@@ -35,34 +35,20 @@ from typing import Any, Iterable, Literal
 
 from tokprof.profiler.model import Message
 from tokprof.profiler.providers.chat_templates import (
-    count_tools_chatml,
-    count_tools_deepseek,
-    count_tools_openai,
-    openai_tokens_per_message,
+    count_tools_chatml, count_tools_deepseek, count_tools_openai, openai_tokens_per_message
 )
-from tokprof.profiler.providers.incremental import (
-    count_all,
-    find_prefix,
-    finish_chain,
-    openai_total,
-)
-from tokprof.profiler.providers.message_cache import (
-    MessageTokenCache as MessageTokenCache,
-)
-from tokprof.profiler.providers.message_cache import (
-    default_cache,
-    text_digest,
-)
+from tokprof.profiler.providers.incremental import count_all, find_prefix, finish_chain, openai_total
+from tokprof.profiler.providers.message_cache import default_cache, MessageTokenCache, text_digest
 from tokprof.profiler.providers.messages import (
-    IMAGE_TOKENS_ESTIMATE as IMAGE_TOKENS_ESTIMATE,
+    content_text, IMAGE_TOKENS_ESTIMATE, media_tokens, message_tool_calls, to_openai_message
 )
-from tokprof.profiler.providers.messages import (
-    content_text,
-    media_tokens,
-    message_tool_calls,
-    to_openai_message,
-)
+
 from tokprof.profiler.providers.tokenizers import TokenizerChoice, get_encoder, tokenizer_for
+
+# The public names of this module, including those re-exported from the modules it was split into.
+__all__ = ["count_completion", "count_messages", "count_prompt", "count_prompts", "count_tools",
+           "IMAGE_TOKENS_ESTIMATE", "MessageTokenCache", "PromptCount",
+           "content_text", "default_cache", "to_openai_message"]
 
 # The parts live in their own modules: the memo (``message_cache``), message shapes (``messages``), the
 # provider templates (``chat_templates``) and the incremental engine (``incremental``); this module is the

@@ -10,7 +10,8 @@ from pathlib import Path
 from tokprof.console_safe import escape
 from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file
 from tokprof.profiler.interchange.summary import ImportTotals
-from tokprof.profiler.store import runs_dir, save_run
+from tokprof.profiler.run_paths import runs_dir
+from tokprof.profiler.run_writer import save_run
 
 # What a folder walk picks up (explicitly named files are always tried).
 TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")

@@ -6,7 +6,8 @@ import argparse
 import json
 import warnings
 
-from tokprof.profiler.store import RunFileError, iter_run_files, load_run
+from tokprof.profiler.run_loader import RunFileError, load_run
+from tokprof.profiler.store import iter_run_files
 from tokprof.reports.format import compact, money
 
 
