@@ -43,7 +43,8 @@ from tokprof.profiler.providers.messages import (
     content_text, IMAGE_TOKENS_ESTIMATE, media_tokens, message_tool_calls, to_openai_message
 )
 
-from tokprof.profiler.providers.tokenizers import TokenizerChoice, get_encoder, tokenizer_for
+from tokprof.profiler.providers.tokenizers import TokenizerChoice, tokenizer_for
+from tokprof.profiler.providers.encoders import get_encoder
 
 # The public names of this module, including those re-exported from the modules it was split into.
 __all__ = ["count_completion", "count_messages", "count_prompt", "count_prompts", "count_tools",

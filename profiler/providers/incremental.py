@@ -12,7 +12,8 @@ from tokprof.profiler.model import Message
 from tokprof.profiler.providers.chat_templates import count_message, role_count, role_table, role_tokens
 from tokprof.profiler.providers.message_cache import MessageTokenCache
 from tokprof.profiler.providers.messages import message_tool_calls, to_openai_message
-from tokprof.profiler.providers.tokenizers import TiktokenEncoder, TokenizerChoice
+from tokprof.profiler.providers.encoders import TiktokenEncoder
+from tokprof.profiler.providers.tokenizers import TokenizerChoice
 
 _Cache = MessageTokenCache | None
 
