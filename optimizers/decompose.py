@@ -224,13 +224,16 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
 
     # 5. mechanical calls -> a cheaper model of the same provider.
     for s in calls:
+        llm = s.llm
+        if llm is None:
+            continue
         why = is_mechanical(s)
-        cheap = cheaper_model(s.llm.model)
+        cheap = cheaper_model(llm.model)
         if why and cheap:
-            u = s.llm.usage
-            a, b = (_price(s.llm.model, u.input_tokens, u.output_tokens, currency),
-                    _price(cheap, u.input_tokens, u.output_tokens, currency))
-            rep.routable.append(RouteCandidate(s.span_id, s.llm.model or "", cheap, why,
+            usage = llm.usage
+            a, b = (_price(llm.model, usage.input_tokens, usage.output_tokens, currency),
+                    _price(cheap, usage.input_tokens, usage.output_tokens, currency))
+            rep.routable.append(RouteCandidate(s.span_id, llm.model or "", cheap, why,
                                                None if a is None or b is None else a - b))
     rep.reasoning.append(f"{len(rep.routable)} of {len(calls)} calls are tool calls of at most "
                          f"{MECHANICAL_MAX_OUTPUT_TOKENS} output tokens whose arguments all appear verbatim in "
@@ -291,11 +294,13 @@ class TaskDecomposePass:
         rows: list[LedgerRow] = []
         by_id = new.by_id()
         for s in main_thread(run):
+            n = by_id[s.span_id]
+            if s.llm is None or n.llm is None:
+                continue
             why = predicts_lookup(s.llm.messages)
             cheap = cheaper_model(s.llm.model) if why else None
             if not cheap:
                 continue
-            n = by_id[s.span_id]
             old = n.llm.model
             n.llm.model = cheap
             u = n.llm.usage

@@ -344,7 +344,7 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             parent = _parent_or_none()
             if parent is None:
                 return f(*args, **kwargs)
-        attrs = None
+        attrs: dict[str, Any] | None = None
         if capture and (args or kwargs):
             if not kwargs and len(args) == 1:
                 # The common call shape, without a comprehension (a new frame per call in 3.11).

@@ -12,13 +12,13 @@ from tokprof.profiler.model import SCHEMA_VERSION, Run
 
 
 def dumps_line(obj: Any) -> str:
-    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=json_default)
     try:
         line.encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (os.listdir of a non-UTF-8 file name...): \u escapes keep it, losslessly, in
         # valid UTF-8 JSON; json.loads gives the same string back.
-        line = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=_json_default)
+        line = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=json_default)
     return line
 
 
@@ -44,7 +44,7 @@ def payload_line(pid: str, message: Any) -> tuple[str, str]:
     return pid, line
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     # Decimal, Path, sets, pydantic objects... stored as text rather than failing the whole line.
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
@@ -58,7 +58,7 @@ def _json_default(obj: Any) -> Any:
 
 def payload_id(data: Any) -> str:
     """Content address of a payload: sha1 of its canonical JSON."""
-    canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=json_default)
     return hashlib.sha1(canon.encode("utf-8", "surrogatepass")).hexdigest()
 
 

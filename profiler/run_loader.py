@@ -122,13 +122,17 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                 if kind == "payload":
                     payloads[rec["id"]] = rec["data"]
                 elif kind == "span":
-                    for name, expected in (("attributes", dict), ("tags", dict), ("llm", dict), ("name", str),
-                                           ("kind", str), ("status", str), ("error", str)):
+                    checks: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+                        ("attributes", dict), ("tags", dict), ("llm", dict), ("name", str), ("kind", str),
+                        ("status", str), ("error", str))
+                    for name, expected in checks:
                         _field(rec, name, expected, None)
                     llm = rec.get("llm")
                     if llm is not None:
-                        for name, expected in (("messages", (list, dict)), ("tools", list), ("params", dict),
-                                               ("usage", dict), ("cost", dict), ("model", str), ("provider", str)):
+                        llm_checks: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+                            ("messages", (list, dict)), ("tools", list), ("params", dict), ("usage", dict),
+                            ("cost", dict), ("model", str), ("provider", str))
+                        for name, expected in llm_checks:
                             _field(llm, name, expected, None)
                         if isinstance(llm.get("usage"), dict):
                             for k, v in llm["usage"].items():

@@ -149,7 +149,7 @@ class RunWriter:
         lines: list[str] = []
         new_seen: list[tuple[str, str]] = []
         recent = None
-        if messages:
+        if messages and llm is not None:
             refs = []
             seen = self._seen
             staged: dict[str, str] = {}

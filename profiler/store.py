@@ -25,7 +25,7 @@ from typing import Iterator
 from tokprof.profiler.private_files import (
     check_private_dir, make_private_dir, STALE_TEMP_SECONDS, UnsafeFolderError, write_private
 )
-from tokprof.profiler.run_lines import payload_id
+from tokprof.profiler.run_lines import json_default, payload_id
 from tokprof.profiler.run_loader import DamagedRunWarning, load_run, RunFileError, TruncatedRunWarning
 from tokprof.profiler.run_paths import DEFAULT_DIR, ENV_DIR, file_stem, MAX_STEM, runs_dir
 from tokprof.profiler.run_writer import RunWriter, save_run
@@ -35,6 +35,10 @@ __all__ = ["check_private_dir", "DamagedRunWarning", "DEFAULT_DIR", "ENV_DIR", "
            "load_run", "make_private_dir", "MAX_STEM", "payload_id", "resolve_run", "RunFileError", "runs_dir", "RunWriter", "save_run",
            "STALE_TEMP_SECONDS", "TruncatedRunWarning", "UnsafeFolderError", "write_private"]
 
+
+# tokprof/fleet/rows.py imports the run-line JSON encoder by its old private name (that module belongs to
+# other work): kept until it imports ``run_lines.json_default``.
+_json_default = json_default
 
 def iter_run_files(directory: str | Path | None = None) -> Iterator[Path]:
     """Run files in a folder, newest first."""

@@ -60,7 +60,7 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             # handed to the run) and its usage, read here in the provider's own dialect, is passed up
             # (take_sdk_usage): the layer above may have lost dialect fields or a stream's usage.
             state.enriches = parent
-            span = Span("sdk-" + parent.span_id, parent.span_id, parent.run_id, "llm", name, hooks.perf_ns(),
+            span: Span | None = Span("sdk-" + parent.span_id, parent.span_id, parent.run_id, "llm", name, hooks.perf_ns(),
                         hooks.wall_ns(), None, "ok", None, None, None, call)
         else:
             span = start_span(name, "llm", parent=parent, llm=call)

@@ -236,7 +236,8 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         except Exception as exc:
             internal_error("langchain on_llm_start", exc)
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,
+                         parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any) -> None:
         try:
             span = self._spans.get(run_id)
             if span is not None and (span.attributes is None or "time_to_first_token_ns" not in span.attributes):

@@ -91,7 +91,7 @@ def messages_to_openai(messages: "list[BaseMessage]") -> list[Message]:
         out: list[Message] = []
         for m in messages:
             try:
-                out.append(convert_to_openai_messages(m))  # type: ignore[arg-type]
+                out.append(convert_to_openai_messages(m))
             except Exception:
                 role = {"human": "user", "ai": "assistant"}.get(getattr(m, "type", ""), getattr(m, "type", "user"))
                 out.append({"role": role, "content": str(getattr(m, "content", m))})

@@ -47,7 +47,7 @@ def patch(owner: type, attr: str, make: Callable[[Any], Any]) -> Patch:
         @functools.wraps(inner)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return (inner if layer.active else original)(*args, **kwargs)
-    wrapper.__wrapped__ = original  # type: ignore[attr-defined]  # what this layer sits on
+    wrapper.__wrapped__ = original  # what this layer sits on
     wrapper.__tokprof_layer__ = layer  # type: ignore[attr-defined]
     setattr(owner, attr, wrapper)
     return Patch(owner, attr, original, wrapper, layer)
@@ -78,5 +78,12 @@ def patch_raw_accessors(owner: type) -> list[Patch]:
         func = getattr(original, "func", None)  # functools.cached_property keeps the function here
         if func is None:
             continue
-        patches.append(patch(owner, attr, lambda _orig, f=func: property(f)))
+        patches.append(patch(owner, attr, _as_property(func)))
     return patches
+
+
+def _as_property(func: Callable[..., Any]) -> Callable[[Any], property]:
+    """A patch factory that installs ``func`` as a property (whatever the original was)."""
+    def make(_orig: Any) -> property:
+        return property(func)
+    return make

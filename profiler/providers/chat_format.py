@@ -209,7 +209,7 @@ def count_messages(messages: Iterable[Any], model: str, tools: Iterable[dict[str
     memo = default_cache if cache is _DEFAULT else cache
     msgs = messages if messages.__class__ is list else list(messages)
     try:  # a list of OpenAI dicts as is, no copy
-        return openai_total(msgs, choice, memo)  # type: ignore[arg-type]
+        return openai_total(msgs, choice, memo)
     except AttributeError:  # a LangChain message in it (no .get): convert and count again
         return openai_total([m if m.__class__ is dict else to_openai_message(m) for m in msgs], choice, memo)
 

@@ -115,7 +115,8 @@ def _count_deepseek(m: Message, choice: TokenizerChoice) -> int:
 # tools
 # ---------------------------------------------------------------------------------------------------
 def _function(tool: dict[str, Any]) -> dict[str, Any]:
-    return tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    function = tool.get("function")
+    return function if isinstance(function, dict) else tool
 
 
 def count_tools_openai(tools: list[dict[str, Any]], choice: TokenizerChoice) -> int:

@@ -265,7 +265,7 @@ def _count_new_by_message(new: list[Message], choice: TokenizerChoice, per_messa
                           cache: MessageTokenCache) -> tuple[list[int], int, int, int]:
     """:func:`_count_new` for the templates that are not a sum of texts: each message under its key in the
     message memo (accounted by :meth:`MessageTokenCache.put` itself)."""
-    counts = []
+    counts: list[int] = []
     copyable = len(new)
     for m in new:
         if m.__class__ is not dict:

@@ -88,11 +88,12 @@ class MessageTokenCache:
         """Drop least recently used entries until within bounds, from the largest memo first (the caller
         holds the lock)."""
         while self._entries > self.max_entries or self._chars > self.max_chars:
-            memos = [m for m in (self._data, *self._texts.values()) if m]
+            candidates: list[OrderedDict[Any, Any]] = [self._data, *self._texts.values()]
+            memos = [m for m in candidates if m]
             if not memos:
                 self._entries = self._chars = 0  # nothing held: forget what racing stores double-counted
                 return
-            memo = max(memos, key=len)
+            memo: OrderedDict[Any, Any] = max(memos, key=len)
             key, value = memo.popitem(last=False)
             self._entries -= 1
             self._chars -= value[1] if memo is self._data else len(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, Literal
 import sys
 from pathlib import Path
 
@@ -165,15 +166,16 @@ def import_command(args: argparse.Namespace) -> int:
     return 1 if summary["failed_files"] else 0
 
 
-def render(s: dict, console) -> None:  # noqa: ANN001
+def render(s: dict[str, Any], console: Any) -> None:
     """The one-screen summary: a row per file, then totals."""
     from rich.table import Table
 
 
     t = Table(title=f"imported {s['runs']} runs, {s['calls']} model calls from {len(s['files'])} files",
               title_justify="left", show_edge=False, pad_edge=False)
-    for col, just in (("file", "left"), ("format", "left"), ("runs", "right"), ("calls", "right"),
-                      ("errors", "right")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("file", "left"), ("format", "left"), ("runs", "right"), ("calls", "right"), ("errors", "right"))
+    for col, just in columns:
         # Only the file name may be cut short; numbers never are.
         t.add_column(col, justify=just, no_wrap=True, overflow="ellipsis" if col == "file" else "fold",
                      max_width=36 if col == "file" else None, min_width=None if col == "file" else len(col))
