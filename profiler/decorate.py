@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import reprlib
 import sys
 from typing import Any, Callable, TypeVar, overload
 
@@ -16,6 +15,13 @@ from tokprof.profiler.context import CURRENT, SPAN_IDS, current_span, describe_e
 from tokprof.profiler.model import Span
 from tokprof.profiler.policy import internal_error
 from tokprof.profiler.session import IMPLICIT_ENV, implicit_root, on_profile_exit, open_implicit_root
+from tokprof.profiler.capture import (
+    PLAIN,
+    REPR_LIMIT,
+    capture_args,
+    capture_value,
+    safe_repr,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,58 +30,6 @@ _ids = SPAN_IDS
 _perf = perf_ns
 _wall = wall_ns
 _new = object.__new__
-_REPR_LIMIT = 200
-_PLAIN = (int, float, bool, type(None))
-
-
-def _bounded_repr() -> reprlib.Repr:
-    r = reprlib.Repr()
-    # builtin containers and strings are cut while being repr'd (a 5M-item list costs what 20 items
-    # cost), not repr'd whole and cut afterwards
-    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset, r.maxfrozenset, r.maxdeque = 3, 20, 20, 20, 20, 20, 20
-    r.maxarray, r.maxstring, r.maxother, r.maxlong = 20, _REPR_LIMIT, _REPR_LIMIT, _REPR_LIMIT
-    return r
-
-
-_REPR = _bounded_repr()
-_BOUNDED_TYPES = (list, tuple, dict, set, frozenset, str, bytes)
-
-
-def _safe_repr(value: Any) -> str:
-    try:
-        r = _REPR.repr(value) if type(value) in _BOUNDED_TYPES else repr(value)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # a user __repr__ that raises (even a BaseException) must not break the call
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    if not isinstance(r, str):
-        return f"<unrepresentable {type(value).__name__}: repr returned {type(r).__name__}>"
-    if len(r) > _REPR_LIMIT:
-        r = r[:_REPR_LIMIT] + "…"
-    return r
-
-
-def _capture_value(value: Any) -> Any:
-    """A JSON-safe, bounded snapshot of a value. Numbers and short strings are kept as they are (no repr:
-    this runs on the user's hot path); anything else becomes a truncated repr, taken now because the
-    object may change later."""
-    t = type(value)
-    if t in _PLAIN:
-        return value
-    if t is str and len(value) <= _REPR_LIMIT:
-        return value
-    return _safe_repr(value)
-
-
-def _capture_args(args: tuple, kwargs: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args:
-        # A tuple of atomic values (and a dict holding only such) is untracked by the cyclic GC after its
-        # first collection; a list never is. A run holds every span: this matters (~0.5 µs per call).
-        out["args"] = tuple([_capture_value(a) for a in args])
-    if kwargs:
-        out["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
-    return out
 
 
 # -- recursion headroom ------------------------------------------------------------------------------
@@ -186,7 +140,7 @@ def _open(parent: Span, name: str, kind: str, tags: dict[str, str] | None, captu
     s._sink = parent._sink
     if capture and (args or kwargs):
         try:
-            s.attributes = _capture_args(args, kwargs)
+            s.attributes = capture_args(args, kwargs)
         except Exception as exc:
             internal_error("capturing arguments", exc)
     return s
@@ -201,7 +155,7 @@ def _close(s: Span, capture: bool, result: Any = None, exc: BaseException | None
         try:
             if s.attributes is None:
                 s.attributes = {}
-            s.attributes["return"] = _capture_value(result)
+            s.attributes["return"] = capture_value(result)
         except Exception as err:
             internal_error("capturing the return value", err)
     try:
@@ -350,9 +304,9 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
                 # The common call shape, without a comprehension (a new frame per call in 3.11).
                 a = args[0]
                 t = type(a)
-                attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _safe_repr(a),)}
+                attrs = {"args": (a if t in PLAIN or (t is str and len(a) <= REPR_LIMIT) else safe_repr(a),)}
             else:
-                attrs = _capture_args(args, kwargs)
+                attrs = capture_args(args, kwargs)
         # Span.__init__ inlined: the slots set here, without a Python frame for __init__ (twice as fast).
         s = _new(Span)
         s.span_id = next(_ids)
@@ -399,7 +353,7 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             _ungrant(depth)
         if capture and result is not None:
             t = type(result)
-            value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _safe_repr(result)
+            value = result if (t in PLAIN or (t is str and len(result) <= REPR_LIMIT)) else safe_repr(result)
             if s.attributes is None:  # (the user's code may have set attributes on its span meanwhile)
                 s.attributes = {"return": value}
             else:
