@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from tokprof.profiler.providers.chat_format import MessageTokenCache, count_messages, count_prompts
+from tokprof.profiler.providers.message_cache import MessageTokenCache
+from tokprof.profiler.providers.chat_format import count_messages, count_prompts
 from tokprof.profiler.providers.tokenizers import get_encoder
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "tau1" / "gpt-4o-airline.json.gz"

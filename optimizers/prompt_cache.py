@@ -35,7 +35,7 @@ from tokprof.optimizers.billing import (
     default_prices,
     prompt_units,
 )
-from tokprof.profiler.providers.chat_format import content_text
+from tokprof.profiler.providers.messages import content_text
 from tokprof.profiler import keys
 from tokprof.profiler.providers.cost import TokenSplit, split_cost
 from tokprof.profiler.model import LLMCall, Run, Span

@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext, register
 from tokprof.optimizers.billing import request_digest
-from tokprof.profiler.providers.chat_format import content_text
+from tokprof.profiler.providers.messages import content_text
 from tokprof.profiler.interchange.base import json_or_text  # JSON arguments decoded, else as they are
 from tokprof.profiler.model import Run
 

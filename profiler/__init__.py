@@ -32,7 +32,8 @@ from tokprof.profiler.model import (
     Usage,
     bind_run_operations,
 )
-from tokprof.profiler.store import RunFileError, load_run, save_run
+from tokprof.profiler.run_loader import RunFileError, load_run
+from tokprof.profiler.run_writer import save_run
 from tokprof.profiler.summary import summarize
 
 bind_run_operations(RunOperations(summarize=summarize, call_graph=call_graph, save_run=save_run))

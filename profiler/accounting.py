@@ -16,11 +16,7 @@ from typing import Any, Iterator
 
 from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Run, Span, Usage
 from tokprof.profiler.policy import internal_error
-from tokprof.profiler.providers.chat_format import (
-    count_completion,
-    count_prompt,
-    count_prompts,
-)
+from tokprof.profiler.providers.chat_format import count_completion, count_prompt, count_prompts
 from tokprof.profiler.providers import cost as _cost
 from tokprof.profiler.providers.prices import convert, get_price
 from tokprof.profiler.providers.tokenizers import tokenizer_for

@@ -253,17 +253,17 @@ def _price_parts(ca: CallAttribution, price: CallPrice) -> None:
         w = min(t - r, write_left)
         write_left -= w
         weights.append(r * price.read_rate + w * price.write_rate + (t - r - w) * price.fresh_rate)
-    total = sum(weights, Decimal(0))
+    total: Decimal = sum(weights, Decimal(0))
     if not ca.parts:
         return
     if not total:
         weights = [Decimal(p.tokens) for p in ca.parts]
         total = sum(weights, Decimal(0)) or Decimal(1)
     assigned = Decimal(0)
-    for p, w in zip(ca.parts[:-1], weights[:-1]):
+    for p, weight in zip(ca.parts[:-1], weights[:-1]):
         # Shares are quantized (far below any currency's unit) so that sums of shares, over a call, a span or a
         # whole run, stay exact in Decimal's 28 digits: the carried total then equals the input cost exactly.
-        p.cost = _share(price.input_cost * w / total)
+        p.cost = _share(price.input_cost * weight / total)
         assigned += p.cost
     ca.parts[-1].cost = price.input_cost - assigned  # exact: the shares add up to the call's input cost
 

@@ -4,6 +4,7 @@ and streams spans to the run file."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable
 
 from tokprof.profiler import keys
@@ -20,14 +21,31 @@ class Collector:
     picks it), so the default collector's :meth:`finish`, on every traced call, does no extra work.
     """
 
-    __slots__ = ("run", "writer", "finish_hooks", "capture", "keep")
+    __slots__ = ("run", "_writer", "finish_hooks", "capture", "keep", "append", "wall_offset")
 
     def __init__(self, run: Run, writer: Any = None, *, capture: bool = True, keep: bool = True) -> None:
         self.run = run
-        self.writer = writer
         self.finish_hooks: list[Callable[[Span], None]] = []
         self.capture = capture
         self.keep = keep or writer is None  # without a file, memory is the only place spans go
+        self.writer = writer
+        # Wall clock minus monotonic clock, read once: a traced span's wall start is its monotonic start
+        # plus this (one addition instead of a second clock read on every call).
+        self.wall_offset = time.time_ns() - time.perf_counter_ns()
+
+    @property
+    def writer(self) -> Any:
+        """The run file's writer, or ``None`` (spans kept in memory only)."""
+        return self._writer
+
+    @writer.setter
+    def writer(self, writer: Any) -> None:
+        self._writer = writer
+        # ``append``: what finishing a span without an LLM call amounts to, as one C call, or ``None`` when
+        # :meth:`finish` has more to do (a file, a filter). ``@trace``'s wrapper calls it directly: it saves
+        # a Python frame on every traced call.
+        self.append: Callable[[Span], None] | None = (
+            self.run.spans.append if writer is None and type(self) is Collector else None)
 
     def finish(self, span: Span) -> None:
         # list.append is atomic under the GIL: no lock on the hot path.
@@ -38,9 +56,9 @@ class Collector:
                     hook(span)
                 except Exception as exc:
                     internal_error("llm span hook", exc)
-        if self.writer is not None:
+        if self._writer is not None:
             try:
-                self.writer.write_span(span)
+                self._writer.write_span(span)
             except Exception as exc:
                 internal_error("run writer", exc)
 

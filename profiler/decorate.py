@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import functools
 import inspect
-import reprlib
+import sys
 from typing import Any, Callable, TypeVar, overload
 
 from tokprof.profiler.context import CURRENT, SPAN_IDS, current_span, describe_exception, perf_ns, wall_ns
 from tokprof.profiler.model import Span
 from tokprof.profiler.policy import internal_error
-from tokprof.profiler.session import IMPLICIT_ENV, implicit_root, open_implicit_root
+from tokprof.profiler.session import IMPLICIT_ENV, implicit_root, on_profile_exit, open_implicit_root
+from tokprof.profiler.capture import (
+    PLAIN,
+    REPR_LIMIT,
+    capture_args,
+    capture_value,
+    safe_repr,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,58 +29,70 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ids = SPAN_IDS
 _perf = perf_ns
 _wall = wall_ns
-_REPR_LIMIT = 200
-_PLAIN = (int, float, bool, type(None))
+_new = object.__new__
 
 
-def _bounded_repr() -> reprlib.Repr:
-    r = reprlib.Repr()
-    # builtin containers and strings are cut while being repr'd (a 5M-item list costs what 20 items
-    # cost), not repr'd whole and cut afterwards
-    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset, r.maxfrozenset, r.maxdeque = 3, 20, 20, 20, 20, 20, 20
-    r.maxarray, r.maxstring, r.maxother, r.maxlong = 20, _REPR_LIMIT, _REPR_LIMIT, _REPR_LIMIT
-    return r
+# -- recursion headroom ------------------------------------------------------------------------------
+# Each traced level is two Python frames (the wrapper and the user's function), so a traced recursion would
+# hit the interpreter's limit at half the depth the user's code reaches untraced. The wrapper tracks how many
+# @trace levels deep it is (``Span._depth``) and, past ``_granted`` levels, raises the limit by that many
+# frames on top of the limit the user set: the user's own frames keep the budget they had. The limit goes
+# back to the user's value when the profile exits.
+_HEADROOM_STEP = 64
+_granted = 16  # traced levels covered without touching the limit (a small constant of lost depth)
+_user_limit: int | None = None  # the limit as the user set it, while tokprof has raised it
+_our_limit = 0  # the last limit tokprof set
 
 
-_REPR = _bounded_repr()
-_BOUNDED_TYPES = (list, tuple, dict, set, frozenset, str, bytes)
-
-
-def _safe_repr(value: Any) -> str:
+def _grant(depth: int) -> None:
+    """Cover ``depth`` traced levels (and ``_HEADROOM_STEP`` more) with extra recursion limit."""
+    global _granted, _user_limit, _our_limit
     try:
-        r = _REPR.repr(value) if type(value) in _BOUNDED_TYPES else repr(value)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # a user __repr__ that raises (even a BaseException) must not break the call
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    if not isinstance(r, str):
-        return f"<unrepresentable {type(value).__name__}: repr returned {type(r).__name__}>"
-    if len(r) > _REPR_LIMIT:
-        r = r[:_REPR_LIMIT] + "…"
-    return r
+        current = sys.getrecursionlimit()
+        if _user_limit is None or current != _our_limit:
+            _user_limit = current  # first grant, or the user changed the limit since
+        wanted = _user_limit + depth + _HEADROOM_STEP
+        if wanted > current:
+            sys.setrecursionlimit(wanted)
+            _our_limit = wanted
+        _granted = depth + _HEADROOM_STEP
+    except Exception as exc:  # never break the call over headroom
+        internal_error("raising the recursion limit", exc)
+        _granted = sys.maxsize
 
 
-def _capture_value(value: Any) -> Any:
-    """A JSON-safe, bounded snapshot of a value. Numbers and short strings are kept as they are (no repr:
-    this runs on the user's hot path); anything else becomes a truncated repr, taken now because the
-    object may change later."""
-    t = type(value)
-    if t in _PLAIN:
-        return value
-    if t is str and len(value) <= _REPR_LIMIT:
-        return value
-    return _safe_repr(value)
+def _ungrant(depth: int) -> None:
+    """The traced level at ``depth`` that raised the limit returns: back to what its caller's level needed
+    (the user's own limit once below the first grant), so untraced code after a deep traced recursion gets
+    no more depth than the user set."""
+    global _granted, _user_limit, _our_limit
+    if _user_limit is None or sys.getrecursionlimit() != _our_limit:
+        _user_limit, _granted = None, 16  # the user changed the limit meanwhile: theirs stands
+        return
+    if depth - 1 <= 16:
+        sys.setrecursionlimit(_user_limit)
+        _user_limit, _granted = None, 16
+    else:
+        lower = _user_limit + depth - 1
+        sys.setrecursionlimit(lower)  # raises RecursionError when still too deep: the state stays as it was
+        _our_limit, _granted = lower, depth - 1
 
 
-def _capture_args(args: tuple, kwargs: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args:
-        # A tuple of atomic values (and a dict holding only such) is untracked by the cyclic GC after its
-        # first collection; a list never is. A run holds every span: this matters (~0.5 µs per call).
-        out["args"] = tuple([_capture_value(a) for a in args])
-    if kwargs:
-        out["kwargs"] = {k: _capture_value(v) for k, v in kwargs.items()}
-    return out
+def _restore_limit(_prof: Any = None) -> None:
+    """Profile exit hook: give the user back the recursion limit they set (unless they changed it since)."""
+    global _granted, _user_limit
+    if _user_limit is None:
+        return
+    try:
+        if sys.getrecursionlimit() == _our_limit:
+            sys.setrecursionlimit(_user_limit)
+    except RecursionError:  # still deep (a profile exited from inside a recursion): keep the headroom
+        return
+    _user_limit = None
+    _granted = 16
+
+
+on_profile_exit(_restore_limit)
 
 
 @overload
@@ -121,7 +140,7 @@ def _open(parent: Span, name: str, kind: str, tags: dict[str, str] | None, captu
     s._sink = parent._sink
     if capture and (args or kwargs):
         try:
-            s.attributes = _capture_args(args, kwargs)
+            s.attributes = capture_args(args, kwargs)
         except Exception as exc:
             internal_error("capturing arguments", exc)
     return s
@@ -136,7 +155,7 @@ def _close(s: Span, capture: bool, result: Any = None, exc: BaseException | None
         try:
             if s.attributes is None:
                 s.attributes = {}
-            s.attributes["return"] = _capture_value(result)
+            s.attributes["return"] = capture_value(result)
         except Exception as err:
             internal_error("capturing the return value", err)
     try:
@@ -270,7 +289,8 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
 
         return async_wrapper
 
-    # The plain-function path is the hot one: everything inlined, no helper calls but the user's.
+    # The plain-function path is the hot one: everything inlined, no helper calls but the user's (a frame
+    # per helper would cost time on every call and a level of recursion depth).
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         parent = get()
@@ -278,38 +298,74 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
             parent = _parent_or_none()
             if parent is None:
                 return f(*args, **kwargs)
-        attrs = None
+        attrs: dict[str, Any] | None = None
         if capture and (args or kwargs):
             if not kwargs and len(args) == 1:
                 # The common call shape, without a comprehension (a new frame per call in 3.11).
                 a = args[0]
                 t = type(a)
-                attrs = {"args": (a if t in _PLAIN or (t is str and len(a) <= _REPR_LIMIT) else _safe_repr(a),)}
+                attrs = {"args": (a if t in PLAIN or (t is str and len(a) <= REPR_LIMIT) else safe_repr(a),)}
             else:
-                attrs = _capture_args(args, kwargs)
-        s = Span(next(_ids), parent.span_id, parent.run_id, kind, name, _perf(), _wall(), None, "ok", None,
-                 attrs, tags)
+                attrs = capture_args(args, kwargs)
+        # Span.__init__ inlined: the slots set here, without a Python frame for __init__ (twice as fast).
+        s = _new(Span)
+        s.span_id = next(_ids)
+        s.parent_id = parent.span_id
+        s.run_id = parent.run_id
+        s.kind = kind
+        s.name = name
         s._sink = sink = parent._sink
+        s.start_ns = start = _perf()
+        s.wall_start_ns = start + sink.wall_offset
+        s.end_ns = None
+        s.status = "ok"
+        s.error = None
+        s.attributes = attrs
+        s.tags = tags
+        s.llm = None
+        s._depth = depth = parent._depth + 1
+        granted = depth > _granted
+        if granted:
+            _grant(depth)
         token = setv(s)
         try:
             result = f(*args, **kwargs)
         except BaseException as exc:
             reset(token)
-            _close(s, capture, None, exc)
+            if granted:
+                try:
+                    _ungrant(depth)
+                except RecursionError:
+                    pass
+            try:
+                _close(s, capture, None, exc)
+            except RecursionError:
+                # At the very limit even closing the span needs frames: keep what is known and let the
+                # user's exception pass unchanged; the span is recorded as it stands.
+                s.end_ns = _perf()
+                s.status = "error"
+                s.error = "RecursionError"
+                sink.run.spans.append(s)
             raise
         s.end_ns = _perf()
         reset(token)
+        if granted:
+            _ungrant(depth)
         if capture and result is not None:
             t = type(result)
-            value = result if (t in _PLAIN or (t is str and len(result) <= _REPR_LIMIT)) else _safe_repr(result)
-            if s.attributes is None:
+            value = result if (t in PLAIN or (t is str and len(result) <= REPR_LIMIT)) else safe_repr(result)
+            if s.attributes is None:  # (the user's code may have set attributes on its span meanwhile)
                 s.attributes = {"return": value}
             else:
                 s.attributes["return"] = value
-        try:
-            sink.finish(s)
-        except Exception as err:
-            internal_error("finishing a span", err)
+        append = sink.append
+        if append is not None and s.llm is None:
+            append(s)  # the plain collector's whole finish(), as one C call
+        else:
+            try:
+                sink.finish(s)
+            except Exception as err:
+                internal_error("finishing a span", err)
         return result
 
     return wrapper

@@ -10,12 +10,15 @@ are the tree's; this module only copies them into networkx for graph algorithms 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Callable, Mapping
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.tree import CARRIED, METRICS, Node, merge_by_path, span_tree
+
+if TYPE_CHECKING:
+    import networkx as nx
+# networkx is imported by the functions that build a graph, not here: it costs ~0.4 s, and recording a run
+# (``import tokprof``, ``@trace``, ``profile()``) never builds one.
 
 __all__ = ["METRICS", "call_graph", "top_spans", "aggregate_by_path", "tree_to_graph"]
 
@@ -28,6 +31,7 @@ def _attrs(n: Node) -> dict[str, Any]:
 def call_graph(run: Run, cost_of: Callable[[Span], Decimal | None] | None = None, *,
                carried: Mapping[str, Decimal] | None = None) -> nx.DiGraph:
     """The run's call graph. Edges go parent -> child; a span whose parent is missing becomes a root."""
+    import networkx as nx
     g = nx.DiGraph(run_id=run.run_id, name=run.name)
     index = run.by_id()
     for root in span_tree(run, cost_of, carried=carried):
@@ -50,6 +54,7 @@ def top_spans(g: nx.DiGraph, n: int = 10, metric: str = "total_tokens", inclusiv
 
 def tree_to_graph(roots: list[Node]) -> nx.DiGraph:
     """Merged (by-path) nodes as a DiGraph keyed by path tuples, with ``agg`` (the :class:`Node`)."""
+    import networkx as nx
     out = nx.DiGraph()
     for r in roots:
         for _, n in r.walk():
@@ -66,6 +71,7 @@ def aggregate_by_path(g: nx.DiGraph) -> nx.DiGraph:
     Takes a :func:`call_graph` (whose nodes carry their spans) and returns a DiGraph keyed by path tuples;
     nodes carry ``agg`` (the merged :class:`tokprof.profiler.tree.Node`) plus ``calls``, ``excl_<metric>`` and
     ``incl_<metric>``."""
+    import networkx as nx
     roots: list[Node] = []
     nodes: dict[Any, Node] = {}
     for v in nx.topological_sort(g):

@@ -8,7 +8,7 @@ root, and the run's metadata says which parent links were dropped (nothing is si
 
 from __future__ import annotations
 
-from tokprof.profiler.model import Run
+from tokprof.profiler.model import Run, Span
 
 CYCLES_KEY = "parent_cycles_broken"
 """Run metadata: ``[{"span_id": ..., "parent_id": ...}, ...]`` — the parent links removed."""
@@ -21,7 +21,7 @@ def break_parent_cycles(run: Run) -> list[dict[str, str]]:
     broken: list[dict[str, str]] = []
     for start in run.spans:
         path = []
-        cur = start
+        cur: Span | None = start
         while cur is not None and state.get(cur.span_id) is None:
             state[cur.span_id] = 1
             path.append(cur)

@@ -50,9 +50,9 @@ def pair_calls(before: Run, after: Run) -> list[tuple[Span, Span]]:
     matched: dict[str, Span] = {}
     used: set[int] = set()
     for s in b_calls:
-        q = queues.get(call_path(s, b_ids))
-        if q:
-            a = q.pop()
+        pending = queues.get(call_path(s, b_ids))
+        if pending:
+            a = pending.pop()
             matched[s.span_id] = a
             used.add(id(a))
     rest_a = [a for a in a_calls if id(a) not in used]

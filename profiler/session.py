@@ -29,7 +29,7 @@ from tokprof.profiler.keys import LIVE_PASSES, LIVE_PASSES_UNAVAILABLE, SOURCE
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.policy import internal_error, log
 from tokprof.profiler.providers.currency import check as check_currency
-from tokprof.profiler.store import RunWriter
+from tokprof.profiler.run_writer import RunWriter
 
 ProfileHook = Callable[["profile"], None]
 SpanHook = Callable[[Span], None]
@@ -154,6 +154,7 @@ class profile:
             except Exception as exc:
                 internal_error("opening the run file", exc)
         self.collector = make_collector(run, writer, capture=self.capture, keep=self.keep_in_memory)
+        n_finish = len(_llm_finish_hooks)
         self.collector.finish_hooks.extend(_llm_finish_hooks)
         root = Span(next(SPAN_IDS), None, run.run_id, self.kind, run.name, perf_ns(), wall_ns())
         root._sink = self.collector
@@ -163,11 +164,19 @@ class profile:
         self._token = CURRENT.set(root)
         if self.threads:
             patch_threads()
-        for hook in list(_profile_enter_hooks):
+        # By index, not over a copy: a hook may load a layer on demand (the façade imports the live layer
+        # only when ``optimize`` is given), and the hooks that layer registers apply to this profile too.
+        i = 0
+        while i < len(_profile_enter_hooks):
+            hook = _profile_enter_hooks[i]
+            i += 1
             try:
                 hook(self)
             except Exception as exc:
                 internal_error(f"profile enter hook {getattr(hook, '__name__', hook)}", exc)
+        # LLM-finish hooks registered meanwhile go after the ones registered before, ahead of any an enter
+        # hook appended to this collector directly (those expect usage already filled).
+        self.collector.finish_hooks[n_finish:n_finish] = _llm_finish_hooks[n_finish:]
         if self.optimize and LIVE_PASSES not in run.metadata:
             # Never a silent no-op: say which passes could not be switched on.
             run.metadata[LIVE_PASSES_UNAVAILABLE] = [str(n) for n in self.optimize]

@@ -57,7 +57,39 @@ def flame(forests: list[list[Node]], index_of: dict[str, int], calls: list[dict[
     return nodes, top
 
 
+JS_MAX = 1e300
+"""The largest number handed to the report's script. A hostile or broken run's near-1e308 counts would
+overflow to ``Infinity`` in the script's sums and widths (JavaScript numbers end at ~1.8e308), and a float
+``inf`` is not even JSON; real runs are nowhere near."""
+
+_NODE_SCALARS = ("calls", "ms", "tokens", "excl_tokens", "in", "out", "cached", "excl_in", "excl_out", "cost",
+                 "excl_cost", "carried", "excl_carried", "carried_tokens", "excl_carried_tokens", "llm_calls",
+                 "unpriced")
+
+
+def js_number(x: Any) -> int | float:
+    """``x`` as a finite number within ``±JS_MAX`` (NaN -> 0): ints stay exact below the bound."""
+    try:
+        f = float(x)
+    except OverflowError:  # an int beyond any float
+        return JS_MAX if x > 0 else -JS_MAX
+    except (TypeError, ValueError):
+        return 0
+    if f != f:
+        return 0
+    if abs(f) > JS_MAX:
+        return JS_MAX if f > 0 else -JS_MAX
+    return x if isinstance(x, int) else f
+
+
 def _node_dict(i: int, parent: int | None, n: Node, llm: list[int]) -> dict[str, Any]:
+    d = _raw_node_dict(i, parent, n, llm)
+    for k in _NODE_SCALARS:
+        d[k] = js_number(d[k])
+    return d
+
+
+def _raw_node_dict(i: int, parent: int | None, n: Node, llm: list[int]) -> dict[str, Any]:
     o, t = n.own, n.incl
     return {
         "id": i, "parent": parent, "kind": n.kind, "depth": n.depth,

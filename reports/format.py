@@ -31,12 +31,17 @@ def money(amount: Decimal | float | str | None, currency: str = "USD") -> str:
 def num(n: int | float | None) -> str:
     if n is None:
         return "—"
-    return f"{n:,.0f}" if isinstance(n, (int, Decimal)) or float(n).is_integer() else f"{n:,.1f}"
+    if isinstance(n, int):
+        return f"{n:,}"  # exact, and no float conversion (an int beyond any float would overflow it)
+    return f"{n:,.0f}" if isinstance(n, Decimal) or float(n).is_integer() else f"{n:,.1f}"
 
 
 def compact(n: int | float) -> str:
     """``12.3k``, ``4.5M``: for chart axes."""
-    n = float(n)
+    try:
+        n = float(n)
+    except OverflowError:  # an int beyond any float (a broken or hostile run): still a number on the page
+        return f"{Decimal(n):.2E}"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
             digits = 2 if abs(n) / div < 10 else 1

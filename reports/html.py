@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 
-from tokprof.profiler.store import write_private  # noqa: F401 - re-exported for other writers
+from tokprof.profiler.private_files import write_private
 from tokprof.reports.format import CURRENCY_SYMBOLS, compact, money, num, pct  # noqa: F401 - re-exported
 from tokprof.reports.model import build_report
 from tokprof.reports.renderers import Renderer, register
@@ -141,7 +141,7 @@ def _waterfall_svg(m: ReportModel) -> dict[str, Any]:
     """Bars: recorded, one floating bar per pass (its saving), optimized. In money when known, else tokens."""
     h = m.headline
     use_cost = h.cost_before is not None and all(s.billed_cost is not None for s in m.waterfall)
-    start = float(h.cost_before) if use_cost else float(h.tokens_before)
+    start = float(h.cost_before) if use_cost and h.cost_before is not None else float(h.tokens_before)
     values = [start] + [float(s.billed_cost) if use_cost else float(s.input_tokens + s.output_tokens)  # type: ignore[arg-type]
                         for s in m.waterfall]
     peak = max(values) or 1.0

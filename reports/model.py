@@ -134,8 +134,10 @@ def build_report(
         # The ledger's billed totals are the pipeline's own numbers: they win over re-pricing.
         lb = [lg.baseline.billed_cost for lg in ledgers]
         lf = [lg.final.billed_cost for lg in ledgers]
-        total_before = None if any(x is None for x in lb) else sum(lb, Decimal(0))  # type: ignore[arg-type]
-        total_after = None if any(x is None for x in lf) else sum(lf, Decimal(0))  # type: ignore[arg-type]
+        kb = [x for x in lb if x is not None]
+        kf = [x for x in lf if x is not None]
+        total_before = sum(kb, Decimal(0)) if len(kb) == len(lb) else None
+        total_after = sum(kf, Decimal(0)) if len(kf) == len(lf) else None
         cost_basis = "billed (simulated)"
 
     # Carried cost: every prompt part charged to the span that introduced it (one tree per run).
@@ -209,8 +211,8 @@ def build_comparison(before: Run | Sequence[Run], after: Run | Sequence[Run], *,
     after = [after] if isinstance(after, Run) else list(after)
     fid = None
     try:
-        vals = [run_fidelity(b, a) for b, a in zip(before, after)]
-        vals = [v for v in vals if v is not None]
+        found = [run_fidelity(b, a) for b, a in zip(before, after)]
+        vals = [v for v in found if v is not None]
         fid = sum(vals) / len(vals) if vals else None
     except Exception:  # noqa: BLE001 - fidelity is optional
         fid = None

@@ -57,4 +57,4 @@ def get_renderer(name: str, **options: object) -> Renderer:
     cls = _REGISTRY.get(name)
     if cls is None:
         raise KeyError(f"unknown report format {name!r}; choose one of: {', '.join(renderer_names())}")
-    return cls(**options)  # type: ignore[call-arg]
+    return cls(**options)

@@ -89,7 +89,8 @@ def _waterfall(ledgers: list[Ledger] | None, h: Headline, optimized: list[Run] |
         inp = sum(p.input_tokens for p in parts)
         out = sum(p.output_tokens for p in parts)
         costs = [p.billed_cost for p in parts]
-        cost = None if any(c is None for c in costs) else sum(costs, Decimal(0))  # type: ignore[arg-type]
+        known = [c for c in costs if c is not None]
+        cost = sum(known, Decimal(0)) if len(known) == len(costs) else None
         rows = [r for p in parts for r in p.rows]
         fids = [p.fidelity for p in parts if p.fidelity is not None]
         steps.append(WaterfallStep(
@@ -160,6 +161,8 @@ def _measured_step(h: Headline, optimized: list[Run], runs: list[Run], evidence:
     changed = 0
     for before, after in zip(runs, optimized):  # calls in order: the same steps of the same task
         for a, b in zip(before.llm_spans(), after.llm_spans()):
+            if a.llm is None or b.llm is None:  # (llm_spans holds only spans with a call)
+                continue
             if (a.llm.usage.input_tokens, a.llm.usage.cache_read_tokens) != \
                     (b.llm.usage.input_tokens, b.llm.usage.cache_read_tokens):
                 changed += 1

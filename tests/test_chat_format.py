@@ -8,14 +8,9 @@ import threading
 
 import pytest
 
-from tokprof.profiler.providers.chat_format import (
-    MessageTokenCache,
-    count_completion,
-    count_messages,
-    count_prompt,
-    count_tools,
-    to_openai_message,
-)
+from tokprof.profiler.providers.message_cache import MessageTokenCache
+from tokprof.profiler.providers.chat_format import count_completion, count_messages, count_prompt, count_tools
+from tokprof.profiler.providers.messages import to_openai_message
 from tokprof.profiler.providers.tokenizers import get_encoder
 
 # openai-cookbook, examples/How_to_count_tokens_with_tiktoken.ipynb, section 6.

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from tokprof.profiler.accounting import fill_run_usage
-from tokprof.profiler.providers.chat_format import MessageTokenCache, count_messages, count_prompt, count_prompts
+from tokprof.profiler.providers.message_cache import MessageTokenCache
+from tokprof.profiler.providers.chat_format import count_messages, count_prompt, count_prompts
 from tokprof.profiler.model import LLMCall, Run, Span
 
 TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "Find a booking.",

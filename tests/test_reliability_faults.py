@@ -25,6 +25,7 @@ import pytest
 
 import tokprof.profiler.integrations  # noqa: F401  (registers the LangChain handler and SDK hooks on profile())
 from tokprof.profiler import hooks, load_run, profile, record_llm_call, span, trace
+from tokprof.profiler import run_writer
 from tokprof.profiler import store as store_mod
 from tokprof.profiler.hooks import reset_internal_errors as _reset_internal_errors
 from tests.reliability_support import EchoChatModel, internal_error_records
@@ -87,7 +88,7 @@ class DevFullWriter:
 
     @staticmethod
     def install(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
-        orig = store_mod._open_private
+        orig = run_writer.open_private
 
         def open_full(path: Path) -> int:
             import os
@@ -96,7 +97,7 @@ class DevFullWriter:
                 return os.open("/dev/full", os.O_WRONLY)
             return orig(path)
 
-        monkeypatch.setattr(store_mod, "_open_private", open_full)
+        monkeypatch.setattr(run_writer, "open_private", open_full)  # the binding the run writer calls
 
 
 def _assert_surrogate_kept(path: Path) -> None:
@@ -276,7 +277,7 @@ def frozen_clock() -> Callable[[], int]:
 def readonly_folder(mp: pytest.MonkeyPatch, tmp: Path) -> None:
     def ro(*args: Any, **kwargs: Any) -> int:
         raise OSError(errno.EROFS, "Read-only file system")
-    mp.setattr(store_mod, "_open_private", ro)
+    mp.setattr(run_writer, "open_private", ro)
 
 
 def runs_folder_is_a_file(mp: pytest.MonkeyPatch, tmp: Path) -> None:
@@ -395,7 +396,7 @@ FAULTS: list[Fault] = [
     Fault("runs-folder-unwritable-proc", runs_folder_unwritable, options={"save": True}),
     Fault("payload-hash-raises", _patch("tokprof.profiler.store.payload_id", raiser(RuntimeError("sha1")))),
     Fault("span-serialisation-raises", _patch("tokprof.profiler.model.Span.to_dict", raiser(TypeError("to_dict")))),
-    Fault("json-encoder-memory-error", _patch("tokprof.profiler.store._dumps", raiser(MemoryError()))),
+    Fault("json-encoder-memory-error", _patch("tokprof.profiler.run_lines.dumps_line", raiser(MemoryError()))),
     Fault("redaction-raises", _patch("tokprof.profiler.redact._redact_text", raiser(RuntimeError("regex"))),
           agent=_agent_with(lambda: echo("sk-" + "a" * 48))),
     # --- unserialisable / hostile values ------------------------------------------------------------
@@ -421,11 +422,11 @@ FAULTS: list[Fault] = [
     Fault("profile-exit-hook-raises", _add_hook("exit", raiser(RuntimeError("exit")))),
     Fault("exporter-raises", _export_broken),
     Fault("langchain-message-conversion-raises",
-          _patch("tokprof.profiler.integrations.langchain._messages_to_openai", raiser(RuntimeError("lc")))),
+          _patch("tokprof.profiler.integrations.langchain_convert.messages_to_openai", raiser(RuntimeError("lc")))),
     Fault("langchain-response-parsing-raises",
-          _patch("tokprof.profiler.integrations.langchain._fill_response", raiser(RuntimeError("lc")))),
+          _patch("tokprof.profiler.integrations.langchain_convert.fill_response", raiser(RuntimeError("lc")))),
     Fault("langchain-usage-parsing-raises",
-          _patch("tokprof.profiler.integrations.langchain._usage_from_message", raiser(ValueError("usage")))),
+          _patch("tokprof.profiler.integrations.langchain_convert.usage_from_message", raiser(ValueError("usage")))),
     Fault("langchain-handler-attach-raises",
           _patch("tokprof.profiler.integrations.langchain.attach", raiser(RuntimeError("attach")))),
     # --- clocks -------------------------------------------------------------------------------------

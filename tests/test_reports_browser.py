@@ -7,6 +7,7 @@ screenshot under ``tests/artifacts/``.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -340,4 +341,21 @@ def test_carried_view_is_default_and_timeline_fixes_render(open_page, tmp_path):
         "tool outputs" in page.locator("#fixes").inner_text()
     page.locator("#timeline").screenshot(path=str(ARTIFACTS / "demo_timeline.png"))
     page.locator("#fixes").screenshot(path=str(ARTIFACTS / "demo_fixes.png"))
+    assert p.errors == []
+
+
+def test_flame_widths_finite_with_near_1e308_counts(open_page, tmp_path):
+    """Issue #21: near-1e308 token counts gave the flame chart ``Infinity``/``NaN`` widths."""
+    from test_reports_flame_bounds import huge_run
+
+    path = write_html(build_report(huge_run()), tmp_path / "huge.html")
+    p = open_page(path)
+    assert p.errors == []
+    for metric in ("carried", "carried_tokens", "cost", "tokens"):
+        p.page.locator(f"[data-metric={metric}]").click()
+        widths = p.page.eval_on_selector_all(
+            "#flame rect.f", "rs => rs.map(r => [r.getAttribute('x'), r.getAttribute('width')])")
+        assert len(widths) >= 3, metric
+        for x, w in widths:
+            assert math.isfinite(float(x)) and math.isfinite(float(w)) and 0 < float(w) <= 1100, (metric, x, w)
     assert p.errors == []

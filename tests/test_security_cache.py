@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tokprof.optimizers import cached_clients, request_keys, response_store
 from tokprof.optimizers import response_cache as rc
 from tokprof.optimizers.response_cache import CacheError, ResponseCache
 
@@ -23,7 +24,7 @@ def test_values_are_json_text_never_pickles(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "c" / "cache.db")
     rows = con.execute("SELECT value, typeof(value) FROM tokprof_entries").fetchall()
     assert rows == [(json.dumps({"answer": [1, 2, "three"]}), "text")]
-    src = Path(rc.__file__).read_text()
+    src = "".join(Path(m.__file__).read_text() for m in (rc, request_keys, response_store, cached_clients))
     assert "import pickle" not in src and "import diskcache" not in src and "import_module" not in src
 
 
@@ -37,7 +38,7 @@ def test_an_entry_naming_a_module_never_imports_it(tmp_path: Path) -> None:
     try:
         cache = ResponseCache(tmp_path / "c", deterministic_only=False)
         created = []
-        create = rc._CachedCreate(lambda **kw: created.append(kw) or _completion(), cache, "openai")
+        create = cached_clients._CachedCreate(lambda **kw: created.append(kw) or _completion(), cache, "openai")
         kw = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
         key = cache.key("openai", "gpt-4o", kw["messages"], None, {"temperature": 0})
         cache.set(key, {"type": "evil_mod_21:X", "response": {"x": 1}})
@@ -60,7 +61,7 @@ def _completion():
 def test_hit_is_labelled_as_served_by_the_cache(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "c")
     calls = []
-    create = rc._CachedCreate(lambda **kw: calls.append(1) or _completion(), cache, "openai")
+    create = cached_clients._CachedCreate(lambda **kw: calls.append(1) or _completion(), cache, "openai")
     kw = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
     first, second = create(**kw), create(**kw)
     assert len(calls) == 1

@@ -66,7 +66,7 @@ class _BaseExcRepr:
 
 
 def test_argument_repr_is_bounded_and_never_raises(tmp_path: Path) -> None:
-    from tokprof.profiler.decorate import _safe_repr
+    from tokprof.profiler.capture import safe_repr as _safe_repr
 
     big = list(range(5_000_000))
     r = _safe_repr(big)

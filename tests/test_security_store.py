@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tokprof.profiler import load_run, profile, record_llm_call
+from tokprof.profiler import private_files
 from tokprof.profiler import store as store_mod
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.store import RunWriter, UnsafeFolderError, file_stem, iter_run_files, save_run
@@ -263,6 +264,6 @@ def test_stale_temp_files_are_cleaned(tmp_path: Path) -> None:
     old = d / ".x.jsonl.0123.tmp"
     old.write_text("partial")
     os.utime(old, (0, 0))
-    store_mod._cleaned_folders.discard(str(d))
+    private_files._cleaned_folders.discard(str(d))
     save_run(_run("r"), d)
     assert not old.exists()

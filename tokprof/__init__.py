@@ -19,42 +19,46 @@ run files, provider facts), ``tokprof.optimizers`` (passes, billing simulator, l
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+import os
+from typing import TYPE_CHECKING, Any
 
-# The live layer registers its profile hooks on import: ``profile(optimize=[...])`` works however tokprof
-# is installed (no entry point needed).
-import tokprof.optimizers.live  # noqa: F401
-import tokprof.fleet.live_budget  # noqa: F401  (profile(budget=...): its enter hook, likewise)
-import tokprof.profiler.interchange.live_export  # noqa: F401  (TOKPROF_OTLP_EXPORT: its exit hook, likewise)
-from tokprof.optimizers.base import Ledger, Pass, PassContext
-from tokprof.optimizers.pipeline import optimize as _optimize
 from tokprof.profiler import Run, Span, Usage, load_run, profile, record_llm_call, span, trace
-from tokprof.reports.html import write_html
-from tokprof.reports.model import build_optimized_report, build_report
+from tokprof.profiler.hooks import on_profile_enter
+
+if TYPE_CHECKING:
+    from tokprof.api import optimize, report
+    from tokprof.optimizers.base import Ledger
 
 __version__ = "0.1.0"
 
-
-def optimize(run: Run, passes: Iterable[str | Pass] = ("default",), *,
-             options: dict[str, dict[str, Any]] | None = None, currency: str = "USD") -> tuple[Run, Ledger]:
-    """Run optimization ``passes`` (names, ``"default"``, or pass objects) over a recorded ``run``, in order;
-    return the optimized run and its savings ledger, each step priced by the billing simulator in
-    ``currency``. The input run is not modified."""
-    return _optimize(run, passes, options=options, ctx=PassContext(options=options or {}, currency=currency))
+# Recording (``import tokprof``, ``@trace``, ``profile()``) loads the profiler only. The optimizers, the
+# report modules and networkx (~1 s together) load on first use: ``optimize``/``report``/``Ledger`` through
+# the module ``__getattr__`` below, the live layer and the budget check when a profile asks for them.
+_LAZY = {"optimize": "tokprof.api", "report": "tokprof.api", "Ledger": "tokprof.optimizers.base"}
 
 
-def report(runs: Run | Sequence[Run], path: str | Path = "tokprof-report.html", *,
-           passes: Iterable[str] = (), currency: str = "USD", title: str | None = None) -> Path:
-    """Write the self-contained HTML report of ``runs`` to ``path`` and return the path (what
-    ``tokprof report`` writes). With ``passes``, the pass pipeline runs first and the report shows
-    before -> after."""
-    names = [str(p) for p in passes]
-    if names:
-        model = build_optimized_report(runs, names, currency=currency, title=title)
-    else:
-        model = build_report(runs, currency=currency, title=title)
-    return write_html(model, path)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'tokprof' has no attribute {name!r}")
+
+
+def _load_on_demand(prof: Any) -> None:
+    """Profile enter hook: load the layer a profile asks for. Each registers its own enter hooks on import,
+    and ``profile`` runs hooks registered during enter for the same block, so the first profile that asks
+    is served too."""
+    if prof.optimize:
+        import tokprof.optimizers.live  # noqa: F401  (profile(optimize=[...]))
+    if getattr(prof, "budget", None) is not None:
+        import tokprof.fleet.live_budget  # noqa: F401  (profile(budget=...))
+    if os.environ.get("TOKPROF_OTLP_EXPORT"):
+        import tokprof.profiler.interchange.live_export  # noqa: F401  (its exit hook sends the run over OTLP)
+
+
+on_profile_enter(_load_on_demand)
 
 
 __all__ = ["trace", "profile", "span", "record_llm_call", "load_run", "optimize", "report",

@@ -39,7 +39,7 @@ def scripted_ask(messages: list[Message], tools: list[dict[str, Any]] | None) ->
 
 def pass_contributions(baseline: Run, passes: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
     """Each pass alone on the baseline run: saved (expected, range), lossless, fidelity. Simulated."""
-    out = []
+    out: list[dict[str, Any]] = []
     for name in passes:
         try:
             _, ledger = optimize(baseline, [name])

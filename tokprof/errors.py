@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tokprof.profiler.store import RunFileError
+from tokprof.profiler.run_loader import RunFileError
 
 UserFacingError: tuple[type[BaseException], ...] = (RunFileError, FileNotFoundError, KeyError, ValueError)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tokprof.profiler.interchange import import_file
-from tokprof.profiler.store import RunFileError, load_run
+from tokprof.profiler.run_loader import RunFileError, load_run
 
 
 def load_file(path: Path) -> list[Any]:

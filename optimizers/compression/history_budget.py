@@ -15,7 +15,7 @@ names, codes) copied verbatim, so what the agent may need to cite survives the c
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Literal
 
 from tokprof.optimizers.base import register
 from tokprof.optimizers.compression.common import (
@@ -124,7 +124,7 @@ class HistoryBudgetPass(MessagePass):
     evidence = "estimated"
     risk = ("medium: narrative of old turns reduced to a summary (simulated: size estimated, facts kept "
             "verbatim)")
-    defaults: dict[str, Any] = {"budget_tokens": 3000, "low_water": 0.6, "keep_turns": 2, "cache_aware": True,
+    defaults: ClassVar[dict[str, Any]] = {"budget_tokens": 3000, "low_water": 0.6, "keep_turns": 2, "cache_aware": True,
                                 "summary_ratio": 0.1, "summarizer": None, "horizon": 0.5}
 
     def compress(self, messages: list[Message], model: str | None = None) -> Rewritten:
@@ -140,6 +140,7 @@ class HistoryBudgetPass(MessagePass):
         for m in messages[:head]:
             known.update(fact_tokens(message_text(m)))
         summarizer: Summarizer | None = o["summarizer"]
+        src: Literal["estimated"] | None
         if summarizer is not None:
             text = f"{SUMMARY_PREFIX}] {summarizer(dropped)}\nFacts stated: {facts_line(dropped, known)}"
             extra, src = 0, None

@@ -24,7 +24,7 @@ from tokprof.optimizers.compression.common import Rewritten, rough_tokens, text_
 from tokprof.optimizers.compression.runner import MessagePass
 from tokprof.profiler.model import Message
 
-_EMPTY = (None, "", [], {})
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
 _SAFE_CUT = re.compile(r"[\s,;{}\[\]]")
 
 

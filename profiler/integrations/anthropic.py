@@ -229,7 +229,7 @@ _ASYNC_MANAGER_REQUEST = "_AsyncMessageStreamManager__api_request"
 
 
 def _stream_helper(adapter: MessagesAdapter, original: Callable[..., Any], manager_request: str,
-                   wrap_request: Callable[[_sdk._State, Any], Any],
+                   wrap_request: Callable[[_sdk.CallState, Any], Any],
                    name: str = "anthropic.messages.stream") -> Callable[..., Any]:
     """``messages.stream`` (sync or async: ``stream()`` itself is sync in both, only the manager's request
     differs) recorded as one LLM span: the manager's request is swapped for ``wrap_request``'s."""
@@ -263,7 +263,7 @@ def _manager_request_key(manager: Any, preferred: str) -> str | None:
     return next((k for k in manager.__dict__ if k.endswith("__api_request")), None)
 
 
-def _sync_request(state: _sdk._State, api_request: Callable[[], Any]) -> Callable[[], Any]:
+def _sync_request(state: _sdk.CallState, api_request: Callable[[], Any]) -> Callable[[], Any]:
     def request() -> Any:
         try:
             raw = api_request()
@@ -275,7 +275,7 @@ def _sync_request(state: _sdk._State, api_request: Callable[[], Any]) -> Callabl
     return request
 
 
-def _async_request(state: _sdk._State, api_request: Any) -> Any:
+def _async_request(state: _sdk.CallState, api_request: Any) -> Any:
     async def request() -> Any:
         try:
             raw = await api_request

@@ -20,7 +20,6 @@ a thread pool, which keeps the active-span ContextVar right.
 from __future__ import annotations
 
 import contextvars
-import json
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -29,9 +28,19 @@ from langchain_core.tracers.context import register_configure_hook
 
 from tokprof.profiler import hooks
 from tokprof.profiler.hooks import end_span, internal_error, start_span
-from tokprof.profiler import keys
-from tokprof.profiler.model import LLMCall, Message, Span, Usage
-from tokprof.profiler.integrations import usage_dialects
+from tokprof.profiler.model import LLMCall, Message, Span
+from tokprof.profiler.integrations.langchain_convert import (
+    MISSING,
+    PARAM_KEYS,
+    fill_response,
+    jsonable,
+    messages_to_openai,
+    provider,
+    serialized_name,
+    to_text,
+    tools_to_openai,
+    truncate,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.messages import BaseMessage
@@ -39,137 +48,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TokprofCallbackHandler", "attach", "detach"]
 
-_ATTR_LIMIT = 4000
-"""Longest tool input/output string kept on a span (the full text lives in the LLM messages anyway)."""
-
-# Request parameters that change a model's output; everything else in invocation_params (api keys,
-# clients, timeouts, the model name itself) is left out.
-_PARAM_KEYS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "max_tokens",
-    "max_completion_tokens",
-    "max_output_tokens",
-    "stop",
-    "stop_sequences",
-    "seed",
-    "n",
-    "tool_choice",
-    "parallel_tool_calls",
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "response_format",
-    "reasoning_effort",
-    "reasoning",
-    "thinking",
-    "service_tier",
-)
 
 # Top-level chains that are agents rather than plain pipelines.
 _AGENT_NAMES = {"LangGraph", "AgentExecutor", "CompiledStateGraph", "Pregel"}
 _HIDDEN_TAG = "langsmith:hidden"
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= _ATTR_LIMIT else text[:_ATTR_LIMIT] + "…"
-
-
-def _to_text(value: Any) -> str:
-    """A tool input/output as text: message content, JSON for plain data, ``repr`` otherwise."""
-    content = getattr(value, "content", None)
-    if content is not None and not isinstance(value, (str, dict, list)):
-        value = content
-    if isinstance(value, str):
-        return _truncate(value)
-    try:
-        return _truncate(json.dumps(value, default=str, ensure_ascii=False))
-    except Exception:
-        return _truncate(repr(value))
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data (run files are JSON): pydantic models dumped, classes and other
-    objects named."""
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    if hasattr(value, "model_dump"):
-        try:
-            return _jsonable(value.model_dump())
-        except Exception:
-            pass
-    return json.loads(json.dumps(value, default=repr))
-
-
-def _messages_to_openai(messages: "list[BaseMessage]") -> list[Message]:
-    """LangChain messages in OpenAI chat format (tool calls and tool results included)."""
-    from langchain_core.messages import convert_to_openai_messages
-
-    try:
-        return list(convert_to_openai_messages(messages))
-    except Exception:
-        # One odd message must not lose the whole prompt: convert one by one, falling back to text.
-        out: list[Message] = []
-        for m in messages:
-            try:
-                out.append(convert_to_openai_messages(m))  # type: ignore[arg-type]
-            except Exception:
-                role = {"human": "user", "ai": "assistant"}.get(getattr(m, "type", ""), getattr(m, "type", "user"))
-                out.append({"role": role, "content": str(getattr(m, "content", m))})
-        return out
-
-
-def _tools_to_openai(tools: Any) -> list[dict[str, Any]]:
-    """Tool definitions from invocation params (OpenAI, Anthropic or LangChain shapes) in OpenAI format."""
-    if not tools:
-        return []
-    from langchain_core.utils.function_calling import convert_to_openai_tool
-
-    out: list[dict[str, Any]] = []
-    for t in tools:
-        if isinstance(t, dict) and t.get("type") == "function" and "function" in t:
-            out.append(t)
-            continue
-        try:
-            out.append(convert_to_openai_tool(t))
-        except Exception:
-            # Provider-native tools (web search...) have no OpenAI function form; keep them as given.
-            out.append(t if isinstance(t, dict) else {"type": "unknown", "repr": repr(t)})
-    return out
-
-
-def _provider(serialized: dict[str, Any] | None, metadata: dict[str, Any] | None) -> str | None:
-    provider = (metadata or {}).get("ls_provider")
-    if provider:
-        return str(provider)
-    ids = (serialized or {}).get("id") or []
-    name = str(ids[-1]) if ids else ""
-    lowered = name.lower()
-    for known in ("anthropic", "openai", "google", "mistral", "bedrock", "ollama", "groq", "cohere"):
-        if known in lowered:
-            return known
-    return None
-
-
-def _usage_from_message(message: Any, llm_output: dict[str, Any] | None) -> Usage:
-    """Provider usage from ``usage_metadata`` (or, for older integrations, ``llm_output['token_usage']``).
-
-    LangChain's ``usage_metadata.input_tokens`` is the whole prompt with cache reads/writes included (the
-    Anthropic integration adds them in), which is exactly tokprof's convention.
-    """
-    meta = getattr(message, "usage_metadata", None) if message is not None else None
-    if meta:
-        return usage_dialects.langchain_usage(meta)
-    usage = (llm_output or {}).get("token_usage") or (llm_output or {}).get("usage") or {}
-    if isinstance(usage, dict) and usage:
-        return usage_dialects.any_usage(usage)
-    return Usage()
 
 
 class TokprofCallbackHandler(BaseCallbackHandler):
@@ -239,7 +121,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         return span
 
     def _close(self, run_id: UUID, error: BaseException | None = None) -> Span | None:
-        if self._hidden.pop(run_id, _MISSING) is not _MISSING:
+        if self._hidden.pop(run_id, MISSING) is not MISSING:
             return None
         span = self._spans.pop(run_id, None)
         if span is None:
@@ -263,7 +145,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            name = kwargs.get("name") or _serialized_name(serialized) or "chain"
+            name = kwargs.get("name") or serialized_name(serialized) or "chain"
             ids = (serialized or {}).get("id") or []
             is_agent = parent_run_id is None and (
                 name in _AGENT_NAMES or any(str(i) in _AGENT_NAMES for i in ids)
@@ -304,18 +186,18 @@ class TokprofCallbackHandler(BaseCallbackHandler):
             or invocation.get("model_name")
             or invocation.get("model_id")
         )
-        params = {k: _jsonable(invocation[k]) for k in _PARAM_KEYS if invocation.get(k) is not None}
+        params = {k: jsonable(invocation[k]) for k in PARAM_KEYS if invocation.get(k) is not None}
         for key, ls_key in (("temperature", "ls_temperature"), ("max_tokens", "ls_max_tokens"), ("stop", "ls_stop")):
             if key not in params and metadata.get(ls_key) is not None:
                 params[key] = metadata[ls_key]
         call = LLMCall(
-            provider=_provider(serialized, metadata),
+            provider=provider(serialized, metadata),
             model=None if model is None else str(model),
             params=params,
             messages=messages,
-            tools=_tools_to_openai(invocation.get("tools") or invocation.get("functions")),
+            tools=tools_to_openai(invocation.get("tools") or invocation.get("functions")),
         )
-        name = kwargs.get("name") or _serialized_name(serialized) or call.model or "llm"
+        name = kwargs.get("name") or serialized_name(serialized) or call.model or "llm"
         self._open(run_id, parent_run_id, str(name), "llm", tags, {"langchain.run_id": str(run_id)}, call)
 
     def on_chat_model_start(
@@ -332,7 +214,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         try:
             # langchain-core sends one prompt per run id; a batch arrives as several events.
             prompt = [m for batch in messages for m in batch]
-            self._open_llm(serialized, _messages_to_openai(prompt), run_id, parent_run_id, tags, metadata,
+            self._open_llm(serialized, messages_to_openai(prompt), run_id, parent_run_id, tags, metadata,
                            kwargs)
         except Exception as exc:
             internal_error("langchain on_chat_model_start", exc)
@@ -354,7 +236,8 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         except Exception as exc:
             internal_error("langchain on_llm_start", exc)
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,
+                         parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any) -> None:
         try:
             span = self._spans.get(run_id)
             if span is not None and (span.attributes is None or "time_to_first_token_ns" not in span.attributes):
@@ -366,7 +249,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         try:
             span = self._spans.get(run_id)
             if span is not None and span.llm is not None:
-                _fill_response(span.llm, response, span)
+                fill_response(span.llm, response, span)
             self._close(run_id)
         except Exception as exc:
             internal_error("langchain on_llm_end", exc)
@@ -392,10 +275,10 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            name = kwargs.get("name") or _serialized_name(serialized) or "tool"
+            name = kwargs.get("name") or serialized_name(serialized) or "tool"
             attributes: dict[str, Any] = {
                 "langchain.run_id": str(run_id),
-                "input": _to_text(inputs if inputs is not None else input_str),
+                "input": to_text(inputs if inputs is not None else input_str),
             }
             if kwargs.get("tool_call_id"):
                 attributes["tool_call_id"] = kwargs["tool_call_id"]
@@ -407,7 +290,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         try:
             span = self._spans.get(run_id)
             if span is not None:
-                span.set_attribute("output", _to_text(output))
+                span.set_attribute("output", to_text(output))
             self._close(run_id)
         except Exception as exc:
             internal_error("langchain on_tool_end", exc)
@@ -432,9 +315,9 @@ class TokprofCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            name = kwargs.get("name") or _serialized_name(serialized) or "retriever"
+            name = kwargs.get("name") or serialized_name(serialized) or "retriever"
             self._open(run_id, parent_run_id, str(name), "retriever", tags,
-                       {"langchain.run_id": str(run_id), "input": _truncate(str(query))})
+                       {"langchain.run_id": str(run_id), "input": truncate(str(query))})
         except Exception as exc:
             internal_error("langchain on_retriever_start", exc)
 
@@ -444,7 +327,7 @@ class TokprofCallbackHandler(BaseCallbackHandler):
             if span is not None:
                 span.set_attribute("documents", len(documents) if hasattr(documents, "__len__") else None)
                 span.set_attribute(
-                    "output", _truncate("\n\n".join(str(getattr(d, "page_content", d)) for d in documents))
+                    "output", truncate("\n\n".join(str(getattr(d, "page_content", d)) for d in documents))
                 )
             self._close(run_id)
         except Exception as exc:
@@ -462,81 +345,6 @@ class TokprofCallbackHandler(BaseCallbackHandler):
             self._close(run_id)
         except Exception:  # already reported by the caller
             pass
-
-
-_MISSING = object()
-
-
-def _serialized_name(serialized: dict[str, Any] | None) -> str | None:
-    if not serialized:
-        return None
-    if serialized.get("name"):
-        return str(serialized["name"])
-    ids = serialized.get("id") or []
-    return str(ids[-1]) if ids else None
-
-
-def _fill_response(call: LLMCall, response: "LLMResult", span: Span | None = None) -> None:
-    """Output message, usage, model, response id and finish reason from a LangChain ``LLMResult``."""
-    generation = None
-    if response.generations and response.generations[0]:
-        generation = response.generations[0][0]
-    message = getattr(generation, "message", None)
-    if message is not None:
-        from langchain_core.messages import AIMessageChunk, message_chunk_to_message
-
-        final = message_chunk_to_message(message) if isinstance(message, AIMessageChunk) else message
-        converted = _messages_to_openai([final])
-        call.output = converted[0] if converted else None
-        meta = getattr(message, "response_metadata", None) or {}
-        call.finish_reason = meta.get("finish_reason") or meta.get("stop_reason") or call.finish_reason
-        if call.model is None:
-            model = meta.get("model_name") or meta.get("model")
-            call.model = None if model is None else str(model)
-        call.response_id = getattr(message, "id", None) or meta.get("id")
-    elif generation is not None:
-        call.output = {"role": "assistant", "content": generation.text}
-        info = generation.generation_info or {}
-        call.finish_reason = info.get("finish_reason")
-    call.usage = _usage_from_message(message, response.llm_output)
-    from tokprof.profiler.integrations import _sdk
-
-    wire = _sdk.take_sdk_usage(span)
-    if wire is not None and wire.sources:
-        # The instrumented SDK underneath read the provider's own usage block: it keeps what the LangChain
-        # integration drops (DeepSeek hit/miss, Kimi/Moonshot cached_tokens, Qwen explicit cache writes,
-        # Anthropic's TTL split, message_start input on a gateway) and a stream's usage it did not ask for.
-        call.usage = wire
-        if span is not None:
-            span.set_attribute("usage_from", "sdk")
-    elif not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
-        if span is not None:
-            span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
-    note = usage_dialects.reconcile(call)
-    if note and span is not None:
-        span.set_attribute("usage_note", note)
-    served_from = _cache_hit(message)
-    if served_from is not None:
-        # No request reached the provider: nothing was billed. The cached answer's own usage is kept
-        # apart so reports can say what the hit saved.
-        if span is not None:
-            span.set_attribute(keys.SERVED_BY, served_from)
-            span.set_attribute(keys.CACHED_USAGE, call.usage.to_dict())
-        call.usage = Usage.from_provider(input_tokens=0, output_tokens=0)
-
-
-def _cache_hit(message: Any) -> str | None:
-    """Where a response came from when it was a cache hit (LangChain's own cache marks hits by adding
-    ``total_cost: 0`` to ``usage_metadata``; tokprof's live cache tags ``response_metadata``)."""
-    if message is None:
-        return None
-    meta = getattr(message, "response_metadata", None) or {}
-    if meta.get(keys.RESPONSE_CACHE_MARK) == "hit":
-        return "response-cache"
-    usage = getattr(message, "usage_metadata", None) or {}
-    if "total_cost" in usage and usage.get("total_cost") == 0:
-        return "langchain-cache"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------

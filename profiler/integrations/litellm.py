@@ -139,7 +139,7 @@ def _watch_stream(stream: Any, watch: _Watch) -> Any:
     """Swap the stream's class for a subclass whose ``__next__``/``__anext__`` record (``isinstance`` holds)."""
     base = type(stream)
     try:
-        stream.__class__ = _traced_class(base)
+        stream.__class__ = _traced_class(base)  # type: ignore[arg-type]  # classes are hashable
         stream.__dict__["_tokprof_watch"] = watch
         inner = getattr(stream, "completion_stream", None)
         if inner is not None and hasattr(inner, "_iterator"):
@@ -169,7 +169,7 @@ def _traced_class(base: type) -> type:
         watch: _Watch = self.__dict__["_tokprof_watch"]
         while True:
             try:
-                chunk = base.__next__(self)
+                chunk = base.__next__(self)  # type: ignore[attr-defined]
             except StopIteration:
                 watch.end(None, True)
                 raise
@@ -183,7 +183,7 @@ def _traced_class(base: type) -> type:
         watch: _Watch = self.__dict__["_tokprof_watch"]
         while True:
             try:
-                chunk = await base.__anext__(self)
+                chunk = await base.__anext__(self)  # type: ignore[attr-defined]
             except StopAsyncIteration:
                 watch.end(None, True)
                 raise

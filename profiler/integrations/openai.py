@@ -340,10 +340,17 @@ def patch() -> list[_sdk.Patch]:
                                            (Responses, responses, "openai.responses.parse", _sdk.sync_create),
                                            (AsyncResponses, responses, "openai.responses.parse", _sdk.async_create)):
             if "parse" in owner.__dict__:
-                patches.append(_sdk.patch(owner, "parse", lambda f, a=adapter, n=name, w=wrap: w(a, f, n)))
+                patches.append(_sdk.patch(owner, "parse", _parse_wrapper(adapter, name, wrap)))
         for owner in (Completions, AsyncCompletions, Responses, AsyncResponses):
             patches.extend(_sdk.patch_raw_accessors(owner))
     except BaseException:
         _sdk.unpatch(patches)
         raise
     return patches
+
+
+def _parse_wrapper(adapter: Any, name: str, wrap: Callable[..., Any]) -> Callable[[Any], Any]:
+    """The patch factory for a client's ``parse`` method: ``wrap(adapter, original, name)``."""
+    def make(original: Any) -> Any:
+        return wrap(adapter, original, name)
+    return make

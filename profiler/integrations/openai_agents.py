@@ -78,7 +78,8 @@ class TokprofProcessor:
 
     def on_span_end(self, span: Any) -> None:
         with self._lock:
-            entry = self._open.pop(getattr(span, "span_id", None), None)
+            key: Any = getattr(span, "span_id", None)
+            entry = self._open.pop(key, None)
         if entry is None:
             return
         ours, token = entry
@@ -128,5 +129,5 @@ def patch() -> list[_sdk.Patch]:
             cls = type("TokprofTracingProcessor", (TokprofProcessor, TracingProcessor), {})
             _processor = cls()
         if not _is_registered(_processor):  # first time, or the user replaced the processors since
-            agents.add_trace_processor(_processor)
+            agents.add_trace_processor(_processor)  # type: ignore[arg-type]  # a TracingProcessor subclass, built above
     return [_sdk.patch(_Switch, "active", lambda _old: True)]

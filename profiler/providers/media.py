@@ -133,10 +133,10 @@ def openai_tile_tokens(w: int, h: int, detail: str, base: int = 85, tile: int = 
     if detail == "low":
         return base
     scale = min(1.0, 2048 / max(w, h))
-    w, h = w * scale, h * scale
-    scale = min(1.0, 768 / min(w, h))
-    w, h = w * scale, h * scale
-    return base + tile * math.ceil(w / 512) * math.ceil(h / 512)
+    fw, fh = w * scale, h * scale
+    scale = min(1.0, 768 / min(fw, fh))
+    fw, fh = fw * scale, fh * scale
+    return base + tile * math.ceil(fw / 512) * math.ceil(fh / 512)
 
 
 def openai_patch_tokens(w: int, h: int, multiplier: float, cap: int = 1536) -> int:
@@ -264,7 +264,7 @@ def part_tokens(part: Any, model: str | None) -> MediaCount:
     fam = family(model)
     kind = str(part.get("type") or "")
     if kind in ("input_audio", "audio") or "input_audio" in part or "audio" in part:
-        audio = part.get("input_audio") if isinstance(part.get("input_audio"), dict) else {}
+        audio: dict[str, Any] = part["input_audio"] if isinstance(part.get("input_audio"), dict) else {}
         secs = part.get("duration") or part.get("duration_s")
         if secs is None and audio.get("format") == "wav" and isinstance(audio.get("data"), str):
             secs = _wav_seconds(audio["data"])

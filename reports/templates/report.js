@@ -67,21 +67,26 @@
     var total = 0;
     var top = focus ? [focus] : roots;
     top.forEach(function (n) { total += val(n); });
-    if (!total) total = 1;
+    if (!(total > 0) || !isFinite(total)) total = top.reduce(function (a, n) { return Math.max(a, val(n)); }, 0) || 1;
     // Ancestors of the focused node span the full width (as in a zoomed flame graph).
     var chain = [], p = focus;
     while (p && p.parent !== null) { p = nodes[p.parent]; chain.unshift(p); }
     chain.forEach(function (a) { box(svg, a, 0, W, a.depth * ROW, ROW, W, true); });
     var x = 0;
-    top.forEach(function (n) { var w = W * val(n) / total; layout(svg, n, x, w, ROW, W); x += w; });
+    top.forEach(function (n) { var w = W * share(val(n), total); layout(svg, n, x, w, ROW, W); x += w; });
     flameBox.appendChild(svg);
   }
+  // A part's share of a whole, always a finite number in [0, 1] (divide first: W * value could overflow).
+  function share(part, whole) {
+    var s = whole > 0 ? part / whole : 0;
+    return isFinite(s) && s > 0 ? Math.min(s, 1) : 0;
+  }
   function layout(svg, n, x, w, ROW, W) {
-    if (w < 0.5) return;
+    if (!(w >= 0.5)) return;
     box(svg, n, x, w, n.depth * ROW, ROW, W, false);
     var v = val(n), cx = x;
     (kids[n.id] || []).forEach(function (c) {
-      var cw = v ? w * val(c) / v : 0;
+      var cw = w * share(val(c), v);
       layout(svg, c, cx, cw, ROW, W);
       cx += cw;
     });

@@ -32,7 +32,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def budgets_file(arg: str | None, directory: str | None) -> Path:
-    from tokprof.profiler.store import runs_dir
+    from tokprof.profiler.run_paths import runs_dir
 
     if arg:
         return Path(arg)

@@ -106,7 +106,7 @@ def count_command(args: argparse.Namespace) -> int:
     result["input_cost"] = None if cost is None or cost.amount is None else str(cost.amount)
     result["currency"] = currency
     rates = price.for_prompt(tokens) if price is not None else None
-    if price is not None:
+    if price is not None and rates is not None:
         result["price_per_1m_input"] = str(rates.input)
         result["price_currency"] = price.currency
         result["price_source"] = price.source
@@ -120,7 +120,7 @@ def count_command(args: argparse.Namespace) -> int:
               f"{result['tool_tokens']:,}; reply priming/template {result['overhead_tokens']:,}")
     if result["approximation"]:
         print(f"  note: {result['approximation']}")
-    if cost is None or cost.amount is None:
+    if cost is None or cost.amount is None or price is None or rates is None:
         print(f"  input cost: unknown (no price for {args.model!r}; add one with a price override file, "
               f"see tokprof.profiler.providers.prices.load_overrides / $TOKPROF_PRICES)")
     else:

@@ -10,7 +10,9 @@ import sys
 from tokprof.fleet.export import export_command as export_parquet
 from tokprof.profiler.interchange.otlp import export_runs, write_otlp
 from tokprof.profiler.interchange.otlp_send import send_runs
-from tokprof.profiler.store import iter_run_files, load_run, resolve_run, runs_dir
+from tokprof.profiler.store import iter_run_files, resolve_run
+from tokprof.profiler.run_loader import load_run
+from tokprof.profiler.run_paths import runs_dir
 from tokprof.console_safe import clean
 
 

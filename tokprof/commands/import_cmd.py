@@ -6,14 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tokprof.console_safe import escape
 from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file
 from tokprof.profiler.interchange.summary import ImportTotals
 from tokprof.profiler.model import Run
 from tokprof.profiler.providers.as_paid import BASES, CostRange, run_paid, total_range
-from tokprof.profiler.store import runs_dir, save_run
+from tokprof.profiler.run_paths import runs_dir
+from tokprof.profiler.run_writer import save_run
 
 # What a folder walk picks up (explicitly named files are always tried).
 TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
@@ -220,15 +221,16 @@ def import_command(args: argparse.Namespace) -> int:
     return 1 if summary["failed_files"] else 0
 
 
-def render(s: dict, console) -> None:  # noqa: ANN001
+def render(s: dict[str, Any], console: Any) -> None:
     """The one-screen summary: a row per file, then totals."""
     from rich.table import Table
 
 
     t = Table(title=f"imported {s['runs']} runs, {s['calls']} model calls from {len(s['files'])} files",
               title_justify="left", show_edge=False, pad_edge=False)
-    for col, just in (("file", "left"), ("format", "left"), ("runs", "right"), ("calls", "right"),
-                      ("errors", "right")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("file", "left"), ("format", "left"), ("runs", "right"), ("calls", "right"), ("errors", "right"))
+    for col, just in columns:
         # Only the file name may be cut short; numbers never are.
         t.add_column(col, justify=just, no_wrap=True, overflow="ellipsis" if col == "file" else "fold",
                      max_width=36 if col == "file" else None, min_width=None if col == "file" else len(col))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from typing import Any
 
-from tokprof.profiler.store import RunFileError, iter_run_files, load_run
+from tokprof.profiler.run_loader import RunFileError, load_run
+from tokprof.profiler.store import iter_run_files
 from tokprof.reports.format import compact, money
 
 
@@ -20,7 +22,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ls_command(args: argparse.Namespace) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in list(iter_run_files(args.dir))[: args.limit]:
         try:
             with warnings.catch_warnings():

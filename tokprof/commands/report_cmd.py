@@ -15,7 +15,8 @@ from tokprof.fleet.report import fleet_command
 from tokprof.run_files import load_file
 from tokprof.optimizers.base import expand_passes
 from tokprof.profiler.providers.currency import run_currency
-from tokprof.profiler.store import load_run, resolve_run
+from tokprof.profiler.run_loader import load_run
+from tokprof.profiler.store import resolve_run
 from tokprof.reports.console import render_report
 from tokprof.reports.html import write_html, write_private
 from tokprof.reports.json import render_json

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tokprof.profiler.interchange import detect_format
 from tokprof.profiler.providers.currency import run_currency
-from tokprof.profiler.store import RunFileError, load_run, resolve_run
+from tokprof.profiler.run_loader import RunFileError, load_run
+from tokprof.profiler.store import resolve_run
 from tokprof.reports.console import render_tree, tree_rows
 from tokprof.console_safe import SafeConsole, clean
 

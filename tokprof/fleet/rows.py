@@ -31,7 +31,7 @@ from tokprof.fleet.costs import CostMemo, PaidOverrides, cache_status
 from tokprof.fleet.dims import Dims
 from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
 from tokprof.profiler.model import Run, Span
-from tokprof.profiler.store import _json_default  # the run store's canonical JSON, so hashes match payload_id
+from tokprof.profiler.run_lines import json_default as _json_default  # the run store's canonical JSON: hashes match payload_id
 
 MEMO_CHARS = 32_000_000
 """The message-hash memo is dropped at a batch boundary past this much message JSON (bounded memory)."""

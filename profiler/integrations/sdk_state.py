@@ -1,0 +1,141 @@
+"""The state of one instrumented SDK call: the provider adapter's view of it (:class:`Adapter`, its stream
+:class:`Accumulator`), the span it fills, and the usage an SDK call hands to an enclosing integration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+from tokprof.profiler.hooks import end_span, internal_error
+from tokprof.profiler import keys
+from tokprof.profiler.integrations import middleware, usage_dialects
+from tokprof.profiler.model import LLMCall, Span, Usage
+
+
+RAW_HEADER = "X-Stainless-Raw-Response"
+
+
+class Accumulator(Protocol):
+    """Collects a streamed response, event by event."""
+
+    def observe(self, item: Any) -> None: ...
+
+    def finish(self, call: LLMCall) -> None:
+        """Write the output message, usage, response id and finish reason seen so far into ``call``."""
+
+
+class Adapter(Protocol):
+    """How one SDK endpoint's requests and responses map onto an :class:`LLMCall`."""
+
+    api: str
+    """``openai.chat.completions``, ``openai.responses``, ``anthropic.messages``."""
+
+    def request(self, kwargs: dict[str, Any]) -> LLMCall: ...
+
+    def prepare_stream(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Any], bool] | None]:
+        """Adjust a streaming request (e.g. ask for usage); returns the kwargs and a predicate of events to
+        hide from the caller (those only tokprof asked for), or ``None``."""
+
+    def fill(self, call: LLMCall, response: Any) -> None: ...
+
+    def accumulator(self) -> Accumulator: ...
+
+
+@dataclass
+class CallState:
+    """One instrumented call in flight."""
+
+    adapter: Adapter
+    kwargs: dict[str, Any]
+    span: Span | None = None
+    hide: Callable[[Any], bool] | None = None
+    cached: Any = None
+    raw: str | None = None
+    """``"true"`` (``with_raw_response``) or ``"stream"`` (``with_streaming_response``): the call returns the
+    HTTP response wrapper, which is recorded through its parsed body (see :func:`watch_raw`)."""
+    done: bool = False
+    transformed: list[str] = field(default_factory=list)
+    enriches: Span | None = None
+    """The model span above this call (LangChain, litellm) that gets the usage read here."""
+
+    def _usage_read(self) -> None:
+        assert self.span is not None and self.span.llm is not None
+        if self.enriches is None:
+            check_usage(self.span)
+            return
+        usage = self.span.llm.usage
+        if set(usage.sources.values()) == {"provider"}:
+            usage_dialects.reconcile(self.span.llm)
+            _stash(self.enriches, usage)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.span is not None and not self.done:
+            self.done = True
+            end_span(self.span, exc)
+
+    def finish(self, response: Any) -> Any:
+        """Record a complete (non-streamed) response; returns it unchanged."""
+        try:
+            if self.span is not None and self.span.llm is not None:
+                self.adapter.fill(self.span.llm, response)
+                self._usage_read()
+        except Exception as exc:
+            internal_error(f"{self.adapter.api} response", exc)
+        if self.span is not None and not self.done:
+            self.done = True
+            end_span(self.span)
+        if not self.kwargs.get("stream") and self.raw is None:
+            middleware.apply_after(self.adapter.api, self.kwargs, response)
+        return response
+
+    def end_stream(self, acc: Accumulator | None, error: BaseException | None, complete: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.span is None:
+            return
+        try:
+            if self.span.llm is not None and acc is not None:
+                acc.finish(self.span.llm)
+                self._usage_read()
+            if not complete and error is None:
+                self.span.set_attribute(keys.STREAM_INCOMPLETE, True)
+        except Exception as exc:
+            internal_error(f"{self.adapter.api} stream end", exc)
+        end_span(self.span, error)
+
+
+_sdk_usage: dict[str, Usage] = {}
+"""Model span id -> the usage its SDK call reported (see :func:`take_sdk_usage`)."""
+
+
+_SDK_USAGE_MAX = 1024
+
+
+def _stash(span: Span, usage: Usage) -> None:
+    if len(_sdk_usage) >= _SDK_USAGE_MAX:  # a layer above that never takes it: keep the newest only
+        _sdk_usage.pop(next(iter(_sdk_usage)))
+    previous = _sdk_usage.get(span.span_id)
+    # several SDK calls under one model span (a retry...): all of them were billed
+    _sdk_usage[span.span_id] = usage if previous is None else previous + usage
+
+
+def take_sdk_usage(span: Span | None) -> Usage | None:
+    """The usage that SDK calls made under ``span`` (a LangChain / litellm model span) reported, read in the
+    provider's own dialect; ``None`` when no instrumented SDK call happened underneath."""
+    if span is None:
+        return None
+    return _sdk_usage.pop(span.span_id, None)
+
+
+def check_usage(span: Span) -> None:
+    """Partial provider usage is not truth: reconcile it, or say on the span why it was dropped; a response
+    with no usage at all says so too (local counting fills it, labelled)."""
+    call = span.llm
+    if call is None:
+        return
+    if not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
+        span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
+        return
+    note = usage_dialects.reconcile(call)
+    if note:
+        span.set_attribute("usage_note", note)
