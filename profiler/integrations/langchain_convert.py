@@ -130,7 +130,7 @@ def provider(serialized: dict[str, Any] | None, metadata: dict[str, Any] | None)
     return None
 
 
-def _usage_from_message(message: Any, llm_output: dict[str, Any] | None) -> Usage:
+def usage_from_message(message: Any, llm_output: dict[str, Any] | None) -> Usage:
     """Provider usage from ``usage_metadata`` (or, for older integrations, ``llm_output['token_usage']``).
 
     LangChain's ``usage_metadata.input_tokens`` is the whole prompt with cache reads/writes included (the
@@ -179,7 +179,7 @@ def fill_response(call: LLMCall, response: "LLMResult", span: Span | None = None
         call.output = {"role": "assistant", "content": generation.text}
         info = generation.generation_info or {}
         call.finish_reason = info.get("finish_reason")
-    call.usage = _usage_from_message(message, response.llm_output)
+    call.usage = usage_from_message(message, response.llm_output)
     from tokprof.profiler.integrations import _sdk
 
     wire = _sdk.take_sdk_usage(span)
