@@ -74,21 +74,27 @@ def _flights(rng: random.Random, i: int, page: int, n: int) -> list[dict[str, st
 
 
 def _lookup(rng: random.Random, i: int) -> Task:
-    """Five searches already made: departures, arrivals, a weather note, a delay note, departures *again* (the
-    repeated fetch is what ``dedupe`` replaces by a reference). With five steps behind the question, the first
-    two outputs are older than the live ``observation-mask``'s three kept steps and together (~600 rough tokens)
-    over its 300-token block threshold, so it masks them. The asked flight is in departures (still in full in
-    the repeated copy) for even ``i`` and in arrivals (only in the mask's placeholder) for odd ``i``."""
-    departures, arrivals = _flights(rng, i, 0, 16), _flights(rng, i, 1, 16)
-    target = (departures if i % 2 == 0 else arrivals)[rng.randrange(16)]
+    """Even ``i`` ("big"): five searches already made — departures, arrivals, a weather note, a delay note,
+    departures *again* (the repeated fetch is what ``dedupe`` replaces by a reference). With five steps behind
+    the question, the first two outputs are older than the live ``observation-mask``'s three kept steps and
+    together (~450 rough tokens) over its 300-token block threshold, so it masks them. The asked flight is in
+    departures (still in full in the repeated copy) for ``i`` = 0, 4 and in arrivals (only in the mask's
+    placeholder) for ``i`` = 2, 6. Odd ``i`` ("small"): one departures table and a weather note; only
+    ``minify`` changes it. (Sizes are kept small: this machine processes ~25-150 prompt tokens/s.)"""
+    big = i % 2 == 0
+    departures, arrivals = _flights(rng, i, 0, 12 if big else 6), _flights(rng, i, 1, 12)
+    target = (arrivals if big and i % 4 == 2 else departures)[rng.randrange(len(departures))]
     asked = rng.choice(["status", "gate"])
     msgs = [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"What is the {asked} of flight {target['flight']}?"}]
     msgs += _seed_call(f"call_l{i}a", "search", {"query": "departures today"}, json.dumps(departures, indent=2))
-    msgs += _seed_call(f"call_l{i}b", "search", {"query": "arrivals today"}, json.dumps(arrivals, indent=2))
+    if big:
+        msgs += _seed_call(f"call_l{i}b", "search", {"query": "arrivals today"}, json.dumps(arrivals, indent=2))
     msgs += _seed_call(f"call_l{i}c", "search", {"query": "weather"}, f"{rng.choice(CITIES)}: clear, 12 C")
-    msgs += _seed_call(f"call_l{i}d", "search", {"query": "delays"}, "No airport-wide delays reported.")
-    msgs += _seed_call(f"call_l{i}e", "search", {"query": "departures today"}, json.dumps(departures, indent=2))
+    if big:
+        msgs += _seed_call(f"call_l{i}d", "search", {"query": "delays"}, "No airport-wide delays reported.")
+        msgs += _seed_call(f"call_l{i}e", "search", {"query": "departures today"},
+                           json.dumps(departures, indent=2))
     return Task(f"lookup-{i:02d}", "lookup", msgs, [SEARCH_TOOL], str(target[asked]))
 
 
@@ -121,26 +127,25 @@ SERVICES = ["auth", "billing", "search", "mailer", "gateway", "scheduler"]
 
 
 WORDS = ["handled the request from the web client", "returned the cached page to the mobile app",
-         "finished the nightly report for the finance team", "sent the weekly newsletter to subscribers"]
+         "finished the nightly report for the finance team", "sent the weekly newsletter to all subscribers"]
 
 
 def _longlog(rng: random.Random, i: int) -> Task:
-    """A service log with one error line. ``i`` = 0 and 4: ~16,000 characters (over ``truncate-outputs``'
-    3,000 rough-token limit, with the error line inside the middle it cuts: head 60% / tail 40% of 12,000 chars
-    kept); the others: 30 lines, under every threshold (the long ones cost ~6,000 tokens each to process)."""
+    """A service log with one error line. ``i`` = 0: ~16,000 characters of plain-English lines (over
+    ``truncate-outputs``' 3,000 rough-token limit, with the error line inside the middle it cuts: head 60% /
+    tail 40% of 12,000 chars kept; ~4,200 model tokens); the others: 24 lines, under every threshold."""
     code = f"E{rng.randint(100, 999)}"
     bad = rng.choice(SERVICES)
     lines = []
-    long = i % 4 == 0
-    n = 200 if long else 30
+    long = i == 0
+    n = 235 if long else 24
     err_at = int(n * 0.56) if long else rng.randint(n // 3, 2 * n // 3)
     for j in range(n):
-        ts = f"11-{10 + i % 18:02d} {j // 60:02d}:{j % 60:02d}"
         svc = rng.choice(SERVICES)
         if j == err_at:
-            lines.append(f"{ts} ERROR {bad}: request failed with code {code}")
+            lines.append(f"ERROR {bad}: the request failed with code {code}")
         else:
-            lines.append(f"{ts} INFO {svc}: {rng.choice(WORDS)} in {rng.randint(2, 900)} ms")
+            lines.append(f"INFO {svc}: {rng.choice(WORDS)} in {rng.randint(2, 900)} ms")
     msgs = [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": "Which error code appears in the service log?"}]
     msgs += _seed_call(f"call_g{i}", "search", {"query": "service log"}, "\n".join(lines))
