@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -154,47 +152,45 @@ def _tokens(run: Any) -> tuple[int, int]:
     return int(s.tokens["input"]), int(s.tokens["output"])
 
 
-def _cost(runs: list[Any]) -> Decimal:
-    from tokprof.profiler.accounting import call_cost
-    total = Decimal(0)
-    for r in runs:
-        for sp in r.llm_spans():
-            c = call_cost(_as_model(sp.llm), "USD")
-            total += c.amount if c is not None and c.amount is not None else Decimal(0)
-    return total
-
-
-def _as_model(call: Any) -> Any:
-    import copy
-    c = copy.copy(call)
-    c.model = PRICE_MODEL
-    return c
-
-
-def _fidelity(before: Any, after: Any) -> float | None:
-    from tokprof.optimizers import fidelity as fid
-    fn = getattr(fid, "run_fidelity", None) or getattr(fid, "run_retention")
-    try:
-        return fn(before, after)
-    except Exception:  # noqa: BLE001 - a benchmark column, not a result
-        return None
-
-
-def _simulated(runs: list[Any], passes: list[str]) -> tuple[int, Decimal | None]:
-    """The simulator's prediction: the same passes applied to the unoptimized recorded runs."""
-    from tokprof import optimize
-    tokens, cost = 0, Decimal(0)
-    for r in runs:
-        new, ledger = optimize(r, [p for p in passes if p != "response-cache"] or [])
-        tokens += ledger.final.input_tokens
-        if ledger.final.billed_cost is not None and cost is not None:
-            cost += ledger.final.billed_cost
-        else:
-            cost = None  # type: ignore[assignment]
-    return tokens, cost
-
-
 RESULTS = Path(__file__).resolve().parent / "results"
+
+VERIFY_PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("observation-mask", ("lookup-00", "lookup-02")), ("dedupe", ("lookup-00", "lookup-02")),
+    ("minify", ("multistep-00", "multistep-01", "multistep-02", "multistep-03")),
+    ("truncate-outputs", ("longlog-00",)))
+"""Which recorded unoptimized runs ``tokprof verify`` checks, per pass: runs the pass changes (the cheap ones;
+this machine processes ~25-150 prompt tokens/s, and verify sends every changed call twice)."""
+
+
+def run_verify(ns: argparse.Namespace) -> dict[str, Any]:
+    """``tokprof verify`` (the real command, in a subprocess) on recorded unoptimized runs of the suite,
+    against the same server; its agreement beside the live agreement of the same task runs."""
+    import subprocess
+    from benchmarks.local_llm.analysis import agrees, load
+    recs = {(r["rep"], r["config"], r["task_id"]): r for r in load(Path(ns.out))}
+    base = server.start(ns.model)
+    out: dict[str, Any] = {"model": ns.model, "base_url": base, "checks": []}
+    for p, task_ids in VERIFY_PLAN:
+        files = [recs[(0, "none", t)]["run_file"] for t in task_ids if (0, "none", t) in recs]
+        if not files:
+            continue
+        cmd = [sys.executable, "-m", "tokprof.cli", "verify", *files, "--passes", p, "--base-url", base,
+               "--model", ns.model, "--max-tokens", "64", "--extra-body", '{"cache_prompt": false, "seed": 1}',
+               "--max-calls", "1", "--json"]
+        t0 = time.monotonic()
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            out["checks"].append({"pass": p, "error": res.stderr[-500:]})
+            continue
+        v = json.loads(res.stdout)
+        live = [(recs[(0, p, t)], recs[(0, "none", t)]) for t in task_ids if (0, p, t) in recs]
+        out["checks"].append({"pass": p, "tasks": list(task_ids), "verify_checked": v["checked"],
+                              "verify_agreement": v["agreement"],
+                              "live_agreement": (sum(agrees(a, b) for a, b in live) / len(live)) if live else None,
+                              "elapsed_s": round(time.monotonic() - t0, 1), "runs": v["runs"]})
+        print(f"verify {p}: {v['agreement']} of {v['checked']} (live: {out['checks'][-1]['live_agreement']})",
+              file=sys.stderr, flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,11 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-dir", default=str(server.cache_dir() / "live_real_runs"),
                     help="where each task run's tokprof run file is saved")
     ap.add_argument("--analyze-only", action="store_true", help="only build the tables from --out")
+    ap.add_argument("--verify", help="run `tokprof verify` on recorded runs of the suite (VERIFY_PLAN) against the "
+                                     "server and write the result as JSON here (after the suite)")
     ap.add_argument("--json", help="write the tables as JSON here")
     ap.add_argument("--txt", help="write the printed tables here too")
     ap.add_argument("--passes", help="comma-separated live passes to run alone (default: every live pass but "
                                      "response-cache, which a single run cannot hit)")
     ns = ap.parse_args(argv)
+    if ns.verify:
+        Path(ns.verify).write_text(json.dumps(run_verify(ns), indent=2, default=str) + "\n")
+        return 0
     if not ns.analyze_only:
         run_suite(ns)
     from benchmarks.local_llm import analysis

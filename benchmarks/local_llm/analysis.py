@@ -83,21 +83,30 @@ def measured_cost(run: Any, price_model: str) -> Decimal:
 
 
 class Sim:
-    """tokprof's view of a pass set on one unoptimized recorded run: fidelity and predicted tokens/cost."""
+    """tokprof's view of a pass set on one unoptimized recorded run: fidelity and predicted tokens/cost.
+
+    The passes are simulated on the run *as recorded* (the local model's name), so they take the decisions they
+    took live (``observation-mask``'s cache-aware block rule depends on the model's cache prices: under
+    gpt-4.1-mini's it would not mask these short runs at all); both runs are then priced as ``price_model``
+    calls by the billing simulator, the way the pipeline prices them (baseline = as paid, here no cache read
+    reported; the rewritten run re-billed, with automatic caching simulated and its range)."""
 
     def __init__(self, run: Any, passes: list[str], price_model: str) -> None:
         from tokprof import optimize
         from tokprof.optimizers import fidelity as fid
+        from tokprof.optimizers import paid
         from tokprof.optimizers.live import LIVE_PASS_OPTIONS
-        priced = _priced(run, price_model)
-        new, ledger = optimize(priced, passes, options={k: dict(v) for k, v in LIVE_PASS_OPTIONS.items()})
-        self.fidelity = fid.run_fidelity(priced, new)
-        shares = [d.share for d in fid.run_fidelity_detail(priced, new) if d.share is not None]
+        new, ledger = optimize(run, passes, options={k: dict(v) for k, v in LIVE_PASS_OPTIONS.items()})
+        self.fidelity = fid.run_fidelity(run, new)
+        shares = [d.share for d in fid.run_fidelity_detail(run, new) if d.share is not None]
         self.fidelity_min = min(shares) if shares else None
-        b, f = ledger.baseline, ledger.final
-        self.base_in, self.final_in = b.input_tokens, f.input_tokens
-        self.base_cost, self.final_cost = b.billed_cost, f.billed_cost
-        self.final_low, self.final_high = f.billed_low, getattr(f, "billed_high", f.billed_cost)
+        self.base_in, self.final_in = ledger.baseline.input_tokens, ledger.final.input_tokens
+        prun, pnew = _priced(run, price_model), _priced(new, price_model)
+        sim_orig = paid.simulate([prun], "USD", paid.original_plans([prun]))
+        base = paid.paid_bills([prun], "USD", sim_orig)[0]
+        after = paid.rebill([prun], [pnew], [base], sim_orig, "USD")[0]
+        self.base_cost = base.total.expected
+        self.final_cost, self.final_low, self.final_high = after.total.expected, after.total.low, after.total.high
 
 
 def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:

@@ -2,13 +2,18 @@
 
 Three task types, 24 instances, generated deterministically (seeded) so every run sees the same prompts:
 
-- ``lookup``: a tool returned a pretty-printed JSON table (flights or orders); the question asks one field of one
-  record. Correct: the answer contains that field's value.
+- ``lookup``: search tools returned pretty-printed JSON flight tables; the question asks one field of one
+  flight. Correct: the answer contains that field's value. Half the instances carry five earlier searches
+  (one repeated verbatim), so ``dedupe`` and the live ``observation-mask`` fire on them (see :func:`_lookup`).
 - ``multistep``: a search tool returned customers with ids; the model must call ``get_orders(customer_id=…)`` with
   the id of the customer named in the question (an id carried from one tool's output into the next call), then
   say how many orders are open. Correct: the right id was called and the answer contains the count.
-- ``longlog``: a tool returned a long service log (~2,000 tokens) with exactly one error line; the question asks
-  for its error code. Correct: the answer contains the code.
+- ``longlog``: a tool returned a service log with exactly one error line; the question asks for its error code.
+  Correct: the answer contains the code. One instance is long enough (~16,000 characters) for
+  ``truncate-outputs`` to cut it, with the error line in the cut middle (see :func:`_longlog`).
+
+Sizes are set so each pass's own default threshold is crossed on some instances while one configuration costs
+~15,000 prompt tokens (this shared 2-core machine processed 19-25 prompt tokens/s during the run).
 
 The first tool call of every task is played by the harness (the conversation already holds it), because what is
 measured is what a pass does to *context the agent gathered*, not whether a tiny model can start a plan. The
