@@ -247,7 +247,7 @@ def _correlation(points: list[tuple[str, str, float, int]], lines: list[str], th
     lo_d = sum(1 for x, y in zip(xs, ys) if x < threshold and not y)
     lines += ["", f"fidelity vs agreement over the {len(points)} changed task runs (single-pass configs and default, "
                   f"repeat 1): Pearson (point-biserial) r = {'n/a (a side is constant)' if r is None else f'{r:+.2f}'}",
-              f"                     agreed  changed answer", f"  fidelity >= {threshold}  {hi_a:>6}  {hi_d:>6}",
+              "                     agreed  changed answer", f"  fidelity >= {threshold}  {hi_a:>6}  {hi_d:>6}",
               f"  fidelity <  {threshold}  {lo_a:>6}  {lo_d:>6}"]
     return {"n": len(points), "pearson": r, "threshold": threshold,
             "2x2": {"high_agree": hi_a, "high_changed": hi_d, "low_agree": lo_a, "low_changed": lo_d},
