@@ -170,7 +170,16 @@ def run_verify(ns: argparse.Namespace) -> dict[str, Any]:
     recs = {(r["rep"], r["config"], r["task_id"]): r for r in load(Path(ns.out))}
     base = server.start(ns.model)
     out: dict[str, Any] = {"model": ns.model, "base_url": base, "checks": []}
-    for p, task_ids in VERIFY_PLAN:
+    plan: list[tuple[str, tuple[str, ...]]] = list(VERIFY_PLAN)
+    if ns.verify_corpus:
+        # One recorded τ-bench run (gpt-4o, airline), checked on its first call minify changes only
+        # (--max-calls 1): its prompts are ~1,300-2,500 tokens, minutes each on this machine.
+        from tokprof.commands.report_cmd import load_runs
+        from tokprof.profiler.store import save_run
+        first = load_runs([ns.verify_corpus], None, folders=True)[0]
+        recs[(0, "none", "tau1-0")] = {"run_file": str(save_run(first, path=Path(ns.runs_dir) / "tau1-0.jsonl"))}
+        plan.append(("minify", ("tau1-0",)))
+    for p, task_ids in plan:
         files = [recs[(0, "none", t)]["run_file"] for t in task_ids if (0, "none", t) in recs]
         if not files:
             continue
@@ -183,7 +192,8 @@ def run_verify(ns: argparse.Namespace) -> dict[str, Any]:
             out["checks"].append({"pass": p, "error": res.stderr[-500:]})
             continue
         v = json.loads(res.stdout)
-        live = [(recs[(0, p, t)], recs[(0, "none", t)]) for t in task_ids if (0, p, t) in recs]
+        live = [(recs[(0, p, t)], recs[(0, "none", t)]) for t in task_ids if (0, p, t) in recs
+                and "answer" in recs[(0, "none", t)]]
         out["checks"].append({"pass": p, "tasks": list(task_ids), "verify_checked": v["checked"],
                               "verify_agreement": v["agreement"],
                               "live_agreement": (sum(agrees(a, b) for a, b in live) / len(live)) if live else None,
@@ -209,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "server and write the result as JSON here (after the suite)")
     ap.add_argument("--json", help="write the tables as JSON here")
     ap.add_argument("--txt", help="write the printed tables here too")
+    ap.add_argument("--verify-corpus", help="also verify the first run of this corpus file (e.g. "
+                                            "../shared/corpus/tau1/gpt-4o-airline.json.gz) under minify")
     ap.add_argument("--passes", help="comma-separated live passes to run alone (default: every live pass but "
                                      "response-cache, which a single run cannot hit)")
     ns = ap.parse_args(argv)

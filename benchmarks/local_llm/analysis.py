@@ -112,7 +112,12 @@ class Sim:
 def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
     """(printed tables, the same as data) from the JSON lines at ``path``."""
     from tokprof.profiler.store import load_run
+    from benchmarks.local_llm.tasks import suite
+    tasks = {t.task_id: t for t in suite()}
     recs = load(path)
+    for r in recs:  # strict grading, re-done from the stored answer (see Task.grade_strict)
+        t = tasks.get(r["task_id"])
+        r["strict"] = bool(t and t.grade_strict(r["answer"], [(c[0], c[1]) for c in r["calls"]]))
     by: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
     for r in recs:
         by.setdefault((r["rep"], r["config"]), {})[r["task_id"]] = r
@@ -130,7 +135,7 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
              f"the server cached nothing); fidelity = tokprof's context fidelity of the same passes simulated on the "
              f"unoptimized run (live options)", ""]
     hdr = (f"{'config':<17}{'runs':>5}{'chg':>5}{'in':>8}{'out':>6}{'cost $':>10}{'solved':>8}{'agree':>7}"
-           f"{'agr|chg':>9}{'flips -/+':>10}{'fid avg':>8}{'fid min':>8}{'sim in':>8}{'sim $':>10}")
+           f"{'strict':>7}{'agr|chg':>9}{'flips -/+':>10}{'fid avg':>8}{'fid min':>8}{'sim in':>8}{'sim $':>10}")
     lines.append(hdr)
     table: list[dict[str, Any]] = []
     points: list[tuple[str, str, float, int]] = []
@@ -168,6 +173,7 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
         row = {"config": c, "passes": passes, "task_runs": len(tids), "changed": len(changed),
                "input_tokens": ins, "output_tokens": outs, "cost_usd": float(cost),
                "success": sum(rows[t]["success"] for t in tids),
+               "success_strict": sum(rows[t]["strict"] for t in tids),
                "success_by_kind": {k: sum(rows[t]["success"] for t in tids if rows[t]["kind"] == k)
                                    for k in ("lookup", "multistep", "longlog")},
                "agreement": sum(agree) / len(tids),
@@ -180,10 +186,12 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
         table.append(row)
         ac = f"{sum(agree_chg)}/{len(changed)}" if changed else "-"
         lines.append(f"{c:<17}{len(tids):>5}{len(changed):>5}{ins:>8}{outs:>6}{float(cost):>10.6f}"
-                     f"{row['success']:>5}/{len(tids):<2}{row['agreement']:>7.2f}{ac:>9}{f'{lost}/{won}':>10}"
+                     f"{row['success']:>5}/{len(tids):<2}{row['agreement']:>7.2f}{row['success_strict']:>7}{ac:>9}{f'{lost}/{won}':>10}"
                      f"{row['fidelity_mean']:>8.3f}{row['fidelity_min']:>8.3f}{row['sim_input']:>8}"
                      f"{(row['sim_cost'] if row['sim_cost'] is not None else float(cost)):>10.6f}")
-    lines += ["", "runs: task runs; chg: runs where the passes rewrote at least one request (the others are the "
+    lines += ["", "solved: graded as the run graded it (the expected value is in the answer); strict: and no wrong "
+              "value of the asked field either (an echoed table is not an answer)",
+              "runs: task runs; chg: runs where the passes rewrote at least one request (the others are the "
               "unoptimized run, copied); agr|chg: agreeing/changed; flips -/+: solved->unsolved / unsolved->solved"]
     data: dict[str, Any] = {"price_model": price_model, "table": table}
     data["repeat"] = _repeats(by, lines)

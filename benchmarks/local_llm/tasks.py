@@ -49,6 +49,7 @@ class Task:
     expected: str                                  # must appear in the final answer (case-insensitive)
     expected_call: tuple[str, str] | None = None   # (tool, argument value) the model must call, if any
     run_tool: Callable[[str, dict[str, Any]], str] = field(default=lambda name, args: "unknown tool")
+    distractors: tuple[str, ...] = ()              # wrong values of the asked field that appear in the tool outputs
 
     def grade(self, answer: str, calls: list[tuple[str, dict[str, Any]]]) -> bool:
         ok = _norm(self.expected) in _norm(answer)
@@ -56,6 +57,13 @@ class Task:
             name, value = self.expected_call
             ok = ok and any(n == name and value in json.dumps(a) for n, a in calls)
         return ok
+
+    def grade_strict(self, answer: str, calls: list[tuple[str, dict[str, Any]]]) -> bool:
+        """:meth:`grade`, and no wrong value of the asked field in the answer either: an answer that echoes a
+        whole table contains the right status *and* the wrong ones, and is not counted as solved."""
+        words = set(re.findall(r"[\w-]+", _norm(answer)))
+        return self.grade(answer, calls) and not any(
+            (_norm(d) in _norm(answer)) if " " in d else (_norm(d) in words) for d in self.distractors)
 
 
 def _norm(text: str) -> str:
@@ -100,7 +108,9 @@ def _lookup(rng: random.Random, i: int) -> Task:
         msgs += _seed_call(f"call_l{i}d", "search", {"query": "delays"}, "No airport-wide delays reported.")
         msgs += _seed_call(f"call_l{i}e", "search", {"query": "departures today"},
                            json.dumps(departures, indent=2))
-    return Task(f"lookup-{i:02d}", "lookup", msgs, [SEARCH_TOOL], str(target[asked]))
+    shown = departures + (arrivals if big else [])
+    wrong = tuple(sorted({str(f[asked]) for f in shown} - {str(target[asked])}))
+    return Task(f"lookup-{i:02d}", "lookup", msgs, [SEARCH_TOOL], str(target[asked]), distractors=wrong)
 
 
 FIRST = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena"]
