@@ -149,29 +149,32 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
         agree_chg = [agrees(rows[t], base0[t]) for t in changed]
         lost = sum(1 for t in tids if base0[t]["success"] and not rows[t]["success"])
         won = sum(1 for t in tids if not base0[t]["success"] and rows[t]["success"])
-        fids, mins, sim_b, sim_f, sim_bc, sim_fc, sim_lo, sim_hi = [], [], 0, 0, Decimal(0), Decimal(0), Decimal(0), Decimal(0)
+        fids, mins, per_task = [], [], []
         passes = rows[tids[0]].get("passes") or []
         for t in tids:
-            s = Sim(run_of(base0[t]), passes, price_model) if passes else None
-            if s is None:
-                continue
-            sim_b += s.base_in
-            sim_f += s.final_in
-            sim_bc += s.base_cost or 0
-            sim_fc += s.final_cost or 0
-            sim_lo += s.final_low or 0
-            sim_hi += s.final_high or 0
-            if s.fidelity is not None:
-                fids.append(s.fidelity)
-                if t in changed:
-                    points.append((c, t, s.fidelity, int(agrees(rows[t], base0[t]))))
-            if s.fidelity_min is not None:
-                mins.append(s.fidelity_min)
-        ins = sum(rows[t]["input_tokens"] for t in tids)
-        outs = sum(rows[t]["output_tokens"] for t in tids)
-        cost = sum((measured_cost(run_of(rows[t]), price_model) for t in tids), Decimal(0))
+            pt = {"task": t, "in": rows[t]["input_tokens"], "out": rows[t]["output_tokens"],
+                  "cost": float(measured_cost(run_of(rows[t]), price_model)),
+                  "none_in": base0[t]["input_tokens"], "none_out": base0[t]["output_tokens"],
+                  "none_cost": float(measured_cost(run_of(base0[t]), price_model)),
+                  "same_trajectory": rows[t]["requests_n"] == base0[t]["requests_n"]}
+            if passes:
+                s = Sim(run_of(base0[t]), passes, price_model)
+                pt.update({"sim_base_in": s.base_in, "sim_in": s.final_in, "sim_base_cost": float(s.base_cost or 0),
+                           "sim_cost": float(s.final_cost or 0), "sim_low": float(s.final_low or 0),
+                           "sim_high": float(s.final_high or 0), "fidelity": s.fidelity,
+                           "fidelity_min": s.fidelity_min})
+                if s.fidelity is not None:
+                    fids.append(s.fidelity)
+                    if t in changed:
+                        points.append((c, t, s.fidelity, int(agrees(rows[t], base0[t]))))
+                if s.fidelity_min is not None:
+                    mins.append(s.fidelity_min)
+            per_task.append(pt)
+        ins = sum(p["in"] for p in per_task)
+        outs = sum(p["out"] for p in per_task)
+        cost = sum(p["cost"] for p in per_task)
         row = {"config": c, "passes": passes, "task_runs": len(tids), "changed": len(changed),
-               "input_tokens": ins, "output_tokens": outs, "cost_usd": float(cost),
+               "input_tokens": ins, "output_tokens": outs, "cost_usd": cost,
                "success": sum(rows[t]["success"] for t in tids),
                "success_strict": sum(rows[t]["strict"] for t in tids),
                "success_by_kind": {k: sum(rows[t]["success"] for t in tids if rows[t]["kind"] == k)
@@ -180,15 +183,14 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
                "agree_changed": (sum(agree_chg), len(changed)), "success_lost": lost, "success_won": won,
                "fidelity_mean": sum(fids) / len(fids) if fids else 1.0,
                "fidelity_min": min(mins) if mins else 1.0,
-               "sim_base_input": sim_b if passes else ins, "sim_input": sim_f if passes else ins,
-               "sim_base_cost": float(sim_bc) if passes else None, "sim_cost": float(sim_fc) if passes else None,
-               "sim_cost_low": float(sim_lo) if passes else None, "sim_cost_high": float(sim_hi) if passes else None}
+               "sim_input": sum(p.get("sim_in", p["in"]) for p in per_task),
+               "sim_cost": sum(p.get("sim_cost", p["cost"]) for p in per_task), "per_task": per_task}
         table.append(row)
         ac = f"{sum(agree_chg)}/{len(changed)}" if changed else "-"
-        lines.append(f"{c:<17}{len(tids):>5}{len(changed):>5}{ins:>8}{outs:>6}{float(cost):>10.6f}"
+        lines.append(f"{c:<17}{len(tids):>5}{len(changed):>5}{ins:>8}{outs:>6}{cost:>10.6f}"
                      f"{row['success']:>5}/{len(tids):<2}{row['agreement']:>7.2f}{row['success_strict']:>7}{ac:>9}{f'{lost}/{won}':>10}"
                      f"{row['fidelity_mean']:>8.3f}{row['fidelity_min']:>8.3f}{row['sim_input']:>8}"
-                     f"{(row['sim_cost'] if row['sim_cost'] is not None else float(cost)):>10.6f}")
+                     f"{row['sim_cost']:>10.6f}")
     lines += ["", "solved: graded as the run graded it (the expected value is in the answer); strict: and no wrong "
               "value of the asked field either (an echoed table is not an answer)",
               "runs: task runs; chg: runs where the passes rewrote at least one request (the others are the "
@@ -262,38 +264,45 @@ def _correlation(points: list[tuple[str, str, float, int]], lines: list[str], th
             "points": [{"config": c, "task": t, "fidelity": x, "agree": y} for c, t, x, y in points]}
 
 
+def _change(per_task: list[dict[str, Any]], new: str, old: str) -> float:
+    before = sum(p[old] for p in per_task)
+    return (sum(p[new] for p in per_task) - before) / before if before else 0.0
+
+
 def _sim_vs_measured(table: list[dict[str, Any]], lines: list[str]) -> list[dict[str, Any]]:
-    base = next((r for r in table if r["config"] == "none"), None)
-    if base is None:
-        return []
-    lines += ["", "simulated vs measured (change against the unoptimized run; simulator: the same passes on the "
-                  "unoptimized recorded runs, expected cost [range]):"]
+    """Per configuration: the measured change against the unoptimized run of the same tasks beside the
+    simulator's predicted change, over all task runs and over those whose trajectory did not change (same
+    number of requests: the simulator assumes the model acts as before, so only there are the two comparable)."""
+    lines += ["", "simulated vs measured (change against the unoptimized run of the same tasks; simulator: the same "
+                  "passes on the unoptimized recorded runs, cost expected [range]):"]
     out = []
     for row in table:
-        if row["config"] == "none" or row["sim_cost"] is None:
+        pts = row["per_task"]
+        if row["config"] == "none" or not pts or "sim_in" not in pts[0]:
             continue
-        m_in = (row["input_tokens"] - base["input_tokens"]) / base["input_tokens"]
-        s_in = (row["sim_input"] - row["sim_base_input"]) / row["sim_base_input"]
-        m_c = (row["cost_usd"] - base["cost_usd"]) / base["cost_usd"]
-        sb = row["sim_base_cost"] or 0.0
-        s_c = (row["sim_cost"] - sb) / sb if sb else 0.0
-        s_lo = (row["sim_cost_low"] - sb) / sb if sb else 0.0
-        s_hi = (row["sim_cost_high"] - sb) / sb if sb else 0.0
-        flags = []
-        if (m_in > 0) != (s_in > 0) and abs(m_in - s_in) > TOKEN_TOLERANCE:
-            flags.append("input sign")
-        elif abs(m_in - s_in) > TOKEN_TOLERANCE:
-            flags.append("input beyond 5 pts")
-        if (m_c > 0) != (s_c > 0) and abs(m_c - s_c) > 0.005:
-            flags.append("cost sign")
-        elif not (min(s_lo, s_hi) - TOKEN_TOLERANCE <= m_c <= max(s_lo, s_hi) + TOKEN_TOLERANCE):
-            flags.append("cost outside range")
-        m_out = (row["output_tokens"] - base["output_tokens"]) / max(base["output_tokens"], 1)
-        d = {"config": row["config"], "measured_input": m_in, "simulated_input": s_in, "measured_output": m_out,
-             "simulated_output": 0.0, "measured_cost": m_c, "simulated_cost": s_c,
-             "simulated_cost_range": [s_lo, s_hi], "flags": flags}
+        d: dict[str, Any] = {"config": row["config"]}
+        for label, sub in (("all", pts), ("same trajectory", [p for p in pts if p["same_trajectory"]])):
+            if not sub:
+                continue
+            m_in, s_in = _change(sub, "in", "none_in"), _change(sub, "sim_in", "sim_base_in")
+            m_out = _change(sub, "out", "none_out")
+            m_c, s_c = _change(sub, "cost", "none_cost"), _change(sub, "sim_cost", "sim_base_cost")
+            s_lo, s_hi = _change(sub, "sim_low", "sim_base_cost"), _change(sub, "sim_high", "sim_base_cost")
+            flags = []
+            if (m_in > 0) != (s_in > 0) and abs(m_in - s_in) > TOKEN_TOLERANCE:
+                flags.append("input sign")
+            elif abs(m_in - s_in) > TOKEN_TOLERANCE:
+                flags.append("input beyond 5 pts")
+            if (m_c > 0) != (s_c > 0) and abs(m_c - s_c) > TOKEN_TOLERANCE:
+                flags.append("cost sign")
+            elif not (min(s_lo, s_hi) - TOKEN_TOLERANCE <= m_c <= max(s_lo, s_hi) + TOKEN_TOLERANCE):
+                flags.append("cost outside range")
+            d[label] = {"task_runs": len(sub), "measured_input": m_in, "simulated_input": s_in,
+                        "measured_output": m_out, "simulated_output": 0.0, "measured_cost": m_c,
+                        "simulated_cost": s_c, "simulated_cost_range": [s_lo, s_hi], "flags": flags}
+            lines.append(f"  {row['config']:<17} {label:<16} n={len(sub):<3} input {m_in:+.1%} measured / "
+                         f"{s_in:+.1%} simulated; output {m_out:+.1%} / +0.0% (assumed unchanged); cost "
+                         f"{m_c:+.1%} / {s_c:+.1%} [{s_lo:+.1%}, {s_hi:+.1%}]  "
+                         f"{'FLAG: ' + ', '.join(flags) if flags else 'ok'}")
         out.append(d)
-        lines.append(f"  {row['config']:<17} input {m_in:+.1%} measured / {s_in:+.1%} simulated; output "
-                     f"{m_out:+.1%} / +0.0% (assumed unchanged); cost {m_c:+.1%} / {s_c:+.1%} "
-                     f"[{s_lo:+.1%}, {s_hi:+.1%}]  {'FLAG: ' + ', '.join(flags) if flags else 'ok'}")
     return out
