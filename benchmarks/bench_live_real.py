@@ -106,6 +106,9 @@ def run_suite(ns: argparse.Namespace) -> None:
     out, runs_dir = Path(ns.out), Path(ns.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     done = _done(out)
+    # A configuration repeated keeps the passes its first repeat ran with (``default`` may have changed since).
+    first = {name: r["passes"] for (rep, name, _), r in done.items() if rep == 0}
+    configs = [(name, first.get(name, passes)) for name, passes in configs]
     plan = [(rep, name, passes) for rep in range(ns.repeat) for name, passes in configs
             if rep == 0 or name in ns.repeat_configs.split(",")]
     for rep, name, passes in plan:
@@ -170,7 +173,7 @@ def run_verify(ns: argparse.Namespace) -> dict[str, Any]:
     recs = {(r["rep"], r["config"], r["task_id"]): r for r in load(Path(ns.out))}
     base = server.start(ns.model)
     out: dict[str, Any] = {"model": ns.model, "base_url": base, "checks": []}
-    plan: list[tuple[str, tuple[str, ...]]] = list(VERIFY_PLAN)
+    plan: list[tuple[str, tuple[str, ...]]] = [] if ns.verify_corpus else list(VERIFY_PLAN)
     if ns.verify_corpus:
         # One recorded τ-bench run (gpt-4o, airline), checked on its first call minify changes only
         # (--max-calls 1): its prompts are ~1,300-2,500 tokens, minutes each on this machine.
@@ -219,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "server and write the result as JSON here (after the suite)")
     ap.add_argument("--json", help="write the tables as JSON here")
     ap.add_argument("--txt", help="write the printed tables here too")
-    ap.add_argument("--verify-corpus", help="also verify the first run of this corpus file (e.g. "
-                                            "../shared/corpus/tau1/gpt-4o-airline.json.gz) under minify")
+    ap.add_argument("--verify-corpus", help="with --verify: verify only the first run of this corpus file "
+                                            "(e.g. ../shared/corpus/tau1/gpt-4o-airline.json.gz) under minify")
     ap.add_argument("--passes", help="comma-separated live passes to run alone (default: every live pass but "
                                      "response-cache, which a single run cannot hit)")
     ns = ap.parse_args(argv)
