@@ -1,15 +1,18 @@
 """Live optimization measured against a real local model (llama.cpp's llama-server), not a scripted one.
 
     python -m benchmarks.local_llm.server build && python -m benchmarks.local_llm.server fetch   # once (cached)
-    python benchmarks/bench_live_real.py [--model smollm2-135m] [--repeat 2] [--json out.json]
+    python benchmarks/bench_live_real.py [--repeat 2] [--limit N] [--txt out.txt] [--json out.json]
+    python benchmarks/bench_live_real.py --analyze-only           # the tables again, from the JSON lines
+    python benchmarks/bench_live_real.py --verify out.json        # `tokprof verify` on suite runs (VERIFY_PLAN)
 
-For each configuration — no passes, each live pass alone, the default live set — every task of
+For each configuration — no passes, the default live set, each live pass alone — every task of
 ``benchmarks/local_llm/tasks.py`` (24 instances, 3 types) is run by a small agent loop through the real ``openai``
-client inside ``profile(optimize=[…])``, at temperature 0 with the server's prompt cache off. Printed per
-configuration: input/output tokens (as the server reported them), cost at a chosen model's prices, task success,
-answer agreement with the unoptimized run, tokprof's fidelity figure for the rewritten requests, and the
-simulator's prediction (the same passes simulated on the unoptimized recorded runs) beside the measurement.
-``--repeat`` runs everything again and reports how many answers differ between repeats (the variance).
+client inside ``profile(optimize=[…])``, at temperature 0 with the server's prompt cache off. One JSON line per
+task run is appended to ``--out`` as it finishes (a partial run is usable; a restart resumes), and each run's
+file is saved. A run whose requests the passes would not change is the unoptimized run, copied (``reused``).
+:mod:`benchmarks.local_llm.analysis` prints per configuration: tokens in/out, cost at a chosen model's prices,
+task success, agreement with the unoptimized run, tokprof's fidelity, the simulator's prediction beside the
+measurement; then the repeat variance, the default-set rule, and the fidelity/agreement correlation.
 
 It needs the server (``benchmarks/local_llm/server.py`` starts it); it is a benchmark, not part of CI.
 """
