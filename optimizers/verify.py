@@ -116,12 +116,20 @@ def _openai_tools(tools: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]
     return out or None
 
 
-def openai_asker(base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0) -> Ask:
-    """An :data:`Ask` for an OpenAI-compatible ``/chat/completions`` endpoint, temperature 0."""
+def openai_asker(base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0, *,
+                 max_tokens: int | None = None, extra_body: dict[str, Any] | None = None) -> Ask:
+    """An :data:`Ask` for an OpenAI-compatible ``/chat/completions`` endpoint, temperature 0.
+
+    ``max_tokens`` bounds each reply (a next action is short; a small local model left unbounded can ramble
+    to the end of its context); ``extra_body`` is merged into every request (e.g. llama.cpp's
+    ``{"cache_prompt": false}``, so the original and the rewritten request, which share a prefix, are not
+    computed from a reused cache: reuse changes the arithmetic and can flip a reply, read as disagreement)."""
     url = base_url.rstrip("/") + "/chat/completions"
 
     def ask(messages: list[Message], tools: list[dict[str, Any]] | None) -> Message:
-        body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
+        body: dict[str, Any] = {**(extra_body or {}), "model": model, "messages": messages, "temperature": 0}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         ot = _openai_tools(tools)
         if ot:
             body["tools"] = ot

@@ -98,7 +98,8 @@ def test_a_failing_pass_is_skipped_and_the_others_still_act(monkeypatch: pytest.
 
 
 def test_default_live_set_is_lossless_and_declared_by_the_passes() -> None:
-    assert DEFAULT_LIVE_PASSES == ("response-cache", "minify", "dedupe", "prompt-cache")
+    # minify and dedupe are lossless but changed a real model's answers (bench_live_real): named explicitly
+    assert DEFAULT_LIVE_PASSES == ("response-cache", "prompt-cache")
     assert all(make_pass(n).lossless for n in DEFAULT_LIVE_PASSES)
     assert not any(make_pass(n).lossless for n in ("truncate-outputs", "observation-mask"))
     with profile("live", optimize=["default"]) as run:

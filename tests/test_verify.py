@@ -81,3 +81,24 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
     ask = openai_asker("http://127.0.0.1:9/v1", "m", timeout=2)
     with pytest.raises(VerifyError, match="OpenAI-compatible server"):
         ask([{"role": "user", "content": "hi"}], None)
+
+
+def test_verify_command_sends_max_tokens_and_extra_body(stand_in, tmp_path: Path, capsys) -> None:
+    """The bound and the endpoint-specific fields reach the server as given (llama.cpp's ``cache_prompt``:
+    the original and the rewritten request share a prefix, and a reused cache changes the arithmetic)."""
+    path = run_from_transcript(transcript()).save(tmp_path)
+    rc = main(["verify", str(path), "--passes", "minify", "--base-url", stand_in.openai_url, "--model", "stand-in",
+               "--max-tokens", "48", "--extra-body", '{"cache_prompt": false, "seed": 1}', "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["checked"] > 0
+    assert stand_in.requests and all(r.body["max_tokens"] == 48 and r.body["cache_prompt"] is False
+                                     and r.body["seed"] == 1 and r.body["model"] == "stand-in"
+                                     for r in stand_in.requests)
+
+
+def test_verify_command_rejects_a_non_object_extra_body(tmp_path: Path, capsys) -> None:
+    path = run_from_transcript(transcript()).save(tmp_path)
+    rc = main(["verify", str(path), "--passes", "minify", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+               "--extra-body", "[1, 2]"])
+    assert rc != 0
+    assert "--extra-body must be a JSON object" in capsys.readouterr().err

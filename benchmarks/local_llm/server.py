@@ -156,7 +156,7 @@ def healthy(timeout: float = 1.0) -> bool:
         return False
 
 
-def start(model: str = "smollm2-135m", *, ctx: int = 8192, threads: int = 2, wait: float = 120.0) -> str:
+def start(model: str = "smollm2-135m", *, ctx: int = 16384, threads: int = int(os.environ.get("TOKPROF_LLM_THREADS", "1")), wait: float = 120.0) -> str:
     """Start ``llama-server`` on 127.0.0.1 (no-op if one is healthy there); returns the OpenAI base URL."""
     if healthy():
         return base_url()

@@ -2,13 +2,18 @@
 
 Three task types, 24 instances, generated deterministically (seeded) so every run sees the same prompts:
 
-- ``lookup``: a tool returned a pretty-printed JSON table (flights or orders); the question asks one field of one
-  record. Correct: the answer contains that field's value.
+- ``lookup``: search tools returned pretty-printed JSON flight tables; the question asks one field of one
+  flight. Correct: the answer contains that field's value. Half the instances carry five earlier searches
+  (one repeated verbatim), so ``dedupe`` and the live ``observation-mask`` fire on them (see :func:`_lookup`).
 - ``multistep``: a search tool returned customers with ids; the model must call ``get_orders(customer_id=…)`` with
   the id of the customer named in the question (an id carried from one tool's output into the next call), then
   say how many orders are open. Correct: the right id was called and the answer contains the count.
-- ``longlog``: a tool returned a long service log (~2,000 tokens) with exactly one error line; the question asks
-  for its error code. Correct: the answer contains the code.
+- ``longlog``: a tool returned a service log with exactly one error line; the question asks for its error code.
+  Correct: the answer contains the code. One instance is long enough (~16,000 characters) for
+  ``truncate-outputs`` to cut it, with the error line in the cut middle (see :func:`_longlog`).
+
+Sizes are set so each pass's own default threshold is crossed on some instances while one configuration costs
+~15,000 prompt tokens (this shared 2-core machine processed 19-25 prompt tokens/s during the run).
 
 The first tool call of every task is played by the harness (the conversation already holds it), because what is
 measured is what a pass does to *context the agent gathered*, not whether a tiny model can start a plan. The
@@ -44,6 +49,7 @@ class Task:
     expected: str                                  # must appear in the final answer (case-insensitive)
     expected_call: tuple[str, str] | None = None   # (tool, argument value) the model must call, if any
     run_tool: Callable[[str, dict[str, Any]], str] = field(default=lambda name, args: "unknown tool")
+    distractors: tuple[str, ...] = ()              # wrong values of the asked field that appear in the tool outputs
 
     def grade(self, answer: str, calls: list[tuple[str, dict[str, Any]]]) -> bool:
         ok = _norm(self.expected) in _norm(answer)
@@ -51,6 +57,13 @@ class Task:
             name, value = self.expected_call
             ok = ok and any(n == name and value in json.dumps(a) for n, a in calls)
         return ok
+
+    def grade_strict(self, answer: str, calls: list[tuple[str, dict[str, Any]]]) -> bool:
+        """:meth:`grade`, and no wrong value of the asked field in the answer either: an answer that echoes a
+        whole table contains the right status *and* the wrong ones, and is not counted as solved."""
+        words = set(re.findall(r"[\w-]+", _norm(answer)))
+        return self.grade(answer, calls) and not any(
+            (_norm(d) in _norm(answer)) if " " in d else (_norm(d) in words) for d in self.distractors)
 
 
 def _norm(text: str) -> str:
@@ -67,17 +80,37 @@ STATUSES = ["on time", "delayed", "cancelled", "boarding", "landed"]
 CITIES = ["Oslo", "Lima", "Pune", "Kyiv", "Doha", "Perth", "Quito", "Riga", "Turin", "Osaka"]
 
 
+def _flights(rng: random.Random, i: int, page: int, n: int) -> list[dict[str, str]]:
+    return [{"flight": f"{rng.choice('ABCDEFGH')}{rng.choice('XYZKQ')}{100 + page * 300 + j * 7 + i}",
+             "status": rng.choice(STATUSES), "gate": f"{rng.choice('ABCD')}{rng.randint(1, 40)}"}
+            for j in range(n)]
+
+
 def _lookup(rng: random.Random, i: int) -> Task:
-    flights = [{"flight": f"{rng.choice('ABCDEFGH')}{rng.choice('XYZKQ')}{100 + j * 7 + i}",
-                "from": rng.choice(CITIES), "to": rng.choice(CITIES), "status": rng.choice(STATUSES),
-                "gate": f"{rng.choice('ABCD')}{rng.randint(1, 40)}"} for j in range(8)]
-    target = flights[rng.randrange(len(flights))]
+    """Even ``i`` ("big"): five searches already made — departures, arrivals, a weather note, a delay note,
+    departures *again* (the repeated fetch is what ``dedupe`` replaces by a reference). With five steps behind
+    the question, the first two outputs are older than the live ``observation-mask``'s three kept steps and
+    together (~450 rough tokens) over its 300-token block threshold, so it masks them. The asked flight is in
+    departures (still in full in the repeated copy) for ``i`` = 0, 4 and in arrivals (only in the mask's
+    placeholder) for ``i`` = 2, 6. Odd ``i`` ("small"): one departures table and a weather note; only
+    ``minify`` changes it. (Sizes are kept small: this machine processes ~25-150 prompt tokens/s.)"""
+    big = i % 2 == 0
+    departures, arrivals = _flights(rng, i, 0, 12 if big else 6), _flights(rng, i, 1, 12)
+    target = (arrivals if big and i % 4 == 2 else departures)[rng.randrange(len(departures))]
     asked = rng.choice(["status", "gate"])
-    output = json.dumps(flights, indent=2)
     msgs = [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"What is the {asked} of flight {target['flight']}?"}]
-    msgs += _seed_call(f"call_l{i}", "search", {"query": "flights today"}, output)
-    return Task(f"lookup-{i:02d}", "lookup", msgs, [SEARCH_TOOL], str(target[asked]))
+    msgs += _seed_call(f"call_l{i}a", "search", {"query": "departures today"}, json.dumps(departures, indent=2))
+    if big:
+        msgs += _seed_call(f"call_l{i}b", "search", {"query": "arrivals today"}, json.dumps(arrivals, indent=2))
+    msgs += _seed_call(f"call_l{i}c", "search", {"query": "weather"}, f"{rng.choice(CITIES)}: clear, 12 C")
+    if big:
+        msgs += _seed_call(f"call_l{i}d", "search", {"query": "delays"}, "No airport-wide delays reported.")
+        msgs += _seed_call(f"call_l{i}e", "search", {"query": "departures today"},
+                           json.dumps(departures, indent=2))
+    shown = departures + (arrivals if big else [])
+    wrong = tuple(sorted({str(f[asked]) for f in shown} - {str(target[asked])}))
+    return Task(f"lookup-{i:02d}", "lookup", msgs, [SEARCH_TOOL], str(target[asked]), distractors=wrong)
 
 
 FIRST = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lena"]
@@ -108,19 +141,26 @@ def _multistep(rng: random.Random, i: int) -> Task:
 SERVICES = ["auth", "billing", "search", "mailer", "gateway", "scheduler"]
 
 
+WORDS = ["handled the request from the web client", "returned the cached page to the mobile app",
+         "finished the nightly report for the finance team", "sent the weekly newsletter to all subscribers"]
+
+
 def _longlog(rng: random.Random, i: int) -> Task:
+    """A service log with one error line. ``i`` = 0: ~16,000 characters of plain-English lines (over
+    ``truncate-outputs``' 3,000 rough-token limit, with the error line inside the middle it cuts: head 60% /
+    tail 40% of 12,000 chars kept; ~4,200 model tokens); the others: 24 lines, under every threshold."""
     code = f"E{rng.randint(100, 999)}"
     bad = rng.choice(SERVICES)
     lines = []
-    n = 48
-    err_at = rng.randint(n // 3, 2 * n // 3)   # in the middle: where a head+tail cut would remove it
+    long = i == 0
+    n = 235 if long else 24
+    err_at = int(n * 0.56) if long else rng.randint(n // 3, 2 * n // 3)
     for j in range(n):
-        ts = f"2026-11-{10 + i % 18:02d}T{j // 60:02d}:{j % 60:02d}:00Z"
         svc = rng.choice(SERVICES)
         if j == err_at:
-            lines.append(f"{ts} ERROR {bad}: request failed with code {code}")
+            lines.append(f"ERROR {bad}: the request failed with code {code}")
         else:
-            lines.append(f"{ts} INFO {svc}: handled request {rng.randint(1, 99999)} in {rng.randint(2, 900)} ms")
+            lines.append(f"INFO {svc}: {rng.choice(WORDS)} in {rng.randint(2, 900)} ms")
     msgs = [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": "Which error code appears in the service log?"}]
     msgs += _seed_call(f"call_g{i}", "search", {"query": "service log"}, "\n".join(lines))

@@ -11,8 +11,9 @@ A live pass is the simulator's own pass object applied to one request (:mod:`.se
 ``truncate-outputs``, ``dedupe``, ``observation-mask`` rewrite the request's messages with their ``compress``; ``prompt-cache``
 places ``cache_control`` breakpoints exactly where :func:`tokprof.optimizers.prompt_cache.plan_breakpoints`
 plans them; ``response-cache`` answers a repeated deterministic request from the block's cache, billing
-nothing. ``optimize=["default"]`` (:data:`DEFAULT_LIVE_PASSES`) is the lossless passes only; lossy ones
-(``truncate-outputs`` cuts the middle of huge outputs, ``observation-mask`` elides old ones) act only when named. Unknown
+nothing. ``optimize=["default"]`` (:data:`DEFAULT_LIVE_PASSES`) is the lossless passes that also kept a real
+model's answers in the live benchmark (``response-cache``, ``prompt-cache``; see the rule there); the others
+(``minify``, ``dedupe``, and the lossy ``truncate-outputs`` and ``observation-mask``) act only when named. Unknown
 names go to ``run.metadata["live_passes_unavailable"]``; what the passes did over the block to
 ``run.metadata["live_stats"]``, and what they did to each request to its span's
 ``attributes["tokprof.live_deltas"]``.

@@ -25,6 +25,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the endpoint's key, if it needs one")
     p.add_argument("--max-calls", type=int, default=None, help="check at most this many changed calls per run")
+    p.add_argument("--max-tokens", type=int, default=256, help="bound on each reply (default 256)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds to wait for each reply (default 600: a local model on a CPU is slow)")
+    p.add_argument("--extra-body", default=None,
+                   help='JSON object merged into each request, e.g. \'{"cache_prompt": false}\' for llama.cpp')
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--dir", help="runs folder to resolve run ids in")
     p.set_defaults(func=verify_command)
@@ -41,7 +46,11 @@ def verify_command(args: argparse.Namespace) -> int:
         if name not in known:
             raise ValueError(f"unknown pass {name!r}; available: {', '.join(known)}")
     runs = load_runs(args.runs, args.dir, folders=True)
-    ask = openai_asker(args.base_url, args.model, os.environ.get(args.api_key_env))
+    extra = json.loads(args.extra_body) if args.extra_body else None
+    if extra is not None and not isinstance(extra, dict):
+        raise ValueError(f"--extra-body must be a JSON object, got {args.extra_body!r}")
+    ask = openai_asker(args.base_url, args.model, os.environ.get(args.api_key_env), args.timeout,
+                       max_tokens=args.max_tokens, extra_body=extra)
     results = [verify_run(run, new, ask, args.model, args.max_calls)
                for run, new, _ in optimize_runs(runs, passes)]
     checked = sum(len(r.checks) for r in results)
