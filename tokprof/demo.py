@@ -34,6 +34,7 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
     ToolMessage,
     convert_to_openai_messages,
 )
@@ -104,7 +105,7 @@ def triage_ticket(model: ScriptedChatModel, ticket: dict[str, Any], progress: Pr
 
 
 @trace(kind="function")
-def run_tool(tools: dict[str, BaseTool], call: dict[str, Any]) -> ToolMessage:
+def run_tool(tools: dict[str, BaseTool], call: ToolCall) -> ToolMessage:
     result = tools[call["name"]].invoke(call)
     return result if isinstance(result, ToolMessage) else ToolMessage(str(result), tool_call_id=call["id"])
 

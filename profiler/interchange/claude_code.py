@@ -224,7 +224,7 @@ def session_run(entries: list[dict[str, Any]], source: str) -> Run:
                             span.end_ns = max(span.start_ns, ts)
                             if blk.get("is_error"):
                                 span.status, span.error = "error", str(blk.get("content"))[:2000]
-                            span.attributes["output"] = blk.get("content")
+                            span.set_attribute("output", blk.get("content"))
                 seen.extend(to_openai("user", e["message"].get("content")))
                 continue
             r: _Response = item

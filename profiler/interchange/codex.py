@@ -126,7 +126,7 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
 
 
 def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
-    meta = next((x["payload"] for x in lines if x["type"] == "session_meta"), {})
+    meta: dict[str, Any] = next((x["payload"] for x in lines if x["type"] == "session_meta"), {})
     times = [parse_time_ns(x.get("timestamp")) for x in lines]
     t0 = min((t for t in times if t is not None), default=0)
     t1 = max((t for t in times if t is not None), default=t0)
@@ -162,7 +162,7 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
             elif t in _OUTPUT_ITEMS and str(p.get("call_id")) in tools:
                 span = tools[str(p.get("call_id"))]
                 span.end_ns = max(span.start_ns, ts)
-                span.attributes["output"] = msgs[0]["content"]
+                span.set_attribute("output", msgs[0]["content"])
             if t in _OUTPUT_ITEMS or (t == "message" and p.get("role") != "assistant"):
                 seen.extend(since)
                 since = []

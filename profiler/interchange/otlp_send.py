@@ -23,7 +23,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from tokprof.profiler.interchange.base import InterchangeError
 from tokprof.profiler.interchange.otlp import decode_attributes, encode_value, export_runs
@@ -58,7 +58,7 @@ def env_headers() -> dict[str, str]:
     return out
 
 
-def _weakest(sources: dict[str, str]) -> str | None:
+def _weakest(sources: Mapping[str, str]) -> str | None:
     known = [s for s in sources.values() if s in TOKEN_SOURCES]
     return max(known, key=TOKEN_SOURCES.index) if known else None
 

@@ -90,7 +90,8 @@ def to_openai(m: Any, i: int) -> Message:
 def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) -> Run:
     history = [to_openai(m, i) for i, m in enumerate(data["history"])]
     steps = [decode(x) for x in data.get("trajectory") or []]
-    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    raw_info = data.get("info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     provider, model_name = split_model(model or _recorded_model(data))
     notes = ["SWE-agent trajectories record usage only as run totals: token counts are computed locally",
              "no per-call timestamps: model-call times are a synthetic 1 ms each; tool spans last their "

@@ -1,6 +1,7 @@
 """Everything tokprof knows about LLM providers, in one place.
 
 - :mod:`~tokprof.profiler.providers.prices` — the price table (``data/prices.json``), model resolution, currency conversion.
+- :mod:`~tokprof.profiler.providers.price_rows` — one row of that table (``ModelPrice``, ``PriceTier``) and its parser.
 - :mod:`~tokprof.profiler.providers.tokenizers` — model -> tokenizer (offline BPE files shipped in packages).
 - :mod:`~tokprof.profiler.providers.chat_format` — each family's chat template: how a message list becomes billed prompt tokens.
 - :mod:`~tokprof.profiler.providers.resolver` — model names seen in traffic -> price-table names (aliases, snapshots).

@@ -4,6 +4,9 @@ The table ships as ``profiler/providers/data/prices.json`` (versioned; every row
 URL). Lookups go through :mod:`tokprof.profiler.providers.resolver` (case, router prefixes, dated
 snapshots, separator variants, user aliases for endpoint ids). A model with no price gives ``None`` and one :class:`UnknownModelWarning` naming
 it and how to add a price: its cost is unknown, never a silent zero.
+
+A row (:class:`ModelPrice`, :class:`PriceTier`, :func:`price_from_dict`) is defined in
+:mod:`tokprof.profiler.providers.price_rows` and re-exported here; this module owns the table's state.
 """
 
 from __future__ import annotations
@@ -12,165 +15,22 @@ import json
 import os
 import threading
 import warnings
-from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from tokprof.profiler.providers import resolver
+from tokprof.profiler.providers.price_rows import PER_TOKENS as PER_TOKENS
+from tokprof.profiler.providers.price_rows import ModelPrice as ModelPrice
+from tokprof.profiler.providers.price_rows import PriceFileError as PriceFileError
+from tokprof.profiler.providers.price_rows import PriceTier as PriceTier
+from tokprof.profiler.providers.price_rows import price_from_dict as price_from_dict
 
 PRICES_FILE = "prices.json"
-PER_TOKENS = 1_000_000
 
 
 class UnknownModelWarning(UserWarning):
     """No price is known for a model: its cost shows as unknown."""
-
-
-class PriceFileError(ValueError):
-    """A price file (shipped or user override) is malformed."""
-
-
-@dataclass(frozen=True)
-class PriceTier:
-    """Prices that replace the base ones for the whole request when its prompt exceeds ``above`` tokens."""
-
-    above: int
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    output_above: int | None = None
-    """Also require more than this many output tokens (GLM bills short replies at a lower tier)."""
-
-    def applies(self, input_tokens: int, output_tokens: int = 0) -> bool:
-        return input_tokens > self.above and (self.output_above is None or output_tokens > self.output_above)
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """Prices per 1M tokens of one model."""
-
-    model: str
-    provider: str
-    currency: str  # "USD" | "CNY"
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    """Cache write with the default (5-minute) TTL."""
-    cache_write_1h: Decimal | None = None
-    reasoning: Decimal | None = None
-    """Price of reasoning tokens when billed differently from other output (else ``None``)."""
-    tiers: tuple = ()
-    """Long-context tiers (:class:`PriceTier`), ascending by ``above``."""
-    effective_date: str = ""
-    source: str = ""
-    estimated: bool = False
-    """True when the row is not backed by a published price page (see ``note``)."""
-    aliases: tuple = field(default=(), compare=False)
-    note: str | None = field(default=None, compare=False)
-    confirmed: str | None = field(default=None, compare=False)
-    """Where and when the row was last checked against the provider's own page (``"2026-12-01 <url>"``)."""
-
-    def for_prompt(self, input_tokens: int, output_tokens: int = 0) -> "ModelPrice":
-        """The prices that apply to a request of ``input_tokens`` prompt tokens (and ``output_tokens`` output
-        tokens, for output-length tiers): the last tier, in table order, whose conditions hold."""
-        chosen: PriceTier | None = None
-        for tier in self.tiers:
-            if tier.applies(input_tokens, output_tokens):
-                chosen = tier
-        if chosen is None:
-            return self
-        return ModelPrice(
-            self.model, self.provider, self.currency, chosen.input, chosen.output,
-            chosen.cache_read if chosen.cache_read is not None else self.cache_read,
-            chosen.cache_write if chosen.cache_write is not None else self.cache_write,
-            chosen.cache_write_1h if chosen.cache_write_1h is not None else self.cache_write_1h,
-            self.reasoning, (), self.effective_date, self.source, self.estimated, self.aliases, self.note,
-            self.confirmed)
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"model": self.model, "provider": self.provider, "currency": self.currency,
-                             "input": str(self.input), "output": str(self.output)}
-        for name in ("cache_read", "cache_write", "cache_write_1h", "reasoning"):
-            v = getattr(self, name)
-            if v is not None:
-                d[name] = str(v)
-        if self.tiers:
-            d["tiers"] = [{k: (v if k in ("above", "output_above") else str(v)) for k, v in t.__dict__.items()
-                           if v is not None} for t in self.tiers]
-        d["effective_date"] = self.effective_date
-        d["source"] = self.source
-        if self.estimated:
-            d["estimated"] = True
-        if self.aliases:
-            d["aliases"] = list(self.aliases)
-        if self.note:
-            d["note"] = self.note
-        if self.confirmed:
-            d["confirmed"] = self.confirmed
-        return d
-
-
-# ---------------------------------------------------------------------------------------------------
-# parsing
-# ---------------------------------------------------------------------------------------------------
-def _dec(value: Any, where: str, name: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(str(value))
-    except Exception:
-        raise PriceFileError(f"{where}: {name}={value!r} is not a number") from None
-    if d < 0 or not d.is_finite():
-        raise PriceFileError(f"{where}: {name}={value!r} must be a finite number >= 0")
-    return d
-
-
-def price_from_dict(d: dict[str, Any], where: str = "price") -> ModelPrice:
-    """Build a :class:`ModelPrice` from a row of a price file (money as strings or numbers)."""
-    if not isinstance(d, dict) or not d.get("model"):
-        raise PriceFileError(f"{where}: each price needs at least 'model', 'input' and 'output'")
-    where = f"{where} ({d['model']})"
-    for required in ("input", "output"):
-        if d.get(required) is None:
-            raise PriceFileError(f"{where}: missing {required!r} (price per 1M tokens)")
-    currency = str(d.get("currency", "USD")).upper()
-    if currency not in ("USD", "CNY"):
-        raise PriceFileError(f"{where}: currency must be USD or CNY, not {currency!r}")
-    tiers = []
-    for i, t in enumerate(d.get("tiers") or []):
-        tw = f"{where} tier {i}"
-        if "above" not in t:
-            raise PriceFileError(f"{tw}: missing 'above' (prompt tokens)")
-        tiers.append(PriceTier(int(t["above"]), _dec(t.get("input"), tw, "input") or Decimal(0),
-                               _dec(t.get("output"), tw, "output") or Decimal(0),
-                               _dec(t.get("cache_read"), tw, "cache_read"),
-                               _dec(t.get("cache_write"), tw, "cache_write"),
-                               _dec(t.get("cache_write_1h"), tw, "cache_write_1h"),
-                               None if t.get("output_above") is None else int(t["output_above"])))
-    tiers.sort(key=lambda t: (t.above, -1 if t.output_above is None else t.output_above))
-    return ModelPrice(
-        model=str(d["model"]).lower(),
-        provider=str(d.get("provider") or "unknown"),
-        currency=currency,
-        input=_dec(d["input"], where, "input"),  # type: ignore[arg-type]
-        output=_dec(d["output"], where, "output"),  # type: ignore[arg-type]
-        cache_read=_dec(d.get("cache_read"), where, "cache_read"),
-        cache_write=_dec(d.get("cache_write"), where, "cache_write"),
-        cache_write_1h=_dec(d.get("cache_write_1h"), where, "cache_write_1h"),
-        reasoning=_dec(d.get("reasoning"), where, "reasoning"),
-        tiers=tuple(tiers),
-        effective_date=str(d.get("effective_date") or ""),
-        source=str(d.get("source") or ""),
-        estimated=bool(d.get("estimated", False)),
-        aliases=tuple(str(a).lower() for a in d.get("aliases") or ()),
-        note=d.get("note"),
-        confirmed=d.get("confirmed"),
-    )
 
 
 # ---------------------------------------------------------------------------------------------------

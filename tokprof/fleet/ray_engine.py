@@ -35,7 +35,7 @@ def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, 
     from tokprof.fleet.rows import RowBuilder
 
     builder = RowBuilder(diagnose=diagnose)
-    done = []
+    done: list[dict[str, Any]] = []
     for raw in paths:
         path = Path(raw)
         try:
