@@ -486,6 +486,11 @@ def test_fault_does_not_break_the_host(fault: Fault, monkeypatch, tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="tokprof"):
         with p:
             got = [outcome(fault.agent) for _ in range(fault.repeat)]
+    if fault.id == "recursion-overflow-in-user-code":
+        # Which C operation trips the limit (a call, or a comparison: "... exceeded in comparison") depends on
+        # the exact stack depth, which any wrapper frame shifts; the user still gets a plain RecursionError.
+        expected = (expected[0], (expected[1][0],))
+        got = [(g[0], (g[1][0],)) for g in got]
     for g in got:
         assert g == expected, f"{fault.id}: the agent's result changed under the fault"
     if fault.logs is not None:
