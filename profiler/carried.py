@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping
 
 from tokprof.profiler.model import Run, Span
@@ -42,7 +42,12 @@ _SHARE_QUANTUM = Decimal("1e-18")
 
 def _share(amount: Decimal) -> Decimal:
     """``amount`` quantized to :data:`_SHARE_QUANTUM`, without trailing zeros (nor an exponent for whole amounts)."""
-    q = amount.quantize(_SHARE_QUANTUM).normalize()
+    try:
+        q = amount.quantize(_SHARE_QUANTUM).normalize()
+    except InvalidOperation:
+        # an amount with more than 28 digits before the quantum (absurd token counts from a hostile file):
+        # kept unquantized rather than losing the carried view
+        return amount
     return q.quantize(Decimal(1)) if q.as_tuple().exponent > 0 else q  # type: ignore[operator]
 
 
@@ -107,14 +112,24 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content blocks: the text parts carry the meaning
-        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+        # a file from elsewhere may hold junk parts (``5``, ``None``, ``{"text": 5}``): text is str-ed, not trusted
+        return "".join(_part_text(b) for b in content)
     return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _part_text(block: Any) -> str:
+    if isinstance(block, dict):
+        text = block.get("text", "")
+        return text if isinstance(text, str) else ("" if text is None else str(text))
+    return "" if block is None else str(block)
 
 
 def _calls_key(calls: Any) -> str:
     out = []
     for c in calls or []:
         fn = (c.get("function") or c) if isinstance(c, dict) else {}
+        if not isinstance(fn, dict):  # ``"function": "x"`` in a foreign file: no name, no arguments
+            fn = {}
         args = fn.get("arguments", fn.get("args"))
         if isinstance(args, str):
             try:
