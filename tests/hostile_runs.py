@@ -1,8 +1,9 @@
 """Hostile tokprof run files beyond tests/test_attack_suite.py's HOSTILE list (red team, issue #21): each
 built by breaking one thing in a small, valid two-call run. Shared by the attack suite's run-file tests.
 
-``CASES`` every command must survive today; ``PENDING`` crash a command in a module owned elsewhere (each
-names the file:line where it crashes; the attack suite runs them as ``xfail(strict=True)``).
+``CASES`` every command must survive; ``DOWNSTREAM`` once crashed one command in a module past the loader
+(each names the file:line where it crashed); the loader now repairs them at the boundary
+(tokprof.profiler.integrity), and the attack suite runs each through that command.
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ CASES: list[tuple[str, str, str | bytes]] = [
                                                     "response": {"usage": {"prompt_tokens": float("nan"), "completion_tokens": -3}}}) + "\n"),
 ]
 
-PENDING: list[tuple[str, str, str | bytes, str, str]] = [
-    # (name, file name, content, command that crashes, where)
+DOWNSTREAM: list[tuple[str, str, str | bytes, str, str]] = [
+    # (name, file name, content, command that crashed, where it crashed before the loader repaired it)
     ("tool-call-entry-not-object", "run.jsonl", _with(lambda r: r.get("type") == "payload", lambda r: r.update(
         data={"role": "assistant", "content": None, "tool_calls": [5, {"function": {"name": 5, "arguments": {}}}]})),
      "show", "optimizers/billing.py:191 (call.get on a non-dict tool call; the loader, profiler/store.py, accepts it)"),
