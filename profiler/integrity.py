@@ -4,6 +4,12 @@ A parent-id cycle (``a -> b -> a``, or a span that is its own parent) makes ever
 forever (``Run.span_tags``, roll-ups) and a topological sort fail. Files from elsewhere can hold one, so
 every loader calls :func:`break_parent_cycles`: the span of each cycle that was found first becomes a
 root, and the run's metadata says which parent links were dropped (nothing is silently changed).
+
+Field repairs (issue #21 point 7): a value of the wrong type or out of range is repaired at the boundary,
+record by record, rather than dropping the record or crashing a command later — names and tag values to
+text, times beyond int64 unknown, token counts read when clean and missing otherwise, non-string roles to
+text, non-object tool calls dropped. The run loader repairs JSON records (:func:`repair_span` ...), the
+importers the built run (:func:`repair_run`); both list each repair in ``metadata["fields_repaired"]``.
 """
 
 from __future__ import annotations
@@ -230,3 +236,33 @@ def note_repairs(run: Run, repairs: list[str]) -> None:
     if len(repairs) > room:
         run.metadata[REPAIRS_KEY + "_not_listed"] = int(run.metadata.get(REPAIRS_KEY + "_not_listed") or 0) + \
             len(repairs) - room
+
+
+def repair_run(run: Run) -> list[str]:
+    """The repairs of :func:`repair_span` on a run built by an importer (Span objects rather than JSON
+    records): run and span names and tags to text, message roles to text, non-object tool calls dropped.
+    Times and token counts an importer already checks (``interchange.base.check_run``). Returns the
+    repairs and notes them in the run's metadata."""
+    out: list[str] = []
+    holder: dict[str, Any] = {"tags": run.tags, "name": run.name}
+    out += repair_tags(holder, "run")
+    run.tags = holder["tags"]
+    if not isinstance(run.name, str):
+        out.append(f"run: run name {_shown(run.name)} is not a string; kept as its JSON text")
+        run.name = as_text(run.name)
+    for sp in run.spans:
+        where = f"span {str(sp.span_id)[:24]}"
+        if not isinstance(sp.name, str):
+            out.append(f"{where}: span name {_shown(sp.name)} is not a string; "
+                       + ("treated as ''" if sp.name is None else "kept as its JSON text"))
+            sp.name = "" if sp.name is None else as_text(sp.name)
+        if sp.tags:
+            holder = {"tags": sp.tags}
+            out += repair_tags(holder, where)
+            sp.tags = holder["tags"]
+        if sp.llm is not None:
+            for m in sp.llm.messages if isinstance(sp.llm.messages, list) else []:
+                out += repair_message(m, where)
+            out += repair_message(sp.llm.output, where + " output")
+    note_repairs(run, out)
+    return out

@@ -142,3 +142,25 @@ def test_as_text() -> None:
                                                                                       '{"a": [2], "b": 1}')
     assert as_text(deep) == "<list>"
     assert json.loads(as_text(["ü"])) == ["ü"]
+
+
+def test_importers_repair_roles_and_tool_calls(tmp_path: Path) -> None:
+    """Every importer's runs pass :func:`repair_run` (interchange._checked): a chat log with a list role and
+    a non-object tool call imports, repaired and reported as partial."""
+    from tokprof.profiler.interchange import import_file
+
+    line = {"request": {"model": "gpt-4o", "messages": [
+        {"role": ["x"], "content": "hi"},
+        {"role": "assistant", "content": None,
+         "tool_calls": [5, {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]},
+        "response": {"choices": [{"message": {"role": "assistant", "content": "yo"}}],
+                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps(line) + "\n")
+    result = import_file(p)
+    (run,) = result.runs
+    (call,) = run.llm_spans()
+    assert [m["role"] for m in call.llm.messages] == ['["x"]', "assistant"]
+    assert [c["id"] for c in call.llm.messages[1]["tool_calls"]] == ["c"]
+    assert call.llm.usage.input_tokens == 3 and not result.errors
+    assert len(run.metadata[REPAIRS_KEY]) == 2 and "2 field(s) repaired" in result.partial[0]
