@@ -42,12 +42,7 @@ _SHARE_QUANTUM = Decimal("1e-18")
 
 def _share(amount: Decimal) -> Decimal:
     """``amount`` quantized to :data:`_SHARE_QUANTUM`, without trailing zeros (nor an exponent for whole amounts)."""
-    try:
-        q = amount.quantize(_SHARE_QUANTUM).normalize()
-    except InvalidOperation:
-        # an amount with more than 28 digits before the quantum (absurd token counts from a hostile file):
-        # kept unquantized rather than losing the carried view
-        return amount
+    q = amount.quantize(_SHARE_QUANTUM).normalize()
     return q.quantize(Decimal(1)) if q.as_tuple().exponent > 0 else q  # type: ignore[operator]
 
 
@@ -295,7 +290,15 @@ def carried_costs(run: Run, prices: Mapping[str, CallPrice | None], tokens_of: T
         if price is None:
             unpriced += 1
         else:
-            _price_parts(ca, price)
+            try:
+                _price_parts(ca, price)
+            except (InvalidOperation, OverflowError):
+                # a cost beyond Decimal's 28 digits at the share quantum (absurd token counts from a hostile
+                # file): its shares cannot be exact, so the call counts as unpriced (tokens still attributed)
+                # rather than the whole carried view being lost
+                for p in ca.parts:
+                    p.cost = None
+                unpriced += 1
         for p in ca.parts:
             tokens[p.introducer] = tokens.get(p.introducer, 0) + p.tokens
             if p.cost is not None:

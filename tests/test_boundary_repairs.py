@@ -164,3 +164,30 @@ def test_importers_repair_roles_and_tool_calls(tmp_path: Path) -> None:
     assert [c["id"] for c in call.llm.messages[1]["tool_calls"]] == ["c"]
     assert call.llm.usage.input_tokens == 3 and not result.errors
     assert len(run.metadata[REPAIRS_KEY]) == 2 and "2 field(s) repaired" in result.partial[0]
+
+
+def test_carried_survives_junk_parts_and_absurd_costs() -> None:
+    """profiler/carried.py used to raise on junk content parts (TypeError) and on a cost beyond Decimal's
+    precision at the share quantum (InvalidOperation), and the report dropped the carried view."""
+    from decimal import Decimal
+
+    from tokprof.profiler.carried import CallPrice, carried_costs
+    from tokprof.profiler.model import LLMCall, Span, Usage
+
+    def call(sid: str, messages: list[Any]) -> Span:
+        u = Usage()
+        u.set("input_tokens", 100, "provider")
+        return Span(sid, "root", "r", "llm", "c", 10 * int(sid), 10 * int(sid),
+                    llm=LLMCall(model="gpt-4o", messages=messages, usage=u))
+
+    junk = {"role": "user", "content": [1, None, {"type": "image_url"}, {"type": "text", "text": 5}],
+            "tool_calls": [{"function": "x"}]}
+    root = Span("root", None, "r", "agent", "root", 0, 0)
+    run = Run(run_id="r", spans=[root, call("1", [junk]), call("2", [junk, {"role": "user", "content": "more"}])])
+    ok = CallPrice(Decimal("0.001"), Decimal("0.00001"), Decimal("0.000005"), Decimal("0.0000125"))
+    absurd = CallPrice(Decimal("1e40"), Decimal("1e38"), Decimal("1e37"), Decimal("1e38"))
+    carried = carried_costs(run, {"1": ok, "2": absurd})
+    # call 1 priced exactly (its 100 tokens all introduced by root); call 2 unpriced, tokens still attributed
+    assert carried.unpriced_calls == 1
+    assert carried.cost == {"root": Decimal("0.001")}
+    assert carried.tokens == {"root": 200}
