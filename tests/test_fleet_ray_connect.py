@@ -51,7 +51,9 @@ def test_listening_but_not_ray_times_out_with_a_clear_error(tmp_path: Path) -> N
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        env = {**os.environ, CONNECT_TIMEOUT_ENV: "1", "HOME": str(tmp_path)}
+        # without the RAY_* variables an earlier in-process cluster (test_fleet_ray) leaves in the environment
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, CONNECT_TIMEOUT_ENV: "1",
+               "HOME": str(tmp_path)}
         done = subprocess.run(
             [sys.executable, "-c", "import sys; from tokprof.cli import main; sys.exit(main(sys.argv[1:]))",
              "ingest", str(_run_file(tmp_path)), "--ledger", str(tmp_path / "l.duckdb"), "--engine", "ray",
