@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping
 
 from tokprof.profiler.model import Run, Span
@@ -107,14 +107,24 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content blocks: the text parts carry the meaning
-        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+        # a file from elsewhere may hold junk parts (``5``, ``None``, ``{"text": 5}``): text is str-ed, not trusted
+        return "".join(_part_text(b) for b in content)
     return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _part_text(block: Any) -> str:
+    if isinstance(block, dict):
+        text = block.get("text", "")
+        return text if isinstance(text, str) else ("" if text is None else str(text))
+    return "" if block is None else str(block)
 
 
 def _calls_key(calls: Any) -> str:
     out = []
     for c in calls or []:
         fn = (c.get("function") or c) if isinstance(c, dict) else {}
+        if not isinstance(fn, dict):  # ``"function": "x"`` in a foreign file: no name, no arguments
+            fn = {}
         args = fn.get("arguments", fn.get("args"))
         if isinstance(args, str):
             try:
@@ -280,7 +290,15 @@ def carried_costs(run: Run, prices: Mapping[str, CallPrice | None], tokens_of: T
         if price is None:
             unpriced += 1
         else:
-            _price_parts(ca, price)
+            try:
+                _price_parts(ca, price)
+            except (InvalidOperation, OverflowError):
+                # a cost beyond Decimal's 28 digits at the share quantum (absurd token counts from a hostile
+                # file): its shares cannot be exact, so the call counts as unpriced (tokens still attributed)
+                # rather than the whole carried view being lost
+                for p in ca.parts:
+                    p.cost = None
+                unpriced += 1
         for p in ca.parts:
             tokens[p.introducer] = tokens.get(p.introducer, 0) + p.tokens
             if p.cost is not None:

@@ -4,9 +4,19 @@ A parent-id cycle (``a -> b -> a``, or a span that is its own parent) makes ever
 forever (``Run.span_tags``, roll-ups) and a topological sort fail. Files from elsewhere can hold one, so
 every loader calls :func:`break_parent_cycles`: the span of each cycle that was found first becomes a
 root, and the run's metadata says which parent links were dropped (nothing is silently changed).
+
+Field repairs (issue #21 point 7): a value of the wrong type or out of range is repaired at the boundary,
+record by record, rather than dropping the record or crashing a command later — names and tag values to
+text, times beyond int64 unknown, token counts read when clean and missing otherwise, non-string roles to
+text, non-object tool calls dropped. The run loader repairs JSON records (:func:`repair_span` ...), the
+importers the built run (:func:`repair_run`); both list each repair in ``metadata["fields_repaired"]``.
 """
 
 from __future__ import annotations
+
+import json
+import math
+from typing import Any
 
 from tokprof.profiler.model import Run, Span
 
@@ -38,3 +48,221 @@ def break_parent_cycles(run: Run) -> list[dict[str, str]]:
         run.metadata[CYCLES_KEY] = run.metadata.get(CYCLES_KEY, []) + broken if isinstance(
             run.metadata.get(CYCLES_KEY), list) else broken
     return broken
+
+
+# ---------------------------------------------------------------------------------------------------
+# Field repairs at the boundary (issue #21 point 7)
+# ---------------------------------------------------------------------------------------------------
+# A run file from elsewhere can hold values of the wrong type or beyond any real range. The loader accepts
+# every record whose meaning survives and repairs the field instead of dropping the record or passing the
+# value on to crash a report, the fleet ledger or pyarrow later. Each repair is one line of text naming
+# the record; the loader collects them in ``run.metadata[REPAIRS_KEY]`` and warns once per file.
+
+REPAIRS_KEY = "fields_repaired"
+"""Run metadata: ``["line 4 (span 3): name null -> ''", ...]`` — what the loader changed, record by record."""
+
+MAX_REPAIRS_KEPT = 200
+"""Repairs listed in the metadata per run (the count of the rest is kept): a file of junk stays small."""
+
+_INT64 = 1 << 63
+MAX_TOKENS = 1 << 53
+"""The largest token count accepted: above it a float loses integers, and no real call comes near it."""
+
+TIME_FIELDS = ("start_ns", "end_ns", "wall_start_ns")
+
+
+def as_text(value: Any) -> str:
+    """``value`` as a string: strings unchanged, anything else JSON-dumped (``5`` -> ``"5"``, ``["a"]`` ->
+    ``'["a"]'``), so a name or a tag value is always hashable, sortable and printable."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except (RecursionError, ValueError, TypeError):  # nested too deeply, NaN in a strict dump...
+        return f"<{type(value).__name__}>"
+
+
+def _shown(value: Any) -> str:
+    """A value as it was in the file (strings quoted), cut short for a message."""
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else as_text(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def time_ns(value: Any) -> int | None:
+    """A time in integer nanoseconds that fits in 64 bits, or ``None`` (unknown): floats only when whole
+    and finite, digit strings when clean; ``1e308``, ``inf``, ``10**30``, ``true`` are unknown."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+        value = int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and -_INT64 < value < _INT64:
+        return value
+    return None
+
+
+def token_count(value: Any) -> int | None:
+    """A token count as a non-negative int no larger than :data:`MAX_TOKENS`, or ``None`` (missing): a
+    clean digit string (``"30"``) or a whole float (``30.0``) is read as the integer; ``"1e3"``, ``-3``,
+    ``NaN``, ``inf``, ``10**18`` and ``true`` are missing."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdigit() and value.isascii() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
+def repair_tags(holder: dict[str, Any], where: str) -> list[str]:
+    """``holder["tags"]`` as ``{str: str}``: non-string values JSON-dumped; tags that are not an object
+    dropped."""
+    tags = holder.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, dict):
+        holder["tags"] = {}
+        return [f"{where}: tags {_shown(tags)} are not an object; dropped"]
+    fixed = [k for k, v in tags.items() if not isinstance(v, str)]
+    if not fixed:
+        return []
+    holder["tags"] = {k: as_text(v) for k, v in tags.items()}
+    return [f"{where}: tag {k!r} value {_shown(tags[k])} is not a string; kept as its JSON text" for k in fixed]
+
+
+def repair_time(holder: dict[str, Any], name: str, where: str) -> list[str]:
+    """``holder[name]`` a 64-bit integer nanosecond time, or removed (unknown)."""
+    value = holder.get(name)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and -_INT64 < value < _INT64):
+        return []
+    fixed = time_ns(value)
+    holder[name] = fixed
+    if fixed is None:
+        return [f"{where}: {name} {_shown(value)} is not a 64-bit nanosecond time; treated as unknown"]
+    return [f"{where}: {name} {_shown(value)} read as {fixed}"]
+
+
+def repair_message(msg: Any, where: str) -> list[str]:
+    """A chat message made safe to walk: a non-string role becomes its text; ``tool_calls`` entries that
+    are not objects are dropped (a ``tool_calls`` that is not a list is dropped whole)."""
+    if not isinstance(msg, dict):
+        return []
+    out: list[str] = []
+    role = msg.get("role")
+    if role is not None and not isinstance(role, str):
+        msg["role"] = as_text(role)
+        out.append(f"{where}: message role {_shown(role)} is not a string; kept as its JSON text")
+    calls = msg.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            del msg["tool_calls"]
+            out.append(f"{where}: tool_calls {_shown(calls)} is not a list; dropped")
+        else:
+            bad = [c for c in calls if not isinstance(c, dict)]
+            if bad:
+                msg["tool_calls"] = [c for c in calls if isinstance(c, dict)]
+                out.append(f"{where}: {len(bad)} tool call(s) not an object ({_shown(bad[0])}); dropped")
+    return out
+
+
+def repair_usage(usage: dict[str, Any], where: str) -> list[str]:
+    """Token counts read as non-negative ints (see :func:`token_count`); a count that cannot be read is
+    removed with its source, so it is missing (counted again where the command counts) rather than
+    wrong."""
+    from tokprof.profiler.model import USAGE_FIELDS
+
+    out: list[str] = []
+    sources = usage.get("sources") if isinstance(usage.get("sources"), dict) else None
+    for name in USAGE_FIELDS:
+        value = usage.get(name)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS):
+            continue
+        fixed = token_count(value)
+        if fixed is None:
+            del usage[name]
+            if sources is not None:
+                sources.pop(name, None)
+            out.append(f"{where}: {name} {_shown(value)} is not a token count; treated as missing")
+        else:
+            usage[name] = fixed
+            out.append(f"{where}: {name} {_shown(value)} read as {fixed}")
+    return out
+
+
+def repair_header(rec: dict[str, Any], where: str) -> list[str]:
+    """The run header: name a string, tags ``{str: str}``, start time in range."""
+    out = repair_tags(rec, where) + repair_time(rec, "started_wall_ns", where)
+    if rec.get("name") is not None and not isinstance(rec["name"], str):
+        out.append(f"{where}: run name {_shown(rec['name'])} is not a string; kept as its JSON text")
+        rec["name"] = as_text(rec["name"])
+    return out
+
+
+def repair_span(rec: dict[str, Any], where: str) -> list[str]:
+    """A span record: name a string (``null`` -> ``""``, the name of a span recorded without one), tags
+    ``{str: str}``, times in range, and in its LLM call the usage, inline messages and output."""
+    out: list[str] = []
+    name = rec.get("name", "")
+    if not isinstance(name, str):
+        rec["name"] = "" if name is None else as_text(name)
+        out.append(f"{where}: span name {_shown(name)} is not a string; "
+                   + ("treated as ''" if name is None else "kept as its JSON text"))
+    out += repair_tags(rec, where)
+    for field in TIME_FIELDS:
+        out += repair_time(rec, field, where)
+    llm = rec.get("llm")
+    if isinstance(llm, dict):
+        if isinstance(llm.get("usage"), dict):
+            out += repair_usage(llm["usage"], where)
+        if isinstance(llm.get("messages"), list):
+            for m in llm["messages"]:
+                out += repair_message(m, where)
+        out += repair_message(llm.get("output"), where + " output")
+    return out
+
+
+def note_repairs(run: Run, repairs: list[str]) -> None:
+    """Record ``repairs`` in the run's metadata (bounded: the first :data:`MAX_REPAIRS_KEPT`, then a count)."""
+    if not repairs:
+        return
+    kept = run.metadata.get(REPAIRS_KEY)
+    listed: list[Any] = list(kept) if isinstance(kept, list) else []
+    room = max(0, MAX_REPAIRS_KEPT - len(listed))
+    listed += repairs[:room]
+    run.metadata[REPAIRS_KEY] = listed
+    if len(repairs) > room:
+        run.metadata[REPAIRS_KEY + "_not_listed"] = int(run.metadata.get(REPAIRS_KEY + "_not_listed") or 0) + \
+            len(repairs) - room
+
+
+def repair_run(run: Run) -> list[str]:
+    """The repairs of :func:`repair_span` on a run built by an importer (Span objects rather than JSON
+    records): run and span names and tags to text, message roles to text, non-object tool calls dropped.
+    Times and token counts an importer already checks (``interchange.base.check_run``). Returns the
+    repairs and notes them in the run's metadata."""
+    out: list[str] = []
+    holder: dict[str, Any] = {"tags": run.tags, "name": run.name}
+    out += repair_tags(holder, "run")
+    run.tags = holder["tags"]
+    if not isinstance(run.name, str):
+        out.append(f"run: run name {_shown(run.name)} is not a string; kept as its JSON text")
+        run.name = as_text(run.name)
+    for sp in run.spans:
+        where = f"span {str(sp.span_id)[:24]}"
+        if not isinstance(sp.name, str):
+            out.append(f"{where}: span name {_shown(sp.name)} is not a string; "
+                       + ("treated as ''" if sp.name is None else "kept as its JSON text"))
+            sp.name = "" if sp.name is None else as_text(sp.name)
+        if sp.tags:
+            holder = {"tags": sp.tags}
+            out += repair_tags(holder, where)
+            sp.tags = holder["tags"]
+        if sp.llm is not None:
+            for m in sp.llm.messages if isinstance(sp.llm.messages, list) else []:
+                out += repair_message(m, where)
+            out += repair_message(sp.llm.output, where + " output")
+    note_repairs(run, out)
+    return out

@@ -9,6 +9,9 @@ import warnings
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from tokprof.profiler.integrity import (
+    break_parent_cycles, note_repairs, repair_header, repair_message, repair_span, repair_time
+)
 from tokprof.profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, Run, Span
 
 
@@ -48,6 +51,11 @@ def _field(rec: dict[str, Any], name: str, expected: type | tuple[type, ...], de
     return value
 
 
+def _shown_id(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | None = None) -> Run:
     """Read a run file. A truncated last line is dropped with a :class:`TruncatedRunWarning` and the run is
     marked incomplete; a wrong schema version or a malformed line raises :class:`RunFileError` naming the
@@ -78,6 +86,7 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
     span_refs: dict[str, list[str]] = {}
     ended = False
     damaged = False
+    repairs: list[str] = []  # fields repaired at the boundary, record by record (integrity.repair_*)
     for lineno, line in enumerate(lines, start=1):
         try:
             if not line.strip():
@@ -105,6 +114,7 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                         f"schema version {schema!r} is not supported (this tokprof reads version {SCHEMA_VERSION}); "
                         "upgrade tokprof or re-record the run",
                     )
+                header_repairs = repair_header(rec, f"line {lineno} (run header)")
                 try:
                     run = Run(
                         run_id=str(rec.get("run_id") or path.stem),
@@ -117,11 +127,14 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                     )
                 except (TypeError, ValueError, OverflowError) as exc:
                     raise RunFileError(path, lineno, f"malformed run header ({exc})") from None
+                repairs += header_repairs
                 continue
             try:
                 if kind == "payload":
+                    fixed = repair_message(rec.get("data"), f"line {lineno} (payload {_shown_id(rec.get('id'))})")
                     payloads[rec["id"]] = rec["data"]
                 elif kind == "span":
+                    fixed = repair_span(rec, f"line {lineno} (span {_shown_id(rec.get('span_id'))})")
                     checks: tuple[tuple[str, type | tuple[type, ...]], ...] = (
                         ("attributes", dict), ("tags", dict), ("llm", dict), ("name", str), ("kind", str),
                         ("status", str), ("error", str))
@@ -161,6 +174,7 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                         llm["messages"] = [payloads[r] for r in refs]
                     run.spans.append(Span.from_dict(rec))
                 elif kind == "end":
+                    fixed = repair_time(rec, "ended_wall_ns", f"line {lineno} (end)")
                     run.ended_wall_ns = _field(rec, "ended_wall_ns", int, None)
                     if _field(rec, "write_failures_recovered", str, None):
                         run.metadata["write_failures_recovered"] = rec["write_failures_recovered"]
@@ -171,6 +185,7 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                     ended = True
                 else:
                     raise RunFileError(path, lineno, f"unknown record type {kind!r}")
+                repairs += fixed  # only for a record that was kept
             except RunFileError:
                 raise
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ArithmeticError) as exc:
@@ -190,8 +205,10 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
             stacklevel=2,
         )
     run.complete = ended and not truncated_tail.strip() and not damaged
-    from tokprof.profiler.integrity import break_parent_cycles
-
+    if repairs:
+        note_repairs(run, repairs)
+        warnings.warn(f"{path}: {len(repairs)} field(s) repaired on loading: {'; '.join(repairs[:3])}"
+                      + (" ..." if len(repairs) > 3 else ""), DamagedRunWarning, stacklevel=2)
     if break_parent_cycles(run):
         warnings.warn(f"{path}: parent-id cycle(s) broken: {run.metadata['parent_cycles_broken'][:3]}",
                       DamagedRunWarning, stacklevel=2)

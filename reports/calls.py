@@ -81,7 +81,7 @@ def _caller_path(parent_id: str | None, index: dict[str, Span], memo: dict[str |
     names: list[str] = []
     cur = index.get(parent_id) if parent_id else None
     while cur is not None and len(names) < 64:
-        names.append(cur.name)
+        names.append(str(cur.name))  # a loaded span name can be null
         cur = index.get(cur.parent_id) if cur.parent_id else None
     memo[parent_id] = " / ".join(reversed(names))
     return memo[parent_id]

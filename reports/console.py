@@ -96,7 +96,7 @@ def render_tree(run: Run, max_depth: int | None = None, min_tokens: int = 0, cur
     console.print(str(run.summary(currency=currency, top=0)))
     rows: list[tuple[str, ...]] = []
     for r in tree_rows(run, max_depth, min_tokens, currency):
-        label = "  " * r["depth"] + r["label"] + (f" [dim]{r['kind']}[/dim]" if r["kind"] != "llm" else "")
+        label = "  " * r["depth"] + str(r["label"]) + (f" [dim]{r['kind']}[/dim]" if r["kind"] != "llm" else "")
         if r["status"] == "error":
             label += " [red]error[/red]"
         i, e, c = r["incl"], r["excl"], r["carried"]

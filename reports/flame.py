@@ -3,6 +3,7 @@ the attribution ledger and the latency timeline."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -50,7 +51,7 @@ def flame(forests: list[list[Node]], index_of: dict[str, int], calls: list[dict[
         row["flame"] = ids.get(id(n))
         llm = sorted(set(llm_of[id(n)]), key=lambda i: -(calls[i]["in"] + calls[i]["out"]))
         row["call"] = llm[0] if llm else None
-        row["path"] = " / ".join(n.path)
+        row["path"] = " / ".join(map(str, n.path))  # a loaded span name can be null
         table.append(row)
     table.sort(key=lambda r: (-r["excl_tokens"], -r["tokens"]))
     top = [r for r in table if r["tokens"] or r["ms"] or r["carried_tokens"]][:TOP_SPANS]
@@ -183,7 +184,9 @@ def _attribution(runs: list[Run], costs: dict[str, dict[str, Decimal | None]]) -
             c = rc.get(s.span_id)
             tags = run.span_tags(s, index) or {"(untagged)": ""}
             for k, v in tags.items():
-                bump(by_tag.setdefault((k, v), new(key=k, value=v)), s, c)
+                # a tag value from a file can be a list/dict (unhashable): grouped by its JSON text
+                v = v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, default=str)
+                bump(by_tag.setdefault((str(k), v), new(key=str(k), value=v)), s, c)
             m = s.llm.model or "unknown"  # type: ignore[union-attr]
             bump(by_model.setdefault(m, new(model=m)), s, c)
     tag_rows = sorted(by_tag.values(), key=lambda d: (d["key"], -d["cost"], -d["in"]))
@@ -227,6 +230,7 @@ def timeline(runs: list[Run], costs: dict[str, dict[str, Decimal | None]]) -> di
 def display_name(name: str, kind: str, parent: str | None) -> str:
     """An LLM span is named by what called it (``resolve_ticket → gpt-4.1``): integrations name it after the
     model, which says nothing the model column does not."""
+    name = "" if name is None else str(name)  # a loaded span name can be null or a number
     if kind == "llm" and parent and parent != name:
         return f"{parent} → {name}"
     return name

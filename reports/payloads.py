@@ -38,6 +38,7 @@ def message_text(msg: Any) -> str:
         parts.append(str(content))
     for tc in msg.get("tool_calls") or []:
         fn = tc.get("function", tc) if isinstance(tc, dict) else {}
+        fn = fn if isinstance(fn, dict) else {}  # a file's tool call can hold "function": null
         args = fn.get("arguments", "")
         if not isinstance(args, str):
             args = json.dumps(args, ensure_ascii=False, default=str)

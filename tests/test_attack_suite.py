@@ -333,3 +333,108 @@ def test_no_secret_format_leaks_through_any_writer(tmp_path: Path, capsys: pytes
     _report(capsys, f"secret formats {len(SECRETS)} x writers {len(writers) + 1}, leaked {len(leaked)}"
                     + (f": {leaked[:5]}" if leaked else ""))
     assert leaked == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# hostile run files through every command (red team): tests/hostile_runs.py
+# ---------------------------------------------------------------------------------------------------
+def _every_command(path: Path, folder: Path, good: Path, out: Path) -> list[list[str]]:
+    return [["show", str(path)], ["show", str(path), "--json"], ["show", "--dir", str(folder)],
+            ["report", str(path), "--no-html", "--json"], ["report", str(path), "-o", str(out / "r.html")],
+            ["optimize", str(path), "--out", str(out / "opt"), "--json"], ["import", str(path), "--out", str(out / "imp")],
+            ["compare", str(path), str(good), "--no-html", "--json"], ["count", str(path), "--model", "gpt-4o"],
+            ["whatif", str(path), "--model", "gpt-4o-mini", "--json"],
+            ["ingest", str(path), "--ledger", str(out / "l.duckdb"), "--json"],
+            ["stats", "--dir", str(folder), "--ledger", str(out / "s.duckdb"), "--json"],
+            ["ls", "--dir", str(folder)], ["ls", "--dir", str(folder), "--json"]]
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str | None:
+    """One command; what went wrong (an uncaught exception or a traceback printed), or ``None``."""
+    import signal
+
+    def hang(*_: Any) -> None:
+        raise TimeoutError("no answer in 120 s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(120)  # a hang fails the case instead of the suite (far above any normal run here)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main(argv)
+    except SystemExit:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - this is what the suite counts
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err
+    return "traceback printed" if "Traceback" in err else None
+
+
+def _place(root: Path, i: int, fname: str, content: str | bytes) -> Path:
+    d = root / f"case{i}"
+    d.mkdir(parents=True)
+    p = d / fname
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content, encoding="utf-8")
+    return p
+
+
+def _setup_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from tests.hostile_runs import TEXT
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TOKPROF_MAX_INPUT_BYTES", str(4 << 20))
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "good" / "good.jsonl"
+    good.parent.mkdir()
+    good.write_text(TEXT)
+    return good
+
+
+def test_hostile_run_files_through_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.hostile_runs import CASES
+
+    good = _setup_cli(tmp_path, monkeypatch)
+    inputs = tmp_path / "in"
+    placed = [(name, _place(inputs, i, fname, content)) for i, (name, fname, content) in enumerate(CASES)]
+    folder_named_jsonl = inputs / "dir" / "run.jsonl"
+    folder_named_jsonl.mkdir(parents=True)
+    placed.append(("folder-named-jsonl", folder_named_jsonl))
+    before = {inputs, *inputs.rglob("*")}
+    runs, failures = 0, []
+    for i, (name, path) in enumerate(placed):
+        for argv in _every_command(path, path.parent, good, tmp_path / "out" / str(i)):
+            runs += 1
+            problem = _run_cli(argv, capsys)
+            if problem:
+                failures.append(f"{name}: tokprof {' '.join(argv[:1])}: {problem}")
+    stray = [p for p in tmp_path.rglob("*") if p not in before and not p.is_relative_to(tmp_path / "out")
+             and not p.is_relative_to(tmp_path / "runs") and not p.is_relative_to(tmp_path / "good")
+             and not p.is_relative_to(tmp_path / "home")]
+    _report(capsys, f"hostile run files {len(placed)} x 14 commands ({runs} runs), tracebacks {len(failures)}, "
+                    f"files written outside out/runs {len(stray)}")
+    assert failures == [] and stray == []
+
+
+def _downstream_params() -> list[Any]:
+    from tests.hostile_runs import DOWNSTREAM
+
+    return [pytest.param(name, fname, content, cmd, id=name) for name, fname, content, cmd, _ in DOWNSTREAM]
+
+
+@pytest.mark.parametrize("name,fname,content,command", _downstream_params())
+def test_hostile_run_files_repaired_at_the_boundary(name: str, fname: str, content: str | bytes, command: str,
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Each crashed a command past the loader (tool-call ``.get``, an unhashable role or tag, a time beyond
+    int64) before the loader repaired the field at the boundary; the command now runs without a traceback."""
+    good = _setup_cli(tmp_path, monkeypatch)
+    path = _place(tmp_path / "in", 0, fname, content)
+    argv = next(a for a in _every_command(path, path.parent, good, tmp_path / "out") if a[0] == command)
+    assert _run_cli(argv, capsys) is None

@@ -227,15 +227,22 @@ def test_numeric_names_round_trip(tmp_path: Path) -> None:
     assert back.name == "123" and back.llm_spans()[0].llm.model == "123"
 
 
-def test_negative_token_counts_are_rejected(tmp_path: Path) -> None:
+def test_negative_token_counts_are_treated_as_missing(tmp_path: Path) -> None:
+    """Issue #21 pt 7: a count that is not a token count is missing (reported per record), never a number;
+    the span is kept (it used to fail the whole file)."""
     f = tmp_path / "neg.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in [
         {"type": "run", "schema": 1, "run_id": "n", "name": "n"},
         {"type": "span", "span_id": "1", "kind": "llm", "name": "c", "start_ns": 0, "end_ns": 1,
          "llm": {"model": "gpt-4o", "messages": [], "usage": {"input_tokens": -5, "output_tokens": 1e308}}},
         {"type": "end"}]) + "\n")
-    with pytest.raises(store_mod.RunFileError, match="not a token count"):
-        load_run(f)
+    with pytest.warns(store_mod.DamagedRunWarning, match="not a token count"):
+        run = load_run(f)
+    usage = run.spans[0].llm.usage
+    assert usage.sources.get("input_tokens") is None and usage.sources.get("output_tokens") is None
+    assert run.metadata["fields_repaired"] == [
+        "line 2 (span 1): input_tokens -5 is not a token count; treated as missing",
+        "line 2 (span 1): output_tokens 1e+308 is not a token count; treated as missing"]
 
 
 def test_report_on_a_damaged_run_file_names_the_real_error(tmp_path: Path, capsys) -> None:

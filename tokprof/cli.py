@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # user-facing errors: one line naming what and where, no traceback
-        if isinstance(exc, UserFacingError) and not args.verbose:
+        # An OSError here is about a path or the disk the user gave (``-o`` names a folder, ``--out`` names a
+        # file, disk full, no permission): one line with the reason, like any user-facing error.
+        if isinstance(exc, (UserFacingError, OSError)) and not args.verbose:
             from tokprof.console_safe import clean
 
             print(clean(f"tokprof: error: {exc}"), file=sys.stderr)

@@ -12,13 +12,15 @@ chunks); usage is asked for with ``stream_options.include_usage`` when the calle
 usage-only chunk that only tokprof asked for is not shown to the caller.
 
 Patched: the module attributes ``litellm.completion`` and ``litellm.acompletion`` (what ``litellm.completion(...)``
-calls). ``from litellm import completion`` done *before* instrumenting binds the original function and is
-not seen (say ``import litellm`` and call ``litellm.completion``).
+calls), and every other module-level name bound to those very functions (``from litellm import completion``
+or ``... as ask`` done *before* the profile; see :func:`_rebind`). A reference held elsewhere (a class
+attribute, a local variable, a ``functools.partial``) still calls the original and is not recorded.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Callable
 
 from tokprof.profiler import hooks, keys
@@ -251,12 +253,60 @@ class _ModulePatch(_sdk.Patch):
     """A patched module attribute (``_sdk.unpatch`` restores it with ``setattr`` like a class attribute)."""
 
 
+_SKIP_PREFIXES = ("litellm", "tokprof")
+"""Modules never rebound: litellm's own (``litellm.main.acompletion`` calls ``completion`` through its module
+globals; rebinding there would route litellm's internals through the wrapper) and tokprof's."""
+
+
+_clean: dict[str, tuple[int, int]] = {}
+"""Module name -> (id, size) of its namespace when a scan found no reference to litellm's functions: an
+unchanged namespace is not scanned again (the first scan of a big process costs ~0.1 s, later ones ~ms)."""
+_clean_for: tuple[int, ...] = ()
+"""The ids of the functions ``_clean`` was computed for (another library re-wrapping them resets it)."""
+
+
+def _rebind(targets: dict[int, tuple[Any, Any]]) -> list[_sdk.Patch]:
+    """Point every module-level name bound to one of litellm's functions (``from litellm import completion
+    [as x]`` done before the profile) at tokprof's wrapper. ``targets`` maps ``id(original)`` to
+    ``(original, wrapper)``. Identity only, so nothing else is touched; each rebinding is undone by
+    ``_sdk.unpatch`` only while the name still holds our wrapper (another library's rebinding is kept)."""
+    global _clean_for
+    if _clean_for != tuple(sorted(targets)):
+        _clean.clear()
+        _clean_for = tuple(sorted(targets))
+    patches: list[_sdk.Patch] = []
+    # dict.copy() is one C call; iterating sys.modules itself fails when a thread imports meanwhile
+    for name, module in sys.modules.copy().items():
+        if module is None or name.startswith(_SKIP_PREFIXES):
+            continue
+        try:
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            stamp = (id(namespace), len(namespace))
+            if _clean.get(name) == stamp:
+                continue
+            hits = [(k, v) for k, v in namespace.copy().items() if id(v) in targets and targets[id(v)][0] is v]
+            if not hits:
+                _clean[name] = stamp
+            for attr, original in hits:
+                wrapper = targets[id(original)][1]
+                setattr(module, attr, wrapper)
+                patches.append(_ModulePatch(module, attr, original, wrapper))  # type: ignore[arg-type]
+        except Exception as exc:  # an odd module (lazy proxy, read-only namespace) is left as it is
+            internal_error(f"{API} rebinding in {name}", exc)
+    return patches
+
+
 def patch() -> list[_sdk.Patch]:
     import litellm
 
     patches: list[_sdk.Patch] = []
+    targets: dict[int, tuple[Any, Any]] = {}
     for attr, make in (("completion", _sync), ("acompletion", _async)):
         original = getattr(litellm, attr)
-        setattr(litellm, attr, make(original))
+        wrapper = make(original)
+        setattr(litellm, attr, wrapper)
         patches.append(_ModulePatch(litellm, attr, original))  # type: ignore[arg-type]
-    return patches
+        targets[id(original)] = (original, wrapper)
+    return patches + _rebind(targets)

@@ -77,13 +77,31 @@ def _d(value: Any) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int | None:
-    """An integer count, or ``None`` for absent/null/non-numeric (never a silent 0)."""
+    """An integer count, or ``None`` for absent/null/non-numeric (never a silent 0).
+
+    A count no provider can mean is ``None`` too (so local counting fills it, labelled as such), never
+    provider truth: negative, NaN/infinite (``int(inf)`` raised ``OverflowError`` here and lost the whole
+    usage block), fractional (``12.7`` was truncated to 12 and labelled ``provider``), or beyond 2**53."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        if isinstance(value, str):
+            value = value.strip()
+            n = int(value) if value.lstrip("-").isdigit() else float(value)
+        else:
+            n = value
+        if not isinstance(n, int):  # float, Decimal, numpy scalar...: only a whole finite number is a count
+            f = float(n)
+            if not (f == f and abs(f) != float("inf") and f.is_integer()):
+                return None
+        n = int(n)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if 0 <= n <= _MAX_COUNT else None
+
+
+_MAX_COUNT = 2 ** 53
+"""No single call reports more tokens than a float can hold exactly (JSON numbers beyond lose precision)."""
 
 
 def _first(*values: Any) -> int | None:

@@ -199,10 +199,15 @@ def _guarded(run_importer: Callable[[], ImportResult], fmt: str, p: Path | None)
 def _checked(result: ImportResult, fmt: str, p: Path | None) -> ImportResult:
     """Cycles broken in every run; a file with no good record is an error."""
     # every importer's runs: parent-id cycles broken (and noted in metadata) before anything walks them
-    from tokprof.profiler.integrity import break_parent_cycles
+    from tokprof.profiler.integrity import break_parent_cycles, repair_run
 
     for run in result.runs:
         break_parent_cycles(run)
+        # names, tags, roles, tool calls of the wrong type: repaired, listed in metadata and as partial
+        repaired = repair_run(run)
+        if repaired:
+            result.partial.append(f"run {run.run_id[:40]}: {len(repaired)} field(s) repaired: "
+                                  + "; ".join(repaired[:3]) + (" ..." if len(repaired) > 3 else ""))
     if not result.runs and result.errors:
         raise InterchangeError(p, result.errors[0].record,
                                f"no record could be imported as {fmt}: {result.error_summary()}")

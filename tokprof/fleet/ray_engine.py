@@ -17,7 +17,11 @@ with one worker per core; with an address, every node needs tokprof installed.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import shutil
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -69,15 +73,75 @@ def _groups(paths: list[Path], n: int) -> list[list[str]]:
     return [items for _, items in groups if items]
 
 
+CONNECT_TIMEOUT_ENV = "TOKPROF_RAY_CONNECT_TIMEOUT"
+"""Seconds to wait for a Ray cluster at ``--address`` to answer (default :data:`CONNECT_TIMEOUT_S`)."""
+CONNECT_TIMEOUT_S = 30.0
+
+
+class RayConnectError(ValueError):
+    """No Ray cluster answered at the address given (a one-line CLI error, not a hang)."""
+
+
+def _connect_timeout() -> float:
+    try:
+        value = float(os.environ.get(CONNECT_TIMEOUT_ENV) or CONNECT_TIMEOUT_S)
+    except ValueError:
+        return CONNECT_TIMEOUT_S
+    return value if math.isfinite(value) and value > 0 else CONNECT_TIMEOUT_S
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address; ``None`` for ``auto`` and the like."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def connect_ray(ray: Any, address: str, timeout: float | None = None) -> None:
+    """``ray.init(address=...)``, bounded: Ray itself retries a silent address for well over ten minutes.
+
+    First a plain TCP connect (nothing listening fails in milliseconds with the reason); then ``ray.init``
+    in a daemon thread, given ``timeout`` seconds (something listening that is not a Ray head never
+    answers). A thread left waiting is a daemon: it does not keep the process alive."""
+    timeout = _connect_timeout() if timeout is None else timeout
+    hp = _host_port(address)
+    if hp is not None:
+        try:
+            socket.create_connection(hp, timeout=timeout).close()
+        except OSError as exc:
+            raise RayConnectError(f"no Ray cluster at {address} ({exc.strerror or exc}); start one with "
+                                  "`ray start --head`, or omit --address to start a local cluster") from None
+    failure: list[BaseException] = []
+
+    def init() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=init, name="tokprof-ray-connect", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise RayConnectError(f"no Ray cluster answered at {address} within {timeout:g} s (something listens "
+                              f"there, but not a Ray head?); set ${CONNECT_TIMEOUT_ENV} to wait longer")
+    if failure:
+        raise RayConnectError(f"cannot connect to the Ray cluster at {address}: "
+                              f"{type(failure[0]).__name__}: {str(failure[0])[:300]}") from None
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
-    """Connect to ``address``, or start a local cluster (no dashboard); returns the ``ray`` module."""
+    """Connect to ``address`` (bounded: :func:`connect_ray`), or start a local cluster (no dashboard);
+    returns the ``ray`` module."""
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - the extra is not installed
         raise ValueError("--engine ray needs Ray: pip install 'tokprof[ray]'") from exc
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            connect_ray(ray, address)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return ray
