@@ -35,3 +35,16 @@ def test_wrong_kind_of_output_path_is_one_line(argv: list[str], good: Path, tmp_
     assert err.startswith("tokprof: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert good.read_text() == before and list(folder.iterdir()) == []  # nothing overwritten
     assert [p.name for p in tmp_path.glob(".*.tmp")] == []  # no temp file left behind
+
+
+def test_main_called_in_process_many_times_does_not_stack_warning_wrappers():
+    """Each ``main()`` used to wrap ``warnings.formatwarning`` again and never restore it: after ~1,000
+    in-process calls (a test session, a host app) formatting one warning overflowed the stack."""
+    import warnings
+
+    from tokprof.cli import main
+
+    before = warnings.formatwarning
+    for _ in range(3):
+        main(["ls", "--dir", "/nonexistent-tokprof-dir"])
+    assert warnings.formatwarning is before

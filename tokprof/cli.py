@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tokprof.console_safe import clean
 
     # Warnings quote model names and paths from the data: no control characters reach the terminal.
+    # Restored on the way out: main() called in-process again (tests, a host app) must not stack wrappers.
     plain_format = warnings.formatwarning
     warnings.formatwarning = lambda *a, **k: clean(plain_format(*a, **k))
     try:
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(clean(f"tokprof: error: {exc}"), file=sys.stderr)
             return 1
         raise
+    finally:
+        warnings.formatwarning = plain_format
 
 
 if __name__ == "__main__":  # pragma: no cover
