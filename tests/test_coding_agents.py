@@ -214,3 +214,21 @@ def test_codex_variants_keep_totals(tmp_path, data):
     p.write_text("\n".join(out) + "\n")
     result = import_file(p)
     assert not result.errors and _sum(result.runs[0]) == expected
+
+
+def test_a_too_deep_line_skips_only_that_record(tmp_path):
+    """One line nested past the JSON decoder's recursion limit is one bad record of a coding-agent transcript,
+    not a failed file (the shared ``json_lines`` reader; the OTLP importer had its own fix)."""
+    from test_qwen_opencode import QWEN_SESSION
+
+    deep = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    for src in (CLAUDE_SESSION, CODEX_SESSION, QWEN_SESSION):
+        clean = import_file(src)
+        p = tmp_path / src.name
+        shutil.copy(src, p)
+        with p.open("a") as fh:
+            fh.write(deep + "\n")
+        result = import_file(p)
+        assert [(e.record, e.reason.split(";")[0]) for e in result.errors] == \
+            [(f"line {len(src.read_text().splitlines()) + 1}", "nested too deeply")], src
+        assert [len(r.llm_spans()) for r in result.runs] == [len(r.llm_spans()) for r in clean.runs], src

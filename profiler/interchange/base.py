@@ -156,6 +156,21 @@ def iter_jsonl(text: str) -> Iterator[tuple[int, str]]:
             yield lineno, line
 
 
+def json_lines(text: str, path: Path | None, result: ImportResult, expected: str,
+               tag: str = "") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each JSON Lines line; a line that is not JSON, or is nested too deeply to
+    read, becomes a counted record error naming the line (``tag`` + ``line N``) and the rest go on."""
+    for lineno, line in iter_jsonl(text):
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            result.records += 1
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else f"malformed JSON ({exc})"
+            result.errors.append(InterchangeError(path, f"{tag}line {lineno}", f"{reason}; expected {expected}"))
+            continue
+        yield lineno, obj
+
+
 def collect(result: ImportResult, items: Iterable[tuple[int | str, Any]],
             build: Callable[[Any], Run | list[Run] | None]) -> ImportResult:
     """Build a run from each record; a record that fails becomes an error naming it, the rest go on."""

@@ -37,7 +37,7 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     fill_counts,
-    iter_jsonl,
+    json_lines,
     parse_time_ns,
     stable_id,
 )
@@ -55,14 +55,7 @@ def looks_like(obj: Any) -> bool:
 
 
 def _entries(text: str, path: Path | None, result: ImportResult, sink: list[dict[str, Any]], tag: str) -> None:
-    for lineno, line in iter_jsonl(text):
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            result.records += 1
-            result.errors.append(InterchangeError(path, f"{tag}line {lineno}", f"malformed JSON ({exc}); "
-                                                  "expected a Claude Code transcript entry"))
-            continue
+    for lineno, obj in json_lines(text, path, result, "a Claude Code transcript entry", tag):
         if isinstance(obj, dict) and obj.get("type") in ENTRY_TYPES and isinstance(obj.get("message"), dict):
             obj["_line"] = f"{tag}line {lineno}"
             sink.append(obj)

@@ -36,7 +36,7 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     fill_counts,
-    iter_jsonl,
+    json_lines,
     parse_time_ns,
     split_model,
     stable_id,
@@ -99,14 +99,7 @@ def _item_messages(item: dict[str, Any]) -> list[Message]:
 def import_text(text: str, path: Path | None = None) -> ImportResult:
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
     lines: list[dict[str, Any]] = []
-    for lineno, line in iter_jsonl(text):
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            result.records += 1
-            result.errors.append(InterchangeError(path, f"line {lineno}", f"malformed JSON ({exc}); expected a "
-                                                  "Codex rollout line {timestamp, type, payload}"))
-            continue
+    for lineno, obj in json_lines(text, path, result, "a Codex rollout line {timestamp, type, payload}"):
         if looks_like(obj):
             lines.append(obj)
     if not lines:

@@ -44,7 +44,7 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     fill_counts,
-    iter_jsonl,
+    json_lines,
     parse_time_ns,
     split_model,
     stable_id,
@@ -109,15 +109,7 @@ def _call_id(fc: dict[str, Any]) -> str:
 
 def _records(text: str, path: Path | None, result: ImportResult, sink: list[dict[str, Any]], tag: str,
              sidechain: bool = False) -> None:
-    for lineno, line in iter_jsonl(text):
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            result.records += 1
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else f"malformed JSON ({exc})"
-            result.errors.append(InterchangeError(path, f"{tag}line {lineno}",
-                                                  f"{reason}; expected a Qwen Code chat record"))
-            continue
+    for lineno, obj in json_lines(text, path, result, "a Qwen Code chat record", tag):
         if isinstance(obj, dict) and obj.get("type") in RECORD_TYPES:
             obj["_line"] = f"{tag}line {lineno}"
             if sidechain:
