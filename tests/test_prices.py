@@ -112,6 +112,21 @@ def test_currency_conversion_and_configurable_rate(monkeypatch: pytest.MonkeyPat
         convert(Decimal(1), "USD", "EUR")
 
 
+@pytest.mark.parametrize("bad", ["inf", "-inf", "NaN", "1e400", "-7", "0", "abc", "1001"])
+def test_an_absurd_exchange_rate_is_refused(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinite or absurd $TOKPROF_USD_CNY printed ``Infinity`` costs and crashed the report: the default
+    rate is used instead, with a warning; ``set_exchange_rate`` raises."""
+    set_exchange_rate(None)
+    monkeypatch.delenv("TOKPROF_USD_CNY", raising=False)
+    default = convert(Decimal(1), "USD", "CNY")
+    monkeypatch.setenv("TOKPROF_USD_CNY", bad)
+    with pytest.warns(UserWarning, match="TOKPROF_USD_CNY"):
+        assert convert(Decimal(1), "USD", "CNY") == default
+    with pytest.raises(ValueError):
+        set_exchange_rate(bad)
+    assert convert(Decimal(1), "USD", "CNY") == default
+
+
 def test_overrides_from_api_and_file(tmp_path: Path) -> None:
     set_price(ModelPrice("acme-llm", "acme", "USD", Decimal(1), Decimal(2), None, None, None, None, (),
                          "2026-01-01", "https://acme.example/pricing"))
