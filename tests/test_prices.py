@@ -169,3 +169,22 @@ def test_estimated_tokens_give_estimated_cost() -> None:
     fill_usage(call)
     assert call_cost(call).source == "estimated"
     assert call_cost(LLMCall(model="gpt-4o")) is None  # nothing known: unknown, not zero
+
+
+@pytest.mark.parametrize("row, says", [
+    ({"input": "1", "output": "NaN"}, "output='NaN' must be a finite number"),
+    ({"input": "1e999999", "output": "1"}, "input='1e999999' must be a finite number"),
+    ({"input": "1", "output": "1", "tiers": [{"above": "x", "input": "1"}]}, "tier 0: above='x' is not a whole"),
+    ({"input": "1", "output": "1", "tiers": [5]}, "tier 0: a tier is an object"),
+    ({"input": "1", "output": "1", "tiers": [{"above": -3, "input": "1"}]}, "above=-3 must be in"),
+])
+def test_a_bad_price_file_names_its_row_and_field(tmp_path: Path, row: dict, says: str) -> None:
+    """A NaN price raised a bare ``decimal.InvalidOperation`` (the warning said ``[<class ...>]``), a bad tier
+    a ``ValueError``/``TypeError``: each now names file, row, model and field."""
+    from tokprof.profiler.providers.price_rows import PriceFileError
+
+    f = tmp_path / "prices.json"
+    f.write_text(json.dumps({"models": [{"model": "acme-x", "provider": "acme", "currency": "USD", **row}]}))
+    with pytest.raises(PriceFileError, match="acme-x") as info:
+        load_overrides(f)
+    assert says in str(info.value) and "prices.json" in str(info.value)
