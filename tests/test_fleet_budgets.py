@@ -165,3 +165,19 @@ def test_hard_budget_stops_a_real_openai_client(llm_server):
     # the second call crossed $0.007 (2 x $0.0035): the agent saw the first answer, then the exception
     assert len(answers) == 1
     assert len(llm_server.requests) == 2
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"limit": "1e999999"}, r"limit '1e999999' is above"),
+    ({"limit": 1e308, "unit": "tokens"}, r"limit 1e\+308 is above"),
+    ({"limit": "NaN"}, r"limit 'NaN' is not a finite number$"),
+    ({"limit": "5", "name": {"x": 1}}, r"name must be a string, not dict"),
+])
+def test_absurd_budget_entries_are_refused_with_their_entry_named(tmp_path, entry, says):
+    """A dict name crashed the table renderer (a traceback); a 1e308 limit was accepted; a NaN limit's
+    error named the file and entry twice."""
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps({"budget": [{"scope": "all", "period": "day", "unit": "USD", **entry}]}))
+    with pytest.raises(BudgetError, match=r"^" + str(f).replace(".", r"\.") + r": budget #1: .*" + says) as info:
+        load_budgets(f)
+    assert str(info.value).count("budget #1") == 1
