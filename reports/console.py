@@ -163,11 +163,17 @@ def render_headline(model: ReportModel, console: Any = None) -> None:
                       f"{money(h.cost_saved, cur)} saved ({h.cost_saved_pct or 0:.1f}%)")
         t.add_row("billed cost", f"{money(h.cost_before, cur)} → {money(h.cost_after, cur)}"
                                  f"  [green]{cost_saved}[/green]")
+        if h.cost_saved_range is not None:
+            lo, hi = h.cost_saved_range
+            t.add_row("saved range", f"{money(lo, cur)}–{money(hi, cur)} over the cache hit-rate scenarios")
         t.add_row("fidelity", "not measured" if h.fidelity is None else f"{100 * h.fidelity:.1f}% reference retention")
     else:
         t.add_row("tokens", f"{h.tokens_before:,} (in {h.input_before:,}, cached {h.cache_read_before:,}, "
                             f"out {h.output_before:,})")
         t.add_row("cost", f"{money(h.cost_before, cur)} ({h.cost_basis})")
+        if h.cost_before_range is not None:
+            lo, hi = h.cost_before_range
+            t.add_row("cost range", f"{money(lo, cur)}–{money(hi, cur)} (cache hit rate not guaranteed)")
     if h.unpriced_calls:
         t.add_row("unpriced", f"[red]{h.unpriced_calls:,} calls without a known price (not counted)[/red]")
     t.add_row("llm calls", f"{h.llm_calls:,} in {h.runs:,} run{'s' if h.runs != 1 else ''}")

@@ -33,6 +33,8 @@ class RunCosts:
     prices: dict[str, CallPrice | None] = field(default_factory=dict)
     total: Decimal | None = None
     basis: str = "billed (simulated)"
+    total_range: tuple[Decimal, Decimal] | None = None
+    """(low, high) of ``total`` over the hit-rate scenarios; ``None`` when unknown."""
 
     @property
     def input_total(self) -> Decimal:
@@ -61,6 +63,8 @@ def run_costs(run: Run, currency: str = "USD") -> RunCosts:
     paid = paid_bills([run], currency)[0]
     paid_cost = {c.span_id: c.cost.expected for c in paid.calls}
     out = RunCosts(total=paid.total.expected, basis="as paid (" + ", ".join(sorted(paid.bases())) + ")")
+    lo, hi = paid.total.low, paid.total.high
+    out.total_range = None if lo is None or hi is None else (lo, hi)
     # rates and rules per model, per-token rates per (model, long-context tier): thousands of calls share them
     looked_up: dict[tuple[str | None, str | None], tuple[object, object]] = {}
     rate_memo: dict[tuple[object, ...], tuple[Decimal, Decimal, Decimal]] = {}

@@ -10,7 +10,9 @@ Schema ``tokprof.report/1`` (money is a decimal string or ``null`` when unknown;
         "llm_calls", "runs", "optimized": bool,
         "tokens": {"before": {"input", "output", "cache_read", "total"}, "after": {"input", "output", "total"},
                    "saved_pct": float | null},
-        "cost": {"before", "after", "saved", "saved_pct": float | null, "basis": str, "unpriced_calls": int},
+        "cost": {"before", "after", "saved", "saved_pct": float | null, "basis": str, "unpriced_calls": int,
+                 "before_range": [low, high] | null,    # over the cache hit-rate scenarios, when not a point
+                 "saved_range": [least, most] | null},
         "token_sources": {"provider": share, "counted": share, "estimated": share, "unknown": share},
         "fidelity": float | null                      # reference retention of the optimized run, 0..1
       },
@@ -81,6 +83,8 @@ def report_dict(m: ReportModel) -> dict[str, Any]:
                        "saved_pct": _r(h.tokens_saved_pct, 2)},
             "cost": {"before": _m(h.cost_before), "after": _m(h.cost_after), "saved": _m(h.cost_saved),
                      "saved_pct": _r(h.cost_saved_pct, 2), "basis": h.cost_basis,
+                     "before_range": None if h.cost_before_range is None else [_m(v) for v in h.cost_before_range],
+                     "saved_range": None if h.cost_saved_range is None else [_m(v) for v in h.cost_saved_range],
                      "unpriced_calls": h.unpriced_calls},
             "token_sources": {k: _r(v) for k, v in h.token_sources.items()},
             "fidelity": _r(h.fidelity),

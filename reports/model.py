@@ -62,6 +62,14 @@ def _span_costs(run: Run, currency: str) -> RunCosts:
     return out
 
 
+def _sum_ranges(ranges: list[tuple[Decimal, Decimal] | None]) -> tuple[Decimal, Decimal] | None:
+    """The (low, high) of a sum: ``None`` when any part is unknown (or there are none)."""
+    if not ranges or any(r is None for r in ranges):
+        return None
+    return (sum((r[0] for r in ranges if r is not None), Decimal(0)),
+            sum((r[1] for r in ranges if r is not None), Decimal(0)))
+
+
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return None if a is None or b is None else a + b
 
@@ -130,6 +138,8 @@ def build_report(
             ac = _span_costs(r, currency)
             after_costs[r.run_id] = ac.cost
             total_after = _add(total_after, ac.total)
+    before_range = _sum_ranges([c.total_range for c in before.values()])
+    saved_range: tuple[Decimal, Decimal] | None = None
     if ledgers:
         # The ledger's billed totals are the pipeline's own numbers: they win over re-pricing.
         lb = [lg.baseline.billed_cost for lg in ledgers]
@@ -139,6 +149,9 @@ def build_report(
         total_before = sum(kb, Decimal(0)) if len(kb) == len(lb) else None
         total_after = sum(kf, Decimal(0)) if len(kf) == len(lf) else None
         cost_basis = "billed (simulated)"
+        before_range = _sum_ranges([None if lg.baseline.billed_low is None or lg.baseline.billed_high is None
+                                    else (lg.baseline.billed_low, lg.baseline.billed_high) for lg in ledgers])
+        saved_range = _sum_ranges([lg.saved_range() for lg in ledgers])
 
     # Carried cost: every prompt part charged to the span that introduced it (one tree per run).
     carried: dict[str, Carried | None] = {}
@@ -154,6 +167,11 @@ def build_report(
     headline = _headline(runs, optimized, ledgers, total_before, total_after, currency, cost_basis, fidelity,
                          len(calls))
     headline.unpriced_calls = sum(1 for c in calls if c["cost"] is None)
+    # A range is shown only where it says something: a simulated figure under a rule that is not guaranteed.
+    if before_range is not None and before_range[0] != before_range[1]:
+        headline.cost_before_range = before_range
+    if saved_range is not None and saved_range[0] != saved_range[1]:
+        headline.cost_saved_range = saved_range
     waterfall, wnote = _waterfall(ledgers, headline, optimized, runs, same_task)
     if not same_task:
         notes.append("The two sides are not the same task, so their difference is not a measured saving "

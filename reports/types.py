@@ -33,6 +33,11 @@ class Headline:
     duration_ms: float
     tools_share: float | None = None
     """Share (0..1) of all input tokens that are tool definitions (schemas re-sent with every call)."""
+    cost_before_range: tuple[Decimal, Decimal] | None = None
+    """(low, high) of ``cost_before`` over the cache hit-rate scenarios, when the as-paid cost is simulated
+    under a rule that is not guaranteed; ``None`` when the figure is a point (recorded, or a guaranteed rule)."""
+    cost_saved_range: tuple[Decimal, Decimal] | None = None
+    """(least, most) saved over the same scenarios, each scenario compared with itself."""
 
     @property
     def tokens_before(self) -> int:

@@ -165,3 +165,56 @@ def test_hard_budget_stops_a_real_openai_client(llm_server):
     # the second call crossed $0.007 (2 x $0.0035): the agent saw the first answer, then the exception
     assert len(answers) == 1
     assert len(llm_server.requests) == 2
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"limit": "1e999999"}, r"limit '1e999999' is above"),
+    ({"limit": 1e308, "unit": "tokens"}, r"limit 1e\+308 is above"),
+    ({"limit": "NaN"}, r"limit 'NaN' is not a finite number$"),
+    ({"limit": "5", "name": {"x": 1}}, r"name must be a string, not dict"),
+])
+def test_absurd_budget_entries_are_refused_with_their_entry_named(tmp_path, entry, says):
+    """A dict name crashed the table renderer (a traceback); a 1e308 limit was accepted; a NaN limit's
+    error named the file and entry twice."""
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps({"budget": [{"scope": "all", "period": "day", "unit": "USD", **entry}]}))
+    with pytest.raises(BudgetError, match=r"^" + str(f).replace(".", r"\.") + r": budget #1: .*" + says) as info:
+        load_budgets(f)
+    assert str(info.value).count("budget #1") == 1
+
+
+def test_ledger_memory_setting_is_a_size_or_the_default(tmp_path, monkeypatch):
+    """$TOKPROF_LEDGER_MEMORY is put into SQL: a quote and a second statement (here a COPY that would write
+    a file outside the runs folder) must never reach DuckDB."""
+    from tokprof.fleet.ledger import DEFAULT_MEMORY, connect, memory_limit
+
+    outside = tmp_path / "outside.csv"
+    monkeypatch.setenv("TOKPROF_LEDGER_MEMORY", f"1GB'; COPY (SELECT 1) TO '{outside}'; SET memory_limit='1GB")
+    with pytest.warns(UserWarning, match="TOKPROF_LEDGER_MEMORY"):
+        assert memory_limit() == DEFAULT_MEMORY
+    with pytest.warns(UserWarning):
+        connect(tmp_path / "runs" / "ledger.duckdb").close()
+    assert not outside.exists()
+    monkeypatch.setenv("TOKPROF_LEDGER_MEMORY", "2GB")
+    assert memory_limit() == "2GB"
+
+
+def test_a_ledger_held_by_another_process_says_so(tmp_path):
+    """A lock conflict used to advise deleting the ledger."""
+    import subprocess
+    import sys
+
+    from tokprof.fleet.ledger import LedgerError, connect
+
+    path = tmp_path / "ledger.duckdb"
+    connect(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); "
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(LedgerError, match="in use by another process") as info:
+            connect(path)
+        assert "delete it" not in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -221,3 +221,17 @@ def test_demo_before_is_show_of_its_run(tmp_path: Path, capsys: pytest.CaptureFi
     # the scripted Anthropic stand-in reports its cache tokens (none: the baseline marks no prefix)
     assert shown["label"] == before["cost_basis"] == f"provider cache tokens {result.before.llm_calls} calls"
     assert result.before.cache_read_tokens == 0
+
+
+def test_import_without_currency_uses_the_runs_own(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import` without --currency totals in the runs' own currency, as `show` does (it used to say USD)."""
+    monkeypatch.delenv("TOKPROF_CURRENCY", raising=False)
+    trace = _qwen_log(tmp_path / "qwen.jsonl.gz")
+    imp = _cli_json(capsys, "import", str(trace), "--out", str(tmp_path / "runs"), "--json")
+    assert imp["cost"]["currency"] == "CNY"
+    shows = [_cli_json(capsys, "show", str(f), "--json") for f in sorted((tmp_path / "runs").glob("*.jsonl"))]
+    assert {s["cost"]["currency"] for s in shows} == {"CNY"}
+    assert _cents(imp["cost"]["amount"]) == _cents(sum(Decimal(str(s["cost"]["amount"])) for s in shows))
+    usd = _cli_json(capsys, "import", str(trace), "--no-save", "--json", "--currency", "USD")
+    assert usd["cost"]["currency"] == "USD"

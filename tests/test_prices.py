@@ -112,6 +112,21 @@ def test_currency_conversion_and_configurable_rate(monkeypatch: pytest.MonkeyPat
         convert(Decimal(1), "USD", "EUR")
 
 
+@pytest.mark.parametrize("bad", ["inf", "-inf", "NaN", "1e400", "-7", "0", "abc", "1001"])
+def test_an_absurd_exchange_rate_is_refused(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinite or absurd $TOKPROF_USD_CNY printed ``Infinity`` costs and crashed the report: the default
+    rate is used instead, with a warning; ``set_exchange_rate`` raises."""
+    set_exchange_rate(None)
+    monkeypatch.delenv("TOKPROF_USD_CNY", raising=False)
+    default = convert(Decimal(1), "USD", "CNY")
+    monkeypatch.setenv("TOKPROF_USD_CNY", bad)
+    with pytest.warns(UserWarning, match="TOKPROF_USD_CNY"):
+        assert convert(Decimal(1), "USD", "CNY") == default
+    with pytest.raises(ValueError):
+        set_exchange_rate(bad)
+    assert convert(Decimal(1), "USD", "CNY") == default
+
+
 def test_overrides_from_api_and_file(tmp_path: Path) -> None:
     set_price(ModelPrice("acme-llm", "acme", "USD", Decimal(1), Decimal(2), None, None, None, None, (),
                          "2026-01-01", "https://acme.example/pricing"))
@@ -154,3 +169,22 @@ def test_estimated_tokens_give_estimated_cost() -> None:
     fill_usage(call)
     assert call_cost(call).source == "estimated"
     assert call_cost(LLMCall(model="gpt-4o")) is None  # nothing known: unknown, not zero
+
+
+@pytest.mark.parametrize("row, says", [
+    ({"input": "1", "output": "NaN"}, "output='NaN' must be a finite number"),
+    ({"input": "1e999999", "output": "1"}, "input='1e999999' must be a finite number"),
+    ({"input": "1", "output": "1", "tiers": [{"above": "x", "input": "1"}]}, "tier 0: above='x' is not a whole"),
+    ({"input": "1", "output": "1", "tiers": [5]}, "tier 0: a tier is an object"),
+    ({"input": "1", "output": "1", "tiers": [{"above": -3, "input": "1"}]}, "above=-3 must be in"),
+])
+def test_a_bad_price_file_names_its_row_and_field(tmp_path: Path, row: dict, says: str) -> None:
+    """A NaN price raised a bare ``decimal.InvalidOperation`` (the warning said ``[<class ...>]``), a bad tier
+    a ``ValueError``/``TypeError``: each now names file, row, model and field."""
+    from tokprof.profiler.providers.price_rows import PriceFileError
+
+    f = tmp_path / "prices.json"
+    f.write_text(json.dumps({"models": [{"model": "acme-x", "provider": "acme", "currency": "USD", **row}]}))
+    with pytest.raises(PriceFileError, match="acme-x") as info:
+        load_overrides(f)
+    assert says in str(info.value) and "prices.json" in str(info.value)

@@ -163,7 +163,7 @@ def test_json_schema_fields():
                         "attribution", "runs", "currency"}
     assert doc["headline"]["cost"] == {"before": "0.0500", "after": "0.0300", "saved": "0.0200",
                                        "saved_pct": 40.0, "basis": "billed (simulated)",
-                                       "unpriced_calls": 0}
+                                       "unpriced_calls": 0, "before_range": None, "saved_range": None}
     assert doc["waterfall"][1]["tokens_saved"] == 2800 and doc["waterfall"][1]["evidence"] == "simulated"
     json.dumps(doc)  # plain data only
 

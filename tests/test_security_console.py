@@ -51,3 +51,12 @@ def test_clean_and_escape():
 
     assert clean("a\x1b[2Jb\tc\n") == "a[2Jb\tc\n"
     assert escape("[/]") == "\\[/]"
+
+
+def test_bidi_override_characters_are_stripped() -> None:
+    """Trojan Source (CVE-2021-42574): U+202E and the isolates reorder what the terminal shows."""
+    from tokprof.console_safe import clean
+
+    spoof = "invoice\u202egnp.exe \u2066x\u2069 \u202ay\u202c"
+    assert clean(spoof) == "invoicegnp.exe x y"
+    assert clean("naïve 中文 café") == "naïve 中文 café"  # ordinary non-ASCII text is kept

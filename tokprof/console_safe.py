@@ -5,7 +5,7 @@ Two dangers (issue #21 point 8): rich markup in the text (``[/]`` makes rich rai
 the command crash; ``[link=…]`` or styles would spoof output), and control characters (ESC sequences
 that set the window title, clear the screen or move the cursor reach the terminal as they are).
 
-* :func:`clean` strips control characters (C0 except tab and newline, DEL, C1) from a string;
+* :func:`clean` strips control characters (C0 except tab and newline, DEL, C1, bidi overrides) from a string;
   :func:`escape` also escapes rich markup, for a value put into a markup string of ours.
 * :class:`SafeConsole` is a ``rich`` console that cleans every string it renders — table cells, tree
   labels, ``print`` — and, when a string's markup does not parse, shows it literally instead of raising.
@@ -21,7 +21,10 @@ from rich.console import Console
 from rich.errors import MarkupError
 from rich.markup import escape as _rich_escape
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""C0 (but tab, newline), DEL, C1, and the bidirectional embedding/override/isolate controls, which reorder
+what a terminal shows ("Trojan Source", CVE-2021-42574): a span named ``evil\u202egnp.exe`` would display
+as another name."""
 
 
 def clean(text: Any) -> str:

@@ -111,9 +111,26 @@ def _dec(value: Any, where: str, name: str) -> Decimal | None:
         d = Decimal(str(value))
     except Exception:
         raise PriceFileError(f"{where}: {name}={value!r} is not a number") from None
-    if d < 0 or not d.is_finite():
-        raise PriceFileError(f"{where}: {name}={value!r} must be a finite number >= 0")
+    # is_finite first: comparing a NaN raises decimal.InvalidOperation, which named neither row nor field
+    if not d.is_finite() or d < 0 or d > MAX_PRICE:
+        raise PriceFileError(f"{where}: {name}={value!r} must be a finite number in [0, {MAX_PRICE}]")
     return d
+
+
+MAX_PRICE = Decimal(10) ** 9
+"""Per 1M tokens; anything above is a typo, and near Decimal's exponent limit the cost arithmetic overflows."""
+
+
+def _int(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise PriceFileError(f"{where}: {name}={value!r} is not a whole number")
+    try:
+        n = int(value)
+    except ValueError:
+        raise PriceFileError(f"{where}: {name}={value!r} is not a whole number") from None
+    if not 0 <= n <= 2**53:
+        raise PriceFileError(f"{where}: {name}={value!r} must be in [0, 2**53]")
+    return n
 
 
 def _required_dec(value: Any, where: str, name: str) -> Decimal:
@@ -137,14 +154,17 @@ def price_from_dict(d: dict[str, Any], where: str = "price") -> ModelPrice:
     tiers = []
     for i, t in enumerate(d.get("tiers") or []):
         tw = f"{where} tier {i}"
+        if not isinstance(t, dict):
+            raise PriceFileError(f"{tw}: a tier is an object with 'above' and prices")
         if "above" not in t:
             raise PriceFileError(f"{tw}: missing 'above' (prompt tokens)")
-        tiers.append(PriceTier(int(t["above"]), _dec(t.get("input"), tw, "input") or Decimal(0),
+        tiers.append(PriceTier(_int(t["above"], tw, "above"), _dec(t.get("input"), tw, "input") or Decimal(0),
                                _dec(t.get("output"), tw, "output") or Decimal(0),
                                _dec(t.get("cache_read"), tw, "cache_read"),
                                _dec(t.get("cache_write"), tw, "cache_write"),
                                _dec(t.get("cache_write_1h"), tw, "cache_write_1h"),
-                               None if t.get("output_above") is None else int(t["output_above"])))
+                               None if t.get("output_above") is None
+                               else _int(t["output_above"], tw, "output_above")))
     tiers.sort(key=lambda t: (t.above, -1 if t.output_above is None else t.output_above))
     return ModelPrice(
         model=str(d["model"]).lower(),

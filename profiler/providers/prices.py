@@ -229,10 +229,23 @@ def reset_overrides() -> None:
 def set_exchange_rate(usd_cny: Decimal | str | float | None) -> None:
     """Set how many CNY one USD buys (``None``: back to ``$TOKPROF_USD_CNY`` or the table's default)."""
     global _rate_override
-    _rate_override = None if usd_cny is None else Decimal(str(usd_cny))
-    if _rate_override is not None and _rate_override <= 0:
+    try:
+        _rate_override = None if usd_cny is None else Decimal(str(usd_cny))
+    except ArithmeticError:  # decimal.InvalidOperation: not a number at all
         _rate_override = None
-        raise ValueError(f"exchange rate must be > 0, got {usd_cny!r}")
+        raise ValueError(f"exchange rate must be a number, got {usd_cny!r}") from None
+    if _rate_override is not None and not _sane_rate(_rate_override):
+        _rate_override = None
+        raise ValueError(f"exchange rate must be a finite number in (0, {MAX_RATE}], got {usd_cny!r}")
+
+
+MAX_RATE = Decimal(1000)
+"""CNY per USD above this is a typo, not a rate (it has stayed within 6-9 for decades): refused, like inf/NaN,
+which would otherwise print ``Infinity`` costs and break the report's arithmetic."""
+
+
+def _sane_rate(rate: Decimal) -> bool:
+    return rate.is_finite() and Decimal(0) < rate <= MAX_RATE
 
 
 def exchange_rate() -> Decimal:
@@ -243,11 +256,12 @@ def exchange_rate() -> Decimal:
     if env:
         try:
             rate = Decimal(env)
-            if rate > 0:
+            if _sane_rate(rate):
                 return rate
         except Exception:
             pass
-        warnings.warn(f"tokprof: TOKPROF_USD_CNY={env!r} is not a positive number; using the default rate",
+        warnings.warn(f"tokprof: TOKPROF_USD_CNY={env!r} is not a finite number in (0, {MAX_RATE}]; "
+                      "using the default rate",
                       UserWarning, stacklevel=2)
     _ensure()
     return _default_rate

@@ -61,7 +61,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                                                 "or $TOKPROF_DIR)")
     p.add_argument("--no-save", action="store_true", help="only summarise; do not write run files")
     p.add_argument("--currency", default=None, type=str.upper, choices=["USD", "CNY"],
-                   help="currency of the cost (default $TOKPROF_CURRENCY, else USD)")
+                   help="currency of the cost (default: the imported runs' own, as `show` gives it: "
+                        "$TOKPROF_CURRENCY, else CNY for CNY-priced models, else USD)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=import_command)
 
@@ -171,6 +172,9 @@ def import_command(args: argparse.Namespace) -> int:
     currency = run_currency([], args.currency)
     totals = ImportTotals(currency)
     paid = _PaidTotals(currency)
+    # Without --currency the totals are in the runs' own currency, as `show` gives it: decided by the first
+    # runs imported ($TOKPROF_CURRENCY, else CNY for CNY-priced models), before anything is added up.
+    currency_open = not args.currency
     err = Console(stderr=True)
     saved: dict[str, str] = {}  # run id -> file it came from (ids derive from file names: keep them apart)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -184,6 +188,9 @@ def import_command(args: argparse.Namespace) -> int:
                 totals.add_file(None, str(f), fmt, failure=exc)
                 bar.advance(task)
                 continue
+            if currency_open and result.runs:
+                totals.currency = paid.currency = run_currency(result.runs)
+                currency_open = False
             for run in result.runs:
                 src = str(f.resolve())
                 if saved.setdefault(run.run_id, src) != src:

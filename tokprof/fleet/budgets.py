@@ -96,7 +96,13 @@ def _decimal(value: Any, where: str) -> Decimal:
         raise BudgetError(f"{where}: limit {value!r} is not a number") from exc
     if not d.is_finite():
         raise BudgetError(f"{where}: limit {value!r} is not a finite number")
+    if d > MAX_LIMIT:  # a typo, and past DuckDB's integer/decimal range the comparison itself fails
+        raise BudgetError(f"{where}: limit {value!r} is above {MAX_LIMIT:,} (a typo?)")
     return d
+
+
+MAX_LIMIT = Decimal(10) ** 15
+"""The largest limit accepted, in tokens or money: far above any real budget."""
 
 
 def budget_from_dict(d: Any, where: str = "budget") -> Budget:
@@ -120,9 +126,13 @@ def budget_from_dict(d: Any, where: str = "budget") -> Budget:
     hard = d.get("hard", False)
     if not isinstance(hard, bool):
         raise BudgetError(f"{where}: hard must be true or false")
+    name = d.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BudgetError(f"{where}: name must be a string, not {type(name).__name__}")
+    limit = _decimal(d["limit"], where)  # its errors name the entry already
     try:
-        return Budget(limit=_decimal(d["limit"], where), unit=unit, period=str(d.get("period", "run")),
-                      scope=str(d.get("scope", "all")), hard=hard, name=d.get("name"))
+        return Budget(limit=limit, unit=unit, period=str(d.get("period", "run")),
+                      scope=str(d.get("scope", "all")), hard=hard, name=name)
     except BudgetError as exc:
         raise BudgetError(f"{where}: {exc}") from None
 

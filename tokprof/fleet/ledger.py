@@ -15,7 +15,9 @@ import datetime as dt
 import gc
 import hashlib
 import os
+import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -44,6 +46,23 @@ def ledger_path(directory: str | Path | None = None) -> Path:
     return runs_dir(directory) / LEDGER_NAME
 
 
+_MEMORY = re.compile(r"^\s*\d{1,7}(\.\d{1,3})?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+DEFAULT_MEMORY = "512MB"
+
+
+def memory_limit() -> str:
+    """``$TOKPROF_LEDGER_MEMORY`` when it is a size (``2GB``), else the default with a warning: the value is
+    put into SQL, so anything else (a quote and a second statement) must never reach DuckDB."""
+    env = os.environ.get("TOKPROF_LEDGER_MEMORY")
+    if env is None or not env.strip():
+        return DEFAULT_MEMORY
+    if _MEMORY.match(env):
+        return env.strip()
+    warnings.warn(f"tokprof: TOKPROF_LEDGER_MEMORY={env[:60]!r} is not a size such as 2GB; using "
+                  f"{DEFAULT_MEMORY}", UserWarning, stacklevel=3)
+    return DEFAULT_MEMORY
+
+
 def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     """Open (creating if needed) the ledger at ``path`` (default :func:`ledger_path`), schema checked."""
     import duckdb
@@ -56,10 +75,13 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     try:
         con = duckdb.connect(str(p), read_only=read_only)
     except duckdb.Error as exc:
+        if "lock" in str(exc).lower():  # another tokprof (or a notebook) has it open: never advise deleting it
+            raise LedgerError(f"{p}: the ledger is in use by another process ({exc}); wait for it to finish "
+                              "and try again") from exc
         raise LedgerError(f"{p}: cannot open the ledger ({exc}); delete it and run `tokprof ingest` again") from exc
     # Bounded memory whatever the fleet's size (DuckDB spills beyond it); row order is not part of the
     # ledger's contract, and not preserving it makes bulk inserts cheaper.
-    con.execute(f"SET memory_limit = '{os.environ.get('TOKPROF_LEDGER_MEMORY', '512MB')}'")
+    con.execute(f"SET memory_limit = '{memory_limit()}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")  # a long migration must not draw on the user's terminal
     if not read_only:
