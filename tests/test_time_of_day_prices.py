@@ -236,3 +236,19 @@ def test_a_bad_rule_names_the_row(tmp_path: Path, bad: Any, message: str, _clean
     with pytest.raises(PriceFileError, match=message) as err:
         load_overrides(_override(tmp_path, bad))
     assert "house-llm" in str(err.value) and "time_of_day" in str(err.value)
+
+
+def test_report_rates_follow_the_hour_of_each_call() -> None:
+    # the report memoises per-token rates per model and tier: a peak and an off-peak call of one model must
+    # not share them ($1.32 vs $0.66 per 1M fresh input tokens; $0.044 vs $0.022 cache reads)
+    from tokprof.reports.costs import run_costs
+
+    a, b = _run("2026-09-01T02:30"), _run("2026-09-01T12:00")
+    b.spans[0].span_id = "s2"
+    run = Run(run_id="two", name="two", spans=[a.spans[0], b.spans[0]])
+    costs = run_costs(run, "USD")
+    peak, off = costs.prices["s1"], costs.prices["s2"]
+    assert peak is not None and off is not None
+    assert (peak.fresh_rate * 10**6, off.fresh_rate * 10**6) == (D("1.32"), D("0.66"))
+    assert (peak.read_rate * 10**6, off.read_rate * 10**6) == (D("0.044"), D("0.022"))
+    assert costs.total == PEAK["USD"] + OFF_PEAK["USD"]
