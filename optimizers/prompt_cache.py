@@ -37,7 +37,7 @@ from tokprof.optimizers.billing import (
 )
 from tokprof.profiler.providers.messages import content_text
 from tokprof.profiler import keys
-from tokprof.profiler.providers.cost import TokenSplit, split_cost
+from tokprof.profiler.providers.cost import TokenSplit, call_start_ns, split_cost
 from tokprof.profiler.model import LLMCall, Run, Span
 
 # A value that changes on every call: ISO dates/times, clock times, UUIDs, long hex or digit ids.
@@ -377,8 +377,9 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_pat
             if not rule.caches:
                 rule = replace(rule, read_multiplier=Decimal("0.1"))
             prompt = call.usage.input_tokens or prev_tokens
-            fresh = split_cost(TokenSplit(prompt, lost), rates, rule, currency)
-            cached = split_cost(TokenSplit(prompt, 0, cache_read=lost), rates, rule, currency)
+            at = call_start_ns(span)  # a time-of-day row (DeepSeek off-peak) prices by the hour it started
+            fresh = split_cost(TokenSplit(prompt, lost), rates, rule, currency, started_ns=at)
+            cached = split_cost(TokenSplit(prompt, 0, cache_read=lost), rates, rule, currency, started_ns=at)
             cost = None if fresh is None or cached is None else fresh - cached
         out.append(PrefixBreak(span.span_id, pspan.span_id, call.model, cause, where, shared, lost, cost,
                                currency, before, after))

@@ -59,34 +59,40 @@ def _weakest_source(usage: Usage, names: tuple[str, ...]) -> str | None:
 
 
 def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
-               provider: str | None = None) -> Cost | None:
+               provider: str | None = None, started_ns: int | None = None) -> Cost | None:
     """Tokens x price for ``usage`` of ``model`` (priced by :func:`tokprof.profiler.providers.cost.call_cost`,
-    the one cost function); ``None`` if the model has no price or nothing is known."""
+    the one cost function); ``None`` if the model has no price or nothing is known.
+
+    ``started_ns``: the call's wall-clock start (UTC ns) for a row with peak / off-peak prices; unknown (or
+    before the rule), the row's peak prices stand in and the cost is ``estimated`` (an upper bound)."""
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
     price = get_price(model)
     if price is None:
         return None
     amount = _cost.call_cost(usage, model, currency.upper(), provider=provider,
-                             prices=lambda _m: _cost.rates_of(price))
+                             prices=lambda _m: _cost.rates_of(price), started_ns=started_ns)
     if amount is None:
         return None
     weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
                                       "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
     used = get_price(model, warn=False, currency=currency) or price  # the row actually used (native currency)
-    source: Any = "estimated" if (weakest == "estimated" or used.estimated) else "computed"
+    hours_unknown = used.time_of_day is not None and not used.time_of_day.known_at(started_ns)
+    source: Any = "estimated" if (weakest == "estimated" or used.estimated or hours_unknown) else "computed"
     return Cost(amount, currency.upper(), source)
 
 
-def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:
-    """The cost of one call: as recorded by the trace when present, else tokens x price. ``None``: unknown."""
+def call_cost(call: LLMCall, currency: str = "USD", *, started_ns: int | None = None) -> Cost | None:
+    """The cost of one call: as recorded by the trace when present, else tokens x price. ``None``: unknown.
+    ``started_ns``: when it started (wall clock, UTC ns; see :func:`usage_cost`), e.g.
+    ``call_start_ns(span)``."""
     recorded = call.cost
     if recorded is not None and recorded.source == "recorded" and recorded.amount is not None:
         if recorded.currency.upper() == currency.upper():
             return recorded
 
         return Cost(convert(recorded.amount, recorded.currency, currency), currency.upper(), "recorded")
-    return usage_cost(call.usage, call.model, currency, provider=call.provider)
+    return usage_cost(call.usage, call.model, currency, provider=call.provider, started_ns=started_ns)
 
 
 def span_cost(span: Span, currency: str = "USD") -> Cost | None:
@@ -97,7 +103,7 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
     if currency.upper() not in SUPPORTED_CURRENCIES:
         raise ValueError(f"unsupported currency {currency!r}: use one of {', '.join(SUPPORTED_CURRENCIES)}")
     try:
-        return call_cost(span.llm, currency)
+        return call_cost(span.llm, currency, started_ns=_cost.call_start_ns(span))
     except Exception as exc:  # noqa: BLE001 - pricing is best effort; unknown is shown as unknown
         internal_error("pricing a call", exc)
         return None

@@ -89,7 +89,8 @@ def run_costs(run: Run, currency: str = "USD") -> RunCosts:
             out.prices[span.span_id] = CallPrice(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
             continue
         tier = tuple(above for above, _ in getattr(rates, "tiers", ()) if b.input_tokens > above)
-        rk = (mk, tier)
+        tod = getattr(rates, "time_of_day", None)  # peak and off-peak calls have different per-token rates
+        rk = (mk, tier, None if tod is None else tod.factor_at(b.started_ns))
         if rk not in rate_memo:
             rate_memo[rk] = tuple(_rate(b, rates, rule, currency, st)  # type: ignore[assignment]
                                   for st in ("fresh", "read", "write"))

@@ -61,3 +61,17 @@ def test_one_hour_writes_are_priced_at_their_own_rate() -> None:
 def test_split_cost_is_unknown_without_a_price() -> None:
     assert split_cost(TokenSplit(10, 10), None) is None
     assert default_prices("no-such-model-xyz") is None
+
+
+@pytest.mark.parametrize("currency", ["USD", "CNY"])
+def test_time_of_day_prices_have_one_answer(currency: str) -> None:
+    # DeepSeek bills off-peak at half price (https://api-docs.deepseek.com/quick_start/pricing): the call's
+    # start reaches the one cost function on both paths (the span's wall clock; the bill's started_ns).
+    # deepseek-v4-pro, Tuesday 2026-09-01 12:00 UTC (off-peak): 12,000 x 0.66 + 8,000 x 0.022 + 1,000 x 1.98
+    # = 10,076 per 1M (USD); CNY list: 12,000 x 4.5 + 8,000 x 0.15 + 1,000 x 13.5 = 68,700 per 1M
+    run = _run("deepseek-v4-pro", "deepseek", input_tokens=20_000, cache_read_tokens=8_000, output_tokens=1_000)
+    run.spans[0].wall_start_ns = 1_788_264_000 * 1_000_000_000  # 2026-09-01T12:00Z
+    expected = {"USD": Decimal("0.010076"), "CNY": Decimal("0.0687")}[currency]
+    assert run.summary(currency=currency).cost == expected == bill_run(run, currency, mode="recorded").total
+    run.spans[0].wall_start_ns = 0  # start unknown: the peak price, twice as much, on both paths
+    assert run.summary(currency=currency).cost == 2 * expected == bill_run(run, currency, mode="recorded").total

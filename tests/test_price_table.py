@@ -210,8 +210,9 @@ def test_rows_confirmed_on_provider_pages_hold_the_pages_figures() -> None:
     assert figures(seed) == (d("0.25"), d("0.05"), d("2.00"))
     assert [(t["above"], d(t["input"]), d(t["output"])) for t in seed["tiers"]] == [(128000, d("0.5"), d("4.00"))]
     assert figures(row("doubao-seed-1.6-flash")) == (d("0.075"), d("0.015"), d("0.30"))
-    # DeepSeek V4, peak-hour figures (off-peak is half); estimated because tokprof cannot tell the hour
-    assert figures(row("deepseek-flash")) == (d("0.3"), d("0.006"), d("1.2")) and row("deepseek-flash")["estimated"]
+    # DeepSeek V4, peak-hour figures; off-peak (half) is the row's time_of_day rule, so no longer estimated
+    # (tests/test_time_of_day_prices.py prices both)
+    assert figures(row("deepseek-flash")) == (d("0.3"), d("0.006"), d("1.2")) and not row("deepseek-flash")["estimated"]
     assert figures(row("deepseek-flash", "CNY")) == (d(2), d("0.04"), d(8))
     assert figures(row("deepseek-v4-pro")) == (d("1.32"), d("0.044"), d("3.96"))
     assert figures(row("deepseek-v4-pro", "CNY")) == (d(9), d("0.30"), d(27))

@@ -66,20 +66,23 @@ def _weakest(sources: Mapping[str, str]) -> str | None:
 def enrich(request: dict[str, Any], runs: list[Run], currency: str = "USD") -> dict[str, Any]:
     """Add computed costs and the evidence label to the exported spans (``tokprof.*``)."""
     from tokprof.profiler.accounting import call_cost
+    from tokprof.profiler.providers.cost import call_start_ns
 
     calls = {(r.run_id, s.span_id): s.llm for r in runs for s in r.spans if s.llm is not None}
+    starts = {(r.run_id, s.span_id): call_start_ns(s) for r in runs for s in r.spans if s.llm is not None}
     run_ids = [r.run_id for r in runs]
     for rs, run_id in zip(request["resourceSpans"], run_ids, strict=True):
         for ss in rs["scopeSpans"]:
             for sp in ss["spans"]:
                 a = decode_attributes(sp["attributes"])
-                call = calls.get((run_id, str(a.get("tokprof.span.id"))))
+                key = (run_id, str(a.get("tokprof.span.id")))
+                call = calls.get(key)
                 if call is None:
                     continue
                 extra: dict[str, Any] = {}
                 if call.cost is None:
                     try:
-                        cost = call_cost(call, currency)
+                        cost = call_cost(call, currency, started_ns=starts.get(key))  # peak / off-peak
                     except Exception:  # noqa: BLE001 - a price problem leaves the cost out, never the span
                         cost = None
                     if cost is not None and cost.amount is not None:

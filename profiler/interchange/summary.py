@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from tokprof.profiler.accounting import call_cost
+from tokprof.profiler.providers.cost import call_start_ns
 from tokprof.profiler.interchange.base import (
     MAX_REPORTED_ERRORS,
     ImportResult,
@@ -69,7 +70,7 @@ class ImportTotals:
             with warnings.catch_warnings():
                 # An unknown price is reported once in the summary (unpriced_models), not per call.
                 warnings.simplefilter("ignore")
-                cost = call_cost(call, self.currency)
+                cost = call_cost(call, self.currency, started_ns=call_start_ns(s))  # peak / off-peak prices
             if cost is None or cost.amount is None:
                 self.unpriced += 1
                 self.unpriced_models[model] = self.unpriced_models.get(model, 0) + 1

@@ -39,6 +39,10 @@ class CallBill:
     currency: str = "USD"
     matched_units: int = 0
     """Units of the prompt shared with the provider's cache (diagnostics)."""
+    started_ns: int | None = None
+    """When the call started (wall clock, UTC ns; ``None``: unknown): prices a row with a time-of-day rule
+    (peak / off-peak, :meth:`~tokprof.profiler.providers.cost.Rates.at`). Set by the pricer from the span
+    (:func:`~tokprof.profiler.providers.cost.call_start_ns`); a bulk pricer must honour it too."""
 
     @property
     def fresh_input_tokens(self) -> int:
@@ -52,6 +56,7 @@ class CallBill:
             "cache_read_tokens": self.cache_read_tokens, "cache_write_tokens": self.cache_write_tokens,
             "cache_write_1h_tokens": self.cache_write_1h_tokens,
             "cost": None if self.cost is None else str(self.cost), "currency": self.currency,
+            **({} if self.started_ns is None else {"started_ns": self.started_ns}),
         }
 
 
@@ -78,4 +83,4 @@ def call_cost(bill: CallBill, rates: Rates | None, rule: CacheRule, currency: st
     """The bill's cost, priced by the one cost function (:func:`tokprof.profiler.providers.cost.split_cost`)."""
     if bill.basis == "served":
         return Decimal(0)
-    return split_cost(TokenSplit.from_bill(bill), rates, rule, currency)
+    return split_cost(TokenSplit.from_bill(bill), rates, rule, currency, started_ns=bill.started_ns)

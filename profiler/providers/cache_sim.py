@@ -40,7 +40,7 @@ from tokprof.profiler.model import LLMCall, Run, Span
 from tokprof.profiler.providers.bills import BillingError, CallBill, RunBill, call_cost
 from tokprof.profiler.providers.cache_rules import CacheRule, cache_rule
 from tokprof.profiler.providers.cache_rules import bare_model as _bare_model
-from tokprof.profiler.providers.cost import PriceLookup, default_prices
+from tokprof.profiler.providers.cost import PriceLookup, call_start_ns, default_prices
 from tokprof.profiler.providers.prompt_units import (
     BLOCK_UNITS, PromptUnits, exact_tokenizer, block_hashes, prefix_key, prompt_units)
 
@@ -382,6 +382,7 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
             b = bills[key]
             assert span.llm is not None
             b.currency = currency
+            b.started_ns = call_start_ns(span)  # time-of-day prices (peak / off-peak) need the call's start
             b.cost = call_cost(b, lookup(span.llm.model), rules[key], currency)
             if b.cost is None and b.basis != "served":
                 b.basis = "unpriced"

@@ -13,16 +13,26 @@ The arithmetic, per 1M tokens, at the long-context tier the prompt falls in:
   the plain input price (``NO_CACHE`` multipliers are 1x, and 2x for 1-hour writes);
 * output x output price, except reasoning tokens when the model bills them at their own price.
 
+Time of day: a price row may carry a peak / off-peak rule (:class:`~tokprof.profiler.providers.price_rows.
+TimeOfDay`, data in the price table; DeepSeek's V4 rows). :class:`Rates` keeps it (``time_of_day``) and
+:meth:`Rates.at` gives the rates in force when a call started: every price times the off-peak factor when it
+started off-peak, the row's (peak) prices otherwise, including when the start is unknown or before the rule
+(the caller labels those ``estimated``). The call's start reaches :func:`split_cost` as ``started_ns`` (wall
+clock, UTC ns): from the span (:func:`call_start_ns`), or from a simulator bill's ``CallBill.started_ns``.
+A bulk pricer that groups calls by rates must group by ``rates.at(started_ns)`` (or its
+``time_of_day.period(started_ns)``) too.
+
 The simulator only decides *which* tokens hit a cache; it never multiplies money.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Callable
 
 from tokprof.profiler.providers.cache_rules import NO_CACHE, CacheRule
+from tokprof.profiler.providers.price_rows import TimeOfDay
 
 MILLION = Decimal(1_000_000)
 
@@ -44,6 +54,29 @@ class Rates:
     """Per tier: also require more than this many output tokens (``None``: no condition)."""
     natives: tuple[tuple[str, "Rates"], ...] = field(default=(), compare=False)
     """(currency, rates) the provider lists in other currencies: used instead of converting."""
+    time_of_day: TimeOfDay | None = None
+    """Peak / off-peak rule of the row: these rates are the peak ones; :meth:`at` applies the rule."""
+
+    def at(self, started_ns: int | None) -> "Rates":
+        """The rates in force for a call started at ``started_ns`` (wall clock, UTC ns; ``None``: unknown):
+        off-peak, every price (and every tier's, and every native currency's) times the rule's factor;
+        otherwise these rates. An off-peak result carries no rule, so the factor is never applied twice."""
+        if self.time_of_day is None:
+            return self
+        f = self.time_of_day.factor_at(started_ns)
+        if f == 1:
+            return self
+
+        def scale(v: Decimal | None) -> Decimal | None:
+            return None if v is None else v * f
+
+        def scaled(r: "Rates") -> "Rates":
+            return Rates(input=r.input * f, output=r.output * f, cache_read=scale(r.cache_read),
+                         cache_write=scale(r.cache_write), cache_write_1h=scale(r.cache_write_1h),
+                         reasoning=scale(r.reasoning), currency=r.currency,
+                         tiers=tuple((above, scaled(t)) for above, t in r.tiers), output_above=r.output_above)
+
+        return replace(scaled(self), natives=tuple((c, n.at(started_ns)) for c, n in self.natives))
 
     def for_prompt(self, input_tokens: int, output_tokens: int = 0) -> "Rates":
         """The rates that apply to a prompt of ``input_tokens`` tokens (and ``output_tokens`` output tokens):
@@ -97,7 +130,8 @@ def rates_of(p: Any, *, with_natives: bool = True) -> Rates:
                  cache_write=_opt(getattr(p, "cache_write", None)),
                  cache_write_1h=_opt(getattr(p, "cache_write_1h", None)),
                  reasoning=_opt(getattr(p, "reasoning", None)), currency=currency, tiers=tiers,
-                 output_above=tuple(getattr(t, "output_above", None) for t in tier_rows), natives=natives)
+                 output_above=tuple(getattr(t, "output_above", None) for t in tier_rows), natives=natives,
+                 time_of_day=getattr(p, "time_of_day", None))
 
 
 def _rates(t: Any, base: Any, currency: str) -> Rates:
@@ -166,15 +200,23 @@ class TokenSplit:
         return cls(prompt, fresh, read, w5, w1h, output, min(max(reasoning, 0), output))
 
 
+def call_start_ns(span: Any) -> int | None:
+    """A span's wall-clock start (UTC ns), ``None`` when the trace did not record one (``wall_start_ns`` 0)."""
+    ns = getattr(span, "wall_start_ns", None)
+    return int(ns) if isinstance(ns, int) and ns > 0 else None
+
+
 def split_cost(split: TokenSplit, rates: Rates | None, rule: CacheRule | None = None,
-               currency: str | None = None) -> Decimal | None:
+               currency: str | None = None, *, started_ns: int | None = None) -> Decimal | None:
     """THE price arithmetic: money for ``split`` at ``rates`` (see the module docstring), converted to
-    ``currency`` (default: the rates' own). ``None`` when no price is known — unknown, never zero."""
+    ``currency`` (default: the rates' own). ``None`` when no price is known — unknown, never zero.
+
+    ``started_ns``: when the call started (wall clock, UTC ns), for rates with a time-of-day rule."""
     if rates is None:
         return None
     rule = rule or NO_CACHE
-    # the provider's own list in the wanted currency beats a conversion
-    r = rates.in_currency(currency).for_prompt(split.prompt, split.output)
+    # the provider's own list in the wanted currency beats a conversion; then the hour the call started
+    r = rates.in_currency(currency).at(started_ns).for_prompt(split.prompt, split.output)
     # A multiplier applies only under a caching rule: tokens a provider reports as cached for a model with no
     # (automatic) rule and no listed cache price are billed at the input price, never at a guessed discount.
     one = Decimal(1)
@@ -193,13 +235,16 @@ def split_cost(split: TokenSplit, rates: Rates | None, rule: CacheRule | None = 
 
 
 def call_cost(usage: Any, model: str | None, currency: str | None = None, rule: CacheRule | None = None, *,
-              provider: str | None = None, prices: PriceLookup | None = None) -> Decimal | None:
+              provider: str | None = None, prices: PriceLookup | None = None,
+              started_ns: int | None = None) -> Decimal | None:
     """The cost of one call from its ``usage`` (a ``Usage``), priced for ``model``.
 
     ``rule`` defaults to the provider's cache rule for the model (:func:`cache_rule`), ``prices`` to the
-    price table; ``currency`` defaults to the model's list currency."""
+    price table; ``currency`` defaults to the model's list currency; ``started_ns`` is the call's wall-clock
+    start (UTC ns, ``None``: unknown) for time-of-day prices (:meth:`Rates.at`)."""
     if rule is None:
         from tokprof.profiler.providers.cache_rules import cache_rule
 
         rule = cache_rule(provider, model)
-    return split_cost(TokenSplit.from_usage(usage), (prices or default_prices)(model), rule, currency)
+    return split_cost(TokenSplit.from_usage(usage), (prices or default_prices)(model), rule, currency,
+                      started_ns=started_ns)
