@@ -8,8 +8,12 @@ tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "re
   ``tool_call_id``), so the messages are what an OpenAI-style API received.
 * Each ``trajectory`` step (the i-th step follows the i-th assistant message) is a ``tool`` span named
   after the command, lasting its ``execution_time`` when recorded.
+* From SWE-agent 1.1.0 each ``trajectory`` step keeps ``query``, "all messages that were shown to the LM"
+  (https://swe-agent.com/latest/usage/trajectories/): after the history processors (e.g. old observations
+  elided), so when it is a message list it is the step's call input instead of the ``history`` prefix.
+  (The older ``messages`` field was only "approximately" the input, so it is not used.)
 * ``info.model_stats`` holds usage only as whole-run totals (zero in replayed demonstrations), so calls
-  carry no provider usage and are counted locally. The model is ``replay_config.agent.model.name`` unless
+  carry no provider usage and are counted locally; non-zero totals are quoted in the run's notes. The model is ``replay_config.agent.model.name`` unless
   that is a replay placeholder; pass ``model=`` to say which model the messages were written for.
 """
 
@@ -65,7 +69,9 @@ def _recorded_model(data: dict[str, Any]) -> str | None:
             cfg = json.loads(cfg)
         except ValueError:
             return None
-    name = (((cfg or {}).get("agent") or {}).get("model") or {}).get("name") if isinstance(cfg, dict) else None
+    mcfg = (((cfg or {}).get("agent") or {}).get("model") or {}) if isinstance(cfg, dict) else {}
+    # 1.x writes agent.model.name; 0.x wrote agent.model.model_name (e.g. "gpt4", "claude-2")
+    name = (mcfg.get("name") or mcfg.get("model_name")) if isinstance(mcfg, dict) else None
     return None if not name or name in _PLACEHOLDER_MODELS else str(name)
 
 
@@ -107,11 +113,15 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
     root = b.span("agent", run.name, None, 0, None)
     t = 0
     n_assistant = 0
+    queried = 0
     for i, m in enumerate(history):
         if m["role"] != "assistant":
             continue
+        step_query = _query(steps[n_assistant]) if n_assistant < len(steps) else None
+        queried += step_query is not None
         b.span("llm", f"agent {model_name or 'model'}", root, t, t + STEP_NS,
-               llm=LLMCall(provider=provider, model=model_name, messages=history[:i], output=m))
+               llm=LLMCall(provider=provider, model=model_name,
+                           messages=step_query if step_query is not None else history[:i], output=m))
         t += STEP_NS
         if n_assistant < len(steps) and isinstance(steps[n_assistant], dict):
             step = steps[n_assistant]
@@ -122,6 +132,36 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
                    attributes={"action": action, "output": step.get("observation")})
             t += dur
         n_assistant += 1
+    if queried:
+        notes.append(f"{queried} of {n_assistant} calls take their input from the step's 'query' (the messages "
+                     "the model was shown, after history processing)")
+    totals = _totals_note(info.get("model_stats"), n_assistant)
+    if totals:
+        notes.append(totals)
     root.end_ns = t
     run.ended_wall_ns = t
     return run
+
+
+def _query(step: Any) -> list[Message] | None:
+    """The step's ``query`` as chat messages, or ``None`` when absent or not a clean message list."""
+    raw = decode_list(step.get("query")) if isinstance(step, dict) else None
+    if not raw:
+        return None
+    try:
+        return [to_openai(m, i) for i, m in enumerate(raw)]
+    except InterchangeError:
+        return None
+
+
+def _totals_note(stats: Any, n_calls: int) -> str | None:
+    """SWE-agent's own run totals, quoted (they cannot be split per call, so they never replace counts)."""
+    stats = decode_dict(stats) or {}
+    keys = ("instance_cost", "tokens_sent", "tokens_received", "api_calls")
+    if not any(isinstance(stats.get(k), (int, float)) and stats.get(k) for k in keys):
+        return None
+    said = ", ".join(f"{k} {stats[k]}" for k in keys if stats.get(k) is not None)
+    note = f"info.model_stats (SWE-agent's run totals, not split per call): {said}"
+    if isinstance(stats.get("api_calls"), int) and stats["api_calls"] != n_calls:
+        note += f"; the history holds {n_calls} model calls"
+    return note

@@ -1,0 +1,207 @@
+"""Recorded-run formats tokprof had not seen: other versions of SWE-agent and mini-swe-agent trajectories.
+
+Each file here is synthetic, written to the format's own documentation (cited per test), never copied from
+the corpus. The oracles are hand counts: the usage numbers written into the file, the messages a call was
+shown, the costs the harness recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tokprof.cli import main
+from tokprof.profiler.interchange import InterchangeError, detect_format, import_file
+
+
+def _litellm_response(prompt: int, completion: int, cached: int, written: int, content: str,
+                      tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """LiteLLM's ``ModelResponse.model_dump()`` for an Anthropic model (OpenAI-style usage, cache fields beside)."""
+    return {"id": "chatcmpl-x", "created": 1, "model": "claude-sonnet-4-5-20250929", "object": "chat.completion",
+            "choices": [{"finish_reason": "tool_calls" if tool_calls else "stop", "index": 0,
+                         "message": {"role": "assistant", "content": content, "tool_calls": tool_calls}}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                      "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": None},
+                      "completion_tokens_details": None,
+                      "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}}
+
+
+def _tc(i: int, cmd: str) -> list[dict[str, Any]]:
+    return [{"id": f"toolu_{i}", "type": "function", "function": {"name": "bash",
+                                                                   "arguments": json.dumps({"command": cmd})}}]
+
+
+def mini_v2(cost2: float = 0.0017) -> dict[str, Any]:
+    """mini-swe-agent 2.x, tool calling through LiteLLM: docs/usage/output_files.md (``trajectory_format``
+    ``mini-swe-agent-1.1``, messages + ``extra``), src/minisweagent/models/litellm_model.py (``extra.response``
+    = ``response.model_dump()``, ``extra.cost``, ``extra.timestamp``), the ``{"role": "exit"}`` last message."""
+    return {
+        "info": {"model_stats": {"instance_cost": 0.0051 + cost2, "api_calls": 2},
+                 "config": {"model": {"model_name": "anthropic/claude-sonnet-4-5-20250929"},
+                            "model_type": "minisweagent.models.litellm_model.LitellmModel"},
+                 "mini_version": "2.0.0", "exit_status": "Submitted", "submission": "diff --git a/foo.py"},
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant that can interact with a computer.",
+             "extra": {}},
+            {"role": "user", "content": "Please solve this issue: fix the bug in foo.py", "extra": {}},
+            {"role": "assistant", "content": "Let me look.", "tool_calls": _tc(1, "ls -la"), "function_call": None,
+             "extra": {"actions": [{"command": "ls -la", "tool_call_id": "toolu_1"}],
+                       "response": _litellm_response(1200, 40, 0, 1100, "Let me look.", _tc(1, "ls -la")),
+                       "cost": 0.0051, "timestamp": 1760000000.5}},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "<returncode>0</returncode>\n<output>\nfoo.py\n"
+             "</output>", "extra": {"raw_output": "foo.py\n", "returncode": 0, "timestamp": 1760000001.0}},
+            {"role": "assistant", "content": "Done.", "tool_calls": _tc(2, "echo COMPLETE"), "function_call": None,
+             "extra": {"actions": [{"command": "echo COMPLETE", "tool_call_id": "toolu_2"}],
+                       "response": _litellm_response(1290, 25, 1100, 150, "Done.", _tc(2, "echo COMPLETE")),
+                       "cost": cost2, "timestamp": 1760000003.0}},
+            {"role": "exit", "content": "diff --git a/foo.py",
+             "extra": {"exit_status": "Submitted", "submission": "diff --git a/foo.py"}},
+        ],
+        "trajectory_format": "mini-swe-agent-1.1",
+    }
+
+
+def mini_v1() -> dict[str, Any]:
+    """mini-swe-agent 1.x, text-based (```` ```bash ```` action blocks): observations are plain ``user``
+    messages; each answer keeps ``extra.response`` (OpenAI usage) but no per-call cost."""
+    a1, a2 = "THOUGHT: look\n\n```bash\nls\n```", "THOUGHT: done\n\n```bash\necho MINI_SWE_AGENT_FINAL_OUTPUT\n```"
+
+    def resp(pt: int, ct: int, content: str) -> dict[str, Any]:
+        return {"id": "c", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "stop",
+                                                           "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct,
+                          "prompt_tokens_details": {"cached_tokens": 512}}}
+    return {"info": {"exit_status": "Submitted", "submission": "", "mini_version": "1.9.0",
+                     "model_stats": {"instance_cost": 0.0123, "api_calls": 2}, "config": {"model": {"model_name": "gpt-4o"}}},
+            "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                         {"role": "user", "content": "<pr_description>fix it</pr_description>"},
+                         {"role": "assistant", "content": a1, "extra": {"response": resp(900, 30, a1)}},
+                         {"role": "user", "content": "<returncode>0</returncode>\n<output>\nfoo.py\n</output>"},
+                         {"role": "assistant", "content": a2, "extra": {"response": resp(950, 20, a2)}}],
+            "trajectory_format": "mini-swe-agent-1"}
+
+
+def _write(tmp_path: Path, name: str, data: Any) -> Path:
+    p = tmp_path / name
+    p.write_text(json.dumps(data, indent=1))
+    return p
+
+
+def test_mini_swe_agent_v2_tool_calling_provider_usage_recorded_cost_and_exit(tmp_path):
+    path = _write(tmp_path, "foo__bar-1.traj.json", mini_v2())
+    assert detect_format(path) == "mini_swe_agent"
+    run = import_file(path).runs[0]
+    calls = [s.llm for s in run.llm_spans()]
+    assert [c.usage.input_tokens for c in calls] == [1200, 1290]
+    assert [c.usage.output_tokens for c in calls] == [40, 25]
+    assert [c.usage.cache_read_tokens for c in calls] == [0, 1100]
+    assert [c.usage.cache_write_tokens for c in calls] == [1100, 150]
+    assert all(c.usage.source("input_tokens") == "provider" for c in calls)
+    assert [c.cost.amount for c in calls] == [Decimal("0.0051"), Decimal("0.0017")]
+    assert {c.cost.source for c in calls} == {"recorded"}
+    assert calls[0].model == "claude-sonnet-4-5-20250929" and calls[0].provider == "anthropic"
+    # the second call was shown system, task, first answer and the tool result; never mini's `extra`
+    assert [m["role"] for m in calls[1].messages] == ["system", "user", "assistant", "tool"]
+    assert not any("extra" in m for c in calls for m in c.messages) and "extra" not in calls[1].output
+    assert not any(m["role"] == "exit" for c in calls for m in c.messages)
+    tools = [s for s in run.spans if s.kind == "tool"]
+    assert [t.name for t in tools] == ["ls"] and tools[0].attributes["output"] == "foo.py\n"
+    # times from extra.timestamp: call 2 runs from the tool result (t=1.0 s) to its answer (t=3.0 s)
+    assert calls and run.llm_spans()[1].end_ns - run.llm_spans()[1].start_ns == 2_000_000_000
+
+
+def test_mini_swe_agent_zero_cost_is_unknown_not_free(tmp_path):
+    run = import_file(_write(tmp_path, "t.traj.json", mini_v2(cost2=0.0))).runs[0]
+    assert run.llm_spans()[1].llm.cost is None or run.llm_spans()[1].llm.cost.source != "recorded"
+
+
+def test_mini_swe_agent_v1_text_based(tmp_path):
+    path = _write(tmp_path, "t.traj.json", mini_v1())
+    run = import_file(path).runs[0]
+    calls = [s.llm for s in run.llm_spans()]
+    assert [(c.usage.input_tokens, c.usage.output_tokens, c.usage.cache_read_tokens) for c in calls] == \
+        [(900, 30, 512), (950, 20, 512)]
+    assert [len(c.messages) for c in calls] == [2, 4]
+    assert [s.name for s in run.spans if s.kind == "tool"] == ["ls"]
+    assert "no extra.timestamp" in " ".join(run.metadata["notes"])
+
+
+def test_mini_swe_agent_through_the_cli(tmp_path, capsys):
+    path = _write(tmp_path, "t.traj.json", mini_v2())
+    assert main(["import", str(path), "--no-save", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["files"][0]["format"] == "mini_swe_agent" and s["calls"] == 2
+    assert s["tokens"]["input"] == 2490 and s["tokens"]["cache_read"] == 1100 and s["tokens"]["cache_write"] == 1250
+    assert Decimal(s["cost"]["by_source"]["recorded"]) == Decimal("0.0068")
+
+
+def test_mini_swe_agent_without_any_call_is_a_clear_error(tmp_path):
+    data = mini_v2()
+    data["messages"] = data["messages"][:2]
+    with pytest.raises(InterchangeError, match="no model call"):
+        import_file(_write(tmp_path, "t.traj.json", data))
+
+
+def _swe_1x(query_elides: bool) -> dict[str, Any]:
+    """SWE-agent 1.x ``.traj`` (https://swe-agent.com/latest/usage/trajectories/): history with content block
+    lists (cache_control), tool_calls / tool_call_ids, each trajectory step's ``query`` = what the LM was shown."""
+    hist = [
+        {"role": "system", "content": "SETTING: You are an autonomous programmer.", "agent": "main",
+         "message_type": "system_prompt"},
+        {"role": "user", "content": [{"type": "text", "text": "fix the bug in foo.py",
+                                      "cache_control": {"type": "ephemeral"}}], "agent": "main"},
+        {"role": "assistant", "content": "Let me look.", "thought": "Let me look.", "action": "cat foo.py",
+         "agent": "main", "tool_calls": [{"function": {"arguments": "{\"command\":\"cat foo.py\"}", "name": "bash"},
+                                           "id": "call_1", "type": "function"}], "message_type": "action"},
+        {"role": "tool", "content": [{"type": "text", "text": "OBSERVATION:\n" + "line\n" * 400}], "agent": "main",
+         "message_type": "observation", "tool_call_ids": ["call_1"]},
+        {"role": "assistant", "content": "Submit.", "thought": "Submit.", "action": "submit", "agent": "main",
+         "tool_calls": [{"function": {"arguments": "{}", "name": "submit"}, "id": "call_2", "type": "function"}]},
+    ]
+    second = [*hist[:3], {**hist[3], "content": "Old environment output: (400 lines omitted)"}] \
+        if query_elides else hist[:4]
+    return {"trajectory": [{"action": "cat foo.py", "observation": "...", "response": "Let me look.",
+                            "thought": "Let me look.", "execution_time": 0.25, "state": {}, "query": hist[:2]},
+                           {"action": "submit", "observation": "diff", "response": "Submit.", "thought": "Submit.",
+                            "execution_time": 0.5, "state": {}, "query": second}],
+            "history": hist,
+            "info": {"swe_agent_version": "1.1.0", "exit_status": "submitted", "submission": "diff",
+                     "model_stats": {"instance_cost": 0.0421, "tokens_sent": 2500, "tokens_received": 60,
+                                     "api_calls": 2}},
+            "replay_config": json.dumps({"agent": {"model": {"name": "gpt-4o"}}})}
+
+
+def test_swe_agent_1x_query_is_the_call_input(tmp_path):
+    full = import_file(_write(tmp_path, "a.traj", _swe_1x(False))).runs[0]
+    elided = import_file(_write(tmp_path, "b.traj", _swe_1x(True))).runs[0]
+    f2, e2 = full.llm_spans()[1].llm, elided.llm_spans()[1].llm
+    assert e2.messages[3]["content"] == "Old environment output: (400 lines omitted)"
+    assert f2.usage.source("input_tokens") == "counted" == e2.usage.source("input_tokens")
+    # 400 elided lines ("line\n" is 2 tokens in o200k) are not charged to the call that never saw them
+    assert f2.usage.input_tokens - e2.usage.input_tokens > 700
+    notes = " ".join(elided.metadata["notes"])
+    assert "2 of 2 calls take their input from the step's 'query'" in notes
+    assert "instance_cost 0.0421, tokens_sent 2500, tokens_received 60, api_calls 2" in notes
+
+
+def test_swe_agent_0x_model_name_and_demo_messages(tmp_path):
+    """SWE-agent 0.x: ``replay_config.agent.model.model_name``, demonstrations inside ``history``."""
+    data = {"environment": "swe_main",
+            "history": [{"role": "system", "content": "SETTING", "agent": "primary"},
+                        {"role": "user", "content": "Here is a demonstration", "agent": "primary", "is_demo": True},
+                        {"role": "user", "content": "fix bug", "agent": "primary"},
+                        {"role": "assistant", "content": "ls", "thought": "", "action": "ls\n", "agent": "primary"}],
+            "trajectory": [{"action": "ls\n", "observation": "foo.py", "response": "ls", "thought": "",
+                            "state": "{}"}],
+            "info": {"exit_status": "submitted", "model_stats": {"total_cost": 1.5, "instance_cost": 0.0312,
+                                                                 "tokens_sent": 3100, "tokens_received": 45,
+                                                                 "api_calls": 1}},
+            "replay_config": {"agent": {"model": {"model_name": "gpt-4o-mini"}}}}
+    run = import_file(_write(tmp_path, "c.traj", data)).runs[0]
+    call = run.llm_spans()[0].llm
+    assert call.model == "gpt-4o-mini" and len(call.messages) == 3
+    assert call.usage.source("input_tokens") == "counted"
