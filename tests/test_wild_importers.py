@@ -205,3 +205,41 @@ def test_swe_agent_0x_model_name_and_demo_messages(tmp_path):
     call = run.llm_spans()[0].llm
     assert call.model == "gpt-4o-mini" and len(call.messages) == 3
     assert call.usage.source("input_tokens") == "counted"
+
+
+def _cc_line(kind: str, uuid: str, parent: str | None, ts: str, message: dict[str, Any], **extra: Any) -> str:
+    return json.dumps({"parentUuid": parent, "isSidechain": False, "userType": "external", "cwd": "/repo",
+                       "sessionId": "s-1", "version": extra.pop("version", "1.0.3"), "type": kind,
+                       "message": message, "uuid": uuid, "timestamp": ts, **extra})
+
+
+def test_claude_code_1_0_costusd_is_the_recorded_cost(tmp_path):
+    """Claude Code 1.0.x wrote ``costUSD`` beside each assistant entry (ccusage's ``auto`` mode reads it when
+    > 0); 2.x lines (``cache_creation`` TTL split, ``server_tool_use``, no ``costUSD``) price from the table."""
+    def usage(fresh: int, write: int, read: int, out: int, **more: Any) -> dict[str, Any]:
+        return {"input_tokens": fresh, "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
+                "output_tokens": out, "service_tier": "standard", **more}
+
+    def answer(mid: str, text: str, u: dict[str, Any]) -> dict[str, Any]:
+        return {"id": mid, "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "usage": u}
+    lines = [
+        _cc_line("user", "u1", None, "2025-06-01T10:00:00.000Z", {"role": "user", "content": "hi"}),
+        _cc_line("assistant", "a1", "u1", "2025-06-01T10:00:02.000Z", answer("msg_1", "hello", usage(4, 1000, 0, 12)),
+                 costUSD=0.003798, durationMs=1800, requestId="req_1"),
+        _cc_line("user", "u2", "a1", "2025-06-01T10:00:10.000Z", {"role": "user", "content": "again"}),
+        _cc_line("assistant", "a2", "u2", "2025-06-01T10:00:12.000Z", answer("msg_2", "ok", usage(
+            3, 200, 1000, 5, cache_creation={"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 200},
+            server_tool_use={"web_search_requests": 0})), version="2.0.14", costUSD=0, requestId="req_2"),
+        json.dumps({"type": "system", "subtype": "compact_boundary", "uuid": "x", "sessionId": "s-1",
+                    "timestamp": "2025-06-01T10:00:13.000Z", "content": "Conversation compacted"}),
+    ]
+    path = tmp_path / "s-1.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert detect_format(path) == "claude_code"
+    calls = [s.llm for s in import_file(path).runs[0].llm_spans()]
+    assert [c.usage.input_tokens for c in calls] == [4 + 1000, 3 + 200 + 1000]
+    assert [c.usage.cache_write_1h_tokens for c in calls] == [0, 200]
+    assert calls[0].cost is not None and calls[0].cost.amount == Decimal("0.003798")
+    assert calls[0].cost.source == "recorded"
+    assert calls[1].cost is None  # costUSD 0 is "not recorded": priced from the table later
