@@ -34,6 +34,11 @@ Dialects and where each field is documented:
 * Gemini ``usage_metadata``: ``prompt_token_count`` (cached content included), ``cached_content_token_count``,
   ``candidates_token_count``, ``thoughts_token_count`` (billed as output, *not* in candidates),
   ``tool_use_prompt_token_count`` (https://ai.google.dev/api/generate-content#UsageMetadata).
+* xAI: ``completion_tokens_details.reasoning_tokens`` *outside* ``completion_tokens`` (``total_tokens`` adds
+  all three; https://docs.x.ai/docs/guides/reasoning): detected from the block's arithmetic
+  (:func:`reasoning_outside_output`) and added into the output, which tokprof keeps reasoning-inclusive.
+* OpenRouter: OpenAI fields plus ``prompt_tokens_details.cache_write_tokens`` and the charged ``usage.cost``
+  (:func:`reported_cost`, kept as the call's recorded cost; https://openrouter.ai/docs/use-cases/usage-accounting).
 * LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
   ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
   ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
@@ -45,12 +50,14 @@ the span says why.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokprof.profiler.model import LLMCall, Usage
 
 __all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
-           "any_usage", "reconcile", "merge_stream_usage", "estimate_missing"]
+           "any_usage", "reconcile", "merge_stream_usage", "estimate_missing", "reasoning_outside_output",
+           "reported_cost"]
 
 
 def plain(value: Any) -> Any:
@@ -146,7 +153,56 @@ def chat_usage(usage: Any) -> Usage:
     reasoning = _first(cd.get("reasoning_tokens"), u.get("reasoning_tokens"))
     if prompt is None and u.get("input_tokens") is not None:  # an Anthropic-shaped block on a chat route
         return anthropic_usage(u)
-    return _usage(prompt, _first(u.get("completion_tokens"), u.get("output_tokens")), read, write, reasoning, hour)
+    output = _first(u.get("completion_tokens"), u.get("output_tokens"))
+    if reasoning_outside_output(prompt, output, reasoning, _int(u.get("total_tokens"))):
+        output = (output or 0) + (reasoning or 0)
+    return _usage(prompt, output, read, write, reasoning, hour)
+
+
+def reasoning_outside_output(prompt: int | None, output: int | None, reasoning: int | None,
+                             total: int | None) -> bool:
+    """Does this block count reasoning tokens *beside* ``completion_tokens`` rather than inside it?
+
+    OpenAI counts them inside (``total_tokens = prompt_tokens + completion_tokens``); xAI beside: its worked
+    example reports ``completion_tokens`` 31, ``reasoning_tokens`` 736, ``prompt_tokens`` 2341 and
+    ``total_tokens`` 3108 = 2341 + 31 + 736 (https://docs.x.ai/docs/guides/reasoning: "Usage metrics expose
+    reasoning_tokens"; both are billed as output). Decided from the block's own arithmetic, never from the
+    provider's name: the total adds up only with reasoning outside, or there is more reasoning than output."""
+    if not reasoning or output is None:
+        return False
+    if reasoning > output:
+        return True
+    return (prompt is not None and total is not None and total == prompt + output + reasoning
+            and total != prompt + output)
+
+
+def reported_cost(usage: Any) -> Decimal | None:
+    """The money (USD) a gateway says the call cost, in its ``usage`` block.
+
+    OpenRouter returns ``usage.cost`` ("the total amount charged to your account", in credits bought 1:1
+    with US dollars) and, for bring-your-own-key calls (``is_byok``), ``cost_details.upstream_inference_cost``
+    ("the actual cost charged by the upstream AI provider"), which the user pays beside OpenRouter's fee
+    (https://openrouter.ai/docs/use-cases/usage-accounting). ``None`` when no such figure (or a 0: a block
+    that merely has the field is not a free call)."""
+    u = _d(usage)
+    cost = _money(u.get("cost"))
+    if cost is None:
+        return None
+    if u.get("is_byok") is True:  # the upstream provider's charge is paid too, beside OpenRouter's fee
+        upstream = _money(_d(u.get("cost_details")).get("upstream_inference_cost"))
+        if upstream is not None:
+            cost += upstream
+    return cost if cost > 0 else None
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
 
 
 def responses_usage(usage: Any) -> Usage:

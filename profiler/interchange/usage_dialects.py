@@ -16,6 +16,8 @@ trap: whether the input count *includes* cached tokens.
 * Gemini ``usageMetadata.promptTokenCount`` includes ``cachedContentTokenCount``; ``thoughtsTokenCount`` is
   billed as output beside ``candidatesTokenCount``
   (https://ai.google.dev/api/generate-content#UsageMetadata).
+* xAI counts ``reasoning_tokens`` beside ``completion_tokens`` (https://docs.x.ai/docs/guides/reasoning): read
+  from the block's arithmetic and added into the output once.
 * Some harnesses copy Anthropic's count into ``prompt_tokens``: a cached count larger than the prompt count
   can only mean the prompt count excludes the cache, and it is read that way.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from tokprof.profiler.integrations.usage_dialects import reasoning_outside_output
 from tokprof.profiler.model import Usage
 
 _COUNT_FIELDS = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning")
@@ -123,8 +126,10 @@ def _openai_chat(b: dict[str, Any]) -> Reading:
         # More cached than prompted: this prompt count excludes the cache (Anthropic's count under an
         # OpenAI name). Add the cache once, here, and nowhere else.
         total = prompt + (read or 0) + (write or 0)
-    if reasoning is not None and output is not None and reasoning > output:
-        reasoning = None  # not a part of this output count: cannot be placed, so not claimed
+    if reasoning_outside_output(prompt, output, reasoning, _int(b.get("total_tokens"))):
+        # reasoning counted beside completion_tokens (xAI: total = prompt + completion + reasoning): both
+        # are billed output, and tokprof's output includes reasoning
+        output = (output or 0) + (reasoning or 0)
     w1h = _int(_sub(b, "cache_creation").get("ephemeral_1h_input_tokens"))
     return Reading("openai_chat", total, output, read, write,
                    w1h if w1h is not None and write is not None and w1h <= write else None, reasoning, prompt)

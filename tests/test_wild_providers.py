@@ -1,0 +1,95 @@
+"""Provider usage blocks tokprof had not read, through the real ``openai`` client over HTTP to the loopback
+server (tests/llm_server.py) answering in each provider's documented format.
+
+Oracles are the providers' own pages: xAI's reasoning worked example (https://docs.x.ai/docs/guides/reasoning:
+``completion_tokens`` 31, ``reasoning_tokens`` 736, ``prompt_tokens`` 2341, ``total_tokens`` 3108, i.e.
+reasoning counted beside the completion), OpenRouter's usage-accounting example
+(https://openrouter.ai/docs/use-cases/usage-accounting: ``cost``, ``cache_write_tokens``, ``is_byok``,
+``cost_details.upstream_inference_cost``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+
+from llm_server import Reply
+from tokprof.profiler import profile, uninstrument
+from tokprof.profiler.integrations import usage_dialects as ud
+from tokprof.profiler.interchange.usage_dialects import read_usage
+
+MESSAGES = [{"role": "user", "content": "What is 101*3?"}]
+
+XAI_USAGE = {"prompt_tokens": 2341, "completion_tokens": 31, "total_tokens": 3108,
+             "prompt_tokens_details": {"text_tokens": 2341, "audio_tokens": 0, "image_tokens": 0,
+                                       "cached_tokens": 448},
+             "completion_tokens_details": {"reasoning_tokens": 736, "audio_tokens": 0,
+                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+             "num_sources_used": 0}
+OPENROUTER_USAGE = {"completion_tokens": 2, "completion_tokens_details": {"reasoning_tokens": 0}, "cost": 0.95,
+                    "cost_details": {"upstream_inference_cost": 19}, "prompt_tokens": 194,
+                    "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 100, "audio_tokens": 0},
+                    "total_tokens": 196}
+OPENROUTER_BYOK = {**OPENROUTER_USAGE, "cost": 0.0001, "is_byok": True,
+                   "cost_details": {"upstream_inference_cost": 0.0019}}
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    yield
+    uninstrument("openai")
+
+
+def _call(llm_server: Any, usage: dict[str, Any], model: str, stream: bool):
+    llm_server.script(Reply(text="303", usage=usage))
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="test", max_retries=0)
+    with profile("p", instrument=["openai"]) as run:
+        if stream:
+            chunks = list(client.chat.completions.create(model=model, messages=MESSAGES, stream=True))
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "303"
+        else:
+            assert client.chat.completions.create(model=model, messages=MESSAGES).choices[0].message.content == "303"
+    (span,) = run.llm_spans()
+    return span.llm
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_xai_reasoning_beside_completion_is_output(llm_server, stream):
+    call = _call(llm_server, XAI_USAGE, "grok-3-mini", stream)
+    u = call.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (2341, 448, 31 + 736, 736)
+    assert u.source("output_tokens") == "provider"
+    assert u.input_tokens + u.output_tokens == XAI_USAGE["total_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openrouter_cost_is_the_recorded_cost_and_cache_writes_are_read(llm_server, stream):
+    call = _call(llm_server, OPENROUTER_USAGE, "anthropic/claude-sonnet-4", stream)
+    u = call.usage
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (194, 2, 0, 100)
+    assert call.cost is not None and call.cost.amount == Decimal("0.95") and call.cost.source == "recorded"
+    assert call.cost.currency == "USD"
+
+
+def test_openrouter_byok_adds_the_upstream_charge(llm_server):
+    call = _call(llm_server, OPENROUTER_BYOK, "openai/gpt-4o", False)
+    assert call.cost.amount == Decimal("0.0001") + Decimal("0.0019")
+
+
+def test_openai_block_is_unchanged_by_the_reasoning_rule():
+    """OpenAI counts reasoning inside completion_tokens (total = prompt + completion): nothing added."""
+    openai_usage = {"prompt_tokens": 20, "completion_tokens": 900, "total_tokens": 920,
+                    "completion_tokens_details": {"reasoning_tokens": 850}}
+    assert ud.chat_usage(openai_usage).output_tokens == 900
+    assert ud.reported_cost(openai_usage) is None
+    # a gateway's 0 cost is not "free": no cost recorded
+    assert ud.reported_cost({**OPENROUTER_USAGE, "cost": 0}) is None
+
+
+def test_recorded_runs_read_xai_the_same_way():
+    """Imported files (τ²-bench raw_data, mini-swe-agent extra.response...) read through the same rule."""
+    r = read_usage(XAI_USAGE)
+    assert r is not None and (r.output, r.reasoning, r.input) == (767, 736, 2341)
