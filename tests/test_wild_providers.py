@@ -93,3 +93,29 @@ def test_recorded_runs_read_xai_the_same_way():
     """Imported files (τ²-bench raw_data, mini-swe-agent extra.response...) read through the same rule."""
     r = read_usage(XAI_USAGE)
     assert r is not None and (r.output, r.reasoning, r.input) == (767, 736, 2341)
+
+
+BEDROCK = {"inputTokens": 30, "outputTokens": 50, "totalTokens": 1080, "cacheReadInputTokens": 800,
+           "cacheWriteInputTokens": 200}
+
+
+def test_bedrock_converse_camelcase_input_excludes_the_cache():
+    """AWS TokenUsage fields; the cache is added once (as LiteLLM's Converse transform does)."""
+    u = ud.any_usage(BEDROCK)
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (1030, 50, 800, 200)
+    assert u.source("input_tokens") == "provider"
+    # a block whose total shows the input already included the cache is not added to twice
+    inclusive = {**BEDROCK, "inputTokens": 1030}
+    assert ud.any_usage(inclusive).input_tokens == 1030
+    r = read_usage(BEDROCK)
+    assert r is not None and (r.input, r.output, r.cache_read, r.cache_write) == (1030, 50, 800, 200)
+
+
+def test_litellm_bedrock_converse_normalisation_is_read_exactly():
+    """LiteLLM's own Converse usage transform (the object its completion() returns), read by tokprof."""
+    from litellm.llms.bedrock.chat.converse_transformation import AmazonConverseConfig
+
+    from tokprof.profiler.integrations.openai import chat_usage
+
+    u = chat_usage(AmazonConverseConfig().transform_usage(dict(BEDROCK)))
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (1030, 50, 800, 200)

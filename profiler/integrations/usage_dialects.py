@@ -39,6 +39,7 @@ Dialects and where each field is documented:
   (:func:`reasoning_outside_output`) and added into the output, which tokprof keeps reasoning-inclusive.
 * OpenRouter: OpenAI fields plus ``prompt_tokens_details.cache_write_tokens`` and the charged ``usage.cost``
   (:func:`reported_cost`, kept as the call's recorded cost; https://openrouter.ai/docs/use-cases/usage-accounting).
+* AWS Bedrock Converse ``usage`` (camelCase, input excluding the cache): :func:`bedrock_usage`.
 * LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
   ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
   ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
@@ -57,7 +58,7 @@ from tokprof.profiler.model import LLMCall, Usage
 
 __all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
            "any_usage", "reconcile", "merge_stream_usage", "estimate_missing", "reasoning_outside_output",
-           "reported_cost"]
+           "reported_cost", "bedrock_usage"]
 
 
 def plain(value: Any) -> Any:
@@ -286,9 +287,31 @@ def langchain_usage(meta: Any) -> Usage:
                   _int(do.get("reasoning")), hour)
 
 
+def bedrock_usage(usage: Any) -> Usage:
+    """An AWS Bedrock Converse ``TokenUsage`` (camelCase ``inputTokens``, ``outputTokens``, ``totalTokens``,
+    ``cacheReadInputTokens``, ``cacheWriteInputTokens``;
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
+
+    ``inputTokens`` leaves the cache reads and writes out (LiteLLM's Converse transform adds them back:
+    ``prompt_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens``), so they are added once;
+    a ``totalTokens`` equal to ``inputTokens + outputTokens`` says this block's input already held them."""
+    u = _d(usage)
+    fresh, out = _int(u.get("inputTokens")), _int(u.get("outputTokens"))
+    read = _first(u.get("cacheReadInputTokens"), u.get("cacheReadInputTokenCount"))
+    write = _first(u.get("cacheWriteInputTokens"), u.get("cacheWriteInputTokenCount"))
+    total = _int(u.get("totalTokens"))
+    cached = (read or 0) + (write or 0)
+    inclusive = (fresh is not None and out is not None and total is not None and cached > 0
+                 and total == fresh + out and cached <= fresh)
+    total_in = fresh if fresh is None or inclusive else fresh + cached
+    return _usage(total_in, out, read, write)
+
+
 def any_usage(usage: Any) -> Usage:
     """Pick the dialect from the keys of ``usage`` (for callers that do not know the API)."""
     u = _d(usage)
+    if "inputTokens" in u or "outputTokens" in u:
+        return bedrock_usage(u)
     if any(k in u for k in ("prompt_token_count", "promptTokenCount", "candidates_token_count", "candidatesTokenCount")):
         return gemini_usage(u)
     if "input_token_details" in u or "output_token_details" in u:

@@ -18,6 +18,8 @@ trap: whether the input count *includes* cached tokens.
   (https://ai.google.dev/api/generate-content#UsageMetadata).
 * xAI counts ``reasoning_tokens`` beside ``completion_tokens`` (https://docs.x.ai/docs/guides/reasoning): read
   from the block's arithmetic and added into the output once.
+* AWS Bedrock Converse camelCase ``inputTokens`` excludes ``cacheReadInputTokens``/``cacheWriteInputTokens``
+  (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
 * Some harnesses copy Anthropic's count into ``prompt_tokens``: a cached count larger than the prompt count
   can only mean the prompt count excludes the cache, and it is read that way.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from tokprof.profiler.integrations.usage_dialects import reasoning_outside_output
+from tokprof.profiler.integrations.usage_dialects import bedrock_usage, reasoning_outside_output
 from tokprof.profiler.model import Usage
 
 _COUNT_FIELDS = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning")
@@ -89,6 +91,8 @@ def read_usage(block: Any) -> Reading | None:
         block = block["usage"]
     if "promptTokenCount" in block or "candidatesTokenCount" in block:
         return _gemini(block)
+    if "inputTokens" in block or "outputTokens" in block:
+        return _bedrock(block)
     if "prompt_tokens" in block or "completion_tokens" in block:
         return _openai_chat(block)
     if "input_tokens" in block or "output_tokens" in block:
@@ -154,6 +158,18 @@ def _gemini(b: dict[str, Any]) -> Reading:
         _int(b.get("thoughtsTokenCount"))
     output = None if cand is None and thoughts is None else (cand or 0) + (thoughts or 0)
     return Reading("gemini", prompt, output, _int(b.get("cachedContentTokenCount")), None, None, thoughts, prompt)
+
+
+def _bedrock(b: dict[str, Any]) -> Reading:
+    """AWS Bedrock Converse camelCase usage (input excluding the cache; see
+    :func:`tokprof.profiler.integrations.usage_dialects.bedrock_usage`, which decides it)."""
+    u = bedrock_usage(b)
+    fields_ = u.sources
+    return Reading("bedrock", u.input_tokens if "input_tokens" in fields_ else None,
+                   u.output_tokens if "output_tokens" in fields_ else None,
+                   u.cache_read_tokens if "cache_read_tokens" in fields_ else None,
+                   u.cache_write_tokens if "cache_write_tokens" in fields_ else None, None, None,
+                   _int(b.get("inputTokens")))
 
 
 def consistent(a: Reading, b: Reading) -> bool:
