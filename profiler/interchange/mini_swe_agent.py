@@ -114,7 +114,8 @@ def _command(m: dict[str, Any], extra: dict[str, Any]) -> str:
     first = actions[0] if actions and isinstance(actions[0], dict) else {}
     if first.get("command"):
         return str(first["command"]).strip()
-    found = _ACTION_BLOCK.findall(m.get("content") if isinstance(m.get("content"), str) else "")
+    content = m.get("content")
+    found = _ACTION_BLOCK.findall(content if isinstance(content, str) else "")
     return found[0].strip() if len(found) == 1 else ""
 
 
@@ -149,7 +150,8 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
         is_call = isinstance(extra.get("response"), dict) if by_response else role == "assistant"
         stamp = parse_time_ns(extra.get("timestamp")) if not isinstance(extra.get("timestamp"), bool) else None
         if is_call:
-            response = extra.get("response") if isinstance(extra.get("response"), dict) else {}
+            raw_response = extra.get("response")
+            response: dict[str, Any] = raw_response if isinstance(raw_response, dict) else {}
             reading = read_usage(response.get("usage"))
             usage = reading.to_usage() if reading is not None else Usage()
             n_usage += reading is not None
