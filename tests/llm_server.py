@@ -55,6 +55,8 @@ class Reply:
     usage-only chunk."""
     delta_usage: dict[str, Any] | None = None
     """Anthropic stream: extra fields for ``message_delta``'s usage (e.g. a gateway's ``input_tokens: 0``)."""
+    response_fields: dict[str, Any] = field(default_factory=dict)
+    """Chat completion (non-streamed): extra top-level fields of the response body (e.g. ``service_tier``)."""
 
     def pieces(self, size: int = 5) -> list[str]:
         return [self.text[i:i + size] for i in range(0, len(self.text), size)]
@@ -250,6 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
             "usage": self._chat_usage(reply),
+            **reply.response_fields,
         }
 
     def _chat_chunks(self, body: dict[str, Any], reply: Reply, include_usage: bool) -> Iterator[tuple[None, Any]]:

@@ -119,3 +119,31 @@ def test_litellm_bedrock_converse_normalisation_is_read_exactly():
 
     u = chat_usage(AmazonConverseConfig().transform_usage(dict(BEDROCK)))
     assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (1030, 50, 800, 200)
+
+
+def _langchain_usage(llm_server: Any, reply: Reply, model: str):
+    """ChatOpenAI (real langchain-openai) over HTTP, recorded from LangChain's own usage_metadata alone."""
+    from langchain_openai import ChatOpenAI
+
+    llm_server.script(reply)
+    chat = ChatOpenAI(model=model, base_url=llm_server.openai_url, api_key="test", max_retries=0)
+    with profile("lc", instrument=False) as run:
+        msg = chat.invoke("What is 101*3?")
+    (span,) = run.llm_spans()
+    return msg.usage_metadata, span.llm.usage
+
+
+def test_langchain_usage_metadata_of_xai_counts_reasoning_as_output(llm_server):
+    meta, u = _langchain_usage(llm_server, Reply(text="303", usage=XAI_USAGE), "grok-3-mini")
+    assert (meta["output_tokens"], meta["total_tokens"]) == (31, 3108)  # as langchain-openai copied them
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (2341, 448, 767, 736)
+
+
+def test_langchain_usage_metadata_with_a_service_tier_prefix(llm_server):
+    """A flex-tier response: langchain-openai writes ``flex_cache_read`` / ``flex_reasoning``."""
+    usage = {"prompt_tokens": 3000, "completion_tokens": 400, "total_tokens": 3400,
+             "prompt_tokens_details": {"cached_tokens": 2048},
+             "completion_tokens_details": {"reasoning_tokens": 256}}
+    meta, u = _langchain_usage(llm_server, Reply(usage=usage, response_fields={"service_tier": "flex"}), "o3")
+    assert meta["input_token_details"].get("flex_cache_read") == 2048
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (3000, 2048, 400, 256)

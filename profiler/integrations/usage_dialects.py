@@ -279,12 +279,26 @@ def langchain_usage(meta: Any) -> Usage:
     di = _d(m.get("input_token_details"))
     do = _d(m.get("output_token_details"))
     five, hour = _int(di.get("ephemeral_5m_input_tokens")), _int(di.get("ephemeral_1h_input_tokens"))
-    write = _int(di.get("cache_creation"))
+    write = _tiered(di, "cache_creation")
     if five is not None or hour is not None:
         # langchain-anthropic moves TTL-split writes out of cache_creation into these two keys
         write = max(write or 0, (five or 0) + (hour or 0))
-    return _usage(_int(m.get("input_tokens")), _int(m.get("output_tokens")), _int(di.get("cache_read")), write,
-                  _int(do.get("reasoning")), hour)
+    inp, out, reasoning = _int(m.get("input_tokens")), _int(m.get("output_tokens")), _tiered(do, "reasoning")
+    if reasoning_outside_output(inp, out, reasoning, _int(m.get("total_tokens"))):
+        # langchain-openai copies completion_tokens and total_tokens as the provider sent them, so xAI's
+        # reasoning (beside completion_tokens) shows as total = input + output + reasoning
+        out = (out or 0) + (reasoning or 0)
+    return _usage(inp, out, _tiered(di, "cache_read"), write, reasoning, hour)
+
+
+_TIERS = ("priority", "flex")
+"""langchain-openai prefixes the detail keys with the service tier for priority/flex requests
+(``flex_cache_read``, ``priority_reasoning``; ``_create_usage_metadata`` in langchain_openai/chat_models/base.py)."""
+
+
+def _tiered(details: dict[str, Any], key: str) -> int | None:
+    """``details[key]``, or its service-tier-prefixed spelling."""
+    return _first(details.get(key), *(details.get(f"{tier}_{key}") for tier in _TIERS))
 
 
 def bedrock_usage(usage: Any) -> Usage:
