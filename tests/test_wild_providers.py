@@ -147,3 +147,21 @@ def test_langchain_usage_metadata_with_a_service_tier_prefix(llm_server):
     meta, u = _langchain_usage(llm_server, Reply(usage=usage, response_fields={"service_tier": "flex"}), "o3")
     assert meta["input_token_details"].get("flex_cache_read") == 2048
     assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (3000, 2048, 400, 256)
+
+
+def test_groq_stream_usage_in_x_groq_is_read_when_usage_is_refused(llm_server):
+    """Groq's last stream chunk carries ``x_groq.usage``: read when the caller refused ``include_usage``
+    (tokprof then adds nothing to the request), so the call keeps provider usage instead of an estimate."""
+    usage = {"queue_time": 0.04, "prompt_tokens": 45, "prompt_time": 0.002, "completion_tokens": 3,
+             "completion_time": 0.01, "total_tokens": 48, "total_time": 0.012}
+    llm_server.script(Reply(text="Hello!", usage=usage, x_groq_usage=True))
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="test", max_retries=0)
+    with profile("groq", instrument=["openai"]) as run:
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="llama-3.3-70b-versatile", messages=MESSAGES, stream=True,
+            stream_options={"include_usage": False}) if c.choices)
+    assert text == "Hello!"
+    assert llm_server.requests[-1].body["stream_options"] == {"include_usage": False}  # the caller's choice
+    (span,) = run.llm_spans()
+    u = span.llm.usage
+    assert (u.input_tokens, u.output_tokens) == (45, 3) and u.source("input_tokens") == "provider"

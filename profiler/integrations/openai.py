@@ -118,6 +118,8 @@ class _ChatAccumulator:
         self.model = getattr(chunk, "model", None) or self.model
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
+        elif self.usage is None:
+            self.usage = usage_dialects.vendor_stream_usage(chunk)  # Groq's x_groq.usage
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue

@@ -58,7 +58,7 @@ from tokprof.profiler.model import LLMCall, Usage
 
 __all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
            "any_usage", "reconcile", "merge_stream_usage", "estimate_missing", "reasoning_outside_output",
-           "reported_cost", "bedrock_usage"]
+           "reported_cost", "bedrock_usage", "vendor_stream_usage"]
 
 
 def plain(value: Any) -> Any:
@@ -175,6 +175,15 @@ def reasoning_outside_output(prompt: int | None, output: int | None, reasoning: 
         return True
     return (prompt is not None and total is not None and total == prompt + output + reasoning
             and total != prompt + output)
+
+
+def vendor_stream_usage(chunk: Any) -> Any:
+    """A usage block a stream chunk carries outside ``usage``: Groq puts it in the last chunk's
+    ``x_groq.usage`` (with or without ``stream_options.include_usage``; the ``groq`` SDK's
+    ``ChatCompletionChunk.x_groq.usage``). ``None`` when there is none."""
+    vendor = plain(getattr(chunk, "x_groq", None) if not isinstance(chunk, dict) else chunk.get("x_groq"))
+    usage = vendor.get("usage") if isinstance(vendor, dict) else None
+    return usage if isinstance(usage, dict) and usage else None
 
 
 def reported_cost(usage: Any) -> Decimal | None:
