@@ -40,6 +40,7 @@ Dialects and where each field is documented:
 * OpenRouter: OpenAI fields plus ``prompt_tokens_details.cache_write_tokens`` and the charged ``usage.cost``
   (:func:`reported_cost`, kept as the call's recorded cost; https://openrouter.ai/docs/use-cases/usage-accounting).
 * AWS Bedrock Converse ``usage`` (camelCase, input excluding the cache): :func:`bedrock_usage`.
+* Groq: OpenAI fields; a stream's final chunk also carries ``x_groq.usage`` (:func:`vendor_stream_usage`).
 * LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
   ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
   ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
@@ -178,9 +179,10 @@ def reasoning_outside_output(prompt: int | None, output: int | None, reasoning: 
 
 
 def vendor_stream_usage(chunk: Any) -> Any:
-    """A usage block a stream chunk carries outside ``usage``: Groq puts it in the last chunk's
-    ``x_groq.usage`` (with or without ``stream_options.include_usage``; the ``groq`` SDK's
-    ``ChatCompletionChunk.x_groq.usage``). ``None`` when there is none."""
+    """A usage block a stream chunk carries outside ``usage``: Groq's ``x_groq.usage``, "usage information for
+    the stream, only sent in the final chunk" (Groq's own SDK, generated from its API spec:
+    https://github.com/groq/groq-python/blob/main/src/groq/types/chat/chat_completion_chunk.py), present
+    whether or not ``stream_options.include_usage`` was sent. ``None`` when there is none."""
     vendor = plain(getattr(chunk, "x_groq", None) if not isinstance(chunk, dict) else chunk.get("x_groq"))
     usage = vendor.get("usage") if isinstance(vendor, dict) else None
     return usage if isinstance(usage, dict) and usage else None
