@@ -165,3 +165,14 @@ def test_groq_stream_usage_in_x_groq_is_read_when_usage_is_refused(llm_server):
     (span,) = run.llm_spans()
     u = span.llm.usage
     assert (u.input_tokens, u.output_tokens) == (45, 3) and u.source("input_tokens") == "provider"
+
+
+def test_input_tokens_block_with_openai_cache_details_keeps_the_cache_inside():
+    """DashScope-native-style block (input_tokens + prompt_tokens_details.cached_tokens, no Anthropic cache
+    fields): the cached part is read and stays inside the input, never added on top."""
+    u = ud.any_usage({"input_tokens": 3019, "output_tokens": 104, "total_tokens": 3123,
+                      "prompt_tokens_details": {"cached_tokens": 2048}})
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens) == (3019, 104, 2048)
+    # an Anthropic block is still read as Anthropic (input excluding the cache)
+    a = ud.any_usage({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2000})
+    assert (a.input_tokens, a.cache_read_tokens) == (2010, 2000)

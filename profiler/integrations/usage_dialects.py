@@ -345,6 +345,14 @@ def any_usage(usage: Any) -> Usage:
         return chat_usage(u)
     if "input_tokens_details" in u or "reasoning_tokens" in _d(u.get("output_tokens_details")):
         return responses_usage(u)
+    if "input_tokens" in u and "cached_tokens" in _d(u.get("prompt_tokens_details")) and not any(
+            k in u for k in ("cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation")):
+        # DashScope's native generation API: input_tokens/output_tokens with OpenAI's prompt_tokens_details,
+        # the cached part inside input_tokens (no Anthropic cache field to say otherwise)
+        pd = _d(u.get("prompt_tokens_details"))
+        return _usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")), _int(pd.get("cached_tokens")),
+                      _first(pd.get("cache_creation_input_tokens")),
+                      _int(_d(u.get("output_tokens_details")).get("reasoning_tokens")))
     if "input_tokens" in u:
         return anthropic_usage(u)
     return Usage()
