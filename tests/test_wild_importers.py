@@ -243,3 +243,25 @@ def test_claude_code_1_0_costusd_is_the_recorded_cost(tmp_path):
     assert calls[0].cost is not None and calls[0].cost.amount == Decimal("0.003798")
     assert calls[0].cost.source == "recorded"
     assert calls[1].cost is None  # costUSD 0 is "not recorded": priced from the table later
+
+
+def test_tau1_react_agent_observations_become_tool_spans(tmp_path):
+    """τ-bench's ChatReActAgent (tau_bench/agents/chat_react_agent.py): tools are ``Action:`` JSON inside the
+    answer, a tool's result comes back as the user message ``"API output: " + observation``, a ``respond``
+    action's as the simulated user's plain reply."""
+    act = 'Thought:\nlook up\nAction:\n{"name": "get_user_details", "arguments": {"user_id": "u1"}}'
+    say = 'Thought:\nask\nAction:\n{"name": "respond", "arguments": {"content": "Your user id?"}}'
+    rec = [{"task_id": 3, "trial": 0, "reward": 1.0, "info": {"user_cost": 0.0021},
+            "traj": [{"role": "system", "content": "policy\n#Available tools\n[...]"},
+                     {"role": "user", "content": "I want to return an item."},
+                     {"role": "assistant", "content": say, "tool_calls": None, "function_call": None},
+                     {"role": "user", "content": "It is u1."},
+                     {"role": "assistant", "content": act, "tool_calls": None, "function_call": None},
+                     {"role": "user", "content": 'API output: {"name": "A"}'}]}]
+    path = _write(tmp_path, "react.json", rec)
+    assert detect_format(path) == "tau1"
+    run = import_file(path).runs[0]
+    assert [len(s.llm.messages) for s in run.llm_spans()] == [2, 4]
+    tools = [s for s in run.spans if s.kind == "tool"]
+    assert [(t.name, t.attributes["arguments"], t.attributes["output"]) for t in tools] == \
+        [("get_user_details", {"user_id": "u1"}, '{"name": "A"}')]
