@@ -265,3 +265,37 @@ def test_tau1_react_agent_observations_become_tool_spans(tmp_path):
     tools = [s for s in run.spans if s.kind == "tool"]
     assert [(t.name, t.attributes["arguments"], t.attributes["output"]) for t in tools] == \
         [("get_user_details", {"user_id": "u1"}, '{"name": "A"}')]
+
+
+LEGACY_CODEX = [
+    {"id": "5973b6c0-94b8-487b-a530-2aeb6098ae0e", "timestamp": "2025-05-01T10:00:00.000Z", "instructions": None,
+     "git": {"commit_hash": "abc", "branch": "main"}},
+    {"record_type": "state"},
+    {"type": "message", "id": None, "role": "user", "content": [{"type": "input_text", "text": "list the files"}]},
+    {"record_type": "state"},
+    {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "xyz"},
+    {"type": "function_call", "id": "fc_1", "name": "shell", "arguments": "{\"command\":[\"ls\"]}",
+     "call_id": "call_1"},
+    {"type": "function_call_output", "call_id": "call_1", "output": "{\"output\":\"a.py\\n\"}"},
+    {"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text",
+                                                                         "text": "There is a.py"}]},
+    {"record_type": "state"},
+]
+
+
+def test_codex_bare_era_rollout_imports_each_model_turn_as_a_counted_call(tmp_path):
+    """Codex CLI rollouts from before the {timestamp, type, payload} envelope: a bare meta line, bare
+    Responses items, ``{"record_type": "state"}`` markers and no token_count events."""
+    path = tmp_path / "rollout-2025-05-01T10-00-00-5973b6c0.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in LEGACY_CODEX) + "\n")
+    assert detect_format(path) == "codex"
+    run = import_file(path).runs[0]
+    calls = [s.llm for s in run.llm_spans()]
+    assert len(calls) == 2
+    assert calls[0].output["tool_calls"][0]["function"]["name"] == "shell"
+    assert [m["role"] for m in calls[1].messages] == ["user", "assistant", "tool"]
+    assert calls[1].output == {"role": "assistant", "content": "There is a.py"}
+    assert all(c.usage.input_tokens > 0 and c.usage.source("input_tokens") in ("counted", "estimated")
+               for c in calls)
+    assert [s.name for s in run.spans if s.kind == "tool"] == ["shell"]
+    assert run.metadata["session_id"] == "5973b6c0-94b8-487b-a530-2aeb6098ae0e"
