@@ -299,3 +299,35 @@ def test_codex_bare_era_rollout_imports_each_model_turn_as_a_counted_call(tmp_pa
                for c in calls)
     assert [s.name for s in run.spans if s.kind == "tool"] == ["shell"]
     assert run.metadata["session_id"] == "5973b6c0-94b8-487b-a530-2aeb6098ae0e"
+
+
+def test_chatlog_reads_each_providers_usage_dialect(tmp_path):
+    """A team's request/response log with responses from several OpenAI-compatible providers: each usage
+    block read in its documented dialect (hand counts from the payloads), OpenRouter's cost kept."""
+    def line(model: str, usage: dict[str, Any]) -> str:
+        return json.dumps({"request": {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                           "response": {"id": "r", "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "ok"}}], "usage": usage}})
+    rows = [
+        # DeepSeek: prompt = hit + miss, the hit is the cache read (api-docs.deepseek.com/guides/kv_cache)
+        ("deepseek-chat", {"completion_tokens": 50, "prompt_cache_hit_tokens": 1024, "prompt_cache_miss_tokens": 176},
+         (1200, 50, 1024, 0)),
+        # OpenRouter: nested cache writes, usage.cost charged (openrouter.ai/docs/use-cases/usage-accounting)
+        ("anthropic/claude-sonnet-4", {"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95,
+                                       "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 100}},
+         (194, 2, 0, 100)),
+        # xAI: reasoning beside completion (docs.x.ai/docs/guides/reasoning)
+        ("grok-3-mini", {"prompt_tokens": 2341, "completion_tokens": 31, "total_tokens": 3108,
+                         "completion_tokens_details": {"reasoning_tokens": 736}}, (2341, 767, 0, 0)),
+        # a gateway copying Anthropic's cache-excluding input under the OpenAI name
+        ("claude-sonnet-4-5", {"prompt_tokens": 10, "completion_tokens": 5, "cache_read_input_tokens": 2000},
+         (2010, 5, 2000, 0)),
+    ]
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(line(m, u) for m, u, _ in rows) + "\n")
+    calls = [s.llm for s in import_file(path, "chatlog").runs[0].llm_spans()]
+    got = [(c.usage.input_tokens, c.usage.output_tokens, c.usage.cache_read_tokens, c.usage.cache_write_tokens)
+           for c in calls]
+    assert got == [want for _, _, want in rows]
+    assert calls[1].cost is not None and calls[1].cost.amount == Decimal("0.95") and calls[1].cost.source == "recorded"
+    assert all(c.cost is None for i, c in enumerate(calls) if i != 1)

@@ -76,6 +76,14 @@ def _int(value: Any) -> int | None:
     return n if n >= 0 else None
 
 
+def _first_int(*values: Any) -> int | None:
+    for v in values:
+        n = _int(v)
+        if n is not None:
+            return n
+    return None
+
+
 def _sub(d: Any, key: str) -> dict[str, Any]:
     v = d.get(key) if isinstance(d, dict) else None
     return v if isinstance(v, dict) else {}
@@ -117,12 +125,14 @@ def _anthropic(b: dict[str, Any]) -> Reading:
 def _openai_chat(b: dict[str, Any]) -> Reading:
     prompt = _int(b.get("prompt_tokens"))
     details = _sub(b, "prompt_tokens_details")
-    read = _int(b.get("cache_read_input_tokens"))
-    if read is None:
-        read = _int(details.get("cached_tokens"))
-    write = _int(b.get("cache_creation_input_tokens"))
-    if write is None:
-        write = _int(details.get("cache_creation_tokens"))
+    hit, miss = _int(b.get("prompt_cache_hit_tokens")), _int(b.get("prompt_cache_miss_tokens"))
+    if prompt is None and hit is not None and miss is not None:
+        prompt = hit + miss  # DeepSeek: prompt = hit + miss (https://api-docs.deepseek.com/guides/kv_cache)
+    # cache reads: LiteLLM/Anthropic-style, OpenAI's nested, DeepSeek's hit count, Moonshot's top level
+    read = _first_int(b.get("cache_read_input_tokens"), details.get("cached_tokens"), hit, b.get("cached_tokens"))
+    # cache writes: LiteLLM/Anthropic-style, LiteLLM's nested, OpenRouter's and Qwen's nested names
+    write = _first_int(b.get("cache_creation_input_tokens"), details.get("cache_creation_tokens"),
+                       details.get("cache_write_tokens"), details.get("cache_creation_input_tokens"))
     reasoning = _int(_sub(b, "completion_tokens_details").get("reasoning_tokens"))
     output = _int(b.get("completion_tokens"))
     total = prompt
