@@ -331,3 +331,22 @@ def test_chatlog_reads_each_providers_usage_dialect(tmp_path):
     assert got == [want for _, _, want in rows]
     assert calls[1].cost is not None and calls[1].cost.amount == Decimal("0.95") and calls[1].cost.source == "recorded"
     assert all(c.cost is None for i, c in enumerate(calls) if i != 1)
+
+
+def test_swe_agent_retry_agent_file_imports_every_attempt_once(tmp_path):
+    """SWE-agent 1.x RetryAgent .traj: ``{"attempts": [...]}`` with the chosen attempt copied to the top level
+    (``RetryAgent.get_trajectory_data``): all attempts were paid, the copy is not a further attempt."""
+    a0, a1 = _swe_1x(False), _swe_1x(True)
+    a1["history"] = a1["history"][:3]
+    a1["trajectory"] = a1["trajectory"][:1]
+    chosen = json.loads(json.dumps(a0))
+    chosen["info"]["best_attempt_idx"] = 0
+    data = {"attempts": [a0, a1], **chosen}
+    run = import_file(_write(tmp_path, "retry.traj", data)).runs[0]
+    assert len(run.llm_spans()) == 2 + 1
+    attempts = [s for s in run.spans if s.kind == "agent" and s.parent_id is not None]
+    assert [a.name for a in attempts] == ["attempt 0", "attempt 1"]
+    assert "2 attempts (RetryAgent)" in " ".join(run.metadata["notes"])
+    # written before the choice (choose=False): attempts only, no top-level history
+    only = import_file(_write(tmp_path, "retry2.traj", {"attempts": [a0, a1]})).runs[0]
+    assert len(only.llm_spans()) == 3
