@@ -176,3 +176,27 @@ def test_input_tokens_block_with_openai_cache_details_keeps_the_cache_inside():
     # an Anthropic block is still read as Anthropic (input excluding the cache)
     a = ud.any_usage({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2000})
     assert (a.input_tokens, a.cache_read_tokens) == (2010, 2000)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_litellm_path_reads_xai_and_openrouter_blocks(llm_server, stream, monkeypatch):
+    """litellm.completion (real litellm, OpenAI-compatible route to the loopback server): litellm's own usage
+    normalisation keeps xAI's reasoning beside the completion and OpenRouter's cost; tokprof reads both."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    def run_one(usage: dict[str, Any], model: str):
+        llm_server.script(Reply(text="303", usage=usage))
+        with profile("ll") as run:
+            out = litellm.completion(model=f"openai/{model}", messages=MESSAGES, api_base=llm_server.openai_url,
+                                     api_key="test", stream=stream)
+            if stream:
+                list(out)
+        (span,) = run.llm_spans()
+        return span.llm
+
+    x = run_one(XAI_USAGE, "grok-3-mini")
+    assert (x.usage.input_tokens, x.usage.output_tokens, x.usage.reasoning_tokens) == (2341, 767, 736)
+    o = run_one(OPENROUTER_USAGE, "anthropic/claude-sonnet-4")
+    assert (o.usage.input_tokens, o.usage.output_tokens, o.usage.cache_write_tokens) == (194, 2, 100)
+    assert o.cost is not None and o.cost.amount == Decimal("0.95")
