@@ -350,3 +350,39 @@ def test_swe_agent_retry_agent_file_imports_every_attempt_once(tmp_path):
     # written before the choice (choose=False): attempts only, no top-level history
     only = import_file(_write(tmp_path, "retry2.traj", {"attempts": [a0, a1]})).runs[0]
     assert len(only.llm_spans()) == 3
+
+
+def test_mini_swe_agent_v2_responses_model(tmp_path):
+    """v2 with a Responses API model (src/minisweagent/models/litellm_response_model.py): the model message is
+    ``response.model_dump()`` itself plus ``extra``; tool results are bare ``function_call_output`` items."""
+    def response(rid: str, items: list[dict[str, Any]], inp: int, cached: int, out: int, reasoning: int,
+                 cost: float, ts: float) -> dict[str, Any]:
+        return {"id": rid, "object": "response", "model": "gpt-5-mini", "status": "completed", "output": items,
+                "usage": {"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached},
+                          "output_tokens": out, "output_tokens_details": {"reasoning_tokens": reasoning},
+                          "total_tokens": inp + out},
+                "extra": {"actions": [{"command": "ls", "tool_call_id": "call_1"}], "cost": cost, "timestamp": ts}}
+    call_item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "bash",
+                 "arguments": "{\"command\": \"ls\"}", "status": "completed"}
+    done = {"type": "message", "id": "msg_2", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}
+    data = {"info": {"mini_version": "2.1.0", "exit_status": "Submitted",
+                     "config": {"model": {"model_name": "openai/gpt-5-mini"}}},
+            "messages": [{"role": "system", "content": "sys", "extra": {}},
+                         {"role": "user", "content": "task", "extra": {}},
+                         response("resp_1", [{"type": "reasoning", "id": "rs_1", "summary": []}, call_item],
+                                  900, 0, 120, 64, 0.0004, 1760000001.0),
+                         {"type": "function_call_output", "call_id": "call_1", "output": "foo.py",
+                          "extra": {"raw_output": "foo.py", "returncode": 0, "timestamp": 1760000001.5}},
+                         response("resp_2", [done], 1000, 896, 20, 0, 0.0001, 1760000003.0),
+                         {"role": "exit", "content": "", "extra": {"exit_status": "Submitted"}}],
+            "trajectory_format": "mini-swe-agent-1.1"}
+    run = import_file(_write(tmp_path, "r.traj.json", data)).runs[0]
+    calls = [s.llm for s in run.llm_spans()]
+    assert [(c.usage.input_tokens, c.usage.cache_read_tokens, c.usage.output_tokens, c.usage.reasoning_tokens)
+            for c in calls] == [(900, 0, 120, 64), (1000, 896, 20, 0)]
+    assert [c.cost.amount for c in calls] == [Decimal("0.0004"), Decimal("0.0001")]
+    assert [m["role"] for m in calls[1].messages] == ["system", "user", "assistant", "tool"]
+    assert calls[0].output["tool_calls"][0]["function"]["name"] == "bash"
+    assert calls[1].output == {"role": "assistant", "content": "Done."}
+    assert [s.name for s in run.spans if s.kind == "tool"] == ["ls"]

@@ -124,6 +124,11 @@ def _item_messages(item: dict[str, Any]) -> list[Message]:
     return []
 
 
+item_messages = _item_messages
+"""One Responses API item as chat messages (public: mini-swe-agent's Responses-model trajectories use it)."""
+OUTPUT_ITEMS = _OUTPUT_ITEMS
+
+
 def import_text(text: str, path: Path | None = None) -> ImportResult:
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
     lines: list[dict[str, Any]] = []

@@ -13,6 +13,9 @@ and ``src/minisweagent/models/litellm_model.py`` in https://github.com/SWE-agent
 * The provider usage in ``extra.response.usage`` is read in its dialect
   (:mod:`tokprof.profiler.interchange.usage_dialects`); a call without it is counted locally. ``extra.cost``
   above zero is kept as the call's recorded cost.
+* v2 with a Responses API model (``litellm_response``) stores the response object itself as the model message
+  (``object: "response"``, its ``output`` items and ``usage``); tool results are bare ``function_call_output``
+  items. Both are turned into chat messages for the later calls' inputs.
 * v2 ends with a ``{"role": "exit"}`` message (exit status and submission): not part of any prompt.
 * Observation messages (``role: tool``; ``user`` messages with ``extra.returncode``; in v1, the ``user``
   message right after a call whose answer held one action block) become ``tool`` spans named after the
@@ -35,6 +38,7 @@ from tokprof.profiler.interchange.base import (
     split_model,
     stable_id,
 )
+from tokprof.profiler.interchange.codex import OUTPUT_ITEMS, item_messages
 from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
 from tokprof.profiler.interchange.usage_dialects import read_usage
 from tokprof.profiler.model import Cost, LLMCall, Message, Run, Usage
@@ -95,6 +99,23 @@ def _as_sent(m: dict[str, Any]) -> Message:
     return out
 
 
+def _is_response_object(m: dict[str, Any]) -> bool:
+    """A Responses API model message (v2 ``litellm_response`` models store ``response.model_dump()`` itself,
+    ``{"object": "response", "output": [items], "usage": {...}}``; src/minisweagent/models/
+    litellm_response_model.py)."""
+    return m.get("object") == "response" and isinstance(m.get("output"), list)
+
+
+def _answer(m: dict[str, Any]) -> list[Message]:
+    """A Responses API answer's output items as the chat messages a later request re-sends (reasoning items,
+    which carry no chat content, are left out)."""
+    out: list[Message] = []
+    for item in m.get("output") or []:
+        if isinstance(item, dict):
+            out.extend(item_messages({k: v for k, v in item.items() if k != "extra"}))
+    return out
+
+
 def _recorded_cost(extra: dict[str, Any]) -> Cost | None:
     try:
         amount = Decimal(str(extra.get("cost")))
@@ -147,10 +168,11 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
     for m in msgs:
         extra = _extra(m)
         role = m.get("role")
-        is_call = isinstance(extra.get("response"), dict) if by_response else role == "assistant"
+        api_response = _is_response_object(m)
+        is_call = api_response or (isinstance(extra.get("response"), dict) if by_response else role == "assistant")
         stamp = parse_time_ns(extra.get("timestamp")) if not isinstance(extra.get("timestamp"), bool) else None
         if is_call:
-            raw_response = extra.get("response")
+            raw_response = m if api_response else extra.get("response")
             response: dict[str, Any] = raw_response if isinstance(raw_response, dict) else {}
             reading = read_usage(response.get("usage"))
             usage = reading.to_usage() if reading is not None else Usage()
@@ -161,18 +183,23 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
             timed = timed or stamp is not None
             choices = response.get("choices") if isinstance(response.get("choices"), list) else []
             finish = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
+            answer = _answer(m) if api_response else [_as_sent(m)]
             b.span("llm", f"agent {model_name or 'model'}", root, start, end,
-                   llm=LLMCall(provider=provider, model=model_name, messages=list(seen), output=_as_sent(m),
+                   llm=LLMCall(provider=provider, model=model_name, messages=list(seen),
+                               output=answer[-1] if answer else None,
                                usage=usage, cost=_recorded_cost(extra),
                                response_id=response.get("id"), finish_reason=finish))
             command = _command(m, extra)
             n_calls += 1
             t = prev_t = end
             after_call = True
-            if role in _CHAT_ROLES or role is None:
+            if api_response:
+                seen.extend(answer)
+            elif role in _CHAT_ROLES or role is None:
                 seen.append(_as_sent(m))
             continue
-        elif role == "tool" or (role == "user" and ("returncode" in extra or (after_call and command))):
+        elif role == "tool" or m.get("type") in OUTPUT_ITEMS or \
+                (role == "user" and ("returncode" in extra or (after_call and command))):
             end = stamp if stamp is not None else t + STEP_NS
             b.span("tool", command.split()[0] if command else "action", root, min(t, end), end,
                    attributes={"action": command, "output": extra.get("raw_output", m.get("content")),
@@ -181,6 +208,8 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
         after_call = False
         if role in _CHAT_ROLES:
             seen.append(_as_sent(m))
+        elif role is None and m.get("type"):
+            seen.extend(item_messages({k: v for k, v in m.items() if k != "extra"}))  # a bare Responses item
     if n_calls == 0:
         raise InterchangeError(None, None, "no model call in 'messages' (no message with extra.response and no "
                                            "assistant message)")
