@@ -386,3 +386,16 @@ def test_mini_swe_agent_v2_responses_model(tmp_path):
     assert calls[0].output["tool_calls"][0]["function"]["name"] == "bash"
     assert calls[1].output == {"role": "assistant", "content": "Done."}
     assert [s.name for s in run.spans if s.kind == "tool"] == ["ls"]
+
+
+def test_mini_swe_agent_damaged_fields_bend(tmp_path):
+    """Damaged values inside a readable trajectory: the call stays (counted locally when its usage is
+    unreadable), an out-of-range timestamp is treated as absent; no traceback, no lost call."""
+    data = mini_v2()
+    data["messages"][2]["extra"] = "garbage"
+    data["messages"][4]["extra"]["timestamp"] = 1e30
+    run = import_file(_write(tmp_path, "d.traj.json", data)).runs[0]
+    calls = [s.llm for s in run.llm_spans()]
+    assert len(calls) == 2
+    assert calls[0].usage.source("input_tokens") in ("counted", "estimated")
+    assert calls[1].usage.input_tokens == 1290 and calls[1].usage.source("input_tokens") == "provider"

@@ -8,7 +8,7 @@ and ``src/minisweagent/models/litellm_model.py`` in https://github.com/SWE-agent
 * ``messages`` is the OpenAI-style conversation plus an ``extra`` field. A message a model produced carries
   ``extra.response`` (LiteLLM's ``model_dump()`` of the response, with its ``usage``) and, from v2,
   ``extra.cost`` (LiteLLM's ``completion_cost``) and ``extra.timestamp`` (epoch seconds, when the answer
-  arrived). Each such message (or, when none has ``extra.response``, each ``assistant`` message) is one call
+  arrived). Each such message, and any other ``assistant`` message (counted locally), is one call
   whose input is the messages before it with ``extra`` removed, as mini-swe-agent sends them.
 * The provider usage in ``extra.response.usage`` is read in its dialect
   (:mod:`tokprof.profiler.interchange.usage_dialects`); a call without it is counted locally. ``extra.cost``
@@ -99,6 +99,16 @@ def _as_sent(m: dict[str, Any]) -> Message:
     return out
 
 
+def _stamp(value: Any) -> int | None:
+    """``extra.timestamp`` (epoch seconds) in ns; an unreadable or out-of-range one is treated as absent."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return parse_time_ns(value)
+    except ValueError:
+        return None
+
+
 def _is_response_object(m: dict[str, Any]) -> bool:
     """A Responses API model message (v2 ``litellm_response`` models store ``response.model_dump()`` itself,
     ``{"object": "response", "output": [items], "usage": {...}}``; src/minisweagent/models/
@@ -151,7 +161,6 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
     info = decode_dict(data.get("info")) or {}
     config = decode_dict(info.get("config")) or {}
     cfg_model = (decode_dict(config.get("model")) or {}).get("model_name")
-    by_response = any(isinstance(_extra(m).get("response"), dict) for m in msgs)
     notes: list[str] = []
     name = Path(source).name.split(".traj")[0]
     run = Run(run_id=stable_id(FORMAT, source), name=f"mini-swe-agent {name}", started_wall_ns=0,
@@ -169,8 +178,9 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
         extra = _extra(m)
         role = m.get("role")
         api_response = _is_response_object(m)
-        is_call = api_response or (isinstance(extra.get("response"), dict) if by_response else role == "assistant")
-        stamp = parse_time_ns(extra.get("timestamp")) if not isinstance(extra.get("timestamp"), bool) else None
+        # an assistant message is a call even without extra.response (then counted locally): nothing dropped
+        is_call = api_response or isinstance(extra.get("response"), dict) or role == "assistant"
+        stamp = _stamp(extra.get("timestamp"))
         if is_call:
             raw_response = m if api_response else extra.get("response")
             response: dict[str, Any] = raw_response if isinstance(raw_response, dict) else {}
