@@ -55,6 +55,10 @@ class Reply:
     usage-only chunk."""
     delta_usage: dict[str, Any] | None = None
     """Anthropic stream: extra fields for ``message_delta``'s usage (e.g. a gateway's ``input_tokens: 0``)."""
+    x_groq_usage: bool = False
+    """Chat stream: also put the usage in the last content chunk's ``x_groq.usage`` (Groq)."""
+    response_fields: dict[str, Any] = field(default_factory=dict)
+    """Chat completion (non-streamed): extra top-level fields of the response body (e.g. ``service_tier``)."""
 
     def pieces(self, size: int = 5) -> list[str]:
         return [self.text[i:i + size] for i in range(0, len(self.text), size)]
@@ -250,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
             "usage": self._chat_usage(reply),
+            **reply.response_fields,
         }
 
     def _chat_chunks(self, body: dict[str, Any], reply: Reply, include_usage: bool) -> Iterator[tuple[None, Any]]:
@@ -273,6 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
             for j in range(0, len(args), 6):
                 yield None, chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 6]}}]})
         last = chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        if reply.x_groq_usage:
+            last["x_groq"] = {"id": "req_loopback", "usage": self._chat_usage(reply)}
         if reply.usage_in_choice:
             last["choices"][0]["usage"] = self._chat_usage(reply)
             last.pop("usage", None)

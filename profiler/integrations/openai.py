@@ -17,7 +17,7 @@ import json
 from typing import Any, Callable
 
 from tokprof.profiler.integrations import _sdk, usage_dialects
-from tokprof.profiler.model import LLMCall, Message, Usage
+from tokprof.profiler.model import Cost, LLMCall, Message, Usage
 from tokprof.profiler.providers.prices import pick_model
 
 PROVIDER = "openai"
@@ -86,6 +86,14 @@ def chat_usage(usage: Any) -> Usage:
     return usage_dialects.chat_usage(as_plain(usage))
 
 
+def record_reported_cost(call: LLMCall, usage: Any) -> None:
+    """A gateway's own charge for the call (OpenRouter ``usage.cost``) becomes its recorded cost: the
+    ``recorded`` source, as for a trace file that carried what the provider charged."""
+    amount = usage_dialects.reported_cost(as_plain(usage))
+    if amount is not None:
+        call.cost = Cost(amount, "USD", "recorded")
+
+
 def responses_usage(usage: Any) -> Usage:
     """tokprof usage from a Responses API ``ResponseUsage`` (object or dict)."""
     return usage_dialects.responses_usage(as_plain(usage))
@@ -110,6 +118,8 @@ class _ChatAccumulator:
         self.model = getattr(chunk, "model", None) or self.model
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
+        elif self.usage is None:
+            self.usage = usage_dialects.vendor_stream_usage(chunk)  # Groq's x_groq.usage
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue
@@ -148,6 +158,7 @@ class _ChatAccumulator:
         call.model = pick_model(call.model, self.model)  # request model kept when the response's does not resolve
         if self.usage is not None:
             call.usage = chat_usage(self.usage)
+            record_reported_cost(call, self.usage)
 
 
 ChatAccumulator = _ChatAccumulator
@@ -187,6 +198,7 @@ class ChatAdapter:
         call.model = pick_model(call.model, getattr(response, "model", None))
         if getattr(response, "usage", None) is not None:
             call.usage = chat_usage(response.usage)
+            record_reported_cost(call, response.usage)
 
     def accumulator(self) -> _ChatAccumulator:
         return _ChatAccumulator()

@@ -34,6 +34,13 @@ Dialects and where each field is documented:
 * Gemini ``usage_metadata``: ``prompt_token_count`` (cached content included), ``cached_content_token_count``,
   ``candidates_token_count``, ``thoughts_token_count`` (billed as output, *not* in candidates),
   ``tool_use_prompt_token_count`` (https://ai.google.dev/api/generate-content#UsageMetadata).
+* xAI: ``completion_tokens_details.reasoning_tokens`` *outside* ``completion_tokens`` (``total_tokens`` adds
+  all three; https://docs.x.ai/docs/guides/reasoning): detected from the block's arithmetic
+  (:func:`reasoning_outside_output`) and added into the output, which tokprof keeps reasoning-inclusive.
+* OpenRouter: OpenAI fields plus ``prompt_tokens_details.cache_write_tokens`` and the charged ``usage.cost``
+  (:func:`reported_cost`, kept as the call's recorded cost; https://openrouter.ai/docs/use-cases/usage-accounting).
+* AWS Bedrock Converse ``usage`` (camelCase, input excluding the cache): :func:`bedrock_usage`.
+* Groq: OpenAI fields; a stream's final chunk also carries ``x_groq.usage`` (:func:`vendor_stream_usage`).
 * LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
   ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
   ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
@@ -45,12 +52,14 @@ the span says why.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokprof.profiler.model import LLMCall, Usage
 
 __all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
-           "any_usage", "reconcile", "merge_stream_usage", "estimate_missing"]
+           "any_usage", "reconcile", "merge_stream_usage", "estimate_missing", "reasoning_outside_output",
+           "reported_cost", "bedrock_usage", "vendor_stream_usage"]
 
 
 def plain(value: Any) -> Any:
@@ -146,7 +155,66 @@ def chat_usage(usage: Any) -> Usage:
     reasoning = _first(cd.get("reasoning_tokens"), u.get("reasoning_tokens"))
     if prompt is None and u.get("input_tokens") is not None:  # an Anthropic-shaped block on a chat route
         return anthropic_usage(u)
-    return _usage(prompt, _first(u.get("completion_tokens"), u.get("output_tokens")), read, write, reasoning, hour)
+    output = _first(u.get("completion_tokens"), u.get("output_tokens"))
+    if reasoning_outside_output(prompt, output, reasoning, _int(u.get("total_tokens"))):
+        output = (output or 0) + (reasoning or 0)
+    return _usage(prompt, output, read, write, reasoning, hour)
+
+
+def reasoning_outside_output(prompt: int | None, output: int | None, reasoning: int | None,
+                             total: int | None) -> bool:
+    """Does this block count reasoning tokens *beside* ``completion_tokens`` rather than inside it?
+
+    OpenAI counts them inside (``total_tokens = prompt_tokens + completion_tokens``); xAI beside: its worked
+    example reports ``completion_tokens`` 31, ``reasoning_tokens`` 736, ``prompt_tokens`` 2341 and
+    ``total_tokens`` 3108 = 2341 + 31 + 736 (https://docs.x.ai/docs/guides/reasoning: "Usage metrics expose
+    reasoning_tokens"; both are billed as output). Decided from the block's own arithmetic, never from the
+    provider's name: the total adds up only with reasoning outside, or there is more reasoning than output."""
+    if not reasoning or output is None:
+        return False
+    if reasoning > output:
+        return True
+    return (prompt is not None and total is not None and total == prompt + output + reasoning
+            and total != prompt + output)
+
+
+def vendor_stream_usage(chunk: Any) -> Any:
+    """A usage block a stream chunk carries outside ``usage``: Groq's ``x_groq.usage``, "usage information for
+    the stream, only sent in the final chunk" (Groq's own SDK, generated from its API spec:
+    https://github.com/groq/groq-python/blob/main/src/groq/types/chat/chat_completion_chunk.py), present
+    whether or not ``stream_options.include_usage`` was sent. ``None`` when there is none."""
+    vendor = plain(getattr(chunk, "x_groq", None) if not isinstance(chunk, dict) else chunk.get("x_groq"))
+    usage = vendor.get("usage") if isinstance(vendor, dict) else None
+    return usage if isinstance(usage, dict) and usage else None
+
+
+def reported_cost(usage: Any) -> Decimal | None:
+    """The money (USD) a gateway says the call cost, in its ``usage`` block.
+
+    OpenRouter returns ``usage.cost`` ("the total amount charged to your account", in credits bought 1:1
+    with US dollars) and, for bring-your-own-key calls (``is_byok``), ``cost_details.upstream_inference_cost``
+    ("the actual cost charged by the upstream AI provider"), which the user pays beside OpenRouter's fee
+    (https://openrouter.ai/docs/use-cases/usage-accounting). ``None`` when no such figure (or a 0: a block
+    that merely has the field is not a free call)."""
+    u = _d(usage)
+    cost = _money(u.get("cost"))
+    if cost is None:
+        return None
+    if u.get("is_byok") is True:  # the upstream provider's charge is paid too, beside OpenRouter's fee
+        upstream = _money(_d(u.get("cost_details")).get("upstream_inference_cost"))
+        if upstream is not None:
+            cost += upstream
+    return cost if cost > 0 else None
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
 
 
 def responses_usage(usage: Any) -> Usage:
@@ -222,17 +290,53 @@ def langchain_usage(meta: Any) -> Usage:
     di = _d(m.get("input_token_details"))
     do = _d(m.get("output_token_details"))
     five, hour = _int(di.get("ephemeral_5m_input_tokens")), _int(di.get("ephemeral_1h_input_tokens"))
-    write = _int(di.get("cache_creation"))
+    write = _tiered(di, "cache_creation")
     if five is not None or hour is not None:
         # langchain-anthropic moves TTL-split writes out of cache_creation into these two keys
         write = max(write or 0, (five or 0) + (hour or 0))
-    return _usage(_int(m.get("input_tokens")), _int(m.get("output_tokens")), _int(di.get("cache_read")), write,
-                  _int(do.get("reasoning")), hour)
+    inp, out, reasoning = _int(m.get("input_tokens")), _int(m.get("output_tokens")), _tiered(do, "reasoning")
+    if reasoning_outside_output(inp, out, reasoning, _int(m.get("total_tokens"))):
+        # langchain-openai copies completion_tokens and total_tokens as the provider sent them, so xAI's
+        # reasoning (beside completion_tokens) shows as total = input + output + reasoning
+        out = (out or 0) + (reasoning or 0)
+    return _usage(inp, out, _tiered(di, "cache_read"), write, reasoning, hour)
+
+
+_TIERS = ("priority", "flex")
+"""langchain-openai prefixes the detail keys with the service tier for priority/flex requests
+(``flex_cache_read``, ``priority_reasoning``; ``_create_usage_metadata`` in langchain_openai/chat_models/base.py)."""
+
+
+def _tiered(details: dict[str, Any], key: str) -> int | None:
+    """``details[key]``, or its service-tier-prefixed spelling."""
+    return _first(details.get(key), *(details.get(f"{tier}_{key}") for tier in _TIERS))
+
+
+def bedrock_usage(usage: Any) -> Usage:
+    """An AWS Bedrock Converse ``TokenUsage`` (camelCase ``inputTokens``, ``outputTokens``, ``totalTokens``,
+    ``cacheReadInputTokens``, ``cacheWriteInputTokens``;
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
+
+    ``inputTokens`` leaves the cache reads and writes out (LiteLLM's Converse transform adds them back:
+    ``prompt_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens``), so they are added once;
+    a ``totalTokens`` equal to ``inputTokens + outputTokens`` says this block's input already held them."""
+    u = _d(usage)
+    fresh, out = _int(u.get("inputTokens")), _int(u.get("outputTokens"))
+    read = _first(u.get("cacheReadInputTokens"), u.get("cacheReadInputTokenCount"))
+    write = _first(u.get("cacheWriteInputTokens"), u.get("cacheWriteInputTokenCount"))
+    total = _int(u.get("totalTokens"))
+    cached = (read or 0) + (write or 0)
+    inclusive = (fresh is not None and out is not None and total is not None and cached > 0
+                 and total == fresh + out and cached <= fresh)
+    total_in = fresh if fresh is None or inclusive else fresh + cached
+    return _usage(total_in, out, read, write)
 
 
 def any_usage(usage: Any) -> Usage:
     """Pick the dialect from the keys of ``usage`` (for callers that do not know the API)."""
     u = _d(usage)
+    if "inputTokens" in u or "outputTokens" in u:
+        return bedrock_usage(u)
     if any(k in u for k in ("prompt_token_count", "promptTokenCount", "candidates_token_count", "candidatesTokenCount")):
         return gemini_usage(u)
     if "input_token_details" in u or "output_token_details" in u:
@@ -241,6 +345,14 @@ def any_usage(usage: Any) -> Usage:
         return chat_usage(u)
     if "input_tokens_details" in u or "reasoning_tokens" in _d(u.get("output_tokens_details")):
         return responses_usage(u)
+    if "input_tokens" in u and "cached_tokens" in _d(u.get("prompt_tokens_details")) and not any(
+            k in u for k in ("cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation")):
+        # DashScope's native generation API: input_tokens/output_tokens with OpenAI's prompt_tokens_details,
+        # the cached part inside input_tokens (no Anthropic cache field to say otherwise)
+        pd = _d(u.get("prompt_tokens_details"))
+        return _usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")), _int(pd.get("cached_tokens")),
+                      _first(pd.get("cache_creation_input_tokens")),
+                      _int(_d(u.get("output_tokens_details")).get("reasoning_tokens")))
     if "input_tokens" in u:
         return anthropic_usage(u)
     return Usage()

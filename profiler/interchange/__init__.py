@@ -7,7 +7,7 @@
 Formats (``FORMATS``): ``tau2`` (τ²-bench results), ``tau1`` (τ-bench trajectories), ``swe_agent``
 (SWE-agent ``.traj``), ``chatlog`` (JSONL of OpenAI chat requests/responses), ``otlp`` (OpenTelemetry
 OTLP-JSON with GenAI semantic conventions; also exported by :func:`tokprof.profiler.interchange.otlp.write_otlp`),
-and coding agents' local logs: ``claude_code``, ``codex``, ``gemini_cli``, ``qwen_code``, ``opencode``.
+``mini_swe_agent`` (mini-swe-agent ``.traj.json``), and coding agents' local logs: ``claude_code``, ``codex``, ``gemini_cli``, ``qwen_code``, ``opencode``.
 Each module's docstring documents exactly what it reads.
 """
 
@@ -22,6 +22,7 @@ from tokprof.profiler.interchange import (
     claude_code,
     codex,
     gemini_cli,
+    mini_swe_agent,
     opencode,
     otlp,
     qwen_code,
@@ -44,12 +45,14 @@ FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {
     "gemini_cli": gemini_cli.import_text,
     "qwen_code": qwen_code.import_text,
     "opencode": opencode.import_text,
+    "mini_swe_agent": mini_swe_agent.import_text,
 }
 ALIASES = {"tau2-bench": "tau2", "tau-bench": "tau1", "swe-agent": "swe_agent", "traj": "swe_agent",
            "jsonl": "chatlog", "openai": "chatlog", "otel": "otlp", "opentelemetry": "otlp",
            "claude-code": "claude_code", "claude": "claude_code", "codex-cli": "codex",
            "gemini": "gemini_cli", "gemini-cli": "gemini_cli", "qwen": "qwen_code", "qwen-code": "qwen_code",
-           "open-code": "opencode"}
+           "open-code": "opencode", "mini-swe-agent": "mini_swe_agent", "mini": "mini_swe_agent",
+           "mini-swe": "mini_swe_agent"}
 _SNIFF_CHARS = 65536
 
 
@@ -87,6 +90,8 @@ def _sniff(text: str, path: Path | None) -> str | None:
         return None
     if not head.startswith("{"):
         return None
+    if mini_swe_agent.sniff(head):
+        return "mini_swe_agent"  # before τ²-bench: both write "messages"
     if '"sessionId"' in head and '"projectHash"' in head and '"messages"' in head:
         return "gemini_cli"
     if '"simulations"' in head or ('"user_info"' in head and '"agent_info"' in head) or _looks_tau2(head):
@@ -146,6 +151,8 @@ def _sniff_parsed(text: str) -> str | None:
         data = parse_document(text)
     except (ValueError, RecursionError, MemoryError):
         return None
+    if find_container(data, mini_swe_agent.looks_like) is not None:
+        return "mini_swe_agent"
     if tau2.unwrap(data) is not None:
         return "tau2"
     if find_container(data, lambda v: isinstance(v, (dict, list)) and (

@@ -13,9 +13,11 @@ One JSON object per line, in any of these shapes:
    "body": {<ChatCompletion>}}, "error"}``. Input and output lines with the same ``custom_id`` in one
    file are joined into one call; an output line alone gives a call with usage but no input messages.
 
-Lines without a grouping id form one run per file. Usage is taken as the provider reported it
-(``prompt_tokens``, ``completion_tokens``, ``prompt_tokens_details.cached_tokens``,
-``completion_tokens_details.reasoning_tokens``); what is missing is counted locally. A malformed line is
+Lines without a grouping id form one run per file. Usage is taken as the provider reported it, read in its
+dialect (``prompt_tokens``, ``completion_tokens``, ``prompt_tokens_details.cached_tokens``,
+``completion_tokens_details.reasoning_tokens``, and the OpenAI-compatible providers' and gateways' own
+fields); a gateway's ``usage.cost`` (OpenRouter) is kept as the call's recorded cost; what is missing is
+counted locally. A malformed line is
 reported with its line number and the rest of the file is imported.
 """
 
@@ -37,7 +39,9 @@ from tokprof.profiler.interchange.base import (
     split_model,
     stable_id,
 )
-from tokprof.profiler.model import LLMCall, Run, Usage
+from tokprof.profiler.integrations.usage_dialects import reported_cost
+from tokprof.profiler.interchange.usage_dialects import read_usage
+from tokprof.profiler.model import Cost, LLMCall, Run, Usage
 
 FORMAT = "chatlog"
 STEP_NS = 1_000_000
@@ -148,17 +152,18 @@ def _normalize(obj: dict[str, Any], lineno: int) -> dict[str, Any]:
 
 
 def usage_from_openai(u: Any) -> Usage:
-    """Provider usage from an OpenAI ``usage`` block (chat completions or responses API names)."""
-    if not isinstance(u, dict):
-        return Usage()
-    pdet = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
-    cdet = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
-    return Usage.from_provider(
-        input_tokens=as_int(u.get("prompt_tokens", u.get("input_tokens"))),
-        output_tokens=as_int(u.get("completion_tokens", u.get("output_tokens"))),
-        cache_read_tokens=as_int(pdet.get("cached_tokens")) if isinstance(pdet, dict) else None,
-        reasoning_tokens=as_int(cdet.get("reasoning_tokens")) if isinstance(cdet, dict) else None,
-    )
+    """Provider usage from a response's ``usage`` block, read in its own dialect (OpenAI chat or Responses
+    names, and what OpenAI-compatible providers and gateways add: DeepSeek hit/miss, Moonshot's top-level
+    ``cached_tokens``, cache writes, Anthropic-shaped counts through a gateway, xAI's reasoning beside the
+    completion, Bedrock's camelCase; :mod:`tokprof.profiler.interchange.usage_dialects`)."""
+    reading = read_usage(u) if isinstance(u, dict) else None
+    return reading.to_usage() if reading is not None else Usage()
+
+
+def recorded_cost(u: Any) -> Cost | None:
+    """What a gateway charged for the call, when its ``usage`` says (OpenRouter ``usage.cost``)."""
+    amount = reported_cost(u) if isinstance(u, dict) else None
+    return Cost(amount, "USD", "recorded") if amount is not None else None
 
 
 def _tools(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -198,7 +203,7 @@ def _group_run(group: str | None, members: list[tuple[int, dict[str, Any]]], sou
             provider=provider or "openai", model=model,
             params={k: v for k, v in request.items() if k not in _NOT_PARAMS},
             messages=request.get("messages") or [], tools=_tools(request), output=output,
-            usage=usage_from_openai(response.get("usage")),
+            usage=usage_from_openai(response.get("usage")), cost=recorded_cost(response.get("usage")),
             response_id=response.get("id"), finish_reason=finish,
         )
         start = c["start"] if c["start"] is not None else (t if first_start is not None else base + i * STEP_NS)

@@ -21,7 +21,8 @@ count excludes the cache, so ``input_tokens`` = input + cache reads + cache writ
 :mod:`~tokprof.profiler.interchange.usage_dialects`); a ``tool`` span per ``tool_use`` lasting until its
 result; each sub-agent an ``agent`` child span under the ``Task`` tool span that started it (matched by its
 prompt) or else under the root. A call's ``messages`` are the conversation of its own thread before it, in
-OpenAI format; cost comes from the price table (Claude Code records none).
+OpenAI format; cost comes from the price table, except where an entry records ``costUSD`` (Claude Code
+1.0.x wrote it, above 0, per assistant entry): that is kept as the call's recorded cost.
 Format as observed in Claude Code 1.x/2.x transcripts and documented by tools that read them (e.g.
 https://github.com/ryoppippi/ccusage, which counts a ``message.id``+``requestId`` once).
 """
@@ -29,6 +30,7 @@ https://github.com/ryoppippi/ccusage, which counts a ``message.id``+``requestId`
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from tokprof.profiler.interchange.base import (
     stable_id,
 )
 from tokprof.profiler.interchange.usage_dialects import read_usage
-from tokprof.profiler.model import LLMCall, Message, Run, Span, Usage
+from tokprof.profiler.model import Cost, LLMCall, Message, Run, Span, Usage
 
 FORMAT = "claude_code"
 ENTRY_TYPES = ("user", "assistant")
@@ -133,6 +135,7 @@ class _Response:
         self.blocks: list[dict[str, Any]] = []
         self.usage: dict[str, Any] | None = None
         self.end = entry
+        self.cost_usd: Decimal | None = None
         self.add(entry)
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -144,7 +147,22 @@ class _Response:
         if isinstance(u, dict) and (self.usage is None or
                                     (u.get("output_tokens") or 0) >= (self.usage.get("output_tokens") or 0)):
             self.usage = u
+        cost = _cost_usd(entry.get("costUSD"))
+        if cost is not None:
+            self.cost_usd = cost  # the entry with the final usage carries the whole call's cost
         self.end = entry
+
+
+def _cost_usd(value: Any) -> Decimal | None:
+    """Claude Code 1.0.x wrote ``costUSD`` on each assistant entry; ccusage's ``auto`` mode takes it when it is
+    above 0 (https://github.com/ryoppippi/ccusage, ``calculateCostForEntry``). 0 or absent: not recorded."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount > 0 else None
 
 
 def _thread_key(e: dict[str, Any], by_uuid: dict[str, dict[str, Any]]) -> str:
@@ -234,6 +252,7 @@ def session_run(entries: list[dict[str, Any]], source: str) -> Run:
                 continue
             usage: Usage = reading.to_usage()
             call = LLMCall(provider="anthropic", model=model, messages=list(seen), output=out, usage=usage,
+                           cost=Cost(r.cost_usd, "USD", "recorded") if r.cost_usd is not None else None,
                            response_id=msg.get("id"), finish_reason=msg.get("stop_reason"))
             b.span("llm", f"{'sub-agent' if key != 'main' else 'agent'} {model}", parent, start, end, llm=call,
                    attributes={"request_id": r.first.get("requestId"), "entries": r.first.get("_line")})

@@ -1,6 +1,9 @@
 """Codex CLI session logs: ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl`` (``~/.codex`` by default).
 
-Each line is ``{"timestamp", "type", "payload"}``:
+Each line is ``{"timestamp", "type", "payload"}`` (builds up to about September 2025 wrote a bare first line
+``{"id", "timestamp", "instructions"}``, then the Responses items themselves and ``{"record_type": "state"}``
+markers, and no token counts: those lines are read as the envelope's ``session_meta`` / ``response_item``, and
+each model turn becomes a call counted locally):
 
 * ``session_meta``: ``payload.id`` (the session), ``cwd``, ``cli_version``, ``originator``;
 * ``turn_context``: ``payload.model`` for the turns that follow;
@@ -52,7 +55,32 @@ _ZERO = dict.fromkeys(_KEYS, 0)
 
 def looks_like(obj: Any) -> bool:
     return (isinstance(obj, dict) and isinstance(obj.get("payload"), dict)
-            and obj.get("type") in ("session_meta", "turn_context", "response_item", "event_msg"))
+            and obj.get("type") in ("session_meta", "turn_context", "response_item", "event_msg")) \
+        or _legacy_meta(obj)
+
+
+_ITEM_TYPES = ("message", "reasoning", *_CALL_ITEMS, *_OUTPUT_ITEMS)
+
+
+def _legacy_meta(obj: Any) -> bool:
+    """The first line of a rollout from before the ``{timestamp, type, payload}`` envelope (Codex CLI builds
+    up to about September 2025): ``{"id", "timestamp", "instructions", "git"?}``."""
+    return isinstance(obj, dict) and "type" not in obj and "payload" not in obj and "instructions" in obj \
+        and isinstance(obj.get("id"), str) and "timestamp" in obj
+
+
+def _enveloped(obj: Any, first: bool) -> dict[str, Any] | None:
+    """A line in the current envelope; a bare-era line wrapped into it (its meta line as ``session_meta``,
+    its bare Responses items as ``response_item``, its ``{"record_type": "state"}`` markers dropped)."""
+    if not isinstance(obj, dict):
+        return None
+    if looks_like(obj) and not _legacy_meta(obj):
+        return obj
+    if first and _legacy_meta(obj):
+        return {"timestamp": obj.get("timestamp"), "type": "session_meta", "payload": obj}
+    if "payload" not in obj and obj.get("type") in _ITEM_TYPES:
+        return {"timestamp": obj.get("timestamp"), "type": "response_item", "payload": obj}
+    return None
 
 
 def _int(v: Any) -> int:
@@ -96,12 +124,18 @@ def _item_messages(item: dict[str, Any]) -> list[Message]:
     return []
 
 
+item_messages = _item_messages
+"""One Responses API item as chat messages (public: mini-swe-agent's Responses-model trajectories use it)."""
+OUTPUT_ITEMS = _OUTPUT_ITEMS
+
+
 def import_text(text: str, path: Path | None = None) -> ImportResult:
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
     lines: list[dict[str, Any]] = []
     for lineno, obj in json_lines(text, path, result, "a Codex rollout line {timestamp, type, payload}"):
-        if looks_like(obj):
-            lines.append(obj)
+        line = _enveloped(obj, not lines)
+        if line is not None:
+            lines.append(line)
     if not lines:
         return result
     result.records += 1
@@ -139,6 +173,9 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
     prev_total: dict[str, int] | None = None
     last_t = t0
     duplicates = 0
+    turns: list[tuple[list[Message], list[Message], int, int]] = []  # (input, answer items, start, end)
+    counted_events = False
+    turn_t = t0  # when the current model turn's request was sent (for builds without token counts)
     for x, ts in zip(lines, times, strict=True):
         ts = ts if ts is not None else last_t
         p = x["payload"]
@@ -157,6 +194,9 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
                 span.end_ns = max(span.start_ns, ts)
                 span.set_attribute("output", msgs[0]["content"])
             if t in _OUTPUT_ITEMS or (t == "message" and p.get("role") != "assistant"):
+                if since:
+                    turns.append((list(seen), list(since), turn_t, ts))
+                turn_t = ts
                 seen.extend(since)
                 since = []
                 seen.extend(msgs)
@@ -177,6 +217,7 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
                 prev_total = total
             if last is None:
                 continue
+            counted_events = True
             provider, name = split_model(model)
             output = since[-1] if since else None
             call = LLMCall(provider=provider or "openai", model=name, messages=list(seen), output=output,
@@ -188,6 +229,19 @@ def session_run(lines: list[dict[str, Any]], source: str) -> Run | None:
             last_t = ts
     if duplicates:
         run.metadata["notes"].append(f"{duplicates} repeated token_count events counted once")
+    if since:
+        turns.append((list(seen), list(since), turn_t, t1))
+    if not counted_events and turns:
+        # An older build logged no token counts: each model turn (the items it produced, up to the next
+        # user message or tool output) is one call, its tokens counted locally.
+        provider, name = split_model(model)
+        for before, answer, start, end in turns:
+            b.span("llm", f"agent {name or 'model'}", root, start, end,
+                   llm=LLMCall(provider=provider or "openai", model=name, messages=before, output=answer[-1]),
+                   attributes={"output_items": answer[:-1]})
+        run.metadata["notes"][0] = ("Codex logs no tool definitions: call messages are the conversation only; "
+                                    "this build logged no token_count events: each model turn is a call and "
+                                    "its tokens are counted locally")
     if not run.llm_spans():
         run.metadata["not_rebuilt"] = ["model calls (no token_count event with usage: an older Codex build)"]
     run.ended_wall_ns = t1

@@ -6,10 +6,16 @@ tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "re
 * Each assistant message in ``history`` is a call whose input is the history before it (SWE-agent's own
   fields ``agent``, ``thought``, ``action``, ``message_type`` are dropped; ``tool_call_ids`` becomes
   ``tool_call_id``), so the messages are what an OpenAI-style API received.
+* A RetryAgent file (``{"attempts": [trajectory, ...]}``, the chosen attempt also copied to the top level)
+  imports every attempt, each an ``agent`` span, since each was run and paid; the copy is not counted twice.
 * Each ``trajectory`` step (the i-th step follows the i-th assistant message) is a ``tool`` span named
   after the command, lasting its ``execution_time`` when recorded.
+* From SWE-agent 1.1.0 each ``trajectory`` step keeps ``query``, "all messages that were shown to the LM"
+  (https://swe-agent.com/latest/usage/trajectories/): after the history processors (e.g. old observations
+  elided), so when it is a message list it is the step's call input instead of the ``history`` prefix.
+  (The older ``messages`` field was only "approximately" the input, so it is not used.)
 * ``info.model_stats`` holds usage only as whole-run totals (zero in replayed demonstrations), so calls
-  carry no provider usage and are counted locally. The model is ``replay_config.agent.model.name`` unless
+  carry no provider usage and are counted locally; non-zero totals are quoted in the run's notes. The model is ``replay_config.agent.model.name`` unless
   that is a replay placeholder; pass ``model=`` to say which model the messages were written for.
 """
 
@@ -28,7 +34,7 @@ from tokprof.profiler.interchange.base import (
     stable_id,
 )
 from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
-from tokprof.profiler.model import LLMCall, Message, Run
+from tokprof.profiler.model import LLMCall, Message, Run, Span
 
 FORMAT = "swe_agent"
 STEP_NS = 1_000_000
@@ -39,11 +45,10 @@ _PLACEHOLDER_MODELS = {"replay", "instant_empty_submit", "human", "human_thought
 def import_data(data: Any, path: Path | None = None, model: str | None = None) -> ImportResult:
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
     # The trajectory object, possibly inside wrappers; values possibly JSON/Python literals in strings.
-    data = find_container(data, lambda v: isinstance(v, dict) and decode_list(v.get("history")) is not None)
+    data = find_container(data, lambda v: _is_trajectory(v) or _attempts(v) is not None)
     if data is None:
         raise InterchangeError(path, None, f"no 'history' list; expected {EXPECTED}")
-    data = {**data, "history": decode_list(data["history"]), "trajectory": decode_list(data.get("trajectory")),
-            "info": decode_dict(data.get("info"))}
+    data = {**data, "info": decode_dict(data.get("info"))}
     source = Path(path).name if path is not None else "<data>"
     return collect(result, [("trajectory", data)], lambda d: trajectory_run(d, source, model))
 
@@ -65,7 +70,9 @@ def _recorded_model(data: dict[str, Any]) -> str | None:
             cfg = json.loads(cfg)
         except ValueError:
             return None
-    name = (((cfg or {}).get("agent") or {}).get("model") or {}).get("name") if isinstance(cfg, dict) else None
+    mcfg = (((cfg or {}).get("agent") or {}).get("model") or {}) if isinstance(cfg, dict) else {}
+    # 1.x writes agent.model.name; 0.x wrote agent.model.model_name (e.g. "gpt4", "claude-2")
+    name = (mcfg.get("name") or mcfg.get("model_name")) if isinstance(mcfg, dict) else None
     return None if not name or name in _PLACEHOLDER_MODELS else str(name)
 
 
@@ -87,9 +94,20 @@ def to_openai(m: Any, i: int) -> Message:
     return out
 
 
+def _is_trajectory(v: Any) -> bool:
+    return isinstance(v, dict) and decode_list(v.get("history")) is not None
+
+
+def _attempts(data: Any) -> list[dict[str, Any]] | None:
+    """A RetryAgent file's attempts (SWE-agent 1.x ``RetryAgent.get_trajectory_data``: ``{"attempts": [...]}``,
+    the chosen attempt also copied to the top level with ``info.best_attempt_idx``): each was run and paid."""
+    raw = decode_list(data.get("attempts")) if isinstance(data, dict) else None
+    found = [decode(a) for a in raw or []]
+    return found if found and all(_is_trajectory(a) for a in found) else None
+
+
 def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) -> Run:
-    history = [to_openai(m, i) for i, m in enumerate(data["history"])]
-    steps = [decode(x) for x in data.get("trajectory") or []]
+    attempts = _attempts(data)
     raw_info = data.get("info")
     info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     provider, model_name = split_model(model or _recorded_model(data))
@@ -106,22 +124,80 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
     b = RunBuilder(run)
     root = b.span("agent", run.name, None, 0, None)
     t = 0
-    n_assistant = 0
+    if attempts is None:
+        t, calls, queried = _add_attempt(b, root, data, t, provider, model_name)
+    else:
+        calls = queried = 0
+        for k, attempt in enumerate(attempts):
+            a_provider, a_model = split_model(model or _recorded_model(attempt) or _recorded_model(data))
+            span = b.span("agent", f"attempt {k}", root, t, None,
+                          attributes={"exit_status": (decode_dict(attempt.get("info")) or {}).get("exit_status")})
+            t, n, q = _add_attempt(b, span, attempt, t, a_provider, a_model)
+            span.end_ns = t
+            calls, queried = calls + n, queried + q
+        notes.append(f"{len(attempts)} attempts (RetryAgent), every one imported: each was run and paid; the "
+                     f"chosen one (info.best_attempt_idx {info.get('best_attempt_idx')}) is not counted twice")
+        if info.get("rloop_model_stats"):
+            notes.append("the reviewer/chooser model's calls are not in the file: only its totals "
+                         f"(info.rloop_model_stats {info.get('rloop_model_stats')})")
+    if queried:
+        notes.append(f"{queried} of {calls} calls take their input from the step's 'query' (the messages "
+                     "the model was shown, after history processing)")
+    totals = _totals_note(info.get("model_stats"), calls)
+    if totals:
+        notes.append(totals)
+    root.end_ns = t
+    run.ended_wall_ns = t
+    return run
+
+
+def _add_attempt(b: RunBuilder, parent: Span, data: dict[str, Any], t: int, provider: str | None,
+                 model_name: str | None) -> tuple[int, int, int]:
+    """One trajectory's model calls and tool steps under ``parent`` from time ``t``; returns the end time,
+    the number of calls and how many of them took their input from ``query``."""
+    history = [to_openai(m, i) for i, m in enumerate(decode_list(data.get("history")) or [])]
+    steps = [decode(x) for x in decode_list(data.get("trajectory")) or []]
+    n_assistant = queried = 0
     for i, m in enumerate(history):
         if m["role"] != "assistant":
             continue
-        b.span("llm", f"agent {model_name or 'model'}", root, t, t + STEP_NS,
-               llm=LLMCall(provider=provider, model=model_name, messages=history[:i], output=m))
+        step_query = _query(steps[n_assistant]) if n_assistant < len(steps) else None
+        queried += step_query is not None
+        b.span("llm", f"agent {model_name or 'model'}", parent, t, t + STEP_NS,
+               llm=LLMCall(provider=provider, model=model_name,
+                           messages=step_query if step_query is not None else history[:i], output=m))
         t += STEP_NS
         if n_assistant < len(steps) and isinstance(steps[n_assistant], dict):
             step = steps[n_assistant]
             action = str(step.get("action") or "").strip()
             secs = step.get("execution_time")
             dur = int(float(secs) * 1e9) if isinstance(secs, (int, float)) else STEP_NS
-            b.span("tool", action.split()[0] if action else "action", root, t, t + dur,
+            b.span("tool", action.split()[0] if action else "action", parent, t, t + dur,
                    attributes={"action": action, "output": step.get("observation")})
             t += dur
         n_assistant += 1
-    root.end_ns = t
-    run.ended_wall_ns = t
-    return run
+    return t, n_assistant, queried
+
+
+def _query(step: Any) -> list[Message] | None:
+    """The step's ``query`` as chat messages, or ``None`` when absent or not a clean message list."""
+    raw = decode_list(step.get("query")) if isinstance(step, dict) else None
+    if not raw:
+        return None
+    try:
+        return [to_openai(m, i) for i, m in enumerate(raw)]
+    except InterchangeError:
+        return None
+
+
+def _totals_note(stats: Any, n_calls: int) -> str | None:
+    """SWE-agent's own run totals, quoted (they cannot be split per call, so they never replace counts)."""
+    stats = decode_dict(stats) or {}
+    keys = ("instance_cost", "tokens_sent", "tokens_received", "api_calls")
+    if not any(isinstance(stats.get(k), (int, float)) and stats.get(k) for k in keys):
+        return None
+    said = ", ".join(f"{k} {stats[k]}" for k in keys if stats.get(k) is not None)
+    note = f"info.model_stats (SWE-agent's run totals, not split per call): {said}"
+    if isinstance(stats.get("api_calls"), int) and stats["api_calls"] != n_calls:
+        note += f"; the history holds {n_calls} model calls"
+    return note

@@ -2,7 +2,9 @@
 
 Each record is ``{"task_id", "trial", "reward", "info", "traj"}`` where ``traj`` is the full OpenAI chat
 message list the agent saw (system, user, assistant with ``tool_calls``, tool). Each assistant message is
-one model call whose input is the ``traj`` prefix before it; each tool message is a tool span.
+one model call whose input is the ``traj`` prefix before it; each tool message is a tool span, and so is
+each ``"API output: ..."`` user message of the ReAct/Act agents (their tool calls are ``Action:`` JSON in
+the answer text, the tool schemas inside the system prompt).
 
 The published trajectories were produced by gpt-4o through the OpenAI API (the default model is
 ``gpt-4o``, override with ``model=``). They record neither usage nor times: tokens are left for local
@@ -78,6 +80,19 @@ def _clean(m: Any, i: int) -> Message:
     return m
 
 
+REACT_OBSERVATION = "API output: "
+
+
+def _react_action(content: Any) -> tuple[str | None, Any]:
+    """The tool name and arguments of a ReAct answer (``...Action:\n{"name": ..., "arguments": {...}}``)."""
+    if not isinstance(content, str) or "Action:" not in content:
+        return None, None
+    action = decode_dict(content.split("Action:")[-1].strip())
+    if action is None or not isinstance(action.get("name"), str):
+        return None, None
+    return action["name"], action.get("arguments")
+
+
 def trajectory_run(rec: Any, index: int, source: str, provider: str | None, model: str | None) -> Run:
     rec = decode(rec)
     raw_traj = decode_list(rec.get("traj")) if isinstance(rec, dict) else None
@@ -104,6 +119,13 @@ def trajectory_run(rec: Any, index: int, source: str, provider: str | None, mode
                 tool_calls[str(c.get("id"))] = c.get("function") or {}
             b.span("llm", f"agent {model}", root, start, start + STEP_NS,
                    llm=LLMCall(provider=provider, model=model, messages=traj[:i], output=m))
+        elif m["role"] == "user" and i > 0 and traj[i - 1]["role"] == "assistant" and \
+                isinstance(m.get("content"), str) and m["content"].startswith(REACT_OBSERVATION):
+            # ReAct/Act agents: the tool ran on the answer's "Action:" JSON; its result comes back as a user
+            # message "API output: ..." (tau_bench/agents/chat_react_agent.py)
+            name, args = _react_action(traj[i - 1].get("content"))
+            b.span("tool", name or "tool", root, start, start + STEP_NS,
+                   attributes={"arguments": args, "output": m["content"][len(REACT_OBSERVATION):]})
         elif m["role"] == "tool":
             call_id = str(m.get("tool_call_id") or "")
             fn = tool_calls.get(call_id, {})

@@ -16,6 +16,10 @@ trap: whether the input count *includes* cached tokens.
 * Gemini ``usageMetadata.promptTokenCount`` includes ``cachedContentTokenCount``; ``thoughtsTokenCount`` is
   billed as output beside ``candidatesTokenCount``
   (https://ai.google.dev/api/generate-content#UsageMetadata).
+* xAI counts ``reasoning_tokens`` beside ``completion_tokens`` (https://docs.x.ai/docs/guides/reasoning): read
+  from the block's arithmetic and added into the output once.
+* AWS Bedrock Converse camelCase ``inputTokens`` excludes ``cacheReadInputTokens``/``cacheWriteInputTokens``
+  (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
 * Some harnesses copy Anthropic's count into ``prompt_tokens``: a cached count larger than the prompt count
   can only mean the prompt count excludes the cache, and it is read that way.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from tokprof.profiler.integrations.usage_dialects import bedrock_usage, reasoning_outside_output
 from tokprof.profiler.model import Usage
 
 _COUNT_FIELDS = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning")
@@ -71,6 +76,14 @@ def _int(value: Any) -> int | None:
     return n if n >= 0 else None
 
 
+def _first_int(*values: Any) -> int | None:
+    for v in values:
+        n = _int(v)
+        if n is not None:
+            return n
+    return None
+
+
 def _sub(d: Any, key: str) -> dict[str, Any]:
     v = d.get(key) if isinstance(d, dict) else None
     return v if isinstance(v, dict) else {}
@@ -86,6 +99,8 @@ def read_usage(block: Any) -> Reading | None:
         block = block["usage"]
     if "promptTokenCount" in block or "candidatesTokenCount" in block:
         return _gemini(block)
+    if "inputTokens" in block or "outputTokens" in block:
+        return _bedrock(block)
     if "prompt_tokens" in block or "completion_tokens" in block:
         return _openai_chat(block)
     if "input_tokens" in block or "output_tokens" in block:
@@ -110,12 +125,14 @@ def _anthropic(b: dict[str, Any]) -> Reading:
 def _openai_chat(b: dict[str, Any]) -> Reading:
     prompt = _int(b.get("prompt_tokens"))
     details = _sub(b, "prompt_tokens_details")
-    read = _int(b.get("cache_read_input_tokens"))
-    if read is None:
-        read = _int(details.get("cached_tokens"))
-    write = _int(b.get("cache_creation_input_tokens"))
-    if write is None:
-        write = _int(details.get("cache_creation_tokens"))
+    hit, miss = _int(b.get("prompt_cache_hit_tokens")), _int(b.get("prompt_cache_miss_tokens"))
+    if prompt is None and hit is not None and miss is not None:
+        prompt = hit + miss  # DeepSeek: prompt = hit + miss (https://api-docs.deepseek.com/guides/kv_cache)
+    # cache reads: LiteLLM/Anthropic-style, OpenAI's nested, DeepSeek's hit count, Moonshot's top level
+    read = _first_int(b.get("cache_read_input_tokens"), details.get("cached_tokens"), hit, b.get("cached_tokens"))
+    # cache writes: LiteLLM/Anthropic-style, LiteLLM's nested, OpenRouter's and Qwen's nested names
+    write = _first_int(b.get("cache_creation_input_tokens"), details.get("cache_creation_tokens"),
+                       details.get("cache_write_tokens"), details.get("cache_creation_input_tokens"))
     reasoning = _int(_sub(b, "completion_tokens_details").get("reasoning_tokens"))
     output = _int(b.get("completion_tokens"))
     total = prompt
@@ -123,8 +140,10 @@ def _openai_chat(b: dict[str, Any]) -> Reading:
         # More cached than prompted: this prompt count excludes the cache (Anthropic's count under an
         # OpenAI name). Add the cache once, here, and nowhere else.
         total = prompt + (read or 0) + (write or 0)
-    if reasoning is not None and output is not None and reasoning > output:
-        reasoning = None  # not a part of this output count: cannot be placed, so not claimed
+    if reasoning_outside_output(prompt, output, reasoning, _int(b.get("total_tokens"))):
+        # reasoning counted beside completion_tokens (xAI: total = prompt + completion + reasoning): both
+        # are billed output, and tokprof's output includes reasoning
+        output = (output or 0) + (reasoning or 0)
     w1h = _int(_sub(b, "cache_creation").get("ephemeral_1h_input_tokens"))
     return Reading("openai_chat", total, output, read, write,
                    w1h if w1h is not None and write is not None and w1h <= write else None, reasoning, prompt)
@@ -149,6 +168,18 @@ def _gemini(b: dict[str, Any]) -> Reading:
         _int(b.get("thoughtsTokenCount"))
     output = None if cand is None and thoughts is None else (cand or 0) + (thoughts or 0)
     return Reading("gemini", prompt, output, _int(b.get("cachedContentTokenCount")), None, None, thoughts, prompt)
+
+
+def _bedrock(b: dict[str, Any]) -> Reading:
+    """AWS Bedrock Converse camelCase usage (input excluding the cache; see
+    :func:`tokprof.profiler.integrations.usage_dialects.bedrock_usage`, which decides it)."""
+    u = bedrock_usage(b)
+    fields_ = u.sources
+    return Reading("bedrock", u.input_tokens if "input_tokens" in fields_ else None,
+                   u.output_tokens if "output_tokens" in fields_ else None,
+                   u.cache_read_tokens if "cache_read_tokens" in fields_ else None,
+                   u.cache_write_tokens if "cache_write_tokens" in fields_ else None, None, None,
+                   _int(b.get("inputTokens")))
 
 
 def consistent(a: Reading, b: Reading) -> bool:
