@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.providers.bills import CallBill, RunBill, call_cost
 from tokprof.profiler.providers.cache_rules import CacheRule, billing_rules, cache_rule
-from tokprof.profiler.providers.cache_sim import Simulator, bill_runs, plan_of
+from tokprof.profiler.providers.cache_sim import Simulator, bill_runs, memo_lookup, memo_rules, plan_of
 from tokprof.profiler.providers.cost import PriceLookup, Rates, default_prices
 from tokprof.profiler.providers.cost import convert_or_none as convert_cost
 
@@ -272,7 +272,8 @@ def simulate_in(runs: list[Run], currencies: tuple[str, ...],
     currency, so each run is simulated once and its bills priced once per currency (the ledger stores USD
     and CNY)."""
     plans = plans or {}
-    lookup = prices or default_prices
+    lookup = memo_lookup(prices or default_prices)
+    rule_of = memo_rules()
     out: dict[str, list[dict[str, CallPaid]]] = {c: [] for c in currencies}
     for i, run in enumerate(runs):
         def plan_for(_: int, span: Span, i: int = i) -> dict[str, Any]:
@@ -284,7 +285,7 @@ def simulate_in(runs: list[Run], currencies: tuple[str, ...],
             call = span.llm
             assert call is not None
             plan = plan_of(span) or plan_for(0, span)
-            rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
+            rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
             rates = lookup(call.model)
             basis = SERVED if b.basis == "served" else (
                 SIMULATED if rule.mode == "automatic" else
