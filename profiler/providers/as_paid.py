@@ -324,6 +324,10 @@ def _recorded_cost(span: Span, currency: str) -> Decimal | None:
     return convert_cost(c.amount, c.currency, currency)  # None for an unknown pair: the tokens are priced
 
 
+recorded_cost = _recorded_cost
+"""``span``'s recorded cost in ``currency`` (converted), or None: what :func:`paid_bills` bills first."""
+
+
 def needs_simulation(run: Run, currency: str) -> bool:
     """Whether some call of ``run`` is billed by simulated automatic caching (else the simulator is skipped:
     a run whose every call recorded its cost needs none)."""

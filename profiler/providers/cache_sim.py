@@ -205,6 +205,10 @@ def _recorded_bill(span: Span, call: LLMCall, provider: str | None) -> CallBill:
     )
 
 
+recorded_bill = _recorded_bill
+"""A call billed from its usage as recorded (the ``recorded`` mode's bill of one call)."""
+
+
 class Simulator:
     """Feeds calls in time order through per-provider caches and bills each one."""
 

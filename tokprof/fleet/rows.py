@@ -101,6 +101,7 @@ class RowBuilder:
             self._prompt_memo.clear()
             self._memo_chars = 0
         self._call_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(call) -> (call, status, kind, cost)
+        self._paid_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(paid pair) -> (pair, status, kind, cost)
 
     # ---- the span tree ---------------------------------------------------------------------------------
     def _tags(self, tags: tuple[tuple[str, str], ...]) -> int:
@@ -215,8 +216,14 @@ class RowBuilder:
                                   currency, source, cache_status(sp), sp.status))
 
     def _paid_cost(self, sp: Span, ce: list[Any], paid: tuple[Decimal | None, Decimal | None]) -> tuple[int, list[Any]]:
-        """A call billed by simulated automatic caching: its own kind (source ``simulated``) and cost entry."""
-        return self._kind(sp, ce[2], "simulated"), [paid[0], paid[1], ce[2], "simulated", -1, -1]
+        """A call billed by simulated automatic caching: its own kind (source ``simulated``) and cost entry,
+        memoised on the paid pair (the same object for every resampled copy of the run)."""
+        memo = self._paid_memo.get(id(paid))
+        if memo is not None and memo[0] is paid and memo[1] == sp.status:
+            return memo[2], memo[3]
+        kind, entry = self._kind(sp, ce[2], "simulated"), [paid[0], paid[1], ce[2], "simulated", -1, -1]
+        self._paid_memo[id(paid)] = (paid, sp.status, kind, entry)
+        return kind, entry
 
     # ---- per run ----------------------------------------------------------------------------------------
     def add_run(self, run: Run, ledger_file: str | None = None) -> None:
@@ -278,8 +285,8 @@ class RowBuilder:
                 kind, ce = memo[2], memo[3]
             else:
                 kind, ce = kind_and_cost(sp)
-            if paid is not None and sp.span_id in paid:  # billed as paid: simulated automatic caching
-                kind, ce = self._paid_cost(sp, ce, paid[sp.span_id])
+            if paid is not None and (pv := paid.get(sp.span_id)) is not None:  # billed as paid: simulated caching
+                kind, ce = self._paid_cost(sp, ce, pv)
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
