@@ -61,8 +61,8 @@ class PaidOverrides:
 
     def get(self, run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]] | None:
         """``span id -> (usd, cny)`` of the calls billed by simulated caching, or None when there are none."""
-        calls = [s.llm for s in run.llm_spans()]
-        key = tuple(id(c) for c in calls)
+        calls = [s.llm for s in run.spans if s.llm is not None]  # file order: no sort needed for a key
+        key = tuple(map(id, calls))
         hit = self._memo.get(key)
         if hit is not None and all(a is b for a, b in zip(hit[0], calls)):
             return hit[1]
