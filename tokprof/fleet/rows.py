@@ -91,6 +91,9 @@ class RowBuilder:
         self.span_rows: list[tuple[Any, ...]] = []
         self.call_rows: list[tuple[Any, ...]] = []
         self._batch_costs: list[list[Any]] = []
+        # prompt and output hashes of the batch: each distinct one converted to Arrow once, expanded by take
+        self._hash_slot: dict[str, int] = {}
+        self._batch_hashes: list[str] = []
         self._batch += 1
         if len(self._seen_messages) > 1_000_000:
             # forgetting what was emitted is safe at a batch boundary: the ledger inserts only new hashes
@@ -195,6 +198,11 @@ class RowBuilder:
         self._prompt_memo[id(messages)] = (messages, ph, len(messages))
         return ph
 
+    def _new_slot(self, h: str) -> int:
+        i = self._hash_slot[h] = len(self._batch_hashes)
+        self._batch_hashes.append(h)
+        return i
+
     # ---- per call ---------------------------------------------------------------------------------------
     def _kind_and_cost(self, sp: Span) -> tuple[int, list[Any]]:
         """The call's kind id and its cost memo entry."""
@@ -240,6 +248,8 @@ class RowBuilder:
         msg_memo, tag_steps = self._msg_memo.get, self._tag_steps.get
         batch, batch_costs = self._batch, self._batch_costs
         payloads = self.payloads
+        slots = self._hash_slot
+        hash_slot, new_slot = slots.get, self._new_slot
         paid = self.paid.get(run)
         n_calls = unpriced = inp = out = 0
         usd_total: Decimal = _ZERO
@@ -306,6 +316,11 @@ class RowBuilder:
                 o = call.output
                 mm = None if o is None else msg_memo(id(o))
                 oh = None if o is None else mm[1] if mm is not None and mm[0] is o else message_hash(o)
+                # the batch's slot of each hash (see tables)
+                if ph is not None:
+                    ph = i if (i := hash_slot(ph)) is not None else new_slot(ph)
+                if oh is not None:
+                    oh = i if (i := hash_slot(oh)) is not None else new_slot(oh)
             else:
                 ph = oh = None
             call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
@@ -370,7 +385,8 @@ class RowBuilder:
         cny = pa.array([c[1] for c in self._batch_costs], MONEY).take(cost_i)
         cols = [pa.array(calls[i], CALL_FACTS.field(i).type) for i in range(6)]
         cols += [pa.array(calls[6 + j], pa.int64()) for j in range(len(USAGE_COLUMNS))]
-        cols += [usd, cny, pa.array(calls[13], pa.string()), pa.array(calls[14], pa.string())]
+        hashes = pa.array(self._batch_hashes, pa.string())
+        cols += [usd, cny, hashes.take(pa.array(calls[13], pa.int32())), hashes.take(pa.array(calls[14], pa.int32()))]
         cols += _time_cols(calls[15], calls[16], calls[17])
         out["call_facts"] = pa.Table.from_arrays(cols, schema=CALL_FACTS)
         self._reset()
