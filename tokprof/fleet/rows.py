@@ -251,6 +251,7 @@ class RowBuilder:
         slots = self._hash_slot
         hash_slot, new_slot = slots.get, self._new_slot
         paid = self.paid.get(run)
+        paid_memo = self._paid_memo.get
         n_calls = unpriced = inp = out = 0
         usd_total: Decimal = _ZERO
         cny_total: Decimal = _ZERO
@@ -296,7 +297,11 @@ class RowBuilder:
             else:
                 kind, ce = kind_and_cost(sp)
             if paid is not None and (pv := paid.get(sp.span_id)) is not None:  # billed as paid: simulated caching
-                kind, ce = self._paid_cost(sp, ce, pv)
+                pm = paid_memo(id(pv))
+                if pm is not None and pm[0] is pv and pm[1] == sp.status:
+                    kind, ce = pm[2], pm[3]
+                else:
+                    kind, ce = self._paid_cost(sp, ce, pv)
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
