@@ -57,7 +57,7 @@ class PaidOverrides:
     call objects (by identity, the objects kept alive by the memo), since a fleet repeats runs."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[int, ...], tuple[list[Any], dict[str, tuple[Decimal | None, Decimal | None]]]] = {}
+        self._memo: dict[tuple[int, ...], tuple[list[Any], dict[str, tuple[Decimal | None, Decimal | None]] | None]] = {}
 
     def get(self, run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]] | None:
         """``span id -> (usd, cny)`` of the calls billed by simulated caching, or None when there are none."""

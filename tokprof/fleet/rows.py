@@ -297,9 +297,9 @@ class RowBuilder:
             else:
                 kind, ce = kind_and_cost(sp)
             if paid is not None and (pv := paid.get(sp.span_id)) is not None:  # billed as paid: simulated caching
-                pm = paid_memo(id(pv))
-                if pm is not None and pm[0] is pv and pm[1] == sp.status:
-                    kind, ce = pm[2], pm[3]
+                pd = paid_memo(id(pv))
+                if pd is not None and pd[0] is pv and pd[1] == sp.status:
+                    kind, ce = pd[2], pd[3]
                 else:
                     kind, ce = self._paid_cost(sp, ce, pv)
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
@@ -322,14 +322,12 @@ class RowBuilder:
                 mm = None if o is None else msg_memo(id(o))
                 oh = None if o is None else mm[1] if mm is not None and mm[0] is o else message_hash(o)
                 # the batch's slot of each hash (see tables)
-                if ph is not None:
-                    ph = i if (i := hash_slot(ph)) is not None else new_slot(ph)
-                if oh is not None:
-                    oh = i if (i := hash_slot(oh)) is not None else new_slot(oh)
+                pi = None if ph is None else i if (i := hash_slot(ph)) is not None else new_slot(ph)
+                oi = None if oh is None else i if (i := hash_slot(oh)) is not None else new_slot(oh)
             else:
-                ph = oh = None
+                pi = oi = None
             call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                      u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, ce[5], ph, oh,
+                      u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, ce[5], pi, oi,
                       start, end, dur))
         self.n_calls += n_calls
         if run_start is None:
