@@ -17,7 +17,9 @@ Targets (issue 18.6): ingest >= 50,000 calls/s, common queries < 1 s, peak memor
 (prefix-break replay) are per-run compute and are measured in step 4, not in the ingest rate. Resampled runs
 repeat the corpus's 5,745 distinct calls, so each call's cost (the one cost function, memoised on its
 model, usage and recorded cost) is computed once per distinct call, as it would be for a fleet whose calls
-repeat; message hashes are memoised by object, and resampled runs share their message objects.
+repeat; message hashes are memoised by object, and resampled runs share their message objects; a run
+billed by simulated automatic caching (as-paid, ``tokprof.fleet.costs.PaidOverrides``) is simulated once per
+distinct run. ``--cold`` gives the rate without any of that repetition.
 
 When the load average exceeds the core count, a wall-clock target that the CPU figure meets is reported as
 "met per CPU second, wall clock not measurable at load L" and does not fail the run.
