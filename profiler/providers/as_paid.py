@@ -47,7 +47,8 @@ from typing import Any, Callable, Iterable
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.providers.bills import CallBill, RunBill, call_cost
 from tokprof.profiler.providers.cache_rules import CacheRule, billing_rules, cache_rule
-from tokprof.profiler.providers.cache_sim import Simulator, bill_runs, memo_lookup, memo_rules, plan_of
+from tokprof.profiler.providers.bills import memo_lookup, memo_rules
+from tokprof.profiler.providers.cache_sim import Simulator, bill_runs, plan_of
 from tokprof.profiler.providers.cost import PriceLookup, Rates, default_prices
 from tokprof.profiler.providers.cost import convert_or_none as convert_cost
 

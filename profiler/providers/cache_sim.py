@@ -37,7 +37,7 @@ from typing import Any, Callable, Literal
 
 from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span
-from tokprof.profiler.providers.bills import BillingError, CallBill, RunBill, call_cost
+from tokprof.profiler.providers.bills import BillingError, CallBill, RunBill, call_cost, memo_lookup, memo_rules
 from tokprof.profiler.providers.cache_rules import CacheRule, cache_rule
 from tokprof.profiler.providers.cache_rules import bare_model as _bare_model
 from tokprof.profiler.providers.cost import PriceLookup, default_prices
@@ -353,35 +353,6 @@ class Simulator:
             bill.cache_write_1h_tokens = written
         else:
             bill.cache_write_tokens = written
-
-
-def memo_lookup(lookup: PriceLookup) -> PriceLookup:
-    """``lookup`` memoised by model, for one billing pass (prices do not change during it; a price-table
-    lookup builds its :class:`Rates` anew on every call)."""
-    memo: dict[str | None, Any] = {}
-
-    def get(model: str | None) -> Any:
-        try:
-            return memo[model]
-        except KeyError:
-            got = memo[model] = lookup(model)
-            return got
-
-    return get
-
-
-def memo_rules() -> Callable[[str | None, str | None, bool], CacheRule]:
-    """:func:`cache_rule` memoised by (provider, model, explicit), for one billing pass."""
-    memo: dict[tuple[str | None, str | None, bool], CacheRule] = {}
-
-    def get(provider: str | None, model: str | None, explicit: bool = False) -> CacheRule:
-        k = (provider, model, explicit)
-        got = memo.get(k)
-        if got is None:
-            got = memo[k] = cache_rule(provider, model, explicit=explicit)
-        return got
-
-    return get
 
 
 def billing_mode(run: Run, mode: str | None = None) -> str:

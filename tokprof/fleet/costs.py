@@ -18,8 +18,8 @@ from tokprof.profiler.model import Run, Span
 from tokprof.profiler.keys import served_by
 from tokprof.profiler.providers.as_paid import (
     SIMULATED, hit_rate, needs_simulation, original_plans, paid_bills, recorded_cost, simulate_in, simulated_bill)
-from tokprof.profiler.providers.bills import call_cost
-from tokprof.profiler.providers.cache_sim import memo_lookup, memo_rules, plan_of, recorded_bill
+from tokprof.profiler.providers.bills import call_cost, memo_lookup, memo_rules
+from tokprof.profiler.providers.cache_sim import plan_of, recorded_bill
 from tokprof.profiler.providers.cost import default_prices
 
 _PLACES = Decimal(1).scaleb(-24)
