@@ -17,12 +17,18 @@ Targets (issue 18.6): ingest >= 50,000 calls/s, common queries < 1 s, peak memor
 (prefix-break replay) are per-run compute and are measured in step 4, not in the ingest rate. Resampled runs
 repeat the corpus's 5,745 distinct calls, so each call's cost (the one cost function, memoised on its
 model, usage and recorded cost) is computed once per distinct call, as it would be for a fleet whose calls
-repeat; message hashes are memoised by object, and resampled runs share their message objects.
+repeat; message hashes are memoised by object, and resampled runs share their message objects; a run
+billed by simulated automatic caching (as-paid, ``tokprof.fleet.costs.PaidOverrides``) is simulated once per
+distinct run. ``--cold`` gives the rate without any of that repetition.
 
 When the load average exceeds the core count, a wall-clock target that the CPU figure meets is reported as
 "met per CPU second, wall clock not measurable at load L" and does not fail the run.
 
-Run: ``nice python benchmarks/bench_fleet.py [--calls N] [--no-ray]`` (needs ../shared/corpus). Exits 1 when
+``--cold`` instead measures a fleet that does not repeat: the corpus's 5,745 distinct calls into a fresh
+ledger, in a fresh process (every memo misses: each call priced, each run's as-paid caching simulated, each
+message hashed).
+
+Run: ``nice python benchmarks/bench_fleet.py [--calls N] [--no-ray] [--cold]`` (needs ../shared/corpus). Exits 1 when
 a target is missed.
 """
 
@@ -167,12 +173,17 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=1_000_000)
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
     ap.add_argument("--ray-only", action="store_true", help="only the Ray comparison")
+    ap.add_argument("--cold", action="store_true",
+                    help="only the cold rate: the corpus's distinct calls into a fresh ledger (no repeats)")
     args = ap.parse_args()
     if not CORPUS.is_dir():
         print(f"corpus not found: {CORPUS}", file=sys.stderr)
         return 2
     if args.ray_only:
         ray_comparison()
+        return 0
+    if args.cold:
+        cold_rate()
         return 0
     from tokprof.fleet.ledger import connect, ingest_runs
 
@@ -216,6 +227,26 @@ def main() -> int:
         ray_comparison()
     print("all targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
+
+
+def cold_rate() -> None:
+    """Ingest rate when no call repeats: the corpus's distinct calls, imported, then ingested into a fresh
+    ledger by a process that has priced, simulated and hashed nothing yet. Every memo misses, so this is the
+    rate of a fleet whose runs are all new (the resampled figure above is what repetition buys)."""
+    from tokprof.fleet.ledger import connect, ingest_runs
+
+    corpus = load_corpus()
+    with tempfile.TemporaryDirectory() as tmp:
+        con = connect(Path(tmp) / "ledger.duckdb")
+        load = os.getloadavg()[0]
+        t, c = time.perf_counter(), time.process_time()
+        n = ingest_runs(con, iter(corpus), diagnose=False)
+        con.execute("CHECKPOINT")
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        con.close()
+    print(f"cold ingest (distinct calls, fresh process and ledger): {n:,} calls of {len(corpus)} runs in "
+          f"{wall:.2f} s wall = {n / wall:,.0f} calls/s; CPU {cpu:.2f} s = {n / cpu:,.0f} calls per CPU second; "
+          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
 
 
 def ray_comparison() -> None:

@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.providers.bills import CallBill, RunBill, call_cost
 from tokprof.profiler.providers.cache_rules import CacheRule, billing_rules, cache_rule
+from tokprof.profiler.providers.bills import memo_lookup, memo_rules
 from tokprof.profiler.providers.cache_sim import Simulator, bill_runs, plan_of
 from tokprof.profiler.providers.cost import PriceLookup, Rates, default_prices
 from tokprof.profiler.providers.cost import convert_or_none as convert_cost
@@ -272,7 +273,8 @@ def simulate_in(runs: list[Run], currencies: tuple[str, ...],
     currency, so each run is simulated once and its bills priced once per currency (the ledger stores USD
     and CNY)."""
     plans = plans or {}
-    lookup = prices or default_prices
+    lookup = memo_lookup(prices or default_prices)
+    rule_of = memo_rules()
     out: dict[str, list[dict[str, CallPaid]]] = {c: [] for c in currencies}
     for i, run in enumerate(runs):
         def plan_for(_: int, span: Span, i: int = i) -> dict[str, Any]:
@@ -284,7 +286,7 @@ def simulate_in(runs: list[Run], currencies: tuple[str, ...],
             call = span.llm
             assert call is not None
             plan = plan_of(span) or plan_for(0, span)
-            rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
+            rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
             rates = lookup(call.model)
             basis = SERVED if b.basis == "served" else (
                 SIMULATED if rule.mode == "automatic" else
@@ -321,6 +323,10 @@ def _recorded_cost(span: Span, currency: str) -> Decimal | None:
     if c.currency == currency:
         return c.amount
     return convert_cost(c.amount, c.currency, currency)  # None for an unknown pair: the tokens are priced
+
+
+recorded_cost = _recorded_cost
+"""``span``'s recorded cost in ``currency`` (converted), or None: what :func:`paid_bills` bills first."""
 
 
 def needs_simulation(run: Run, currency: str) -> bool:

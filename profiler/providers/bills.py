@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-from tokprof.profiler.providers.cache_rules import CacheRule
-from tokprof.profiler.providers.cost import Rates, TokenSplit, split_cost
+from tokprof.profiler.providers.cache_rules import CacheRule, cache_rule
+from tokprof.profiler.providers.cost import PriceLookup, Rates, TokenSplit, split_cost
 
 Basis = Literal["recorded", "uncached", "simulated", "served", "unpriced"]
 
@@ -84,3 +84,32 @@ def call_cost(bill: CallBill, rates: Rates | None, rule: CacheRule, currency: st
     if bill.basis == "served":
         return Decimal(0)
     return split_cost(TokenSplit.from_bill(bill), rates, rule, currency, started_ns=bill.started_ns)
+
+
+def memo_lookup(lookup: PriceLookup) -> PriceLookup:
+    """``lookup`` memoised by model, for one billing pass (prices do not change during it; a price-table
+    lookup builds its :class:`Rates` anew on every call)."""
+    memo: dict[str | None, Any] = {}
+
+    def get(model: str | None) -> Any:
+        try:
+            return memo[model]
+        except KeyError:
+            got = memo[model] = lookup(model)
+            return got
+
+    return get
+
+
+def memo_rules() -> Callable[[str | None, str | None, bool], CacheRule]:
+    """:func:`cache_rule` memoised by (provider, model, explicit), for one billing pass."""
+    memo: dict[tuple[str | None, str | None, bool], CacheRule] = {}
+
+    def get(provider: str | None, model: str | None, explicit: bool = False) -> CacheRule:
+        k = (provider, model, explicit)
+        got = memo.get(k)
+        if got is None:
+            got = memo[k] = cache_rule(provider, model, explicit=explicit)
+        return got
+
+    return get

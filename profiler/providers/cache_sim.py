@@ -37,12 +37,12 @@ from typing import Any, Callable, Literal
 
 from tokprof.profiler import keys
 from tokprof.profiler.model import LLMCall, Run, Span
-from tokprof.profiler.providers.bills import BillingError, CallBill, RunBill, call_cost
+from tokprof.profiler.providers.bills import BillingError, CallBill, RunBill, call_cost, memo_lookup, memo_rules
 from tokprof.profiler.providers.cache_rules import CacheRule, cache_rule
 from tokprof.profiler.providers.cache_rules import bare_model as _bare_model
 from tokprof.profiler.providers.cost import PriceLookup, call_start_ns, default_prices
 from tokprof.profiler.providers.prompt_units import (
-    BLOCK_UNITS, PromptUnits, exact_tokenizer, block_hashes, prefix_key, prompt_units)
+    BLOCK_UNITS, KeyMemo, PromptUnits, exact_tokenizer, block_hashes, prefix_key, prompt_units, shared_units)
 
 BillingMode = Literal["recorded", "automatic", "simulate"]
 BILLING_MODES: tuple[str, ...] = ("recorded", "automatic", "simulate")
@@ -56,6 +56,8 @@ class _Seq:
 
     units: list[int]
     anchors: list[tuple[int, int]]
+    blocks: list[int] | None = None
+    """Block hashes of ``units`` when known (computed once per call, see :meth:`Simulator._seq`)."""
 
     def tokens_at(self, pos: int) -> int:
         """Recorded tokens of ``units[:pos]``: exact at anchors, linear between them."""
@@ -85,24 +87,31 @@ class _Entry:
 class ProviderCache:
     """The cache of one provider account, per model (cached prefixes are never shared across models)."""
 
-    blocks: dict[tuple[str, int], _Entry] = field(default_factory=dict)
-    """(model, block hash) -> entry, for automatic caching (every block boundary is cached)."""
+    blocks: dict[str | None, dict[int, _Entry]] = field(default_factory=dict)
+    """model -> block hash -> entry, for automatic caching (every block boundary is cached). One insert
+    shares one entry among all its blocks (what a block's entry says: which sequence owns it, when it was
+    last used, its TTL; all the same for the blocks of one insert), so an insert is one C-level update."""
     points: dict[tuple[str, int], _Entry] = field(default_factory=dict)
     """(model, prefix key) -> entry, for explicit breakpoints (only breakpoint positions are cached)."""
 
     # -- automatic --------------------------------------------------------------------------------
     def match_automatic(self, model: str, units: list[int], blocks: list[int], now_ns: int,
                         refresh: bool) -> tuple[int, _Entry | None]:
-        """Longest live cached prefix of ``units``: (units matched, entry holding it)."""
+        """Longest live cached prefix of ``units``: (units matched, entry holding it). ``refresh``: the
+        matched blocks (only those) are used again at ``now_ns``."""
+        get = (self.blocks.get(model) or {}).get
         best: _Entry | None = None
-        k = 1
-        while k < len(blocks):
-            e = self.blocks.get((model, blocks[k]))
-            if e is None or not e.alive(now_ns):
+        n = 0
+        for h in blocks[1:]:
+            e = get(h)
+            if e is None:
                 break
-            best = e
-            k += 1
-        matched = (k - 1) * BLOCK_UNITS
+            if e is not best:  # blocks of one insert share an entry: check each entry once
+                if now_ns - e.last_used_ns > e.ttl_ns:  # _Entry.alive, inlined: the hot loop
+                    break
+                best = e
+            n += 1
+        matched = n * BLOCK_UNITS
         # refine inside the next block against the sequence that owns the matched prefix
         cand = best.seq if best is not None else None
         if cand is None:
@@ -112,16 +121,26 @@ class ProviderCache:
         while i < limit and units[i] == cand.units[i]:
             i += 1
         if refresh:
-            for j in range(1, k):
-                e = self.blocks.get((model, blocks[j]))
-                if e is not None:
-                    e.last_used_ns = now_ns
+            # the matched blocks get entries of their own with the new time; blocks past the match that
+            # shared an entry with them keep theirs, as if every block had its own entry
+            store = self.blocks[model]
+            fresh: dict[int, tuple[_Entry, _Entry]] = {}
+            for h in blocks[1:n + 1]:
+                e = store[h]
+                got = fresh.get(id(e))
+                if got is None:  # (the old entry is kept in the pair: its id stays its own)
+                    got = fresh[id(e)] = (e, _Entry(e.seq, e.pos, now_ns, e.ttl_ns))
+                store[h] = got[1]
+            best = store[blocks[n]]
         return i, best
 
-    def insert_automatic(self, model: str, seq: _Seq, now_ns: int, ttl_ns: int) -> None:
-        blocks = block_hashes(seq.units)
-        for k in range(1, len(blocks)):
-            self.blocks[(model, blocks[k])] = _Entry(seq, k * BLOCK_UNITS, now_ns, ttl_ns)
+    def insert_automatic(self, model: str, seq: _Seq, now_ns: int, ttl_ns: int,
+                         blocks: list[int] | None = None) -> None:
+        """Cache every block boundary of ``seq`` (``blocks``: its block hashes, when the caller has them)."""
+        if blocks is None:
+            blocks = block_hashes(seq.units)
+        entry = _Entry(seq, len(seq.units), now_ns, ttl_ns)
+        self.blocks.setdefault(model, {}).update(dict.fromkeys(blocks[1:], entry))
         # the partial last block: keep the sequence reachable for refinement via its last full block
 
     # -- explicit ---------------------------------------------------------------------------------
@@ -186,11 +205,19 @@ def _recorded_bill(span: Span, call: LLMCall, provider: str | None) -> CallBill:
     )
 
 
+recorded_bill = _recorded_bill
+"""A call billed from its usage as recorded (the ``recorded`` mode's bill of one call)."""
+
+
 class Simulator:
     """Feeds calls in time order through per-provider caches and bills each one."""
 
     def __init__(self) -> None:
         self.cache = ProviderCache()
+        self._keys: KeyMemo = {}  # message keys by object, for this simulator's life (runs are not edited)
+        # per model string: part keys, part ends and block hashes of the last sequence left in the cache, so
+        # the next call of a conversation hashes only what it adds (the results are the same either way)
+        self._last: dict[str | None, tuple[list[str], list[int], list[int]]] = {}
 
     def warm(self, run: Run) -> None:
         """Leave in the cache what the run's account evidently sent before: the static prefix (tool
@@ -215,7 +242,7 @@ class Simulator:
             lead = 0
             while lead < len(call.messages) and call.messages[lead].get("role") in ("system", "developer"):
                 lead += 1
-            pu = prompt_units(call)
+            pu = prompt_units(call, self._keys)
             end = pu.bounds[lead]
             if end <= 0:
                 continue
@@ -240,7 +267,16 @@ class Simulator:
             if not u.known("reasoning_tokens") and exact_tokenizer(call.model):
                 out_tokens = min(out_tokens, len(pu.output_units))
             anchors.append((len(units), max(prompt_tokens, prompt_tokens + out_tokens - rule.output_reuse_gap)))
-        return _Seq(list(units), anchors), block_hashes(pu.units)
+        keys, ends = pu.part_keys, pu.part_ends
+        if units is not pu.units:  # the output is part of the sequence left in the cache
+            keys = keys + [pu.output_key]  # type: ignore[list-item]
+            ends = ends + [len(units)]
+        last = self._last.get(call.model)
+        full = block_hashes(units, last[2], shared_units(last[0], last[1], keys)) if last is not None \
+            else block_hashes(units)
+        self._last[call.model] = (keys, ends, full)
+        blocks = full[:n_prompt // BLOCK_UNITS + 1]  # the prompt's: a prefix of the sequence's
+        return _Seq(list(units), anchors, full), blocks
 
     def bill(self, span: Span, rule: CacheRule, plan: dict[str, Any]) -> CallBill:
         call = span.llm
@@ -248,19 +284,20 @@ class Simulator:
         u = call.usage
         model = _bare_model(call.model)
         start, end = _time_ns(span)
-        pu = prompt_units(call)
+        pu = prompt_units(call, self._keys)
         seq, blocks = self._seq(pu, call, rule)
         prompt_tokens = seq.anchors[0][1]
         bill = CallBill(span.span_id, call.model, rule.provider, "simulated", prompt_tokens, u.output_tokens,
                         reasoning_tokens=u.reasoning_tokens)
         if rule.mode == "automatic":
-            matched, entry = self.cache.match_automatic(model, pu.units, blocks, start, rule.refresh_on_hit)
+            # no refresh: the insert below re-stamps every matched block at ``end`` >= ``start`` anyway
+            matched, entry = self.cache.match_automatic(model, pu.units, blocks, start, False)
             bill.matched_units = matched
             if entry is not None and matched > 0:
                 tokens = min(entry.seq.tokens_at(matched), prompt_tokens)
                 if tokens >= rule.min_tokens:
                     bill.cache_read_tokens = tokens // rule.block_tokens * rule.block_tokens
-            self.cache.insert_automatic(model, seq, end, rule.ttl_s * 1_000_000_000)
+            self.cache.insert_automatic(model, seq, end, rule.ttl_s * 1_000_000_000, seq.blocks)
         elif rule.mode == "explicit":
             self._bill_explicit(bill, pu, seq, blocks, rule, plan, model, start, end, span)
         return bill
@@ -349,7 +386,8 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
 
     ``plan_for(run index, span)``: the caching plan of a call in ``simulate`` mode when it has none of its
     own (:mod:`tokprof.optimizers.paid` uses it to keep the breakpoints an agent evidently used)."""
-    lookup = prices or default_prices
+    lookup = memo_lookup(prices or default_prices)
+    rule_of = memo_rules()
     sim = simulator or Simulator()
     modes = [billing_mode(r, mode) for r in runs]
     items = [(i, s) for i, r in enumerate(runs) for s in r.llm_spans()]
@@ -364,7 +402,7 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
         plan = plan_of(span) if m == "simulate" else {}
         if m == "simulate" and not plan and plan_for is not None:
             plan = plan_for(i, span) or {}
-        rule = cache_rule(call.provider, call.model, explicit=bool(plan.get("breakpoints")))
+        rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
         rules[key] = rule
         if keys.served_by(span.attributes):  # a live or simulated cache hit: nothing reached the provider
             bills[key] = CallBill(span.span_id, call.model, rule.provider, "served", 0, 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -94,29 +94,78 @@ class PromptUnits:
     bounds: list[int]
     """Unit offset at the end of the tool block (index 0) and of each message (index i+1)."""
     output_units: list[int]
+    part_keys: list[str] = field(default_factory=list)
+    """The canonical JSON of each part (each tool definition, then each message): units are a function of
+    (part key, model), so two prompts whose first ``c`` keys agree share their first ``part_ends[c-1]`` units."""
+    part_ends: list[int] = field(default_factory=list)
+    output_key: str | None = None
 
 
-def prompt_units(call: LLMCall) -> PromptUnits:
-    """Render ``call``'s tools + messages (+ output) to units (see the module docstring)."""
+KeyMemo = dict[int, tuple[Any, str]]
+"""id(message) -> (message, its key): the caller keeps it for as long as the messages are unchanged (a
+simulation pass), so a message object sent again in every later call of a run is serialised once."""
+
+
+def _key(m: Any, memo: KeyMemo | None) -> str:
+    if memo is None:
+        return _message_key(m)
+    got = memo.get(id(m))
+    if got is not None and got[0] is m:
+        return got[1]
+    k = memo[id(m)] = (m, _message_key(m))  # the reference kept pins the id
+    return k[1]
+
+
+def prompt_units(call: LLMCall, memo: KeyMemo | None = None) -> PromptUnits:
+    """Render ``call``'s tools + messages (+ output) to units (see the module docstring). ``memo``: message
+    keys by object (see :data:`KeyMemo`), for a caller that renders many calls of the same runs."""
     units: list[int] = []
+    keys: list[str] = []
+    ends: list[int] = []
+    model = call.model
     for tool in call.tools or []:
-        units.extend(_units_of(_message_key(tool), call.model))
+        k = _key(tool, memo)
+        units.extend(_units_of(k, model))
+        keys.append(k)
+        ends.append(len(units))
     bounds = [len(units)]
     for m in call.messages:
-        units.extend(_units_of(_message_key(m), call.model))
+        k = _key(m, memo)
+        units.extend(_units_of(k, model))
+        keys.append(k)
+        ends.append(len(units))
         bounds.append(len(units))
-    out = list(_units_of(_message_key(call.output), call.model)) if call.output else []
-    return PromptUnits(units, bounds, out)
+    out_key = _key(call.output, memo) if call.output else None
+    out = list(_units_of(out_key, model)) if out_key is not None else []
+    return PromptUnits(units, bounds, out, keys, ends, out_key)
 
 
-def block_hashes(units: list[int]) -> list[int]:
-    """Cumulative hash at every BLOCK_UNITS boundary: ``h[k]`` identifies ``units[:k*BLOCK_UNITS]``."""
-    out = [0]
-    h = 0
-    for start in range(0, len(units) - BLOCK_UNITS + 1, BLOCK_UNITS):
+def block_hashes(units: list[int], prev: list[int] | None = None, common: int = 0) -> list[int]:
+    """Cumulative hash at every BLOCK_UNITS boundary: ``h[k]`` identifies ``units[:k*BLOCK_UNITS]``.
+
+    ``prev``: the block hashes of another sequence known to share ``units[:common]`` with this one; its
+    hashes of the whole blocks inside that shared prefix are taken as they are (the same values, computed
+    once: a conversation re-sends its history on every call)."""
+    if prev is not None and common >= BLOCK_UNITS:
+        k = min(common // BLOCK_UNITS, len(prev) - 1, len(units) // BLOCK_UNITS)
+        out = prev[:k + 1]
+    else:
+        k = 0
+        out = [0]
+    h = out[-1]
+    for start in range(k * BLOCK_UNITS, len(units) - BLOCK_UNITS + 1, BLOCK_UNITS):
         h = hash((h, tuple(units[start:start + BLOCK_UNITS])))
         out.append(h)
     return out
+
+
+def shared_units(keys_a: list[str], ends_a: list[int], keys_b: list[str]) -> int:
+    """Units two part sequences of the same model certainly share: the units of their common leading parts."""
+    c = 0
+    n = min(len(keys_a), len(keys_b))
+    while c < n and keys_a[c] == keys_b[c]:
+        c += 1
+    return ends_a[c - 1] if c else 0
 
 
 def prefix_key(units: list[int], blocks: list[int], pos: int) -> int:

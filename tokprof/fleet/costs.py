@@ -9,12 +9,18 @@ them, and the Decimal arithmetic then runs once per distinct call rather than on
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.model import Run, Span
-from tokprof.profiler.providers.as_paid import SIMULATED, needs_simulation, original_plans, paid_bills, simulate_in
+from tokprof.profiler.keys import served_by
+from tokprof.profiler.providers.as_paid import (
+    SIMULATED, hit_rate, needs_simulation, original_plans, paid_bills, recorded_cost, simulate_in, simulated_bill)
+from tokprof.profiler.providers.bills import call_cost, memo_lookup, memo_rules
+from tokprof.profiler.providers.cache_sim import plan_of, recorded_bill
+from tokprof.profiler.providers.cost import default_prices
 
 _PLACES = Decimal(1).scaleb(-24)
 MEMO_BOUND = 200_000
@@ -51,30 +57,81 @@ class PaidOverrides:
     call objects (by identity, the objects kept alive by the memo), since a fleet repeats runs."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[int, ...], tuple[list[Any], dict[str, tuple[Decimal | None, Decimal | None]]]] = {}
+        self._memo: dict[tuple[int, ...], tuple[list[Any], dict[str, tuple[Decimal | None, Decimal | None]] | None]] = {}
 
     def get(self, run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]] | None:
         """``span id -> (usd, cny)`` of the calls billed by simulated caching, or None when there are none."""
-        if not needs_simulation(run, "USD"):
-            return None
-        calls = [s.llm for s in run.llm_spans()]
-        key = tuple(id(c) for c in calls)
+        calls = [s.llm for s in run.spans if s.llm is not None]  # file order: no sort needed for a key
+        key = tuple(map(id, calls))
         hit = self._memo.get(key)
         if hit is not None and all(a is b for a, b in zip(hit[0], calls)):
             return hit[1]
-        sims = simulate_in([run], ("USD", "CNY"), original_plans([run]))  # simulated once, priced twice
-        usd = paid_bills([run], "USD", sim=sims["USD"])[0].by_span()
-        cny = paid_bills([run], "CNY", sim=sims["CNY"])[0].by_span()
-        out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
-        for sid, cp in usd.items():
-            if cp.basis != SIMULATED:
-                continue
-            other = cny.get(sid)
-            out[sid] = (money(cp.cost.expected), money(None if other is None else other.cost.expected))
+        out = simulated_costs(run) if needs_simulation(run, "USD") else None
         if len(self._memo) > PAID_MEMO_BOUND:
             self._memo.clear()
         self._memo[key] = (calls, out)
         return out
+
+
+def simulated_costs(run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]]:
+    """``span id -> (usd, cny)`` as stored, for each call of ``run`` that
+    :func:`~tokprof.profiler.providers.as_paid.paid_bills` bills by simulated automatic caching in USD: its
+    expected cost in USD and its as-paid cost in CNY.
+
+    The same figures as ``paid_bills`` (asserted on the whole corpus by ``tests/test_fleet_paid_fast.py``),
+    computed with less: one simulation (:func:`~tokprof.profiler.providers.as_paid.simulated_bill`), and only
+    the expected scenario priced, by the one cost function, for the calls it concerns; ``paid_bills`` also
+    prices the all-hits and no-hits scenarios and bills every call as recorded, twice. A call whose CNY basis
+    is not the simulated one (a recorded cost convertible to CNY but not USD) is rare; the run then goes
+    through ``paid_bills`` itself."""
+    plans = original_plans([run])
+    lookup = memo_lookup(default_prices)
+    rule_of = memo_rules()
+    rb = simulated_bill(run, "USD", lambda _, sp: plans.get((0, sp.span_id), {}), lookup)
+    h_exp = None
+    out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+    for span, b in zip(run.llm_spans(), rb.calls):
+        call = span.llm
+        assert call is not None
+        if b.basis == "served" or served_by(span.attributes) or recorded_cost(span, "USD") is not None:
+            continue
+        plan = plan_of(span) or plans.get((0, span.span_id), {})
+        rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
+        if rule.mode != "automatic":
+            continue  # basis uncached or simulated breakpoints: the call's own cost stands
+        rates = lookup(call.model)
+        u = call.usage
+        if (u.known("cache_read_tokens") or u.known("cache_write_tokens")) \
+                and call_cost(recorded_bill(span, call, rule.provider), rates, rule, "USD") is not None:
+            continue  # basis provider cache tokens
+        if recorded_cost(span, "CNY") is not None:
+            return _via_paid_bills(run)
+        pair = []
+        for cur in ("USD", "CNY"):
+            bc = b if cur == b.currency else replace(b, currency=cur, cost=call_cost(b, rates, rule, cur))
+            if bc.cache_read_tokens > 0:
+                if h_exp is None or h_exp[0] != rule.provider:
+                    h_exp = (rule.provider, hit_rate(rule.provider)[0])
+                reads = int(bc.cache_read_tokens * h_exp[1])
+                pair.append(call_cost(replace(bc, cache_read_tokens=reads), rates, rule, cur))
+            else:
+                pair.append(bc.cost)
+        out[span.span_id] = (money(pair[0]), money(pair[1]))
+    return out
+
+
+def _via_paid_bills(run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]]:
+    """The same as :func:`simulated_costs`, through ``paid_bills`` in both currencies (the general path)."""
+    sims = simulate_in([run], ("USD", "CNY"), original_plans([run]))  # simulated once, priced twice
+    usd = paid_bills([run], "USD", sim=sims["USD"])[0].by_span()
+    cny = paid_bills([run], "CNY", sim=sims["CNY"])[0].by_span()
+    out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+    for sid, cp in usd.items():
+        if cp.basis != SIMULATED:
+            continue
+        other = cny.get(sid)
+        out[sid] = (money(cp.cost.expected), money(None if other is None else other.cost.expected))
+    return out
 
 
 class CostMemo:

@@ -91,6 +91,9 @@ class RowBuilder:
         self.span_rows: list[tuple[Any, ...]] = []
         self.call_rows: list[tuple[Any, ...]] = []
         self._batch_costs: list[list[Any]] = []
+        # prompt and output hashes of the batch: each distinct one converted to Arrow once, expanded by take
+        self._hash_slot: dict[str, int] = {}
+        self._batch_hashes: list[str] = []
         self._batch += 1
         if len(self._seen_messages) > 1_000_000:
             # forgetting what was emitted is safe at a batch boundary: the ledger inserts only new hashes
@@ -101,6 +104,7 @@ class RowBuilder:
             self._prompt_memo.clear()
             self._memo_chars = 0
         self._call_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(call) -> (call, status, kind, cost)
+        self._paid_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(paid pair) -> (pair, status, kind, cost)
 
     # ---- the span tree ---------------------------------------------------------------------------------
     def _tags(self, tags: tuple[tuple[str, str], ...]) -> int:
@@ -194,6 +198,11 @@ class RowBuilder:
         self._prompt_memo[id(messages)] = (messages, ph, len(messages))
         return ph
 
+    def _new_slot(self, h: str) -> int:
+        i = self._hash_slot[h] = len(self._batch_hashes)
+        self._batch_hashes.append(h)
+        return i
+
     # ---- per call ---------------------------------------------------------------------------------------
     def _kind_and_cost(self, sp: Span) -> tuple[int, list[Any]]:
         """The call's kind id and its cost memo entry."""
@@ -215,8 +224,14 @@ class RowBuilder:
                                   currency, source, cache_status(sp), sp.status))
 
     def _paid_cost(self, sp: Span, ce: list[Any], paid: tuple[Decimal | None, Decimal | None]) -> tuple[int, list[Any]]:
-        """A call billed by simulated automatic caching: its own kind (source ``simulated``) and cost entry."""
-        return self._kind(sp, ce[2], "simulated"), [paid[0], paid[1], ce[2], "simulated", -1, -1]
+        """A call billed by simulated automatic caching: its own kind (source ``simulated``) and cost entry,
+        memoised on the paid pair (the same object for every resampled copy of the run)."""
+        memo = self._paid_memo.get(id(paid))
+        if memo is not None and memo[0] is paid and memo[1] == sp.status:
+            return memo[2], memo[3]
+        kind, entry = self._kind(sp, ce[2], "simulated"), [paid[0], paid[1], ce[2], "simulated", -1, -1]
+        self._paid_memo[id(paid)] = (paid, sp.status, kind, entry)
+        return kind, entry
 
     # ---- per run ----------------------------------------------------------------------------------------
     def add_run(self, run: Run, ledger_file: str | None = None) -> None:
@@ -233,7 +248,10 @@ class RowBuilder:
         msg_memo, tag_steps = self._msg_memo.get, self._tag_steps.get
         batch, batch_costs = self._batch, self._batch_costs
         payloads = self.payloads
+        slots = self._hash_slot
+        hash_slot, new_slot = slots.get, self._new_slot
         paid = self.paid.get(run)
+        paid_memo = self._paid_memo.get
         n_calls = unpriced = inp = out = 0
         usd_total: Decimal = _ZERO
         cny_total: Decimal = _ZERO
@@ -278,8 +296,12 @@ class RowBuilder:
                 kind, ce = memo[2], memo[3]
             else:
                 kind, ce = kind_and_cost(sp)
-            if paid is not None and sp.span_id in paid:  # billed as paid: simulated automatic caching
-                kind, ce = self._paid_cost(sp, ce, paid[sp.span_id])
+            if paid is not None and (pv := paid.get(sp.span_id)) is not None:  # billed as paid: simulated caching
+                pd = paid_memo(id(pv))
+                if pd is not None and pd[0] is pv and pd[1] == sp.status:
+                    kind, ce = pd[2], pd[3]
+                else:
+                    kind, ce = self._paid_cost(sp, ce, pv)
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
@@ -299,10 +321,13 @@ class RowBuilder:
                 o = call.output
                 mm = None if o is None else msg_memo(id(o))
                 oh = None if o is None else mm[1] if mm is not None and mm[0] is o else message_hash(o)
+                # the batch's slot of each hash (see tables)
+                pi = None if ph is None else i if (i := hash_slot(ph)) is not None else new_slot(ph)
+                oi = None if oh is None else i if (i := hash_slot(oh)) is not None else new_slot(oh)
             else:
-                ph = oh = None
+                pi = oi = None
             call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                      u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, ce[5], ph, oh,
+                      u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, ce[5], pi, oi,
                       start, end, dur))
         self.n_calls += n_calls
         if run_start is None:
@@ -363,7 +388,8 @@ class RowBuilder:
         cny = pa.array([c[1] for c in self._batch_costs], MONEY).take(cost_i)
         cols = [pa.array(calls[i], CALL_FACTS.field(i).type) for i in range(6)]
         cols += [pa.array(calls[6 + j], pa.int64()) for j in range(len(USAGE_COLUMNS))]
-        cols += [usd, cny, pa.array(calls[13], pa.string()), pa.array(calls[14], pa.string())]
+        hashes = pa.array(self._batch_hashes, pa.string())
+        cols += [usd, cny, hashes.take(pa.array(calls[13], pa.int32())), hashes.take(pa.array(calls[14], pa.int32()))]
         cols += _time_cols(calls[15], calls[16], calls[17])
         out["call_facts"] = pa.Table.from_arrays(cols, schema=CALL_FACTS)
         self._reset()
