@@ -13,8 +13,12 @@ explicit-cache hits), ``prompt_tokens_details.cache_creation_input_tokens`` (exp
 thinking mode, ``output_tokens_details.reasoning_tokens``. It is renamed to the OpenAI-compatible shape Qwen
 also serves and read by :func:`usage_dialects.chat_usage`, so both Qwen routes are read the same way.
 
-Streams: every SSE event carries the usage so far (cumulative; the last event's block is the call's), so the
-last block seen wins. With ``incremental_output=True`` each event carries the new text only and the pieces are
+Streams: every SSE event carries the usage so far of the choice it is about (cumulative: the last block of a
+choice is that choice's total), so the last block per choice index wins, and with ``n`` > 1 the choices' output
+tokens are added up, the prompt counted once. This is how the SDK itself merges a stream
+(``dashscope/utils/message_utils.py``, ``merge_single_response``: ``usage_by_index[idx] = usage``, then
+``sum(output_tokens)``); Alibaba's stream page (https://www.alibabacloud.com/help/en/model-studio/stream)
+bills a stream exactly like the same call unstreamed. With ``incremental_output=True`` each event carries the new text only and the pieces are
 joined; otherwise each event carries the whole text so far and the last one is kept.
 
 The SDK never raises for an API error: it returns a response whose ``status_code`` is not 200. Such a call is
@@ -93,6 +97,29 @@ def _message(raw: Any) -> Message | None:
     return out
 
 
+def _choice_index(chunk: Any) -> int:
+    choices = getattr(getattr(chunk, "output", None), "choices", None) or []
+    try:
+        return int(choices[0].get("index", 0) or 0) if choices and isinstance(choices[0], dict) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _combine(blocks: list[Any]) -> Any:
+    """One usage block from the last block of each choice: the prompt once, the outputs added up."""
+    if len(blocks) <= 1:
+        return blocks[0] if blocks else None
+    plain = [usage_dialects.plain(b) for b in blocks]
+    first = dict(plain[0])
+    outputs = [b.get("output_tokens") for b in plain]
+    if all(isinstance(o, int) for o in outputs):
+        first["output_tokens"] = sum(outputs)
+        first.pop("output_tokens_details", None)  # per-choice reasoning is not added up: left unknown
+        if isinstance(first.get("input_tokens"), int):
+            first["total_tokens"] = first["input_tokens"] + first["output_tokens"]
+    return first
+
+
 class _Acc:
     """Rebuilds a streamed answer and keeps the last (cumulative) usage block."""
 
@@ -102,7 +129,8 @@ class _Acc:
         self.text: list[str] = []
         self.tool_calls: list[Any] = []
         self.finish_reason: Any = None
-        self.usage: Any = None
+        self.usage: dict[int, Any] = {}
+        """choice index -> the last (cumulative) usage block seen for it"""
         self.request_id: str | None = None
         self.error: str | None = None
 
@@ -112,8 +140,10 @@ class _Acc:
             self.error = _error_text(chunk)
             return
         if getattr(chunk, "usage", None):
-            self.usage = chunk.usage
+            self.usage[_choice_index(chunk)] = chunk.usage
         raw, reason = _choice(chunk)
+        if _choice_index(chunk) != 0:
+            return  # the answer recorded is the first choice's
         self.finish_reason = reason or self.finish_reason
         msg = raw if isinstance(raw, dict) else {}
         content = msg.get("content")
@@ -132,7 +162,7 @@ class _Acc:
         call.output = message
         call.finish_reason = None if self.finish_reason is None else str(self.finish_reason)
         call.response_id = self.request_id
-        usage = dashscope_usage(self.usage)
+        usage = dashscope_usage(_combine(list(self.usage.values())))
         if usage is not None:
             call.usage = usage
         span = getattr(self.state, "span", None)
