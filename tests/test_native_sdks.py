@@ -385,3 +385,40 @@ def test_a_run_of_native_calls_is_not_zero_calls(ds: Any, llm_server: Any) -> No
     assert not run.metadata.get("no_llm_calls_warning")
     assert [s.llm.provider for s in run.llm_spans()] == ["alibaba", "zhipu", "bytedance"]
     assert sum((cny(s) for s in run.llm_spans()), Decimal(0)) == QWEN_COST + GLM_COST + DOUBAO_COST
+
+
+def test_ark_raw_response_is_recorded(llm_server: Any) -> None:
+    llm_server.script(Reply(**DOUBAO))
+    with profile("doubao") as run:
+        raw = ark_client(llm_server).chat.completions.with_raw_response.create(model="doubao-seed-1.6",
+                                                                               messages=MESSAGES)
+        assert raw.parse().usage.prompt_tokens == 700
+    _check_doubao(only_llm(run))
+
+
+def test_sdks_imported_inside_the_profile_are_patched(llm_server: Any, tmp_path: Any) -> None:
+    """``tokprof run script.py``: the script imports its SDK after the profile opened."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "agent.py"
+    script.write_text(f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from llm_server import Reply
+from tokprof.profiler import profile
+URL = {llm_server.url!r}
+with profile("late") as run:
+    import dashscope, zai, volcenginesdkarkruntime
+    dashscope.base_http_api_url, dashscope.api_key = URL + "/api/v1", "k"
+    m = [{{"role": "user", "content": "hi"}}]
+    dashscope.Generation.call(model="qwen-plus", messages=m)
+    zai.ZaiClient(api_key="k", base_url=URL + "/api/paas/v4").chat.completions.create(model="glm-4.6", messages=m)
+    volcenginesdkarkruntime.Ark(base_url=URL + "/api/v3", api_key="k").chat.completions.create(
+        model="doubao-seed-1.6", messages=m)
+print([(s.llm.provider, s.llm.usage.input_tokens) for s in run.llm_spans()])
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[('alibaba', 42), ('zhipu', 42), ('bytedance', 42)]"
