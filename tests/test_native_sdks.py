@@ -155,6 +155,8 @@ def test_dashscope_api_error_is_returned_unchanged_and_recorded_as_failed(ds: An
     s = only_llm(run)
     assert s.status == "error" and "400" in s.error and "InvalidParameter" in s.error
     assert "bad input" not in s.error  # DashScope's message may quote user content: not copied
+    # no answer and no provider usage (the run counts the prompt locally, labelled, as for any failed call)
+    assert s.llm.output is None and "provider" not in s.llm.usage.sources.values()
 
 
 def test_dashscope_sdk_exception_passes_unchanged(ds: Any) -> None:
@@ -202,10 +204,12 @@ def _check_glm(s: Any) -> None:
     assert cny(s) == GLM_COST == Decimal("0.00108")
 
 
-def test_zai_sync(llm_server: Any) -> None:
+@pytest.mark.parametrize("client_cls", [zai.ZaiClient, zai.ZhipuAiClient])
+def test_zai_sync(llm_server: Any, client_cls: Any) -> None:
     llm_server.script(Reply(**GLM))
     with profile("glm") as run:
-        r = zai_client(llm_server).chat.completions.create(model="glm-4.6", messages=MESSAGES)
+        client = client_cls(api_key="test", base_url=llm_server.url + "/api/paas/v4")
+        r = client.chat.completions.create(model="glm-4.6", messages=MESSAGES)
     assert r.usage.prompt_tokens == 500
     _check_glm(only_llm(run))
     assert llm_server.requests[-1].path == "/api/paas/v4/chat/completions"

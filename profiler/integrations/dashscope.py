@@ -33,6 +33,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
+from tokprof.profiler.hooks import end_span
 from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.integrations.openai import as_plain
 from tokprof.profiler.integrations.sdk_patching import Patch, _Layer
@@ -206,9 +207,14 @@ def _as_keywords(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any
 
 
 def _finish(state: Any, result: Any) -> Any:
-    if _status(result) != 200 and state.span is not None and not state.done:
-        state.span.status, state.span.error = "error", _error_text(result)
-    return state.finish(result)
+    if _status(result) == 200:
+        return state.finish(result)
+    # a failed call, returned rather than raised: recorded like a raised one (no answer, no usage read, and
+    # the response-cache middleware never sees it), and handed back unchanged
+    if state.span is not None and not state.done:
+        state.done = True
+        end_span(state.span, _error_text(result))
+    return result
 
 
 def _sync_call(original: Any, name: str) -> Callable[..., Any]:
