@@ -17,6 +17,8 @@ import pytest
 import volcenginesdkarkruntime
 import zai
 from dashscope.aigc.generation import AioGeneration, Generation
+from dashscope.v2.resources.chat.completions import AsyncCompletions as DsClientAsyncCompletions
+from dashscope.v2.resources.chat.completions import Completions as DsClientCompletions
 from volcenginesdkarkruntime.resources.chat.completions import AsyncCompletions as ArkAsyncCompletions
 from volcenginesdkarkruntime.resources.chat.completions import Completions as ArkCompletions
 from zai.api_resource.chat.completions import Completions as ZaiCompletions
@@ -303,7 +305,8 @@ def test_ark_error_passes_unchanged(llm_server: Any) -> None:
 # ---------------------------------------------------------------------------------------------------
 def _methods() -> list[Any]:
     return [Generation.__dict__["call"], AioGeneration.__dict__["call"], ZaiCompletions.__dict__["create"],
-            ArkCompletions.__dict__["create"], ArkAsyncCompletions.__dict__["create"]]
+            ArkCompletions.__dict__["create"], ArkAsyncCompletions.__dict__["create"],
+            DsClientCompletions.__dict__["create"], DsClientAsyncCompletions.__dict__["create"]]
 
 
 def test_profile_patches_all_three_and_restores_the_very_same_objects() -> None:
@@ -426,3 +429,35 @@ print([(s.llm.provider, s.llm.usage.input_tokens) for s in run.llm_spans()])
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[('alibaba', 42), ('zhipu', 42), ('bytedance', 42)]"
+
+
+# ---------------------------------------------------------------------------------------------------
+# dashscope 2.x client API (dashscope.Client / AsyncClient)
+# ---------------------------------------------------------------------------------------------------
+def test_dashscope_client_sync_and_stream(llm_server: Any) -> None:
+    client = dashscope.Client(api_key="test", base_url=llm_server.dashscope_url, max_retries=0)
+    llm_server.script(Reply(**QWEN), Reply(**QWEN))
+    with profile("qwen") as run:
+        r = client.chat.completions.create(model="qwen-plus", messages=MESSAGES)
+        stream = client.chat.completions.create(model="qwen-plus", messages=MESSAGES, stream=True)
+        text = "".join(stream.text_stream)  # the SDK's own helper still works on the watched stream
+    assert r.usage.input_tokens == 1200 and text == "Hello from the loopback server."
+    assert type(stream).__name__ == "ChatStream"
+    a, b = run.llm_spans()
+    _check_qwen(a, "dashscope.chat.completions.create")
+    _check_qwen(b, "dashscope.chat.completions.create")
+
+
+def test_dashscope_async_client(llm_server: Any) -> None:
+    async def go() -> str:
+        client = dashscope.AsyncClient(api_key="test", base_url=llm_server.dashscope_url, max_retries=0)
+        llm_server.script(Reply(**QWEN), Reply(**QWEN))
+        await client.chat.completions.create(model="qwen-plus", messages=MESSAGES)
+        stream = await client.chat.completions.create(model="qwen-plus", messages=MESSAGES, stream=True)
+        return "".join([c.choices[0].delta.content async for c in stream])
+
+    with profile("qwen") as run:
+        assert asyncio.run(go()) == "Hello from the loopback server."
+    a, b = run.llm_spans()
+    _check_qwen(a, "dashscope.chat.completions.create")
+    _check_qwen(b, "dashscope.chat.completions.create")

@@ -44,7 +44,7 @@ SUPPORTED: dict[str, tuple[str, str]] = {
 }
 """SDK name -> (our patch module, how to install the SDK)."""
 SUPPORTED.update({
-    "dashscope": ("tokprof.profiler.integrations.dashscope", "pip install dashscope"),
+    "dashscope": ("tokprof.profiler.integrations.dashscope_client", "pip install dashscope"),
     "zai-sdk": ("tokprof.profiler.integrations.zai", "pip install zai-sdk"),
     "volcengine-ark": ("tokprof.profiler.integrations.ark", "pip install 'volcengine-python-sdk[ark]'"),
 })

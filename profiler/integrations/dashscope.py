@@ -290,7 +290,8 @@ def patch_classmethod(owner: type, attr: str, make: Callable[[Any, str], Callabl
 
 
 def patch() -> list[Patch]:
-    """Patch ``Generation.call`` and ``AioGeneration.call``."""
+    """Patch ``Generation.call`` and ``AioGeneration.call`` (2.x's client: :mod:`.dashscope_client`, whose
+    ``patch()`` is the one ``instrument("dashscope")`` calls and includes these)."""
     from dashscope.aigc.generation import AioGeneration, Generation
 
     patches: list[Patch] = []
