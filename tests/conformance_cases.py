@@ -104,6 +104,24 @@ DIALECTS: list[Dialect] = [
 ]
 """Anthropic-route dialects: the server sends ``output_tokens`` = 77 (Reply.output_tokens)."""
 
+DIALECTS += [
+    # DashScope's native API (dashscope.Generation.call): its own field names, ``input_tokens`` including the
+    # cache (https://help.aliyun.com/en/model-studio/qwen-api-via-dashscope,
+    # https://www.alibabacloud.com/help/en/model-studio/context-cache)
+    Dialect("qwen-dashscope-implicit", "dashscope", "qwen-plus",
+            {"input_tokens": 3019, "output_tokens": 104, "total_tokens": 3123,
+             "prompt_tokens_details": {"cached_tokens": 2048}},
+            dict(input_tokens=3019, output_tokens=104, cache_read_tokens=2048)),
+    Dialect("qwen-dashscope-explicit", "dashscope", "qwen-plus",
+            {"input_tokens": 3019, "output_tokens": 104, "total_tokens": 3123,
+             "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_input_tokens": 1500,
+                                       "cache_type": "ephemeral"}},
+            dict(input_tokens=3019, output_tokens=104, cache_read_tokens=0, cache_write_tokens=1500)),
+    Dialect("qwen-dashscope-thinking", "dashscope", "qwen-plus",
+            {"input_tokens": 20, "output_tokens": 900, "total_tokens": 920,
+             "output_tokens_details": {"reasoning_tokens": 850}},
+            dict(input_tokens=20, output_tokens=900, reasoning_tokens=850)),
+]
 BY_NAME = {d.name: d for d in DIALECTS}
 
 
@@ -146,6 +164,11 @@ PATHS: list[Path] = [
     *_both("langchain", "chat", "ChatDeepSeek", (False, True)),
     *_both("langchain", "anthropic", "ChatAnthropic", (False, True)),
 ]
+PATHS += [
+    *_both("dashscope", "dashscope", "Generation.call", (False, True)),
+    *_both("volcengine-ark", "chat", "create", (False, True)),
+    *[Path("zai-sdk", "chat", "create", False, s) for s in (False, True)],  # zai-sdk has no asyncio client
+]
 
 
 FULL_DIALECT_CALLS = {("openai", "create"), ("litellm", "completion"), ("openai", "responses-create"),
@@ -153,6 +176,11 @@ FULL_DIALECT_CALLS = {("openai", "create"), ("litellm", "completion"), ("openai"
                       ("langchain", "ChatOpenAI"), ("langchain", "ChatAnthropic")}
 """Paths driven with every dialect of their route; the other call paths (parse, raw, streaming-response,
 stream helpers, beta) only change how the SDK is entered, so they take a representative subset."""
+FULL_DIALECT_CALLS |= {("dashscope", "Generation.call"), ("volcengine-ark", "create"), ("zai-sdk", "create")}
+NATIVE_DIALECTS = {"volcengine-ark": ("openai", "doubao"), "zai-sdk": ("openai", "glm")}
+"""A provider's own SDK meets its own provider's dialect (and the plain OpenAI one) only: the Ark SDK's usage
+model drops the fields it does not declare (DeepSeek's top-level ``prompt_cache_hit_tokens``...), which no
+Doubao answer carries."""
 REPRESENTATIVE = ("openai", "deepseek-toplevel", "deepseek-nested-reasoner", "qwen-explicit", "kimi-k2-stream-in-choice", "openai-responses",
                   "anthropic-1h", "anthropic-gateway-delta-zero", "gemini")
 
@@ -164,5 +192,5 @@ def combos() -> list[tuple[Path, Dialect]]:
         call = f"responses-{p.call}" if p.route == "responses" else p.call
         full = (p.client, call) in FULL_DIALECT_CALLS
         out += [(p, d) for d in DIALECTS if p.route == d.route and (p.stream or not d.stream_only)
-                and (full or d.name in REPRESENTATIVE)]
+                and (full or d.name in REPRESENTATIVE) and d.name in NATIVE_DIALECTS.get(p.client, (d.name,))]
     return out

@@ -194,6 +194,47 @@ async def _langchain(path: Path, d: Dialect, server: LLMServer, is_async: bool) 
 _DRIVERS = {"langchain": _langchain, "openai": _openai, "litellm": _litellm, "anthropic": _anthropic, "google-genai": _gemini}
 
 
+async def _dashscope(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    import dashscope
+
+    dashscope.base_http_api_url, dashscope.api_key = server.dashscope_url, "test"
+    kw: dict[str, Any] = dict(model=d.model, messages=MESSAGES, result_format="message")
+    if path.stream:
+        kw.update(stream=True, incremental_output=True)
+    if is_async:
+        out = await dashscope.AioGeneration.call(**kw)
+        return [x async for x in out] if path.stream else out
+    out = dashscope.Generation.call(**kw)
+    return list(out) if path.stream else out
+
+
+async def _ark(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    import volcenginesdkarkruntime as ark
+
+    cls = ark.AsyncArk if is_async else ark.Ark
+    res = cls(base_url=server.url + "/api/v3", api_key="test", max_retries=0).chat.completions
+    kw: dict[str, Any] = dict(model=d.model, messages=MESSAGES)
+    out = await _maybe(res.create(**kw, stream=True) if path.stream else res.create(**kw), is_async)
+    return await _collect(out, is_async) if path.stream else out
+
+
+async def _zai(path: Path, d: Dialect, server: LLMServer, is_async: bool) -> Any:
+    import dataclasses
+
+    import zai
+
+    if path.stream:  # GLM sends a stream's usage on its last chunk, unasked
+        with server._lock:
+            server._script.append(dataclasses.replace(server._script.pop(), usage_in_last_chunk=True))
+    res = zai.ZaiClient(api_key="test", base_url=server.url + "/api/paas/v4").chat.completions
+    out = res.create(model=d.model, messages=MESSAGES, stream=True) if path.stream else res.create(
+        model=d.model, messages=MESSAGES)
+    return list(out) if path.stream else out
+
+
+_DRIVERS.update({"dashscope": _dashscope, "volcengine-ark": _ark, "zai-sdk": _zai})
+
+
 def check(path: Path, dialect: Dialect, server: LLMServer) -> str | None:
     """Drive one combination under a profile; ``None`` when the recorded call is right, else what is wrong
     (the same checks as tests/test_conformance_clients.py, without the cost)."""

@@ -59,6 +59,8 @@ class Reply:
     """Chat stream: also put the usage in the last content chunk's ``x_groq.usage`` (Groq)."""
     response_fields: dict[str, Any] = field(default_factory=dict)
     """Chat completion (non-streamed): extra top-level fields of the response body (e.g. ``service_tier``)."""
+    usage_in_last_chunk: bool = False
+    """Chat stream: put the usage on the chunk that carries ``finish_reason`` (GLM / Z.ai), without being asked."""
 
     def pieces(self, size: int = 5) -> list[str]:
         return [self.text[i:i + size] for i in range(0, len(self.text), size)]
@@ -127,6 +129,10 @@ class LLMServer:
     def anthropic_url(self) -> str:
         return self.url  # the Anthropic SDK adds /v1/messages itself
 
+    @property
+    def dashscope_url(self) -> str:
+        return f"{self.url}/api/v1"  # dashscope.base_http_api_url; the SDK adds /services/aigc/...
+
     # ---- scripting ----------------------------------------------------------------------------
     def script(self, *replies: Reply) -> None:
         with self._lock:
@@ -191,6 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
         anthropic = path.endswith("/messages")
         if ":generateContent" in path or ":streamGenerateContent" in path:
             self._gemini(path, reply)
+            return
+        if path.endswith("/services/aigc/text-generation/generation"):
+            self._dashscope(body, reply)
             return
         if reply.status >= 400:
             if anthropic:
@@ -280,6 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
         last = chunk({}, "tool_calls" if reply.tool_calls else "stop")
         if reply.x_groq_usage:
             last["x_groq"] = {"id": "req_loopback", "usage": self._chat_usage(reply)}
+        if reply.usage_in_last_chunk:
+            last["usage"] = self._chat_usage(reply)
         if reply.usage_in_choice:
             last["choices"][0]["usage"] = self._chat_usage(reply)
             last.pop("usage", None)
@@ -479,3 +490,46 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             parts = ([{"text": reply.text}] if reply.text else []) + calls
             self._send_json(200, answer(parts, "STOP", self._gemini_usage(reply)))
+
+    # ---- DashScope native (Alibaba Qwen) --------------------------------------------------------
+    @staticmethod
+    def _dashscope_usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        """DashScope's own usage block (https://help.aliyun.com/en/model-studio/qwen-api-via-dashscope):
+        ``input_tokens`` includes the cached part; a stream reports it cumulatively, event by event."""
+        if reply.usage is not None:
+            return dict(reply.usage)
+        usage: dict[str, Any] = {"input_tokens": reply.input_tokens, "output_tokens": output_tokens,
+                                 "total_tokens": reply.input_tokens + output_tokens}
+        if reply.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+        if reply.reasoning_tokens:
+            usage["output_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
+        return usage
+
+    def _dashscope(self, body: dict[str, Any], reply: Reply) -> None:
+        rid = self.owner.new_id("ds-req-")
+        if reply.status >= 400:
+            self._send_json(reply.status, {"code": "InvalidParameter", "message": reply.error_message,
+                                           "request_id": rid})
+            return
+        params = body.get("parameters") or {}
+
+        def answer(content: str, finish: str, out_tokens: int) -> dict[str, Any]:
+            return {"output": {"choices": [{"finish_reason": finish,
+                                            "message": {"role": "assistant", "content": content}}]},
+                    "usage": self._dashscope_usage(reply, out_tokens), "request_id": rid}
+
+        if self.headers.get("X-DashScope-SSE", "").lower() != "enable" and not params.get("stream"):
+            self._send_json(200, answer(reply.text, "stop", reply.output_tokens))
+            return
+        pieces = reply.pieces() or [""]
+        incremental = bool(params.get("incremental_output"))
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            for i, piece in enumerate(pieces, 1):
+                last = i == len(pieces)
+                text = piece if incremental else "".join(pieces[:i])
+                # output tokens so far: grows with the text, exactly reply.output_tokens on the last event
+                yield "result", answer(text, "stop" if last else "null", reply.output_tokens * i // len(pieces))
+
+        self._send_sse(events())

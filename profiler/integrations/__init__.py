@@ -43,6 +43,11 @@ SUPPORTED: dict[str, tuple[str, str]] = {
     "openai-agents": ("tokprof.profiler.integrations.openai_agents", "pip install openai-agents"),
 }
 """SDK name -> (our patch module, how to install the SDK)."""
+SUPPORTED.update({
+    "dashscope": ("tokprof.profiler.integrations.dashscope_client", "pip install dashscope"),
+    "zai-sdk": ("tokprof.profiler.integrations.zai", "pip install zai-sdk"),
+    "volcengine-ark": ("tokprof.profiler.integrations.ark", "pip install 'volcengine-python-sdk[ark]'"),
+})
 
 _IMPORT_NAME = _auto.IMPORT_NAMES
 """SDK name -> its import name."""

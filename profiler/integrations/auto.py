@@ -28,6 +28,8 @@ log = logging.getLogger("tokprof")
 IMPORT_NAMES: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", "litellm": "litellm",
                                 "google-genai": "google.genai", "openai-agents": "agents"}
 """SDK name (as ``instrument()`` takes it) -> the module whose import makes it patchable."""
+IMPORT_NAMES.update({"dashscope": "dashscope", "zai-sdk": "zai", "volcengine-ark": "volcenginesdkarkruntime"})
+"""The native SDKs of Chinese providers (Qwen, GLM, Doubao)."""
 
 _lock = threading.RLock()
 _open_profiles = 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
-class _Layer:
+class Layer:
     """Whether one installed wrapper still does tokprof's work (a wrapper that cannot be removed, because
     another library wrapped on top of it, is switched to a pass-through instead)."""
 
@@ -26,7 +26,7 @@ class Patch:
     """The object found in ``owner.__dict__`` when patching — whatever was current, possibly another
     library's wrapper (restored as is, so identity checks hold)."""
     wrapper: Any = None
-    layer: _Layer | None = None
+    layer: Layer | None = None
 
 
 def patch(owner: type, attr: str, make: Callable[[Any], Any]) -> Patch:
@@ -38,7 +38,7 @@ def patch(owner: type, attr: str, make: Callable[[Any], Any]) -> Patch:
     if isinstance(inner, property):  # a descriptor (patch_raw_accessors): installed as is, no call layer
         setattr(owner, attr, inner)
         return Patch(owner, attr, original, inner, None)
-    layer = _Layer()
+    layer = Layer()
     if inspect.iscoroutinefunction(inner):
         @functools.wraps(inner)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
