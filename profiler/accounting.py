@@ -74,8 +74,22 @@ def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
     weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
                                       "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
     used = get_price(model, warn=False, currency=currency) or price  # the row actually used (native currency)
-    source: Any = "estimated" if (weakest == "estimated" or used.estimated) else "computed"
+    source: Any = "estimated" if (weakest == "estimated" or used.estimated
+                                  or _tool_requests_estimated(usage, used.provider)) else "computed"
     return Cost(amount, currency.upper(), source)
+
+
+def _tool_requests_estimated(usage: Usage, provider: str | None) -> bool:
+    """True when a server-tool request kind the call used has no price or an estimated one."""
+    if not usage.tool_requests:
+        return False
+    from tokprof.profiler.providers.tool_prices import tool_price
+
+    for kind, n in usage.tool_requests.items():
+        row = tool_price(provider, kind)
+        if n and (row is None or row.estimated):
+            return True
+    return False
 
 
 def call_cost(call: LLMCall, currency: str = "USD") -> Cost | None:

@@ -149,7 +149,7 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                             _field(llm, name, expected, None)
                         if isinstance(llm.get("usage"), dict):
                             for k, v in llm["usage"].items():
-                                if k != "sources" and v is not None and (
+                                if k not in ("sources", "tool_requests") and v is not None and (
                                         not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63):
                                     raise ValueError(f"usage {k} {v!r} is not a token count (a non-negative "
                                                      "integer)")

@@ -39,6 +39,8 @@ class CallBill:
     currency: str = "USD"
     matched_units: int = 0
     """Units of the prompt shared with the provider's cache (diagnostics)."""
+    tool_requests: tuple[tuple[str, int], ...] = ()
+    """(kind, count) of server-tool requests billed per use (as the provider reported them)."""
 
     @property
     def fresh_input_tokens(self) -> int:
