@@ -168,6 +168,44 @@ def repair_message(msg: Any, where: str) -> list[str]:
     return out
 
 
+def repair_messages(llm: dict[str, Any], where: str) -> list[str]:
+    """An inline ``messages`` list keeps only objects (a message that is a number, a string, a list or null
+    cannot be read as a chat message: dropped, and the repair says so); each kept message is repaired."""
+    msgs = llm.get("messages")
+    if not isinstance(msgs, list):
+        return []
+    out: list[str] = []
+    bad = [m for m in msgs if not isinstance(m, dict)]
+    if bad:
+        llm["messages"] = [m for m in msgs if isinstance(m, dict)]
+        out.append(f"{where}: {len(bad)} message(s) not an object ({_shown(bad[0])}); dropped")
+    for m in llm["messages"]:
+        out += repair_message(m, where)
+    return out
+
+
+def repair_tools(llm: dict[str, Any], where: str) -> list[str]:
+    """Tool definitions that are not objects, or whose ``function`` is not an object, are dropped."""
+    tools = llm.get("tools")
+    if not isinstance(tools, list):
+        return []
+    keep = [t for t in tools if isinstance(t, dict) and isinstance(t.get("function", {}), dict)]
+    if len(keep) == len(tools):
+        return []
+    bad = next(t for t in tools if not (isinstance(t, dict) and isinstance(t.get("function", {}), dict)))
+    llm["tools"] = keep
+    return [f"{where}: {len(tools) - len(keep)} tool definition(s) not readable ({_shown(bad)}); dropped"]
+
+
+def repair_output(llm: dict[str, Any], where: str) -> list[str]:
+    """A model output that is not a message object becomes an assistant message with it as text."""
+    output = llm.get("output")
+    if output is None or isinstance(output, dict):
+        return repair_message(output, where + " output")
+    llm["output"] = {"role": "assistant", "content": as_text(output)}
+    return [f"{where}: output {_shown(output)} is not a message; kept as an assistant message with its text"]
+
+
 def repair_usage(usage: dict[str, Any], where: str) -> list[str]:
     """Token counts read as non-negative ints (see :func:`token_count`); a count that cannot be read is
     removed with its source, so it is missing (counted again where the command counts) rather than
@@ -315,10 +353,7 @@ def repair_span(rec: dict[str, Any], where: str) -> list[str]:
         out += repair_llm_names(llm, where) + repair_cost(llm, where)
         if isinstance(llm.get("usage"), dict):
             out += repair_usage(llm["usage"], where)
-        if isinstance(llm.get("messages"), list):
-            for m in llm["messages"]:
-                out += repair_message(m, where)
-        out += repair_message(llm.get("output"), where + " output")
+        out += repair_messages(llm, where) + repair_tools(llm, where) + repair_output(llm, where)
     return out
 
 
