@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import threading
 from typing import Any, Callable, TypeVar, overload
 
 from tokprof.profiler.context import CURRENT, SPAN_IDS, current_span, describe_exception, perf_ns, wall_ns
@@ -93,6 +94,16 @@ def _restore_limit(_prof: Any = None) -> None:
 
 
 on_profile_exit(_restore_limit)
+
+
+class _Outside(threading.local):
+    """How many traced calls are in progress on this thread outside any profile (they pass straight through
+    to the user's function, still two frames per level)."""
+
+    depth = 0
+
+
+_outside = _Outside()
 
 
 @overload
@@ -297,7 +308,23 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
         if parent is None or parent.end_ns is not None:
             parent = _parent_or_none()
             if parent is None:
-                return f(*args, **kwargs)
+                # Outside any profile: nothing is recorded, but the wrapper frame still halves the depth a
+                # recursion reaches, so the same headroom as inside a profile is granted past 16 levels
+                # (counted per thread). Not on the traced hot path: only calls with no profile come here.
+                out = _outside
+                level = out.depth = out.depth + 1
+                raised = level > _granted
+                if raised:
+                    _grant(level)
+                try:
+                    return f(*args, **kwargs)
+                finally:
+                    out.depth = level - 1
+                    if raised:
+                        try:
+                            _ungrant(level)
+                        except RecursionError:  # still too deep to lower it: a level above gives it back
+                            pass
         attrs: dict[str, Any] | None = None
         if capture and (args or kwargs):
             if not kwargs and len(args) == 1:
