@@ -116,7 +116,7 @@ def test_runaway_recursion_outside_a_profile_passes_unchanged() -> None:
     assert len(caught) == 1 and type(caught[0]) is RecursionError
     assert caught[0].__context__ is None and caught[0].__cause__ is None
     assert sys.getrecursionlimit() == limit
-    # the level count is per thread: another thread recursing meanwhile gets its own depth
+    # another thread recursing afterwards is unaffected (the count went back to 0)
     depths: list[int] = []
     t = threading.Thread(target=lambda: depths.append(_traced(300)))
     t.start()
