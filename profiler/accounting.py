@@ -34,10 +34,36 @@ def fill_usage(call: LLMCall) -> None:
     source = tokenizer_for(model).source
     if need_in and _media_estimated(call.messages, model):
         source = "estimated"
+    if source == "counted" and _long_runs_cut(call, model):
+        source = "estimated"
     if need_in:
         usage.fill("input_tokens", count_prompt(call.messages, model, call.tools).tokens, source)
     if need_out:
         usage.fill("output_tokens", count_completion(call.output, model), source)
+
+
+def _long_runs_cut(call: LLMCall, model: str) -> bool:
+    """True when a text of the call holds a run so long that counting cut it into parts (tiktoken is
+    quadratic on one long piece; :func:`tokprof.profiler.providers.encoders.split_long_pieces`): the count
+    may then differ by about a token per cut from the exact one, so it is not labelled ``counted``.
+    Texts shorter than the cut threshold are skipped at once."""
+    from tokprof.profiler.providers.encoders import LONG_PIECE, TiktokenEncoder, has_long_piece
+
+    texts: list[str] = []
+    for m in [*(call.messages or ()), call.output]:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        for tc in (m.get("tool_calls") or ()) if isinstance(m, dict) else ():
+            args = tc.get("function", {}).get("arguments") if isinstance(tc, dict) else None
+            if isinstance(args, str):
+                texts.append(args)
+    long_texts = [t for t in texts if len(t) >= LONG_PIECE]
+    if not long_texts or not isinstance(tokenizer_for(model).encoder, TiktokenEncoder):
+        return False
+    return any(has_long_piece(t) for t in long_texts)
 
 
 def _media_estimated(messages: list, model: str) -> bool:
