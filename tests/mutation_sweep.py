@@ -52,12 +52,14 @@ def mutations() -> list[tuple[str, str]]:
     return out
 
 
-def representative(every: int = 9) -> list[tuple[str, str]]:
-    """A bounded subset for CI: every ``every``-th mutation, plus all of the usage, cost and model ones
-    (the fields that failed whole files before the boundary repairs)."""
+def representative(every: int = 9, focus_every: int = 3) -> list[tuple[str, str]]:
+    """A bounded subset for CI: every ``every``-th mutation, plus every ``focus_every``-th of the usage,
+    cost, model, message, tool and output ones (the fields that failed whole files or crashed commands
+    before the boundary repairs)."""
+    focus = (".usage", ".cost", ".model", ".sources", ".messages", ".tools", ".output", ".data")
     keep = []
     for k, (name, text) in enumerate(mutations()):
-        if k % every == 0 or any(f".{f}" in name for f in ("usage", "cost", "model", "sources")):
+        if k % every == 0 or (k % focus_every == 0 and any(f in name for f in focus)):
             keep.append((name, text))
     return keep
 
