@@ -448,7 +448,7 @@ def test_field_mutations_through_the_commands(tmp_path: Path, monkeypatch: pytes
                                               capsys: pytest.CaptureFixture[str]) -> None:
     from tests.mutation_sweep import representative
 
-    good = _setup_cli(tmp_path, monkeypatch)
+    _setup_cli(tmp_path, monkeypatch)
     cases = representative(every=80, focus_every=10)
     failures: list[str] = []
     runs = 0
