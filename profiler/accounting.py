@@ -34,10 +34,36 @@ def fill_usage(call: LLMCall) -> None:
     source = tokenizer_for(model).source
     if need_in and _media_estimated(call.messages, model):
         source = "estimated"
+    if source == "counted" and _long_runs_cut(call, model):
+        source = "estimated"
     if need_in:
         usage.fill("input_tokens", count_prompt(call.messages, model, call.tools).tokens, source)
     if need_out:
         usage.fill("output_tokens", count_completion(call.output, model), source)
+
+
+def _long_runs_cut(call: LLMCall, model: str) -> bool:
+    """True when a text of the call holds a run so long that counting cut it into parts (tiktoken is
+    quadratic on one long piece; :func:`tokprof.profiler.providers.encoders.split_long_pieces`): the count
+    may then differ by about a token per cut from the exact one, so it is not labelled ``counted``.
+    Texts shorter than the cut threshold are skipped at once."""
+    from tokprof.profiler.providers.encoders import LONG_PIECE, TiktokenEncoder, has_long_piece
+
+    texts: list[str] = []
+    for m in [*(call.messages or ()), call.output]:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        for tc in (m.get("tool_calls") or ()) if isinstance(m, dict) else ():
+            args = tc.get("function", {}).get("arguments") if isinstance(tc, dict) else None
+            if isinstance(args, str):
+                texts.append(args)
+    long_texts = [t for t in texts if len(t) >= LONG_PIECE]
+    if not long_texts or not isinstance(tokenizer_for(model).encoder, TiktokenEncoder):
+        return False
+    return any(has_long_piece(t) for t in long_texts)
 
 
 def _media_estimated(messages: list, model: str) -> bool:
@@ -78,8 +104,22 @@ def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
                                       "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
     used = get_price(model, warn=False, currency=currency) or price  # the row actually used (native currency)
     hours_unknown = used.time_of_day is not None and not used.time_of_day.known_at(started_ns)
-    source: Any = "estimated" if (weakest == "estimated" or used.estimated or hours_unknown) else "computed"
+    source: Any = "estimated" if (weakest == "estimated" or used.estimated or hours_unknown
+                                  or _tool_requests_estimated(usage, used.provider)) else "computed"
     return Cost(amount, currency.upper(), source)
+
+
+def _tool_requests_estimated(usage: Usage, provider: str | None) -> bool:
+    """True when a server-tool request kind the call used has no price or an estimated one."""
+    if not usage.tool_requests:
+        return False
+    from tokprof.profiler.providers.tool_prices import tool_price
+
+    for kind, n in usage.tool_requests.items():
+        row = tool_price(provider, kind)
+        if n and (row is None or row.estimated):
+            return True
+    return False
 
 
 def call_cost(call: LLMCall, currency: str = "USD", *, started_ns: int | None = None) -> Cost | None:

@@ -95,6 +95,14 @@ def _restore_limit(_prof: Any = None) -> None:
 on_profile_exit(_restore_limit)
 
 
+_outside = 0
+"""Traced calls in progress outside any profile (they pass straight through to the user's function, still
+two frames per level), over all threads: a module global, not a ``threading.local`` (5x the cost per call,
+measured). With several threads passing through at once it over-counts, which only grants more headroom
+(the limit is interpreter-wide anyway); ``+= 1`` / ``-= 1`` on an int are not interrupted by a thread switch
+in CPython 3.11-3.12 (no thread switch between the load and the store), so the count does not drift."""
+
+
 @overload
 def trace(fn: F) -> F: ...
 @overload
@@ -297,7 +305,24 @@ def _wrap(f: Callable[..., Any], name: str, kind: str, capture: bool, tags: dict
         if parent is None or parent.end_ns is not None:
             parent = _parent_or_none()
             if parent is None:
-                return f(*args, **kwargs)
+                # Outside any profile: nothing is recorded, but the wrapper frame still halves the depth a
+                # recursion reaches, so the same headroom as inside a profile is granted past 16 levels
+                # (counted per thread). Not on the traced hot path: only calls with no profile come here.
+                global _outside
+                _outside += 1
+                level = _outside
+                raised = level > _granted
+                if raised:
+                    _grant(level)
+                try:
+                    return f(*args, **kwargs)
+                finally:
+                    _outside -= 1
+                    if raised:
+                        try:
+                            _ungrant(level)
+                        except RecursionError:  # still too deep to lower it: a level above gives it back
+                            pass
         attrs: dict[str, Any] | None = None
         if capture and (args or kwargs):
             if not kwargs and len(args) == 1:

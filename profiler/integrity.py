@@ -168,14 +168,80 @@ def repair_message(msg: Any, where: str) -> list[str]:
     return out
 
 
+def repair_messages(llm: dict[str, Any], where: str) -> list[str]:
+    """An inline ``messages`` list keeps only objects (a message that is a number, a string, a list or null
+    cannot be read as a chat message: dropped, and the repair says so); each kept message is repaired."""
+    msgs = llm.get("messages")
+    if not isinstance(msgs, list):
+        return []
+    out: list[str] = []
+    bad = [m for m in msgs if not isinstance(m, dict)]
+    if bad:
+        llm["messages"] = [m for m in msgs if isinstance(m, dict)]
+        out.append(f"{where}: {len(bad)} message(s) not an object ({_shown(bad[0])}); dropped")
+    for m in llm["messages"]:
+        out += repair_message(m, where)
+    return out
+
+
+def repair_tools(llm: dict[str, Any], where: str) -> list[str]:
+    """Tool definitions that are not objects, or whose ``function`` is not an object, are dropped."""
+    tools = llm.get("tools")
+    if not isinstance(tools, list):
+        return []
+    keep = [t for t in tools if isinstance(t, dict) and isinstance(t.get("function", {}), dict)]
+    if len(keep) == len(tools):
+        return []
+    bad = next(t for t in tools if not (isinstance(t, dict) and isinstance(t.get("function", {}), dict)))
+    llm["tools"] = keep
+    return [f"{where}: {len(tools) - len(keep)} tool definition(s) not readable ({_shown(bad)}); dropped"]
+
+
+def repair_output(llm: dict[str, Any], where: str) -> list[str]:
+    """A model output that is not a message object becomes an assistant message with it as text."""
+    output = llm.get("output")
+    if output is None or isinstance(output, dict):
+        return repair_message(output, where + " output")
+    llm["output"] = {"role": "assistant", "content": as_text(output)}
+    return [f"{where}: output {_shown(output)} is not a message; kept as an assistant message with its text"]
+
+
 def repair_usage(usage: dict[str, Any], where: str) -> list[str]:
     """Token counts read as non-negative ints (see :func:`token_count`); a count that cannot be read is
     removed with its source, so it is missing (counted again where the command counts) rather than
-    wrong."""
-    from tokprof.profiler.model import USAGE_FIELDS
+    wrong. A source that is not one of ``provider``/``counted``/``estimated`` (or ``sources`` that is not
+    an object) makes that field's source ``estimated``: where the number came from is unknown, so it is
+    never taken as provider truth. Server-tool request counts (``tool_requests``) that are not clean counts
+    are dropped; other keys whose value is not a count are dropped (tokprof does not read them)."""
+    from tokprof.profiler.model import TOKEN_SOURCES, USAGE_FIELDS
 
     out: list[str] = []
-    sources = usage.get("sources") if isinstance(usage.get("sources"), dict) else None
+    raw_sources = usage.get("sources")
+    if raw_sources is not None and not isinstance(raw_sources, dict):
+        usage["sources"] = {}
+        out.append(f"{where}: usage sources {_shown(raw_sources)} are not an object; "
+                   "the counts' sources are unknown (estimated)")
+        raw_sources = usage["sources"]
+        for name in USAGE_FIELDS:
+            if usage.get(name) is not None:
+                raw_sources[name] = "estimated"
+    sources = raw_sources if isinstance(raw_sources, dict) else None
+    if sources is not None:
+        for key in list(sources):
+            src = sources[key]
+            if key not in USAGE_FIELDS:
+                del sources[key]
+                out.append(f"{where}: usage source for unknown field {_shown(key)} dropped")
+            elif not (isinstance(src, str) and src in TOKEN_SOURCES):
+                sources[key] = "estimated"
+                out.append(f"{where}: {key} source {_shown(src)} is not one of {', '.join(TOKEN_SOURCES)}; "
+                           "treated as estimated")
+    out += _repair_tool_requests(usage, where)
+    for key in [k for k in usage if k not in USAGE_FIELDS and k not in ("sources", "tool_requests")]:
+        value = usage[key]
+        if not (value is None or (type(value) is int and 0 <= value < _INT64)):
+            del usage[key]
+            out.append(f"{where}: usage {_shown(key)} {_shown(value)} is not a count tokprof reads; dropped")
     for name in USAGE_FIELDS:
         value = usage.get(name)
         if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS):
@@ -189,6 +255,75 @@ def repair_usage(usage: dict[str, Any], where: str) -> list[str]:
         else:
             usage[name] = fixed
             out.append(f"{where}: {name} {_shown(value)} read as {fixed}")
+    return out
+
+
+def _repair_tool_requests(usage: dict[str, Any], where: str) -> list[str]:
+    """``usage["tool_requests"]`` as ``{str: count}``: junk entries dropped, a non-object dropped whole."""
+    requests = usage.get("tool_requests")
+    if requests is None:
+        return []
+    if not isinstance(requests, dict):
+        del usage["tool_requests"]
+        return [f"{where}: tool_requests {_shown(requests)} is not an object; dropped"]
+    out: list[str] = []
+    clean: dict[str, int] = {}
+    for kind, n in requests.items():
+        fixed = token_count(n)
+        if fixed is None:
+            out.append(f"{where}: tool_requests {_shown(kind)} {_shown(n)} is not a count; dropped")
+        else:
+            clean[kind] = fixed
+    if out:
+        usage["tool_requests"] = clean
+    return out
+
+
+def repair_cost(llm: dict[str, Any], where: str) -> list[str]:
+    """A recorded cost that cannot be read (not an object, an amount that is not a finite non-negative
+    decimal, a currency or source that is not text) is removed: the call has no recorded cost and is
+    priced from its tokens like any other, and the repair says so."""
+    from decimal import Decimal, InvalidOperation
+
+    cost = llm.get("cost")
+    if cost is None:
+        return []
+    why = None
+    if not isinstance(cost, dict):
+        why = "is not an object"
+    else:
+        amount = cost.get("amount")
+        if amount is not None:
+            try:
+                if isinstance(amount, bool) or not isinstance(amount, (str, int, float)):
+                    raise TypeError
+                d = Decimal(str(amount).strip())
+                if not d.is_finite() or d < 0 or d.adjusted() > 15:
+                    raise ValueError
+            except (TypeError, ValueError, InvalidOperation, ArithmeticError):
+                why = f"amount {_shown(amount)} is not a finite non-negative amount"
+        for key in ("currency", "source"):
+            if why is None and cost.get(key) is not None and not isinstance(cost.get(key), str):
+                why = f"{key} {_shown(cost.get(key))} is not text"
+        if why is None and cost.get("source") not in (None, "recorded", "computed", "estimated"):
+            why = f"source {_shown(cost.get('source'))} is not recorded/computed/estimated"
+        cur = cost.get("currency")
+        if why is None and isinstance(cur, str) and not (len(cur) == 3 and cur.isascii() and cur.isalpha()):
+            why = f"currency {_shown(cur)} is not a currency code"
+    if why is None:
+        return []
+    llm["cost"] = None
+    return [f"{where}: recorded cost {_shown(cost)} {why}; no recorded cost, priced from its tokens"]
+
+
+def repair_llm_names(llm: dict[str, Any], where: str) -> list[str]:
+    """``model``, ``provider``, ``response_id`` and ``finish_reason`` as text (``123`` -> ``"123"``)."""
+    out: list[str] = []
+    for key in ("model", "provider", "response_id", "finish_reason"):
+        value = llm.get(key)
+        if value is not None and not isinstance(value, str):
+            llm[key] = as_text(value)
+            out.append(f"{where}: {key} {_shown(value)} is not a string; kept as its JSON text")
     return out
 
 
@@ -215,12 +350,10 @@ def repair_span(rec: dict[str, Any], where: str) -> list[str]:
         out += repair_time(rec, field, where)
     llm = rec.get("llm")
     if isinstance(llm, dict):
+        out += repair_llm_names(llm, where) + repair_cost(llm, where)
         if isinstance(llm.get("usage"), dict):
             out += repair_usage(llm["usage"], where)
-        if isinstance(llm.get("messages"), list):
-            for m in llm["messages"]:
-                out += repair_message(m, where)
-        out += repair_message(llm.get("output"), where + " output")
+        out += repair_messages(llm, where) + repair_tools(llm, where) + repair_output(llm, where)
     return out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from tokprof.profiler.integrity import (
-    break_parent_cycles, note_repairs, repair_header, repair_message, repair_span, repair_time
+    break_parent_cycles, note_repairs, repair_header, repair_message, repair_messages, repair_span, repair_time
 )
 from tokprof.profiler.model import SCHEMA_VERSION, TOKEN_SOURCES, Run, Span
 
@@ -149,7 +149,7 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                             _field(llm, name, expected, None)
                         if isinstance(llm.get("usage"), dict):
                             for k, v in llm["usage"].items():
-                                if k != "sources" and v is not None and (
+                                if k not in ("sources", "tool_requests") and v is not None and (
                                         not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63):
                                     raise ValueError(f"usage {k} {v!r} is not a token count (a non-negative "
                                                      "integer)")
@@ -172,6 +172,8 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
                             raise RunFileError(path, lineno,
                                                f"span refers to payload {missing[0]} not stored before it")
                         llm["messages"] = [payloads[r] for r in refs]
+                        # a stored message that is not an object (``null``, a number...) is dropped, named
+                        fixed += repair_messages(llm, f"line {lineno} (span {_shown_id(rec.get('span_id'))})")
                     run.spans.append(Span.from_dict(rec))
                 elif kind == "end":
                     fixed = repair_time(rec, "ended_wall_ns", f"line {lineno} (end)")

@@ -60,6 +60,8 @@ class RunSummary:
     cost_range: CostRange | None = None
     """Best / expected / worst of the simulated automatic caching (a point when nothing is simulated)."""
     as_recorded: Decimal | None = None
+    tool_requests: dict[str, int] = field(default_factory=dict)
+    """Server-tool requests billed per use over the run (kind -> count, e.g. ``web_search``), priced in ``cost``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class RunSummary:
             },
             "models": self.models,
             "top_spans": self.top_spans,
+            **({"tool_requests": dict(self.tool_requests)} if self.tool_requests else {}),
         }
 
     def _cost_text(self) -> str:
@@ -113,6 +116,9 @@ class RunSummary:
             f"  token sources: {src or 'none'}",
             f"  cost {self._cost_text()}",
         ]
+        if self.tool_requests:
+            lines.append("  server tools billed per use: "
+                         + ", ".join(f"{k} {v:,}" for k, v in sorted(self.tool_requests.items())))
         if self.models:
             lines.append("  models: " + ", ".join(f"{m} x{n}" for m, n in self.models.items()))
         if self.top_spans:
@@ -216,4 +222,5 @@ def summarize(run: Run, top: int = 5, currency: str | None = None) -> RunSummary
         cost_label=label,
         cost_range=total if total.known else None,
         as_recorded=as_recorded if (recorded_priced or not unpriced) else None,
+        tool_requests={k: v for k, v in sorted(usage.tool_requests.items()) if v},
     )

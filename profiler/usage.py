@@ -36,6 +36,10 @@ class Usage:
     billed at its own rate; ``cache_write_tokens`` stays the total of all cache writes."""
     sources: dict[str, TokenSource] = field(default_factory=dict)
     """field name -> source, for the fields that are known. A field absent here is unknown."""
+    tool_requests: dict[str, int] = field(default_factory=dict)
+    """Server-side tool requests billed per use, as the provider reported them: kind -> count (e.g.
+    ``{"web_search": 2}`` from Anthropic ``usage.server_tool_use.web_search_requests``). Always provider
+    truth (nothing is counted locally); priced per request by the one cost function. Empty: none reported."""
 
     @classmethod
     def from_provider(cls, **counts: int | None) -> "Usage":
@@ -86,6 +90,8 @@ class Usage:
                 src = a if TOKEN_SOURCES.index(a) >= TOKEN_SOURCES.index(b) else b
             if src is not None:
                 out.sources[name] = src
+        for kind in set(self.tool_requests) | set(other.tool_requests):
+            out.tool_requests[kind] = self.tool_requests.get(kind, 0) + other.tool_requests.get(kind, 0)
         return out
 
     def copy(self) -> "Usage":
@@ -97,11 +103,14 @@ class Usage:
             self.reasoning_tokens,
             self.cache_write_1h_tokens,  # was dropped (and ``sources`` passed in its place) before mypy ran
             dict(self.sources),
+            dict(self.tool_requests),
         )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {name: getattr(self, name) for name in USAGE_FIELDS if name in self.sources}
         d["sources"] = dict(self.sources)
+        if self.tool_requests:  # absent when none: files without server tools stay byte-identical
+            d["tool_requests"] = dict(self.tool_requests)
         return d
 
     @classmethod
@@ -111,6 +120,11 @@ class Usage:
         for name in USAGE_FIELDS:
             if name in d and d[name] is not None:
                 u.set(name, int(d[name]), sources.get(name, "provider"))
+        requests = d.get("tool_requests")
+        if isinstance(requests, dict):
+            # only clean counts: a junk entry is dropped (the loader's boundary lists it as repaired)
+            u.tool_requests = {str(k): v for k, v in requests.items()
+                               if type(v) is int and 0 <= v <= 2 ** 53}
         return u
 
 

@@ -438,3 +438,31 @@ def test_hostile_run_files_repaired_at_the_boundary(name: str, fname: str, conte
     path = _place(tmp_path / "in", 0, fname, content)
     argv = next(a for a in _every_command(path, path.parent, good, tmp_path / "out") if a[0] == command)
     assert _run_cli(argv, capsys) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# single-field mutations (tests/mutation_sweep.py): a bounded representative set of the full sweep
+# (benchmarks/sweep_mutations.py runs all ~1,300 mutations x 9 commands)
+# ---------------------------------------------------------------------------------------------------
+def test_field_mutations_through_the_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.mutation_sweep import representative
+
+    _setup_cli(tmp_path, monkeypatch)
+    cases = representative(every=80, focus_every=10)
+    failures: list[str] = []
+    runs = 0
+    for i, (name, text) in enumerate(cases):
+        path = _place(tmp_path / "mut", i, "run.jsonl", text)
+        out = tmp_path / "out" / f"m{i}"
+        for argv in (["show", str(path)], ["show", str(path), "--json"],
+                     ["report", str(path), "--no-html", "--json"],
+                     ["optimize", str(path), "--out", str(out / "opt"), "--json"],
+                     ["count", str(path), "--model", "gpt-4o"],
+                     ["export", str(path), "-o", str(out / "otlp.json")]):
+            runs += 1
+            problem = _run_cli(argv, capsys)
+            if problem:
+                failures.append(f"{name}: tokprof {argv[0]}: {problem}")
+    _report(capsys, f"field mutations {len(cases)} x 6 commands ({runs} runs), tracebacks {len(failures)}")
+    assert failures == []

@@ -191,3 +191,88 @@ def test_carried_survives_junk_parts_and_absurd_costs() -> None:
     assert carried.unpriced_calls == 1
     assert carried.cost == {"root": Decimal("0.001")}
     assert carried.tokens == {"root": 200}
+
+
+# ---------------------------------------------------------------------------------------------------
+# usage sources, a non-string model, a recorded cost that cannot be read (each failed the whole file)
+# ---------------------------------------------------------------------------------------------------
+def _strict_load(tmp_path: Path, records: list[dict[str, Any]]) -> tuple[Run, list[str]]:
+    """Load without on_error: before these repairs each case raised RunFileError for the whole file."""
+    return _load(tmp_path, records)
+
+
+def test_junk_usage_sources_become_estimated_never_provider(tmp_path: Path) -> None:
+    recs = base()
+    recs[3]["llm"]["usage"] = {"input_tokens": 30, "output_tokens": 5,
+                               "sources": {"input_tokens": "bogus", "output_tokens": 7, "nonsense": "provider"}}
+    recs[7]["llm"]["usage"] = {"input_tokens": 40, "output_tokens": 2, "sources": ["provider"]}
+    run, warned = _strict_load(tmp_path, recs)
+    u3, u5 = _span(run, "3").llm.usage, _span(run, "5").llm.usage
+    assert (u3.input_tokens, u3.output_tokens) == (30, 5)
+    assert u3.sources == {"input_tokens": "estimated", "output_tokens": "estimated"}
+    assert (u5.input_tokens, u5.output_tokens) == (40, 2)
+    assert u5.sources == {"input_tokens": "estimated", "output_tokens": "estimated"}
+    repairs = run.metadata[REPAIRS_KEY]
+    assert any("input_tokens source \"bogus\"" in r and "estimated" in r for r in repairs)
+    assert any("usage sources [\"provider\"] are not an object" in r for r in repairs)
+    assert warned and "field(s) repaired" in warned[0]
+    # the costs built on these counts say estimated
+    from tokprof.profiler.accounting import span_cost
+
+    assert span_cost(_span(run, "3")).source == "estimated"
+
+
+def test_integer_model_and_provider_are_kept_as_text(tmp_path: Path) -> None:
+    recs = base()
+    recs[3]["llm"]["model"] = 123
+    recs[7]["llm"]["provider"] = ["openai"]
+    run, _ = _strict_load(tmp_path, recs)
+    assert _span(run, "3").llm.model == "123"
+    assert _span(run, "5").llm.provider == '["openai"]'
+    assert any("model 123 is not a string" in r for r in run.metadata[REPAIRS_KEY])
+    assert run.summary(currency="USD").models == {"123": 1, "gpt-4o": 1}
+
+
+@pytest.mark.parametrize("cost", ["0.12", 7, ["x"], {"amount": "abc", "currency": "USD", "source": "recorded"},
+                                  {"amount": "NaN", "currency": "USD", "source": "recorded"},
+                                  {"amount": "-1", "currency": "USD", "source": "recorded"},
+                                  {"amount": "1e999", "currency": "USD", "source": "recorded"},
+                                  {"amount": True, "currency": "USD", "source": "recorded"},
+                                  {"amount": "0.5", "currency": 5, "source": "recorded"},
+                                  {"amount": "0.5", "currency": "USD", "source": "bogus"},
+                                  {"amount": "0.5", "currency": "dollars", "source": "recorded"}])
+def test_unreadable_recorded_cost_is_dropped_and_the_call_repriced(tmp_path: Path, cost: Any) -> None:
+    from tokprof.profiler.accounting import span_cost
+
+    recs = base()
+    recs[3]["llm"]["cost"] = cost
+    run, warned = _strict_load(tmp_path, recs)
+    span = _span(run, "3")
+    assert span.llm.cost is None
+    c = span_cost(span)
+    # gpt-4o $2.5 / $10 per 1M: 30 x 2.5/1e6 + 5 x 10/1e6 = 0.000125 (computed from tokens, estimated row)
+    assert c is not None and c.amount == __import__("decimal").Decimal("0.000125") and c.source != "recorded"
+    assert any("recorded cost" in r and "priced from its tokens" in r for r in run.metadata[REPAIRS_KEY])
+    assert warned
+
+
+def test_readable_recorded_cost_is_kept(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    recs = base()
+    recs[3]["llm"]["cost"] = {"amount": "0.5", "currency": "USD", "source": "recorded"}
+    run, _ = _strict_load(tmp_path, recs)
+    assert _span(run, "3").llm.cost.amount == Decimal("0.5") and REPAIRS_KEY not in run.metadata
+
+
+def test_junk_tool_requests_and_unknown_usage_keys(tmp_path: Path) -> None:
+    recs = base()
+    recs[3]["llm"]["usage"] = {"input_tokens": 30, "output_tokens": 5, "total_tokens": "x",
+                               "tool_requests": {"web_search": 2, "web_fetch": -1, "x": "nan"}}
+    recs[7]["llm"]["usage"] = {"input_tokens": 40, "output_tokens": 2, "tool_requests": [1, 2]}
+    run, _ = _strict_load(tmp_path, recs)
+    assert _span(run, "3").llm.usage.tool_requests == {"web_search": 2}
+    assert _span(run, "5").llm.usage.tool_requests == {}
+    repairs = run.metadata[REPAIRS_KEY]
+    assert any("total_tokens" in r and "dropped" in r for r in repairs)
+    assert any("tool_requests [1, 2] is not an object" in r for r in repairs)

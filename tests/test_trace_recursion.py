@@ -90,3 +90,35 @@ def test_user_limit_change_inside_a_traced_recursion_stands() -> None:
         assert sys.getrecursionlimit() == limit + 500
     finally:
         sys.setrecursionlimit(limit)
+
+
+def test_traced_recursion_outside_any_profile_reaches_the_untraced_depth() -> None:
+    """Outside a profile nothing is recorded, but the wrapper frame used to halve the depth (497 of 997)."""
+    limit = sys.getrecursionlimit()
+    plain = _max_depth(_plain)
+    traced = _max_depth(_traced)
+    capturing = _max_depth(_traced_capturing)
+    assert traced >= plain and capturing >= plain, (traced, capturing, plain)
+    # the headroom is given back: untraced code after it gets the user's depth, the limit is theirs
+    assert sys.getrecursionlimit() == limit
+    assert _max_depth(_plain) == plain
+
+
+def test_runaway_recursion_outside_a_profile_passes_unchanged() -> None:
+    import threading
+
+    limit = sys.getrecursionlimit()
+    caught: list[BaseException] = []
+    try:
+        _traced(10 ** 6)
+    except RecursionError as exc:
+        caught.append(exc)
+    assert len(caught) == 1 and type(caught[0]) is RecursionError
+    assert caught[0].__context__ is None and caught[0].__cause__ is None
+    assert sys.getrecursionlimit() == limit
+    # another thread recursing afterwards is unaffected (the count went back to 0)
+    depths: list[int] = []
+    t = threading.Thread(target=lambda: depths.append(_traced(300)))
+    t.start()
+    t.join()
+    assert depths == [300] and sys.getrecursionlimit() == limit

@@ -241,8 +241,22 @@ def anthropic_usage(usage: Any) -> Usage:
         write = (five or 0) + (hour or 0)
     total_in = None if fresh is None else fresh + (read or 0) + (write or 0)
     details = _d(u.get("output_tokens_details"))
-    return _usage(total_in, _int(u.get("output_tokens")), read, write, _int(details.get("thinking_tokens")),
-                  hour if hour is not None else None)
+    out = _usage(total_in, _int(u.get("output_tokens")), read, write, _int(details.get("thinking_tokens")),
+                 hour if hour is not None else None)
+    out.tool_requests = server_tool_requests(u.get("server_tool_use"))
+    return out
+
+
+def server_tool_requests(server_tool_use: Any) -> dict[str, int]:
+    """Anthropic ``usage.server_tool_use`` (``web_search_requests``, ``web_fetch_requests``; field names as in
+    anthropic-sdk-python ``types/server_tool_usage.py``) as ``Usage.tool_requests``: kind -> count, billed per
+    use (:mod:`tokprof.profiler.providers.tool_prices`). Zero and junk counts are left out."""
+    out: dict[str, int] = {}
+    for key, value in _d(server_tool_use).items():
+        n = _int(value)
+        if isinstance(key, str) and key.endswith("_requests") and n:
+            out[key[: -len("_requests")]] = n
+    return out
 
 
 def merge_stream_usage(into: dict[str, Any], usage: Any) -> None:

@@ -43,6 +43,8 @@ class CallBill:
     """When the call started (wall clock, UTC ns; ``None``: unknown): prices a row with a time-of-day rule
     (peak / off-peak, :meth:`~tokprof.profiler.providers.cost.Rates.at`). Set by the pricer from the span
     (:func:`~tokprof.profiler.providers.cost.call_start_ns`); a bulk pricer must honour it too."""
+    tool_requests: tuple[tuple[str, int], ...] = ()
+    """(kind, count) of server-tool requests billed per use (as the provider reported them)."""
 
     @property
     def fresh_input_tokens(self) -> int:

@@ -201,7 +201,7 @@ def _recorded_bill(span: Span, call: LLMCall, provider: str | None) -> CallBill:
         cache_write_tokens=(u.cache_write_tokens - min(u.cache_write_1h_tokens, u.cache_write_tokens))
         if u.known("cache_write_tokens") else 0,
         cache_write_1h_tokens=min(u.cache_write_1h_tokens, u.cache_write_tokens) if u.known("cache_write_tokens") else 0,
-        reasoning_tokens=u.reasoning_tokens,
+        reasoning_tokens=u.reasoning_tokens, tool_requests=tuple(sorted(u.tool_requests.items())),
     )
 
 
@@ -288,7 +288,7 @@ class Simulator:
         seq, blocks = self._seq(pu, call, rule)
         prompt_tokens = seq.anchors[0][1]
         bill = CallBill(span.span_id, call.model, rule.provider, "simulated", prompt_tokens, u.output_tokens,
-                        reasoning_tokens=u.reasoning_tokens)
+                        reasoning_tokens=u.reasoning_tokens, tool_requests=tuple(sorted(u.tool_requests.items())))
         if rule.mode == "automatic":
             # no refresh: the insert below re-stamps every matched block at ``end`` >= ``start`` anyway
             matched, entry = self.cache.match_automatic(model, pu.units, blocks, start, False)

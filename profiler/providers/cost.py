@@ -11,7 +11,10 @@ The arithmetic, per 1M tokens, at the long-context tier the prompt falls in:
   1-hour write price. A price the table does not list comes from the provider's cache rule as a multiple
   of the input price (Anthropic: read 0.1x, write 1.25x, 1-hour write 2x); a model without a rule pays
   the plain input price (``NO_CACHE`` multipliers are 1x, and 2x for 1-hour writes);
-* output x output price, except reasoning tokens when the model bills them at their own price.
+* output x output price, except reasoning tokens when the model bills them at their own price;
+* server-tool requests billed per use (``Usage.tool_requests``, e.g. Anthropic web searches) x the provider's
+  per-request price (:mod:`tokprof.profiler.providers.tool_prices`); a kind with no price adds nothing here
+  and the caller labels the cost ``estimated`` (:func:`tokprof.profiler.accounting.usage_cost`).
 
 Time of day: a price row may carry a peak / off-peak rule (:class:`~tokprof.profiler.providers.price_rows.
 TimeOfDay`, data in the price table; DeepSeek's V4 rows). :class:`Rates` keeps it (``time_of_day``) and
@@ -77,6 +80,8 @@ class Rates:
                          tiers=tuple((above, scaled(t)) for above, t in r.tiers), output_above=r.output_above)
 
         return replace(scaled(self), natives=tuple((c, n.at(started_ns)) for c, n in self.natives))
+    per_request: tuple[tuple[str, Decimal], ...] = ()
+    """(kind, price of one request) for server tools billed per use, in ``currency`` (not per 1M)."""
 
     def for_prompt(self, input_tokens: int, output_tokens: int = 0) -> "Rates":
         """The rates that apply to a prompt of ``input_tokens`` tokens (and ``output_tokens`` output tokens):
@@ -126,12 +131,23 @@ def rates_of(p: Any, *, with_natives: bool = True) -> Rates:
 
         natives = tuple((cur, rates_of(row, with_natives=False)) for cur, row in native_prices(p.model).items()
                         if cur != currency)
-    return Rates(input=_dec(p.input), output=_dec(p.output), cache_read=_opt(getattr(p, "cache_read", None)),
+    return Rates(per_request=_per_request(getattr(p, "provider", None), currency),
+                 input=_dec(p.input), output=_dec(p.output), cache_read=_opt(getattr(p, "cache_read", None)),
                  cache_write=_opt(getattr(p, "cache_write", None)),
                  cache_write_1h=_opt(getattr(p, "cache_write_1h", None)),
                  reasoning=_opt(getattr(p, "reasoning", None)), currency=currency, tiers=tiers,
                  output_above=tuple(getattr(t, "output_above", None) for t in tier_rows), natives=natives,
                  time_of_day=getattr(p, "time_of_day", None))
+
+
+def _per_request(provider: str | None, currency: str) -> tuple[tuple[str, Decimal], ...]:
+    """The provider's per-request server-tool prices listed in ``currency``."""
+    if not provider:
+        return ()
+    from tokprof.profiler.providers.tool_prices import tool_prices
+
+    return tuple(sorted((kind, row.per_request) for (prov, kind), row in tool_prices().items()
+                        if prov == provider.lower() and row.currency == currency.upper()))
 
 
 def _rates(t: Any, base: Any, currency: str) -> Rates:
@@ -177,6 +193,8 @@ class TokenSplit:
     cache_write_1h: int = 0
     output: int = 0
     reasoning: int = 0
+    tool_requests: tuple[tuple[str, int], ...] = ()
+    """(kind, count) of server-tool requests billed per use."""
 
     @classmethod
     def from_usage(cls, usage: Any) -> "TokenSplit":
@@ -185,19 +203,22 @@ class TokenSplit:
         write_all = int(usage.cache_write_tokens)
         write_1h = min(int(getattr(usage, "cache_write_1h_tokens", 0) or 0), write_all)
         return cls._make(int(usage.input_tokens), int(usage.cache_read_tokens), write_all - write_1h, write_1h,
-                         int(usage.output_tokens), int(usage.reasoning_tokens))
+                         int(usage.output_tokens), int(usage.reasoning_tokens),
+                         tuple(sorted((getattr(usage, "tool_requests", None) or {}).items())))
 
     @classmethod
     def from_bill(cls, bill: Any) -> "TokenSplit":
         """From the simulator's ``CallBill``, whose ``cache_write_tokens`` (5-minute) and
         ``cache_write_1h_tokens`` are disjoint."""
         return cls._make(int(bill.input_tokens), int(bill.cache_read_tokens), int(bill.cache_write_tokens),
-                         int(bill.cache_write_1h_tokens), int(bill.output_tokens), int(bill.reasoning_tokens))
+                         int(bill.cache_write_1h_tokens), int(bill.output_tokens), int(bill.reasoning_tokens),
+                         tuple(getattr(bill, "tool_requests", ()) or ()))
 
     @classmethod
-    def _make(cls, prompt: int, read: int, w5: int, w1h: int, output: int, reasoning: int) -> "TokenSplit":
+    def _make(cls, prompt: int, read: int, w5: int, w1h: int, output: int, reasoning: int,
+              tool_requests: tuple[tuple[str, int], ...] = ()) -> "TokenSplit":
         fresh = max(0, prompt - read - w5 - w1h)
-        return cls(prompt, fresh, read, w5, w1h, output, min(max(reasoning, 0), output))
+        return cls(prompt, fresh, read, w5, w1h, output, min(max(reasoning, 0), output), tool_requests)
 
 
 def call_start_ns(span: Any) -> int | None:
@@ -216,7 +237,8 @@ def split_cost(split: TokenSplit, rates: Rates | None, rule: CacheRule | None = 
         return None
     rule = rule or NO_CACHE
     # the provider's own list in the wanted currency beats a conversion; then the hour the call started
-    r = rates.in_currency(currency).at(started_ns).for_prompt(split.prompt, split.output)
+    base = rates.in_currency(currency)
+    r = base.at(started_ns).for_prompt(split.prompt, split.output)
     # A multiplier applies only under a caching rule: tokens a provider reports as cached for a model with no
     # (automatic) rule and no listed cache price are billed at the input price, never at a guessed discount.
     one = Decimal(1)
@@ -231,6 +253,9 @@ def split_cost(split: TokenSplit, rates: Rates | None, rule: CacheRule | None = 
               + Decimal(split.cache_write_1h) * write_1h
               + Decimal(split.output - split.reasoning) * r.output
               + Decimal(split.reasoning) * reasoning_rate) / MILLION
+    if split.tool_requests:  # per use, not per token; tiers do not change it (listed on the base row)
+        per = dict(base.per_request)
+        amount += sum((Decimal(n) * per[kind] for kind, n in split.tool_requests if kind in per), Decimal(0))
     return amount if currency is None else convert_or_none(amount, r.currency, currency)
 
 

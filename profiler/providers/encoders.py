@@ -135,8 +135,60 @@ def _ranks(raw: bytes) -> dict[bytes, int]:
 # ---------------------------------------------------------------------------------------------------
 # encoders
 # ---------------------------------------------------------------------------------------------------
+# tiktoken merges each pre-tokenized piece (a run of letters, of punctuation, of whitespace) with a BPE
+# loop that is quadratic in the piece's length: 800k copies of one letter take ~1 s, a 20 MB one minutes.
+# A piece longer than LONG_PIECE characters is cut into CHUNK-character parts (only inside the run; the text
+# around it is encoded as one), so counting is linear for any text. Normal text never has such a piece, so
+# its count is unchanged (exact); where a cut happens the count can differ by about a token per cut
+# (measured in benchmarks/bench_long_runs.py) and is labelled ``estimated`` (:func:`has_long_piece`).
+LONG_PIECE = 4096
+CHUNK = LONG_PIECE // 2
+_PUNCT_RUN = re.compile(r"(?:[^\w\s]|_)+")
+"""Punctuation as the pre-tokenizers see it (``_`` included); only tried on CHUNK-sized windows."""
+
+
+def _kind(window: str) -> int:
+    """Which one-piece run ``window`` lies wholly inside: 1 letters, 2 whitespace, 3 punctuation, 0 none.
+    Each test is a C-speed scan that stops at the first character that breaks it (normal text: at once)."""
+    if window.isalpha():
+        return 1
+    if window.isspace():
+        return 2
+    if _PUNCT_RUN.fullmatch(window):
+        return 3
+    return 0
+
+
+def split_long_pieces(text: str) -> list[str] | None:
+    """``text`` cut where a run of one kind (letters, whitespace, punctuation) spans two whole aligned
+    CHUNK-character windows in a row: such a run is at least :data:`LONG_PIECE` characters, and the cut
+    falls CHUNK or more characters inside it, so the run's first characters stay with the text before it.
+    ``None`` when nothing is cut (the text is encoded whole, exactly). Linear: one windowed scan, no regex
+    over the whole text (a ``[...]{4096,}`` search took 8.6 s on 20 MB of prose)."""
+    if len(text) < LONG_PIECE:
+        return None
+    cuts: list[int] = []
+    prev = 0
+    for start in range(0, len(text) - CHUNK + 1, CHUNK):
+        kind = _kind(text[start:start + CHUNK])
+        if kind and kind == prev:
+            cuts.append(start)
+        prev = kind
+    if not cuts:
+        return None
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def has_long_piece(text: str) -> bool:
+    """True when counting ``text`` cuts a long run (:func:`split_long_pieces`), so the count may differ
+    slightly from the exact one and is labelled ``estimated``."""
+    return len(text) >= LONG_PIECE and split_long_pieces(text) is not None
+
+
 class TiktokenEncoder:
-    """A :class:`tiktoken.Encoding` built from a local file (never from tiktoken's downloader)."""
+    """A :class:`tiktoken.Encoding` built from a local file (never from tiktoken's downloader). Runs longer
+    than :data:`LONG_PIECE` characters are encoded in parts (:func:`split_long_pieces`): linear time."""
 
     def __init__(self, name: str, pat_str: str, ranks: dict[bytes, int], specials: dict[str, int]) -> None:
         import tiktoken
@@ -146,6 +198,15 @@ class TiktokenEncoder:
         self.special_tokens = frozenset(specials)
 
     def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        parts = split_long_pieces(text)
+        if parts is not None:
+            ids: list[int] = []
+            for part in parts:
+                ids.extend(self._encode(part, allow_special))
+            return ids
+        return self._encode(text, allow_special)
+
+    def _encode(self, text: str, allow_special: bool) -> list[int]:
         if allow_special:
             return self.encoding.encode(text, allowed_special="all")
         return self.encoding.encode_ordinary(text)
