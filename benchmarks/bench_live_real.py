@@ -35,6 +35,7 @@ from tokprof.profiler import profile  # noqa: E402
 
 PRICE_MODEL = "gpt-4.1-mini"   # the prices the token counts are costed at (the local model itself is free)
 MAX_STEPS = 3
+MAX_TOKENS = 48
 
 
 def run_task(client: Any, model: str, task: Task, optimize: list[str] | None) -> dict[str, Any]:
@@ -49,8 +50,8 @@ def run_task(client: Any, model: str, task: Task, optimize: list[str] | None) ->
         for _ in range(MAX_STEPS):
             requests.append([dict(m) for m in messages])
             resp = client.chat.completions.create(
-                model=model, messages=messages, tools=task.tools, temperature=0, max_tokens=64,
-                extra_body={"cache_prompt": False, "seed": 1})
+                model=model, messages=messages, tools=task.tools, temperature=0,
+                max_tokens=MAX_TOKENS, extra_body={"cache_prompt": False, "seed": 1})
             msg = resp.choices[0].message
             if not msg.tool_calls:
                 answer = msg.content or ""
