@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat-configs", default="none,default",
                     help="configurations run again in repeats 2.. (the others once)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N tasks (quick look)")
-    ap.add_argument("--out", default=str(RESULTS / "live_real_runs.jsonl"),
+    ap.add_argument("--out", default=str(RESULTS / "live_real_runs_smollm2-135m_v3.jsonl"),
                     help="one JSON line per task run, appended as it finishes (a restart resumes)")
     ap.add_argument("--runs-dir", default=str(server.cache_dir() / "live_real_runs"),
                     help="where each task run's tokprof run file is saved")

