@@ -66,3 +66,37 @@ def test_each_message_pass_fires_on_some_instances() -> None:
     # and the cut removes the line the question needs (the lossy case the benchmark is built to show)
     t = next(t for t in suite() if t.task_id == "longlog-00")
     assert t.expected not in compress_messages(t.messages, ["truncate-outputs"])[-1]["content"]
+
+
+def _render(template: str, task) -> str:  # type: ignore[no-untyped-def]
+    import jinja2
+    env = jinja2.Environment()
+    env.filters["tojson"] = lambda v: __import__("json").dumps(v)
+    text = (REPO / "benchmarks" / "local_llm" / template).read_text()
+    return env.from_string(text).render(messages=task.messages, tools=task.tools, add_generation_prompt=True)
+
+
+def test_tool_output_is_a_user_turn_with_the_question_restated() -> None:
+    # SmolLM2 echoed tool output wrapped in <tool_response> and copied the agent's own tool-call turns; the
+    # template shows each output as a user turn naming the call, and restates the question after the last one.
+    for t in suite()[:3]:
+        prompt = _render("chatml_tools.jinja", t)
+        question = t.messages[1]["content"]
+        last_output = t.messages[-1]["content"]
+        assert "<tool_response>" not in prompt
+        assert prompt.index(question, prompt.index(last_output)) > prompt.index(last_output)
+        assert prompt.endswith("<|im_start|>assistant\n")
+        assert 'Result of the tool call search {"query":' in prompt
+        if t.kind == "multistep":
+            assert '"name": "get_orders"' in prompt  # the tools are listed in the system turn
+        gemma = _render("gemma_tools.jinja", t)
+        assert gemma.endswith("<start_of_turn>model\n") and question in gemma[gemma.index(last_output):]
+
+
+def test_questions_ask_for_the_value_only_and_still_need_the_tool_output() -> None:
+    for t in suite():
+        q = t.messages[1]["content"]
+        assert "only" in q
+        assert t.expected not in q and t.expected not in t.messages[0]["content"]  # the answer is in the outputs
+        if t.kind != "multistep":  # a multistep answer is in the get_orders output the model must ask for
+            assert any(t.expected in m["content"] for m in t.messages if m["role"] == "tool")

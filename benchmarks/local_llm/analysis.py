@@ -139,6 +139,7 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
     lines.append(hdr)
     table: list[dict[str, Any]] = []
     points: list[tuple[str, str, float, int]] = []
+    solved_points: list[tuple[str, str, float, int]] = []   # changed runs the model solved (strict) unoptimized
     for c in configs:
         rows = by[(0, c)]
         tids = [t for t in base0 if t in rows]
@@ -167,6 +168,8 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
                     fids.append(s.fidelity)
                     if t in changed:
                         points.append((c, t, s.fidelity, int(agrees(rows[t], base0[t]))))
+                        if base0[t]["strict"]:
+                            solved_points.append((c, t, s.fidelity, int(not rows[t]["strict"])))
                 if s.fidelity_min is not None:
                     mins.append(s.fidelity_min)
             per_task.append(pt)
@@ -199,6 +202,7 @@ def analyze(path: Path, price_model: str) -> tuple[str, dict[str, Any]]:
     data["repeat"] = _repeats(by, lines)
     data["rule"] = _rule(table, data["repeat"], lines)
     data["fidelity_vs_agreement"] = _correlation(points, lines)
+    data["fidelity_vs_lost_success"] = _lost_success(solved_points, lines)
     data["simulated_vs_measured"] = _sim_vs_measured(table, lines)
     return "\n".join(lines), data
 
@@ -262,6 +266,22 @@ def _correlation(points: list[tuple[str, str, float, int]], lines: list[str], th
     return {"n": len(points), "pearson": r, "threshold": threshold,
             "2x2": {"high_agree": hi_a, "high_changed": hi_d, "low_agree": lo_a, "low_changed": lo_d},
             "points": [{"config": c, "task": t, "fidelity": x, "agree": y} for c, t, x, y in points]}
+
+
+def _lost_success(points: list[tuple[str, str, float, int]], lines: list[str],
+                  threshold: float = 0.9) -> dict[str, Any]:
+    """On changed runs the model solved (strict) unoptimized: does fidelity < ``threshold`` predict that the
+    optimized run lost the success? (A changed wording that still solves the task is not a lost success.)"""
+    lo = [p for p in points if p[2] < threshold]
+    hi = [p for p in points if p[2] >= threshold]
+    lo_lost, hi_lost = sum(p[3] for p in lo), sum(p[3] for p in hi)
+    r = pearson([p[2] for p in points], [float(p[3]) for p in points])
+    lines += ["", f"fidelity vs lost success over the {len(points)} changed task runs the model solved (strict) "
+                  f"unoptimized: Pearson r(fidelity, lost) = {'n/a (a side is constant)' if r is None else f'{r:+.2f}'}",
+              f"  fidelity <  {threshold}: lost {lo_lost} of {len(lo)}",
+              f"  fidelity >= {threshold}: lost {hi_lost} of {len(hi)}"]
+    return {"n": len(points), "pearson": r, "low": [lo_lost, len(lo)], "high": [hi_lost, len(hi)],
+            "points": [{"config": c, "task": t, "fidelity": x, "lost": y} for c, t, x, y in points]}
 
 
 def _change(per_task: list[dict[str, Any]], new: str, old: str) -> float:

