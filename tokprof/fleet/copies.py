@@ -12,7 +12,7 @@ Costs and payload hashes are the template's, so totals are exactly those of the 
 
 from __future__ import annotations
 
-from operator import add, attrgetter
+from operator import add, attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def template_key(spans: list[Any]) -> tuple[int, ...]:
 class RunTemplate:
     """The rows of one run, as columns, minus what differs between copies."""
 
-    __slots__ = ("sig", "durs", "all_end", "call_idx", "span_idx", "call_const", "span_const", "call_chains",
+    __slots__ = ("sig", "durs", "all_end", "call_idx", "span_idx", "pick_calls", "pick_spans", "chain_set", "call_const", "span_const", "call_chains",
                  "span_chains", "costs", "prompts", "outputs", "batch", "slots", "totals", "tids")
 
     def __init__(self, spans: list[Any], durs: list[int | None], call_idx: list[int], span_idx: list[int],
@@ -49,6 +49,8 @@ class RunTemplate:
         self.durs = durs  # per span, None where it has no end
         self.all_end = None not in durs
         self.call_idx, self.span_idx = call_idx, span_idx
+        self.pick_calls, self.pick_spans = _picker(call_idx), _picker(span_idx)
+        self.chain_set = sorted((set(call_chains) | set(span_chains)) - {0})
         # constant call columns: span_id, parent, place, kind, 6 usage columns, duration
         self.call_const = [list(ccols[i]) for i in (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 17)]
         # constant span columns: span_id, parent, place, kind, name, status, duration
@@ -59,6 +61,16 @@ class RunTemplate:
         self.slots = (list(ccols[12]), list(ccols[13]), list(ccols[14]))  # this batch's cost / hash slots
         self.totals = totals  # (n_calls, unpriced, input, output, usd, cny)
         self.tids: dict[int, tuple[list[int], list[int]]] = {}  # root tags id -> (call tids, span tids)
+
+
+def _picker(idx: list[int]) -> Any:
+    """``f(seq)`` -> the items of ``seq`` at ``idx``, as a sequence (itemgetter, in C)."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda seq: (seq[i],)
+    if not idx:
+        return lambda seq: ()
+    return itemgetter(*idx)
 
 
 def matches(t: RunTemplate, spans: list[Any]) -> bool:
@@ -85,9 +97,13 @@ def _batch_slots(b: RowBuilder, t: RunTemplate) -> tuple[list[Any], list[Any], l
 def _tids(b: RowBuilder, t: RunTemplate, root: int) -> tuple[list[int], list[int]]:
     got = t.tids.get(root)
     if got is None:
+        if len(t.tids) > 1000:
+            t.tids.clear()
         tid = b.chain_tid
-        got = t.tids[root] = ([root if c == 0 else tid(root, c) for c in t.call_chains],
-                              [root if c == 0 else tid(root, c) for c in t.span_chains])
+        of = {c: tid(root, c) for c in t.chain_set}
+        of[0] = root
+        get = of.__getitem__
+        got = t.tids[root] = (list(map(get, t.call_chains)), list(map(get, t.span_chains)))
     return got
 
 
@@ -107,12 +123,12 @@ def add_copy(b: RowBuilder, run: Run, t: RunTemplate, ledger_file: str | None) -
     sid, pid, place, kind, u0, u1, u2, u3, u4, u5, dur = t.call_const
     n = len(ci)
     for col, vals in zip(b.call_cols, ([rk] * n, sid, pid, place, call_tids, kind, u0, u1, u2, u3, u4, u5, cost_i,
-                                       pi, oi, [ws[i] for i in ci], [ends[i] for i in ci], dur)):
+                                       pi, oi, t.pick_calls(ws), t.pick_calls(ends), dur)):
         col.extend(vals)
     if si:
         ssid, spid, splace, skind, sname, sstatus, sdur = t.span_const
         for col, vals in zip(b.span_cols, ([rk] * len(si), ssid, spid, splace, span_tids, skind, sname, sstatus,
-                                           [ws[i] for i in si], [ends[i] for i in si], sdur)):
+                                           t.pick_spans(ws), t.pick_spans(ends), sdur)):
             col.extend(vals)
     n_calls, unpriced, inp, out, usd, cny = t.totals
     b.n_calls += n_calls
