@@ -3,8 +3,9 @@
 The hot path of ``tokprof ingest``: a fleet of a million calls goes through :meth:`RowBuilder.add_run` span
 by span, so it does as little per span as Python allows and leaves the rest to Arrow and DuckDB:
 
-* a row is one tuple appended to one list (columns are made by transposing the batch in C, in
-  :meth:`RowBuilder.tables`);
+* a run seen before (same spans and call objects: a repeated or resampled run) gets its rows from a
+  template, column by column (:mod:`tokprof.fleet.copies`); a new run's rows are tuples, transposed per run
+  in C into the batch's columns;
 * what repeats is an integer: the run (``run_key``), the span's place in the tree (``place_id``: path, the
   agent/function/tool above it, tags in force) and the call's kind (``kind_id``: model, provider, token
   sources, currency, cost source, cache status, status), ids handed out by :class:`tokprof.fleet.dims.Dims`;
