@@ -3,8 +3,9 @@
 The hot path of ``tokprof ingest``: a fleet of a million calls goes through :meth:`RowBuilder.add_run` span
 by span, so it does as little per span as Python allows and leaves the rest to Arrow and DuckDB:
 
-* a row is one tuple appended to one list (columns are made by transposing the batch in C, in
-  :meth:`RowBuilder.tables`);
+* a run seen before (same spans and call objects: a repeated or resampled run) gets its rows from a
+  template, column by column (:mod:`tokprof.fleet.copies`); a new run's rows are tuples, transposed per run
+  in C into the batch's columns;
 * what repeats is an integer: the run (``run_key``), the span's place in the tree (``place_id``: path, the
   agent/function/tool above it, tags in force) and the call's kind (``kind_id``: model, provider, token
   sources, currency, cost source, cache status, status), ids handed out by :class:`tokprof.fleet.dims.Dims`;
@@ -27,8 +28,10 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tokprof.fleet.copies import MAX_TEMPLATES, RunTemplate, add_copy, matches, template_key
 from tokprof.fleet.costs import CostMemo, PaidOverrides, cache_status
 from tokprof.fleet.dims import Dims
+from tokprof.fleet.places import PlaceTree
 from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.run_lines import json_default as _json_default  # the run store's canonical JSON: hashes match payload_id
@@ -50,7 +53,7 @@ def _times(ns: Any) -> pa.Array:
     return pc.divide(pa.array(ns, pa.int64()), 1000).cast(pa.timestamp("us"))
 
 
-class RowBuilder:
+class RowBuilder(PlaceTree):
     """Accumulates the rows of many runs; :meth:`tables` hands them over as Arrow tables and resets.
 
     ``dims``: where place/kind ids and run keys come from (the ledger's, or a Ray worker's own);
@@ -65,19 +68,13 @@ class RowBuilder:
         self.paid = PaidOverrides()
         self.n_calls = 0
         self._batch = 0
-        # the span tree's memo. A base is what a span's children hang under: (path, depth, agent, function,
-        # tool); a step (parent base, name, kind) gives the span's place id and its own base. Tags travel
-        # separately as tag-set ids (most spans have none of their own: their children keep the parent's).
-        self._bases: list[tuple[Any, ...]] = [("", -1, None, None, None)]  # 0: a run's root
-        self._base_index: dict[tuple[Any, ...], int] = {self._bases[0]: 0}
-        self._steps: dict[tuple[Any, ...], tuple[int, int]] = {}
-        self._tag_keys: dict[int, tuple[tuple[str, str], ...]] = {}  # tags id -> its tags
-        self._tag_steps: dict[tuple[Any, ...], int] = {}  # (tags id, span tags) -> tags id
+        PlaceTree.__init__(self, self.dims)
         self._seen_messages: set[str] = set()
         self._seen_prompts: set[str] = set()
         self._msg_memo: dict[int, tuple[Any, str]] = {}
         self._prompt_memo: dict[int, tuple[Any, str, int]] = {}
         self._memo_chars = 0
+        self._templates: dict[tuple[int, ...], RunTemplate] = {}  # repeated runs (tokprof.fleet.copies)
         self._reset()
 
     def _reset(self) -> None:
@@ -88,8 +85,8 @@ class RowBuilder:
         self.cols: dict[str, dict[str, list[Any]]] = {
             name: {f.name: [] for f in TABLES[name]} for name in ("messages", "prompts", "diagnostics")}
         self.run_rows: list[tuple[Any, ...]] = []
-        self.span_rows: list[tuple[Any, ...]] = []
-        self.call_rows: list[tuple[Any, ...]] = []
+        self.span_cols: list[list[Any]] = [[] for _ in range(11)]  # span_facts, column by column
+        self.call_cols: list[list[Any]] = [[] for _ in range(18)]  # call_facts, column by column
         self._batch_costs: list[list[Any]] = []
         # prompt and output hashes of the batch: each distinct one converted to Arrow once, expanded by take
         self._hash_slot: dict[str, int] = {}
@@ -105,61 +102,6 @@ class RowBuilder:
             self._memo_chars = 0
         self._call_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(call) -> (call, status, kind, cost)
         self._paid_memo: dict[int, tuple[Any, str, int, list[Any]]] = {}  # id(paid pair) -> (pair, status, kind, cost)
-
-    # ---- the span tree ---------------------------------------------------------------------------------
-    def _tags(self, tags: tuple[tuple[str, str], ...]) -> int:
-        i = self.dims.tags_id(tags)
-        self._tag_keys[i] = tags
-        return i
-
-    def _step(self, key: tuple[Any, ...]) -> tuple[int, int]:
-        """(place id, own base) of a span named ``key[1]`` of kind ``key[2]`` under base ``key[0]``."""
-        path, depth, a, f, t = self._bases[key[0]]
-        name, kind = key[1], key[2]
-        path = name if depth < 0 else f"{path}/{name}"
-        depth += 1
-        place = self.dims.place_id((path, depth, a, f, t))  # what the span itself runs under
-        if kind == "agent":
-            a = name
-        elif kind in ("function", "chain", "retriever"):
-            f = name
-        elif kind == "tool":
-            t = name
-        base = (path, depth, a, f, t)
-        b = self._base_index.get(base)
-        if b is None:
-            b = self._base_index[base] = len(self._bases)
-            self._bases.append(base)
-        got = self._steps[key] = (place, b)
-        return got
-
-    def _span_tags(self, tid: int, span_tags: dict[str, str]) -> int:
-        """Tags id in force at a span with tags of its own: its parent's overridden by them."""
-        key = (tid, tuple(span_tags.items()))
-        got = self._tag_steps.get(key)
-        if got is None:
-            got = self._tag_steps[key] = self._tags(tuple({**dict(self._tag_keys[tid]), **span_tags}.items()))
-        return got
-
-    def _climb(self, sp: Span, index: dict[str, Span], info: dict[str, tuple[int, int]],
-               root: tuple[int, int]) -> tuple[int, int]:
-        """Base of ``sp``'s parent when the parent comes later in the file: climb iteratively (a deep or
-        cyclic parent chain in a damaged file cannot recurse without bound) and resolve the chain."""
-        chain: list[Span] = []
-        seen: set[str] = set()
-        cur: Span | None = index.get(sp.parent_id)  # type: ignore[arg-type]
-        while cur is not None and cur.span_id not in info and cur.span_id not in seen:
-            seen.add(cur.span_id)
-            chain.append(cur)
-            cur = index.get(cur.parent_id) if cur.parent_id is not None else None
-        base, tid = info[cur.span_id] if cur is not None and cur.span_id in info else root
-        for x in reversed(chain):
-            key = (base, x.name, x.kind)
-            base = (self._steps.get(key) or self._step(key))[1]
-            if x.tags:
-                tid = self._span_tags(tid, x.tags)
-            info[x.span_id] = (base, tid)
-        return base, tid
 
     # ---- payloads ---------------------------------------------------------------------------------------
     def _message_hash(self, m: Any) -> str:
@@ -237,12 +179,28 @@ class RowBuilder:
     def add_run(self, run: Run, ledger_file: str | None = None) -> None:
         """Add every row of ``run``."""
         spans = run.spans
+        tkey = template_key(spans)
+        t = self._templates.get(tkey)
+        if t is not None and matches(t, spans):  # a copy of a run seen before: its rows column by column
+            add_copy(self, run, t, ledger_file)
+            return
         index: dict[str, Span] | None = None
-        info: dict[str, tuple[int, int]] = {}  # span id -> (its base, tags id): what its children hang under
-        root = (0, self._tags(tuple(run.tags.items())))
+        # span id -> (its base, tags id, own-tags chain id): what its children hang under
+        info: dict[str, tuple[int, int, int]] = {}
+        root = (0, self._tags(tuple(run.tags.items())), 0)
         rk = self.dims.run_keys(1)
         steps, step = self._steps, self._step
-        span_row, call_row = self.span_rows.append, self.call_rows.append
+        span_rows: list[tuple[Any, ...]] = []
+        call_rows: list[tuple[Any, ...]] = []
+        span_row, call_row = span_rows.append, call_rows.append
+        call_idx: list[int] = []
+        span_idx: list[int] = []
+        call_chains: list[int] = []
+        span_chains: list[int] = []
+        durs: list[int | None] = []
+        costs: list[list[Any]] = []
+        prompts: list[str | None] = []
+        outputs: list[str | None] = []
         kind_and_cost, call_memo = self._kind_and_cost, self._call_memo.get
         prompt_hash, prompt_memo, message_hash = self._prompt_hash, self._prompt_memo.get, self._message_hash
         msg_memo, tag_steps = self._msg_memo.get, self._tag_steps.get
@@ -257,39 +215,46 @@ class RowBuilder:
         cny_total: Decimal = _ZERO
         run_start: int | None = None
         run_end: int | None = None
-        for sp in spans:  # any order: a parent seen later is found by climbing
+        for si, sp in enumerate(spans):  # any order: a parent seen later is found by climbing
             pid = sp.parent_id
             if pid is None:
-                base, tid = root
+                base, tid, cid = root
             else:
                 got = info.get(pid)
                 if got is None:
                     if index is None:
                         index = {s.span_id: s for s in spans}
                     got = self._climb(sp, index, info, root) if pid in index else root
-                base, tid = got
+                base, tid, cid = got
             key = (base, sp.name, sp.kind)
             place, base = steps.get(key) or step(key)
             st = sp.tags
             if st:  # its own tags: the parent's overridden by them (memoised on both)
                 tid = tag_steps(((tid, tuple(st.items())))) or self._span_tags(tid, st)
-            info[sp.span_id] = (base, tid)
+                cid = self.chain_step(cid, st)
+            info[sp.span_id] = (base, tid, cid)
             start = sp.wall_start_ns
             if run_start is None or start < run_start:
                 run_start = start
             if sp.end_ns is None:
                 end = None
                 dur = 0
+                durs.append(None)
             else:
                 dur = sp.end_ns - sp.start_ns
                 end = start + dur
+                durs.append(dur)
                 if run_end is None or end > run_end:
                     run_end = end
             call = sp.llm
             if call is None:
                 # LLM spans are the rows of call_facts; span_facts holds the rest (not stored twice)
                 span_row((rk, sp.span_id, pid, place, tid, sp.kind, sp.name, sp.status, start, end, dur))
+                span_idx.append(si)
+                span_chains.append(cid)
                 continue
+            call_idx.append(si)
+            call_chains.append(cid)
             n_calls += 1
             memo = call_memo(id(call))  # the same call object seen again (a resampled or re-read run)
             if memo is not None and memo[0] is call and memo[1] == sp.status:
@@ -305,6 +270,7 @@ class RowBuilder:
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
+            costs.append(ce)
             if ce[0] is None:
                 unpriced += 1
             else:
@@ -325,22 +291,38 @@ class RowBuilder:
                 pi = None if ph is None else i if (i := hash_slot(ph)) is not None else new_slot(ph)
                 oi = None if oh is None else i if (i := hash_slot(oh)) is not None else new_slot(oh)
             else:
-                pi = oi = None
+                ph = oh = pi = oi = None
+            prompts.append(ph)
+            outputs.append(oh)
             call_row((rk, sp.span_id, pid, place, tid, kind, u.input_tokens, u.output_tokens, u.cache_read_tokens,
                       u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, ce[5], pi, oi,
                       start, end, dur))
         self.n_calls += n_calls
-        if run_start is None:
-            run_start = run.started_wall_ns
-        if run_end is None:
-            run_end = run.ended_wall_ns
+        ccols = list(zip(*call_rows)) if call_rows else [()] * 18
+        scols = list(zip(*span_rows)) if span_rows else [()] * 11
+        for col, vals in zip(self.call_cols, ccols):
+            col.extend(vals)
+        for col, vals in zip(self.span_cols, scols):
+            col.extend(vals)
+        if len(self._templates) > MAX_TEMPLATES:
+            self._templates.clear()
+        self._templates[tkey] = RunTemplate(spans, durs, call_idx, span_idx, ccols, scols, call_chains, span_chains,
+                                            costs, prompts, outputs, batch,
+                                            (n_calls, unpriced, inp, out, usd_total, cny_total))
+        self.run_row(run, rk, ledger_file, n_calls, unpriced, inp, out, usd_total, cny_total,
+                     run.started_wall_ns if run_start is None else run_start,
+                     run.ended_wall_ns if run_end is None else run_end)
+
+    def run_row(self, run: Run, rk: int, ledger_file: str | None, n_calls: int, unpriced: int, inp: int, out: int,
+                usd: Decimal, cny: Decimal, run_start: int | None, run_end: int | None) -> None:
+        """The run's row of ``runs`` (and its diagnostics)."""
         meta = run.metadata
         # like the run summary: the cost is unknown only when no call could be priced at all
         priced = n_calls - unpriced or not unpriced
         self.run_rows.append((rk, run.run_id, run.name, str(meta.get("source") or "") or None,
                               None if meta.get("source_file") is None else str(meta.get("source_file")),
-                              ledger_file, bool(run.complete), list(run.tags.items()), len(spans), n_calls, inp,
-                              out, usd_total if priced else None, cny_total if priced else None, unpriced,
+                              ledger_file, bool(run.complete), list(run.tags.items()), len(run.spans), n_calls, inp,
+                              out, usd if priced else None, cny if priced else None, unpriced,
                               run_start, run_end))
         if self.diagnose and n_calls:
             self._diagnose(run, _day(run_start))
@@ -381,8 +363,8 @@ class RowBuilder:
         start = _times(runs[15])
         out["runs"] = pa.Table.from_arrays([pa.array(runs[i], RUNS.field(i).type) for i in range(15)]
                                            + [start, _times(runs[16]), pc.cast(start, pa.date32())], schema=RUNS)
-        out["span_facts"] = _table(self.span_rows, SPAN_FACTS, 8)
-        calls = list(zip(*self.call_rows)) if self.call_rows else [()] * 18
+        out["span_facts"] = _table(self.span_cols, SPAN_FACTS, 8)
+        calls = self.call_cols
         cost_i = pa.array(calls[12], pa.int32())
         usd = pa.array([c[0] for c in self._batch_costs], MONEY).take(cost_i)
         cny = pa.array([c[1] for c in self._batch_costs], MONEY).take(cost_i)
@@ -396,7 +378,7 @@ class RowBuilder:
         return out
 
     def pending_calls(self) -> int:
-        return len(self.call_rows)
+        return len(self.call_cols[0])
 
 
 def _time_cols(start: Any, end: Any, dur: Any) -> list[pa.Array]:
@@ -405,9 +387,8 @@ def _time_cols(start: Any, end: Any, dur: Any) -> list[pa.Array]:
     return [s, _times(end), pa.array(dur, pa.int64()), pc.cast(s, pa.date32())]
 
 
-def _table(rows: list[tuple[Any, ...]], schema: pa.Schema, n_before_times: int) -> pa.Table:
-    """A facts table from row tuples whose last three items are start/end nanoseconds and duration."""
-    cols = list(zip(*rows)) if rows else [()] * (n_before_times + 3)
+def _table(cols: list[list[Any]], schema: pa.Schema, n_before_times: int) -> pa.Table:
+    """A facts table from columns whose last three are start/end nanoseconds and duration."""
     arrays = [pa.array(cols[i], schema.field(i).type) for i in range(n_before_times)]
     arrays += _time_cols(cols[n_before_times], cols[n_before_times + 1], cols[n_before_times + 2])
     return pa.Table.from_arrays(arrays, schema=schema)
