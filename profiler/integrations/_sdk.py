@@ -95,8 +95,12 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
 # ---------------------------------------------------------------------------------------------------
 # method wrappers
 # ---------------------------------------------------------------------------------------------------
-def sync_create(adapter: Adapter, original: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """Wrapper of a sync ``create`` (returns a response, or a ``Stream`` when ``stream=True``)."""
+def sync_create(adapter: Adapter, original: Callable[..., Any], name: str,
+                stream_wrapper: Callable[[CallState, Any], Any] | None = None) -> Callable[..., Any]:
+    """Wrapper of a sync ``create`` (returns a response, or a ``Stream`` when ``stream=True``).
+    ``stream_wrapper``: how this SDK's stream object is watched (default: the OpenAI-shaped
+    :func:`wrap_stream`; the native SDKs, whose streams differ, pass their own)."""
+    watch_stream = stream_wrapper or wrap_stream
 
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -111,15 +115,18 @@ def sync_create(adapter: Adapter, original: Callable[..., Any], name: str) -> Ca
         if state.raw is not None and state.span is not None:
             return watch_raw(state, result)
         if state.kwargs.get("stream") and state.span is not None:
-            return wrap_stream(state, result)
+            return watch_stream(state, result)
         return state.finish(result)
 
     create.__tokprof_original__ = original  # type: ignore[attr-defined]
     return create
 
 
-def async_create(adapter: Adapter, original: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """Wrapper of an async ``create`` (returns a response, or an ``AsyncStream`` when ``stream=True``)."""
+def async_create(adapter: Adapter, original: Callable[..., Any], name: str,
+                 stream_wrapper: Callable[[CallState, Any], Any] | None = None) -> Callable[..., Any]:
+    """Wrapper of an async ``create`` (returns a response, or an ``AsyncStream`` when ``stream=True``);
+    ``stream_wrapper`` as in :func:`sync_create`."""
+    watch_stream = stream_wrapper or wrap_async_stream
 
     @functools.wraps(original)
     async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -134,7 +141,7 @@ def async_create(adapter: Adapter, original: Callable[..., Any], name: str) -> C
         if state.raw is not None and state.span is not None:
             return await async_watch_raw(state, result)
         if state.kwargs.get("stream") and state.span is not None:
-            return wrap_async_stream(state, result)
+            return watch_stream(state, result)
         return state.finish(result)
 
     create.__tokprof_original__ = original  # type: ignore[attr-defined]

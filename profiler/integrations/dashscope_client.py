@@ -16,7 +16,6 @@ so far and the last one is kept, otherwise the pieces are joined.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 from tokprof.profiler.hooks import internal_error
@@ -132,39 +131,11 @@ def _watch(state: _sdk.CallState, chat_stream: Any) -> Any:
 
 
 def _sync(original: Callable[..., Any], name: str) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = _sdk.begin(_ADAPTER, kwargs, name=name)
-        if state.cached is not None:
-            return state.cached
-        try:
-            result = original(self, *args, **state.kwargs)
-        except BaseException as exc:
-            state.fail(exc)
-            raise
-        if state.kwargs.get("stream") and state.span is not None:
-            return _watch(state, result)
-        return state.finish(result)
-
-    return create
+    return _sdk.sync_create(_ADAPTER, original, name, stream_wrapper=_watch)
 
 
 def _async(original: Callable[..., Any], name: str) -> Callable[..., Any]:
-    @functools.wraps(original)
-    async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = _sdk.begin(_ADAPTER, kwargs, name=name)
-        if state.cached is not None:
-            return state.cached
-        try:
-            result = await original(self, *args, **state.kwargs)
-        except BaseException as exc:
-            state.fail(exc)
-            raise
-        if state.kwargs.get("stream") and state.span is not None:
-            return _watch(state, result)
-        return state.finish(result)
-
-    return create
+    return _sdk.async_create(_ADAPTER, original, name, stream_wrapper=_watch)
 
 
 def patch() -> list[_sdk.Patch]:

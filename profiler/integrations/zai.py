@@ -14,7 +14,6 @@ swapped for one that watches the chunks go by, so the caller keeps the very same
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 from tokprof.profiler.hooks import internal_error
@@ -49,21 +48,7 @@ def _wrap_stream(state: _sdk.CallState, stream: Any) -> Any:
 
 
 def _create(adapter: ZaiChatAdapter, original: Callable[..., Any], name: str) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = _sdk.begin(adapter, kwargs, name=name)
-        if state.cached is not None:
-            return state.cached
-        try:
-            result = original(self, *args, **state.kwargs)
-        except BaseException as exc:
-            state.fail(exc)
-            raise
-        if state.kwargs.get("stream") and state.span is not None:
-            return _wrap_stream(state, result)
-        return state.finish(result)
-
-    return create
+    return _sdk.sync_create(adapter, original, name, stream_wrapper=_wrap_stream)
 
 
 def patch() -> list[_sdk.Patch]:
