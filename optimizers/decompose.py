@@ -37,7 +37,7 @@ from tokprof.optimizers.compression.common import (
 from tokprof.optimizers.compression.relevance import BM25, split_sections
 from tokprof.optimizers.fidelity import arg_values, fact_tokens, output_facts
 from tokprof.profiler.model import Message, Run, Span
-from tokprof.profiler.providers.cost import TokenSplit, default_prices, split_cost
+from tokprof.profiler.providers.cost import TokenSplit, call_start_ns, default_prices, split_cost
 from tokprof.optimizers.decompose_report import DecompositionReport, RouteCandidate, Subtask
 
 # The public names of this module, including those re-exported from the modules it was split into.
@@ -77,13 +77,14 @@ def main_thread(run: Run) -> list[Span]:
     return max(groups.values(), key=len) if groups else []
 
 
-def _price(model: str | None, inp: int, out: int, currency: str) -> Decimal | None:
-    """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size)."""
+def _price(model: str | None, inp: int, out: int, currency: str, started_ns: int | None = None) -> Decimal | None:
+    """Plain input/output price of a call in ``currency`` (the model's tier for its prompt size), at the
+    rates in force when the call started (a row with peak / off-peak hours is priced by the hour)."""
     try:
         r = default_prices(model)
     except Exception:
         return None
-    return split_cost(TokenSplit(inp, inp, output=out), r, None, currency)
+    return split_cost(TokenSplit(inp, inp, output=out), r, None, currency, started_ns=started_ns)
 
 
 def is_mechanical(span: Span) -> str | None:
@@ -208,8 +209,9 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
             ctx = min(inp, sec_tokens + dep_tokens + own)
             sub.input_tokens += inp
             sub.context_tokens += ctx
-            a = _price(s.llm.model, inp, u.output_tokens, currency)
-            b = _price(s.llm.model, ctx, u.output_tokens, currency)
+            when = call_start_ns(s)
+            a = _price(s.llm.model, inp, u.output_tokens, currency, when)
+            b = _price(s.llm.model, ctx, u.output_tokens, currency, when)
             if a is None or b is None:
                 priced = False
             else:
@@ -231,8 +233,9 @@ def decompose(run: Run, currency: str = "USD") -> DecompositionReport:
         cheap = cheaper_model(llm.model)
         if why and cheap:
             usage = llm.usage
-            a, b = (_price(llm.model, usage.input_tokens, usage.output_tokens, currency),
-                    _price(cheap, usage.input_tokens, usage.output_tokens, currency))
+            when = call_start_ns(s)
+            a, b = (_price(llm.model, usage.input_tokens, usage.output_tokens, currency, when),
+                    _price(cheap, usage.input_tokens, usage.output_tokens, currency, when))
             rep.routable.append(RouteCandidate(s.span_id, llm.model or "", cheap, why,
                                                None if a is None or b is None else a - b))
     rep.reasoning.append(f"{len(rep.routable)} of {len(calls)} calls are tool calls of at most "

@@ -125,3 +125,42 @@ def test_subtask_prices_are_converted_to_the_report_currency() -> None:
     assert cny == rates.for_prompt(1_000_000).input
     assert _price("qwen-max", 1_000_000, 0, "USD") == convert(cny, "CNY", "USD")  # not CNY labelled USD
     assert _price("gpt-4o", 1_000, 1_000, "USD") == (default_prices("gpt-4o").input + default_prices("gpt-4o").output) / Decimal(1000)
+
+
+def test_subtask_costs_use_the_hour_each_call_started() -> None:
+    """DeepSeek bills off-peak hours at half the peak price (its pricing page, footnote 2): a run whose calls
+    started on a Saturday costs half as much, per subtask, as the same run on a Tuesday's peak hour."""
+    import datetime as dt
+
+    def at(when: dt.datetime):
+        run = run_from_transcript(_two_intents(), model="deepseek-flash", provider="deepseek")
+        ns = int(when.timestamp() * 1e9)
+        for i, s in enumerate(run.spans):
+            s.wall_start_ns = ns + i * 1_000_000
+        return decompose(run)
+
+    peak = at(dt.datetime(2026, 12, 1, 2, 30, tzinfo=dt.timezone.utc))  # Tuesday 02:30 UTC: peak
+    off = at(dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.timezone.utc))  # Saturday: off-peak all day
+    assert peak.subtasks and len(peak.subtasks) == len(off.subtasks)
+    for p, o in zip(peak.subtasks, off.subtasks):
+        assert p.cost is not None and p.cost > 0
+        assert o.cost == p.cost / 2 and o.cost_as_subagent == p.cost_as_subagent / 2
+
+
+def test_whatif_prices_the_target_by_the_hour_each_call_started() -> None:
+    """Moving a run to DeepSeek: calls that started on a Saturday are billed at the off-peak half price."""
+    import datetime as dt
+
+    from tokprof.optimizers.whatif import whatif
+
+    def at(when: dt.datetime):
+        run = run_from_transcript(_two_intents())
+        ns = int(when.timestamp() * 1e9)
+        for i, s in enumerate(run.spans):
+            s.wall_start_ns = ns + i * 1_000_000
+        return whatif([run], "deepseek-flash")
+
+    peak = at(dt.datetime(2026, 12, 1, 2, 30, tzinfo=dt.timezone.utc))
+    off = at(dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.timezone.utc))
+    assert peak.input_tokens == off.input_tokens > 0
+    assert peak.cost.expected > 0 and off.cost.expected == peak.cost.expected / 2
