@@ -130,3 +130,31 @@ def test_price_rows_carry_source_and_estimated_flag() -> None:
     assert rows[("anthropic", "web_search")]["per_1000"] == "10"
     assert all(isinstance(r["estimated"], bool) and r["source"].startswith("https://") and r["note"]
                for r in rows.values())
+
+
+def test_otlp_export_and_import_keep_the_searches_and_their_cost(tmp_path: Path) -> None:
+    """A run exported as OTLP and imported back bills the same $0.032 (the searches travel as
+    ``tokprof.usage.tool_requests``); a junk entry in that attribute is dropped, never priced."""
+    from tokprof.profiler.interchange import import_file
+    from tokprof.profiler.interchange.otlp import write_otlp
+    from tokprof.profiler.model import LLMCall, Run, Span
+
+    u = Usage.from_provider(input_tokens=1000, output_tokens=200, cache_read_tokens=0, cache_write_tokens=0)
+    u.tool_requests = {"web_search": 3, "web_fetch": 1}
+    run = Run(name="search", run_id="r-search")
+    run.spans.append(Span("s1", None, run.run_id, "llm", "chat", 1, 1_700_000_000_000_000_000, end_ns=2,
+                          llm=LLMCall(provider="anthropic", model=MODEL, usage=u,
+                                      messages=[{"role": "user", "content": "Who won?"}])))
+    path = write_otlp([run], tmp_path / "trace.json")
+    (back,) = import_file(path).runs
+    got = back.llm_spans()[0].llm.usage
+    assert got.tool_requests == {"web_search": 3, "web_fetch": 1}
+    assert back.summary(currency="USD").cost == EXPECTED_COST
+    doc = json.loads(path.read_text())
+    attrs = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
+    for a in attrs:
+        if a["key"] == "tokprof.usage.tool_requests":
+            a["value"] = {"stringValue": json.dumps({"web_search": "3", "web_fetch": -1, "x": True, "y": 2})}
+    path.write_text(json.dumps(doc))
+    (junk,) = import_file(path).runs
+    assert junk.llm_spans()[0].llm.usage.tool_requests == {"y": 2}

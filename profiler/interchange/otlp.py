@@ -40,7 +40,8 @@ backends), plus ``tokprof.*`` attributes carrying what the conventions have no p
 import gives back the same run: ``tokprof.run.*`` (resource: id, name, tags, metadata, wall times),
 ``tokprof.span.id``, ``tokprof.span.kind``, ``tokprof.start_ns``, ``tokprof.tags``, ``tokprof.attributes``,
 ``tokprof.llm.messages`` / ``.output`` / ``.tools`` / ``.params`` (exact OpenAI-format JSON),
-``tokprof.usage.sources`` and ``tokprof.cost.amount`` / ``.currency`` / ``.source``.
+``tokprof.usage.sources``, ``tokprof.usage.tool_requests`` (server tools billed per use, e.g. web
+searches; JSON ``{kind: count}``) and ``tokprof.cost.amount`` / ``.currency`` / ``.source``.
 """
 
 from __future__ import annotations

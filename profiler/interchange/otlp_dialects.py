@@ -169,6 +169,10 @@ def read_usage(a: dict[str, Any]) -> Usage:
         for field, src in sources.items():
             if field in u.sources and src in TOKEN_SOURCES:
                 u.sources[field] = src
+    requests = json_or_text(a.get("tokprof.usage.tool_requests"))
+    if isinstance(requests, dict):  # only clean counts: a junk entry is dropped, never priced
+        u.tool_requests = {str(k): v for k, v in requests.items()
+                           if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10**9}
     return u
 
 

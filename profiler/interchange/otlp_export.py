@@ -49,6 +49,8 @@ def _llm_attributes(call: LLMCall) -> dict[str, Any]:
         if call.usage.known(field):
             a[EXPORT_USAGE[field]] = getattr(call.usage, field)
     a["tokprof.usage.sources"] = compact_json(call.usage.sources)
+    if call.usage.tool_requests:  # server tools billed per use (web searches): part of the call's cost
+        a["tokprof.usage.tool_requests"] = compact_json(call.usage.tool_requests)
     if call.cost is not None:
         a["tokprof.cost.amount"] = None if call.cost.amount is None else str(call.cost.amount)
         a["tokprof.cost.currency"] = call.cost.currency
