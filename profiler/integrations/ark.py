@@ -42,6 +42,13 @@ def patch() -> list[_sdk.Patch]:
         patches.append(_sdk.patch(AsyncCompletions, "create", lambda f: _sdk.async_create(chat, f, name)))
         for owner in (Completions, AsyncCompletions):
             patches.extend(_sdk.patch_raw_accessors(owner))
+        from volcenginesdkarkruntime.resources.embeddings import AsyncEmbeddings, Embeddings
+
+        from tokprof.profiler.integrations import embeddings
+
+        patches.extend(embeddings.patch_openai_like(
+            Embeddings, AsyncEmbeddings, embeddings.OpenAIEmbeddingsAdapter(PROVIDER, "ark.embeddings"),
+            "ark.embeddings.create"))
     except BaseException:
         _sdk.unpatch(patches)
         raise
