@@ -245,3 +245,67 @@ def patch_dashscope() -> list[_sdk.Patch]:
     from tokprof.profiler.integrations.dashscope import patch_classmethod
 
     return [patch_classmethod(TextEmbedding, "call", _dashscope_call, "dashscope.TextEmbedding.call")]
+
+
+class LiteLLMEmbedAdapter(OpenAIEmbeddingsAdapter):
+    """``litellm.embedding`` / ``aembedding``: litellm posts the request itself (it bypasses the OpenAI SDK's
+    ``embeddings.create``), so the call is recorded at litellm's level, from its ``EmbeddingResponse``."""
+
+    def __init__(self) -> None:
+        super().__init__("litellm", "litellm.embedding")
+
+    def request(self, kwargs: dict[str, Any]) -> LLMCall:
+        call = super().request(kwargs)
+        model = str(kwargs.get("model") or "")
+        if "/" in model:  # "openai/text-embedding-3-small" -> provider openai (what the price table knows)
+            call.provider, call.model = model.split("/", 1)
+        return call
+
+    def fill(self, call: LLMCall, response: Any) -> None:
+        model = call.model
+        super().fill(call, response)
+        call.model = model if model and call.model and "/" in str(call.model) else call.model
+
+
+def litellm_wrapper(original: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+    """Wrap ``litellm.embedding`` (or ``aembedding``); an SDK call underneath sees an ``llm`` parent and
+    only passes its usage up (never recorded twice)."""
+    import functools
+
+    from tokprof.profiler import hooks
+
+    adapter = LiteLLMEmbedAdapter()
+    name = "litellm.aembedding" if is_async else "litellm.embedding"
+
+    if is_async:
+        @functools.wraps(original)
+        async def aembedding(*args: Any, **kwargs: Any) -> Any:
+            state = _sdk.begin(adapter, kwargs, name=name)
+            token = hooks.activate(state.span) if state.span is not None and state.enriches is None else None
+            try:
+                result = await original(*args, **kwargs)
+            except BaseException as exc:
+                state.fail(exc)
+                raise
+            finally:
+                if token is not None:
+                    hooks.deactivate(token)
+            return state.finish(result)
+        aembedding.__tokprof_original__ = original  # type: ignore[attr-defined]
+        return aembedding
+
+    @functools.wraps(original)
+    def embedding(*args: Any, **kwargs: Any) -> Any:
+        state = _sdk.begin(adapter, kwargs, name=name)
+        token = hooks.activate(state.span) if state.span is not None and state.enriches is None else None
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            state.fail(exc)
+            raise
+        finally:
+            if token is not None:
+                hooks.deactivate(token)
+        return state.finish(result)
+    embedding.__tokprof_original__ = original  # type: ignore[attr-defined]
+    return embedding
