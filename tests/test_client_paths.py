@@ -1,0 +1,178 @@
+"""Client paths outside the conformance matrix: embeddings (OpenAI, Azure-shaped, litellm, LangChain,
+google-genai, DashScope native, Volcengine Ark), legacy text completions, and token-counting endpoints that
+must not be billed. Each is a real client library over real HTTP to the loopback server (tests/llm_server.py);
+the oracle is what the server sent and the cost is computed here by hand from the price rows' figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from llm_server import Reply  # noqa: E402
+from tokprof.profiler import keys, profile, span, uninstrument  # noqa: E402
+from tokprof.profiler.accounting import span_cost  # noqa: E402
+from tokprof.profiler.providers.as_paid import simulated_bill  # noqa: E402
+
+M = Decimal(1_000_000)
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    uninstrument()
+
+
+def _one(run: Any) -> Any:
+    llm = run.llm_spans()
+    assert len(llm) == 1, [s.name for s in llm]
+    return llm[0]
+
+
+def _embedding_checks(s: Any, tokens: int, model: str, per_million: Decimal, currency: str = "USD") -> None:
+    assert s.attributes[keys.LLM_OPERATION] == keys.EMBEDDINGS
+    u = s.llm.usage
+    assert (u.input_tokens, u.output_tokens) == (tokens, 0)
+    assert u.sources == {"input_tokens": "provider", "output_tokens": "provider"}
+    assert s.llm.model == model
+    cost = span_cost(s, currency)
+    assert cost is not None and cost.amount == tokens * per_million / M  # hand: tokens x list price
+
+
+def test_openai_embeddings_sync_and_async(llm_server: Any) -> None:
+    import openai
+
+    llm_server.script(Reply(input_tokens=1234), Reply(input_tokens=56))
+    with profile("rag") as run:
+        with span("retrieve", kind="retriever"):
+            got = openai.OpenAI(base_url=llm_server.openai_url, api_key="t", max_retries=0).embeddings.create(
+                model="text-embedding-3-small", input=["alpha", "beta"])
+    assert len(got.data) == 2 and len(got.data[0].embedding) == 8  # the caller's result is intact
+    s = _one(run)
+    (retrieve,) = [x for x in run.spans if x.name == "retrieve"]
+    assert s.parent_id == retrieve.span_id
+    assert [m["content"] for m in s.llm.messages] == ["alpha", "beta"]
+    _embedding_checks(s, 1234, "text-embedding-3-small", Decimal("0.02"))
+
+    async def go() -> None:
+        client = openai.AsyncOpenAI(base_url=llm_server.openai_url, api_key="t", max_retries=0)
+        await client.embeddings.create(model="text-embedding-3-large", input="q")
+    with profile("rag-async") as run2:
+        asyncio.run(go())
+    _embedding_checks(_one(run2), 56, "text-embedding-3-large", Decimal("0.13"))
+
+
+def test_langchain_and_litellm_embeddings(llm_server: Any) -> None:
+    import litellm
+    from langchain_openai import OpenAIEmbeddings
+
+    llm_server.script(Reply(input_tokens=300), Reply(input_tokens=77))
+    with profile("lc") as run:
+        OpenAIEmbeddings(model="text-embedding-3-small", base_url=llm_server.openai_url, api_key="t",
+                         check_embedding_ctx_length=False).embed_documents(["a", "b"])
+    _embedding_checks(_one(run), 300, "text-embedding-3-small", Decimal("0.02"))
+    with profile("ll") as run2:
+        litellm.embedding(model="openai/text-embedding-3-small", input=["a"], api_base=llm_server.openai_url,
+                          api_key="t")
+    s = _one(run2)
+    assert s.llm.provider == "openai"
+    _embedding_checks(s, 77, "text-embedding-3-small", Decimal("0.02"))
+
+
+def test_dashscope_and_ark_embeddings(llm_server: Any) -> None:
+    import dashscope
+    from volcenginesdkarkruntime import Ark
+
+    llm_server.script(Reply(input_tokens=4000), Reply(input_tokens=900))
+    old = dashscope.base_http_api_url
+    dashscope.base_http_api_url = llm_server.dashscope_url
+    try:
+        with profile("qwen") as run:
+            r = dashscope.TextEmbedding.call(model="text-embedding-v4", input=["a", "b"], api_key="t")
+    finally:
+        dashscope.base_http_api_url = old
+    assert r.status_code == 200
+    s = _one(run)
+    assert s.llm.provider == "alibaba"
+    _embedding_checks(s, 4000, "text-embedding-v4", Decimal("0.5"), "CNY")  # usage.total_tokens only
+    with profile("doubao") as run2:
+        Ark(api_key="t", base_url=llm_server.openai_url).embeddings.create(
+            model="doubao-embedding-text-240715", input=["a"])
+    _embedding_checks(_one(run2), 900, "doubao-embedding-text-240715", Decimal("0.5"), "CNY")
+
+
+def test_gemini_embed_content_is_counted_locally_and_count_tokens_is_not_a_call(llm_server: Any) -> None:
+    from google import genai
+    from google.genai import types
+
+    from tokprof.profiler.providers.tokenizers import tokenizer_for
+
+    client = genai.Client(api_key="t", http_options=types.HttpOptions(base_url=llm_server.url))
+    texts = ["hello world", "a second, longer text to embed"]
+    with profile("gemini") as run:
+        client.models.embed_content(model="gemini-embedding-001", contents=texts)
+        client.models.count_tokens(model="gemini-2.5-flash", contents="hi")
+    s = _one(run)  # count_tokens is free: no LLM span
+    assert len(llm_server.requests) == 2
+    u = s.llm.usage
+    # the Gemini API sends no usage for embeddings: counted locally, and labelled so
+    choice = tokenizer_for("gemini-embedding-001")
+    assert u.input_tokens == sum(choice.count(t) for t in texts) > 0
+    assert u.sources["input_tokens"] == ("counted" if choice.exact else "estimated")
+    cost = span_cost(s, "USD")
+    assert cost is not None and cost.amount == u.input_tokens * Decimal("0.15") / M
+
+
+def test_anthropic_count_tokens_is_not_billed(llm_server: Any) -> None:
+    import anthropic
+
+    with profile("count") as run:
+        got = anthropic.Anthropic(base_url=llm_server.anthropic_url, api_key="t", max_retries=0) \
+            .messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
+    assert got.input_tokens == 42
+    assert run.llm_spans() == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_legacy_completions(llm_server: Any, stream: bool) -> None:
+    import openai
+
+    llm_server.script(Reply(text="four", input_tokens=20, output_tokens=3))
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="t", max_retries=0)
+    with profile("legacy") as run:
+        got = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="2+2=", stream=stream)
+        chunks = list(got) if stream else None
+    if stream:
+        assert all(c.choices for c in chunks)  # the usage-only chunk tokprof asked for stays hidden
+        assert "".join(c.choices[0].text for c in chunks) == "four"
+        assert llm_server.requests[-1].body["stream_options"] == {"include_usage": True}
+    s = _one(run)
+    assert keys.LLM_OPERATION not in (s.attributes or {})  # a completion, not an embedding
+    assert s.llm.messages == [{"role": "user", "content": "2+2="}]
+    assert s.llm.output == {"role": "assistant", "content": "four"}
+    u = s.llm.usage
+    assert (u.input_tokens, u.output_tokens) == (20, 3)
+    assert set(u.sources.values()) == {"provider"}
+    cost = span_cost(s, "USD")
+    assert cost is not None and cost.amount == (20 * Decimal("1.5") + 3 * Decimal("2")) / M
+
+
+def test_repeated_embeddings_are_never_simulated_as_cache_hits(llm_server: Any) -> None:
+    """A RAG agent embeds the same long query twice: embedding endpoints have no prompt cache, so the
+    simulator bills both calls in full (a chat call would be a hit)."""
+    import openai
+
+    long_text = "the same retrieval query, long enough to pass any cache minimum. " * 200
+    llm_server.script(Reply(input_tokens=2600), Reply(input_tokens=2600))
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="t", max_retries=0)
+    with profile("rag") as run:
+        for _ in range(2):
+            client.embeddings.create(model="text-embedding-3-small", input=long_text)
+    bill = simulated_bill(run, "USD")
+    assert [c.cache_read_tokens for c in bill.calls] == [0, 0]
+    assert bill.total == 2 * 2600 * Decimal("0.02") / M
