@@ -129,7 +129,7 @@ class GeminiEmbedAdapter(OpenAIEmbeddingsAdapter):
                   for e in getattr(response, "embeddings", None) or []]
         if counts and all(isinstance(c, (int, float)) for c in counts):  # Vertex AI reports them
             call.usage = Usage()
-            call.usage.set("input_tokens", int(sum(counts)), "provider")
+            call.usage.set("input_tokens", int(sum(c for c in counts if c is not None)), "provider")
             call.usage.set("output_tokens", 0, "provider")
         else:  # the Gemini API reports no usage for embeddings
             call.usage = counted_usage(_texts_of(call), call.model)

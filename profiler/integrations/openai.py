@@ -355,7 +355,6 @@ def patch() -> list[_sdk.Patch]:
                 patches.append(_sdk.patch(owner, "parse", _parse_wrapper(adapter, name, wrap)))
         for owner in (Completions, AsyncCompletions, Responses, AsyncResponses):
             patches.extend(_sdk.patch_raw_accessors(owner))
-        patches.extend(_patch_more())
     except BaseException:
         _sdk.unpatch(patches)
         raise
@@ -368,18 +367,3 @@ def _parse_wrapper(adapter: Any, name: str, wrap: Callable[..., Any]) -> Callabl
         return wrap(adapter, original, name)
     return make
 
-
-def _patch_more() -> list[_sdk.Patch]:
-    """Embeddings and legacy text completions (``openai_more``): billed calls that are not chat turns."""
-    from openai.resources.embeddings import AsyncEmbeddings, Embeddings
-
-    from tokprof.profiler.integrations import embeddings, openai_more
-
-    patches = embeddings.patch_openai_like(Embeddings, AsyncEmbeddings, embeddings.OpenAIEmbeddingsAdapter(),
-                                           "openai.embeddings.create")
-    try:
-        patches.extend(openai_more.patch_legacy_completions())
-    except BaseException:
-        _sdk.unpatch(patches)
-        raise
-    return patches

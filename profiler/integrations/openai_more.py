@@ -1,4 +1,5 @@
-"""OpenAI legacy text completions (``client.completions.create``, sync and async, streamed or not).
+"""OpenAI legacy text completions (``client.completions.create``, sync and async, streamed or not), and the
+SDK's whole patch (``patch()``: chat, responses, embeddings, legacy completions) that ``instrument("openai")`` runs.
 
 Still used by instruct models, fill-in-the-middle code models and many OpenAI-compatible local servers (vLLM,
 llama.cpp, Ollama). The prompt (a string, or a list of strings) becomes a user message and the first choice's
@@ -98,6 +99,24 @@ def patch_legacy_completions() -> list[_sdk.Patch]:
         patches.append(_sdk.patch(AsyncCompletions, "create", lambda f: _sdk.async_create(adapter, f, name)))
         for owner in (Completions, AsyncCompletions):
             patches.extend(_sdk.patch_raw_accessors(owner))
+    except BaseException:
+        _sdk.unpatch(patches)
+        raise
+    return patches
+
+
+def patch() -> list[_sdk.Patch]:
+    """What ``instrument("openai")`` runs: chat completions and responses (:func:`.openai.patch`), plus
+    embeddings (:mod:`.embeddings`) and legacy text completions (here)."""
+    from openai.resources.embeddings import AsyncEmbeddings, Embeddings
+
+    from tokprof.profiler.integrations import embeddings, openai as _openai
+
+    patches = _openai.patch()
+    try:
+        patches.extend(embeddings.patch_openai_like(
+            Embeddings, AsyncEmbeddings, embeddings.OpenAIEmbeddingsAdapter(), "openai.embeddings.create"))
+        patches.extend(patch_legacy_completions())
     except BaseException:
         _sdk.unpatch(patches)
         raise
