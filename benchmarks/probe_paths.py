@@ -256,6 +256,27 @@ def ark_embed(s: LLMServer) -> None:
     Ark(api_key="test", base_url=s.openai_url).embeddings.create(model="doubao-embedding-text-240715", input=["a"])
 
 
+def zai_embed(s: LLMServer) -> None:
+    import zai
+    zai.ZaiClient(api_key="a.b", base_url=s.openai_url).embeddings.create(model="embedding-3", input=["a"])
+
+
+def oa_azure_embed(s: LLMServer) -> None:
+    _azure(s, False).embeddings.create(model="text-embedding-3-small", input="a")
+
+
+def lc_aembed(s: LLMServer) -> None:
+    from langchain_openai import OpenAIEmbeddings
+    _run(OpenAIEmbeddings(model="text-embedding-3-small", base_url=s.openai_url, api_key="test",
+                          check_embedding_ctx_length=False).aembed_query("a"))
+
+
+def ll_aembedding(s: LLMServer) -> None:
+    import litellm
+    _run(litellm.aembedding(model="openai/text-embedding-3-small", input=["a"], api_base=s.openai_url,
+                            api_key="test"))
+
+
 PATHS: list[tuple[str, Callable[[LLMServer], None], int, int, int]] = [
     # name, driver, calls expected, input expected per call x calls, output expected
     ("openai embeddings.create", oa_embed, 1, IN, 0),
@@ -291,6 +312,10 @@ PATHS: list[tuple[str, Callable[[LLMServer], None], int, int, int]] = [
     ("zai-sdk async client", zai_async, 1, IN, OUT),
     ("ark responses.create", ark_responses, 1, IN, OUT),
     ("ark embeddings.create", ark_embed, 1, IN, 0),
+    ("zai-sdk embeddings.create", zai_embed, 1, IN, 0),
+    ("AzureOpenAI embeddings.create", oa_azure_embed, 1, IN, 0),
+    ("langchain OpenAIEmbeddings.aembed_query", lc_aembed, 1, IN, 0),
+    ("litellm.aembedding", ll_aembedding, 1, IN, 0),
 ]
 """An expected input of -1: the provider sends no usage (Gemini API embeddings); any counted input > 0 is ok."""
 

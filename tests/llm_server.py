@@ -590,6 +590,15 @@ def _extra_route(self: _Handler, path: str, body: dict[str, Any], reply: Reply) 
         else:
             self._send_json(200, {**chunk(reply.text, "stop"), "usage": u})
         return True
+    bedrock = path.startswith("/model/") and path.endswith("/invoke")
+    if bedrock or path.endswith(":rawPredict"):
+        # Anthropic on Bedrock (POST /model/{id}/invoke) and Vertex AI (...models/{id}:rawPredict): the model
+        # is in the URL, the body and the answer are the Messages API's
+        # (https://docs.anthropic.com/en/api/claude-on-amazon-bedrock, .../claude-on-vertex-ai)
+        model = path.split("/model/")[1].rsplit("/invoke", 1)[0] if bedrock else \
+            path.split("/models/")[1].split(":")[0]
+        self._send_json(200, self._anthropic_message({**body, "model": model}, reply))
+        return True
     if path.endswith("/messages/count_tokens"):
         # https://docs.anthropic.com/en/api/messages-count-tokens: {"input_tokens": N}
         self._send_json(200, {"input_tokens": reply.input_tokens})

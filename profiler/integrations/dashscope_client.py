@@ -146,6 +146,9 @@ def patch() -> list[_sdk.Patch]:
         from tokprof.profiler.integrations import embeddings
 
         patches.extend(embeddings.patch_dashscope())
+        from tokprof.profiler.integrations import dashscope_multimodal
+
+        patches.extend(dashscope_multimodal.patch())
     except BaseException:
         _sdk.unpatch(patches)
         raise
