@@ -176,3 +176,34 @@ def test_repeated_embeddings_are_never_simulated_as_cache_hits(llm_server: Any) 
     bill = simulated_bill(run, "USD")
     assert [c.cache_read_tokens for c in bill.calls] == [0, 0]
     assert bill.total == 2 * 2600 * Decimal("0.02") / M
+
+
+def test_embeddings_in_optimizers_and_report(llm_server: Any) -> None:
+    """Embedding calls of different queries under one call path are not a "prompt prefix break"; the
+    compression passes leave the embedded data alone; a repeated embedding is a response-cache hit (with a
+    low risk: no sampling); the report prices them by model."""
+    import openai
+    import tokprof
+    from tokprof.reports.json import report_dict
+    from tokprof.reports.model import build_report
+
+    client = openai.OpenAI(base_url=llm_server.openai_url, api_key="t", max_retries=0)
+    llm_server.script(*[Reply(input_tokens=2000) for _ in range(4)])
+    doc = '{"policy":   "refunds within 30 days",   "note": "x"}\n' * 40
+    with profile("rag") as run:
+        for i in range(3):
+            with span("retrieve", kind="retriever"):
+                client.embeddings.create(model="text-embedding-3-small", input=[f"query {i} " * 200, doc, doc])
+        with span("retrieve", kind="retriever"):
+            client.embeddings.create(model="text-embedding-3-small", input=["query 2 " * 200, doc, doc])
+    report = report_dict(build_report(run))
+    assert "prefix-break" not in [d["kind"] for d in report["diagnostics"]]
+    (by_model,) = report["attribution"]["by_model"]
+    assert (by_model["model"], by_model["calls"], by_model["input_tokens"]) == ("text-embedding-3-small", 4, 8000)
+    assert Decimal(by_model["cost"]) == 8000 * Decimal("0.02") / M
+    new, ledger = tokprof.optimize(run, ["minify", "dedupe", "response-cache", "prompt-cache"])
+    rows = [(r.pass_name, r.span_id) for r in ledger.rows]
+    assert all(name == "response-cache" for name, _ in rows), rows  # nothing rewritten, nothing "cached"
+    (row,) = ledger.rows
+    assert row.span_id == run.llm_spans()[3].span_id and row.risk.startswith("low")
+    assert row.cost_before == 2000 * Decimal("0.02") / M
