@@ -207,3 +207,92 @@ def test_embeddings_in_optimizers_and_report(llm_server: Any) -> None:
     (row,) = ledger.rows
     assert row.span_id == run.llm_spans()[3].span_id and row.risk.startswith("low")
     assert row.cost_before == 2000 * Decimal("0.02") / M
+
+
+def test_anthropic_on_bedrock_and_vertex(llm_server: Any) -> None:
+    """The Anthropic SDK's Bedrock and Vertex clients (constructible offline) share the patched Messages
+    resource: recorded with the model from the URL the SDK built, usage as the server sent it."""
+    import anthropic
+
+    msgs = [{"role": "user", "content": "hi"}]
+    clients = [anthropic.AnthropicBedrock(base_url=llm_server.url, aws_access_key="a", aws_secret_key="b",
+                                          aws_region="us-east-1"),
+               anthropic.AnthropicVertex(base_url=llm_server.url, region="us-east5", project_id="p",
+                                         access_token="t")]
+    for client in clients:
+        llm_server.script(Reply(input_tokens=120, output_tokens=9))
+        with profile("cloud") as run:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=msgs)
+        s = _one(run)
+        u = s.llm.usage
+        assert (u.input_tokens, u.output_tokens) == (120, 9) and set(u.sources.values()) == {"provider"}
+        cost = span_cost(s, "USD")
+        assert cost is not None and cost.amount == (120 * 3 + 9 * 15) / M
+    assert llm_server.requests[0].path.startswith("/model/") and llm_server.requests[1].path.endswith(":rawPredict")
+
+
+def test_ark_responses_and_zai_embeddings(llm_server: Any) -> None:
+    import zai
+    from volcenginesdkarkruntime import Ark
+
+    llm_server.script(Reply(input_tokens=500, cached_tokens=100, output_tokens=40))
+    with profile("doubao") as run:
+        Ark(api_key="t", base_url=llm_server.openai_url).responses.create(model="doubao-seed-1.6", input="hi")
+    s = _one(run)
+    assert s.llm.provider == "bytedance"
+    u = s.llm.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (500, 100, 40)
+    cost = span_cost(s, "CNY")  # 0.8 / 0.16 (cache read) / 8 CNY per 1M
+    assert cost is not None and cost.amount == (400 * Decimal("0.8") + 100 * Decimal("0.16") + 40 * 8) / M
+    llm_server.script(Reply(input_tokens=64))
+    with profile("glm") as run2:
+        zai.ZaiClient(api_key="a.b", base_url=llm_server.openai_url).embeddings.create(model="embedding-3", input=["a"])
+    s2 = _one(run2)
+    assert s2.llm.provider == "zhipu"
+    _embedding_checks(s2, 64, "embedding-3", Decimal("0.5"), "CNY")
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_dashscope_multimodal_conversation(llm_server: Any, is_async: bool) -> None:
+    import dashscope
+
+    llm_server.script(Reply(text="a cat", input_tokens=1300, output_tokens=4))
+    messages = [{"role": "user", "content": [{"image": "https://example.com/cat.png"}, {"text": "what is it?"}]}]
+    old = dashscope.base_http_api_url
+    dashscope.base_http_api_url = llm_server.dashscope_url
+    try:
+        with profile("vl") as run:
+            if is_async:
+                asyncio.run(dashscope.AioMultiModalConversation.call(model="qwen-vl-plus", messages=messages,
+                                                                      api_key="t"))
+            else:
+                dashscope.MultiModalConversation.call(model="qwen-vl-plus", messages=messages, api_key="t")
+    finally:
+        dashscope.base_http_api_url = old
+    s = _one(run)
+    assert s.llm.provider == "alibaba" and s.llm.model == "qwen-vl-plus"
+    assert s.llm.output == {"role": "assistant", "content": "a cat"}
+    assert s.llm.messages[0]["content"] == [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+                                            {"type": "text", "text": "what is it?"}]
+    u = s.llm.usage
+    assert (u.input_tokens, u.output_tokens) == (1300, 4) and set(u.sources.values()) == {"provider"}
+    assert span_cost(s, "CNY") is None  # no price row: unknown, never 0
+
+
+def test_async_embedding_wrappers(llm_server: Any) -> None:
+    import litellm
+    from langchain_openai import OpenAIEmbeddings
+
+    llm_server.script(Reply(input_tokens=11), Reply(input_tokens=13))
+
+    async def go() -> None:
+        await litellm.aembedding(model="openai/text-embedding-3-small", input=["a"], api_base=llm_server.openai_url,
+                                 api_key="t")
+        await OpenAIEmbeddings(model="text-embedding-3-small", base_url=llm_server.openai_url, api_key="t",
+                               check_embedding_ctx_length=False).aembed_query("b")
+    with profile("async-rag") as run:
+        asyncio.run(go())
+    spans = run.llm_spans()
+    assert [s.llm.usage.input_tokens for s in spans] == [11, 13]
+    for s, n in zip(spans, (11, 13)):
+        _embedding_checks(s, n, "text-embedding-3-small", Decimal("0.02"))
