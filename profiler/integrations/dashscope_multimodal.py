@@ -36,7 +36,7 @@ def _messages(raw: list[Any]) -> list[Message]:
     out: list[Message] = []
     for m in raw:
         if isinstance(m, dict) and isinstance(m.get("content"), list):
-            out.append({**m, "content": [_part(p) for p in m["content"]]})  # type: ignore[typeddict-item]
+            out.append({**m, "content": [_part(p) for p in m["content"]]})
         else:
             out.append(m)
     return out
