@@ -281,6 +281,13 @@ def ll_aembedding(s: LLMServer) -> None:
                             api_key="test"))
 
 
+def ll_router_embedding(s: LLMServer) -> None:
+    import litellm
+    r = litellm.Router(model_list=[{"model_name": "emb", "litellm_params": {
+        "model": "openai/text-embedding-3-small", "api_base": s.openai_url, "api_key": "test"}}])
+    r.embedding(model="emb", input=["a"])
+
+
 PATHS: list[tuple[str, Callable[[LLMServer], None], int, int, int]] = [
     # name, driver, calls expected, input expected per call x calls, output expected
     ("openai embeddings.create", oa_embed, 1, IN, 0),
@@ -320,6 +327,7 @@ PATHS: list[tuple[str, Callable[[LLMServer], None], int, int, int]] = [
     ("AzureOpenAI embeddings.create", oa_azure_embed, 1, IN, 0),
     ("langchain OpenAIEmbeddings.aembed_query", lc_aembed, 1, IN, 0),
     ("litellm.aembedding", ll_aembedding, 1, IN, 0),
+    ("litellm.Router embedding", ll_router_embedding, 1, IN, 0),
 ]
 """An expected input of -1: the provider sends no usage (Gemini API embeddings); any counted input > 0 is ok."""
 
