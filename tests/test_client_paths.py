@@ -296,3 +296,19 @@ def test_async_embedding_wrappers(llm_server: Any) -> None:
     assert [s.llm.usage.input_tokens for s in spans] == [11, 13]
     for s, n in zip(spans, (11, 13)):
         _embedding_checks(s, n, "text-embedding-3-small", Decimal("0.02"))
+
+
+def test_embedding_span_exports_as_otel_embeddings_operation(llm_server: Any) -> None:
+    """OTLP export names the operation as OTel's GenAI conventions do (``embeddings``), not ``chat``."""
+    import openai
+
+    from tokprof.profiler.interchange.otlp_export import export_span
+
+    llm_server.script(Reply(input_tokens=99))
+    with profile("rag") as run:
+        openai.OpenAI(base_url=llm_server.openai_url, api_key="t", max_retries=0).embeddings.create(
+            model="text-embedding-3-small", input="q")
+    s = _one(run)
+    attrs = {a["key"]: a["value"] for a in export_span(s, "0" * 32)["attributes"]}
+    assert attrs["gen_ai.operation.name"] == {"stringValue": "embeddings"}
+    assert attrs["gen_ai.request.model"] == {"stringValue": "text-embedding-3-small"}
