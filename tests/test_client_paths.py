@@ -312,3 +312,21 @@ def test_embedding_span_exports_as_otel_embeddings_operation(llm_server: Any) ->
     attrs = {a["key"]: a["value"] for a in export_span(s, "0" * 32)["attributes"]}
     assert attrs["gen_ai.operation.name"] == {"stringValue": "embeddings"}
     assert attrs["gen_ai.request.model"] == {"stringValue": "text-embedding-3-small"}
+
+
+def test_litellm_embedding_through_the_sdk_is_recorded_once(llm_server: Any) -> None:
+    """With ``encoding_format`` litellm goes through the OpenAI SDK's ``embeddings.create``: one span (litellm's),
+    and the SDK's usage is not left behind on the stash."""
+    import litellm
+
+    from tokprof.profiler.integrations import sdk_state
+
+    llm_server.script(Reply(input_tokens=77))
+    before = len(sdk_state._sdk_usage)
+    with profile("ll") as run:
+        litellm.embedding(model="openai/text-embedding-3-small", input=["a"], api_base=llm_server.openai_url,
+                          api_key="t", encoding_format="float")
+    s = _one(run)
+    assert s.name == "litellm.embedding"
+    _embedding_checks(s, 77, "text-embedding-3-small", Decimal("0.02"))
+    assert len(sdk_state._sdk_usage) == before

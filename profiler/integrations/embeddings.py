@@ -290,6 +290,7 @@ def litellm_wrapper(original: Callable[..., Any], *, is_async: bool) -> Callable
             finally:
                 if token is not None:
                     hooks.deactivate(token)
+            _sdk.take_sdk_usage(state.span)  # an SDK call underneath (encoding_format given) passed it up
             return state.finish(result)
         aembedding.__tokprof_original__ = original  # type: ignore[attr-defined]
         return aembedding
@@ -306,6 +307,9 @@ def litellm_wrapper(original: Callable[..., Any], *, is_async: bool) -> Callable
         finally:
             if token is not None:
                 hooks.deactivate(token)
+        # an SDK call underneath (litellm uses the OpenAI SDK when encoding_format is given) passed its usage
+        # up: litellm's response carries the same counts, so it is only taken off the stash
+        _sdk.take_sdk_usage(state.span)
         return state.finish(result)
     embedding.__tokprof_original__ = original  # type: ignore[attr-defined]
     return embedding
