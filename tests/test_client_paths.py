@@ -330,3 +330,24 @@ def test_litellm_embedding_through_the_sdk_is_recorded_once(llm_server: Any) -> 
     assert s.name == "litellm.embedding"
     _embedding_checks(s, 77, "text-embedding-3-small", Decimal("0.02"))
     assert len(sdk_state._sdk_usage) == before
+
+
+def test_vertex_embedding_statistics_are_provider_usage() -> None:
+    """Vertex AI's embed response carries ``statistics.token_count`` per embedding (a float in google-genai's
+    model): their sum is the provider's input count; the Gemini API's response (no statistics) is counted."""
+    from google.genai import types
+
+    from tokprof.profiler.integrations.embeddings import GeminiEmbedAdapter
+
+    adapter = GeminiEmbedAdapter()
+    vertex = types.EmbedContentResponse.model_validate({"embeddings": [
+        {"values": [0.1], "statistics": {"token_count": 7, "truncated": False}},
+        {"values": [0.2], "statistics": {"token_count": 5}}]})
+    call = adapter.request({"model": "gemini-embedding-001", "contents": ["a b c", "d e"]})
+    adapter.fill(call, vertex)
+    assert (call.usage.input_tokens, call.usage.output_tokens) == (12, 0)
+    assert set(call.usage.sources.values()) == {"provider"}
+    gemini_api = types.EmbedContentResponse.model_validate({"embeddings": [{"values": [0.1]}, {"values": [0.2]}]})
+    call = adapter.request({"model": "gemini-embedding-001", "contents": ["a b c", "d e"]})
+    adapter.fill(call, gemini_api)
+    assert call.usage.sources["input_tokens"] in ("counted", "estimated") and call.usage.input_tokens > 0
