@@ -47,7 +47,14 @@ def main() -> int:
     print(f"\n{n - len(failures)}/{n} combinations recorded exactly (sync/async x stream/non-stream per cell)")
     for f in failures:
         print("  ❌", f)
-    return 1 if failures else 0
+    # The paths that do not fit dialects x paths (embeddings, legacy completions, token counting, cloud
+    # clients, multimodal): one row each, recorded vs what the server sent (benchmarks/probe_paths.py).
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from probe_paths import main as probe_main
+
+    print("\n## Client paths outside the dialect matrix\n")
+    probe_failed = probe_main()
+    return 1 if failures or probe_failed else 0
 
 
 if __name__ == "__main__":

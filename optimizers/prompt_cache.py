@@ -340,8 +340,8 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_pat
     for span in _ordered(run):
         call = span.llm
         assert call is not None
-        if keys.served_by(span.attributes):
-            continue
+        if keys.served_by(span.attributes) or keys.is_embedding(span.attributes):
+            continue  # an embedding endpoint has no prompt cache and no conversation: nothing can "break"
         key = _thread_key(run, span, index)
         if by_path:
             key = (*key, _caller_path(span, index))

@@ -73,7 +73,9 @@ class ResponseCachePass:
             assert call is not None
             if span.status == "error" or keys.served_by(span.attributes):
                 continue  # a failed call left nothing to serve; an already served one sent nothing
-            det = is_deterministic(call.params)
+            embedding = keys.is_embedding(span.attributes)
+            # an embedding has no sampling: the same input to the same model is the same vector
+            det = True if embedding else is_deterministic(call.params)
             if self.deterministic_only and (det is False or (det is None and self.unknown_temperature == "skip")):
                 continue
             key = call_key(call, self.namespace)
@@ -90,7 +92,8 @@ class ResponseCachePass:
             call.usage = served
             span.set_attribute(keys.SERVED_BY, self.name)
             span.set_attribute(keys.CACHE_ORIGIN, origin)
-            risk = "low: identical request at temperature 0 / fixed seed"
+            risk = ("low: the same input embedded again by the same model" if embedding
+                    else "low: identical request at temperature 0 / fixed seed")
             if det is None:
                 risk = "medium: sampling parameters not recorded; a repeat may have answered differently"
             where = "this run" if origin["run_id"] == new.run_id else f"run {origin['run_id']}"

@@ -65,3 +65,14 @@ def served_by(attributes: Mapping[str, Any] | None) -> str | None:
         if value:
             return str(value)
     return None
+
+LLM_OPERATION = "llm.operation"
+"""An ``llm`` span that is not a chat/completion turn: ``"embeddings"`` (input tokens only; no prompt cache,
+no conversation history). Absent on chat calls."""
+EMBEDDINGS = "embeddings"
+"""The ``LLM_OPERATION`` value of an embedding call."""
+
+
+def is_embedding(attributes: Mapping[str, Any] | None) -> bool:
+    """Whether a span's attributes mark an embedding call."""
+    return bool(attributes) and attributes.get(LLM_OPERATION) == EMBEDDINGS  # type: ignore[union-attr]

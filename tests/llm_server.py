@@ -195,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         reply = self.owner._next(path, body, {k.lower(): v for k, v in self.headers.items()})
         anthropic = path.endswith("/messages")
+        if self._extra_route(path, body, reply):  # type: ignore[attr-defined]  # embeddings, counting...
+            return
         if ":generateContent" in path or ":streamGenerateContent" in path:
             self._gemini(path, reply)
             return
@@ -533,3 +535,100 @@ class _Handler(BaseHTTPRequestHandler):
                 yield "result", answer(text, "stop" if last else "null", reply.output_tokens * i // len(pieces))
 
         self._send_sse(events())
+
+
+# ---- embeddings, legacy completions and token counting (the client paths of tests/test_client_paths.py) ----
+EMBED_DIM = 8
+"""Every loopback embedding has this many dimensions (values are deterministic, meaningless)."""
+
+
+def _vector(i: int) -> list[float]:
+    return [round(0.125 * ((i + k) % 7) - 0.375, 3) for k in range(EMBED_DIM)]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _extra_route(self: _Handler, path: str, body: dict[str, Any], reply: Reply) -> bool:
+    """Answers the routes added for the client-path probe; ``False`` leaves the request to ``do_POST``."""
+    if reply.status >= 400 and not path.endswith(("/generation",)):
+        if path.endswith(("/embeddings", "/completions", "/count_tokens")) and not path.endswith("/chat/completions"):
+            self._send_json(reply.status, {"error": {"message": reply.error_message, "type": "invalid_request_error"}})
+            return True
+    usage = dict(reply.usage) if reply.usage is not None else None
+    if path.endswith("/embeddings") and "/services/" not in path:
+        # https://platform.openai.com/docs/api-reference/embeddings/create: usage {prompt_tokens, total_tokens}
+        import base64
+        import struct
+        items = _as_list(body.get("input"))
+        b64 = body.get("encoding_format") == "base64"  # the openai SDK asks for base64 by default
+        data = []
+        for i, _ in enumerate(items):
+            vec = _vector(i)
+            emb: Any = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode() if b64 else vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        self._send_json(200, {"object": "list", "data": data, "model": body.get("model"),
+                              "usage": usage or {"prompt_tokens": reply.input_tokens,
+                                                 "total_tokens": reply.input_tokens}})
+        return True
+    if path.endswith("/completions") and not path.endswith("/chat/completions"):
+        # legacy completions: https://platform.openai.com/docs/api-reference/completions/object
+        cid, model = self.owner.new_id("cmpl-"), body.get("model")
+        u = usage or {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
+                      "total_tokens": reply.input_tokens + reply.output_tokens}
+        def chunk(text: str, finish: str | None) -> dict[str, Any]:
+            return {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model,
+                    "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
+        if body.get("stream"):
+            events: list[tuple[str | None, Any]] = [(None, chunk(p, None)) for p in reply.pieces()]
+            events.append((None, chunk("", "stop")))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                events.append((None, {**chunk("", None), "choices": [], "usage": u}))
+            events.append((None, "[DONE]"))
+            self._send_sse(iter(events))
+        else:
+            self._send_json(200, {**chunk(reply.text, "stop"), "usage": u})
+        return True
+    bedrock = path.startswith("/model/") and path.endswith("/invoke")
+    if bedrock or path.endswith(":rawPredict"):
+        # Anthropic on Bedrock (POST /model/{id}/invoke) and Vertex AI (...models/{id}:rawPredict): the model
+        # is in the URL, the body and the answer are the Messages API's
+        # (https://docs.anthropic.com/en/api/claude-on-amazon-bedrock, .../claude-on-vertex-ai)
+        model = path.split("/model/")[1].rsplit("/invoke", 1)[0] if bedrock else \
+            path.split("/models/")[1].split(":")[0]
+        self._send_json(200, self._anthropic_message({**body, "model": model}, reply))
+        return True
+    if path.endswith("/messages/count_tokens"):
+        # https://docs.anthropic.com/en/api/messages-count-tokens: {"input_tokens": N}
+        self._send_json(200, {"input_tokens": reply.input_tokens})
+        return True
+    if ":batchEmbedContents" in path or ":embedContent" in path:
+        # https://ai.google.dev/api/embeddings: no usage block on the Gemini API
+        n = len(body.get("requests") or [body])
+        payload: dict[str, Any] = {"embeddings": [{"values": _vector(i)} for i in range(n)]}
+        self._send_json(200, payload if ":batch" in path else {"embedding": payload["embeddings"][0]})
+        return True
+    if ":countTokens" in path:
+        self._send_json(200, {"totalTokens": reply.input_tokens})
+        return True
+    if path.endswith("/services/embeddings/text-embedding/text-embedding"):
+        # https://help.aliyun.com/zh/model-studio/text-embedding-synchronous-api: usage {total_tokens}
+        texts = _as_list((body.get("input") or {}).get("texts"))
+        self._send_json(200, {"output": {"embeddings": [{"text_index": i, "embedding": _vector(i)}
+                                                         for i in range(len(texts))]},
+                              "usage": usage or {"total_tokens": reply.input_tokens},
+                              "request_id": self.owner.new_id("ds-emb-")})
+        return True
+    if path.endswith("/services/aigc/multimodal-generation/generation"):
+        # DashScope multimodal: content is a list of parts; usage input_tokens/output_tokens
+        rid = self.owner.new_id("ds-mm-")
+        u = usage or {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
+                      "total_tokens": reply.input_tokens + reply.output_tokens}
+        self._send_json(200, {"output": {"choices": [{"finish_reason": "stop", "message": {
+            "role": "assistant", "content": [{"text": reply.text}]}}]}, "usage": u, "request_id": rid})
+        return True
+    return False
+
+
+_Handler._extra_route = _extra_route  # type: ignore[attr-defined]

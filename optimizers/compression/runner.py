@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from tokprof.optimizers.base import Evidence, LedgerRow, PassContext
 from tokprof.optimizers.compression.common import Rewritten, rewrite_call
 from tokprof.optimizers.fidelity import call_fidelity
+from tokprof.profiler import keys
 from tokprof.profiler.policy import internal_error
 from tokprof.profiler.model import Message, Run
 
@@ -51,7 +52,9 @@ class MessagePass:
         for span in new.llm_spans():
             call = span.llm
             assert call is not None
-            if not call.messages:
+            if not call.messages or keys.is_embedding(span.attributes):
+                # an embedding's input is the data being embedded: rewriting it changes the vectors, and
+                # there is no conversation history to trim
                 continue
             try:
                 rw = self.compress(list(call.messages), call.model)

@@ -37,6 +37,8 @@ __all__ = ["Accumulator", "Adapter", "async_create", "async_watch_raw", "CallSta
 def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_helper: bool = False) -> CallState:
     """Middleware, span and stream preparation before the real call. Never raises."""
     state = CallState(adapter, kwargs)
+    operation = getattr(adapter, "operation", None)
+    """Not a chat turn (``"embeddings"``): marked on the span, and left alone by the live middleware."""
     try:
         headers = kwargs.get("extra_headers") or {}
         raw = headers.get(RAW_HEADER, headers.get(RAW_HEADER.lower())) if isinstance(headers, dict) else None
@@ -45,10 +47,10 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             # the live middleware (which may answer from a cache or rewrite the answer) stays out of it; the
             # call is still recorded, from the parsed body.
             state.raw = str(raw)
-        elif middleware.middlewares():
+        elif middleware.middlewares() and operation is None:  # live passes rewrite chat requests only
             state.kwargs, state.transformed = middleware.apply_before(adapter.api, kwargs)
         stream = streaming_helper or bool(state.kwargs.get("stream"))
-        if not stream and middleware.middlewares():
+        if not stream and middleware.middlewares() and operation is None:
             state.cached, served_by = middleware.apply_lookup(adapter.api, state.kwargs)
         parent = hooks.current_span() or hooks.implicit_root()
         if parent is None:
@@ -67,6 +69,8 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         state.span = span
         if span is None:
             return state
+        if operation is not None:
+            span.set_attribute(keys.LLM_OPERATION, operation)
         if state.transformed:
             span.set_attribute(keys.TRANSFORMED_BY, list(state.transformed))
         if state.cached is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokprof.profiler.integrations import _sdk
-from tokprof.profiler.integrations.openai import ChatAdapter
+from tokprof.profiler.integrations.openai import ChatAdapter, ResponsesAdapter
 from tokprof.profiler.model import LLMCall
 
 PROVIDER = "bytedance"
@@ -23,6 +23,19 @@ PROVIDER = "bytedance"
 
 class ArkChatAdapter(ChatAdapter):
     api = "ark.chat.completions"
+
+    def request(self, kwargs: dict[str, Any]) -> LLMCall:
+        call = super().request(kwargs)
+        call.provider = PROVIDER
+        return call
+
+
+class ArkResponsesAdapter(ResponsesAdapter):
+    """Ark's Responses API (``Ark(...).responses.create``), OpenAI's shape and usage block
+    (``input_tokens``, ``input_tokens_details.cached_tokens``, ``output_tokens``...):
+    https://www.volcengine.com/docs/82379/1569618"""
+
+    api = "ark.responses"
 
     def request(self, kwargs: dict[str, Any]) -> LLMCall:
         call = super().request(kwargs)
@@ -42,6 +55,18 @@ def patch() -> list[_sdk.Patch]:
         patches.append(_sdk.patch(AsyncCompletions, "create", lambda f: _sdk.async_create(chat, f, name)))
         for owner in (Completions, AsyncCompletions):
             patches.extend(_sdk.patch_raw_accessors(owner))
+        from volcenginesdkarkruntime.resources.responses import AsyncResponses, Responses
+
+        responses, rname = ArkResponsesAdapter(), "ark.responses.create"
+        patches.append(_sdk.patch(Responses, "create", lambda f: _sdk.sync_create(responses, f, rname)))
+        patches.append(_sdk.patch(AsyncResponses, "create", lambda f: _sdk.async_create(responses, f, rname)))
+        from volcenginesdkarkruntime.resources.embeddings import AsyncEmbeddings, Embeddings
+
+        from tokprof.profiler.integrations import embeddings
+
+        patches.extend(embeddings.patch_openai_like(
+            Embeddings, AsyncEmbeddings, embeddings.OpenAIEmbeddingsAdapter(PROVIDER, "ark.embeddings"),
+            "ark.embeddings.create"))
     except BaseException:
         _sdk.unpatch(patches)
         raise

@@ -89,10 +89,20 @@ def _choice(response: Any) -> tuple[Any, Any]:
     return ({"role": "assistant", "content": text} if text is not None else None), getattr(output, "finish_reason", None)
 
 
+def parts_text(content: Any) -> Any:
+    """A multimodal answer's content (``[{"text": ...}, ...]``: MultiModalConversation) as its text; other
+    content unchanged."""
+    if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
+        texts = [p["text"] for p in content if isinstance(p.get("text"), str)]
+        if len(texts) == len(content):
+            return "".join(texts)
+    return content
+
+
 def _message(raw: Any) -> Message | None:
     if not isinstance(raw, dict):
         return None
-    out: Message = {"role": raw.get("role") or "assistant", "content": raw.get("content")}
+    out: Message = {"role": raw.get("role") or "assistant", "content": parts_text(raw.get("content"))}
     if raw.get("tool_calls"):
         out["tool_calls"] = raw["tool_calls"]
     return out
@@ -147,7 +157,7 @@ class _Acc:
             return  # the answer recorded is the first choice's
         self.finish_reason = reason or self.finish_reason
         msg = raw if isinstance(raw, dict) else {}
-        content = msg.get("content")
+        content = parts_text(msg.get("content"))
         if isinstance(content, str):
             if self.incremental:
                 self.text.append(content)
@@ -201,11 +211,6 @@ class GenerationAdapter:
 _ADAPTER = GenerationAdapter()
 
 
-def _as_keywords(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Positional arguments as keywords, so the request is read (and sent) the same way."""
-    return {**dict(zip(_POSITIONAL, args)), **kwargs} if len(args) <= len(_POSITIONAL) else kwargs
-
-
 def _finish(state: Any, result: Any) -> Any:
     if _status(result) == 200:
         return state.finish(result)
@@ -217,12 +222,17 @@ def _finish(state: Any, result: Any) -> Any:
     return result
 
 
-def _sync_call(original: Any, name: str) -> Callable[..., Any]:
+def _sync_call(original: Any, name: str, adapter: Any = None,
+           positional: tuple[str, ...] = _POSITIONAL) -> Callable[..., Any]:
+    """The inner function of a layered ``call`` classmethod; ``adapter`` / ``positional``: another
+    DashScope class of the same shape (``MultiModalConversation``: :mod:`.dashscope_multimodal`)."""
+    adapter = adapter or _ADAPTER
+
     def call(cls: type, *args: Any, **kwargs: Any) -> Any:
         bound = original.__get__(None, cls)
-        if len(args) > len(_POSITIONAL):
+        if len(args) > len(positional):
             return bound(*args, **kwargs)  # an unusual call shape: leave it alone
-        state = _sdk.begin(_ADAPTER, _as_keywords(args, kwargs), name=name)
+        state = _sdk.begin(adapter, {**dict(zip(positional, args)), **kwargs}, name=name)
         if state.cached is not None:
             return state.cached
         try:
@@ -239,12 +249,17 @@ def _sync_call(original: Any, name: str) -> Callable[..., Any]:
     return call
 
 
-def _async_call(original: Any, name: str) -> Callable[..., Any]:
+def _async_call(original: Any, name: str, adapter: Any = None,
+            positional: tuple[str, ...] = _POSITIONAL) -> Callable[..., Any]:
+    """The inner function of a layered ``call`` classmethod; ``adapter`` / ``positional``: another
+    DashScope class of the same shape (``MultiModalConversation``: :mod:`.dashscope_multimodal`)."""
+    adapter = adapter or _ADAPTER
+
     async def call(cls: type, *args: Any, **kwargs: Any) -> Any:
         bound = original.__get__(None, cls)
-        if len(args) > len(_POSITIONAL):
+        if len(args) > len(positional):
             return await bound(*args, **kwargs)
-        state = _sdk.begin(_ADAPTER, _as_keywords(args, kwargs), name=name)
+        state = _sdk.begin(adapter, {**dict(zip(positional, args)), **kwargs}, name=name)
         if state.cached is not None:
             return state.cached
         try:

@@ -143,6 +143,16 @@ def patch() -> list[_sdk.Patch]:
     on dashscope 2.x, the client's chat completions. This is the patch ``instrument("dashscope")`` runs."""
     patches: list[_sdk.Patch] = list(_generation.patch())
     try:
+        from tokprof.profiler.integrations import embeddings
+
+        patches.extend(embeddings.patch_dashscope())
+        from tokprof.profiler.integrations import dashscope_multimodal
+
+        patches.extend(dashscope_multimodal.patch())
+    except BaseException:
+        _sdk.unpatch(patches)
+        raise
+    try:
         from dashscope.v2.resources.chat.completions import AsyncCompletions, Completions
     except ImportError:  # dashscope 1.x: the classmethods only
         return patches

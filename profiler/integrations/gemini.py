@@ -241,6 +241,9 @@ def patch() -> list[_sdk.Patch]:
         patches.append(_sdk.patch(AsyncModels, call_attr, lambda f: _async_call(f, name)))
         if private:
             patches.append(_sdk.patch(AsyncModels, stream_attr, lambda f: _async_stream(f, stream_name)))
+        from tokprof.profiler.integrations import embeddings
+
+        patches.extend(embeddings.patch_gemini())
     except BaseException:
         _sdk.unpatch(patches)
         raise

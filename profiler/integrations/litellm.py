@@ -303,7 +303,13 @@ def patch() -> list[_sdk.Patch]:
 
     patches: list[_sdk.Patch] = []
     targets: dict[int, tuple[Any, Any]] = {}
-    for attr, make in (("completion", _sync), ("acompletion", _async)):
+    from tokprof.profiler.integrations import embeddings
+
+    makers: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+        ("completion", _sync), ("acompletion", _async),
+        ("embedding", lambda f: embeddings.litellm_wrapper(f, is_async=False)),
+        ("aembedding", lambda f: embeddings.litellm_wrapper(f, is_async=True)))
+    for attr, make in makers:
         original = getattr(litellm, attr)
         wrapper = make(original)
         setattr(litellm, attr, wrapper)

@@ -366,3 +366,4 @@ def _parse_wrapper(adapter: Any, name: str, wrap: Callable[..., Any]) -> Callabl
     def make(original: Any) -> Any:
         return wrap(adapter, original, name)
     return make
+

@@ -83,7 +83,7 @@ class CallState:
         if self.span is not None and not self.done:
             self.done = True
             end_span(self.span)
-        if not self.kwargs.get("stream") and self.raw is None:
+        if not self.kwargs.get("stream") and self.raw is None and getattr(self.adapter, "operation", None) is None:
             middleware.apply_after(self.adapter.api, self.kwargs, response)
         return response
 

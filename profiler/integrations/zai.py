@@ -55,5 +55,16 @@ def patch() -> list[_sdk.Patch]:
     """Patch zai-sdk's ``Completions.create``."""
     from zai.api_resource.chat.completions import Completions
 
+    from zai.api_resource.embeddings import Embeddings
+
+    from tokprof.profiler.integrations import embeddings
+
     chat = ZaiChatAdapter()
-    return [_sdk.patch(Completions, "create", lambda f: _create(chat, f, "zai.chat.completions.create"))]
+    patches = [_sdk.patch(Completions, "create", lambda f: _create(chat, f, "zai.chat.completions.create"))]
+    try:  # zai-sdk has no async client (0.2.x): sync embeddings only
+        patches.extend(embeddings.patch_openai_like(
+            Embeddings, None, embeddings.OpenAIEmbeddingsAdapter(PROVIDER, "zai.embeddings"), "zai.embeddings.create"))
+    except BaseException:
+        _sdk.unpatch(patches)
+        raise
+    return patches

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from tokprof.profiler import keys
 from tokprof.profiler.interchange.otlp_dialects import EXPORT_USAGE, SEMCONV_PARAMS, to_semconv_messages
 from tokprof.profiler.interchange.otlp_values import compact_json, encode_attributes
 from tokprof.profiler.model import SCHEMA_VERSION, USAGE_FIELDS, LLMCall, Run, Span
@@ -85,6 +86,8 @@ def export_span(span: Span, trace_id: str) -> dict[str, Any]:
         attrs["gen_ai.agent.name"] = span.name
     if span.llm is not None:
         attrs.update(_llm_attributes(span.llm))
+        if keys.is_embedding(span.attributes):  # OTel GenAI semconv's operation name for an embedding call
+            attrs["gen_ai.operation.name"] = "embeddings"
     if span.tags:
         attrs["tokprof.tags"] = compact_json(span.tags)
     if span.attributes:
