@@ -114,3 +114,21 @@ def test_jobs_zero_is_one_per_core():
     assert resolve_jobs(3) == 3
     with pytest.raises(ValueError, match="--jobs"):
         resolve_jobs(-2)
+
+
+def test_workers_that_cannot_start_give_one_clear_error_not_a_hang(corpus_files, tmp_path, monkeypatch):
+    """Every worker process dies as it starts (here: a sitecustomize on the path only the spawned processes
+    see; in life, a broken environment): one error saying so, not each file blamed in turn."""
+    from tokprof.fleet.ledger import connect
+    from tokprof.fleet.process_engine import WorkerStartError, process_ingest
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    small = sorted(corpus_files, key=lambda p: p.stat().st_size)[:2]
+    con = connect(tmp_path / "l.duckdb")
+    with pytest.raises(WorkerStartError, match="die as they start.*--jobs 1"):
+        process_ingest(con, small, jobs=2)
+    assert con.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    con.close()

@@ -183,3 +183,27 @@ def remove_part(parts: Path, name: str) -> None:
     """Delete one loaded part's files (disk stays bounded by the parts in flight)."""
     for table in TABLES:
         (parts / table / name).unlink(missing_ok=True)
+
+
+def timed_file_rows(paths: list[str], diagnose: bool, out_dir: str) -> dict[str, Any]:
+    """:func:`file_rows` with the CPU and wall seconds it took in its worker (for benchmarks/bench_fleet.py:
+    the per-worker rate in CPU seconds does not depend on how loaded the machine is)."""
+    import time
+
+    t, c = time.perf_counter(), time.process_time()
+    records = file_rows(paths, diagnose, out_dir)
+    return {"records": records, "cpu_s": time.process_time() - c, "wall_s": time.perf_counter() - t,
+            "calls": sum(r.get("calls", 0) for r in records)}
+
+
+def warm_up() -> float:
+    """Import what the per-run work needs (a worker's start-up, not per-run work); returns the seconds."""
+    import time
+
+    t = time.perf_counter()
+    import pyarrow.parquet  # noqa: F401
+
+    import tokprof.fleet.ledger  # noqa: F401
+    import tokprof.fleet.rows  # noqa: F401
+    import tokprof.run_files  # noqa: F401
+    return time.perf_counter() - t

@@ -15,7 +15,9 @@ Failures:
   already loaded stay committed; the files of the lost groups are retried one by one in a fresh
   one-worker pool, so the file that kills a worker is found, named in the report ("the worker process
   died while reading it") and left out of ``files`` (a later ingest tries it again); the rest land. Every
-  wait is on a future that a dead worker fails, so this never hangs.
+  wait is on a future that a dead worker fails, so this never hangs;
+* workers that die as they start (a broken environment; under ``spawn``, a script without an
+  ``if __name__ == "__main__":`` guard) raise :class:`WorkerStartError` once, not an error per file.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ GROUP_BYTES = 64 << 20
 Worker = Callable[[list[str], bool, str], list[dict[str, Any]]]
 Progress = Callable[[int, int, int], None]
 """``progress(files_done, files_total, calls_loaded)``, called on the driver after each group loads."""
+
+
+class WorkerStartError(ValueError):
+    """Worker processes die before doing any work (a broken environment, not a bad file): one clear error
+    instead of every file blamed in turn."""
 
 
 def resolve_jobs(jobs: int) -> int:
@@ -146,10 +153,18 @@ def _isolate(loader: _Loader, files: list[str], diagnose: bool, worker: Worker) 
     """The files of lost groups, one per task in a one-worker pool: when the worker dies, the file it was
     running is the first unfinished one; it is named and the rest go on in a fresh pool. Each round
     settles at least one file, so this ends."""
+    from tokprof.fleet.parts import warm_up
+
     remaining = list(files)
     while remaining:
         pool = _pool(1)
         try:
+            try:  # a worker that cannot even start would blame every file in turn
+                pool.submit(warm_up).result()
+            except BrokenProcessPool:
+                raise WorkerStartError("worker processes die as they start (see the messages above); the files "
+                                       f"loaded so far are in the ledger, {len(remaining)} are not; run with "
+                                       "--jobs 1 to ingest in this process") from None
             futures = [pool.submit(worker, [f], diagnose, str(loader.parts)) for f in remaining]
             for i, (path, fut) in enumerate(zip(remaining, futures)):
                 try:

@@ -125,30 +125,33 @@ def ray_ingest(con: Any, sources: Iterable[Path], *, address: str | None = None,
 
 
 def compare_engines(corpus: Path, num_cpus: int = 2) -> dict[str, Any]:
-    """Wall time of the per-run work over the corpus trace files in one process vs on a local Ray cluster
-    (for benchmarks/bench_fleet.py)."""
+    """The per-run work over the corpus trace files in one process vs on a local Ray cluster (for
+    benchmarks/bench_fleet.py): wall seconds, and the CPU seconds the work took in its process or workers
+    (the figure that holds on a shared machine)."""
     import tempfile
 
     from tokprof.commands.import_cmd import expand
+    from tokprof.fleet.parts import timed_file_rows
 
     files = expand([str(corpus)])
     with tempfile.TemporaryDirectory() as tmp:
-        largest = 0.0
+        largest = local_cpu = 0.0
         t = time.perf_counter()
         for f in files:
-            t1 = time.perf_counter()
-            file_rows([str(f)], True, f"{tmp}/local")
-            largest = max(largest, time.perf_counter() - t1)
+            one = timed_file_rows([str(f)], True, f"{tmp}/local")
+            largest, local_cpu = max(largest, one["wall_s"]), local_cpu + one["cpu_s"]
         local = time.perf_counter() - t
         t = time.perf_counter()
         ray = start_ray(None, num_cpus)
-        ray.get(ray.remote(lambda: 1).remote())  # workers up
+        ray.get([ray.remote(lambda: 1).remote() for _ in range(num_cpus)])  # workers up
         start = time.perf_counter() - t
-        remote = ray.remote(file_rows)
+        remote = ray.remote(timed_file_rows)
         t = time.perf_counter()
         results = ray.get([remote.remote(g, True, f"{tmp}/ray") for g in groups(files, num_cpus * 2)])
         on_ray = time.perf_counter() - t
         ray.shutdown()
-    runs = sum(len(r.get("runs", [])) for batch in results for r in batch)
-    return {"files": len(files), "runs": runs, "local_s": local, "ray_s": on_ray, "ray_start_s": start,
-            "workers": num_cpus, "largest_file_s": largest}
+    runs = sum(len(r.get("runs", [])) for batch in results for r in batch["records"])
+    calls = sum(batch["calls"] for batch in results)
+    return {"files": len(files), "runs": runs, "calls": calls, "local_s": local, "local_cpu_s": local_cpu,
+            "ray_s": on_ray, "ray_cpu_s": sum(b["cpu_s"] for b in results), "ray_start_s": start,
+            "workers": num_cpus, "largest_file_s": largest, "tasks": len(results)}
