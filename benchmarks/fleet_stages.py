@@ -54,6 +54,19 @@ def per_worker_rate(files: list[str], parts: str, diagnose: bool) -> dict[str, A
             "imports_s": imports, "rate": res["calls"] / res["cpu_s"]}
 
 
+def replicate(parts: Path, copies: int, out: Path) -> Path:
+    """The parts of (a) ``copies`` times under new names (more parts, as many workers would write: run keys
+    are remapped per part; messages and prompts repeat, so they are checked and skipped)."""
+    import shutil
+
+    for table in parts.iterdir():
+        (out / table.name).mkdir(parents=True)
+        for f in table.glob("*.parquet"):
+            for k in range(copies):
+                shutil.copy(f, out / table.name / f"{f.stem}-{k:03d}.parquet")
+    return out
+
+
 def load_rate(parts: Path, reps: int = 3) -> dict[str, Any]:
     """(b): the parts of (a) loaded into a fresh ledger, ``reps`` times; medians."""
     from tokprof.fleet.ledger import connect
@@ -109,6 +122,9 @@ def stages(corpus: Path, ray: bool = True) -> dict[str, Any]:
         print(f"(b) serial ledger load (Parquet parts -> DuckDB, one transaction, median of 3): {b['calls']:,} "
               f"calls in {b['wall_s'] * 1000:.0f} ms wall = {b['rate']:,.0f} calls/s; {b['cpu_s'] * 1000:.0f} ms "
               f"CPU = {b['cpu_rate']:,.0f} calls per CPU second; load {_load()}")
+        b10 = out["b10"] = load_rate(replicate(Path(tmp) / "parts", 10, Path(tmp) / "x10"), reps=1)
+        print(f"    the same part loaded 10 times (10 parts, {b10['calls']:,} calls): {b10['wall_s']:.2f} s wall = "
+              f"{b10['rate']:,.0f} calls/s; {b10['cpu_rate']:,.0f} calls per CPU second; load {_load()}")
     runs = [("--jobs 1", ["--jobs", "1"]), ("--jobs 2", ["--jobs", "2"])]
     if ray:
         runs.append(("--engine ray --jobs 2", ["--engine", "ray", "--jobs", "2"]))
@@ -118,7 +134,7 @@ def stages(corpus: Path, ray: bool = True) -> dict[str, Any]:
         print(f"(c) tokprof ingest {label:<22} {c['calls']:,} calls in {c['wall_s']:5.1f} s wall = "
               f"{c['rate']:7,.0f} calls/s; {cpu}; load {_load()}")
     need = math.ceil(TARGET / a["rate"])
-    ceiling = b["rate"]
+    ceiling = max(b["rate"], out["b10"]["rate"])
     print(f"(d) projection: {TARGET:,} calls/s needs {TARGET:,} / {a['rate']:,.0f} = {need} workers of this speed "
           "(cold calls, with diagnostics), " + (
               f"and the serial load ({ceiling:,.0f} calls/s) allows it" if ceiling >= TARGET else

@@ -64,13 +64,14 @@ def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, 
 
 
 def groups(paths: list[Path], n: int) -> list[list[str]]:
-    """Files into ``n`` groups of similar total size (largest first, each to the lightest group)."""
+    """Files into ``n`` groups of similar total size (largest first, each to the lightest group); the
+    heaviest group first, so that it starts first (a late large group would leave the other workers idle)."""
     out: list[tuple[int, list[str]]] = [(0, []) for _ in range(max(1, n))]
     for p in sorted(paths, key=lambda p: p.stat().st_size, reverse=True):
         out.sort(key=lambda g: g[0])
         size, items = out[0]
         out[0] = (size + p.stat().st_size, items + [str(p)])
-    return [items for _, items in out if items]
+    return [items for _, items in sorted(out, key=lambda g: -g[0]) if items]
 
 
 def group_count(paths: list[Path], workers: int, per_worker: int, max_bytes: int) -> int:
