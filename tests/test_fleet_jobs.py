@@ -86,17 +86,22 @@ def test_a_worker_that_dies_loses_nothing_and_names_the_file(corpus_files, tmp_p
     ref.close()
 
 
-def test_cli_jobs_json_adds_fields_only_and_fails_on_a_bad_file(corpus_files, tmp_path, capsys):
+def test_cli_jobs_json_adds_fields_only_and_fails_on_a_bad_file(corpus_files, tmp_path, capsys, monkeypatch):
+    import sys
+
     from tokprof.cli import main
 
     small = sorted(corpus_files, key=lambda p: p.stat().st_size)[:3]
     bad = tmp_path / "empty.json.gz"
     bad.write_bytes(b"not gzip")
     ledger = tmp_path / "l.duckdb"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # a terminal: progress is shown
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main(["ingest", *map(str, small), str(bad), "--ledger", str(ledger), "--jobs", "2", "--json"])
     out = capsys.readouterr()
+    assert "\r\x1b[2Ktokprof ingest: 4/4 new or changed files, 188 calls loaded" in out.err  # the status line
+    assert "\r" not in out.out
     doc = json.loads(out.out)
     assert code == 1 and str(bad) in out.err
     assert {"files_seen", "files_skipped", "files_ingested", "runs", "calls", "errors", "ledger"} <= set(doc)

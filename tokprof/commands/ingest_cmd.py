@@ -49,7 +49,7 @@ def ingest_command(args: argparse.Namespace) -> int:
         return 2
     path = args.ledger or ledger_path(args.dir)
     sources = expand_sources(args.runs, args.dir)
-    show = _Progress() if sys.stderr.isatty() and not args.json else None
+    show = _Progress() if sys.stderr.isatty() else None  # a status line for a person, never into a pipe or log
     workers = 1 if jobs is None else (jobs or os.cpu_count() or 1)
     con = connect(path)
     try:
