@@ -134,12 +134,13 @@ def stages(corpus: Path, ray: bool = True) -> dict[str, Any]:
         print(f"(c) tokprof ingest {label:<22} {c['calls']:,} calls in {c['wall_s']:5.1f} s wall = "
               f"{c['rate']:7,.0f} calls/s; {cpu}; load {_load()}")
     need = math.ceil(TARGET / a["rate"])
-    ceiling = max(b["rate"], out["b10"]["rate"])
+    ceiling = max(b["rate"], out["b10"]["rate"])  # wall: the load is one writer
+    ceiling_cpu = max(b["cpu_rate"], out["b10"]["cpu_rate"])  # what it would be on an idle core
     print(f"(d) projection: {TARGET:,} calls/s needs {TARGET:,} / {a['rate']:,.0f} = {need} workers of this speed "
-          "(cold calls, with diagnostics), " + (
-              f"and the serial load ({ceiling:,.0f} calls/s) allows it" if ceiling >= TARGET else
-              f"but the serial load caps any number of workers at {ceiling:,.0f} calls/s") +
-          f"; N workers give about min(N x {a['rate']:,.0f}, {ceiling:,.0f}) calls/s once started "
-          f"(the work is split by file: at most one worker per file; here {len(files)} files)")
+          f"(cold calls, with diagnostics; about half as many with --no-diagnostics); the serial load "
+          f"({ceiling:,.0f} calls/s wall at this load, {ceiling_cpu:,.0f} per CPU second) " +
+          ("allows it" if ceiling_cpu >= TARGET else "caps any number of workers below it") +
+          f"; N workers give about min(N x {a['rate']:,.0f}, {ceiling_cpu:,.0f}) calls/s once started, on N "
+          f"free cores (the work is split by file: at most one worker per file; here {len(files)} files)")
     out["need"] = need
     return out
