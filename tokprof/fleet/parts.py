@@ -165,7 +165,9 @@ def load_parts(con: Any, parts: Path, files: list[FileRecord], stale: list[str],
         delete_runs(con, sorted(set(stale)))
         dims = Dims.load(con)
         for part in names:  # in a fixed order, so the ledger's ids do not depend on which worker finished first
-            tables = {name: pq.read_table(parts / name / part) for name in TABLES if (parts / name / part).is_file()}
+            # ParquetFile.read: one file, none of read_table's dataset machinery (half the CPU per part)
+            tables = {name: pq.ParquetFile(parts / name / part).read() for name in TABLES
+                      if (parts / name / part).is_file()}
             calls += tables["call_facts"].num_rows if "call_facts" in tables else 0
             # the same message may come from several workers: insert_tables keeps the first
             insert_tables(con, dims.remap(tables))
