@@ -137,3 +137,22 @@ def test_workers_that_cannot_start_give_one_clear_error_not_a_hang(corpus_files,
         process_ingest(con, small, jobs=2)
     assert con.execute("SELECT count(*) FROM files").fetchone()[0] == 0
     con.close()
+
+
+def test_groups_balance_by_size_heaviest_first_and_count_is_bounded(tmp_path):
+    from tokprof.fleet.parts import group_count, groups
+
+    sizes = {"a": 900, "b": 500, "c": 400, "d": 300, "e": 100}
+    paths = []
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+        paths.append(tmp_path / name)
+    got = groups(paths, 2)
+    # by hand: largest first, each to the lightest group (ties: the group listed first after a stable sort
+    # by size): a -> G1 (900); b -> G2 (500); c -> G2 (900); d -> G2 (tie, G2 sorts first: 1200); e -> G1
+    # (1000). Heaviest group first
+    assert [[Path(p).name for p in g] for g in got] == [["b", "c", "d"], ["a", "e"]]
+    assert sorted(Path(p).name for g in got for p in g) == sorted(sizes)  # every file exactly once
+    assert group_count(paths, workers=2, per_worker=4, max_bytes=1 << 30) == 5  # never more groups than files
+    assert group_count(paths, workers=1, per_worker=1, max_bytes=1 << 30) == 1
+    assert group_count(paths, workers=1, per_worker=1, max_bytes=1000) == 3  # 2,200 bytes in <= 1,000-byte groups
