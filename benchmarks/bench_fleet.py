@@ -11,7 +11,10 @@ tags (team, app, env, tier drawn with skewed weights). The bench then:
 2. times the common ``tokprof stats`` questions (median of 3) at that size;
 3. prints the peak resident memory of the whole process (``resource.getrusage``);
 4. times the per-run work (import + counting + prefix-break billing replay + row building) over the corpus
-   files in one process and on a local Ray cluster (``--engine ray``), with the speed-up.
+   files in one process and on a local Ray cluster (``--engine ray``), with the speed-up;
+5. prints the stage rates of a cold ingest (``fleet_stages.py``; alone with ``--stages``): the per-run work
+   per worker in calls per CPU second, the serial ledger load, ``tokprof ingest`` end to end with --jobs 1,
+   --jobs 2 and Ray with 2 workers, and the workers a 50,000 calls/s cold ingest would need.
 
 Targets (issue 18.6): ingest >= 50,000 calls/s, common queries < 1 s, peak memory < 1 GB. Diagnostics
 (prefix-break replay) are per-run compute and are measured in step 4, not in the ingest rate. Resampled runs
@@ -28,7 +31,7 @@ When the load average exceeds the core count, a wall-clock target that the CPU f
 ledger, in a fresh process (every memo misses: each call priced, each run's as-paid caching simulated, each
 message hashed).
 
-Run: ``nice python benchmarks/bench_fleet.py [--calls N] [--no-ray] [--cold]`` (needs ../shared/corpus). Exits 1 when
+Run: ``nice python benchmarks/bench_fleet.py [--calls N] [--no-ray] [--cold] [--stages] [--ray-only]`` (needs ../shared/corpus). Exits 1 when
 a target is missed.
 """
 
@@ -48,6 +51,9 @@ from pathlib import Path
 from typing import Iterator
 
 from tokprof.profiler.model import Run, Span
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fleet_stages import stages  # noqa: E402 - next to this script
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 TEAMS = [("payments", 30), ("search", 22), ("support", 18), ("growth", 12), ("risk", 8), ("ops", 6), ("legal", 4)]
@@ -173,6 +179,8 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=1_000_000)
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
     ap.add_argument("--ray-only", action="store_true", help="only the Ray comparison")
+    ap.add_argument("--stages", action="store_true",
+                    help="only the stage rates of a cold ingest (per worker, serial load, end to end, projection)")
     ap.add_argument("--cold", action="store_true",
                     help="only the cold rate: the corpus's distinct calls into a fresh ledger (no repeats)")
     args = ap.parse_args()
@@ -184,6 +192,9 @@ def main() -> int:
         return 0
     if args.cold:
         cold_rate()
+        return 0
+    if args.stages:
+        stages(CORPUS, ray=not args.no_ray)
         return 0
     from tokprof.fleet.ledger import connect, ingest_runs
 
@@ -225,6 +236,7 @@ def main() -> int:
     ok &= mem < 1024
     if not args.no_ray:
         ray_comparison()
+    stages(CORPUS, ray=not args.no_ray)
     print("all targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
 
@@ -250,18 +262,26 @@ def cold_rate() -> None:
 
 
 def ray_comparison() -> None:
-    """The per-run work over the corpus files, one process vs a local 2-worker Ray cluster."""
+    """The per-run work over the corpus files, one process vs a local 2-worker Ray cluster: wall seconds, and
+    the CPU seconds the work took (in this process; summed over the Ray workers)."""
     from tokprof.fleet.ray_engine import compare_engines
 
+    load = os.getloadavg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = compare_engines(CORPUS, num_cpus=2)
-    print(f"per-run work over {res['files']} corpus files ({res['runs']} runs): one process "
-          f"{res['local_s']:.1f} s, Ray with {res['workers']} workers {res['ray_s']:.1f} s "
-          f"(speed-up {res['local_s'] / res['ray_s']:.2f}x; Ray start-up {res['ray_start_s']:.1f} s not included)")
+    print(f"per-run work over {res['files']} corpus files ({res['runs']} runs, {res['calls']:,} calls): one process "
+          f"{res['local_s']:.1f} s wall ({res['local_cpu_s']:.1f} CPU s = {res['calls'] / res['local_cpu_s']:,.0f} "
+          f"calls per CPU second), Ray with {res['workers']} workers in {res['tasks']} tasks {res['ray_s']:.1f} s wall "
+          f"({res['ray_cpu_s']:.1f} CPU s in the workers = {res['calls'] / res['ray_cpu_s']:,.0f} calls per CPU "
+          f"second); speed-up {res['local_s'] / res['ray_s']:.2f}x wall (Ray start-up {res['ray_start_s']:.1f} s "
+          f"not included); load average {'/'.join(f'{x:.1f}' for x in load)} before, "
+          f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} after, on {os.cpu_count()} cores")
     print("  shape: the work is per file and embarrassingly parallel; the largest file bounds the wall time "
           f"(here {res['largest_file_s']:.1f} s in one process), so more workers help up to the number of "
-          "similarly sized files")
+          "similarly sized files; on a loaded machine the wall speed-up is bounded by the free cores, the CPU "
+          "figures are not")
+
 
 if __name__ == "__main__":
     sys.exit(main())

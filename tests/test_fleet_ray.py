@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+from fleet_engines import assert_same_ledger
 
-# every column but the ingest time; rows in a fixed order
-COMPARE = {
-    "runs": "SELECT * EXCLUDE (run_key) FROM runs ORDER BY run_id",  # run_key: a surrogate key
-    "calls": "SELECT * FROM calls ORDER BY run_id, span_id",
-    "spans": "SELECT * FROM spans ORDER BY run_id, span_id",
-    "messages": "SELECT * FROM messages ORDER BY hash",
-    "prompts": "SELECT * FROM prompts ORDER BY prompt_hash",
-    "diagnostics": "SELECT * FROM diagnostics ORDER BY run_id, span_id",
-    "files": "SELECT path, size, mtime_ns, sha1, list_sort(run_ids) FROM files ORDER BY path",
-}
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,9 @@ def test_ray_ingest_equals_local_ingest_on_the_corpus(ray_cluster, tmp_path):
     from tokprof.fleet.ledger import connect, ingest
     from tokprof.fleet.ray_engine import ray_ingest
 
-    files = expand([str(CORPUS)])
+    bad = tmp_path / "truncated.json"
+    bad.write_text('{"tasks": [')  # a hostile file: named in the report by both engines, the others land
+    files = [*expand([str(CORPUS)]), bad]
     local = connect(tmp_path / "local.duckdb")
     on_ray = connect(tmp_path / "ray.duckdb")
     with warnings.catch_warnings():
@@ -48,14 +41,12 @@ def test_ray_ingest_equals_local_ingest_on_the_corpus(ray_cluster, tmp_path):
         rep_local = ingest(local, files)
         rep_ray = ray_ingest(on_ray, files)
     assert rep_local.to_dict() == rep_ray.to_dict()
-    assert rep_ray.runs == 383 and rep_ray.calls == 5745 and rep_ray.errors == []
-    for name, sql in COMPARE.items():
-        a, b = local.execute(sql).fetchall(), on_ray.execute(sql).fetchall()
-        assert len(a) == len(b), name
-        assert a == b, name
+    assert rep_ray.runs == 383 and rep_ray.calls == 5745
+    assert len(rep_ray.errors) == 1 and rep_ray.errors[0].startswith(f"{bad}: ")
+    assert_same_ledger(local, on_ray)
     assert not (tmp_path / "ray.duckdb.parts").exists()  # the workers' Parquet parts are loaded and removed
     # incremental on Ray as well: nothing changed, nothing is sent to the cluster
     again = ray_ingest(on_ray, files)
-    assert again.files_ingested == 0 and again.files_skipped == len(files)
+    assert again.files_ingested == 0 and again.files_skipped == len(files) - 1  # the bad file is tried again
     local.close()
     on_ray.close()
