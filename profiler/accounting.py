@@ -152,6 +152,70 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
 SUPPORTED_CURRENCIES = ("USD", "CNY")
 
 
+RatesMemo = dict[int, tuple[Any, Any]]
+"""id(price-table row) -> (the row, its :class:`~tokprof.profiler.providers.cost.Rates`), for one pass over many
+calls (an ingest): a row's rates are rebuilt on every :func:`usage_cost` otherwise. The row is kept, so its id
+cannot be reused; a price replaced during the pass (``set_price``) is a new row, priced anew."""
+
+
+def span_costs(span: Span, currencies: tuple[str, ...] = SUPPORTED_CURRENCIES,
+               rates: RatesMemo | None = None) -> list[Cost | None]:
+    """``[span_cost(span, c) for c in currencies]``, with what does not depend on the currency done once: the
+    price row and its rates (memoised in ``rates``), the cache rule, the token split and the weakest source.
+    The same values (tests/test_span_costs.py checks every corpus call); on any error each currency goes
+    through :func:`span_cost` itself, which logs it and gives ``None``."""
+    call = span.llm
+    n = len(currencies)
+    if call is None:
+        return [None] * n
+    curs = [c.upper() for c in currencies]
+    for c, cu in zip(currencies, curs):
+        if cu not in SUPPORTED_CURRENCIES:
+            raise ValueError(f"unsupported currency {c!r}: use one of {', '.join(SUPPORTED_CURRENCIES)}")
+    rec = call.cost
+    usage = call.usage
+    if (rec is not None and rec.source == "recorded" and rec.amount is not None) \
+            or not (usage.known("input_tokens") or usage.known("output_tokens")):
+        return [span_cost(span, c) for c in currencies]  # no pricing to share
+    try:
+        return _priced(span, call, usage, curs, rates)
+    except Exception:  # noqa: BLE001 - the general path logs it once and shows the cost as unknown
+        return [span_cost(span, c) for c in currencies]
+
+
+def _priced(span: Span, call: LLMCall, usage: Usage, curs: list[str], memo: RatesMemo | None) -> list[Cost | None]:
+    """:func:`usage_cost` of ``call`` in each of ``curs`` (see :func:`span_costs`)."""
+    from tokprof.profiler.providers.cache_rules import cache_rule
+
+    model = call.model
+    price = get_price(model)
+    if price is None:
+        return [None] * len(curs)
+    got = None if memo is None else memo.get(id(price))
+    if got is None or got[0] is not price:
+        got = (price, _cost.rates_of(price))
+        if memo is not None:
+            memo[id(price)] = got
+    rates = got[1]
+    rule = cache_rule(call.provider, model)
+    split = _cost.TokenSplit.from_usage(usage)
+    started = _cost.call_start_ns(span)
+    weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
+                                      "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
+    out: list[Cost | None] = []
+    for cur in curs:
+        amount = _cost.split_cost(split, rates, rule, cur, started_ns=started)
+        if amount is None:
+            out.append(None)
+            continue
+        used = get_price(model, warn=False, currency=cur) or price
+        hours_unknown = used.time_of_day is not None and not used.time_of_day.known_at(started)
+        source: Any = "estimated" if (weakest == "estimated" or used.estimated or hours_unknown
+                                      or _tool_requests_estimated(usage, used.provider)) else "computed"
+        out.append(Cost(amount, cur, source))
+    return out
+
+
 def fill_run_usage(run: Run) -> None:
     """Fill missing usage on every LLM span of ``run`` (importers call this after building a run).
 

@@ -51,7 +51,30 @@ def _encode_fn(model: str | None) -> Callable[[str], list[int]]:
     return lambda text: [hash(p) for p in _PIECE.findall(text)]
 
 
+def _key_encoder() -> Any:
+    """The C encoder ``json.dumps(m, sort_keys=True, ensure_ascii=False, default=str)`` ends in, made once
+    (``dumps`` makes an encoder per call: as long as encoding a short message). ``None`` without it."""
+    from json import encoder
+
+    if encoder.c_make_encoder is None:
+        return None
+    markers: dict[int, Any] = {}
+    return markers, encoder.c_make_encoder(markers, str, encoder.encode_basestring, None, ": ", ", ",
+                                           True, False, True)
+
+
+_KEY_ENC = _key_encoder()
+
+
 def _message_key(m: Any) -> str:
+    """Canonical JSON of a message, byte for byte ``json.dumps(m, sort_keys=True, ensure_ascii=False,
+    default=str)`` (on any error, ``dumps`` itself decides)."""
+    if _KEY_ENC is not None:
+        markers, enc = _KEY_ENC
+        try:
+            return "".join(enc(m, 0))
+        except Exception:  # noqa: BLE001 - a cycle, unsortable keys, another thread: the reference path
+            markers.clear()
     return json.dumps(m, sort_keys=True, ensure_ascii=False, default=str)
 
 

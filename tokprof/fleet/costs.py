@@ -13,7 +13,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.accounting import RatesMemo, span_costs
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.keys import served_by
 from tokprof.profiler.providers.as_paid import (
@@ -139,6 +139,7 @@ class CostMemo:
 
     def __init__(self) -> None:
         self._memo: dict[tuple[Any, ...], list[Any]] = {}
+        self._rates: RatesMemo = {}  # price rows' rates, for this builder's life (prices do not change mid-ingest)
 
     def get(self, span: Span) -> list[Any]:
         """``[usd, cny, currency, source, batch, index]``: the last two are the caller's (which batch last
@@ -157,13 +158,11 @@ class CostMemo:
             hit = self._memo[key] = self._compute(span)
         return hit
 
-    @staticmethod
-    def _compute(span: Span) -> list[Any]:
+    def _compute(self, span: Span) -> list[Any]:
         call = span.llm
         assert call is not None
         rec = call.cost
-        usd = span_cost(span, "USD")
-        cny = span_cost(span, "CNY")
+        usd, cny = span_costs(span, ("USD", "CNY"), self._rates)  # = span_cost in each, priced in one pass
         native = "USD"
         if rec is not None and rec.source == "recorded" and rec.amount is not None:
             native = rec.currency.upper()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -34,7 +33,7 @@ from tokprof.fleet.dims import Dims
 from tokprof.fleet.places import PlaceTree
 from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
 from tokprof.profiler.model import Run, Span
-from tokprof.profiler.run_lines import json_default as _json_default  # the run store's canonical JSON: hashes match payload_id
+from tokprof.profiler.run_lines import canonical_json  # the run store's canonical JSON: hashes match payload_id
 
 MEMO_CHARS = 32_000_000
 """The message-hash memo is dropped at a batch boundary past this much message JSON (bounded memory)."""
@@ -110,8 +109,8 @@ class RowBuilder(PlaceTree):
             return memo[1]
         # the run store's content address (tokprof.profiler.store.payload_id): sha1 of the canonical JSON,
         # which is also what is stored
-        text = json.dumps(m, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-        h = hashlib.sha1(text.encode("utf-8")).hexdigest()
+        text = canonical_json(m)
+        h = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
         self._msg_memo[id(m)] = (m, h)
         self._memo_chars += len(text)
         if h not in self._seen_messages:
