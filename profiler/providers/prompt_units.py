@@ -44,11 +44,18 @@ def exact_tokenizer(model: str | None) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _encode_fn(model: str | None) -> Callable[[str], list[int]]:
+def _encode_fn(model: str | None) -> Callable[[str], tuple[int, ...]]:
     enc = _encoder_for(model)
-    if enc is not None:
-        return enc
-    return lambda text: [hash(p) for p in _PIECE.findall(text)]
+    if enc is None:
+        return lambda text: tuple(hash(p) for p in _PIECE.findall(text))
+
+    # memoised by text: the same text comes back inside messages whose keys differ (a reply, then the same
+    # words as history with a tool-call id), a third of the encoder's work on recorded agent runs
+    @lru_cache(maxsize=65_536)
+    def encode(text: str) -> tuple[int, ...]:
+        return tuple(enc(text))
+
+    return encode
 
 
 def _key_encoder() -> Any:
@@ -84,7 +91,7 @@ def _units_of(key: str, model: str | None) -> tuple[int, ...]:
     m = json.loads(key)
     encode = _encode_fn(model)
     if not isinstance(m, dict):
-        return tuple(encode(str(m)))
+        return encode(str(m))
     role = str(m.get("role") or "")
     units: list[int] = [hash(("<role>", role, m.get("name")))]
     content = m.get("content")
