@@ -174,17 +174,18 @@ class CostMemo:
     def _compute(self, span: Span) -> list[Any]:
         call = span.llm
         assert call is not None
-        rec = call.cost
         usd, cny = span_costs(span, ("USD", "CNY"), self._rates)  # = span_cost in each, priced in one pass
-        native = "USD"
-        if rec is not None and rec.source == "recorded" and rec.amount is not None:
-            native = rec.currency.upper()
-        else:
-            from tokprof.profiler.providers.prices import get_price
-
-            price = get_price(call.model, warn=False)
-            if price is not None:
-                native = price.currency
         source = "unknown" if usd is None or usd.amount is None else usd.source
         return [money(None if usd is None else usd.amount), money(None if cny is None else cny.amount),
-                native, source, -1, -1]
+                native_currency(call), source, -1, -1]
+
+
+def native_currency(call: Any) -> str:
+    """The call's own currency: its recorded cost's, else its price row's, else USD."""
+    rec = call.cost
+    if rec is not None and rec.source == "recorded" and rec.amount is not None:
+        return str(rec.currency.upper())
+    from tokprof.profiler.providers.prices import get_price
+
+    price = get_price(call.model, warn=False)
+    return "USD" if price is None else str(price.currency)

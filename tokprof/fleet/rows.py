@@ -28,10 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tokprof.fleet.copies import MAX_TEMPLATES, RunTemplate, add_copy, matches, template_key
-from tokprof.fleet.costs import CostMemo, PaidOverrides, cache_status
+from tokprof.fleet.costs import CostMemo, PaidOverrides, cache_status, native_currency
 from tokprof.fleet.dims import Dims
 from tokprof.fleet.places import PlaceTree
 from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
+from tokprof.profiler.accounting import cost_source
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.run_lines import canonical_json  # the run store's canonical JSON: hashes match payload_id
 
@@ -164,13 +165,18 @@ class RowBuilder(PlaceTree):
         return self.dims.kind_id((call.model, call.provider, *(get(f) for f in _SOURCE_FIELDS),
                                   currency, source, cache_status(sp), sp.status))
 
-    def _paid_cost(self, sp: Span, ce: list[Any], paid: tuple[Decimal | None, Decimal | None]) -> tuple[int, list[Any]]:
+    def _paid_cost(self, sp: Span, paid: tuple[Decimal | None, Decimal | None]) -> tuple[int, list[Any]]:
         """A call billed by simulated automatic caching: its own kind (source ``simulated``) and cost entry,
-        memoised on the paid pair (the same object for every resampled copy of the run)."""
+        memoised on the paid pair (the same object for every resampled copy of the run). Its own priced cost
+        is not needed, only its currency."""
         memo = self._paid_memo.get(id(paid))
         if memo is not None and memo[0] is paid and memo[1] == sp.status:
             return memo[2], memo[3]
-        kind, entry = self._kind(sp, ce[2], "simulated"), [paid[0], paid[1], ce[2], "simulated", -1, -1]
+        native = native_currency(sp.llm)
+        # the kind the call would have had priced on its own is registered first, as it always was: the
+        # ledger's kind ids (and rows) do not depend on whether a call's own cost was needed
+        self._kind(sp, native, cost_source(sp, "USD") or "unknown")
+        kind, entry = self._kind(sp, native, "simulated"), [paid[0], paid[1], native, "simulated", -1, -1]
         self._paid_memo[id(paid)] = (paid, sp.status, kind, entry)
         return kind, entry
 
@@ -255,17 +261,16 @@ class RowBuilder(PlaceTree):
             call_idx.append(si)
             call_chains.append(cid)
             n_calls += 1
-            memo = call_memo(id(call))  # the same call object seen again (a resampled or re-read run)
-            if memo is not None and memo[0] is call and memo[1] == sp.status:
-                kind, ce = memo[2], memo[3]
-            else:
-                kind, ce = kind_and_cost(sp)
             if paid is not None and (pv := paid.get(sp.span_id)) is not None:  # billed as paid: simulated caching
                 pd = paid_memo(id(pv))
                 if pd is not None and pd[0] is pv and pd[1] == sp.status:
                     kind, ce = pd[2], pd[3]
                 else:
-                    kind, ce = self._paid_cost(sp, ce, pv)
+                    kind, ce = self._paid_cost(sp, pv)
+            elif (memo := call_memo(id(call))) is not None and memo[0] is call and memo[1] == sp.status:
+                kind, ce = memo[2], memo[3]  # the same call object seen again (a resampled or re-read run)
+            else:
+                kind, ce = kind_and_cost(sp)
             if ce[4] != batch:  # first use of this cost in the batch: one Arrow value, expanded by take
                 ce[4], ce[5] = batch, len(batch_costs)
                 batch_costs.append(ce)
