@@ -153,14 +153,19 @@ def prompt_units(call: LLMCall, memo: KeyMemo | None = None) -> PromptUnits:
     keys: list[str] = []
     ends: list[int] = []
     model = call.model
+    if memo is None:
+        memo = {}  # for this call only (a message object sent twice in one prompt is serialised once)
+    get = memo.get
     for tool in call.tools or []:
-        k = _key(tool, memo)
+        got = get(id(tool))  # _key, inlined: a run's every call re-sends its tools and history
+        k = got[1] if got is not None and got[0] is tool else _key(tool, memo)
         units.extend(_units_of(k, model))
         keys.append(k)
         ends.append(len(units))
     bounds = [len(units)]
     for m in call.messages:
-        k = _key(m, memo)
+        got = get(id(m))
+        k = got[1] if got is not None and got[0] is m else _key(m, memo)
         units.extend(_units_of(k, model))
         keys.append(k)
         ends.append(len(units))

@@ -40,6 +40,7 @@ MEMO_CHARS = 32_000_000
 """The message-hash memo is dropped at a batch boundary past this much message JSON (bounded memory)."""
 MEMO_PROMPTS = 100_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
+_PAYLOAD_POOL = pa.system_memory_pool()
 _ZERO = Decimal(0)
 _SOURCE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
 
@@ -361,7 +362,12 @@ class RowBuilder(PlaceTree):
     def tables(self) -> dict[str, pa.Table]:
         """The accumulated rows as Arrow tables (the ledger's stored tables, new dimension rows included);
         the builder starts empty again."""
-        out = {name: pa.table(cols, schema=TABLES[name]) for name, cols in self.cols.items()}
+        # payloads (megabytes of message text) go through the system allocator: a batch's arrays live only
+        # until DuckDB has copied them, and malloc reuses the pages Python just freed where Arrow's default
+        # pool maps fresh ones (measured on the corpus's batch: 0.10 s every time vs 0.14-0.45 s)
+        out = {name: pa.Table.from_arrays([pa.array(cols[f.name], f.type, memory_pool=_PAYLOAD_POOL)
+                                           for f in TABLES[name]], schema=TABLES[name])
+               for name, cols in self.cols.items()}
         out.update(self.dims.new_rows())
         runs = list(zip(*self.run_rows)) if self.run_rows else [()] * 17
         start = _times(runs[15])
