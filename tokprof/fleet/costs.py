@@ -153,6 +153,7 @@ class CostMemo:
     def __init__(self) -> None:
         self._memo: dict[tuple[Any, ...], list[Any]] = {}
         self._rates: RatesMemo = {}  # price rows' rates, for this builder's life (prices do not change mid-ingest)
+        self._hourly: dict[str | None, bool] = {}  # model -> priced by the hour (its start is then part of the key)
 
     def get(self, span: Span) -> list[Any]:
         """``[usd, cny, currency, source, batch, index]``: the last two are the caller's (which batch last
@@ -161,9 +162,13 @@ class CostMemo:
         assert call is not None
         u = call.usage
         rec = call.cost
+        hourly = self._hourly.get(call.model)
+        if hourly is None:
+            hourly = self._hourly[call.model] = _hourly(call.model)
         key = (call.model, call.provider, u.input_tokens, u.output_tokens, u.cache_read_tokens,
                u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, tuple(u.sources.items()),
-               None if rec is None else (rec.amount, rec.currency, rec.source))
+               None if rec is None else (rec.amount, rec.currency, rec.source),
+               span.wall_start_ns if hourly else None, tuple(u.tool_requests.items()))
         hit = self._memo.get(key)
         if hit is None:
             if len(self._memo) > MEMO_BOUND:
@@ -178,6 +183,19 @@ class CostMemo:
         source = "unknown" if usd is None or usd.amount is None else usd.source
         return [money(None if usd is None else usd.amount), money(None if cny is None else cny.amount),
                 native_currency(call), source, -1, -1]
+
+
+def _hourly(model: str | None) -> bool:
+    """Whether a row of ``model``'s price has time-of-day prices (peak / off-peak): a call's cost then
+    depends on when it started, not only on its usage."""
+    from tokprof.profiler.providers.prices import get_price, native_prices, resolve_model
+
+    price = get_price(model, warn=False)
+    if price is None:
+        return False
+    key = resolve_model(model or "")
+    rows = [price, *(native_prices(key).values() if key else ())]
+    return any(getattr(r, "time_of_day", None) is not None for r in rows)
 
 
 def native_currency(call: Any) -> str:
