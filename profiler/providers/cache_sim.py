@@ -174,7 +174,8 @@ class Simulator:
             else block_hashes(units)
         self._last[call.model] = (keys, ends, full)
         blocks = full[:n_prompt // BLOCK_UNITS + 1]  # the prompt's: a prefix of the sequence's
-        return _Seq(list(units), anchors, full), blocks
+        # no copy: ``pu.units`` is this call's own list, and nothing writes to a cached sequence
+        return _Seq(units, anchors, full), blocks
 
     def bill(self, span: Span, rule: CacheRule, plan: dict[str, Any]) -> CallBill:
         call = span.llm
