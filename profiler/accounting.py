@@ -162,10 +162,11 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
 SUPPORTED_CURRENCIES = ("USD", "CNY")
 
 
-RatesMemo = dict[int, tuple[Any, Any]]
-"""id(price-table row) -> (the row, its :class:`~tokprof.profiler.providers.cost.Rates`), for one pass over many
-calls (an ingest): a row's rates are rebuilt on every :func:`usage_cost` otherwise. The row is kept, so its id
-cannot be reused; a price replaced during the pass (``set_price``) is a new row, priced anew."""
+RatesMemo = dict[Any, Any]
+"""For one pass over many calls (an ingest): id(price-table row) -> (the row, its
+:class:`~tokprof.profiler.providers.cost.Rates`), rebuilt on every :func:`usage_cost` otherwise (the row is
+kept, so its id cannot be reused; a price replaced during the pass is a new row, priced anew); and
+(provider, model) -> its cache rule."""
 
 
 def span_costs(span: Span, currencies: tuple[str, ...] = SUPPORTED_CURRENCIES,
@@ -207,7 +208,12 @@ def _priced(span: Span, call: LLMCall, usage: Usage, curs: list[str], memo: Rate
         if memo is not None:
             memo[id(price)] = got
     rates = got[1]
-    rule = cache_rule(call.provider, model)
+    if memo is None:
+        rule = cache_rule(call.provider, model)
+    else:
+        rule = memo.get((call.provider, model))
+        if rule is None:
+            rule = memo[(call.provider, model)] = cache_rule(call.provider, model)
     split = _cost.TokenSplit.from_usage(usage)
     started = _cost.call_start_ns(span)
     weakest = _weakest_source(usage, _SOURCE_FIELDS)

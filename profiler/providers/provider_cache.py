@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 from tokprof.profiler.providers.prompt_units import BLOCK_UNITS, block_hashes
 
 
-_NONE_ID = id(None)
-
-
 @dataclass
 class _Seq:
     """A unit sequence some call left in the cache, with recorded-token anchors (unit pos, tokens)."""
@@ -64,20 +61,18 @@ class ProviderCache:
                         refresh: bool) -> tuple[int, _Entry | None]:
         """Longest live cached prefix of ``units``: (units matched, entry holding it). ``refresh``: the
         matched blocks (only those) are used again at ``now_ns``."""
-        # The matched prefix: the leading blocks that are cached by live entries. Found in C-level passes
-        # (a prompt of thousands of units has hundreds of blocks, and every call of a conversation looks
-        # its whole prompt up): the entries of every block, where the first uncached one is, and the
-        # liveness of each distinct entry (blocks of one insert share one: a handful per prompt).
-        ents = list(map((self.blocks.get(model) or {}).get, blocks[1:]))
-        ids = list(map(id, ents))
-        try:
-            n = ids.index(_NONE_ID)
-        except ValueError:
-            n = len(ids)
-        for i, e in dict(zip(ids[:n], ents[:n])).items():
-            if now_ns - e.last_used_ns > e.ttl_ns:  # not _Entry.alive: an expired entry ends the match
-                n = min(n, ids.index(i))
-        best: _Entry | None = ents[n - 1] if n else None
+        get = (self.blocks.get(model) or {}).get
+        best: _Entry | None = None
+        n = 0
+        for h in blocks[1:]:
+            e = get(h)
+            if e is None:
+                break
+            if e is not best:  # blocks of one insert share an entry: check each entry once
+                if now_ns - e.last_used_ns > e.ttl_ns:  # _Entry.alive, inlined: the hot loop
+                    break
+                best = e
+            n += 1
         matched = n * BLOCK_UNITS
         # refine inside the next block against the sequence that owns the matched prefix
         cand = best.seq if best is not None else None
