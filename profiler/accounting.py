@@ -208,6 +208,7 @@ def _priced(span: Span, call: LLMCall, usage: Usage, curs: list[str], memo: Rate
         if memo is not None:
             memo[id(price)] = got
     rates = got[1]
+    rule: Any
     if memo is None:
         rule = cache_rule(call.provider, model)
     else:

@@ -64,10 +64,11 @@ def _c_encoder() -> Any:
     C encoder per call, half the time of hashing a typical chat message. ``None`` without the C accelerator."""
     from json import encoder
 
-    if encoder.c_make_encoder is None:
+    make = getattr(encoder, "c_make_encoder", None)  # the C accelerator (absent on some interpreters)
+    if make is None:
         return None
     markers: dict[int, Any] = {}  # cycle detection, as dumps' check_circular; empty again after each call
-    return markers, encoder.c_make_encoder(markers, json_default, encoder.encode_basestring, None, ":", ",",
+    return markers, make(markers, json_default, encoder.encode_basestring, None, ":", ",",
                                            True, False, True)
 
 

@@ -63,10 +63,11 @@ def _key_encoder() -> Any:
     (``dumps`` makes an encoder per call: as long as encoding a short message). ``None`` without it."""
     from json import encoder
 
-    if encoder.c_make_encoder is None:
+    make = getattr(encoder, "c_make_encoder", None)  # the C accelerator (absent on some interpreters)
+    if make is None:
         return None
     markers: dict[int, Any] = {}
-    return markers, encoder.c_make_encoder(markers, str, encoder.encode_basestring, None, ": ", ", ",
+    return markers, make(markers, str, encoder.encode_basestring, None, ": ", ", ",
                                            True, False, True)
 
 
