@@ -100,13 +100,23 @@ def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
                              prices=lambda _m: _cost.rates_of(price), started_ns=started_ns)
     if amount is None:
         return None
-    weakest = _weakest_source(usage, ("input_tokens", "output_tokens", "cache_read_tokens",
-                                      "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens"))
+    return Cost(amount, currency.upper(), _priced_source(usage, model, price, currency, started_ns))
+
+
+_SOURCE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+                  "cache_write_1h_tokens")
+
+
+def _priced_source(usage: Usage, model: str | None, price: Any, currency: str, started_ns: int | None,
+                   weakest: Any = False) -> Any:
+    """``estimated`` or ``computed``: the source of a cost priced from ``price`` (the model's primary row) in
+    ``currency``. ``weakest``: :func:`_weakest_source` of the usage, when the caller has it."""
+    if weakest is False:
+        weakest = _weakest_source(usage, _SOURCE_FIELDS)
     used = get_price(model, warn=False, currency=currency) or price  # the row actually used (native currency)
     hours_unknown = used.time_of_day is not None and not used.time_of_day.known_at(started_ns)
-    source: Any = "estimated" if (weakest == "estimated" or used.estimated or hours_unknown
-                                  or _tool_requests_estimated(usage, used.provider)) else "computed"
-    return Cost(amount, currency.upper(), source)
+    return "estimated" if (weakest == "estimated" or used.estimated or hours_unknown
+                           or _tool_requests_estimated(usage, used.provider)) else "computed"
 
 
 def _tool_requests_estimated(usage: Usage, provider: str | None) -> bool:
@@ -150,6 +160,92 @@ def span_cost(span: Span, currency: str = "USD") -> Cost | None:
 
 
 SUPPORTED_CURRENCIES = ("USD", "CNY")
+
+
+RatesMemo = dict[Any, Any]
+"""For one pass over many calls (an ingest): id(price-table row) -> (the row, its
+:class:`~tokprof.profiler.providers.cost.Rates`), rebuilt on every :func:`usage_cost` otherwise (the row is
+kept, so its id cannot be reused; a price replaced during the pass is a new row, priced anew); and
+(provider, model) -> its cache rule."""
+
+
+def span_costs(span: Span, currencies: tuple[str, ...] = SUPPORTED_CURRENCIES,
+               rates: RatesMemo | None = None) -> list[Cost | None]:
+    """``[span_cost(span, c) for c in currencies]``, with what does not depend on the currency done once: the
+    price row and its rates (memoised in ``rates``), the cache rule, the token split and the weakest source.
+    The same values (tests/test_span_costs.py checks every corpus call); on any error each currency goes
+    through :func:`span_cost` itself, which logs it and gives ``None``."""
+    call = span.llm
+    n = len(currencies)
+    if call is None:
+        return [None] * n
+    curs = [c.upper() for c in currencies]
+    for c, cu in zip(currencies, curs):
+        if cu not in SUPPORTED_CURRENCIES:
+            raise ValueError(f"unsupported currency {c!r}: use one of {', '.join(SUPPORTED_CURRENCIES)}")
+    rec = call.cost
+    usage = call.usage
+    if (rec is not None and rec.source == "recorded" and rec.amount is not None) \
+            or not (usage.known("input_tokens") or usage.known("output_tokens")):
+        return [span_cost(span, c) for c in currencies]  # no pricing to share
+    try:
+        return _priced(span, call, usage, curs, rates)
+    except Exception:  # noqa: BLE001 - the general path logs it once and shows the cost as unknown
+        return [span_cost(span, c) for c in currencies]
+
+
+def _priced(span: Span, call: LLMCall, usage: Usage, curs: list[str], memo: RatesMemo | None) -> list[Cost | None]:
+    """:func:`usage_cost` of ``call`` in each of ``curs`` (see :func:`span_costs`)."""
+    from tokprof.profiler.providers.cache_rules import cache_rule
+
+    model = call.model
+    price = get_price(model)
+    if price is None:
+        return [None] * len(curs)
+    got = None if memo is None else memo.get(id(price))
+    if got is None or got[0] is not price:
+        got = (price, _cost.rates_of(price))
+        if memo is not None:
+            memo[id(price)] = got
+    rates = got[1]
+    rule: Any
+    if memo is None:
+        rule = cache_rule(call.provider, model)
+    else:
+        rule = memo.get((call.provider, model))
+        if rule is None:
+            rule = memo[(call.provider, model)] = cache_rule(call.provider, model)
+    split = _cost.TokenSplit.from_usage(usage)
+    started = _cost.call_start_ns(span)
+    weakest = _weakest_source(usage, _SOURCE_FIELDS)
+    out: list[Cost | None] = []
+    for cur in curs:
+        amount = _cost.split_cost(split, rates, rule, cur, started_ns=started)
+        out.append(None if amount is None else
+                   Cost(amount, cur, _priced_source(usage, model, price, cur, started, weakest)))
+    return out
+
+
+def cost_source(span: Span, currency: str = "USD") -> str | None:
+    """``span_cost(span, currency).source`` (``None``: the cost is unknown) without the arithmetic, for a
+    caller that bills the call otherwise but records what its own cost would have been."""
+    call = span.llm
+    if call is None:
+        return None
+    rec = call.cost
+    usage = call.usage
+    if not ((rec is not None and rec.source == "recorded" and rec.amount is not None)
+            or not (usage.known("input_tokens") or usage.known("output_tokens"))):
+        try:
+            price = get_price(call.model)
+            if price is None:
+                return None
+            # priced from a row, the amount is known in either supported currency
+            return str(_priced_source(usage, call.model, price, currency.upper(), _cost.call_start_ns(span)))
+        except Exception:  # noqa: BLE001 - the general path decides (and logs)
+            pass
+    c = span_cost(span, currency)
+    return None if c is None or c.amount is None else str(c.source)
 
 
 def fill_run_usage(run: Run) -> None:

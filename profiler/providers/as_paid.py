@@ -219,12 +219,12 @@ class RunPaid:
 # ---------------------------------------------------------------------------------------------------
 # simulation under the hit-rate scenarios
 # ---------------------------------------------------------------------------------------------------
-def inferred_plan(span: Span) -> dict[str, Any]:
+def inferred_plan(span: Span, own: dict[str, Any] | None = None) -> dict[str, Any]:
     """The breakpoint an agent evidently used on an explicit-cache provider: the trace reports cache
     tokens but not where the ``cache_control`` marker was, so assume the last message (the usual
-    placement for a growing conversation). Empty for anything else."""
+    placement for a growing conversation). Empty for anything else. ``own``: ``plan_of(span)``, if known."""
     call = span.llm
-    if call is None or plan_of(span):
+    if call is None or (own if own is not None else plan_of(span)):
         return {}
     u = call.usage
     if not (u.cache_read_tokens > 0 or u.cache_write_tokens > 0):
@@ -248,13 +248,16 @@ def _scenario_cost(bill: CallBill, rule: CacheRule, rates: Rates | None, currenc
 
 
 def simulated_bill(run: Run, currency: str = "USD", plan_for: Callable[[int, Span], dict[str, Any]] | None = None,
-                   prices: PriceLookup | None = None) -> RunBill:
+                   prices: PriceLookup | None = None, *, own_plans: dict[tuple[int, str], dict[str, Any]] | None = None,
+                   priced: bool = True) -> RunBill:
     """THE simulation of one run (all predicted hits served): its own provider cache, warmed with the prefix
     its account evidently sent before (:meth:`~tokprof.profiler.providers.cache_sim.Simulator.warm`), the
-    calls fed in time order. ``plan_for(0, span)``: breakpoints for calls that carry none."""
+    calls fed in time order. ``plan_for(0, span)``: breakpoints for calls that carry none; ``own_plans``,
+    ``priced``: as for :func:`~tokprof.profiler.providers.cache_sim.bill_runs`."""
     sim = Simulator()
     sim.warm(run)
-    return bill_runs([run], currency, mode="simulate", plan_for=plan_for, prices=prices, simulator=sim)[0]
+    return bill_runs([run], currency, mode="simulate", plan_for=plan_for, prices=prices, simulator=sim,
+                     own_plans=own_plans, priced=priced)[0]
 
 
 def simulate(runs: list[Run], currency: str = "USD",

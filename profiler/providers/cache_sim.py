@@ -174,7 +174,8 @@ class Simulator:
             else block_hashes(units)
         self._last[call.model] = (keys, ends, full)
         blocks = full[:n_prompt // BLOCK_UNITS + 1]  # the prompt's: a prefix of the sequence's
-        return _Seq(list(units), anchors, full), blocks
+        # no copy: ``pu.units`` is this call's own list, and nothing writes to a cached sequence
+        return _Seq(units, anchors, full), blocks
 
     def bill(self, span: Span, rule: CacheRule, plan: dict[str, Any]) -> CallBill:
         call = span.llm
@@ -278,12 +279,16 @@ def bill_run(run: Run, currency: str = "USD", *, mode: str | None = None,
 
 def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None,
               prices: PriceLookup | None = None, simulator: Simulator | None = None,
-              plan_for: Callable[[int, Span], dict[str, Any]] | None = None) -> list[RunBill]:
+              plan_for: Callable[[int, Span], dict[str, Any]] | None = None,
+              own_plans: dict[tuple[int, str], dict[str, Any]] | None = None, priced: bool = True) -> list[RunBill]:
     """Bill several runs made by one account: their calls reach the provider's cache in wall-clock order,
     interleaved across runs (concurrent simulations of a benchmark share the cache).
 
     ``plan_for(run index, span)``: the caching plan of a call in ``simulate`` mode when it has none of its
-    own (:mod:`tokprof.optimizers.paid` uses it to keep the breakpoints an agent evidently used)."""
+    own (:mod:`tokprof.optimizers.paid` uses it to keep the breakpoints an agent evidently used).
+    ``own_plans``: (run index, span id) -> :func:`plan_of` of the call, when the caller has them already.
+    ``priced=False``: the bills' tokens only (``cost`` left None, basis never ``unpriced``), for a caller that
+    prices them itself."""
     lookup = memo_lookup(prices or default_prices)
     rule_of = memo_rules()
     sim = simulator or Simulator()
@@ -297,7 +302,7 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
         key = (i, span.span_id)
         call = span.llm
         assert call is not None
-        plan = plan_of(span) if m == "simulate" else {}
+        plan = ((own_plans[key] if own_plans is not None else plan_of(span)) if m == "simulate" else {})
         if m == "simulate" and not plan and plan_for is not None:
             plan = plan_for(i, span) or {}
         rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
@@ -319,6 +324,9 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
             assert span.llm is not None
             b.currency = currency
             b.started_ns = call_start_ns(span)  # time-of-day prices (peak / off-peak) need the call's start
+            if not priced:
+                calls.append(b)
+                continue
             b.cost = call_cost(b, lookup(span.llm.model), rules[key], currency)
             if b.cost is None and b.basis != "served":
                 b.basis = "unpriced"

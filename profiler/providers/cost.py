@@ -207,10 +207,11 @@ class TokenSplit:
                          tuple(sorted((getattr(usage, "tool_requests", None) or {}).items())))
 
     @classmethod
-    def from_bill(cls, bill: Any) -> "TokenSplit":
+    def from_bill(cls, bill: Any, cache_read: int | None = None) -> "TokenSplit":
         """From the simulator's ``CallBill``, whose ``cache_write_tokens`` (5-minute) and
-        ``cache_write_1h_tokens`` are disjoint."""
-        return cls._make(int(bill.input_tokens), int(bill.cache_read_tokens), int(bill.cache_write_tokens),
+        ``cache_write_1h_tokens`` are disjoint. ``cache_read``: in place of the bill's (a hit-rate scenario)."""
+        read = int(bill.cache_read_tokens) if cache_read is None else int(cache_read)
+        return cls._make(int(bill.input_tokens), read, int(bill.cache_write_tokens),
                          int(bill.cache_write_1h_tokens), int(bill.output_tokens), int(bill.reasoning_tokens),
                          tuple(getattr(bill, "tool_requests", ()) or ()))
 

@@ -44,14 +44,45 @@ def exact_tokenizer(model: str | None) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _encode_fn(model: str | None) -> Callable[[str], list[int]]:
+def _encode_fn(model: str | None) -> Callable[[str], tuple[int, ...]]:
     enc = _encoder_for(model)
-    if enc is not None:
-        return enc
-    return lambda text: [hash(p) for p in _PIECE.findall(text)]
+    if enc is None:
+        return lambda text: tuple(hash(p) for p in _PIECE.findall(text))
+
+    # memoised by text: the same text comes back inside messages whose keys differ (a reply, then the same
+    # words as history with a tool-call id), a third of the encoder's work on recorded agent runs
+    @lru_cache(maxsize=65_536)
+    def encode(text: str) -> tuple[int, ...]:
+        return tuple(enc(text))
+
+    return encode
+
+
+def _key_encoder() -> Any:
+    """The C encoder ``json.dumps(m, sort_keys=True, ensure_ascii=False, default=str)`` ends in, made once
+    (``dumps`` makes an encoder per call: as long as encoding a short message). ``None`` without it."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)  # the C accelerator (absent on some interpreters)
+    if make is None:
+        return None
+    markers: dict[int, Any] = {}
+    return markers, make(markers, str, encoder.encode_basestring, None, ": ", ", ",
+                                           True, False, True)
+
+
+_KEY_ENC = _key_encoder()
 
 
 def _message_key(m: Any) -> str:
+    """Canonical JSON of a message, byte for byte ``json.dumps(m, sort_keys=True, ensure_ascii=False,
+    default=str)`` (on any error, ``dumps`` itself decides)."""
+    if _KEY_ENC is not None:
+        markers, enc = _KEY_ENC
+        try:
+            return "".join(enc(m, 0))
+        except Exception:  # noqa: BLE001 - a cycle, unsortable keys, another thread: the reference path
+            markers.clear()
     return json.dumps(m, sort_keys=True, ensure_ascii=False, default=str)
 
 
@@ -61,7 +92,7 @@ def _units_of(key: str, model: str | None) -> tuple[int, ...]:
     m = json.loads(key)
     encode = _encode_fn(model)
     if not isinstance(m, dict):
-        return tuple(encode(str(m)))
+        return encode(str(m))
     role = str(m.get("role") or "")
     units: list[int] = [hash(("<role>", role, m.get("name")))]
     content = m.get("content")
@@ -123,14 +154,19 @@ def prompt_units(call: LLMCall, memo: KeyMemo | None = None) -> PromptUnits:
     keys: list[str] = []
     ends: list[int] = []
     model = call.model
+    if memo is None:
+        memo = {}  # for this call only (a message object sent twice in one prompt is serialised once)
+    get = memo.get
     for tool in call.tools or []:
-        k = _key(tool, memo)
+        got = get(id(tool))  # _key, inlined: a run's every call re-sends its tools and history
+        k = got[1] if got is not None and got[0] is tool else _key(tool, memo)
         units.extend(_units_of(k, model))
         keys.append(k)
         ends.append(len(units))
     bounds = [len(units)]
     for m in call.messages:
-        k = _key(m, memo)
+        got = get(id(m))
+        k = got[1] if got is not None and got[0] is m else _key(m, memo)
         units.extend(_units_of(k, model))
         keys.append(k)
         ends.append(len(units))

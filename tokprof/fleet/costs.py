@@ -9,18 +9,19 @@ them, and the Decimal arithmetic then runs once per distinct call rather than on
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
-from tokprof.profiler.accounting import span_cost
+from tokprof.profiler.accounting import RatesMemo, span_costs
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.keys import served_by
 from tokprof.profiler.providers.as_paid import (
-    SIMULATED, hit_rate, needs_simulation, original_plans, paid_bills, recorded_cost, simulate_in, simulated_bill)
+    SIMULATED, hit_rate, inferred_plan, needs_simulation, original_plans, paid_bills, recorded_cost, simulate_in,
+    simulated_bill)
 from tokprof.profiler.providers.bills import call_cost, memo_lookup, memo_rules
+from tokprof.profiler.providers.cache_rules import CacheRule
 from tokprof.profiler.providers.cache_sim import plan_of, recorded_bill
-from tokprof.profiler.providers.cost import default_prices
+from tokprof.profiler.providers.cost import PriceLookup, TokenSplit, default_prices, split_cost
 
 _PLACES = Decimal(1).scaleb(-24)
 MEMO_BOUND = 200_000
@@ -58,6 +59,8 @@ class PaidOverrides:
 
     def __init__(self) -> None:
         self._memo: dict[tuple[int, ...], tuple[list[Any], dict[str, tuple[Decimal | None, Decimal | None]] | None]] = {}
+        self._lookup = memo_lookup(default_prices)  # for this builder's life: prices do not change mid-ingest
+        self._rules = memo_rules()
 
     def get(self, run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]] | None:
         """``span id -> (usd, cny)`` of the calls billed by simulated caching, or None when there are none."""
@@ -66,36 +69,47 @@ class PaidOverrides:
         hit = self._memo.get(key)
         if hit is not None and all(a is b for a, b in zip(hit[0], calls)):
             return hit[1]
-        out = simulated_costs(run) if needs_simulation(run, "USD") else None
+        out = simulated_costs(run, self._lookup, self._rules) if needs_simulation(run, "USD") else None
         if len(self._memo) > PAID_MEMO_BOUND:
             self._memo.clear()
         self._memo[key] = (calls, out)
         return out
 
 
-def simulated_costs(run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]]:
+def simulated_costs(run: Run, lookup: PriceLookup | None = None,
+                    rule_of: Callable[[str | None, str | None, bool], CacheRule] | None = None
+                    ) -> dict[str, tuple[Decimal | None, Decimal | None]]:
     """``span id -> (usd, cny)`` as stored, for each call of ``run`` that
     :func:`~tokprof.profiler.providers.as_paid.paid_bills` bills by simulated automatic caching in USD: its
     expected cost in USD and its as-paid cost in CNY.
 
     The same figures as ``paid_bills`` (asserted on the whole corpus by ``tests/test_fleet_paid_fast.py``),
-    computed with less: one simulation (:func:`~tokprof.profiler.providers.as_paid.simulated_bill`), and only
-    the expected scenario priced, by the one cost function, for the calls it concerns; ``paid_bills`` also
-    prices the all-hits and no-hits scenarios and bills every call as recorded, twice. A call whose CNY basis
-    is not the simulated one (a recorded cost convertible to CNY but not USD) is rare; the run then goes
-    through ``paid_bills`` itself."""
-    plans = original_plans([run])
-    lookup = memo_lookup(default_prices)
-    rule_of = memo_rules()
-    rb = simulated_bill(run, "USD", lambda _, sp: plans.get((0, sp.span_id), {}), lookup)
+    computed with less: one simulation (:func:`~tokprof.profiler.providers.as_paid.simulated_bill`, its
+    bills left unpriced), each call's own plan found once, and only the expected scenario priced, by the one
+    cost function, for the calls it concerns; ``paid_bills`` also prices the all-hits and no-hits scenarios
+    and bills every call as recorded, twice. A call whose CNY basis is not the simulated one (a recorded cost
+    convertible to CNY but not USD) is rare; the run then goes through ``paid_bills`` itself.
+
+    ``lookup``, ``rule_of``: memoised prices and cache rules (:func:`memo_lookup`, :func:`memo_rules`) the
+    caller keeps for a whole ingest (prices do not change during one)."""
+    lookup = lookup or memo_lookup(default_prices)
+    rule_of = rule_of or memo_rules()
+    spans = run.llm_spans()
+    own = {(0, sp.span_id): plan_of(sp) for sp in spans}  # each call's markers scanned once, not three times
+    plans = {}
+    for sp in spans:
+        if p := inferred_plan(sp, own[(0, sp.span_id)]):
+            plans[(0, sp.span_id)] = p
+    rb = simulated_bill(run, "USD", lambda _, sp: plans.get((0, sp.span_id), {}), lookup, own_plans=own,
+                        priced=False)
     h_exp = None
     out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
-    for span, b in zip(run.llm_spans(), rb.calls):
+    for span, b in zip(spans, rb.calls):
         call = span.llm
         assert call is not None
         if b.basis == "served" or served_by(span.attributes) or recorded_cost(span, "USD") is not None:
             continue
-        plan = plan_of(span) or plans.get((0, span.span_id), {})
+        plan = own[(0, span.span_id)] or plans.get((0, span.span_id), {})
         rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
         if rule.mode != "automatic":
             continue  # basis uncached or simulated breakpoints: the call's own cost stands
@@ -106,17 +120,16 @@ def simulated_costs(run: Run) -> dict[str, tuple[Decimal | None, Decimal | None]
             continue  # basis provider cache tokens
         if recorded_cost(span, "CNY") is not None:
             return _via_paid_bills(run)
-        pair = []
-        for cur in ("USD", "CNY"):
-            bc = b if cur == b.currency else replace(b, currency=cur, cost=call_cost(b, rates, rule, cur))
-            if bc.cache_read_tokens > 0:
-                if h_exp is None or h_exp[0] != rule.provider:
-                    h_exp = (rule.provider, hit_rate(rule.provider)[0])
-                reads = int(bc.cache_read_tokens * h_exp[1])
-                pair.append(call_cost(replace(bc, cache_read_tokens=reads), rates, rule, cur))
-            else:
-                pair.append(bc.cost)
-        out[span.span_id] = (money(pair[0]), money(pair[1]))
+        # the expected scenario: the simulated reads at the provider's expected hit rate (as_paid's
+        # _scenario_cost), else the bill as simulated; a bill's cost depends on its tokens, not its currency
+        reads = None
+        if b.cache_read_tokens > 0:
+            if h_exp is None or h_exp[0] != rule.provider:
+                h_exp = (rule.provider, hit_rate(rule.provider)[0])
+            reads = int(b.cache_read_tokens * h_exp[1])
+        split = TokenSplit.from_bill(b, cache_read=reads)
+        out[span.span_id] = (money(split_cost(split, rates, rule, "USD", started_ns=b.started_ns)),
+                             money(split_cost(split, rates, rule, "CNY", started_ns=b.started_ns)))
     return out
 
 
@@ -139,6 +152,8 @@ class CostMemo:
 
     def __init__(self) -> None:
         self._memo: dict[tuple[Any, ...], list[Any]] = {}
+        self._rates: RatesMemo = {}  # price rows' rates, for this builder's life (prices do not change mid-ingest)
+        self._hourly: dict[str | None, bool] = {}  # model -> priced by the hour (its start is then part of the key)
 
     def get(self, span: Span) -> list[Any]:
         """``[usd, cny, currency, source, batch, index]``: the last two are the caller's (which batch last
@@ -147,9 +162,13 @@ class CostMemo:
         assert call is not None
         u = call.usage
         rec = call.cost
+        hourly = self._hourly.get(call.model)
+        if hourly is None:
+            hourly = self._hourly[call.model] = _hourly(call.model)
         key = (call.model, call.provider, u.input_tokens, u.output_tokens, u.cache_read_tokens,
                u.cache_write_tokens, u.cache_write_1h_tokens, u.reasoning_tokens, tuple(u.sources.items()),
-               None if rec is None else (rec.amount, rec.currency, rec.source))
+               None if rec is None else (rec.amount, rec.currency, rec.source),
+               span.wall_start_ns if hourly else None, tuple(u.tool_requests.items()))
         hit = self._memo.get(key)
         if hit is None:
             if len(self._memo) > MEMO_BOUND:
@@ -157,22 +176,34 @@ class CostMemo:
             hit = self._memo[key] = self._compute(span)
         return hit
 
-    @staticmethod
-    def _compute(span: Span) -> list[Any]:
+    def _compute(self, span: Span) -> list[Any]:
         call = span.llm
         assert call is not None
-        rec = call.cost
-        usd = span_cost(span, "USD")
-        cny = span_cost(span, "CNY")
-        native = "USD"
-        if rec is not None and rec.source == "recorded" and rec.amount is not None:
-            native = rec.currency.upper()
-        else:
-            from tokprof.profiler.providers.prices import get_price
-
-            price = get_price(call.model, warn=False)
-            if price is not None:
-                native = price.currency
+        usd, cny = span_costs(span, ("USD", "CNY"), self._rates)  # = span_cost in each, priced in one pass
         source = "unknown" if usd is None or usd.amount is None else usd.source
         return [money(None if usd is None else usd.amount), money(None if cny is None else cny.amount),
-                native, source, -1, -1]
+                native_currency(call), source, -1, -1]
+
+
+def _hourly(model: str | None) -> bool:
+    """Whether a row of ``model``'s price has time-of-day prices (peak / off-peak): a call's cost then
+    depends on when it started, not only on its usage."""
+    from tokprof.profiler.providers.prices import get_price, native_prices, resolve_model
+
+    price = get_price(model, warn=False)
+    if price is None:
+        return False
+    key = resolve_model(model or "")
+    rows = [price, *(native_prices(key).values() if key else ())]
+    return any(getattr(r, "time_of_day", None) is not None for r in rows)
+
+
+def native_currency(call: Any) -> str:
+    """The call's own currency: its recorded cost's, else its price row's, else USD."""
+    rec = call.cost
+    if rec is not None and rec.source == "recorded" and rec.amount is not None:
+        return str(rec.currency.upper())
+    from tokprof.profiler.providers.prices import get_price
+
+    price = get_price(call.model, warn=False)
+    return "USD" if price is None else str(price.currency)

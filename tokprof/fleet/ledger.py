@@ -265,8 +265,11 @@ def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
 
 
 def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, list[str]]],
-           stale: list[str]) -> None:
-    """One transaction: drop stale rows, insert the batch, record the files."""
+           stale: list[str], collect: bool = True) -> None:
+    """One transaction: drop stale rows, insert the batch, record the files. ``collect=False``: the last
+    flush of an ingest, whose builder (and its memos) is about to be dropped: collecting now would scan
+    everything the ingest made only to find it alive (a fifth of a small ingest's time), and what it leaves
+    is freed by reference counting or by the collector once re-enabled."""
     tables = builder.tables()
     con.execute("BEGIN")
     try:
@@ -283,6 +286,8 @@ def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, 
     files.clear()
     stale.clear()
     del tables
+    if not collect:
+        return
     # see bulk_gc. The young generations only: with automatic collection off, everything made since the last
     # flush is young, and what survived earlier flushes (the builder's memos, the caller's runs) is not
     # rescanned each batch (a full collection per batch grew with the fleet); bulk_gc's exit re-enables the
@@ -306,7 +311,7 @@ def ingest_runs(con: Any, runs: Iterable[Run], *, diagnose: bool = True, payload
             _flush(con, builder, [], ids)
             ids = []
     total += builder.pending_calls()
-    _flush(con, builder, [], ids)
+    _flush(con, builder, [], ids, collect=False)
     return total
 
 
