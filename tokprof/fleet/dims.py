@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tokprof.fleet.schema import CALL_KINDS, KIND_FIELDS, PLACES, TAG_SETS
+from tokprof.fleet.schema import CALL_KINDS, KIND_FIELDS, PLACES, TAG_SETS, arrow_array
 
 class _Dim:
     """One dimension: natural key -> id, and the rows assigned since they were last handed over."""
@@ -95,11 +95,11 @@ class Dims:
         t = self.tag_sets.drain(2)
         k = self.kinds.drain(1 + len(KIND_FIELDS))
         return {
-            "places": pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(p, PLACES)], schema=PLACES),
+            "places": pa.Table.from_arrays([arrow_array(c, f.type) for c, f in zip(p, PLACES)], schema=PLACES),
             "tag_sets": pa.Table.from_arrays([pa.array(t[0], pa.int32()),
-                                              pa.array([list(x) for x in t[1]], TAG_SETS.field("tags").type)],
+                                              arrow_array([list(x) for x in t[1]], TAG_SETS.field("tags").type)],
                                              schema=TAG_SETS),
-            "call_kinds": pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(k, CALL_KINDS)],
+            "call_kinds": pa.Table.from_arrays([arrow_array(c, f.type) for c, f in zip(k, CALL_KINDS)],
                                                schema=CALL_KINDS),
         }
 

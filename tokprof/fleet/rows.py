@@ -31,7 +31,8 @@ from tokprof.fleet.copies import MAX_TEMPLATES, RunTemplate, add_copy, matches, 
 from tokprof.fleet.costs import CostMemo, PaidOverrides, cache_status, native_currency
 from tokprof.fleet.dims import Dims
 from tokprof.fleet.places import PlaceTree
-from tokprof.fleet.schema import CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS
+from tokprof.fleet.schema import (CALL_FACTS, MONEY, RUNS, SPAN_FACTS, TABLES, USAGE_COLUMNS, arrow_array, facts_table,
+                                  time_cols, times)
 from tokprof.profiler.accounting import cost_source
 from tokprof.profiler.model import Run, Span
 from tokprof.profiler.run_lines import canonical_json  # the run store's canonical JSON: hashes match payload_id
@@ -47,11 +48,6 @@ _SOURCE_FIELDS = tuple(f"{u}_tokens" for u in USAGE_COLUMNS)
 
 def _day(ns: int | None) -> dt.date | None:
     return None if ns is None else _EPOCH_DAY + dt.timedelta(days=ns // 86_400_000_000_000)
-
-
-def _times(ns: Any) -> pa.Array:
-    """Wall-clock nanoseconds -> TIMESTAMP (microseconds), in Arrow."""
-    return pc.divide(pa.array(ns, pa.int64()), 1000).cast(pa.timestamp("us"))
 
 
 class RowBuilder(PlaceTree):
@@ -112,7 +108,12 @@ class RowBuilder(PlaceTree):
         # the run store's content address (tokprof.profiler.store.payload_id): sha1 of the canonical JSON,
         # which is also what is stored
         text = canonical_json(m)
-        h = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): hashed as the store does, kept escaped
+            data = text.encode("utf-8", "surrogatepass")
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        h = hashlib.sha1(data).hexdigest()
         self._msg_memo[id(m)] = (m, h)
         self._memo_chars += len(text)
         if h not in self._seen_messages:
@@ -365,40 +366,27 @@ class RowBuilder(PlaceTree):
         # payloads (megabytes of message text) go through the system allocator: a batch's arrays live only
         # until DuckDB has copied them, and malloc reuses the pages Python just freed where Arrow's default
         # pool maps fresh ones (measured on the corpus's batch: 0.10 s every time vs 0.14-0.45 s)
-        out = {name: pa.Table.from_arrays([pa.array(cols[f.name], f.type, memory_pool=_PAYLOAD_POOL)
+        out = {name: pa.Table.from_arrays([arrow_array(cols[f.name], f.type, _PAYLOAD_POOL)
                                            for f in TABLES[name]], schema=TABLES[name])
                for name, cols in self.cols.items()}
         out.update(self.dims.new_rows())
         runs = list(zip(*self.run_rows)) if self.run_rows else [()] * 17
-        start = _times(runs[15])
-        out["runs"] = pa.Table.from_arrays([pa.array(runs[i], RUNS.field(i).type) for i in range(15)]
-                                           + [start, _times(runs[16]), pc.cast(start, pa.date32())], schema=RUNS)
-        out["span_facts"] = _table(self.span_cols, SPAN_FACTS, 8)
+        start = times(runs[15])
+        out["runs"] = pa.Table.from_arrays([arrow_array(runs[i], RUNS.field(i).type) for i in range(15)]
+                                           + [start, times(runs[16]), pc.cast(start, pa.date32())], schema=RUNS)
+        out["span_facts"] = facts_table(self.span_cols, SPAN_FACTS, 8)
         calls = self.call_cols
         cost_i = pa.array(calls[12], pa.int32())
         usd = pa.array([c[0] for c in self._batch_costs], MONEY).take(cost_i)
         cny = pa.array([c[1] for c in self._batch_costs], MONEY).take(cost_i)
-        cols = [pa.array(calls[i], CALL_FACTS.field(i).type) for i in range(6)]
+        cols = [arrow_array(calls[i], CALL_FACTS.field(i).type) for i in range(6)]
         cols += [pa.array(calls[6 + j], pa.int64()) for j in range(len(USAGE_COLUMNS))]
-        hashes = pa.array(self._batch_hashes, pa.string())
+        hashes = arrow_array(self._batch_hashes, pa.string())
         cols += [usd, cny, hashes.take(pa.array(calls[13], pa.int32())), hashes.take(pa.array(calls[14], pa.int32()))]
-        cols += _time_cols(calls[15], calls[16], calls[17])
+        cols += time_cols(calls[15], calls[16], calls[17])
         out["call_facts"] = pa.Table.from_arrays(cols, schema=CALL_FACTS)
         self._reset()
         return out
 
     def pending_calls(self) -> int:
         return len(self.call_cols[0])
-
-
-def _time_cols(start: Any, end: Any, dur: Any) -> list[pa.Array]:
-    """start_time, end_time, duration_ns, day from integer nanoseconds, in Arrow."""
-    s = _times(start)
-    return [s, _times(end), pa.array(dur, pa.int64()), pc.cast(s, pa.date32())]
-
-
-def _table(cols: list[list[Any]], schema: pa.Schema, n_before_times: int) -> pa.Table:
-    """A facts table from columns whose last three are start/end nanoseconds and duration."""
-    arrays = [pa.array(cols[i], schema.field(i).type) for i in range(n_before_times)]
-    arrays += _time_cols(cols[n_before_times], cols[n_before_times + 1], cols[n_before_times + 2])
-    return pa.Table.from_arrays(arrays, schema=schema)

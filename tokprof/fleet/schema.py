@@ -32,7 +32,10 @@ enough for the sum of billions of calls.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SCHEMA_VERSION = 2
 
@@ -225,3 +228,41 @@ def ddl() -> list[str]:
                "sha1 VARCHAR, run_ids VARCHAR[], ingested_at TIMESTAMP)")
     out.append("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, created_at TIMESTAMP)")
     return out + VIEWS
+
+
+def arrow_array(values: Any, typ: "pa.DataType", pool: Any = None) -> "pa.Array":
+    """``pa.array(values, typ)``, except that text holding a lone surrogate (JSON allows ``"\\ud800"``; Arrow
+    and DuckDB want valid UTF-8) is stored with it escaped (``\\ud800``) instead of failing the ingest. The
+    retry runs only when the fast path fails, so clean batches pay nothing."""
+    try:
+        return pa.array(values, typ, memory_pool=pool)
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        return pa.array([_escaped(v) for v in values], typ, memory_pool=pool)
+
+
+def _escaped(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(v, (list, tuple)):
+        return type(v)(_escaped(x) for x in v)
+    if isinstance(v, dict):
+        return {_escaped(k): _escaped(x) for k, x in v.items()}
+    return v
+
+
+def times(ns: Any) -> pa.Array:
+    """Wall-clock nanoseconds -> TIMESTAMP (microseconds), in Arrow."""
+    return pc.divide(pa.array(ns, pa.int64()), 1000).cast(pa.timestamp("us"))
+
+
+def time_cols(start: Any, end: Any, dur: Any) -> list[pa.Array]:
+    """start_time, end_time, duration_ns, day from integer nanoseconds, in Arrow."""
+    s = times(start)
+    return [s, times(end), pa.array(dur, pa.int64()), pc.cast(s, pa.date32())]
+
+
+def facts_table(cols: list[list[Any]], schema: pa.Schema, n_before_times: int) -> pa.Table:
+    """A facts table from columns whose last three are start/end nanoseconds and duration."""
+    arrays = [arrow_array(cols[i], schema.field(i).type) for i in range(n_before_times)]
+    arrays += time_cols(cols[n_before_times], cols[n_before_times + 1], cols[n_before_times + 2])
+    return pa.Table.from_arrays(arrays, schema=schema)
