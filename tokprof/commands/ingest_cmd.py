@@ -29,20 +29,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    from tokprof.fleet.ledger import connect, expand_sources, ingest, ledger_path
+    from tokprof.fleet.ledger import expand_sources, ingest, ledger_path, opened
 
     path = args.ledger or ledger_path(args.dir)
     sources = expand_sources(args.runs, args.dir)
-    con = connect(path)
-    try:
+    with opened(path) as con:
         if args.engine == "ray":
             from tokprof.fleet.ray_engine import ray_ingest
 
             rep = ray_ingest(con, sources, address=args.address, diagnose=not args.no_diagnostics)
         else:
             rep = ingest(con, sources, diagnose=not args.no_diagnostics)
-    finally:
-        con.close()
     doc = {**rep.to_dict(), "ledger": str(path)}
     if args.json:
         print(json.dumps(doc, indent=2))
