@@ -204,3 +204,29 @@ def test_importer_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
         print(f"\nredteam5: importer sweep {inputs} inputs x 2 commands ({tried} runs), tracebacks/hangs "
               f"{len(failures)}, files written elsewhere {len(stray)}")
     assert failures == [] and stray == []
+
+
+def _long_first_record(fmt: str) -> tuple[str, str]:
+    big = "A" * 70_000  # longer than the 64 KiB the format sniffer looks at
+    if fmt == "chatlog":
+        return "log.jsonl", "\n".join(json.dumps(_chat_line(i, big)) for i in range(2)) + "\n"
+    if fmt == "claude_code":
+        return "s-1.jsonl", wild._cc_line("user", "u1", None, "2025-06-01T10:00:00.000Z",
+                                          {"role": "user", "content": big}) + "\n" + _claude()
+    meta = dict(wild.LEGACY_CODEX[0], instructions=big)
+    return "rollout-2025-05-01T10-00-00-5973b6c0.jsonl", "\n".join(
+        json.dumps(x) for x in [meta, *wild.LEGACY_CODEX[1:]]) + "\n"
+
+
+@pytest.mark.parametrize("fmt", ["chatlog", "claude_code", "codex"])
+def test_first_record_longer_than_the_sniffed_head(fmt: str, tmp_path: Path) -> None:
+    """Before: profiler/interchange/__init__.py `_sniff` parsed the JSONL lines of the first 64 KiB only, so
+    a log whose first record held a long prompt was "unknown trace format" (`tokprof import`/`ingest` refused
+    it unless --format was given)."""
+    from tokprof.profiler.interchange import detect_format
+
+    name, text = _long_first_record(fmt)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    assert detect_format(path) == fmt
+    assert import_file(path).runs[0].llm_spans()
