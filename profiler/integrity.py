@@ -150,7 +150,7 @@ def _repair_span_end(rec: dict[str, Any], where: str) -> list[str]:
     (``wall_start_ns`` + duration) do not are a span end that cannot be true: the end becomes unknown (an
     open span) rather than crashing every consumer that derives the end (the fleet ledger's TIMESTAMPs)."""
     start, end, wall = rec.get("start_ns") or 0, rec.get("end_ns"), rec.get("wall_start_ns")  # Span.from_dict's 0
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+    if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
         return []
     dur = end - start
     wall_end = dur + (wall if isinstance(wall, int) and not isinstance(wall, bool) else 0)
