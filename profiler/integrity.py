@@ -145,6 +145,21 @@ def repair_time(holder: dict[str, Any], name: str, where: str) -> list[str]:
     return [f"{where}: {name} {_shown(value)} read as {fixed}"]
 
 
+def _repair_span_end(rec: dict[str, Any], where: str) -> list[str]:
+    """Times that each fit in 64 bits but whose duration (``end_ns - start_ns``) or wall-clock end
+    (``wall_start_ns`` + duration) do not are a span end that cannot be true: the end becomes unknown (an
+    open span) rather than crashing every consumer that derives the end (the fleet ledger's TIMESTAMPs)."""
+    start, end, wall = rec.get("start_ns") or 0, rec.get("end_ns"), rec.get("wall_start_ns")  # Span.from_dict's 0
+    if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
+        return []
+    dur = end - start
+    wall_end = dur + (wall if isinstance(wall, int) and not isinstance(wall, bool) else 0)
+    if -_INT64 < dur < _INT64 and -_INT64 < wall_end < _INT64:
+        return []
+    rec["end_ns"] = None
+    return [f"{where}: end_ns {end} is {dur} ns after start_ns, beyond a 64-bit wall-clock time; treated as unknown"]
+
+
 def repair_message(msg: Any, where: str) -> list[str]:
     """A chat message made safe to walk: a non-string role becomes its text; ``tool_calls`` entries that
     are not objects are dropped (a ``tool_calls`` that is not a list is dropped whole)."""
@@ -348,6 +363,7 @@ def repair_span(rec: dict[str, Any], where: str) -> list[str]:
     out += repair_tags(rec, where)
     for field in TIME_FIELDS:
         out += repair_time(rec, field, where)
+    out += _repair_span_end(rec, where)
     llm = rec.get("llm")
     if isinstance(llm, dict):
         out += repair_llm_names(llm, where) + repair_cost(llm, where)

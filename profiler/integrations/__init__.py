@@ -24,6 +24,7 @@ from tokprof.profiler.policy import internal_error
 from tokprof.profiler.integrations import _sdk
 from tokprof.profiler.integrations import auto as _auto
 from tokprof.profiler.integrations.middleware import Middleware, add_middleware, remove_middleware
+from tokprof.profiler.integrations.sdk_streams import end_open_streams
 
 __all__ = [
     "instrument",
@@ -168,6 +169,7 @@ def _enter_instrument(p: Any) -> None:
 def _exit_instrument(p: Any) -> None:
     """Release this block's hold; the last block out unpatches, unless instrument() was called explicitly
     (concurrent or nested blocks keep the patch while any of them runs)."""
+    end_open_streams(p)  # first: a stream left open by the caller's exception is one of this run's calls
     _auto.warn_if_no_calls(p)
     held = p.extras.pop("instrumented", None) or []
     with _lock:

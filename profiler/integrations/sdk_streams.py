@@ -4,9 +4,44 @@ span ended when the stream is exhausted, closed or abandoned."""
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any, Iterator, AsyncIterator
-from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.hooks import internal_error, on_profile_exit
 from tokprof.profiler.integrations.sdk_state import Accumulator, CallState
+
+_open: dict[int, tuple[CallState, Accumulator]] = {}
+"""Streams handed to the caller and not ended yet (by ``id`` of their call state). A stream the caller never
+reads, or leaves when its own exception unwinds the loop, is ended only when its generator is collected,
+which the traceback delays past the profile's exit: the call was then missing from the run ("0 LLM calls").
+Such streams are ended at their profile's exit instead (marked incomplete)."""
+_open_lock = threading.Lock()
+_OPEN_MAX = 1024
+
+
+def _track(state: CallState, acc: Accumulator) -> None:
+    if state.span is None:
+        return
+    with _open_lock:
+        if len(_open) >= _OPEN_MAX:  # streams outside any exiting profile (an implicit run): keep it bounded
+            for key in [k for k, (st, _) in _open.items() if st.done]:
+                del _open[key]
+        _open[id(state)] = (state, acc)
+
+
+def _untrack(state: CallState) -> None:
+    with _open_lock:
+        _open.pop(id(state), None)
+
+
+@on_profile_exit
+def end_open_streams(prof: Any) -> None:
+    """End the streams of this profile's run that are still open (see :data:`_open`)."""
+    run_id = prof.run.run_id
+    with _open_lock:
+        mine = [key for key, (st, _) in _open.items() if st.span is not None and st.span.run_id == run_id]
+        ended = [_open.pop(key) for key in mine]
+    for state, acc in ended:
+        state.end_stream(acc, None, False)
 
 
 def wrap_stream(state: CallState, stream: Any, *, is_async: bool = False) -> Any:
@@ -40,6 +75,19 @@ def _observe_item(state: CallState, acc: Accumulator, item: Any) -> bool:
 
 
 def observe_sync(state: CallState, acc: Accumulator, inner: Iterator[Any]) -> Iterator[Any]:
+    """``inner`` with each event recorded; the span ends when it is exhausted, fails, is closed or collected,
+    or at the profile's exit (registered here, before the caller reads anything)."""
+    _track(state, acc)
+    return _observe_sync(state, acc, inner)
+
+
+def observe_async(state: CallState, acc: Accumulator, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """:func:`observe_sync` for an async stream."""
+    _track(state, acc)
+    return _observe_async(state, acc, inner)
+
+
+def _observe_sync(state: CallState, acc: Accumulator, inner: Iterator[Any]) -> Iterator[Any]:
     error: BaseException | None = None
     complete = False
     try:
@@ -54,10 +102,11 @@ def observe_sync(state: CallState, acc: Accumulator, inner: Iterator[Any]) -> It
         error = exc
         raise
     finally:
+        _untrack(state)
         state.end_stream(acc, error, complete)
 
 
-async def observe_async(state: CallState, acc: Accumulator, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _observe_async(state: CallState, acc: Accumulator, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
     error: BaseException | None = None
     complete = False
     try:
@@ -72,6 +121,7 @@ async def observe_async(state: CallState, acc: Accumulator, inner: AsyncIterator
         error = exc
         raise
     finally:
+        _untrack(state)
         state.end_stream(acc, error, complete)
 
 

@@ -113,21 +113,25 @@ def _sniff(text: str, path: Path | None) -> str | None:
         except (ValueError, RecursionError):
             pass
     # JSONL: the first few lines decide (a Claude Code transcript may open with a summary or snapshot line).
-    for line in head.split("\n")[:5]:
+    # Whole lines from the text, not from the 64 KiB head: a first record holding a long prompt (a pasted
+    # file, a big system prompt) is longer than the head, and its cut-off JSON would leave the file unknown.
+    lines = text.lstrip().split("\n", 5)[:5]
+    parsed: list[Any] = []
+    for line in lines:
         try:
             probe: Any = json.loads(line)
         except (ValueError, RecursionError):  # a line nested too deep is no format marker
+            parsed.append(None)
             continue
+        parsed.append(probe)
         if qwen_code.looks_like(probe):  # before Claude Code: both write sessionId/uuid/type envelopes
             return "qwen_code"
         if claude_code.looks_like(probe):
             return "claude_code"
         if codex.looks_like(probe):
             return "codex"
-    first = head.split("\n", 1)[0]
-    try:
-        obj: Any = json.loads(first)
-    except (ValueError, RecursionError):
+    obj: Any = parsed[0] if parsed else None
+    if obj is None:
         return None
     if chatlog.looks_like(obj):
         return "chatlog"

@@ -150,8 +150,12 @@ def parse_json(path: Path | None, text: str, expected: str) -> Any:
 
 
 def iter_jsonl(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) for each non-blank line."""
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    """(line number, line) for each non-blank line. Lines end at ``\n`` (``\r\n`` too: JSON ignores the
+    ``\r``; a file of bare ``\r`` endings at ``\r``) and nowhere else: ``str.splitlines`` also splits at
+    U+2028, U+2029 and U+0085, which JSON allows raw inside a string (Node's ``JSON.stringify``, Python's
+    ``ensure_ascii=False``), and cut such a record in two."""
+    sep = "\n" if "\n" in text or "\r" not in text else "\r"
+    for lineno, line in enumerate(text.split(sep), start=1):
         if line.strip():
             yield lineno, line
 

@@ -98,7 +98,7 @@ def _documents(text: str, path: Path | None) -> list[tuple[str, Any]]:
         else:
             deep, where, whole = True, None, f"JSON nested too deeply to read; expected {EXPECTED}"
         if deep or "Extra data" not in whole:
-            lines = text.lstrip().splitlines()
+            lines = [x for x in text.lstrip().split("\n") if x.strip()]  # not splitlines: see base.iter_jsonl
             if len(lines) <= 1:
                 raise InterchangeError(path, where, whole) from None
         docs: list[tuple[str, Any]] = []

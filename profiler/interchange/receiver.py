@@ -150,7 +150,9 @@ class Collector:
         self.runs: dict[str, Path] = {}  # trace id -> run file
         self.spans_received = 0
         for f in sorted(self.spool.glob("*.jsonl")):  # a restart picks up where the last process stopped
-            lines = [x for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+            # split at "\n" only: the spool is written with ensure_ascii=False, so a span attribute may hold a raw
+            # U+2028 that str.splitlines would cut a line at (spans lost on restart)
+            lines = [x for x in f.read_text(encoding="utf-8").split("\n") if x.strip()]
             if lines:
                 self.traces[f.stem] = lines
                 self._write_run(f.stem)

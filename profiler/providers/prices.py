@@ -197,11 +197,15 @@ def load_overrides(path: str | Path) -> list[ModelPrice]:
     table) and apply them with :func:`set_price`. Returns the prices loaded."""
     p = Path(path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM (Notepad's UTF-8) is not part of the JSON
     except FileNotFoundError:
         raise FileNotFoundError(f"{p}: price override file not found") from None
     except json.JSONDecodeError as exc:
         raise PriceFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:  # UTF-16, binary: the file named, not only the codec
+        raise PriceFileError(f"{p}: not UTF-8 JSON ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise PriceFileError(f"{p}: JSON nested too deeply to read") from None
     rows = doc.get("models") if isinstance(doc, dict) else doc
     if not isinstance(rows, list):
         raise PriceFileError(f"{p}: expected {{\"models\": [...]}} or a JSON list of prices")
@@ -236,16 +240,19 @@ def set_exchange_rate(usd_cny: Decimal | str | float | None) -> None:
         raise ValueError(f"exchange rate must be a number, got {usd_cny!r}") from None
     if _rate_override is not None and not _sane_rate(_rate_override):
         _rate_override = None
-        raise ValueError(f"exchange rate must be a finite number in (0, {MAX_RATE}], got {usd_cny!r}")
+        raise ValueError(f"exchange rate must be a finite number in [{MIN_RATE}, {MAX_RATE}], got {usd_cny!r}")
 
 
 MAX_RATE = Decimal(1000)
 """CNY per USD above this is a typo, not a rate (it has stayed within 6-9 for decades): refused, like inf/NaN,
 which would otherwise print ``Infinity`` costs and break the report's arithmetic."""
+MIN_RATE = Decimal("0.001")
+"""...and below this one too: ``1e-999999`` passed ``> 0`` and turned a 0.002 CNY run into 1.9E+999995 USD
+(and a decimal Overflow in the console report)."""
 
 
 def _sane_rate(rate: Decimal) -> bool:
-    return rate.is_finite() and Decimal(0) < rate <= MAX_RATE
+    return rate.is_finite() and MIN_RATE <= rate <= MAX_RATE
 
 
 def exchange_rate() -> Decimal:
@@ -260,7 +267,7 @@ def exchange_rate() -> Decimal:
                 return rate
         except Exception:
             pass
-        warnings.warn(f"tokprof: TOKPROF_USD_CNY={env!r} is not a finite number in (0, {MAX_RATE}]; "
+        warnings.warn(f"tokprof: TOKPROF_USD_CNY={env!r} is not a finite number in [{MIN_RATE}, {MAX_RATE}]; "
                       "using the default rate",
                       UserWarning, stacklevel=2)
     _ensure()

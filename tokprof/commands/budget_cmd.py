@@ -50,16 +50,13 @@ def check_command(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from tokprof.fleet.budgets import check, load_budgets
-    from tokprof.fleet.ledger import connect, ledger_path
+    from tokprof.fleet.ledger import ledger_path, opened
     from tokprof.fleet.stats import parse_date
 
     budgets = load_budgets(budgets_file(args.file, args.dir))
     at = parse_date(args.at, "--at") or dt.datetime.now(dt.timezone.utc).date()
-    con = connect(args.ledger or ledger_path(args.dir), read_only=True)
-    try:
+    with opened(args.ledger or ledger_path(args.dir), read_only=True) as con:
         rows = check(con, budgets, at)
-    finally:
-        con.close()
     over = sum(r["status"] == "over" for r in rows)
     warn = sum(r["status"] == "warn" for r in rows)
     if args.json:

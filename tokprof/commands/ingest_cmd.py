@@ -37,7 +37,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    from tokprof.fleet.ledger import connect, expand_sources, ingest, ledger_path
+    from tokprof.fleet.ledger import expand_sources, ingest, ledger_path, opened
 
     jobs = args.jobs
     if jobs is not None and jobs < 0:
@@ -51,22 +51,22 @@ def ingest_command(args: argparse.Namespace) -> int:
     sources = expand_sources(args.runs, args.dir)
     show = _Progress() if sys.stderr.isatty() else None  # a status line for a person, never into a pipe or log
     workers = 1 if jobs is None else (jobs or os.cpu_count() or 1)
-    con = connect(path)
     try:
-        if args.engine == "ray":
-            from tokprof.fleet.ray_engine import ray_ingest
+        with opened(path) as con:
+            if args.engine == "ray":
+                from tokprof.fleet.ray_engine import ray_ingest
 
-            rep = ray_ingest(con, sources, address=args.address, diagnose=not args.no_diagnostics,
-                             num_cpus=None if jobs is None else workers)
-        elif workers > 1:
-            from tokprof.fleet.process_engine import process_ingest
+                rep = ray_ingest(con, sources, address=args.address, diagnose=not args.no_diagnostics,
+                                 num_cpus=None if jobs is None else workers)
+            elif workers > 1:
+                from tokprof.fleet.process_engine import process_ingest
 
-            rep = process_ingest(con, sources, jobs=workers, diagnose=not args.no_diagnostics,
-                                 progress=show.files if show else None)
-        else:
-            rep = ingest(con, sources, diagnose=not args.no_diagnostics, progress=show.path if show else None)
+                rep = process_ingest(con, sources, jobs=workers, diagnose=not args.no_diagnostics,
+                                     progress=show.files if show else None)
+            else:
+                rep = ingest(con, sources, diagnose=not args.no_diagnostics,
+                             progress=show.path if show else None)
     finally:
-        con.close()
         if show is not None:
             show.end()
     doc = {**rep.to_dict(), "ledger": str(path), "engine": "ray" if args.engine == "ray" else

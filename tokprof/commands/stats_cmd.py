@@ -48,15 +48,12 @@ def query_from_args(args: argparse.Namespace) -> Any:
 
 
 def stats_command(args: argparse.Namespace) -> int:
-    from tokprof.fleet.ledger import connect, ledger_path
+    from tokprof.fleet.ledger import ledger_path, opened
     from tokprof.fleet.stats import run_stats, to_json_ready
 
     q = query_from_args(args)
-    con = connect(args.ledger or ledger_path(args.dir), read_only=True)
-    try:
+    with opened(args.ledger or ledger_path(args.dir), read_only=True) as con:
         doc = run_stats(con, q)
-    finally:
-        con.close()
     if args.json:
         print(json.dumps(to_json_ready(doc), indent=2, default=str))
     elif args.csv:

@@ -141,9 +141,11 @@ def load_budgets(path: str | Path) -> list[Budget]:
     """Budgets from a TOML (``.toml``) or JSON file: ``budget = [...]`` (or a bare JSON list)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM some editors write is not part of the TOML
     except OSError as exc:
         raise BudgetError(f"{p}: cannot read the budgets file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:  # UTF-16, binary: name the file, not only the codec
+        raise BudgetError(f"{p}: the budgets file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
         if p.suffix.lower() == ".toml":
             import tomllib
@@ -151,8 +153,9 @@ def load_budgets(path: str | Path) -> list[Budget]:
             data: Any = tomllib.loads(text)
         else:
             data = json.loads(text)
-    except ValueError as exc:
-        raise BudgetError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'}: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+        raise BudgetError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'}: "
+                          f"{str(exc) or type(exc).__name__}"[:300]) from exc
     items = data.get("budget", data.get("budgets")) if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise BudgetError(f"{p}: expected a list of budgets ([[budget]] in TOML, {{\"budget\": [...]}} in JSON)")

@@ -7,14 +7,11 @@ import sys
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from tokprof.fleet.ledger import connect, export_parquet, ledger_path
+    from tokprof.fleet.ledger import export_parquet, ledger_path, opened
 
     if not args.run:
         raise ValueError("export --format parquet needs the output folder: tokprof export --format parquet DIR")
-    con = connect(ledger_path(args.dir), read_only=True)
-    try:
+    with opened(ledger_path(args.dir), read_only=True) as con:
         counts = export_parquet(con, args.run)
-    finally:
-        con.close()
     print(f"wrote {args.run}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), file=sys.stderr)
     return 0

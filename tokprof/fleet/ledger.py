@@ -63,11 +63,39 @@ def memory_limit() -> str:
     return DEFAULT_MEMORY
 
 
+@contextlib.contextmanager
+def opened(path: str | Path | None = None, *, read_only: bool = False) -> Iterator[Any]:
+    """:func:`connect`, closed on the way out; a DuckDB error while the commands read or write it (a
+    truncated or damaged file: ``IO Error: Could not read enough bytes``) is a :class:`LedgerError` naming
+    the file, never a traceback (``tokprof -v`` shows the chained DuckDB error)."""
+    import duckdb
+
+    p = Path(path) if path is not None else ledger_path()
+    con = connect(p, read_only=read_only)
+    try:
+        yield con
+    except duckdb.Error as exc:
+        raise LedgerError(f"{p}: the ledger cannot be read ({str(exc).splitlines()[0][:200]}); delete it and "
+                          "run `tokprof ingest` again") from exc
+    finally:
+        con.close()
+
+
 def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     """Open (creating if needed) the ledger at ``path`` (default :func:`ledger_path`), schema checked."""
     import duckdb
 
     p = Path(path) if path is not None else ledger_path()
+    try:
+        return _connect(p, read_only)
+    except duckdb.Error as exc:  # damaged past the header: found by the first statement that reads it
+        raise LedgerError(f"{p}: the ledger cannot be read ({str(exc).splitlines()[0][:200]}); delete it and "
+                          "run `tokprof ingest` again") from exc
+
+
+def _connect(p: Path, read_only: bool) -> Any:
+    import duckdb
+
     if read_only and not p.exists():
         raise LedgerError(f"{p}: no ledger yet; build it with `tokprof ingest`")
     if not read_only:
@@ -84,6 +112,11 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     con.execute(f"SET memory_limit = '{memory_limit()}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")  # a long migration must not draw on the user's terminal
+    if stored_version(con) is None and con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").fetchall()[0][0]:
+        con.close()  # another program's database (--ledger app.duckdb): never mix the ledger's tables into it
+        raise LedgerError(f"{p}: a DuckDB database that is not a tokprof ledger (no schema_version table); "
+                          "name another file with --ledger")
     if not read_only:
         old = stored_version(con)
         if old is not None and old != SCHEMA_VERSION:
@@ -228,6 +261,7 @@ def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
     builder = RowBuilder(diagnose=diagnose, dims=Dims.load(con))
     pending_files: list[tuple[str, int, int, str, list[str]]] = []
     stale: list[str] = []
+    pending_ids: set[str] = set()
     for path in sources:
         rep.files_seen += 1
         if progress is not None:
@@ -251,6 +285,12 @@ def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
         if prev is not None:
             stale.extend(prev[3] or [])
         ids = [r.run_id for r in runs]
+        if pending_ids.intersection(ids):
+            # the same run id in an earlier file of this batch: flush it first, so that this file's rows
+            # replace it (the delete of stale ids runs before the insert) rather than count it twice
+            _flush(con, builder, pending_files, stale)
+            pending_ids.clear()
+        pending_ids.update(ids)
         stale.extend(ids)  # the same run may have come from another file before: the newest wins
         for run in runs:
             builder.add_run(run, key)
@@ -260,6 +300,7 @@ def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
         rep.files_ingested += 1
         if builder.pending_calls() >= BATCH_CALLS:
             _flush(con, builder, pending_files, stale)
+            pending_ids.clear()
     _flush(con, builder, pending_files, stale)
     return rep
 

@@ -110,7 +110,9 @@ def stacked_bars(spend: dict[str, Any], money: Any, width: int = 1000, height: i
     ticks = [{"y": round(height - bottom - plot_h * f, 2), "label": money(top * Decimal(str(f)))}
              for f in (0, 0.5, 1)]
     step = max(1, n // 8)
-    labels = [{"x": round(left + i * bw + bw / 2, 2), "text": periods[i]["period"]} for i in range(0, n, step)]
+    # len(periods), not n: a ledger with no calls (runs of agent spans only) has no period to label
+    labels = [{"x": round(left + i * bw + bw / 2, 2), "text": periods[i]["period"]}
+              for i in range(0, len(periods), step)]
     legend = [{"name": name, "color": PALETTE[j % len(PALETTE)]} for j, name in enumerate(names)]
     return {"w": width, "h": height, "bars": bars, "ticks": ticks, "labels": labels, "legend": legend,
             "base": height - bottom, "left": left}
@@ -161,7 +163,7 @@ def to_json(doc: dict[str, Any]) -> str:
 def fleet_command(args: argparse.Namespace) -> int:
     """`tokprof report --fleet` (flags from report_cmd: -o, --currency, --json, --title, --dir, --no-html)."""
     from tokprof.fleet.budgets import load_budgets
-    from tokprof.fleet.ledger import connect, ledger_path
+    from tokprof.fleet.ledger import ledger_path, opened
 
     budgets = None
     path = getattr(args, "budgets", None)
@@ -174,12 +176,9 @@ def fleet_command(args: argparse.Namespace) -> int:
                 break
     if path is not None:
         budgets = load_budgets(path)
-    con = connect(ledger_path(args.dir), read_only=True)
-    try:
+    with opened(ledger_path(args.dir), read_only=True) as con:
         doc = build(con, by=getattr(args, "fleet_by", None) or "tag:team", currency=args.currency or "USD",
                     budgets=budgets, title=args.title)
-    finally:
-        con.close()
     output = args.output
     if output == "tokprof-report.html":
         output = DEFAULT_OUTPUT

@@ -85,7 +85,10 @@ def parse_date(value: str | None, flag: str) -> dt.date | None:
     m = re.fullmatch(r"(\d+)([dw])", value.strip())
     if m:
         days = int(m.group(1)) * (7 if m.group(2) == "w" else 1)
-        return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+        try:
+            return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+        except OverflowError as exc:  # 100000000000d: before year 1 (or past timedelta's range)
+            raise StatsError(f"{flag} {value!r}: {days:,} days ago is before the year 1") from exc
     try:
         return dt.date.fromisoformat(value.strip())
     except ValueError as exc:
