@@ -284,3 +284,20 @@ def test_fleet_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         print(f"\nredteam5: fleet sweep {len(FLEET_CASES)} inputs x 6 commands ({runs_tried} runs), "
               f"tracebacks/hangs {len(failures)}, files written elsewhere {len(stray)}")
     assert failures == [] and stray == []
+
+
+def test_a_ledger_that_is_a_symlink_is_never_written_through(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``ledger.duckdb`` planted as a link to a file elsewhere: ``ingest`` refuses it with one line naming it
+    and writes nothing at the link's target."""
+    from tokprof.cli import main
+
+    outside = tmp_path / "elsewhere" / "victim.duckdb"
+    outside.parent.mkdir()
+    link = tmp_path / "runs" / "ledger.duckdb"
+    link.parent.mkdir()
+    link.symlink_to(outside)
+    assert main(["ingest", str(link.parent), "--ledger", str(link)]) != 0
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and str(link) in err and "Traceback" not in err
+    assert not outside.exists()

@@ -96,6 +96,9 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
 def _connect(p: Path, read_only: bool) -> Any:
     import duckdb
 
+    if not read_only and p.is_symlink():  # the write would land wherever the link points, outside the runs folder
+        raise LedgerError(f"{p}: the ledger path is a symbolic link; tokprof writes only the file itself: remove "
+                          "the link or name the real file with --ledger")
     if read_only and not p.exists():
         raise LedgerError(f"{p}: no ledger yet; build it with `tokprof ingest`")
     if not read_only:
