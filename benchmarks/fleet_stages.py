@@ -32,7 +32,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 TARGET = 50_000
 
@@ -102,8 +102,40 @@ def end_to_end(files: list[str], extra: list[str]) -> dict[str, Any]:
     return {"calls": doc["calls"], "wall_s": wall, "cpu_s": cpu, "rate": doc["calls"] / wall}
 
 
-def stages(corpus: Path, ray: bool = True) -> dict[str, Any]:
-    """Every stage, printed as it is measured; returns the figures."""
+def large_part_load(make_runs: Callable[[int, int], Iterable[Any]], calls: int = 200_000,
+                    nparts: int = 2) -> dict[str, Any]:
+    """(b) at the size a worker's part has in a real fleet: ``nparts`` parts of ``calls / nparts`` resampled
+    calls each (built as a worker builds them, dimension ids of their own), loaded into a fresh ledger. The
+    corpus's one 5,745-call part above pays the per-part costs (reading nine Parquet files, remapping
+    dimension ids, one commit) on few calls."""
+    import pyarrow.parquet as pq
+
+    from tokprof.fleet.dims import Dims
+    from tokprof.fleet.ledger import connect
+    from tokprof.fleet.parts import load_parts
+    from tokprof.fleet.rows import RowBuilder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = Path(tmp) / "parts"
+        for k in range(nparts):
+            rb = RowBuilder(diagnose=False, dims=Dims())
+            rb.add_runs(make_runs(calls // nparts, k))
+            for name, table in rb.tables().items():
+                if table.num_rows:
+                    (parts / name).mkdir(parents=True, exist_ok=True)
+                    pq.write_table(table, parts / name / f"part-{k:04d}.parquet", compression="zstd")
+        con = connect(Path(tmp) / "ledger.duckdb")
+        c0, w0 = time.process_time(), time.perf_counter()
+        n = load_parts(con, parts, [], [])
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        con.close()
+    return {"calls": n, "parts": nparts, "wall_s": wall, "cpu_s": cpu, "rate": n / wall, "cpu_rate": n / cpu}
+
+
+def stages(corpus: Path, ray: bool = True,
+           make_runs: Callable[[int, int], Iterable[Any]] | None = None) -> dict[str, Any]:
+    """Every stage, printed as it is measured; returns the figures. ``make_runs(n, seed)``: resampled runs
+    of about ``n`` calls, for the load rate at a realistic part size."""
     from tokprof.commands.import_cmd import expand
 
     files = [str(f) for f in expand([str(corpus)])]
@@ -125,6 +157,11 @@ def stages(corpus: Path, ray: bool = True) -> dict[str, Any]:
         b10 = out["b10"] = load_rate(replicate(Path(tmp) / "parts", 10, Path(tmp) / "x10"), reps=1)
         print(f"    the same part loaded 10 times (10 parts, {b10['calls']:,} calls): {b10['wall_s']:.2f} s wall = "
               f"{b10['rate']:,.0f} calls/s; {b10['cpu_rate']:,.0f} calls per CPU second; load {_load()}")
+    if make_runs is not None:
+        big = out["b_large"] = large_part_load(make_runs)
+        print(f"    parts of a realistic size ({big['parts']} parts of {big['calls'] // big['parts']:,} resampled calls): "
+              f"{big['calls']:,} calls in {big['wall_s']:.2f} s wall = {big['rate']:,.0f} calls/s; "
+              f"{big['cpu_rate']:,.0f} calls per CPU second; load {_load()}")
     runs = [("--jobs 1", ["--jobs", "1"]), ("--jobs 2", ["--jobs", "2"])]
     if ray:
         runs.append(("--engine ray --jobs 2", ["--engine", "ray", "--jobs", "2"]))
@@ -134,8 +171,9 @@ def stages(corpus: Path, ray: bool = True) -> dict[str, Any]:
         print(f"(c) tokprof ingest {label:<22} {c['calls']:,} calls in {c['wall_s']:5.1f} s wall = "
               f"{c['rate']:7,.0f} calls/s; {cpu}; load {_load()}")
     need = math.ceil(TARGET / a["rate"])
-    ceiling = max(b["rate"], out["b10"]["rate"])  # wall: the load is one writer
-    ceiling_cpu = max(b["cpu_rate"], out["b10"]["cpu_rate"])  # what it would be on an idle core
+    loads = [b, out["b10"]] + ([out["b_large"]] if "b_large" in out else [])
+    ceiling = max(x["rate"] for x in loads)  # wall: the load is one writer
+    ceiling_cpu = max(x["cpu_rate"] for x in loads)  # what it would be on an idle core
     print(f"(d) projection: {TARGET:,} calls/s needs {TARGET:,} / {a['rate']:,.0f} = {need} workers of this speed "
           f"(cold calls, with diagnostics; about half as many with --no-diagnostics); the serial load "
           f"({ceiling:,.0f} calls/s wall at this load, {ceiling_cpu:,.0f} per CPU second) " +
