@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 SUPPORTED: dict[str, tuple[str, str]] = {
-    "openai": ("tokprof.profiler.integrations.openai_more", "pip install 'tokprof[openai]' (or: pip install openai)"),
+    "openai": ("tokprof.profiler.integrations.openai_completions", "pip install 'tokprof[openai]' (or: pip install openai)"),
     "anthropic": ("tokprof.profiler.integrations.anthropic", "pip install 'tokprof[anthropic]' (or: pip install anthropic)"),
     "litellm": ("tokprof.profiler.integrations.litellm", "pip install litellm"),
     "google-genai": ("tokprof.profiler.integrations.gemini", "pip install google-genai"),
