@@ -391,3 +391,22 @@ def test_saved_run_file_round_trips_the_sdk_span(client: openai.OpenAI, llm_serv
     assert usage_tuple(span.llm.usage) == EXPECTED
     assert span.llm.tools == TOOLS and span.llm.params == {"response_format": {"type": "text"}}
     assert span.llm.output == only_llm(run).llm.output
+
+
+def test_a_rejected_call_is_counted_but_labelled_estimated_with_the_reason(client: openai.OpenAI,
+                                                                             llm_server: Any) -> None:
+    """HTTP 429 with no usage block: the prompt is counted (what was sent) but nothing says the provider
+    billed it, so every count and the cost are ``estimated`` and the span names the status."""
+    from tokprof.profiler.accounting import span_cost
+
+    llm_server.script(Reply(status=429, error_message="rate limited"))
+    with profile("rejected", instrument=["openai"]) as run:
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    span = only_llm(run)
+    u = span.llm.usage
+    assert span.status == "error" and u.input_tokens > 0
+    assert set(u.sources.values()) == {"estimated"}
+    assert "HTTP 429" in span.attributes["usage_note"]
+    cost = span_cost(span, "USD")
+    assert cost is not None and cost.source == "estimated"

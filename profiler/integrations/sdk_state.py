@@ -70,6 +70,8 @@ class CallState:
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
             self.done = True
+            if self.enriches is None:
+                failed_usage(self.span, exc)
             end_span(self.span, exc)
 
     def finish(self, response: Any) -> Any:
@@ -125,6 +127,24 @@ def take_sdk_usage(span: Span | None) -> Usage | None:
     if span is None:
         return None
     return _sdk_usage.pop(span.span_id, None)
+
+
+def failed_usage(span: Span, exc: BaseException) -> None:
+    """A call that raised before the provider reported usage: the prompt is counted locally (so the run
+    shows what was sent), every count labelled ``estimated``, and the span says why: whether the provider
+    billed a failed request is not known offline (a rejected one, e.g. HTTP 429, usually is not; a request
+    cut after the model ran may be)."""
+    call = span.llm
+    if call is None or call.usage.known("input_tokens") or call.usage.known("output_tokens"):
+        return
+    try:
+        usage_dialects.estimate_missing(call)
+        status = getattr(exc, "status_code", None)
+        how = f" with HTTP {status}" if isinstance(status, int) and not isinstance(status, bool) else ""
+        span.set_attribute("usage_note", f"the call failed{how} before the provider reported usage: the prompt "
+                           "is counted locally and labelled estimated; whether the provider billed it is not known")
+    except Exception as err:  # noqa: BLE001 - counting is best effort; the user's exception goes on unchanged
+        internal_error("counting a failed call", err)
 
 
 def check_usage(span: Span) -> None:
