@@ -171,6 +171,7 @@ def test_hard_budget_stops_a_real_openai_client(llm_server):
     ({"limit": "1e999999"}, r"limit '1e999999' is above"),
     ({"limit": 1e308, "unit": "tokens"}, r"limit 1e\+308 is above"),
     ({"limit": "NaN"}, r"limit 'NaN' is not a finite number$"),
+    ({"limit": "1e-999999"}, r"limit '1e-999999' is below 0\.000001"),  # every spend showed as "inf%"
     ({"limit": "5", "name": {"x": 1}}, r"name must be a string, not dict"),
 ])
 def test_absurd_budget_entries_are_refused_with_their_entry_named(tmp_path, entry, says):

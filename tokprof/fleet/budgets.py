@@ -98,11 +98,15 @@ def _decimal(value: Any, where: str) -> Decimal:
         raise BudgetError(f"{where}: limit {value!r} is not a finite number")
     if d > MAX_LIMIT:  # a typo, and past DuckDB's integer/decimal range the comparison itself fails
         raise BudgetError(f"{where}: limit {value!r} is above {MAX_LIMIT:,} (a typo?)")
+    if 0 < d < MIN_LIMIT:  # 1e-999999 would show every spend as "inf%" over budget
+        raise BudgetError(f"{where}: limit {value!r} is below {MIN_LIMIT} (a typo?)")
     return d
 
 
 MAX_LIMIT = Decimal(10) ** 15
 """The largest limit accepted, in tokens or money: far above any real budget."""
+MIN_LIMIT = Decimal("0.000001")
+"""The smallest positive limit accepted (a millionth of a dollar or yuan; tokens are whole)."""
 
 
 def budget_from_dict(d: Any, where: str = "budget") -> Budget:
