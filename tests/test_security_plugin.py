@@ -47,7 +47,9 @@ def test_baseline_ids_are_redacted_and_written_atomically(pytester: pytest.Pytes
     result = run(pytester, "--tokprof-baseline", "base.json")
     result.assert_outcomes(passed=1)
     text = (pytester.path / "base.json").read_text()
-    assert key not in text and "REDACTED" in text
+    assert key not in text
+    # the id holds the parameter redacted, or (pytest >= 9.2, which names this parameter by position) no secret
+    assert "REDACTED" in text or "test_it[k0]" in text
     assert [p.name for p in pytester.path.iterdir() if p.name.endswith(".tmp")] == []
     # the redacted id still finds its entry: a second run compares instead of calling it new
     result = run(pytester, "--tokprof-baseline", "base.json")

@@ -481,10 +481,9 @@ ADVERSARIAL_10MB = [
 
 
 @pytest.mark.parametrize("name,text", ADVERSARIAL_10MB, ids=[n for n, _ in ADVERSARIAL_10MB])
-def test_redaction_of_10mb_adversarial_input_benchmark(benchmark, name, text):
+def test_redaction_of_10mb_adversarial_input_finishes(name, text):
     """Each input is ~10 MB built to make a backtracking pattern quadratic (the old PEM pattern took 72 s
-    on 600 KB). The bound is generous (60 s, ~100x the linear time on a loaded CI machine): it only fails
-    when redaction is super-linear again."""
-    out = benchmark.pedantic(redact.redact_text, args=(text,), rounds=1, iterations=1)
-    assert isinstance(out, str)
-    assert benchmark.stats.stats.max < 60, f"{name}: {benchmark.stats.stats.max:.1f}s"
+    on 600 KB, so a super-linear pattern would stall the suite here rather than pass). No time is asserted:
+    the linear-pattern lint above is the guard, and ``benchmarks/bench_redaction.py`` measures the speed."""
+    out = redact.redact_text(text)
+    assert isinstance(out, str) and len(out) >= len(text) // 2
