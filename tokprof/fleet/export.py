@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
+
+from tokprof.fleet.schema import DATED, EXPORTED
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from tokprof.fleet.ledger import export_parquet, ledger_path, opened
+    from tokprof.fleet.ledger import ledger_path, opened
 
     if not args.run:
         raise ValueError("export --format parquet needs the output folder: tokprof export --format parquet DIR")
@@ -15,3 +19,28 @@ def export_command(args: argparse.Namespace) -> int:
         counts = export_parquet(con, args.run)
     print(f"wrote {args.run}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), file=sys.stderr)
     return 0
+
+
+def export_parquet(con: Any, out_dir: str | Path) -> dict[str, int]:
+    """Write every table as a Parquet dataset under ``out_dir/<table>/`` (``calls`` and ``spans`` as their wide
+    views: self-describing files); tables with a ``day`` column are Hive-partitioned by day
+    (``day=2026-12-01/``). Returns rows per table."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for name in (*EXPORTED, "schema_version"):
+        n = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        counts[name] = n
+        target = out / name
+        if name in DATED and n:
+            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target)}' "
+                        "(FORMAT PARQUET, PARTITION_BY (day), OVERWRITE_OR_IGNORE, COMPRESSION zstd)")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target / 'data.parquet')}' "
+                        "(FORMAT PARQUET, COMPRESSION zstd)")
+    return counts
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")

@@ -27,7 +27,7 @@ import pyarrow as pa
 from tokprof.fleet.dims import Dims
 from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
-from tokprof.fleet.schema import DATED, EXPORTED, FACTS, KEYS, SCHEMA_VERSION, ddl
+from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl
 from tokprof.profiler.model import Run
 
 LEDGER_NAME = "ledger.duckdb"
@@ -253,6 +253,25 @@ def load_source(path: Path) -> list[Run]:
     return load_file(path)
 
 
+def file_change(con: Any, known: dict[str, tuple[Any, ...]], path: Path,
+                rep: IngestReport) -> tuple[str, os.stat_result, tuple[Any, ...] | None, str] | None:
+    """Whether ``path`` is new or changed, by the ledger's rules: the same size and mtime as recorded ->
+    skipped unread; the same content hash -> only the mtime refreshed. ``None`` (counted as skipped) or
+    ``(key, stat, the file's row or None, sha1)``; ``known`` is the ``files`` table by path."""
+    key = str(path.resolve())
+    st = path.stat()
+    prev = known.get(key)
+    if prev is not None and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
+        rep.files_skipped += 1
+        return None
+    sha = file_sha1(path)
+    if prev is not None and prev[2] == sha:
+        con.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [st.st_size, st.st_mtime_ns, key])
+        rep.files_skipped += 1
+        return None
+    return key, st, prev, sha
+
+
 @bulk_gc()
 def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
            loader: Callable[[Path], list[Run]] = load_source,
@@ -269,17 +288,10 @@ def ingest(con: Any, sources: Iterable[Path], *, diagnose: bool = True,
         rep.files_seen += 1
         if progress is not None:
             progress(path)
-        key = str(path.resolve())
-        st = path.stat()
-        prev = known.get(key)
-        if prev is not None and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
-            rep.files_skipped += 1
+        change = file_change(con, known, path, rep)
+        if change is None:
             continue
-        sha = file_sha1(path)
-        if prev is not None and prev[2] == sha:
-            con.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [st.st_size, st.st_mtime_ns, key])
-            rep.files_skipped += 1
-            continue
+        key, st, prev, sha = change
         try:
             runs = loader(path)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop a fleet ingest; it is named
@@ -357,31 +369,6 @@ def ingest_runs(con: Any, runs: Iterable[Run], *, diagnose: bool = True, payload
     total += builder.pending_calls()
     _flush(con, builder, [], ids, collect=False)
     return total
-
-
-def export_parquet(con: Any, out_dir: str | Path) -> dict[str, int]:
-    """Write every table as a Parquet dataset under ``out_dir/<table>/`` (``calls`` and ``spans`` as their wide
-    views: self-describing files); tables with a ``day`` column are Hive-partitioned by day
-    (``day=2026-12-01/``). Returns rows per table."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    for name in (*EXPORTED, "schema_version"):
-        n = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-        counts[name] = n
-        target = out / name
-        if name in DATED and n:
-            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target)}' "
-                        "(FORMAT PARQUET, PARTITION_BY (day), OVERWRITE_OR_IGNORE, COMPRESSION zstd)")
-        else:
-            target.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target / 'data.parquet')}' "
-                        "(FORMAT PARQUET, COMPRESSION zstd)")
-    return counts
-
-
-def _sql_path(p: Path) -> str:
-    return str(p).replace("'", "''")
 
 
 def iter_table(con: Any, sql: str, params: list[Any] | None = None) -> Iterator[dict[str, Any]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from tokprof.fleet.ledger import IngestReport, file_sha1
+from tokprof.fleet.ledger import IngestReport, file_change
 from tokprof.fleet.schema import TABLES
 
 FileRecord = tuple[str, int, int, str, list[str]]
@@ -100,17 +100,10 @@ def plan(con: Any, sources: Iterable[Path], rep: IngestReport) -> list[Todo]:
     todo: list[Todo] = []
     for path in sources:
         rep.files_seen += 1
-        key = str(path.resolve())
-        st = path.stat()
-        prev = known.get(key)
-        if prev is not None and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
-            rep.files_skipped += 1
+        change = file_change(con, known, path, rep)
+        if change is None:
             continue
-        sha = file_sha1(path)
-        if prev is not None and prev[2] == sha:
-            con.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [st.st_size, st.st_mtime_ns, key])
-            rep.files_skipped += 1
-            continue
+        key, st, prev, sha = change
         todo.append(Todo(path, key, st.st_size, st.st_mtime_ns, sha, list(prev[3] or []) if prev else []))
     return todo
 
