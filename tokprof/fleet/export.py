@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tokprof.fleet.schema import DATED, EXPORTED
-
 
 def export_command(args: argparse.Namespace) -> int:
     from tokprof.fleet.ledger import ledger_path, opened
@@ -25,6 +23,9 @@ def export_parquet(con: Any, out_dir: str | Path) -> dict[str, int]:
     """Write every table as a Parquet dataset under ``out_dir/<table>/`` (``calls`` and ``spans`` as their wide
     views: self-describing files); tables with a ``day`` column are Hive-partitioned by day
     (``day=2026-12-01/``). Returns rows per table."""
+    # imported here: this module is loaded with the CLI, and pyarrow/DuckDB are the fleet extra, not the core
+    from tokprof.fleet.schema import DATED, EXPORTED
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
