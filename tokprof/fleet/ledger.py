@@ -161,6 +161,15 @@ def insert_tables(con: Any, tables: dict[str, pa.Table]) -> None:
             con.unregister("_tokprof_batch")
 
 
+def record_files(con: Any, files: list[tuple[str, int, int, str, list[str]]]) -> None:
+    """The ``files`` rows of what was just loaded (path, size, mtime, sha1, run ids, when), replacing old ones:
+    the next ingest skips these files while they stay the same."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    for key, size, mtime, sha, ids in files:
+        con.execute("DELETE FROM files WHERE path = ?", [key])
+        con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)", [key, size, mtime, sha, ids, now])
+
+
 def delete_runs(con: Any, run_ids: list[str]) -> None:
     """Remove every row of these runs (before re-ingesting a changed file, or a run seen again). Runs not in
     the ledger cost one look-up in ``runs``, not a scan of the facts (a fresh fleet ingest deletes nothing)."""
@@ -331,10 +340,7 @@ def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, 
     try:
         delete_runs(con, sorted(set(stale)))
         insert_tables(con, tables)
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        for key, size, mtime, sha, ids in files:
-            con.execute("DELETE FROM files WHERE path = ?", [key])
-            con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)", [key, size, mtime, sha, ids, now])
+        record_files(con, files)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -12,7 +12,6 @@ So every engine gives the same ledger (``tests/test_fleet_ray.py``, ``tests/test
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import math
 from dataclasses import dataclass
@@ -149,7 +148,7 @@ def load_parts(con: Any, parts: Path, files: list[FileRecord], stale: list[str],
     import pyarrow.parquet as pq
 
     from tokprof.fleet.dims import Dims
-    from tokprof.fleet.ledger import delete_runs, insert_tables
+    from tokprof.fleet.ledger import delete_runs, insert_tables, record_files
 
     names = part_names(parts) if names is None else names
     calls = 0
@@ -164,10 +163,7 @@ def load_parts(con: Any, parts: Path, files: list[FileRecord], stale: list[str],
             calls += tables["call_facts"].num_rows if "call_facts" in tables else 0
             # the same message may come from several workers: insert_tables keeps the first
             insert_tables(con, dims.remap(tables))
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        for key, size, mtime, sha, ids in files:
-            con.execute("DELETE FROM files WHERE path = ?", [key])
-            con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)", [key, size, mtime, sha, ids, now])
+        record_files(con, files)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
