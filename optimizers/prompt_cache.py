@@ -36,6 +36,7 @@ from tokprof.optimizers.billing import (
     prompt_units,
 )
 from tokprof.profiler.providers.messages import content_text
+from tokprof.profiler.providers.prompt_units import KeyMemo, common_prefix, shared_units
 from tokprof.profiler import keys
 from tokprof.profiler.providers.cost import TokenSplit, call_start_ns, split_cost
 from tokprof.profiler.model import LLMCall, Run, Span
@@ -337,6 +338,7 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_pat
     index = run.by_id()
     last: dict[tuple[Any, ...], tuple[Span, PromptUnits]] = {}
     out: list[PrefixBreak] = []
+    memo: KeyMemo = {}  # a run re-sends its history objects on every call: each is serialised once here
     for span in _ordered(run):
         call = span.llm
         assert call is not None
@@ -345,17 +347,15 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_pat
         key = _thread_key(run, span, index)
         if by_path:
             key = (*key, _caller_path(span, index))
-        pu = prompt_units(call)
+        pu = prompt_units(call, memo)
         prev = last.get(key)
         last[key] = (span, pu)
         if prev is None:
             continue
         pspan, ppu = prev
         assert pspan.llm is not None
-        n = min(len(pu.units), len(ppu.units))
-        i = 0
-        while i < n and pu.units[i] == ppu.units[i]:
-            i += 1
+        # the parts (tools, messages) both prompts start with have equal units: compare from there
+        i = common_prefix(pu.units, ppu.units, shared_units(ppu.part_keys, ppu.part_ends, pu.part_keys))
         if i >= len(ppu.units) or i >= len(pu.units):
             continue  # the previous prompt is a prefix of this one (or vice versa): nothing broke
         # only breaks that happen before the last message of the previous prompt matter: changing the
