@@ -188,6 +188,9 @@ def main() -> int:
                     help="only the stage rates of a cold ingest (per worker, serial load, end to end, projection)")
     ap.add_argument("--cold", action="store_true",
                     help="only the cold rate: the corpus's distinct calls into a fresh ledger (no repeats)")
+    ap.add_argument("--distinct", action="store_true",
+                    help="only the ledger at --calls calls that do not repeat (fleet_distinct.py): load rate, "
+                         "queries, size, memory")
     args = ap.parse_args()
     if not CORPUS.is_dir():
         print(f"corpus not found: {CORPUS}", file=sys.stderr)
@@ -198,6 +201,12 @@ def main() -> int:
     if args.cold:
         cold_rate()
         return 0
+    if args.distinct:
+        from fleet_distinct import run as distinct  # noqa: E402 - next to this script
+
+        res = distinct(CORPUS, args.calls)
+        return 0 if res["load"]["rate"] >= 50_000 and max(w for w, _ in res["queries"].values()) < 1.0 \
+            and res["peak_mb"] < 1024 else 1
     if args.stages:
         stages(CORPUS, ray=not args.no_ray, make_runs=_resampled)
         return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tokprof.fleet.ledger import IngestReport
-from tokprof.fleet.parts import file_rows, groups, load_parts, parts_dir, plan, settle
+from tokprof.fleet.parts import file_rows, groups, load_parts, part_name, parts_dir, plan, settle
 
 __all__ = ["file_rows", "load_parts", "ray_ingest", "start_ray", "connect_ray", "compare_engines", "RayConnectError"]
 
@@ -116,10 +116,14 @@ def ray_ingest(con: Any, sources: Iterable[Path], *, address: str | None = None,
     parts = parts_dir(con)
     shutil.rmtree(parts, ignore_errors=True)
     remote = ray.remote(file_rows)
-    refs = [remote.remote(g, diagnose, str(parts)) for g in groups([t.path for t in todo], cpus * tasks_per_cpu)]
-    results = {r["path"]: r for batch in ray.get(refs) for r in batch}
-    files, stale = settle(rep, todo, results)
-    load_parts(con, parts, files, stale)
+    planned = groups([t.path for t in todo], cpus * tasks_per_cpu)
+    refs = [remote.remote(g, diagnose, str(parts)) for g in planned]
+    by_path = {str(t.path): t for t in todo}
+    # one transaction per group, in group order (as --jobs does): the ledger's memory stays that of one
+    # part, and a failure later keeps the groups already loaded (their files are recorded with them)
+    for g, batch in zip(planned, ray.get(refs)):
+        files, stale = settle(rep, [by_path[p] for p in g], {r["path"]: r for r in batch})
+        load_parts(con, parts, files, stale, [part_name(g)])
     shutil.rmtree(parts, ignore_errors=True)
     return rep
 
