@@ -48,6 +48,7 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     collect,
+    duration_ns,
     nullish,
     parse_time_ns,
     public_params,
@@ -70,6 +71,11 @@ NOTE_NO_TOOL_DEFS = ("agent tool definitions are not recorded by tau2-bench (inf
 NOTE_SYSTEM = ("agent system prompt = info.environment_info.policy; the agent implementation may have "
                "wrapped it in its own instructions")
 NOTE_NO_TIMES = "messages carry no timestamps: span times are a synthetic 1 ms-per-message timeline"
+# Domains where the simulated user has tools (telecom): tau2 sends the user model its tool schemas and the
+# tools variant of the guidelines (user_simulator.py: get_global_user_sim_guidelines(use_tools=True)), but
+# older run.py get_info recorded the plain variant and no schema. Recorded usage is unaffected.
+NOTE_USER_TOOLS = ("the simulated user calls tools: its tool definitions are not recorded (and older tau2 "
+                   "releases record the no-tools guidelines), so counted user prompt tokens miss the tool schema")
 
 
 def is_greeting(index: int, m: dict[str, Any]) -> bool:
@@ -231,6 +237,17 @@ def _message(raw: Any, index: int, i: int) -> dict[str, Any]:
     return m
 
 
+def _flatten(raw: list[Any]) -> list[Any]:
+    """A ``MultiToolMessage`` (``{"role": "tool", "tool_messages": [...]}``, tau2 ``message.py``: the results of
+    several tool calls of one turn) as the tool messages it holds, in order; every other message as it is."""
+    out: list[Any] = []
+    for x in raw:
+        d = decode(x)
+        inner = decode_list(d.get("tool_messages")) if isinstance(d, dict) and d.get("role") == "tool" else None
+        out.extend(inner if inner is not None and "id" not in d else [x])
+    return out
+
+
 def _tool_call(c: Any) -> dict[str, Any]:
     c = dict(decode(c))
     if isinstance(c.get("arguments"), str):
@@ -248,7 +265,7 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         raw_messages = _tick_messages(sim.get("ticks"))
     if raw_messages is None:
         raise InterchangeError(None, None, "expected a simulation object with a 'messages' list (or 'ticks')")
-    messages = [_message(x, index, i) for i, x in enumerate(raw_messages)]
+    messages = [_message(x, index, i) for i, x in enumerate(_flatten(raw_messages))]
     task_id = str(nullish(sim.get("task_id")))
     task = tasks.get(task_id)
     not_rebuilt: list[str] = []
@@ -275,6 +292,9 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
     have_times = any(parse_time_ns(m.get("timestamp")) is not None for m in messages[:3])
     if not have_times:
         notes.append(NOTE_NO_TIMES)
+    if any((m.get("role") == "user" and m.get("tool_calls")) or (m.get("role") == "tool" and m.get("requestor") == "user")
+           for m in messages):
+        notes.append(NOTE_USER_TOOLS)
     base = start if start is not None else (parse_time_ns(sim.get("timestamp")) or 0)
 
     reward_info = decode_dict(sim.get("reward_info"))
@@ -312,6 +332,9 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         ts = parse_time_ns(m.get("timestamp")) if have_times else None
         t_end = ts if ts is not None else base + (i + 1) * SYNTHETIC_STEP_NS
         t_start = prev if have_times else t_end - SYNTHETIC_STEP_NS
+        gen = duration_ns(m.get("generation_time_seconds"))
+        if have_times and ts is not None and gen is not None:
+            t_start = max(prev, ts - gen)  # the recorded generation time, within the gap since the last message
         role = m.get("role")
         view = _agent_view(m)
         for call in m.get("tool_calls") or []:
@@ -338,6 +361,15 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
             attrs: dict[str, Any] = {"turn_idx": nullish(m.get("turn_idx"))}
             if side == "user" and task is None:
                 attrs["prompt_incomplete"] = True
+            truncation = decode_dict(m.get("context_truncation"))
+            if truncation:
+                # tau2 cut the input to max_input_tokens before this call: the rebuilt prompt is the whole
+                # conversation, more than was sent (recorded usage, when present, is what was sent)
+                attrs["prompt_incomplete"] = True
+                attrs["context_truncation"] = truncation
+                note = (f"message {i}: the input was truncated before the call (context_truncation): the "
+                        "rebuilt prompt is the whole conversation, not what was sent")
+                not_rebuilt.append(note)
             b.span("llm", name, root, t_start, t_end, tags={"side": side}, llm=call, attributes=attrs)
         elif role == "tool":
             call_id = str(m.get("id") or "")
