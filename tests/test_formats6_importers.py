@@ -296,3 +296,22 @@ def test_each_variation_through_tokprof_import(tmp_path, capsys, name, build, fm
     if fmt == "tau2":
         assert s["tokens"]["input"] == 900 + 10000 + 10100 + 1000 + 1050
         assert Decimal(s["cost"]["by_source"]["recorded"]) == Decimal("0.0651")
+
+
+def test_tau2_task_message_history_is_conversation_not_calls(tmp_path):
+    """tau2 ``InitialState.message_history`` (tasks.py): the orchestrator starts the trajectory from it."""
+    data = telecom()
+    history = [{"role": "assistant", "content": "Hi! How can I help you today?"},
+               {"role": "user", "content": "I was helped before, my phone still has no service."}]
+    data["tasks"][0]["initial_state"] = {"initialization_actions": None, "message_history": history}
+    msgs = data["simulations"][0]["messages"]
+    msgs[1:1] = [{"role": "user", "content": history[1]["content"], "tool_calls": None,
+                  "timestamp": "2025-10-31T07:44:00.700000", "cost": None, "usage": None, "raw_data": None}]
+    run = import_file(_write(tmp_path, "history.json", data)).runs[0]
+    calls = _llm(run)
+    assert len(calls) == 5 and calls[0].llm.usage.input_tokens == 900     # the prefilled message is no call
+    # but it is conversation: the user simulator sees its own earlier turn as an assistant message
+    assert calls[0].llm.messages[-1] == {"role": "assistant", "content": history[1]["content"]}
+    assert any("initial message_history" in n for n in run.metadata["notes"])
+    agent_first = calls[1].llm.messages
+    assert {"role": "user", "content": history[1]["content"]} in agent_first

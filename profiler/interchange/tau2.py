@@ -25,7 +25,11 @@ generically: a ``Results`` object, a bare list of ``SimulationRun`` objects (or 
 format's ``simulations/<id>.json`` files), either inside wrapper objects; leaderboard files without
 ``tasks`` or ``info``; unknown extra fields anywhere; values written as Python literals or JSON inside
 strings (:mod:`tokprof.profiler.interchange.lenient`); full-duplex runs whose ``messages`` is null and whose
-messages live in ``ticks``. Usage: the message's ``usage`` and the provider response kept in ``raw_data``
+messages live in ``ticks``; a ``MultiToolMessage`` read as the tool results it holds; a task's
+``initial_state.message_history`` at the start of the messages is conversation, not calls
+(:mod:`tokprof.profiler.interchange.tau2_messages`). In domains where the simulated user has tools
+(telecom), its tool calls (``requestor: "user"``) and their results are in the user's prompt, never the
+agent's. Usage: the message's ``usage`` and the provider response kept in ``raw_data``
 are both read in their own dialects and the richest consistent one wins
 (:mod:`tokprof.profiler.interchange.usage_dialects`), so cache reads hidden by an input count that excludes
 them are recovered, never added twice. A simulation whose task is absent still imports: the agent's calls
@@ -33,8 +37,10 @@ in full, the simulated user's calls with their recorded usage but a prompt of th
 could not be rebuilt is listed in ``run.metadata["not_rebuilt"]`` (and the import result's ``partial``).
 
 Timing: a message's ``timestamp`` is when it was produced; the call that produced it is taken to start
-when the previous message was produced (the simulation's ``start_time`` for the first). Files without
-timestamps get a synthetic 1 ms-per-message timeline (noted in the metadata).
+when the previous message was produced (the simulation's ``start_time`` for the first), or, when the
+message records ``generation_time_seconds``, that long before it (never before the previous message). A
+message with ``context_truncation`` had its input cut before the call: its rebuilt prompt is marked
+incomplete. Files without timestamps get a synthetic 1 ms-per-message timeline (noted in the metadata).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from tokprof.profiler.interchange.base import (
     tool_calls_to_openai,
 )
 from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
+from tokprof.profiler.interchange.tau2_messages import flatten, prefilled as count_prefilled, read_message, tick_messages
 from tokprof.profiler.interchange.tau2_user import flip_roles, user_prompt_messages
 from tokprof.profiler.interchange.usage_dialects import choose, read_usage
 from tokprof.profiler.model import Cost, LLMCall, Message, Run, Usage
@@ -139,30 +146,6 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
     return import_data(data, path)
 
 
-def _tick_messages(ticks: Any) -> list[dict[str, Any]]:
-    """Full-duplex runs store no ``messages``: collect the message objects inside each tick, in time order
-    (what ``SimulationRun.get_messages`` does)."""
-    out: list[dict[str, Any]] = []
-
-    def walk(v: Any, depth: int) -> None:
-        v = decode(v)
-        if depth > 3:
-            return
-        if isinstance(v, dict):
-            if v.get("role") in ("assistant", "user", "tool", "system"):
-                out.append(v)
-                return
-            for x in v.values():
-                walk(x, depth + 1)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x, depth + 1)
-
-    for tick in decode_list(ticks) or []:
-        walk(tick, 0)
-    return sorted(out, key=lambda m: str(m.get("timestamp") or ""))
-
-
 # ---------------------------------------------------------------------------------------------------
 def _agent_view(m: dict[str, Any]) -> Message | None:
     """The message as the agent's LLM saw it (OpenAI format), or ``None`` when the agent never sees it."""
@@ -227,34 +210,6 @@ def _raw_fields(m: dict[str, Any]) -> tuple[str | None, str | None]:
     return (str(raw["id"]) if raw.get("id") else None), (str(finish) if finish else None)
 
 
-def _message(raw: Any, index: int, i: int) -> dict[str, Any]:
-    m = decode(raw)
-    if not isinstance(m, dict):
-        raise InterchangeError(None, f"simulation {index} message {i}", "expected a message object")
-    m = dict(m)
-    calls = decode_list(m.get("tool_calls"))
-    m["tool_calls"] = [_tool_call(c) for c in calls if isinstance(decode(c), dict)] if calls else None
-    return m
-
-
-def _flatten(raw: list[Any]) -> list[Any]:
-    """A ``MultiToolMessage`` (``{"role": "tool", "tool_messages": [...]}``, tau2 ``message.py``: the results of
-    several tool calls of one turn) as the tool messages it holds, in order; every other message as it is."""
-    out: list[Any] = []
-    for x in raw:
-        d = decode(x)
-        inner = decode_list(d.get("tool_messages")) if isinstance(d, dict) and d.get("role") == "tool" else None
-        out.extend(inner if inner is not None and "id" not in d else [x])
-    return out
-
-
-def _tool_call(c: Any) -> dict[str, Any]:
-    c = dict(decode(c))
-    if isinstance(c.get("arguments"), str):
-        c["arguments"] = decode(c["arguments"])
-    return c
-
-
 def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], index: int, sim: Any,
                     source: str) -> Run:
     sim = decode(sim)
@@ -262,10 +217,10 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         raise InterchangeError(None, None, "expected a simulation object with a 'messages' list")
     raw_messages = decode_list(sim.get("messages"))
     if raw_messages is None and sim.get("ticks") is not None:
-        raw_messages = _tick_messages(sim.get("ticks"))
+        raw_messages = tick_messages(sim.get("ticks"))
     if raw_messages is None:
         raise InterchangeError(None, None, "expected a simulation object with a 'messages' list (or 'ticks')")
-    messages = [_message(x, index, i) for i, x in enumerate(_flatten(raw_messages))]
+    messages = [read_message(x, index, i) for i, x in enumerate(flatten(raw_messages))]
     task_id = str(nullish(sim.get("task_id")))
     task = tasks.get(task_id)
     not_rebuilt: list[str] = []
@@ -273,6 +228,7 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         not_rebuilt.append(f"simulated user's system prompt (task {task_id!r} and its user_scenario are not in "
                            "the file): user calls keep their recorded usage, their prompt holds the "
                            "conversation only")
+    prefilled = count_prefilled(task, messages)
     agent_info = decode_dict(info.get("agent_info")) or {}
     user_info = decode_dict(info.get("user_info")) or {}
     env = decode_dict(info.get("environment_info")) or {}
@@ -292,6 +248,8 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
     have_times = any(parse_time_ns(m.get("timestamp")) is not None for m in messages[:3])
     if not have_times:
         notes.append(NOTE_NO_TIMES)
+    if prefilled:
+        notes.append(f"the first {prefilled} messages are the task's initial message_history: conversation, not calls")
     if any((m.get("role") == "user" and m.get("tool_calls")) or (m.get("role") == "tool" and m.get("requestor") == "user")
            for m in messages):
         notes.append(NOTE_USER_TOOLS)
@@ -339,7 +297,7 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         view = _agent_view(m)
         for call in m.get("tool_calls") or []:
             tool_names[str(call.get("id") or "")] = (call.get("name") or "tool", call.get("arguments"))
-        if is_model_call(i, m):
+        if is_model_call(i, m) and i >= prefilled:
             usage = _usage(m, notes)
             response_id, finish = _raw_fields(m)
             # Without 'info' the model is unknown, unless the provider's raw response names it.
