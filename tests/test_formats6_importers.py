@@ -315,3 +315,25 @@ def test_tau2_task_message_history_is_conversation_not_calls(tmp_path):
     assert any("initial message_history" in n for n in run.metadata["notes"])
     agent_first = calls[1].llm.messages
     assert {"role": "user", "content": history[1]["content"]} in agent_first
+
+
+def test_swe_agent_demonstration_turns_in_history_are_prompt_not_calls(tmp_path):
+    """``put_demos_in_history``: each non-system turn of the demonstration is appended with ``is_demo``
+    (sweagent/agent/agents.py ``_add_demonstration_to_history``); the model did not write them in this run."""
+    data = swe_agent_1x()
+    system, demo, task, *rest = data["history"]
+    demo_turns = [{"role": "user", "content": "Demo task: fix bar.py", "agent": "main", "is_demo": True,
+                   "message_type": "observation"},
+                  {"role": "assistant", "content": "Demo: I look.", "thought": "Demo: I look.", "action": "ls",
+                   "agent": "main", "is_demo": True, "message_type": "action"},
+                  {"role": "user", "content": "bar.py", "agent": "main", "is_demo": True,
+                   "message_type": "observation"}]
+    data["history"] = [system, *demo_turns, task, *rest]
+    for step in data["trajectory"]:
+        step.pop("query")          # inputs from the history prefix, so the demo turns are visible there
+    run = import_file(_write(tmp_path, "demo.traj", data)).runs[0]
+    calls = _llm(run)
+    assert [s.llm.output["content"] for s in calls] == ["Let me look.", "Submitting."]   # the demo answer is no call
+    assert {"role": "assistant", "content": "Demo: I look."} in calls[0].llm.messages   # but it is in the prompt
+    # steps stay aligned with the real calls: ls after the first, submit after the second
+    assert [s.name for s in run.spans if s.kind == "tool"] == ["ls", "submit"]

@@ -5,7 +5,9 @@ tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "re
 
 * Each assistant message in ``history`` is a call whose input is the history before it (SWE-agent's own
   fields ``agent``, ``thought``, ``action``, ``message_type`` are dropped; ``tool_call_ids`` becomes
-  ``tool_call_id``), so the messages are what an OpenAI-style API received.
+  ``tool_call_id``; a message-level ``cache_control`` is kept), so the messages are what an OpenAI-style API
+  received. A demonstration's turns put in the history (``put_demos_in_history``, ``is_demo``) are prompt,
+  not calls.
 * A RetryAgent file (``{"attempts": [trajectory, ...]}``, the chosen attempt also copied to the top level)
   imports every attempt, each an ``agent`` span, since each was run and paid; the copy is not counted twice.
 * Each ``trajectory`` step (the i-th step follows the i-th assistant message) is a ``tool`` span named
@@ -163,11 +165,14 @@ def _add_attempt(b: RunBuilder, parent: Span, data: dict[str, Any], t: int, prov
                  model_name: str | None) -> tuple[int, int, int]:
     """One trajectory's model calls and tool steps under ``parent`` from time ``t``; returns the end time,
     the number of calls and how many of them took their input from ``query``."""
-    history = [to_openai(m, i) for i, m in enumerate(decode_list(data.get("history")) or [])]
+    raw = [decode(m) for m in decode_list(data.get("history")) or []]
+    history = [to_openai(m, i) for i, m in enumerate(raw)]
     steps = [decode(x) for x in decode_list(data.get("trajectory")) or []]
     n_assistant = queried = 0
     for i, m in enumerate(history):
-        if m["role"] != "assistant":
+        # put_demos_in_history: a demonstration's own turns are history entries with is_demo, shown to the
+        # model as examples (sweagent/agent/agents.py _add_demonstration_to_history): prompt, not calls
+        if m["role"] != "assistant" or raw[i].get("is_demo") is True:
             continue
         step_query = _query(steps[n_assistant]) if n_assistant < len(steps) else None
         queried += step_query is not None
