@@ -19,8 +19,9 @@ tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "re
 * ``info.model_stats`` holds usage only as whole-run totals (zero in replayed demonstrations), so calls
   carry no provider usage and are counted locally; non-zero totals are quoted in the run's notes and kept,
   each labelled with what it is, in ``run.metadata["recorded_totals"]`` (``tokens_sent`` is litellm's local
-  count, ``instance_cost`` litellm's price of the provider's usage): a run-level check, never per-call truth. The model is ``replay_config.agent.model.name`` unless
-  that is a replay placeholder; pass ``model=`` to say which model the messages were written for.
+  count, ``instance_cost`` litellm's price of the provider's usage): a run-level check, never per-call truth.
+  The model is ``replay_config.agent.model.name`` unless that is a replay placeholder; pass ``model=`` to say
+  which model the messages were written for.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ from tokprof.profiler.interchange.base import (
     tool_calls_to_openai,
 )
 from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
-from tokprof.profiler.interchange.tau2_messages import flatten, prefilled as count_prefilled, read_message, tick_messages
+from tokprof.profiler.interchange.tau2_messages import flatten, read_message, tick_messages
+from tokprof.profiler.interchange.tau2_messages import prefilled as count_prefilled
 from tokprof.profiler.interchange.tau2_user import flip_roles, user_prompt_messages
 from tokprof.profiler.interchange.usage_dialects import choose, read_usage
 from tokprof.profiler.model import Cost, LLMCall, Message, Run, Usage
@@ -249,9 +250,10 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
     if not have_times:
         notes.append(NOTE_NO_TIMES)
     if prefilled:
-        notes.append(f"the first {prefilled} messages are the task's initial message_history: conversation, not calls")
-    if any((m.get("role") == "user" and m.get("tool_calls")) or (m.get("role") == "tool" and m.get("requestor") == "user")
-           for m in messages):
+        notes.append(f"the first {prefilled} messages are the task's initial message_history: conversation, "
+                     "not calls")
+    if any((m.get("role") == "user" and m.get("tool_calls"))
+           or (m.get("role") == "tool" and m.get("requestor") == "user") for m in messages):
         notes.append(NOTE_USER_TOOLS)
     base = start if start is not None else (parse_time_ns(sim.get("timestamp")) or 0)
 
