@@ -20,6 +20,7 @@ from tokprof.profiler.accounting import fill_run_usage
 from tokprof.profiler.policy import internal_error
 from tokprof.profiler.interchange.values import as_int as as_int, json_or_text as json_or_text  # re-exported
 from tokprof.profiler.interchange.values import nullish as nullish, parse_time_ns as parse_time_ns  # re-exported
+from tokprof.profiler.interchange.values import duration_ns as duration_ns  # re-exported
 from tokprof.profiler.model import Run, Span
 
 MAX_REPORTED_ERRORS = 5

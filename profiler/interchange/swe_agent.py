@@ -5,7 +5,9 @@ tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "re
 
 * Each assistant message in ``history`` is a call whose input is the history before it (SWE-agent's own
   fields ``agent``, ``thought``, ``action``, ``message_type`` are dropped; ``tool_call_ids`` becomes
-  ``tool_call_id``), so the messages are what an OpenAI-style API received.
+  ``tool_call_id``; a message-level ``cache_control`` is kept), so the messages are what an OpenAI-style API
+  received. A demonstration's turns put in the history (``put_demos_in_history``, ``is_demo``) are prompt,
+  not calls.
 * A RetryAgent file (``{"attempts": [trajectory, ...]}``, the chosen attempt also copied to the top level)
   imports every attempt, each an ``agent`` span, since each was run and paid; the copy is not counted twice.
 * Each ``trajectory`` step (the i-th step follows the i-th assistant message) is a ``tool`` span named
@@ -15,8 +17,11 @@ tool_calls?, tool_call_ids?, ...}], "info": {model_stats, exit_status, ...}, "re
   elided), so when it is a message list it is the step's call input instead of the ``history`` prefix.
   (The older ``messages`` field was only "approximately" the input, so it is not used.)
 * ``info.model_stats`` holds usage only as whole-run totals (zero in replayed demonstrations), so calls
-  carry no provider usage and are counted locally; non-zero totals are quoted in the run's notes. The model is ``replay_config.agent.model.name`` unless
-  that is a replay placeholder; pass ``model=`` to say which model the messages were written for.
+  carry no provider usage and are counted locally; non-zero totals are quoted in the run's notes and kept,
+  each labelled with what it is, in ``run.metadata["recorded_totals"]`` (``tokens_sent`` is litellm's local
+  count, ``instance_cost`` litellm's price of the provider's usage): a run-level check, never per-call truth.
+  The model is ``replay_config.agent.model.name`` unless that is a replay placeholder; pass ``model=`` to say
+  which model the messages were written for.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     collect,
+    duration_ns,
     split_model,
     stable_id,
 )
@@ -91,6 +97,10 @@ def to_openai(m: Any, i: int) -> Message:
         out["tool_call_id"] = ids[0] if ids else ""
     if m.get("name"):
         out["name"] = m["name"]
+    if isinstance(m.get("cache_control"), dict):
+        # SWE-agent sends a message-level marker (its cache_control history processor puts a tool message's
+        # there: sweagent/agent/history_processors.py, models.py _history_to_messages): a cache breakpoint
+        out["cache_control"] = m["cache_control"]
     return out
 
 
@@ -146,6 +156,7 @@ def trajectory_run(data: dict[str, Any], source: str, model: str | None = None) 
     totals = _totals_note(info.get("model_stats"), calls)
     if totals:
         notes.append(totals)
+        run.metadata["recorded_totals"] = recorded_totals(info.get("model_stats"))
     root.end_ns = t
     run.ended_wall_ns = t
     return run
@@ -155,11 +166,14 @@ def _add_attempt(b: RunBuilder, parent: Span, data: dict[str, Any], t: int, prov
                  model_name: str | None) -> tuple[int, int, int]:
     """One trajectory's model calls and tool steps under ``parent`` from time ``t``; returns the end time,
     the number of calls and how many of them took their input from ``query``."""
-    history = [to_openai(m, i) for i, m in enumerate(decode_list(data.get("history")) or [])]
+    raw = [decode(m) for m in decode_list(data.get("history")) or []]
+    history = [to_openai(m, i) for i, m in enumerate(raw)]
     steps = [decode(x) for x in decode_list(data.get("trajectory")) or []]
     n_assistant = queried = 0
     for i, m in enumerate(history):
-        if m["role"] != "assistant":
+        # put_demos_in_history: a demonstration's own turns are history entries with is_demo, shown to the
+        # model as examples (sweagent/agent/agents.py _add_demonstration_to_history): prompt, not calls
+        if m["role"] != "assistant" or raw[i].get("is_demo") is True:
             continue
         step_query = _query(steps[n_assistant]) if n_assistant < len(steps) else None
         queried += step_query is not None
@@ -170,8 +184,8 @@ def _add_attempt(b: RunBuilder, parent: Span, data: dict[str, Any], t: int, prov
         if n_assistant < len(steps) and isinstance(steps[n_assistant], dict):
             step = steps[n_assistant]
             action = str(step.get("action") or "").strip()
-            secs = step.get("execution_time")
-            dur = int(float(secs) * 1e9) if isinstance(secs, (int, float)) else STEP_NS
+            dur = duration_ns(step.get("execution_time"))  # a number, or a numeric string in some files
+            dur = STEP_NS if dur is None else dur
             b.span("tool", action.split()[0] if action else "action", parent, t, t + dur,
                    attributes={"action": action, "output": step.get("observation")})
             t += dur
@@ -191,13 +205,30 @@ def _query(step: Any) -> list[Message] | None:
 
 
 def _totals_note(stats: Any, n_calls: int) -> str | None:
-    """SWE-agent's own run totals, quoted (they cannot be split per call, so they never replace counts)."""
+    """SWE-agent's own run totals, quoted with what each is: they cannot be split per call, so they never
+    replace the calls' counts. ``tokens_sent``/``tokens_received`` are litellm's *local* count of each request
+    and answer text (``litellm.utils.token_counter`` in ``LiteLLMModel._single_query``), not provider usage;
+    ``instance_cost`` is litellm's ``completion_cost`` of each response, i.e. priced from the provider's usage
+    (sweagent/agent/models.py, ``_update_stats``)."""
     stats = decode_dict(stats) or {}
     keys = ("instance_cost", "tokens_sent", "tokens_received", "api_calls")
     if not any(isinstance(stats.get(k), (int, float)) and stats.get(k) for k in keys):
         return None
     said = ", ".join(f"{k} {stats[k]}" for k in keys if stats.get(k) is not None)
-    note = f"info.model_stats (SWE-agent's run totals, not split per call): {said}"
+    note = (f"info.model_stats (SWE-agent's run totals, not split per call): {said}; tokens_sent/received are "
+            "litellm's local count, not provider usage; instance_cost is litellm's price of the provider's usage")
     if isinstance(stats.get("api_calls"), int) and stats["api_calls"] != n_calls:
         note += f"; the history holds {n_calls} model calls"
     return note
+
+
+def recorded_totals(stats: Any) -> dict[str, Any] | None:
+    """``info.model_stats`` as labelled run-level figures (``run.metadata["recorded_totals"]``): a check on the
+    imported run, never per-call usage."""
+    stats = decode_dict(stats) or {}
+    basis = {"instance_cost": "provider usage priced by litellm (USD)",
+             "tokens_sent": "litellm local count", "tokens_received": "litellm local count",
+             "api_calls": "SWE-agent count"}
+    out = {k: {"value": stats[k], "basis": b} for k, b in basis.items()
+           if isinstance(stats.get(k), (int, float)) and not isinstance(stats.get(k), bool) and stats[k] > 0}
+    return out or None

@@ -6,13 +6,22 @@ one model call whose input is the ``traj`` prefix before it; each tool message i
 each ``"API output: ..."`` user message of the ReAct/Act agents (their tool calls are ``Action:`` JSON in
 the answer text, the tool schemas inside the system prompt).
 
-The published trajectories were produced by gpt-4o through the OpenAI API (the default model is
-``gpt-4o``, override with ``model=``). They record neither usage nor times: tokens are left for local
-counting, and span times are a synthetic 1 ms-per-message timeline (noted in the run's metadata).
+The model is not inside the records. It is taken from, in order: ``model=``; a ``model`` field of the
+record or its ``info`` (some forks write one); the file name, in the two namings tau-bench uses: ``run.py``'s
+results files ``{agent_strategy}-{model}-{temperature}_range_{start}-{end}_user-{user_model}-...json``
+(``tau_bench/run.py``) and ``historical_trajectories/{model}-{domain}.json`` (``gpt-4o-retail.json``,
+``sonnet-35-new-airline.json``; the short Claude names ``sonnet-35`` read as ``claude-3-5-sonnet``); else
+``gpt-4o`` (the model of the original published runs), said to be assumed in the run's notes.
+They record neither usage nor times: tokens are left for local counting, and span times are a synthetic
+1 ms-per-message timeline (noted in the run's metadata).
+
+A task that raised is written by ``run.py`` as ``{"reward": 0.0, "info": {"error", "traceback"},
+"traj": []}``: it imports as a run whose root span failed with that error (nothing was lost, nothing billed).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +53,39 @@ def _is_record(v: Any) -> bool:
     return isinstance(v, dict) and "traj" in v
 
 
-def import_data(data: Any, path: Path | None = None, model: str = DEFAULT_MODEL) -> ImportResult:
+_RESULTS_NAME = re.compile(r"^(?:tool-calling|act|react|few-shot)-(?:(?:airline|retail)-)?(?P<model>.+?)-"
+                           r"\d+(?:\.\d+)?_range_")
+_HISTORICAL_NAME = re.compile(r"^(?P<model>.+)-(?:airline|retail)$")
+_SHORT_CLAUDE = re.compile(r"^(?P<family>sonnet|haiku|opus)-(?P<major>\d)(?P<minor>\d)(?:-.*)?$")
+
+
+def model_from_name(path: Path | None) -> str | None:
+    """The agent model a tau-bench file name states (see the module doc), or ``None``."""
+    if path is None:
+        return None
+    stem = Path(path).name
+    for ext in (".gz", ".json"):
+        stem = stem[: -len(ext)] if stem.lower().endswith(ext) else stem
+    found = _RESULTS_NAME.match(stem) or _HISTORICAL_NAME.match(stem)
+    if found is None:
+        return None
+    name = found.group("model")
+    short = _SHORT_CLAUDE.match(name)
+    return f"claude-{short['major']}-{short['minor']}-{short['family']}" if short else name
+
+
+def _model_and_note(model: str | None, rec: dict[str, Any], info: dict[str, Any],
+                    path_model: str | None) -> tuple[str, str]:
+    """The record's agent model and where it came from (a note for the run's metadata)."""
+    for name, where in ((model, "given"), (nullish(rec.get("model")), "the record's 'model'"),
+                        (nullish(info.get("model")), "the record's info.model"), (path_model, "the file name")):
+        if isinstance(name, str) and name.strip():
+            return name.strip(), f"agent model {name.strip()} ({where})"
+    return DEFAULT_MODEL, (f"agent model not recorded: assumed {DEFAULT_MODEL} (the published runs' model); "
+                           "counts and prices are for that model")
+
+
+def import_data(data: Any, path: Path | None = None, model: str | None = None) -> ImportResult:
     """Runs from a parsed τ-bench file: the list of records, or one record, possibly inside wrappers."""
     result = ImportResult(Path(path) if path is not None else None, FORMAT)
     found = find_container(data, lambda v: (isinstance(v, list) and any(_is_record(decode(x)) for x in v[:20]))
@@ -55,12 +96,12 @@ def import_data(data: Any, path: Path | None = None, model: str = DEFAULT_MODEL)
         raise InterchangeError(path, None, f"top level is a {type(data).__name__}; expected {EXPECTED}")
     data = [found] if isinstance(found, dict) else found
     source = Path(path).name if path is not None else "<data>"
-    provider, model_name = split_model(model)
+    path_model = model_from_name(path)
     items = ((f"record {i}", (i, rec)) for i, rec in enumerate(data))
-    return collect(result, items, lambda item: trajectory_run(item[1], item[0], source, provider, model_name))
+    return collect(result, items, lambda item: trajectory_run(item[1], item[0], source, model, path_model))
 
 
-def import_text(text: str, path: Path | None = None, model: str = DEFAULT_MODEL) -> ImportResult:
+def import_text(text: str, path: Path | None = None, model: str | None = None) -> ImportResult:
     try:
         data = parse_document(text)
     except ValueError as exc:
@@ -93,7 +134,8 @@ def _react_action(content: Any) -> tuple[str | None, Any]:
     return action["name"], action.get("arguments")
 
 
-def trajectory_run(rec: Any, index: int, source: str, provider: str | None, model: str | None) -> Run:
+def trajectory_run(rec: Any, index: int, source: str, given_model: str | None = None,
+                   path_model: str | None = None) -> Run:
     rec = decode(rec)
     raw_traj = decode_list(rec.get("traj")) if isinstance(rec, dict) else None
     if raw_traj is None:
@@ -101,16 +143,22 @@ def trajectory_run(rec: Any, index: int, source: str, provider: str | None, mode
     traj = [_clean(m, i) for i, m in enumerate(raw_traj)]
     task_id, trial = nullish(rec.get("task_id")), nullish(rec.get("trial"))
     info = decode_dict(rec.get("info")) or {}
+    model_name, model_note = _model_and_note(given_model, rec, info, path_model)
+    provider, model = split_model(model_name)
+    error = nullish(info.get("error"))
     run = Run(
         run_id=stable_id(FORMAT, source, index, task_id, trial),
         name=f"tau1 task {task_id} trial {trial}",
         tags={"task": str(task_id), "trial": str(trial)},
         started_wall_ns=0,
         metadata={"source": FORMAT, "source_file": source, "record": index, "reward": nullish(rec.get("reward")),
-                  "user_cost": info.get("user_cost"), "notes": list(NOTES)},
+                  "user_cost": info.get("user_cost"), "notes": [*NOTES, model_note]},
     )
     b = RunBuilder(run)
     root = b.span("agent", run.name, None, 0, len(traj) * STEP_NS)
+    if error is not None:  # run.py caught an exception in this task: the run failed, whatever it holds
+        root.status, root.error = "error", str(error)[:2000]
+        run.metadata["error"] = str(error)[:2000]
     tool_calls: dict[str, dict[str, Any]] = {}
     for i, m in enumerate(traj):
         start = i * STEP_NS

@@ -25,7 +25,11 @@ generically: a ``Results`` object, a bare list of ``SimulationRun`` objects (or 
 format's ``simulations/<id>.json`` files), either inside wrapper objects; leaderboard files without
 ``tasks`` or ``info``; unknown extra fields anywhere; values written as Python literals or JSON inside
 strings (:mod:`tokprof.profiler.interchange.lenient`); full-duplex runs whose ``messages`` is null and whose
-messages live in ``ticks``. Usage: the message's ``usage`` and the provider response kept in ``raw_data``
+messages live in ``ticks``; a ``MultiToolMessage`` read as the tool results it holds; a task's
+``initial_state.message_history`` at the start of the messages is conversation, not calls
+(:mod:`tokprof.profiler.interchange.tau2_messages`). In domains where the simulated user has tools
+(telecom), its tool calls (``requestor: "user"``) and their results are in the user's prompt, never the
+agent's. Usage: the message's ``usage`` and the provider response kept in ``raw_data``
 are both read in their own dialects and the richest consistent one wins
 (:mod:`tokprof.profiler.interchange.usage_dialects`), so cache reads hidden by an input count that excludes
 them are recovered, never added twice. A simulation whose task is absent still imports: the agent's calls
@@ -33,8 +37,10 @@ in full, the simulated user's calls with their recorded usage but a prompt of th
 could not be rebuilt is listed in ``run.metadata["not_rebuilt"]`` (and the import result's ``partial``).
 
 Timing: a message's ``timestamp`` is when it was produced; the call that produced it is taken to start
-when the previous message was produced (the simulation's ``start_time`` for the first). Files without
-timestamps get a synthetic 1 ms-per-message timeline (noted in the metadata).
+when the previous message was produced (the simulation's ``start_time`` for the first), or, when the
+message records ``generation_time_seconds``, that long before it (never before the previous message). A
+message with ``context_truncation`` had its input cut before the call: its rebuilt prompt is marked
+incomplete. Files without timestamps get a synthetic 1 ms-per-message timeline (noted in the metadata).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from tokprof.profiler.interchange.base import (
     InterchangeError,
     RunBuilder,
     collect,
+    duration_ns,
     nullish,
     parse_time_ns,
     public_params,
@@ -56,6 +63,8 @@ from tokprof.profiler.interchange.base import (
     tool_calls_to_openai,
 )
 from tokprof.profiler.interchange.lenient import decode, decode_dict, decode_list, find_container, parse_document
+from tokprof.profiler.interchange.tau2_messages import flatten, read_message, tick_messages
+from tokprof.profiler.interchange.tau2_messages import prefilled as count_prefilled
 from tokprof.profiler.interchange.tau2_user import flip_roles, user_prompt_messages
 from tokprof.profiler.interchange.usage_dialects import choose, read_usage
 from tokprof.profiler.model import Cost, LLMCall, Message, Run, Usage
@@ -70,6 +79,11 @@ NOTE_NO_TOOL_DEFS = ("agent tool definitions are not recorded by tau2-bench (inf
 NOTE_SYSTEM = ("agent system prompt = info.environment_info.policy; the agent implementation may have "
                "wrapped it in its own instructions")
 NOTE_NO_TIMES = "messages carry no timestamps: span times are a synthetic 1 ms-per-message timeline"
+# Domains where the simulated user has tools (telecom): tau2 sends the user model its tool schemas and the
+# tools variant of the guidelines (user_simulator.py: get_global_user_sim_guidelines(use_tools=True)), but
+# older run.py get_info recorded the plain variant and no schema. Recorded usage is unaffected.
+NOTE_USER_TOOLS = ("the simulated user calls tools: its tool definitions are not recorded (and older tau2 "
+                   "releases record the no-tools guidelines), so counted user prompt tokens miss the tool schema")
 
 
 def is_greeting(index: int, m: dict[str, Any]) -> bool:
@@ -131,30 +145,6 @@ def import_text(text: str, path: Path | None = None) -> ImportResult:
         raise InterchangeError(path, f"line {line}" if line else None,
                                f"malformed JSON ({getattr(exc, 'msg', exc)}); expected {EXPECTED}") from None
     return import_data(data, path)
-
-
-def _tick_messages(ticks: Any) -> list[dict[str, Any]]:
-    """Full-duplex runs store no ``messages``: collect the message objects inside each tick, in time order
-    (what ``SimulationRun.get_messages`` does)."""
-    out: list[dict[str, Any]] = []
-
-    def walk(v: Any, depth: int) -> None:
-        v = decode(v)
-        if depth > 3:
-            return
-        if isinstance(v, dict):
-            if v.get("role") in ("assistant", "user", "tool", "system"):
-                out.append(v)
-                return
-            for x in v.values():
-                walk(x, depth + 1)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x, depth + 1)
-
-    for tick in decode_list(ticks) or []:
-        walk(tick, 0)
-    return sorted(out, key=lambda m: str(m.get("timestamp") or ""))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -221,23 +211,6 @@ def _raw_fields(m: dict[str, Any]) -> tuple[str | None, str | None]:
     return (str(raw["id"]) if raw.get("id") else None), (str(finish) if finish else None)
 
 
-def _message(raw: Any, index: int, i: int) -> dict[str, Any]:
-    m = decode(raw)
-    if not isinstance(m, dict):
-        raise InterchangeError(None, f"simulation {index} message {i}", "expected a message object")
-    m = dict(m)
-    calls = decode_list(m.get("tool_calls"))
-    m["tool_calls"] = [_tool_call(c) for c in calls if isinstance(decode(c), dict)] if calls else None
-    return m
-
-
-def _tool_call(c: Any) -> dict[str, Any]:
-    c = dict(decode(c))
-    if isinstance(c.get("arguments"), str):
-        c["arguments"] = decode(c["arguments"])
-    return c
-
-
 def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], index: int, sim: Any,
                     source: str) -> Run:
     sim = decode(sim)
@@ -245,10 +218,10 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         raise InterchangeError(None, None, "expected a simulation object with a 'messages' list")
     raw_messages = decode_list(sim.get("messages"))
     if raw_messages is None and sim.get("ticks") is not None:
-        raw_messages = _tick_messages(sim.get("ticks"))
+        raw_messages = tick_messages(sim.get("ticks"))
     if raw_messages is None:
         raise InterchangeError(None, None, "expected a simulation object with a 'messages' list (or 'ticks')")
-    messages = [_message(x, index, i) for i, x in enumerate(raw_messages)]
+    messages = [read_message(x, index, i) for i, x in enumerate(flatten(raw_messages))]
     task_id = str(nullish(sim.get("task_id")))
     task = tasks.get(task_id)
     not_rebuilt: list[str] = []
@@ -256,6 +229,7 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         not_rebuilt.append(f"simulated user's system prompt (task {task_id!r} and its user_scenario are not in "
                            "the file): user calls keep their recorded usage, their prompt holds the "
                            "conversation only")
+    prefilled = count_prefilled(task, messages)
     agent_info = decode_dict(info.get("agent_info")) or {}
     user_info = decode_dict(info.get("user_info")) or {}
     env = decode_dict(info.get("environment_info")) or {}
@@ -275,6 +249,12 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
     have_times = any(parse_time_ns(m.get("timestamp")) is not None for m in messages[:3])
     if not have_times:
         notes.append(NOTE_NO_TIMES)
+    if prefilled:
+        notes.append(f"the first {prefilled} messages are the task's initial message_history: conversation, "
+                     "not calls")
+    if any((m.get("role") == "user" and m.get("tool_calls"))
+           or (m.get("role") == "tool" and m.get("requestor") == "user") for m in messages):
+        notes.append(NOTE_USER_TOOLS)
     base = start if start is not None else (parse_time_ns(sim.get("timestamp")) or 0)
 
     reward_info = decode_dict(sim.get("reward_info"))
@@ -312,11 +292,14 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
         ts = parse_time_ns(m.get("timestamp")) if have_times else None
         t_end = ts if ts is not None else base + (i + 1) * SYNTHETIC_STEP_NS
         t_start = prev if have_times else t_end - SYNTHETIC_STEP_NS
+        gen = duration_ns(m.get("generation_time_seconds"))
+        if have_times and ts is not None and gen is not None:
+            t_start = max(prev, ts - gen)  # the recorded generation time, within the gap since the last message
         role = m.get("role")
         view = _agent_view(m)
         for call in m.get("tool_calls") or []:
             tool_names[str(call.get("id") or "")] = (call.get("name") or "tool", call.get("arguments"))
-        if is_model_call(i, m):
+        if is_model_call(i, m) and i >= prefilled:
             usage = _usage(m, notes)
             response_id, finish = _raw_fields(m)
             # Without 'info' the model is unknown, unless the provider's raw response names it.
@@ -338,6 +321,15 @@ def _simulation_run(info: dict[str, Any], tasks: dict[str, dict[str, Any]], inde
             attrs: dict[str, Any] = {"turn_idx": nullish(m.get("turn_idx"))}
             if side == "user" and task is None:
                 attrs["prompt_incomplete"] = True
+            truncation = decode_dict(m.get("context_truncation"))
+            if truncation:
+                # tau2 cut the input to max_input_tokens before this call: the rebuilt prompt is the whole
+                # conversation, more than was sent (recorded usage, when present, is what was sent)
+                attrs["prompt_incomplete"] = True
+                attrs["context_truncation"] = truncation
+                note = (f"message {i}: the input was truncated before the call (context_truncation): the "
+                        "rebuilt prompt is the whole conversation, not what was sent")
+                not_rebuilt.append(note)
             b.span("llm", name, root, t_start, t_end, tags={"side": side}, llm=call, attributes=attrs)
         elif role == "tool":
             call_id = str(m.get("id") or "")

@@ -40,6 +40,19 @@ def as_int(value: Any) -> int | None:
     return n
 
 
+def duration_ns(value: Any) -> int | None:
+    """A recorded duration in seconds (number or numeric string) as ns; ``None`` when absent, unreadable,
+    negative, not finite or absurd (a million seconds or more): a bad duration never moves a span."""
+    value = nullish(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        v = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return int(v * 1e9) if 0 <= v < 1e6 else None
+
+
 def parse_time_ns(value: Any) -> int | None:
     """ISO-8601 (naive = UTC) or epoch seconds/ns -> epoch ns; ``None`` when absent or unreadable."""
     value = nullish(value)
