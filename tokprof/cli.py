@@ -43,6 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cli_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                line: str | None = None) -> str:
+    """A warning as the CLI prints it: one line, ``tokprof: warning: ...``, without the Python file and
+    source line the default format adds (they tell a user nothing); control characters removed."""
+    from tokprof.console_safe import clean
+
+    text = str(message).strip()
+    ours = text.startswith("tokprof:") or category.__module__.startswith("tokprof")
+    text = text.removeprefix("tokprof:").strip()
+    if not ours:  # another library's: say which kind it is
+        text = f"{category.__name__}: {text}"
+    return clean(f"tokprof: warning: {text}") + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,12 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import warnings
 
-    from tokprof.console_safe import clean
-
     # Warnings quote model names and paths from the data: no control characters reach the terminal.
     # Restored on the way out: main() called in-process again (tests, a host app) must not stack wrappers.
     plain_format = warnings.formatwarning
-    warnings.formatwarning = lambda *a, **k: clean(plain_format(*a, **k))
+    warnings.formatwarning = cli_warning
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

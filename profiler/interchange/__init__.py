@@ -32,6 +32,15 @@ from tokprof.profiler.interchange import (
 )
 from tokprof.profiler.interchange.base import ImportResult, InterchangeError, read_text
 
+TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
+"""Names of trace files looked for under a folder (each may also end in ``.gz``): what ``tokprof import``
+and ``tokprof ingest`` read there."""
+
+
+def is_trace_name(name: str) -> bool:
+    """True for a file name :data:`TRACE_SUFFIXES` covers (case-insensitive, ``.gz`` allowed)."""
+    return name.lower().removesuffix(".gz").endswith(TRACE_SUFFIXES)
+
 __all__ = ["FORMATS", "ImportResult", "InterchangeError", "detect_format", "import_file", "import_text"]
 
 FORMATS: dict[str, Callable[[str, Path | None], ImportResult]] = {

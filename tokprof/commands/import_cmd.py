@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tokprof.console_safe import escape
-from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file
+from tokprof.profiler.interchange import FORMATS, InterchangeError, import_file, is_trace_name
 from tokprof.profiler.interchange.summary import ImportTotals
 from tokprof.profiler.model import Run
 from tokprof.profiler.providers.as_paid import BASES, CostRange, run_paid, total_range
@@ -17,7 +17,6 @@ from tokprof.profiler.run_paths import runs_dir
 from tokprof.profiler.run_writer import save_run
 
 # What a folder walk picks up (explicitly named files are always tried).
-TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".traj")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -73,10 +72,7 @@ def expand(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                name = f.name.lower().removesuffix(".gz")
-                if f.is_file() and name.endswith(TRACE_SUFFIXES):
-                    out.append(f)
+            out.extend(f for f in sorted(p.rglob("*")) if f.is_file() and is_trace_name(f.name))
         elif p.exists():
             out.append(p)
         else:

@@ -36,7 +36,7 @@ def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, 
     Parquet under ``out_dir/<table>/``; returns one record per file (its runs and calls, or its error)."""
     import pyarrow.parquet as pq
 
-    from tokprof.fleet.ledger import load_source
+    from tokprof.fleet.ledger import file_error, load_source
     from tokprof.fleet.rows import RowBuilder
 
     builder = RowBuilder(diagnose=diagnose)
@@ -46,7 +46,7 @@ def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, 
         try:
             runs = load_source(path)
         except Exception as exc:  # noqa: BLE001 - named in the report, the other files go on
-            done.append({"path": raw, "error": f"{path}: {exc}"})
+            done.append({"path": raw, "error": file_error(path, exc)})
             continue
         key = str(path.resolve())
         for run in runs:
