@@ -7,8 +7,6 @@ import json
 from decimal import Decimal
 import sys
 
-from tokprof.demo_checks import run_checks
-from tokprof.demo import MODEL_CALLS_PER_RUN, AnswerMismatch, run_demo
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -30,6 +28,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    # imported here: the demo brings LangChain (~1 s), which every other command's start-up must not pay
+    from tokprof.demo import MODEL_CALLS_PER_RUN, AnswerMismatch, run_demo
+    from tokprof.demo_checks import run_checks
     from tokprof.console_safe import SafeConsole as Console
     from rich.progress import (
         BarColumn,
