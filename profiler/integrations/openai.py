@@ -112,10 +112,13 @@ class _ChatAccumulator:
         self.finish_reason: str | None = None
         self.response_id: str | None = None
         self.model: str | None = None
+        self.vendor_error: str | None = None
+        """A failure a chunk reported beside HTTP 200 (MiniMax ``base_resp``): the span is marked failed."""
 
     def observe(self, chunk: Any) -> None:
         self.response_id = getattr(chunk, "id", None) or self.response_id
         self.model = getattr(chunk, "model", None) or self.model
+        self.vendor_error = self.vendor_error or usage_dialects.vendor_status_error(chunk)
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
         elif self.usage is None:
