@@ -414,3 +414,48 @@ def test_complete_stream_is_not_marked_cut(llm_server: Any) -> None:
     span = one_span(run)
     assert not attrs(span).get(keys.STREAM_INCOMPLETE)
     assert set(span.llm.usage.sources.values()) == {"provider"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. dashscope's async "Unclosed client session" warning is dashscope's own, not tokprof's
+# ---------------------------------------------------------------------------------------------------
+def test_tokprof_adds_no_unclosed_aiohttp_session_to_dashscope_async(llm_server: Any, tmp_path: Any) -> None:
+    """dashscope keeps one shared aiohttp session per event loop (``api_entities/aio_session.py``
+    ``get_shared_aio_session``) and does not close it when ``asyncio.run`` ends the loop, so aiohttp warns
+    "Unclosed client session" at exit with or without tokprof. Traced, the same calls warn no more often."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "agent.py"
+    script.write_text(f"""
+import asyncio, gc, sys
+import dashscope
+dashscope.base_http_api_url, dashscope.api_key = {llm_server.dashscope_url!r}, "t"
+M = [{{"role": "user", "content": "hi"}}]
+async def go():
+    await dashscope.AioGeneration.call(model="qwen-plus", messages=M, result_format="message")
+    gen = await dashscope.AioGeneration.call(model="qwen-plus", messages=M, result_format="message", stream=True,
+                                             incremental_output=True)
+    async for _ in gen:
+        pass
+    c = dashscope.AsyncClient(api_key="t", base_url={llm_server.dashscope_url!r}, max_retries=0)
+    await c.chat.completions.create(model="qwen-plus", messages=M)
+    async for _ in await c.chat.completions.create(model="qwen-plus", messages=M, stream=True):
+        pass
+if sys.argv[1] == "traced":
+    from tokprof.profiler import profile
+    with profile("ds") as run:
+        asyncio.run(go())
+    assert len(run.llm_spans()) == 4, run.llm_spans()
+else:
+    asyncio.run(go())
+gc.collect()
+""")
+    warned = {}
+    for mode in ("plain", "traced"):
+        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=120,
+                             cwd=Path(__file__).parent)
+        assert out.returncode == 0, out.stderr
+        warned[mode] = out.stderr.count("Unclosed client session")
+    assert warned["traced"] == warned["plain"], warned

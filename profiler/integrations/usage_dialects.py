@@ -26,8 +26,8 @@ Dialects and where each field is documented:
   ``completion_tokens_details.reasoning_tokens`` (https://www.alibabacloud.com/help/en/model-studio/context-cache).
 * GLM (Zhipu / Z.ai) ``prompt_tokens_details.cached_tokens`` (https://docs.z.ai/guides/capabilities/cache);
   Doubao (Volcengine Ark) ``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``
-  (https://www.volcengine.com/docs/82379/1494384); MiniMax's OpenAI route the OpenAI fields, its Anthropic
-  route the Anthropic fields (https://platform.minimax.io/docs/api-reference/text-anthropic-api).
+  (https://www.volcengine.com/docs/82379/1494384); MiniMax: OpenAI fields plus ``base_resp`` (:func:`vendor_status_error`;
+  https://platform.minimax.io/docs/api-reference/text-post), a block of ``total_tokens`` alone is partial.
 * Anthropic: ``input_tokens`` *excludes* the cache; ``cache_read_input_tokens``, ``cache_creation_input_tokens``
   and the TTL split ``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``
   (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#tracking-cache-performance).
@@ -40,7 +40,7 @@ Dialects and where each field is documented:
 * OpenRouter: OpenAI fields plus ``prompt_tokens_details.cache_write_tokens`` and the charged ``usage.cost``
   (:func:`reported_cost`, kept as the call's recorded cost; https://openrouter.ai/docs/use-cases/usage-accounting).
 * AWS Bedrock Converse ``usage`` (camelCase, input excluding the cache): :func:`bedrock_usage`.
-* Groq: OpenAI fields; a stream's final chunk also carries ``x_groq.usage`` (:func:`vendor_stream_usage`).
+* Groq: OpenAI fields; a chat or legacy completions stream's last chunk has ``x_groq.usage`` (:func:`vendor_stream_usage`).
 * LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
   ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
   ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
@@ -158,15 +158,13 @@ def chat_usage(usage: Any) -> Usage:
     output = _first(u.get("completion_tokens"), u.get("output_tokens"))
     total = _int(u.get("total_tokens"))
     if total is not None and reasoning_outside_output(prompt, output, reasoning, total):
-        # xAI's shape, confirmed by its total; more reasoning than output with no total to say so is left
-        # to the one check (usage_partial.reconcile), which reads it the same way and says so on the span
+        # xAI's shape; with no total, more reasoning than output is left to reconcile (same reading, noted)
         output = (output or 0) + (reasoning or 0)
     return _with_total(_usage(prompt, output, read, write, reasoning, hour), total)
 
 
 def _with_total(usage: Usage, total: int | None) -> Usage:
-    """``usage`` with the block's own ``total_tokens`` kept for the check (:func:`reconcile`). A total of 0
-    beside real counts is a server that leaves the field unfilled, not a claim, so it is not kept."""
+    """``usage`` with the block's ``total_tokens`` kept for :func:`reconcile` (a 0 is an unfilled field)."""
     usage.reported_total = total or None
     return usage
 
@@ -201,14 +199,11 @@ def vendor_stream_usage(chunk: Any) -> Any:
 
 
 def vendor_status_error(body: Any) -> str | None:
-    """A failure a body reports beside HTTP 200: MiniMax's ``base_resp`` (``status_code`` 0 is success; any
-    other code, e.g. 1008 insufficient balance, is a failed call with no answer;
-    https://platform.minimax.io/docs/api-reference/text-post). Only the code is kept: ``status_msg`` may
-    quote the request. ``None`` when the body says nothing of the kind."""
+    """A failure reported beside HTTP 200: MiniMax's ``base_resp.status_code`` other than 0 (e.g. 1008,
+    insufficient balance; https://platform.minimax.io/docs/api-reference/text-post). Only the code is kept:
+    ``status_msg`` may quote the request."""
     base = plain(getattr(body, "base_resp", None) if not isinstance(body, dict) else body.get("base_resp"))
-    if not isinstance(base, dict):
-        return None
-    code = base.get("status_code")
+    code = base.get("status_code") if isinstance(base, dict) else None
     if isinstance(code, bool) or not isinstance(code, int) or code == 0:
         return None
     return f"provider error in base_resp: status_code {code}"
