@@ -459,3 +459,43 @@ gc.collect()
         assert out.returncode == 0, out.stderr
         warned[mode] = out.stderr.count("Unclosed client session")
     assert warned["traced"] == warned["plain"], warned
+
+
+def test_cut_openai_responses_stream_keeps_the_text_delivered(llm_server: Any, cut_after: Callable[[int], None]) -> None:
+    # response.created, response.in_progress, output_item.added, content_part.added, 3 text deltas: no completed
+    cut_after(7)
+    with profile("c") as run:
+        events = list(client(llm_server).responses.create(model="gpt-4o", input="What is 101*3?", stream=True))
+    got = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert got == TEXT[:15] and "response.completed" not in [e.type for e in events]
+    span = one_span(run)
+    assert span.llm.finish_reason == "in_progress"
+    _check_cut(span, TEXT[:15])
+
+
+# ---------------------------------------------------------------------------------------------------
+# record_llm_call: a usage dict the user hands over goes through the same check
+# ---------------------------------------------------------------------------------------------------
+def test_record_llm_call_usage_goes_through_the_one_check() -> None:
+    from tokprof.profiler import record_llm_call
+
+    with profile("r") as run:
+        record_llm_call(model="gpt-4o", messages=MESSAGES, output="303",
+                        usage={"input_tokens": -3, "output_tokens": True})  # junk: never provider truth
+        record_llm_call(model="gpt-4o", messages=MESSAGES, output="303",
+                        usage={"input_tokens": 10, "output_tokens": 2, "cache_read_tokens": 30})
+        record_llm_call(model="gpt-4o", messages=MESSAGES, output="303",
+                        usage={"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 9})  # a provider block
+        record_llm_call(model="gpt-4o", messages=MESSAGES, output="303",
+                        usage={"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14,
+                               "prompt_tokens_details": {"cached_tokens": 8}})
+    junk, cached, impossible, fine = run.llm_spans()
+    assert "provider" not in junk.llm.usage.sources.values() and junk.llm.usage.input_tokens > 0
+    # input 10 excluding a 30-token cache read: 10 + 30 = 40
+    assert (cached.llm.usage.input_tokens, cached.llm.usage.cache_read_tokens) == (40, 30)
+    assert "input = 40" in attrs(cached)["usage_note"]
+    assert set(impossible.llm.usage.sources.values()) == {"estimated"}
+    assert "total_tokens 9 < input 12 + output 2" in attrs(impossible)["usage_note"]
+    assert counts(fine) == {"input_tokens": (12, "provider"), "output_tokens": (2, "provider"),
+                            "cache_read_tokens": (8, "provider")}
+    assert "usage_note" not in attrs(fine)

@@ -297,15 +297,22 @@ class _ResponsesAccumulator:
 
     def __init__(self) -> None:
         self.response: Any = None
+        self.text: list[str] = []
+        """``response.output_text.delta`` pieces: the answer of a stream cut before ``response.completed``
+        (the last response seen is then an ``in_progress`` one, with no output yet)."""
 
     def observe(self, event: Any) -> None:
         response = getattr(event, "response", None)
         if response is not None:
             self.response = response  # created / in_progress / completed / incomplete / failed: last wins
+        elif getattr(event, "type", None) == "response.output_text.delta" and isinstance(getattr(event, "delta", None), str):
+            self.text.append(event.delta)
 
     def finish(self, call: LLMCall) -> None:
         if self.response is not None:
             _fill_from_response(call, self.response)
+        if self.text and not (call.output or {}).get("content"):
+            call.output = {"role": "assistant", "content": "".join(self.text)}
 
 
 class ResponsesAdapter:
