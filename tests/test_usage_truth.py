@@ -71,7 +71,9 @@ DIALECTS = {
                                      "completion_tokens_details": {"reasoning_tokens": 30}},
                                     {"input_tokens": 1200, "cache_read_tokens": 1024, "output_tokens": 80,
                                      "reasoning_tokens": 30}),
-    # Ollama's /v1/chat/completions answers prompt/completion/total only (docs/openai.md of ollama/ollama)
+    # Ollama's /v1 endpoints: Usage{prompt_tokens, completion_tokens, total_tokens} = prompt_eval_count + eval_count,
+    # on a stream's last chunk with stream_options.include_usage (ToUsage, ChatCompletionChunk.Usage in
+    # https://github.com/ollama/ollama/blob/main/openai/openai.go)
     "ollama": ({"prompt_tokens": 26, "completion_tokens": 12, "total_tokens": 38},
                {"input_tokens": 26, "output_tokens": 12}),
     # MiniMax chatcompletion_v2 (https://platform.minimax.io/docs/api-reference/text-post): total_characters,
@@ -100,7 +102,9 @@ def test_openai_compatible_dialects_are_provider_truth(name: str, stream: bool, 
 
 def test_vllm_continuous_usage_stats_last_running_total_wins(llm_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """vLLM/SGLang ``stream_options.continuous_usage_stats``: every chunk carries the running usage (prompt
-    fixed, completion growing); the final usage chunk holds the call's totals."""
+    fixed, completion growing); the final usage chunk holds the call's totals (``StreamOptions``,
+    ``UsageInfo`` in https://github.com/vllm-project/vllm/blob/main/vllm/entrypoints/openai/protocol.py;
+    chunks without usage say ``usage: null``, as the loopback server sends them)."""
     real = server_module._Handler._chat_chunks
 
     def running(self: Any, body: dict[str, Any], reply: Reply, include: bool) -> Any:
