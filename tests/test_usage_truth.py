@@ -503,3 +503,29 @@ def test_record_llm_call_usage_goes_through_the_one_check() -> None:
     assert counts(fine) == {"input_tokens": (12, "provider"), "output_tokens": (2, "provider"),
                             "cache_read_tokens": (8, "provider")}
     assert "usage_note" not in attrs(fine)
+
+
+# ---------------------------------------------------------------------------------------------------
+# a layer above the SDK (LangChain) takes the SDK's checked usage and its note
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
+def test_langchain_over_the_sdk_gets_the_checked_usage(stream: bool, llm_server: Any) -> None:
+    from langchain_openai import ChatOpenAI
+
+    llm_server.script(Reply(usage={"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 120}),
+                      Reply(usage={"total_tokens": 61}),
+                      Reply(usage={"prompt_tokens": 100, "completion_tokens": 10,
+                                   "completion_tokens_details": {"reasoning_tokens": 40}}))
+    model = ChatOpenAI(model="gpt-4o", base_url=llm_server.openai_url, api_key="t", max_retries=0, streaming=stream)
+    with profile("lc") as run:
+        for _ in range(3):
+            model.invoke("What is 101*3?")
+    impossible, total_only, beside = run.llm_spans()
+    # LangChain's own copy of the first block says 100 + 50 as if true: the SDK's check is what counts
+    assert set(impossible.llm.usage.sources.values()) == {"estimated"}
+    assert "total_tokens 120 < input 100 + output 50" in attrs(impossible)["usage_note"]
+    assert set(total_only.llm.usage.sources.values()) == {"estimated"}
+    assert "only total_tokens (61)" in attrs(total_only)["usage_note"]
+    assert counts(beside) == {"input_tokens": (100, "provider"), "output_tokens": (50, "provider"),
+                              "reasoning_tokens": (40, "provider")}
+    assert "output = 50" in attrs(beside)["usage_note"]

@@ -63,10 +63,14 @@ class CallState:
             check_usage(self.span, output_final=output_final)
             return
         usage = self.span.llm.usage
-        if set(usage.sources.values()) == {"provider"} and output_final:
-            usage_dialects.reconcile(self.span.llm)
-            if set(usage.sources.values()) == {"provider"}:  # still provider truth after the check
-                _stash(self.enriches, usage)
+        if set(usage.sources.values()) != {"provider"} and usage.reported_total is None:
+            return  # nothing read from the provider: the layer above counts the call itself
+        # the one check runs here, where the provider's own block (its total, a cut stream) is known; the
+        # layer above takes the checked usage and the note (its own copy may have lost what showed it false)
+        note = usage_dialects.reconcile(self.span.llm, output_final=output_final)
+        _stash(self.enriches, self.span.llm.usage)
+        if note:
+            self.enriches.set_attribute("usage_note", note)
 
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
