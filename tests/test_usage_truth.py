@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import socket
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -529,3 +531,39 @@ def test_langchain_over_the_sdk_gets_the_checked_usage(stream: bool, llm_server:
     assert counts(beside) == {"input_tokens": (100, "provider"), "output_tokens": (50, "provider"),
                               "reasoning_tokens": (40, "provider")}
     assert "output = 50" in attrs(beside)["usage_note"]
+
+
+def test_stream_dropped_mid_body_raises_the_clients_own_error_unchanged(llm_server: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server drops the connection inside the chunked body (no terminating chunk): the client raises;
+    traced, the very same exception type reaches the caller, the span fails and nothing is provider truth."""
+    def dropped(self: Any, events: Any) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _, data in itertools.islice(events, 3):
+            raw = ("data: " + (data if isinstance(data, str) else json.dumps(data)) + "\n\n").encode()
+            self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    monkeypatch.setattr(server_module._Handler, "_send_sse", dropped)
+
+    def consume() -> tuple[str, type]:
+        got: list[str] = []
+        try:
+            for c in client(llm_server).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+                got.append(c.choices[0].delta.content or "" if c.choices else "")
+        except Exception as exc:  # noqa: BLE001 - the test compares what the caller sees
+            return "".join(got), type(exc)
+        raise AssertionError("the client did not raise")
+
+    plain_text, plain_error = consume()
+    with profile("c") as run:
+        traced_text, traced_error = consume()
+    assert (traced_text, traced_error) == (plain_text, plain_error)
+    span = one_span(run)
+    assert span.status == "error" and plain_error.__name__ in span.error
+    assert "provider" not in span.llm.usage.sources.values()
