@@ -7,7 +7,7 @@ import contextvars
 from typing import Any, Iterable
 
 from tokprof.profiler.context import SPAN_IDS, activate, current_span, deactivate, end_span, perf_ns, wall_ns
-from tokprof.profiler.model import LLMCall, Message, Span, Usage
+from tokprof.profiler.model import USAGE_FIELDS, LLMCall, Message, Span, Usage
 from tokprof.profiler.policy import internal_error
 from tokprof.profiler.session import implicit_root
 
@@ -66,6 +66,18 @@ class span:
         self.__exit__(exc_type, exc, tb)
 
 
+def _usage_of(raw: dict[str, Any]) -> Usage:
+    """A usage dict given to :func:`record_llm_call`: tokprof's own keys (a value that is not a token count
+    is unknown, never provider truth), else a provider's block in its dialect."""
+    from tokprof.profiler.integrity import token_count
+
+    if not any(k in USAGE_FIELDS for k in raw):
+        from tokprof.profiler.integrations.usage_dialects import any_usage
+
+        return any_usage(raw)
+    return Usage.from_provider(**{k: token_count(v) for k, v in raw.items() if k in USAGE_FIELDS})
+
+
 def record_llm_call(
     *,
     model: str,
@@ -82,14 +94,19 @@ def record_llm_call(
     """Record one model call made by code no integration covers.
 
     ``usage`` as a dict is taken as provider-reported (keys: ``input_tokens``, ``output_tokens``,
-    ``cache_read_tokens``, ``cache_write_tokens``, ``reasoning_tokens``); counts it lacks are filled by
-    local counting. Returns the finished span, or ``None`` outside a profile.
+    ``cache_read_tokens``, ``cache_write_tokens``, ``reasoning_tokens``; or a provider's own usage block,
+    read in its dialect); counts it lacks are filled by local counting. Such a dict goes through the same
+    check as every provider path (``usage_partial.reconcile``): a count that cannot be true is repaired or
+    counted locally, and the span says why. A :class:`Usage` object is kept as given (its sources are the
+    caller's: e.g. zeros for an answer served from a cache). Returns the finished span, or ``None`` outside a
+    profile.
     """
     try:
         if isinstance(output, str):
             output = {"role": "assistant", "content": output}
+        given = isinstance(usage, dict)  # a Usage object is the caller's own reading, its sources chosen
         if isinstance(usage, dict):
-            usage = Usage.from_provider(**usage)
+            usage = _usage_of(usage)
         call = LLMCall(
             provider=provider,
             model=model,
@@ -102,6 +119,12 @@ def record_llm_call(
         s = start_span(name or model, "llm", llm=call)
         if s is None:
             return None
+        if given:
+            from tokprof.profiler.integrations.usage_partial import reconcile
+
+            note = reconcile(call)
+            if note:
+                s.set_attribute("usage_note", note)
         if duration_ns is not None:
             s.start_ns -= duration_ns
             s.wall_start_ns -= duration_ns

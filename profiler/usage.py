@@ -40,6 +40,10 @@ class Usage:
     """Server-side tool requests billed per use, as the provider reported them: kind -> count (e.g.
     ``{"web_search": 2}`` from Anthropic ``usage.server_tool_use.web_search_requests``). Always provider
     truth (nothing is counted locally); priced per request by the one cost function. Empty: none reported."""
+    reported_total: int | None = field(default=None, compare=False, repr=False)
+    """The ``total_tokens`` the provider's block carried, in tokprof's terms (input + output), kept only while
+    the call is checked (``usage_partial.reconcile``: a total below input + output says the block cannot be
+    true; a block with nothing but a total is partial). Not a count: never billed, summed or written."""
 
     @classmethod
     def from_provider(cls, **counts: int | None) -> "Usage":
@@ -104,6 +108,7 @@ class Usage:
             self.cache_write_1h_tokens,  # was dropped (and ``sources`` passed in its place) before mypy ran
             dict(self.sources),
             dict(self.tool_requests),
+            self.reported_total,
         )
 
     def to_dict(self) -> dict[str, Any]:

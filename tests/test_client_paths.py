@@ -276,7 +276,10 @@ def test_dashscope_multimodal_conversation(llm_server: Any, is_async: bool) -> N
                                             {"type": "text", "text": "what is it?"}]
     u = s.llm.usage
     assert (u.input_tokens, u.output_tokens) == (1300, 4) and set(u.sources.values()) == {"provider"}
-    assert span_cost(s, "CNY") is None  # no price row: unknown, never 0
+    # qwen-vl-plus CNY row (estimated: third-party figures): input 0.8, output 2 per 1M tokens
+    # (1300 * 0.8 + 4 * 2) / 1M = 0.001048 CNY
+    cost = span_cost(s, "CNY")
+    assert cost is not None and cost.amount == Decimal("0.001048") and cost.source == "estimated"
 
 
 def test_async_embedding_wrappers(llm_server: Any) -> None:

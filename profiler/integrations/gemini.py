@@ -119,6 +119,11 @@ class _Acc:
             self.calls.extend(calls)
             if getattr(cand, "finish_reason", None) is not None:
                 self.reason = str(getattr(cand.finish_reason, "value", cand.finish_reason))
+        blocked = getattr(getattr(chunk, "prompt_feedback", None), "block_reason", None)
+        if blocked is not None and self.reason is None:
+            # a blocked prompt ends the stream with no candidate: final, not cut
+            # (https://ai.google.dev/api/generate-content#PromptFeedback)
+            self.reason = "PROMPT_" + str(getattr(blocked, "value", blocked))
 
     def finish(self, call: LLMCall) -> None:
         message: Message = {"role": "assistant", "content": "".join(self.text) or None}

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from tokprof.profiler import hooks, keys
 from tokprof.profiler.hooks import end_span, internal_error, start_span
 from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations.sdk_state import stream_finished
 from tokprof.profiler.integrations.openai import ChatAccumulator, ChatAdapter, chat_usage, is_given
 from tokprof.profiler.model import Span
 
@@ -129,7 +130,9 @@ class _Watch:
                     self.span.llm.usage = wire
                 if self.span.llm.model and "/" in self.span.llm.model:
                     self.span.llm.model = self.span.llm.model.split("/", 1)[1]
-                _sdk.check_usage(self.span)
+                final = stream_finished(self.span.llm)
+                _sdk.check_usage(self.span, output_final=final)
+                complete = complete and final  # the server closed before its final chunk: a cut answer
             if not complete and error is None:
                 self.span.set_attribute(keys.STREAM_INCOMPLETE, True)
         except Exception as exc:

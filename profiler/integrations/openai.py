@@ -112,10 +112,13 @@ class _ChatAccumulator:
         self.finish_reason: str | None = None
         self.response_id: str | None = None
         self.model: str | None = None
+        self.vendor_error: str | None = None
+        """A failure a chunk reported beside HTTP 200 (MiniMax ``base_resp``): the span is marked failed."""
 
     def observe(self, chunk: Any) -> None:
         self.response_id = getattr(chunk, "id", None) or self.response_id
         self.model = getattr(chunk, "model", None) or self.model
+        self.vendor_error = self.vendor_error or usage_dialects.vendor_status_error(chunk)
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
         elif self.usage is None:
@@ -294,15 +297,22 @@ class _ResponsesAccumulator:
 
     def __init__(self) -> None:
         self.response: Any = None
+        self.text: list[str] = []
+        """``response.output_text.delta`` pieces: the answer of a stream cut before ``response.completed``
+        (the last response seen is then an ``in_progress`` one, with no output yet)."""
 
     def observe(self, event: Any) -> None:
         response = getattr(event, "response", None)
         if response is not None:
             self.response = response  # created / in_progress / completed / incomplete / failed: last wins
+        elif getattr(event, "type", None) == "response.output_text.delta" and isinstance(getattr(event, "delta", None), str):
+            self.text.append(event.delta)
 
     def finish(self, call: LLMCall) -> None:
         if self.response is not None:
             _fill_from_response(call, self.response)
+        if self.text and not (call.output or {}).get("content"):
+            call.output = {"role": "assistant", "content": "".join(self.text)}
 
 
 class ResponsesAdapter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tokprof.profiler.integrations import _sdk
+from tokprof.profiler.integrations import _sdk, usage_dialects
 from tokprof.profiler.integrations.openai import (
     ChatAdapter, as_plain, chat_usage, is_given, record_reported_cost
 )
@@ -48,6 +48,9 @@ class _TextAccumulator:
         self.model = getattr(chunk, "model", None) or self.model
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
+        elif self.usage is None:
+            # Groq's final chunk carries x_groq.usage on this route too, whether or not include_usage was sent
+            self.usage = usage_dialects.vendor_stream_usage(chunk)
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue

@@ -57,15 +57,20 @@ class CallState:
     enriches: Span | None = None
     """The model span above this call (LangChain, litellm) that gets the usage read here."""
 
-    def _usage_read(self) -> None:
+    def _usage_read(self, output_final: bool = True) -> None:
         assert self.span is not None and self.span.llm is not None
         if self.enriches is None:
-            check_usage(self.span)
+            check_usage(self.span, output_final=output_final)
             return
         usage = self.span.llm.usage
-        if set(usage.sources.values()) == {"provider"}:
-            usage_dialects.reconcile(self.span.llm)
-            _stash(self.enriches, usage)
+        if set(usage.sources.values()) != {"provider"} and usage.reported_total is None:
+            return  # nothing read from the provider: the layer above counts the call itself
+        # the one check runs here, where the provider's own block (its total, a cut stream) is known; the
+        # layer above takes the checked usage and the note (its own copy may have lost what showed it false)
+        note = usage_dialects.reconcile(self.span.llm, output_final=output_final)
+        _stash(self.enriches, self.span.llm.usage)
+        if note:
+            self.enriches.set_attribute("usage_note", note)
 
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
@@ -80,6 +85,7 @@ class CallState:
             if self.span is not None and self.span.llm is not None:
                 self.adapter.fill(self.span.llm, response)
                 self._usage_read()
+                _vendor_error(self.span, usage_dialects.vendor_status_error(response))
         except Exception as exc:
             internal_error(f"{self.adapter.api} response", exc)
         if self.span is not None and not self.done:
@@ -96,14 +102,26 @@ class CallState:
         if self.span is None:
             return
         try:
+            final = True
             if self.span.llm is not None and acc is not None:
                 acc.finish(self.span.llm)
-                self._usage_read()
-            if not complete and error is None:
+                final = stream_finished(self.span.llm)
+                self._usage_read(output_final=final)
+                _vendor_error(self.span, getattr(acc, "vendor_error", None))
+            if (not complete or not final) and error is None:
+                # closed by the caller, or by the server before its final chunk (no finish reason): a cut
+                # answer, whose output tokens are counted locally (estimated)
                 self.span.set_attribute(keys.STREAM_INCOMPLETE, True)
         except Exception as exc:
             internal_error(f"{self.adapter.api} stream end", exc)
         end_span(self.span, error)
+
+
+def _vendor_error(span: Span, error: str | None) -> None:
+    """A body that says the call failed beside HTTP 200 (MiniMax ``base_resp``): the span is failed (the
+    caller's response is untouched; ``end_span`` keeps a status set before it)."""
+    if error:
+        span.status, span.error = "error", error
 
 
 _sdk_usage: dict[str, Usage] = {}
@@ -147,15 +165,28 @@ def failed_usage(span: Span, exc: BaseException) -> None:
         internal_error("counting a failed call", err)
 
 
-def check_usage(span: Span) -> None:
-    """Partial provider usage is not truth: reconcile it, or say on the span why it was dropped; a response
-    with no usage at all says so too (local counting fills it, labelled)."""
+def check_usage(span: Span, *, output_final: bool = True) -> None:
+    """Partial or impossible provider usage is not truth: the one check (``usage_partial.reconcile``) fixes or
+    drops it and the span says why; a response with no usage at all says so too (local counting fills it,
+    labelled). ``output_final=False``: a stream cut before its final chunk (see :func:`stream_finished`)."""
     call = span.llm
     if call is None:
         return
-    if not (call.usage.known("input_tokens") or call.usage.known("output_tokens")):
-        span.set_attribute("usage_note", usage_dialects.estimate_missing(call))
-        return
-    note = usage_dialects.reconcile(call)
+    note = usage_dialects.reconcile(call, output_final=output_final)
     if note:
         span.set_attribute("usage_note", note)
+
+
+_NOT_FINISHED = ("", "null", "none", "in_progress", "queued")
+"""Finish reasons that say the answer is still going: DashScope streams send the text ``"null"`` on every chunk
+before the last; an OpenAI Responses stream's last seen ``status`` is ``in_progress`` until
+``response.completed`` (or ``incomplete``/``failed``, which are final)."""
+
+
+def stream_finished(call: LLMCall) -> bool:
+    """Did a stream reach its final chunk? Every SDK's accumulator copies the finish reason the last chunk
+    carries (OpenAI-compatible ``finish_reason``, Anthropic ``stop_reason``, Gemini ``finishReason``,
+    DashScope, Responses ``status``); a server that closes the connection quietly after some deltas leaves
+    none, and its usage (none, or a running count) is not the call's."""
+    reason = call.finish_reason
+    return reason is not None and str(reason).strip().lower() not in _NOT_FINISHED

@@ -26,8 +26,8 @@ Dialects and where each field is documented:
   ``completion_tokens_details.reasoning_tokens`` (https://www.alibabacloud.com/help/en/model-studio/context-cache).
 * GLM (Zhipu / Z.ai) ``prompt_tokens_details.cached_tokens`` (https://docs.z.ai/guides/capabilities/cache);
   Doubao (Volcengine Ark) ``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``
-  (https://www.volcengine.com/docs/82379/1494384); MiniMax's OpenAI route the OpenAI fields, its Anthropic
-  route the Anthropic fields (https://platform.minimax.io/docs/api-reference/text-anthropic-api).
+  (https://www.volcengine.com/docs/82379/1494384); MiniMax: OpenAI fields plus ``base_resp`` (:func:`vendor_status_error`;
+  https://platform.minimax.io/docs/api-reference/text-post), a block of ``total_tokens`` alone is partial.
 * Anthropic: ``input_tokens`` *excludes* the cache; ``cache_read_input_tokens``, ``cache_creation_input_tokens``
   and the TTL split ``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``
   (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#tracking-cache-performance).
@@ -40,7 +40,7 @@ Dialects and where each field is documented:
 * OpenRouter: OpenAI fields plus ``prompt_tokens_details.cache_write_tokens`` and the charged ``usage.cost``
   (:func:`reported_cost`, kept as the call's recorded cost; https://openrouter.ai/docs/use-cases/usage-accounting).
 * AWS Bedrock Converse ``usage`` (camelCase, input excluding the cache): :func:`bedrock_usage`.
-* Groq: OpenAI fields; a stream's final chunk also carries ``x_groq.usage`` (:func:`vendor_stream_usage`).
+* Groq: OpenAI fields; a chat or legacy completions stream's last chunk has ``x_groq.usage`` (:func:`vendor_stream_usage`).
 * LangChain ``usage_metadata``: ``input_tokens`` (cache included), ``input_token_details.cache_read`` /
   ``cache_creation`` / ``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``,
   ``output_token_details.reasoning`` (https://python.langchain.com/api_reference/core/messages/langchain_core.messages.ai.UsageMetadata.html).
@@ -59,7 +59,7 @@ from tokprof.profiler.model import Usage
 
 __all__ = ["plain", "chat_usage", "responses_usage", "anthropic_usage", "gemini_usage", "langchain_usage",
            "any_usage", "reconcile", "merge_stream_usage", "estimate_missing", "reasoning_outside_output",
-           "reported_cost", "bedrock_usage", "vendor_stream_usage"]
+           "reported_cost", "bedrock_usage", "vendor_stream_usage", "vendor_status_error"]
 
 
 def plain(value: Any) -> Any:
@@ -156,9 +156,17 @@ def chat_usage(usage: Any) -> Usage:
     if prompt is None and u.get("input_tokens") is not None:  # an Anthropic-shaped block on a chat route
         return anthropic_usage(u)
     output = _first(u.get("completion_tokens"), u.get("output_tokens"))
-    if reasoning_outside_output(prompt, output, reasoning, _int(u.get("total_tokens"))):
+    total = _int(u.get("total_tokens"))
+    if total is not None and reasoning_outside_output(prompt, output, reasoning, total):
+        # xAI's shape; with no total, more reasoning than output is left to reconcile (same reading, noted)
         output = (output or 0) + (reasoning or 0)
-    return _usage(prompt, output, read, write, reasoning, hour)
+    return _with_total(_usage(prompt, output, read, write, reasoning, hour), total)
+
+
+def _with_total(usage: Usage, total: int | None) -> Usage:
+    """``usage`` with the block's ``total_tokens`` kept for :func:`reconcile` (a 0 is an unfilled field)."""
+    usage.reported_total = total or None
+    return usage
 
 
 def reasoning_outside_output(prompt: int | None, output: int | None, reasoning: int | None,
@@ -173,7 +181,9 @@ def reasoning_outside_output(prompt: int | None, output: int | None, reasoning: 
     if not reasoning or output is None:
         return False
     if reasoning > output:
-        return True
+        # more reasoning than output: beside it, unless the total adds up without it (then the reasoning
+        # count is the wrong one, and reconcile drops it)
+        return not (prompt is not None and total is not None and total == prompt + output)
     return (prompt is not None and total is not None and total == prompt + output + reasoning
             and total != prompt + output)
 
@@ -186,6 +196,17 @@ def vendor_stream_usage(chunk: Any) -> Any:
     vendor = plain(getattr(chunk, "x_groq", None) if not isinstance(chunk, dict) else chunk.get("x_groq"))
     usage = vendor.get("usage") if isinstance(vendor, dict) else None
     return usage if isinstance(usage, dict) and usage else None
+
+
+def vendor_status_error(body: Any) -> str | None:
+    """A failure reported beside HTTP 200: MiniMax's ``base_resp.status_code`` other than 0 (e.g. 1008,
+    insufficient balance; https://platform.minimax.io/docs/api-reference/text-post). Only the code is kept:
+    ``status_msg`` may quote the request."""
+    base = plain(getattr(body, "base_resp", None) if not isinstance(body, dict) else body.get("base_resp"))
+    code = base.get("status_code") if isinstance(base, dict) else None
+    if isinstance(code, bool) or not isinstance(code, int) or code == 0:
+        return None
+    return f"provider error in base_resp: status_code {code}"
 
 
 def reported_cost(usage: Any) -> Decimal | None:
@@ -222,9 +243,10 @@ def responses_usage(usage: Any) -> Usage:
     u = _d(usage)
     idt = _d(u.get("input_tokens_details"))
     odt = _d(u.get("output_tokens_details"))
-    return _usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")), _int(idt.get("cached_tokens")),
-                  _first(idt.get("cache_creation_input_tokens"), idt.get("cache_write_tokens")),
-                  _int(odt.get("reasoning_tokens")))
+    return _with_total(_usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")),
+                              _int(idt.get("cached_tokens")),
+                              _first(idt.get("cache_creation_input_tokens"), idt.get("cache_write_tokens")),
+                              _int(odt.get("reasoning_tokens"))), _int(u.get("total_tokens")))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,7 +314,8 @@ def gemini_usage(meta: Any) -> Usage:
     candidates, thoughts, tool = get("candidates_token_count"), get("thoughts_token_count"), get("tool_use_prompt_token_count")
     total_in = None if prompt is None else prompt + (tool or 0)
     output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-    return _usage(total_in, output, cached, None, thoughts)
+    # totalTokenCount = prompt + tool-use prompt + candidates + thoughts: tokprof's input + output
+    return _with_total(_usage(total_in, output, cached, None, thoughts), get("total_token_count"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -364,12 +387,13 @@ def any_usage(usage: Any) -> Usage:
         # DashScope's native generation API: input_tokens/output_tokens with OpenAI's prompt_tokens_details,
         # the cached part inside input_tokens (no Anthropic cache field to say otherwise)
         pd = _d(u.get("prompt_tokens_details"))
-        return _usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")), _int(pd.get("cached_tokens")),
-                      _first(pd.get("cache_creation_input_tokens")),
-                      _int(_d(u.get("output_tokens_details")).get("reasoning_tokens")))
+        return _with_total(_usage(_int(u.get("input_tokens")), _int(u.get("output_tokens")),
+                                  _int(pd.get("cached_tokens")), _first(pd.get("cache_creation_input_tokens")),
+                                  _int(_d(u.get("output_tokens_details")).get("reasoning_tokens"))),
+                           _int(u.get("total_tokens")))
     if "input_tokens" in u:
         return anthropic_usage(u)
-    return Usage()
+    return _with_total(Usage(), _int(u.get("total_tokens")))  # MiniMax-style total only: partial, kept for the note
 
 
 # Partial usage (reconcile / estimate_missing) lives in its own module; re-exported here, where callers
