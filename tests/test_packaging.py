@@ -3,8 +3,9 @@
 user's ``reports/`` package broke ``tokprof report``).
 
 Builds the wheel from this checkout (``pip wheel --no-deps --no-build-isolation``: offline, with the
-setuptools and wheel of the test environment), installs it into a fresh venv (``--system-site-packages``
-supplies the dependencies; the wheel itself is installed into the venv, ``--no-deps --no-index``), then
+setuptools and wheel of the test environment), installs it into a fresh venv (the test environment's site folders,
+added after the venv's, supply the dependencies; the wheel itself is installed into the venv,
+``--no-deps --no-index``), then
 from a folder holding the user's packages runs a profiled script, ``tokprof report`` and
 ``tokprof optimize``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import textwrap
@@ -89,9 +91,18 @@ def test_the_wheel_installs_only_tokprof_at_top_level(wheel: Path) -> None:
 
 def test_installed_wheel_works_beside_a_users_own_packages(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path, env=dict(os.environ))
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=dict(os.environ))
     py, tokprof_cli = venv / "bin" / "python", venv / "bin" / "tokprof"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # The dependencies come from the test environment's own site folders, added after the venv's (what
+    # --system-site-packages does when the tests run in the system Python; in a venv, as the README's test
+    # command is usually run, the system's site folder lacks them)
+    purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path,
+                   env=env).stdout.strip()
+    adds = "; ".join(f"site.addsitedir({d!r})" for d in site.getsitepackages())
+    (Path(purelib) / "_test_env_deps.pth").write_text(f"import site; {adds}\n")
+    where = _run([str(py), "-c", "import tokprof, rich; print(tokprof.__file__)"], cwd=tmp_path, env=env).stdout
+    assert where.strip().startswith(purelib), where  # the wheel's tokprof, not the checkout's
     _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path, env=env)
 
     # Only tokprof and its dist-info were installed at top level (pip's own record of the install).
