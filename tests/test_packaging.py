@@ -99,11 +99,12 @@ def test_installed_wheel_works_beside_a_users_own_packages(wheel: Path, tmp_path
     # command is usually run, the system's site folder lacks them)
     purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path,
                    env=env).stdout.strip()
-    adds = "; ".join(f"site.addsitedir({d!r})" for d in site.getsitepackages())
-    (Path(purelib) / "_test_env_deps.pth").write_text(f"import site; {adds}\n")
+    # plain path lines: the folders go on sys.path but their own .pth files are not run (the checkout's
+    # editable install is one: it would import the checkout's tokprof instead of the wheel's)
+    (Path(purelib) / "_test_env_deps.pth").write_text("".join(f"{d}\n" for d in site.getsitepackages()))
+    _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path, env=env)
     where = _run([str(py), "-c", "import tokprof, rich; print(tokprof.__file__)"], cwd=tmp_path, env=env).stdout
     assert where.strip().startswith(purelib), where  # the wheel's tokprof, not the checkout's
-    _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path, env=env)
 
     # Only tokprof and its dist-info were installed at top level (pip's own record of the install).
     shown = _run([str(py), "-m", "pip", "show", "-f", "tokprof"], cwd=tmp_path, env=env).stdout
