@@ -19,6 +19,7 @@ from tokprof.fleet.costs import money
 from tokprof.fleet.ledger import connect, ingest_runs
 from tokprof.profiler.accounting import span_cost
 from tokprof.profiler.providers.as_paid import SIMULATED, paid_bills
+from tokprof.fleet.stats import Query, run_stats
 from tokprof.profiler.providers.prices import get_price
 from tokprof.profiler.run_lines import payload_id
 
@@ -82,12 +83,15 @@ def test_cold_ledger_equals_the_slow_path_on_every_corpus_call(corpus_runs: list
                              "FROM calls").fetchall()
         messages = con.execute("SELECT hash, content, chars FROM messages").fetchall()
         runs_total = con.execute("SELECT sum(cost_usd), sum(cost_cny) FROM runs").fetchone()
+        stats_total = run_stats(con, Query(by=["model"]))["total"]
         con.close()
         slow = _slow_rows(corpus_runs)
     assert n == len(stored) == len(slow) >= 5_000
     assert {tuple(r) for r in stored} == slow
     # simulated caching, recorded and computed costs all present: every basis of the fast path was checked
     sources = {r[5] for r in slow}
+    # `tokprof stats` says how many costs assume simulated caching (its dagger footnote): the slow path's count
+    assert stats_total["simulated_cost_calls"] == sum(1 for r in slow if r[5] == "simulated") > 0
     assert {"simulated", "estimated", "recorded", "unknown"} <= sources, sources
     # the as-paid total of the corpus (tests/test_fleet_ledger.py: the run summaries' sum)
     assert runs_total[0] == sum((r[2] for r in slow if r[2] is not None), Decimal(0)) \

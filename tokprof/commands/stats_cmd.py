@@ -19,7 +19,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "(sum of cached / sum of input tokens) and cost, grouped by --by and filtered.",
         epilog="--json prints {schema: tokprof.stats/1, by, currency, filters, rows:[{group:{key: value}, calls, "
                "runs, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
-               "total_tokens, cache_hit_rate, cost, unpriced_calls, counted_calls}], total}; cost is a decimal "
+               "total_tokens, cache_hit_rate, cost, unpriced_calls, counted_calls, simulated_cost_calls}], total}; cost is a decimal "
                "string or null.",
     )
     p.add_argument("--by", action="append", default=[], metavar="KEY",
@@ -66,7 +66,8 @@ def stats_command(args: argparse.Namespace) -> int:
 def write_csv(doc: dict[str, Any], out: Any) -> None:
     j = __import__("tokprof.fleet.stats", fromlist=["to_json_ready"]).to_json_ready(doc)
     metrics = ["calls", "runs", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-               "reasoning_tokens", "total_tokens", "cache_hit_rate", "cost", "unpriced_calls"]
+               "reasoning_tokens", "total_tokens", "cache_hit_rate", "cost", "unpriced_calls", "counted_calls",
+               "simulated_cost_calls"]
     w = csv.writer(out)
     w.writerow([*doc["by"], *metrics, "currency"])
     for r in j["rows"]:
@@ -102,7 +103,7 @@ def render(doc: dict[str, Any]) -> None:
 
     def cells(r: dict[str, Any]) -> list[str]:
         rate = "—" if r["cache_hit_rate"] is None else f"{r['cache_hit_rate']:.1%}"
-        cost = money(r["cost"], cur) + ("*" if r["unpriced_calls"] else "")
+        cost = money(r["cost"], cur) + ("*" if r["unpriced_calls"] else "") + ("†" if r["simulated_cost_calls"] else "")
         return [f"{r['calls']:,}", f"{r['runs']:,}", _tok(r["input_tokens"]), _tok(r["output_tokens"]), rate, cost]
 
     for r in doc["rows"]:
@@ -111,6 +112,10 @@ def render(doc: dict[str, Any]) -> None:
     t.add_row(*(["total"] + [""] * (len(doc["by"]) - 1) if doc["by"] else ["total"]), *cells(total),
               style="bold", end_section=True)
     console.print(t)
+    if total["simulated_cost_calls"]:
+        console.print(f"† {total['simulated_cost_calls']:,} calls are priced as paid with the provider's automatic "
+                      "prompt caching simulated (their traces recorded no cache tokens); 'cached' counts recorded "
+                      "cache tokens only", highlight=False)
     if total["unpriced_calls"]:
         console.print(f"* {total['unpriced_calls']:,} calls have no price (unknown model); their cost is not in "
                       "the sums", highlight=False)

@@ -136,7 +136,7 @@ class _Sql:
         join and evaluate it once per call (measured 3x slower at 1M calls)."""
         # the kinds are always joined: counted_calls needs the input token source
         kcols = ", ".join(["kind_id", "(input_source IS NULL OR input_source <> 'provider') AS counted",
-                           *self.cols["k"]])
+                           "cost_source = 'simulated' AS simulated", *self.cols["k"]])
         ctes = [f"k AS MATERIALIZED (SELECT {kcols} FROM call_kinds{_where(self.where['k'])})"]
         joins = ["JOIN k ON k.kind_id = f.kind_id"]
         params = list(self.params["k"])
@@ -166,7 +166,8 @@ def metrics_sql(cost_col: str) -> str:
             f"sum(f.cache_write_tokens)::BIGINT AS cache_write_tokens, "
             f"sum(f.reasoning_tokens)::BIGINT AS reasoning_tokens, "
             f"sum(f.{cost_col}) AS cost, count(*) FILTER (WHERE f.{cost_col} IS NULL) AS unpriced_calls, "
-            f"count(*) FILTER (WHERE k.counted) AS counted_calls")
+            f"count(*) FILTER (WHERE k.counted) AS counted_calls, "
+            f"count(*) FILTER (WHERE k.simulated) AS simulated_cost_calls")
 
 
 def run_stats(con: Any, q: Query) -> dict[str, Any]:
@@ -199,7 +200,8 @@ def run_stats(con: Any, q: Query) -> dict[str, Any]:
         rows = [_finish(r, q.by) for r in fetched if not r.pop("total_row")]
         if total_raw is None:  # no calls match: the empty total
             total_raw = {n: None for n in names[len(groups):-1]}
-            total_raw["calls"] = total_raw["runs"] = total_raw["unpriced_calls"] = total_raw["counted_calls"] = 0
+            for n in ("calls", "runs", "unpriced_calls", "counted_calls", "simulated_cost_calls"):
+                total_raw[n] = 0
         else:
             for i in range(len(groups)):
                 total_raw.pop(f"g{i}")
