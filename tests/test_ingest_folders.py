@@ -33,6 +33,14 @@ def test_a_folder_of_traces_is_ingested_like_the_files_named(corpus: Path, tmp_p
     assert by_folder["files_ingested"] == by_files["files_ingested"] == len(files) == 10
     assert by_folder["runs"] == by_files["runs"] and by_folder["calls"] == by_files["calls"] > 0
     assert by_folder["errors"] == []
+    # the same ledger file is read back by report --fleet and stats through --ledger (report had no --ledger)
+    html = tmp_path / "fleet.html"
+    assert main(["report", "--fleet", "--ledger", str(tmp_path / "a.duckdb"), "-o", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert f"{by_folder['calls']:,} calls" in out
+    assert "priced as paid with the provider's automatic caching simulated" in html.read_text()
+    assert main(["stats", "--ledger", str(tmp_path / "a.duckdb")]) == 0
+    assert "automatic prompt caching simulated" in " ".join(capsys.readouterr().out.split())  # wrapped at 80
 
 
 def test_a_folder_with_no_trace_files_is_warned_about(tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "models, cache trend, top functions/tools, diagnostics across runs, budgets")
     p.add_argument("--fleet-by", metavar="KEY", help="with --fleet: stack spend by this key (default tag:team)")
     p.add_argument("--budgets", metavar="FILE", help="with --fleet: budgets file (default budgets.toml in the runs folder)")
+    p.add_argument("--ledger", metavar="FILE", help="with --fleet: ledger file (default <runs folder>/ledger.duckdb, "
+                                                    "as for ingest and stats)")
     p.set_defaults(func=report_command)
 
 

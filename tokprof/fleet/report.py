@@ -161,7 +161,8 @@ def to_json(doc: dict[str, Any]) -> str:
 
 
 def fleet_command(args: argparse.Namespace) -> int:
-    """`tokprof report --fleet` (flags from report_cmd: -o, --currency, --json, --title, --dir, --no-html)."""
+    """`tokprof report --fleet` (flags from report_cmd: -o, --currency, --json, --title, --dir, --ledger,
+    --no-html)."""
     from tokprof.fleet.budgets import load_budgets
     from tokprof.fleet.ledger import ledger_path, opened
 
@@ -176,7 +177,7 @@ def fleet_command(args: argparse.Namespace) -> int:
                 break
     if path is not None:
         budgets = load_budgets(path)
-    with opened(ledger_path(args.dir), read_only=True) as con:
+    with opened(getattr(args, "ledger", None) or ledger_path(args.dir), read_only=True) as con:
         doc = build(con, by=getattr(args, "fleet_by", None) or "tag:team", currency=args.currency or "USD",
                     budgets=budgets, title=args.title)
     output = args.output
