@@ -39,6 +39,9 @@ log = logging.getLogger("tokprof.collect")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Largest request body accepted (after gzip): a bigger one is refused with 413, not read into memory."""
 SPOOL = ".otlp-spool"
+REQUEST_TIMEOUT = 60.0
+"""Seconds a connection may stay silent (headers or body not coming): then it is closed, so a stalled or
+hostile client (slowloris) never holds one of the receiver's threads for ever."""
 
 
 class BadPayload(ValueError):
@@ -63,6 +66,8 @@ def decode_request(body: bytes, content_type: str, encoding: str) -> dict[str, A
             doc = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadPayload(f"body is not JSON ({exc})") from None
+        except RecursionError:
+            raise BadPayload("body is JSON nested too deeply to read") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans", []), list):
             raise BadPayload("expected an ExportTraceServiceRequest {\"resourceSpans\": [...]}")
         return doc
@@ -221,25 +226,52 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    @property
+    def timeout(self) -> float | None:  # type: ignore[override]  # read by StreamRequestHandler.setup
+        return self.server.request_timeout
+
+    def _length(self) -> int | None:
+        """The body's Content-Length, or ``None`` (and an answer sent, the connection closed) when there is
+        none to trust: not a decimal number, negative (``rfile.read(-1)`` would read until the client
+        closes: no bound), chunked (not supported: its chunks would be read as the next request)."""
+        raw = (self.headers.get("Content-Length") or "").strip()
+        self.close_connection = True  # until the body is read exactly: never parse leftovers as a request
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self._reply(411, {"code": 3, "message": "chunked bodies are not supported; send a Content-Length"},
+                        False)
+            return None
+        if raw and not raw.isdigit():
+            self._reply(400, {"code": 3, "message": f"Content-Length {raw[:40]!r} is not a size in bytes"}, False)
+            return None
+        length = int(raw or 0)
+        if length > MAX_BODY_BYTES:
+            self._reply(413, {"code": 8, "message": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"}, False)
+            return None
+        self.close_connection = False
+        return length
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         protobuf = "protobuf" in (self.headers.get("Content-Type") or "")
+        length = self._length()
+        if length is None:
+            return
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client stopped (closed, or silent past the timeout): nothing to answer
+            self.close_connection = True
+            return
         if self.path.split("?")[0].rstrip("/") != "/v1/traces":
-            self._drain()
             self._reply(404, {"code": 5, "message": f"no such endpoint {self.path}; POST traces to /v1/traces"},
                         False)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._reply(413, {"code": 8, "message": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"}, False)
-            return
-        body = self.rfile.read(length) if length else b""
         try:
             doc = decode_request(body, self.headers.get("Content-Type") or "",
                                  self.headers.get("Content-Encoding") or "")
             accepted, rejected = self.server.collector.accept(doc)
         except BadPayload as exc:
             self._reply(400, {"code": 3, "message": str(exc)}, False)
+            return
+        except RecursionError:  # a request nested deeper than the importer reads (json.loads caught above)
+            self._reply(400, {"code": 3, "message": "request nested too deeply to read"}, False)
             return
         except (TypeError, AttributeError, KeyError) as exc:  # a shape the checks above did not foresee
             self._reply(400, {"code": 3, "message": f"malformed ExportTraceServiceRequest ({type(exc).__name__}: "
@@ -249,15 +281,16 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("collect: cannot spool spans (%s)", exc)
             self._reply(503, {"code": 14, "message": f"cannot store spans ({exc})"}, False)
             return
+        except Exception as exc:  # noqa: BLE001 - a case not foreseen: one log line, an answer, keep serving
+            log.warning("collect: a request failed (%s: %s); the receiver keeps serving", type(exc).__name__,
+                        str(exc)[:200])
+            self._reply(500, {"code": 13, "message": f"internal error ({type(exc).__name__})"}, False)
+            return
         payload: dict[str, Any] = {}
         if rejected:
             payload["partialSuccess"] = {"rejectedSpans": len(rejected), "errorMessage": "; ".join(rejected[:5])}
         self._reply(200, payload, protobuf)
 
-    def _drain(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= MAX_BODY_BYTES:
-            self.rfile.read(length)
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -265,7 +298,20 @@ class ReceiverServer(ThreadingHTTPServer):
 
     def __init__(self, collector: Collector, port: int = 4318) -> None:
         self.collector = collector
+        self.request_timeout: float | None = REQUEST_TIMEOUT
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """What escaped a handler (a client gone mid-answer, a timeout while reading, a case not foreseen):
+        one log line; socketserver's default prints a traceback on the collector's terminal."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            log.debug("collect: %s: %s", client_address, exc)
+            return
+        log.warning("collect: a request from %s failed (%s: %s); the receiver keeps serving", client_address,
+                    type(exc).__name__, str(exc)[:200])
 
     @property
     def endpoint(self) -> str:

@@ -29,6 +29,7 @@ from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
 from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl
 from tokprof.profiler.model import Run
+from tokprof.profiler.private_files import owner_only
 
 LEDGER_NAME = "ledger.duckdb"
 BATCH_CALLS = 100_000
@@ -75,10 +76,21 @@ def opened(path: str | Path | None = None, *, read_only: bool = False) -> Iterat
     try:
         yield con
     except duckdb.Error as exc:
-        raise LedgerError(f"{p}: the ledger cannot be read ({str(exc).splitlines()[0][:200]}); delete it and "
-                          "run `tokprof ingest` again") from exc
+        raise LedgerError(_failure(p, exc)) from exc
     finally:
         con.close()
+
+
+def _failure(p: Path, exc: Exception) -> str:
+    """One line for a DuckDB error: only damage (I/O, a block that does not deserialize) advises rebuilding;
+    a query error (binder, conversion: a flag) must never tell the user to delete a good ledger."""
+    import duckdb
+
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException,
+                        duckdb.FatalException)):
+        return f"{p}: the ledger cannot be read ({first}); delete it and run `tokprof ingest` again"
+    return f"{p}: the query on the ledger failed ({first})"
 
 
 def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
@@ -89,8 +101,7 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     try:
         return _connect(p, read_only)
     except duckdb.Error as exc:  # damaged past the header: found by the first statement that reads it
-        raise LedgerError(f"{p}: the ledger cannot be read ({str(exc).splitlines()[0][:200]}); delete it and "
-                          "run `tokprof ingest` again") from exc
+        raise LedgerError(_failure(p, exc)) from exc
 
 
 def _connect(p: Path, read_only: bool) -> Any:
@@ -105,6 +116,11 @@ def _connect(p: Path, read_only: bool) -> Any:
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(p), read_only=read_only)
+        if not read_only:  # the ledger holds the prompts: owner-only like the run files, wherever --ledger puts it
+            owner_only(p)
+            with contextlib.suppress(OSError):  # DuckDB writes into an existing WAL, keeping its mode
+                os.close(os.open(f"{p}.wal", os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600))
+            owner_only(Path(f"{p}.wal"))
     except duckdb.Error as exc:
         if "lock" in str(exc).lower():  # another tokprof (or a notebook) has it open: never advise deleting it
             raise LedgerError(f"{p}: the ledger is in use by another process ({exc}); wait for it to finish "
