@@ -1,5 +1,6 @@
 """Red team 6: the live profiler after ``with profile(...)`` ends. A task created inside the profile
-(``asyncio.create_task``, a ``threading.Thread`` started inside it: both copy the profile's context) that
+(``asyncio.create_task``, ``ThreadPoolExecutor.submit``, a thread whose target is wrapped with
+``run_in_context``: each runs in a copy of the profile's context) that
 makes its LLM call after the block exits used to lose that call: ``current_span()`` stepped past the
 finished root to "no profile", so the span was never recorded, neither in the run file nor in memory, and
 the run's tokens and cost were short. Such a span is now the run's, appended after the end line and marked
@@ -11,7 +12,9 @@ import asyncio
 import threading
 from pathlib import Path
 
-from tokprof.profiler import load_run, profile, record_llm_call, span, trace
+from concurrent.futures import ThreadPoolExecutor
+
+from tokprof.profiler import load_run, profile, record_llm_call, run_in_context, span, trace
 from tokprof.profiler.context import current_span
 
 
@@ -32,27 +35,35 @@ def test_task_and_thread_calling_after_the_profile_exits_are_in_the_run(tmp_path
         go.wait(30)
         _late_call("thread")
 
+    def pooled() -> None:
+        go.wait(30)
+        _late_call("pool")
+
     async def main() -> Path:
         with profile("late", save=str(tmp_path / "runs")) as p:
             record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": "in"}], output="ok",
                             usage={"input_tokens": 5, "output_tokens": 1})
             t = asyncio.create_task(task())
-            th = threading.Thread(target=thread)
+            th = threading.Thread(target=run_in_context(thread))
             th.start()
+            pool = ThreadPoolExecutor(1)
+            fut = pool.submit(pooled)
         assert current_span() is None  # the caller's context is outside the profile again
-        go.set()  # both make their call only now, after the block exited
+        go.set()  # each makes its call only now, after the block exited
         await t
         th.join()
+        fut.result()
+        pool.shutdown()
         assert p.path is not None
         return p.path
 
     path = asyncio.run(main())
     run = load_run(path)
     calls = sorted(s.llm.messages[0]["content"] for s in run.llm_spans())
-    assert calls == ["in", "task", "thread"]
-    assert sum(s.llm.usage.input_tokens for s in run.llm_spans()) == 5 + 7 + 7
-    late = [s for s in run.spans if s.name in ("late-task", "late-thread")]
-    assert len(late) == 2 and all(s.attributes and s.attributes.get("finished_after_profile") for s in late)
+    assert calls == ["in", "pool", "task", "thread"]
+    assert sum(s.llm.usage.input_tokens for s in run.llm_spans()) == 5 + 7 + 7 + 7
+    late = [s for s in run.spans if s.name in ("late-task", "late-thread", "late-pool")]
+    assert len(late) == 3 and all(s.attributes and s.attributes.get("finished_after_profile") for s in late)
     root = next(s for s in run.spans if s.parent_id is None)
     assert all(s.parent_id == root.span_id for s in late)
 
@@ -101,9 +112,10 @@ def test_late_spans_of_a_closed_run_are_bounded(tmp_path: Path, monkeypatch: obj
             _late_call(f"w{i}")
 
     with profile("bounded", save=str(tmp_path / "runs")) as p:
-        th = threading.Thread(target=worker)
+        th = threading.Thread(target=run_in_context(worker))
         th.start()
     go.set()
     th.join()
     assert p.path is not None
-    assert len(load_run(p.path).llm_spans()) == 3
+    written = [s for s in load_run(p.path).spans if s.parent_id is not None]
+    assert len(written) == 3  # (each call is two spans: ``late-wN`` and its llm span)
