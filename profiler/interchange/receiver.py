@@ -39,6 +39,12 @@ log = logging.getLogger("tokprof.collect")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Largest request body accepted (after gzip): a bigger one is refused with 413, not read into memory."""
 SPOOL = ".otlp-spool"
+REBUILD_ALWAYS = 32
+"""A trace of up to this many spans has its run rebuilt on every request. A bigger one only once the spans
+not yet in its run are a quarter of it (and by the flusher within :data:`FLUSH_SECONDS`, and at close):
+rebuilding on every request re-imported the whole trace each time, quadratic (a one-span-per-request
+exporter took 0.15 s per request at 800 spans, growing, holding the lock every sender waits on)."""
+FLUSH_SECONDS = 2.0
 REQUEST_TIMEOUT = 60.0
 """Seconds a connection may stay silent (headers or body not coming): then it is closed, so a stalled or
 hostile client (slowloris) never holds one of the receiver's threads for ever."""
@@ -154,6 +160,9 @@ class Collector:
         self.traces: dict[str, list[str]] = {}  # trace id -> spooled OTLP-JSON lines
         self.runs: dict[str, Path] = {}  # trace id -> run file
         self.spans_received = 0
+        self._size: dict[str, int] = {}  # trace id -> spans spooled (as of its last rebuild, plus since)
+        self._pending: dict[str, int] = {}  # trace id -> spans spooled since its run was last written
+        self._closed = threading.Event()
         for f in sorted(self.spool.glob("*.jsonl")):  # a restart picks up where the last process stopped
             # split at "\n" only: the spool is written with ensure_ascii=False, so a span attribute may hold a raw
             # U+2028 that str.splitlines would cut a line at (spans lost on restart)
@@ -178,15 +187,42 @@ class Collector:
                 finally:
                     os.close(fd)
                 self.traces.setdefault(safe, []).append(line)
-                accepted += sum(len(ss["spans"]) for rs in tdoc["resourceSpans"] for ss in rs["scopeSpans"])
-                self._write_run(safe)
+                n = sum(len(ss["spans"]) for rs in tdoc["resourceSpans"] for ss in rs["scopeSpans"])
+                accepted += n
+                self._size[safe] = self._size.get(safe, 0) + n
+                self._pending[safe] = self._pending.get(safe, 0) + n
+                if self._size[safe] <= REBUILD_ALWAYS or self._pending[safe] * 4 >= self._size[safe]:
+                    self._write_run(safe)
             self.spans_received += accepted
         return accepted, rejected
+
+    def flush(self) -> None:
+        """Write the run of every trace with spans spooled since its last rebuild."""
+        with self._lock:
+            for tid in list(self._pending):
+                self._write_run(tid)
+
+    def start_flusher(self, every: float = FLUSH_SECONDS) -> None:
+        """Flush in a background thread every ``every`` seconds until :meth:`close`."""
+        def loop() -> None:
+            while not self._closed.wait(every):
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - the spool keeps the spans; the next flush retries
+                    log.warning("collect: writing runs failed (%s: %s)", type(exc).__name__, exc)
+
+        threading.Thread(target=loop, name="tokprof-collect-flush", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop the flusher and write every pending run."""
+        self._closed.set()
+        self.flush()
 
     def _write_run(self, tid: str) -> None:
         """Rebuild the trace's run from every span spooled so far and save it atomically."""
         from tokprof.profiler.store import save_run
 
+        self._pending.pop(tid, None)  # a failed rebuild is not retried until new spans come: the spool has them
         try:
             result = otlp.import_text("\n".join(self.traces[tid]), self.spool / f"{tid}.jsonl")
         except otlp.InterchangeError as exc:
@@ -197,6 +233,7 @@ class Collector:
 
             internal_error("collect: building a run", exc)
             return
+        self._size[tid] = sum(len(run.spans) for run in result.runs)
         for run in result.runs:
             run.metadata.setdefault("source", "otlp-collect")
             self.runs[tid] = save_run(run, self.out_dir)
@@ -300,6 +337,7 @@ class ReceiverServer(ThreadingHTTPServer):
         self.collector = collector
         self.request_timeout: float | None = REQUEST_TIMEOUT
         super().__init__(("127.0.0.1", port), _Handler)
+        collector.start_flusher()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """What escaped a handler (a client gone mid-answer, a timeout while reading, a case not foreseen):
@@ -325,6 +363,10 @@ class ReceiverServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.collector.close()  # every trace's run written (the CLI's Ctrl-C ends here)
 
 
 def gzip_body(data: bytes) -> bytes:
