@@ -172,3 +172,41 @@ def test_ledger_outside_the_runs_folder_is_owner_only(tmp_path: Path, capsys: py
         assert written and all(_mode(p) & 0o077 == 0 for p in written), [(p, oct(_mode(p))) for p in written]
     finally:
         os.umask(old)
+
+
+_FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from tokprof.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
+def test_ingest_on_a_full_disk_names_the_write_and_loses_nothing(tmp_path: Path) -> None:
+    """A write that fails mid-ingest (disk full, file size limit). Before: the failed COMMIT had ended the
+    transaction, ``_flush``'s ROLLBACK raised "cannot rollback - no transaction is active", and that hid
+    the cause. Now the line names the failed write; the ledger keeps what was committed and a re-ingest
+    once there is room gives every call, once."""
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    for i in range(12):
+        with profile(f"r{i}", save=str(runs)):
+            for j in range(30):
+                record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": f"{i} {j} " + "w" * 2000}],
+                                output="x", usage={"input_tokens": 100, "output_tokens": 10})
+    ledger = tmp_path / "l.duckdb"
+    argv = ["ingest", "--dir", str(runs), "--ledger", str(ledger)]
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK, "300000", *argv], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot rollback" not in r.stderr and "too large" in r.stderr and "delete" not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "tokprof.cli", *argv], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "tokprof.cli", "stats", "--ledger", str(ledger), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    total = json.loads(r.stdout)["total"]
+    assert (total["calls"], total["runs"], total["input_tokens"]) == (360, 12, 36000)

@@ -359,7 +359,8 @@ def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, 
         record_files(con, files)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        with contextlib.suppress(Exception):  # DuckDB may have ended the transaction itself (a failed write):
+            con.execute("ROLLBACK")           # a failing ROLLBACK must not hide why (disk full...)
         raise
     files.clear()
     stale.clear()
