@@ -184,7 +184,8 @@ sys.exit(main(sys.argv[2:]))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
-def test_ingest_on_a_full_disk_names_the_write_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["one-process", "jobs-2"])
+def test_ingest_on_a_full_disk_names_the_write_and_loses_nothing(jobs: list[str], tmp_path: Path) -> None:
     """A write that fails mid-ingest (disk full, file size limit). Before: the failed COMMIT had ended the
     transaction, ``_flush``'s ROLLBACK raised "cannot rollback - no transaction is active", and that hid
     the cause. Now the line names the failed write; the ledger keeps what was committed and a re-ingest
@@ -199,7 +200,7 @@ def test_ingest_on_a_full_disk_names_the_write_and_loses_nothing(tmp_path: Path)
                 record_llm_call(model="gpt-4o", messages=[{"role": "user", "content": f"{i} {j} " + "w" * 2000}],
                                 output="x", usage={"input_tokens": 100, "output_tokens": 10})
     ledger = tmp_path / "l.duckdb"
-    argv = ["ingest", "--dir", str(runs), "--ledger", str(ledger)]
+    argv = ["ingest", "--dir", str(runs), "--ledger", str(ledger), *jobs]
     r = subprocess.run([sys.executable, "-c", _FULL_DISK, "300000", *argv], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr

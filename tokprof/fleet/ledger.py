@@ -27,7 +27,7 @@ import pyarrow as pa
 from tokprof.fleet.dims import Dims
 from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
-from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl
+from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl, rollback
 from tokprof.profiler.model import Run
 from tokprof.profiler.private_files import owner_only
 
@@ -359,8 +359,7 @@ def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, 
         record_files(con, files)
         con.execute("COMMIT")
     except Exception:
-        with contextlib.suppress(Exception):  # DuckDB may have ended the transaction itself (a failed write):
-            con.execute("ROLLBACK")           # a failing ROLLBACK must not hide why (disk full...)
+        rollback(con)
         raise
     files.clear()
     stale.clear()

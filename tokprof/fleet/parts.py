@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tokprof.fleet.ledger import IngestReport, file_change
-from tokprof.fleet.schema import TABLES
+from tokprof.fleet.schema import TABLES, rollback
 
 FileRecord = tuple[str, int, int, str, list[str]]
 """A ``files`` row before its ingest time: (resolved path, size, mtime_ns, sha1, run ids)."""
@@ -166,7 +166,7 @@ def load_parts(con: Any, parts: Path, files: list[FileRecord], stale: list[str],
         record_files(con, files)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return calls
 
