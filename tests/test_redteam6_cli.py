@@ -211,3 +211,17 @@ def test_ingest_on_a_full_disk_names_the_write_and_loses_nothing(jobs: list[str]
                        capture_output=True, text=True, timeout=300)
     total = json.loads(r.stdout)["total"]
     assert (total["calls"], total["runs"], total["input_tokens"]) == (360, 12, 36000)
+
+
+def test_whatif_prints_recorded_model_names_without_control_characters(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: tokprof/commands/whatif_cmd.py printed the recorded model names (from the run file) with
+    plain print: ESC ] 0 (window title) and ESC [ 2J (clear screen) reached the terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile("w", save=str(tmp_path / "runs")) as p:
+            record_llm_call(model=EVIL, messages=[{"role": "user", "content": "hi"}], output="x",
+                            usage={"input_tokens": 5, "output_tokens": 2})
+    code, out, err = _cli(["whatif", str(p.path), "--model", "gpt-4o-mini"], capsys)
+    assert code == 0, err
+    assert "HYPERLINK" in out and "\x1b" not in out + err and "\x07" not in out + err
