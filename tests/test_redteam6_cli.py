@@ -225,3 +225,31 @@ def test_whatif_prints_recorded_model_names_without_control_characters(tmp_path:
     code, out, err = _cli(["whatif", str(p.path), "--model", "gpt-4o-mini"], capsys)
     assert code == 0, err
     assert "HYPERLINK" in out and "\x1b" not in out + err and "\x07" not in out + err
+
+
+@pytest.mark.parametrize("cut", [4096, 262144], ids=["last-4k", "last-block"])
+def test_a_ledger_cut_short_is_refused_before_any_answer(cut: int, hostile_ledger: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The known gap of red team 5: DuckDB reads blocks lazily, so a ledger cut short answered the queries
+    whose tables lie before the cut (``stats`` gave its totals while ``stats --by tag:team`` failed on the
+    same file). The header's block count says how long the file must be: a shorter file is refused by
+    name before any query, by every command (ingest would have written onto it)."""
+    import shutil
+
+    budgets = tmp_path / "budgets.json"
+    budgets.write_text(json.dumps({"budget": [{"scope": "all", "period": "month", "limit": "1", "unit": "USD"}]}))
+    damaged = tmp_path / "cut.duckdb"
+    shutil.copy(hostile_ledger, damaged)
+    with open(damaged, "r+b") as fh:
+        fh.truncate(damaged.stat().st_size - cut)
+    for argv in (["stats", "--ledger", str(damaged), "--json"], ["stats", "--ledger", str(damaged), "--by", "model"],
+                 ["ingest", "--dir", str(hostile_ledger.parent), "--ledger", str(damaged)],
+                 ["budget", "check", "--ledger", str(damaged), str(budgets)]):
+        code, out, err = _cli(argv, capsys)
+        assert code == 1 and "cut short" in err and str(damaged) in err, (argv, code, out, err)
+        assert "Traceback" not in err and '"calls"' not in out
+
+
+def test_a_whole_ledger_is_not_called_cut_short(hostile_ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(["stats", "--ledger", str(hostile_ledger), "--json"], capsys)
+    assert code == 0 and json.loads(out)["total"]["calls"] == 2, err

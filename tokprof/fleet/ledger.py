@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from tokprof.fleet.dims import Dims
+from tokprof.fleet.file_check import failure, truncation
 from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
 from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl, rollback
@@ -76,21 +77,9 @@ def opened(path: str | Path | None = None, *, read_only: bool = False) -> Iterat
     try:
         yield con
     except duckdb.Error as exc:
-        raise LedgerError(_failure(p, exc)) from exc
+        raise LedgerError(failure(p, exc)) from exc
     finally:
         con.close()
-
-
-def _failure(p: Path, exc: Exception) -> str:
-    """One line for a DuckDB error: only damage (I/O, a block that does not deserialize) advises rebuilding;
-    a query error (binder, conversion: a flag) must never tell the user to delete a good ledger."""
-    import duckdb
-
-    first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-    if isinstance(exc, (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException,
-                        duckdb.FatalException)):
-        return f"{p}: the ledger cannot be read ({first}); delete it and run `tokprof ingest` again"
-    return f"{p}: the query on the ledger failed ({first})"
 
 
 def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
@@ -101,7 +90,7 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     try:
         return _connect(p, read_only)
     except duckdb.Error as exc:  # damaged past the header: found by the first statement that reads it
-        raise LedgerError(_failure(p, exc)) from exc
+        raise LedgerError(failure(p, exc)) from exc
 
 
 def _connect(p: Path, read_only: bool) -> Any:
@@ -131,6 +120,10 @@ def _connect(p: Path, read_only: bool) -> Any:
     con.execute(f"SET memory_limit = '{memory_limit()}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")  # a long migration must not draw on the user's terminal
+    damage = truncation(con, p)
+    if damage:
+        con.close()
+        raise LedgerError(f"{p}: the ledger cannot be read ({damage}); delete it and run `tokprof ingest` again")
     if stored_version(con) is None and con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").fetchall()[0][0]:
         con.close()  # another program's database (--ledger app.duckdb): never mix the ledger's tables into it
