@@ -186,3 +186,26 @@ def test_pending_spans_are_written_by_the_flusher(tmp_path: Path) -> None:
     assert done.is_set()
     (run,) = [load_run(p) for p in iter_run_files(col.out_dir)]
     assert len(run.llm_spans()) == 100
+
+
+def test_a_long_lived_collector_does_not_hold_every_span(tmp_path: Path) -> None:
+    """Before: ``Collector.traces`` kept every spooled line of every trace ever received, so a collector
+    left running grew without bound (each agent run is a new trace). The spool file holds them; a rebuild
+    reads it back. Measured as memory still allocated after 300 traces of one 20 kB span each (6 MB sent):
+    before, over 6 MB stayed; now what stays is per trace bookkeeping."""
+    import tracemalloc
+
+    col = Collector(tmp_path / "collected")
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            sp = {"traceId": "%032x" % (i + 1), "spanId": SID, "name": "agent", "startTimeUnixNano": "1",
+                  "endTimeUnixNano": "2", "attributes": [{"key": "input.value", "value": {"stringValue": "x" * 20_000}}]}
+            col.accept({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [sp]}]}]})
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    col.close()
+    assert held < 2_000_000, held
+    assert len(list(iter_run_files(col.out_dir))) == 300

@@ -157,19 +157,28 @@ class Collector:
         make_private_dir(self.out_dir)
         make_private_dir(self.spool)
         self._lock = threading.Lock()
-        self.traces: dict[str, list[str]] = {}  # trace id -> spooled OTLP-JSON lines
+        # trace id -> requests spooled. The spans themselves are read back from the spool file when the run is
+        # rebuilt: holding every line of every trace ever received grew without bound in a long-lived collector
+        self.traces: dict[str, int] = {}
         self.runs: dict[str, Path] = {}  # trace id -> run file
         self.spans_received = 0
         self._size: dict[str, int] = {}  # trace id -> spans spooled (as of its last rebuild, plus since)
         self._pending: dict[str, int] = {}  # trace id -> spans spooled since its run was last written
         self._closed = threading.Event()
         for f in sorted(self.spool.glob("*.jsonl")):  # a restart picks up where the last process stopped
-            # split at "\n" only: the spool is written with ensure_ascii=False, so a span attribute may hold a raw
-            # U+2028 that str.splitlines would cut a line at (spans lost on restart)
-            lines = [x for x in f.read_text(encoding="utf-8").split("\n") if x.strip()]
+            lines = self._spooled(f.stem)
             if lines:
-                self.traces[f.stem] = lines
+                self.traces[f.stem] = len(lines)
                 self._write_run(f.stem)
+
+    def _spooled(self, tid: str) -> list[str]:
+        """The trace's spooled request lines. Split at "\n" only: the spool is written with
+        ensure_ascii=False, so a span attribute may hold a raw U+2028 that str.splitlines would cut at."""
+        try:
+            text = (self.spool / f"{tid}.jsonl").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [x for x in text.split("\n") if x.strip()]
 
     def accept(self, doc: dict[str, Any]) -> tuple[int, list[str]]:
         """Spool and convert one decoded request. Returns (spans accepted, rejection reasons)."""
@@ -186,7 +195,7 @@ class Collector:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                self.traces.setdefault(safe, []).append(line)
+                self.traces[safe] = self.traces.get(safe, 0) + 1
                 n = sum(len(ss["spans"]) for rs in tdoc["resourceSpans"] for ss in rs["scopeSpans"])
                 accepted += n
                 self._size[safe] = self._size.get(safe, 0) + n
@@ -224,7 +233,7 @@ class Collector:
 
         self._pending.pop(tid, None)  # a failed rebuild is not retried until new spans come: the spool has them
         try:
-            result = otlp.import_text("\n".join(self.traces[tid]), self.spool / f"{tid}.jsonl")
+            result = otlp.import_text("\n".join(self._spooled(tid)), self.spool / f"{tid}.jsonl")
         except otlp.InterchangeError as exc:
             log.warning("trace %s: %s (its spans stay in the spool)", tid, exc)
             return
