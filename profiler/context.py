@@ -33,8 +33,16 @@ def _live(span: Span | None) -> Span | None:
     A span activated by hand (a callback handler's start event) should be deactivated by its end event,
     but some frameworks deliver the end event in a copied context (LangChain's async ``agenerate`` ends runs
     inside ``asyncio.gather`` tasks), leaving the finished span current in the caller's context. A finished
-    span is never a parent: we step back to the span that was active before it."""
+    span is never a parent: we step back to the span that was active before it.
+
+    Except a profile's root (no parent, a run to go to): reached here, this context was copied while the
+    profile was open (an ``asyncio`` task, a thread started inside it) and runs on after the block exited.
+    Its spans are still that run's (written after the end line, marked ``finished_after_profile``); stepping
+    past the root lost them, and their tokens, entirely. The caller's own context is reset on exit and never
+    sees the root."""
     while span is not None and span.end_ns is not None:
+        if span.parent_id is None and getattr(span, "_sink", None) is not None:
+            return span
         span = getattr(span, "_prev", None)
     return span
 

@@ -364,8 +364,8 @@ def note_repairs(run: Run, repairs: list[str]) -> None:
 def repair_run(run: Run) -> list[str]:
     """The repairs of :func:`repair_span` on a run built by an importer (Span objects rather than JSON
     records): run and span names and tags to text, message roles to text, non-object tool calls dropped.
-    Times and token counts an importer already checks (``interchange.base.check_run``). Returns the
-    repairs and notes them in the run's metadata."""
+    Token counts beyond :data:`MAX_TOKENS` missing, as the loader reads them (as provider truth, ``2**80``
+    priced one call at 3e18 USD). Times: ``interchange.base.check_run``. Returns the repairs, noted in metadata."""
     out: list[str] = []
     holder: dict[str, Any] = {"tags": run.tags, "name": run.name}
     out += repair_tags(holder, "run")
@@ -387,5 +387,21 @@ def repair_run(run: Run) -> list[str]:
             for m in sp.llm.messages if isinstance(sp.llm.messages, list) else []:
                 out += repair_message(m, where)
             out += repair_message(sp.llm.output, where + " output")
+            out += _repair_built_usage(sp.llm.usage, where)
     note_repairs(run, out)
+    return out
+
+
+def _repair_built_usage(usage: Any, where: str) -> list[str]:
+    """:func:`repair_usage`'s range rule on a built Usage: a count outside ``[0, MAX_TOKENS]`` is missing."""
+    from tokprof.profiler.model import USAGE_FIELDS
+
+    out: list[str] = []
+    for name in USAGE_FIELDS:
+        value = getattr(usage, name, 0)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+            continue
+        setattr(usage, name, 0)
+        usage.sources.pop(name, None)
+        out.append(f"{where}: {name} {_shown(value)} is not a token count; treated as missing")
     return out

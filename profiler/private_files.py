@@ -55,6 +55,23 @@ def make_private_dir(folder: Path) -> None:
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
+def owner_only(path: Path) -> None:
+    """Tighten a file that another program created (DuckDB's ledger, its Parquet export) to 0600, and a
+    folder to 0700: they hold the prompts, like the run files. Only our own entries, never through a link."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode) or (hasattr(os, "geteuid") and st.st_uid != os.geteuid()):
+        return
+    mode = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+    if stat.S_IMODE(st.st_mode) & ~mode:
+        try:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+        except OSError:  # pragma: no cover - filesystems without permissions (FAT): nothing to tighten
+            pass
+
+
 def open_private(path: Path) -> int:
     """Create ``path`` new, mode 0600: ``O_EXCL|O_NOFOLLOW``, so a symlink or file planted under that name
     is never followed or truncated. An existing entry (a previous run file of the same id) is unlinked

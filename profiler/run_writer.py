@@ -43,6 +43,8 @@ class RunWriter:
         self.closed = False
         self.broken = False
         self.forked = False  # True in a forked child: this writer belongs to the parent
+        self.late = 0  # spans written after the end line (see MAX_LATE)
+        self.late_dropped = 0
 
     @classmethod
     def open(cls, run: Run, folder: str | Path | None = None) -> "RunWriter":
@@ -97,6 +99,10 @@ class RunWriter:
         with self._lock:
             if self.closed:
                 if not self.forked and not self.broken:
+                    if self.late >= self.MAX_LATE:
+                        self._drop_late()
+                        return
+                    self.late += 1
                     self._write_late(span)
                 return
             try:
@@ -108,6 +114,18 @@ class RunWriter:
                 raise
 
     LATE_ATTR = "finished_after_profile"
+    MAX_LATE = 10_000
+    """Spans a closed run still takes (a task or thread created inside the profile that outlives it): a
+    worker loop that lives on must not grow a closed run's file without end (nor open it on every call);
+    past this they are counted and logged once."""
+
+    def _drop_late(self) -> None:
+        self.late_dropped += 1
+        if self.late_dropped == 1:
+            from tokprof.profiler.policy import log
+
+            log.warning("tokprof: %s: the run closed %d spans ago; later spans of tasks or threads it started "
+                        "are not written", self.path, self.MAX_LATE)
 
     def _write_late(self, span: Span) -> None:
         """A span that finished after its profile closed the file (an abandoned stream closed later, a

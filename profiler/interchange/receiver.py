@@ -39,6 +39,15 @@ log = logging.getLogger("tokprof.collect")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Largest request body accepted (after gzip): a bigger one is refused with 413, not read into memory."""
 SPOOL = ".otlp-spool"
+REBUILD_ALWAYS = 32
+"""A trace of up to this many spans has its run rebuilt on every request. A bigger one only once the spans
+not yet in its run are a quarter of it (and by the flusher within :data:`FLUSH_SECONDS`, and at close):
+rebuilding on every request re-imported the whole trace each time, quadratic (a one-span-per-request
+exporter took 0.15 s per request at 800 spans, growing, holding the lock every sender waits on)."""
+FLUSH_SECONDS = 2.0
+REQUEST_TIMEOUT = 60.0
+"""Seconds a connection may stay silent (headers or body not coming): then it is closed, so a stalled or
+hostile client (slowloris) never holds one of the receiver's threads for ever."""
 
 
 class BadPayload(ValueError):
@@ -63,6 +72,8 @@ def decode_request(body: bytes, content_type: str, encoding: str) -> dict[str, A
             doc = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadPayload(f"body is not JSON ({exc})") from None
+        except RecursionError:
+            raise BadPayload("body is JSON nested too deeply to read") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans", []), list):
             raise BadPayload("expected an ExportTraceServiceRequest {\"resourceSpans\": [...]}")
         return doc
@@ -146,16 +157,28 @@ class Collector:
         make_private_dir(self.out_dir)
         make_private_dir(self.spool)
         self._lock = threading.Lock()
-        self.traces: dict[str, list[str]] = {}  # trace id -> spooled OTLP-JSON lines
+        # trace id -> requests spooled. The spans themselves are read back from the spool file when the run is
+        # rebuilt: holding every line of every trace ever received grew without bound in a long-lived collector
+        self.traces: dict[str, int] = {}
         self.runs: dict[str, Path] = {}  # trace id -> run file
         self.spans_received = 0
+        self._size: dict[str, int] = {}  # trace id -> spans spooled (as of its last rebuild, plus since)
+        self._pending: dict[str, int] = {}  # trace id -> spans spooled since its run was last written
+        self._closed = threading.Event()
         for f in sorted(self.spool.glob("*.jsonl")):  # a restart picks up where the last process stopped
-            # split at "\n" only: the spool is written with ensure_ascii=False, so a span attribute may hold a raw
-            # U+2028 that str.splitlines would cut a line at (spans lost on restart)
-            lines = [x for x in f.read_text(encoding="utf-8").split("\n") if x.strip()]
+            lines = self._spooled(f.stem)
             if lines:
-                self.traces[f.stem] = lines
+                self.traces[f.stem] = len(lines)
                 self._write_run(f.stem)
+
+    def _spooled(self, tid: str) -> list[str]:
+        """The trace's spooled request lines. Split at "\n" only: the spool is written with
+        ensure_ascii=False, so a span attribute may hold a raw U+2028 that str.splitlines would cut at."""
+        try:
+            text = (self.spool / f"{tid}.jsonl").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [x for x in text.split("\n") if x.strip()]
 
     def accept(self, doc: dict[str, Any]) -> tuple[int, list[str]]:
         """Spool and convert one decoded request. Returns (spans accepted, rejection reasons)."""
@@ -172,18 +195,45 @@ class Collector:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                self.traces.setdefault(safe, []).append(line)
-                accepted += sum(len(ss["spans"]) for rs in tdoc["resourceSpans"] for ss in rs["scopeSpans"])
-                self._write_run(safe)
+                self.traces[safe] = self.traces.get(safe, 0) + 1
+                n = sum(len(ss["spans"]) for rs in tdoc["resourceSpans"] for ss in rs["scopeSpans"])
+                accepted += n
+                self._size[safe] = self._size.get(safe, 0) + n
+                self._pending[safe] = self._pending.get(safe, 0) + n
+                if self._size[safe] <= REBUILD_ALWAYS or self._pending[safe] * 4 >= self._size[safe]:
+                    self._write_run(safe)
             self.spans_received += accepted
         return accepted, rejected
+
+    def flush(self) -> None:
+        """Write the run of every trace with spans spooled since its last rebuild."""
+        with self._lock:
+            for tid in list(self._pending):
+                self._write_run(tid)
+
+    def start_flusher(self, every: float = FLUSH_SECONDS) -> None:
+        """Flush in a background thread every ``every`` seconds until :meth:`close`."""
+        def loop() -> None:
+            while not self._closed.wait(every):
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - the spool keeps the spans; the next flush retries
+                    log.warning("collect: writing runs failed (%s: %s)", type(exc).__name__, exc)
+
+        threading.Thread(target=loop, name="tokprof-collect-flush", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop the flusher and write every pending run."""
+        self._closed.set()
+        self.flush()
 
     def _write_run(self, tid: str) -> None:
         """Rebuild the trace's run from every span spooled so far and save it atomically."""
         from tokprof.profiler.store import save_run
 
+        self._pending.pop(tid, None)  # a failed rebuild is not retried until new spans come: the spool has them
         try:
-            result = otlp.import_text("\n".join(self.traces[tid]), self.spool / f"{tid}.jsonl")
+            result = otlp.import_text("\n".join(self._spooled(tid)), self.spool / f"{tid}.jsonl")
         except otlp.InterchangeError as exc:
             log.warning("trace %s: %s (its spans stay in the spool)", tid, exc)
             return
@@ -192,6 +242,7 @@ class Collector:
 
             internal_error("collect: building a run", exc)
             return
+        self._size[tid] = sum(len(run.spans) for run in result.runs)
         for run in result.runs:
             run.metadata.setdefault("source", "otlp-collect")
             self.runs[tid] = save_run(run, self.out_dir)
@@ -221,25 +272,52 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    @property
+    def timeout(self) -> float | None:  # type: ignore[override]  # read by StreamRequestHandler.setup
+        return self.server.request_timeout
+
+    def _length(self) -> int | None:
+        """The body's Content-Length, or ``None`` (and an answer sent, the connection closed) when there is
+        none to trust: not a decimal number, negative (``rfile.read(-1)`` would read until the client
+        closes: no bound), chunked (not supported: its chunks would be read as the next request)."""
+        raw = (self.headers.get("Content-Length") or "").strip()
+        self.close_connection = True  # until the body is read exactly: never parse leftovers as a request
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self._reply(411, {"code": 3, "message": "chunked bodies are not supported; send a Content-Length"},
+                        False)
+            return None
+        if raw and not raw.isdigit():
+            self._reply(400, {"code": 3, "message": f"Content-Length {raw[:40]!r} is not a size in bytes"}, False)
+            return None
+        length = int(raw or 0)
+        if length > MAX_BODY_BYTES:
+            self._reply(413, {"code": 8, "message": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"}, False)
+            return None
+        self.close_connection = False
+        return length
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         protobuf = "protobuf" in (self.headers.get("Content-Type") or "")
+        length = self._length()
+        if length is None:
+            return
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client stopped (closed, or silent past the timeout): nothing to answer
+            self.close_connection = True
+            return
         if self.path.split("?")[0].rstrip("/") != "/v1/traces":
-            self._drain()
             self._reply(404, {"code": 5, "message": f"no such endpoint {self.path}; POST traces to /v1/traces"},
                         False)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._reply(413, {"code": 8, "message": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"}, False)
-            return
-        body = self.rfile.read(length) if length else b""
         try:
             doc = decode_request(body, self.headers.get("Content-Type") or "",
                                  self.headers.get("Content-Encoding") or "")
             accepted, rejected = self.server.collector.accept(doc)
         except BadPayload as exc:
             self._reply(400, {"code": 3, "message": str(exc)}, False)
+            return
+        except RecursionError:  # a request nested deeper than the importer reads (json.loads caught above)
+            self._reply(400, {"code": 3, "message": "request nested too deeply to read"}, False)
             return
         except (TypeError, AttributeError, KeyError) as exc:  # a shape the checks above did not foresee
             self._reply(400, {"code": 3, "message": f"malformed ExportTraceServiceRequest ({type(exc).__name__}: "
@@ -249,15 +327,16 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("collect: cannot spool spans (%s)", exc)
             self._reply(503, {"code": 14, "message": f"cannot store spans ({exc})"}, False)
             return
+        except Exception as exc:  # noqa: BLE001 - a case not foreseen: one log line, an answer, keep serving
+            log.warning("collect: a request failed (%s: %s); the receiver keeps serving", type(exc).__name__,
+                        str(exc)[:200])
+            self._reply(500, {"code": 13, "message": f"internal error ({type(exc).__name__})"}, False)
+            return
         payload: dict[str, Any] = {}
         if rejected:
             payload["partialSuccess"] = {"rejectedSpans": len(rejected), "errorMessage": "; ".join(rejected[:5])}
         self._reply(200, payload, protobuf)
 
-    def _drain(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= MAX_BODY_BYTES:
-            self.rfile.read(length)
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -265,7 +344,21 @@ class ReceiverServer(ThreadingHTTPServer):
 
     def __init__(self, collector: Collector, port: int = 4318) -> None:
         self.collector = collector
+        self.request_timeout: float | None = REQUEST_TIMEOUT
         super().__init__(("127.0.0.1", port), _Handler)
+        collector.start_flusher()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """What escaped a handler (a client gone mid-answer, a timeout while reading, a case not foreseen):
+        one log line; socketserver's default prints a traceback on the collector's terminal."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            log.debug("collect: %s: %s", client_address, exc)
+            return
+        log.warning("collect: a request from %s failed (%s: %s); the receiver keeps serving", client_address,
+                    type(exc).__name__, str(exc)[:200])
 
     @property
     def endpoint(self) -> str:
@@ -279,6 +372,10 @@ class ReceiverServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.collector.close()  # every trace's run written (the CLI's Ctrl-C ends here)
 
 
 def gzip_body(data: bytes) -> bytes:

@@ -75,9 +75,9 @@ def _num(d: Any) -> str:
 
 
 def render(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from tokprof.console_safe import SafeConsole, escape
     from tokprof.reports.html import money
 
     t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -89,6 +89,6 @@ def render(rows: list[dict[str, Any]]) -> None:
     style = {"ok": "green", "warn": "yellow", "over": "bold red"}
     for r in rows:
         fmt = (lambda v: f"{int(v):,}") if r["unit"] == "tokens" else (lambda v: money(v, r["unit"]))
-        t.add_row(r["budget"], f"{r['period']} {r['from'][5:]}", fmt(r["used"]), fmt(r["limit"]),
+        t.add_row(escape(r["budget"]), f"{r['period']} {r['from'][5:]}", fmt(r["used"]), fmt(r["limit"]),
                   f"{r['share']:.0%}", f"[{style[r['status']]}]{r['status'].upper()}[/]")
-    Console(width=80).print(t, highlight=False)
+    SafeConsole(width=80).print(t, highlight=False)

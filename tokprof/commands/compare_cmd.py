@@ -38,7 +38,9 @@ def compare_command(args: argparse.Namespace) -> int:
     if not same:
         import sys
 
-        print(f"tokprof: warning: {args.before} and {args.after} are not the same task ({why}); "
-              "the difference is not a measured saving", file=sys.stderr)
+        from tokprof.console_safe import clean
+
+        print(clean(f"tokprof: warning: {args.before} and {args.after} are not the same task ({why}); "
+                    "the difference is not a measured saving"), file=sys.stderr)
     model = build_comparison(before, after, currency=args.currency, title=args.title)
     return emit(model, args)

@@ -62,8 +62,9 @@ def export_command(args: argparse.Namespace) -> int:
                 headers[k.strip()] = v.strip()
         sent = send_runs(runs, args.otlp_endpoint or None, headers, currency=args.currency)
         note = f"; endpoint rejected {sent['partial_success']}" if sent["partial_success"] else ""
-        print(f"sent {sent['spans']} spans of {len(runs)} run(s) to {sent['endpoint']} (HTTP {sent['status']}){note}",
-              file=sys.stderr)
+        # the endpoint's partialSuccess message is the remote server's text: cleaned like any data
+        print(clean(f"sent {sent['spans']} spans of {len(runs)} run(s) to {sent['endpoint']} (HTTP {sent['status']})"
+                    f"{note}"), file=sys.stderr)
         return 1 if sent["partial_success"] and sent["partial_success"].get("rejectedSpans") else 0
     if len(runs) > 1 and not args.output:
         json.dump(export_runs(runs), sys.stdout, ensure_ascii=False)

@@ -77,8 +77,10 @@ def ingest_command(args: argparse.Namespace) -> int:
     else:
         print(f"ingested {rep.files_ingested} files ({rep.runs} runs, {rep.calls:,} calls); "
               f"{rep.files_skipped} unchanged files skipped -> {path}")
-    for e in rep.errors:
-        print(f"tokprof: error: {e}", file=sys.stderr)
+    from tokprof.console_safe import clean
+
+    for e in rep.errors:  # file names and messages from the files: no control characters to the terminal
+        print(clean(f"tokprof: error: {e}"), file=sys.stderr)
     return 1 if rep.errors else 0
 
 

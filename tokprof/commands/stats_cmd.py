@@ -40,8 +40,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def query_from_args(args: argparse.Namespace) -> Any:
-    from tokprof.fleet.stats import Query, parse_by, parse_date, parse_tags
+    from tokprof.fleet.stats import Query, StatsError, parse_by, parse_date, parse_tags
 
+    if args.limit is not None and not 0 <= args.limit < 2**62:  # DuckDB's LIMIT is a BIGINT, never negative
+        raise StatsError(f"--limit {args.limit}: expected a number of rows, 0 or more")
     return Query(by=parse_by(args.by), since=parse_date(args.since, "--since"), until=parse_date(args.until, "--until"),
                  tags=parse_tags(args.tag), models=list(args.model), currency=args.currency, order=args.order,
                  limit=args.limit)
@@ -71,9 +73,21 @@ def write_csv(doc: dict[str, Any], out: Any) -> None:
     w = csv.writer(out)
     w.writerow([*doc["by"], *metrics, "currency"])
     for r in j["rows"]:
-        w.writerow([*(r["group"][k] for k in doc["by"]), *(r[m] for m in metrics), doc["currency"]])
+        w.writerow([*(csv_text(r["group"][k]) for k in doc["by"]), *(r[m] for m in metrics), doc["currency"]])
     w.writerow([*(["(total)"] + [""] * (len(doc["by"]) - 1) if doc["by"] else []),
                 *(j["total"][m] for m in metrics), doc["currency"]])
+
+
+def csv_text(value: Any) -> Any:
+    """A group cell (a tag value, model or tool name: the agent's data) safe to open in a spreadsheet: no
+    control characters, and a leading ``= + - @`` (or tab/CR) quoted with ``'`` so it is text, never a
+    formula (OWASP, "CSV Injection": https://owasp.org/www-community/attacks/CSV_Injection)."""
+    from tokprof.console_safe import clean
+
+    if not isinstance(value, str):
+        return value
+    text = clean(value).replace("\n", " ")
+    return "'" + text if value[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _tok(n: int) -> str:
@@ -87,13 +101,13 @@ def _tok(n: int) -> str:
 
 def render(doc: dict[str, Any]) -> None:
     """A table that fits 80 columns: group keys are cut short, numbers never are."""
-    from rich.console import Console
     from rich.table import Table
 
+    from tokprof.console_safe import SafeConsole, escape
     from tokprof.reports.html import money
 
     cur = doc["currency"]
-    console = Console(width=min(Console().width, 100) if sys.stdout.isatty() else 80)
+    console = SafeConsole(width=min(SafeConsole().width, 100) if sys.stdout.isatty() else 80)
     t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     width = max(12, 40 // max(1, len(doc["by"])))
     for k in doc["by"] or ["(all calls)"]:
@@ -107,7 +121,7 @@ def render(doc: dict[str, Any]) -> None:
         return [f"{r['calls']:,}", f"{r['runs']:,}", _tok(r["input_tokens"]), _tok(r["output_tokens"]), rate, cost]
 
     for r in doc["rows"]:
-        t.add_row(*(str(r["group"][k]) for k in doc["by"]), *cells(r))
+        t.add_row(*(escape(r["group"][k]) for k in doc["by"]), *cells(r))  # the agent's names: text, not markup
     total = doc["total"]
     t.add_row(*(["total"] + [""] * (len(doc["by"]) - 1) if doc["by"] else ["total"]), *cells(total),
               style="bold", end_section=True)

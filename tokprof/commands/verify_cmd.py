@@ -60,13 +60,16 @@ def verify_command(args: argparse.Namespace) -> int:
         print(json.dumps({"passes": passes, "model": args.model, "evidence": "measured", "checked": checked,
                           "agreement": rate, "runs": [r.to_dict() for r in results]}, indent=2))
         return 0
+    from tokprof.console_safe import clean
+
+    # run and span ids come from the run file, the actions from the model's answers: cleaned before printing
     for r in results:
         a = "n/a (no call changed)" if r.agreement is None else f"{r.agreement:.0%}"
-        print(f"{r.run_id}: {len(r.checks)} changed call(s) checked, {r.unchanged} unchanged; agreement {a}")
+        print(clean(f"{r.run_id}: {len(r.checks)} changed call(s) checked, {r.unchanged} unchanged; agreement {a}"))
         for c in r.checks:
             if not c.agree:
-                print(f"  {c.span_id}: original -> {' '.join(c.original)[:100]}")
-                print(f"  {' ' * len(c.span_id)}  rewritten -> {' '.join(c.rewritten)[:100]}")
+                print(clean(f"  {c.span_id}: original -> {' '.join(c.original)[:100]}"))
+                print(clean(f"  {' ' * len(c.span_id)}  rewritten -> {' '.join(c.rewritten)[:100]}"))
     total = "n/a" if rate is None else f"{rate:.1%}"
     print(f"agreement with {args.model}: {total} of {checked} changed call(s) [measured; passes: {', '.join(passes)}]")
     return 0

@@ -35,13 +35,16 @@ def whatif_command(args: argparse.Namespace) -> int:
         print(json.dumps({"currency": args.currency, "paid": paid.to_dict(), "recorded_models": models,
                           "whatif": [w.to_dict() for w in results], "caveat": CAVEAT}, indent=2))
         return 0
-    print(f"{len(runs)} run(s) on {', '.join(models) or 'unknown model'}: paid {_fmt(paid.expected)} "
-          f"{args.currency}" + ("" if paid.is_point else f" (range {_fmt(paid.low)}-{_fmt(paid.high)})"))
+    from tokprof.console_safe import clean
+
+    # recorded model names come from the runs (foreign files): no control characters to the terminal
+    print(clean(f"{len(runs)} run(s) on {', '.join(models) or 'unknown model'}: paid {_fmt(paid.expected)} "
+          f"{args.currency}" + ("" if paid.is_point else f" (range {_fmt(paid.low)}-{_fmt(paid.high)})")))
     for w in results:
         rng = "" if w.cost.is_point else f" (range {_fmt(w.cost.low)}-{_fmt(w.cost.high)})"
         tok = "" if w.exact_tokenizer else " [tokenizer approximate]"
-        print(f"  on {w.model}: input {w.input_tokens:,} tok, output ~{w.output_tokens:,} tok, cost "
-              f"{_fmt(w.cost.expected)} {args.currency}{rng} [estimated]{tok}"
-              + (f"; {w.unpriced} call(s) without a price" if w.unpriced else ""))
+        print(clean(f"  on {w.model}: input {w.input_tokens:,} tok, output ~{w.output_tokens:,} tok, cost "
+                    f"{_fmt(w.cost.expected)} {args.currency}{rng} [estimated]{tok}"
+                    + (f"; {w.unpriced} call(s) without a price" if w.unpriced else "")))
     print(CAVEAT)
     return 0

@@ -26,8 +26,13 @@ def export_parquet(con: Any, out_dir: str | Path) -> dict[str, int]:
     # imported here: this module is loaded with the CLI, and pyarrow/DuckDB are the fleet extra, not the core
     from tokprof.fleet.schema import DATED, EXPORTED
 
+    from tokprof.profiler.private_files import owner_only
+
     out = Path(out_dir)
+    existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    if not existed:
+        owner_only(out)
     counts: dict[str, int] = {}
     for name in (*EXPORTED, "schema_version"):
         n = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
@@ -40,6 +45,9 @@ def export_parquet(con: Any, out_dir: str | Path) -> dict[str, int]:
             target.mkdir(parents=True, exist_ok=True)
             con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_path(target / 'data.parquet')}' "
                         "(FORMAT PARQUET, COMPRESSION zstd)")
+        # the dataset holds the prompts (messages): owner-only like the run files (DuckDB writes 0644)
+        for p in [target, *target.rglob("*")]:
+            owner_only(p)
     return counts
 
 

@@ -25,10 +25,12 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from tokprof.fleet.dims import Dims
+from tokprof.fleet.file_check import failure, truncation
 from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
-from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl
+from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl, rollback
 from tokprof.profiler.model import Run
+from tokprof.profiler.private_files import owner_only
 
 LEDGER_NAME = "ledger.duckdb"
 BATCH_CALLS = 100_000
@@ -75,8 +77,7 @@ def opened(path: str | Path | None = None, *, read_only: bool = False) -> Iterat
     try:
         yield con
     except duckdb.Error as exc:
-        raise LedgerError(f"{p}: the ledger cannot be read ({str(exc).splitlines()[0][:200]}); delete it and "
-                          "run `tokprof ingest` again") from exc
+        raise LedgerError(failure(p, exc)) from exc
     finally:
         con.close()
 
@@ -89,8 +90,7 @@ def connect(path: str | Path | None = None, *, read_only: bool = False) -> Any:
     try:
         return _connect(p, read_only)
     except duckdb.Error as exc:  # damaged past the header: found by the first statement that reads it
-        raise LedgerError(f"{p}: the ledger cannot be read ({str(exc).splitlines()[0][:200]}); delete it and "
-                          "run `tokprof ingest` again") from exc
+        raise LedgerError(failure(p, exc)) from exc
 
 
 def _connect(p: Path, read_only: bool) -> Any:
@@ -105,6 +105,11 @@ def _connect(p: Path, read_only: bool) -> Any:
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(p), read_only=read_only)
+        if not read_only:  # the ledger holds the prompts: owner-only like the run files, wherever --ledger puts it
+            owner_only(p)
+            with contextlib.suppress(OSError):  # DuckDB writes into an existing WAL, keeping its mode
+                os.close(os.open(f"{p}.wal", os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600))
+            owner_only(Path(f"{p}.wal"))
     except duckdb.Error as exc:
         if "lock" in str(exc).lower():  # another tokprof (or a notebook) has it open: never advise deleting it
             raise LedgerError(f"{p}: the ledger is in use by another process ({exc}); wait for it to finish "
@@ -115,6 +120,10 @@ def _connect(p: Path, read_only: bool) -> Any:
     con.execute(f"SET memory_limit = '{memory_limit()}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")  # a long migration must not draw on the user's terminal
+    damage = truncation(con, p)
+    if damage:
+        con.close()
+        raise LedgerError(f"{p}: the ledger cannot be read ({damage}); delete it and run `tokprof ingest` again")
     if stored_version(con) is None and con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").fetchall()[0][0]:
         con.close()  # another program's database (--ledger app.duckdb): never mix the ledger's tables into it
@@ -360,7 +369,7 @@ def _flush(con: Any, builder: RowBuilder, files: list[tuple[str, int, int, str, 
         record_files(con, files)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     files.clear()
     stale.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tokprof.fleet.schema import KIND_FIELDS, SCHEMA_VERSION, ddl
+from tokprof.fleet.schema import KIND_FIELDS, SCHEMA_VERSION, ddl, rollback
 
 
 class MigrationError(ValueError):
@@ -45,7 +45,7 @@ def migrate(con: Any, version: int) -> None:
                     [SCHEMA_VERSION, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)])
         con.execute("COMMIT")
     except Exception as exc:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise MigrationError(f"migrating the ledger from schema version 1 failed ({exc}); it is unchanged") from exc
 
 

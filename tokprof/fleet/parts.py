@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tokprof.fleet.ledger import IngestReport, file_change
-from tokprof.fleet.schema import KEYS, TABLES
+from tokprof.fleet.schema import KEYS, TABLES, rollback
 
 FileRecord = tuple[str, int, int, str, list[str]]
 """A ``files`` row before its ingest time: (resolved path, size, mtime_ns, sha1, run ids)."""
@@ -168,7 +168,7 @@ def load_parts(con: Any, parts: Path, files: list[FileRecord], stale: list[str],
         record_files(con, files)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return calls
 

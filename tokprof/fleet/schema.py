@@ -266,3 +266,12 @@ def facts_table(cols: list[list[Any]], schema: pa.Schema, n_before_times: int) -
     arrays = [arrow_array(cols[i], schema.field(i).type) for i in range(n_before_times)]
     arrays += time_cols(cols[n_before_times], cols[n_before_times + 1], cols[n_before_times + 2])
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def rollback(con: Any) -> None:
+    """ROLLBACK after a failed statement. DuckDB may have ended the transaction itself (a COMMIT whose write
+    failed: disk full), and the ROLLBACK's own "no transaction is active" must not hide why."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the first error is the one raised
+        pass
