@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tokprof.cli import cli_warning, main
-from tokprof.fleet.ledger import expand_sources
+from tokprof.fleet.sources import expand_sources
 
 
 def _ingest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:

@@ -92,7 +92,8 @@ def test_csv_keeps_negative_numbers_as_numbers() -> None:
     doc = {"by": ["tag:x"], "currency": "USD",
            "rows": [{"group": {"tag:x": "-2+3"}, "calls": 1, "runs": 1, "input_tokens": 1, "output_tokens": 0,
                      "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "total_tokens": 1,
-                     "cache_hit_rate": None, "cost": None, "unpriced_calls": 1, "counted_calls": 0}]}
+                     "cache_hit_rate": None, "cost": None, "unpriced_calls": 1, "counted_calls": 0,
+                     "simulated_cost_calls": 0}]}
     doc["total"] = {k: v for k, v in doc["rows"][0].items() if k != "group"}  # type: ignore[index]
     buf = io.StringIO()
     write_csv(doc, buf)

@@ -37,7 +37,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    from tokprof.fleet.ledger import expand_sources, ingest, ledger_path, opened
+    from tokprof.fleet.ledger import ingest, ledger_path, opened
+    from tokprof.fleet.sources import expand_sources
 
     jobs = args.jobs
     if jobs is not None and jobs < 0:

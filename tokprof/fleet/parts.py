@@ -36,7 +36,7 @@ def file_rows(paths: list[str], diagnose: bool, out_dir: str) -> list[dict[str, 
     Parquet under ``out_dir/<table>/``; returns one record per file (its runs and calls, or its error)."""
     import pyarrow.parquet as pq
 
-    from tokprof.fleet.ledger import file_error, load_source
+    from tokprof.fleet.sources import file_error, load_source
     from tokprof.fleet.rows import RowBuilder
 
     builder = RowBuilder(diagnose=diagnose)
