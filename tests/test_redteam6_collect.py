@@ -209,3 +209,25 @@ def test_a_long_lived_collector_does_not_hold_every_span(tmp_path: Path) -> None
     col.close()
     assert held < 2_000_000, held
     assert len(list(iter_run_files(col.out_dir))) == 300
+
+
+def test_trace_ids_that_differ_only_in_punctuation_stay_two_runs(tmp_path: Path) -> None:
+    """The spool file was named by the id's letters and digits alone: traces ``run-1`` and ``run1`` (ids
+    that are not OTLP hex, as some SDKs and hand-written exporters send) shared one spool file, so each
+    rebuild of one re-imported the other's spans and their span counts (which decide when a run is rebuilt)
+    were mixed. Now each trace has its own file. Oracle: two traces sent, two spool files, two runs, each
+    with its own call and 100 tokens."""
+    col = Collector(tmp_path / "collected")
+    for i, tid in enumerate(("run-1", "run1")):
+        sp = {"traceId": tid, "spanId": "%016x" % (i + 1), "name": "chat", "startTimeUnixNano": "1000",
+              "endTimeUnixNano": "2000",
+              "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+                             {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "100"}},
+                             {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "10"}}]}
+        col.accept({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [sp]}]}]})
+    col.close()
+    assert len(list(col.spool.glob("*.jsonl"))) == 2
+    runs = [load_run(p) for p in iter_run_files(col.out_dir)]
+    assert len(runs) == 2
+    assert sorted(len(r.llm_spans()) for r in runs) == [1, 1]
+    assert all(r.llm_spans()[0].llm.usage.input_tokens == 100 for r in runs)

@@ -23,6 +23,7 @@ Reference: OTLP/HTTP (https://opentelemetry.io/docs/specs/otlp/#otlphttp): ``POS
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -146,6 +147,16 @@ def split_by_trace(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list
     return out, rejected
 
 
+def spool_name(tid: str) -> str:
+    """The spool file's stem for a trace id: the id itself when it is a safe name (OTLP's hex ids), else its
+    letters and digits plus a hash of the whole id: ``a-b`` and ``ab`` are different traces (stripping the
+    other characters alone merged their spans into one run)."""
+    safe = "".join(c for c in tid if c.isalnum())[:64]
+    if safe and safe == tid:
+        return safe
+    return f"{safe[:40] or 'trace'}_{hashlib.sha1(tid.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
 class Collector:
     """The receiver's state: per trace, the spool file and the spans so far; writes runs as spans arrive."""
 
@@ -186,7 +197,7 @@ class Collector:
         accepted = 0
         with self._lock:
             for tid, tdoc in by_trace.items():
-                safe = "".join(c for c in tid if c.isalnum())[:64] or "trace"
+                safe = spool_name(tid)
                 line = json.dumps(tdoc, ensure_ascii=False, separators=(",", ":"))
                 path = self.spool / f"{safe}.jsonl"
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
