@@ -212,13 +212,13 @@ def test_a_long_lived_collector_does_not_hold_every_span(tmp_path: Path) -> None
 
 
 def test_trace_ids_that_differ_only_in_punctuation_stay_two_runs(tmp_path: Path) -> None:
-    """The spool file was named by the id's letters and digits alone: traces ``run-1`` and ``run1`` (ids
+    """The spool file was named by the id's letters and digits alone: traces ``run-1x`` and ``run1x`` (ids
     that are not OTLP hex, as some SDKs and hand-written exporters send) shared one spool file, so each
     rebuild of one re-imported the other's spans and their span counts (which decide when a run is rebuilt)
     were mixed. Now each trace has its own file. Oracle: two traces sent, two spool files, two runs, each
     with its own call and 100 tokens."""
     col = Collector(tmp_path / "collected")
-    for i, tid in enumerate(("run-1", "run1")):
+    for i, tid in enumerate(("run-1x", "run1x")):  # not hex, not base64: kept as sent
         sp = {"traceId": tid, "spanId": "%016x" % (i + 1), "name": "chat", "startTimeUnixNano": "1000",
               "endTimeUnixNano": "2000",
               "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
