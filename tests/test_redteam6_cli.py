@@ -254,3 +254,22 @@ def test_a_ledger_cut_short_is_refused_before_any_answer(cut: int, hostile_ledge
 def test_a_whole_ledger_is_not_called_cut_short(hostile_ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(["stats", "--ledger", str(hostile_ledger), "--json"], capsys)
     assert code == 0 and json.loads(out)["total"]["calls"] == 2, err
+
+
+@pytest.mark.parametrize("what", ["device", "fifo", "folder", "missing"])
+def test_count_names_what_is_wrong_with_a_path(what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``tokprof count /dev/zero`` said "no such file" (it exists); a FIFO the same. Each gets its reason, in
+    one line, and never hangs reading a stream that does not end."""
+    import os
+
+    from tokprof.cli import main
+
+    path = {"device": Path("/dev/zero"), "fifo": tmp_path / "pipe", "folder": tmp_path,
+            "missing": tmp_path / "nope.txt"}[what]
+    if what == "fifo":
+        os.mkfifo(path)
+    assert main(["count", "--model", "gpt-4o", str(path)]) == 1
+    err = capsys.readouterr().err
+    want = {"device": "not a regular file", "fifo": "not a regular file", "folder": "is a folder",
+            "missing": "no such file"}[what]
+    assert err.startswith(f"tokprof: error: {path}: {want}") and "Traceback" not in err, err

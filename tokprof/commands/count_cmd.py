@@ -39,10 +39,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def _read(path: str) -> tuple[str, str]:
     if path == "-":
         return sys.stdin.read(), "<stdin>"
+    from tokprof.profiler.interchange.base import read_text
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")
-    return p.read_text(encoding="utf-8"), str(p)
+    if p.is_dir():
+        raise IsADirectoryError(f"{p}: is a folder; name a file")
+    if not p.is_file():  # /dev/zero, a FIFO: reading would never end
+        raise OSError(f"{p}: not a regular file (a device or a pipe); pass its text on standard input with -")
+    # the importers' reader: a size limit (no MemoryError on a huge file), gzip by magic, a clear non-UTF-8 error
+    return read_text(p), str(p)
 
 
 def _as_prompt(text: str, where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
