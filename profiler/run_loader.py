@@ -209,6 +209,12 @@ def load_run(path: str | Path, *, on_error: Callable[[RunFileError], None] | Non
     run.complete = ended and not truncated_tail.strip() and not damaged
     if repairs:
         note_repairs(run, repairs)
+        if any("not a token count" in r for r in repairs):
+            # a count read as missing is counted locally, as an importer does for a trace without it: the
+            # tokens shown then match the cost (which was already priced from the counted messages)
+            from tokprof.profiler.accounting import fill_run_usage
+
+            fill_run_usage(run)
         warnings.warn(f"{path}: {len(repairs)} field(s) repaired on loading: {'; '.join(repairs[:3])}"
                       + (" ..." if len(repairs) > 3 else ""), DamagedRunWarning, stacklevel=2)
     if break_parent_cycles(run):

@@ -70,3 +70,37 @@ def test_a_real_large_count_is_kept(tmp_path: Path, capsys: pytest.CaptureFixtur
     src.write_text(_chatlog().replace(str(HUGE), "2000000"))
     doc = _json_out(["import", str(src), "--out", str(tmp_path / "runs"), "--json"], capsys)
     assert doc["tokens"]["input"] == 2_000_000 and doc["tokens_by_source"]["provider"]["input"] == 2_000_000
+
+
+def test_a_run_file_count_read_as_missing_is_counted_and_matches_the_cost(tmp_path: Path) -> None:
+    """A saved run whose input count is impossible (2**80) loads with it missing; it was shown as 0 input
+    tokens while the cost was priced from the counted messages. Now the missing count is counted locally
+    (labelled ``counted``), so tokens and cost agree: gpt-4o $2.50/M input, $10/M output
+    (https://openai.com/api/pricing/)."""
+    import warnings as _w
+
+    from tokprof.profiler import load_run
+    from tokprof.profiler.accounting import span_cost
+
+    head = {"type": "run", "schema": 1, "run_id": "r1", "name": "x", "tags": {}, "started_wall_ns": 0, "metadata": {}}
+    root = {"type": "span", "span_id": "1", "parent_id": None, "run_id": "r1", "kind": "agent", "name": "a",
+            "start_ns": 0, "end_ns": 10, "wall_start_ns": 0, "status": "ok"}
+    llm = {"type": "span", "span_id": "2", "parent_id": "1", "run_id": "r1", "kind": "llm", "name": "chat",
+           "start_ns": 0, "end_ns": 10, "wall_start_ns": 0, "status": "ok",
+           "llm": {"provider": "openai", "model": "gpt-4o", "params": {}, "tools": [],
+                   "messages": [{"role": "user", "content": "hello there, how are you today?"}],
+                   "output": {"role": "assistant", "content": "yo"},
+                   "usage": {"input_tokens": 2**80, "output_tokens": 1,
+                             "sources": {"input": "provider", "output": "provider"}}}}
+    path = tmp_path / "r1.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in (head, root, llm, {"type": "end", "ended_wall_ns": 10})) + "\n")
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        run = load_run(path)
+    (span,) = run.llm_spans()
+    u = span.llm.usage
+    assert 0 < u.input_tokens < 100 and u.sources["input_tokens"] == "counted"
+    assert u.output_tokens == 1 and u.sources["output_tokens"] == "provider"
+    cost = span_cost(span, "USD")
+    assert cost is not None
+    assert cost.amount == Decimal(u.input_tokens) * Decimal("2.5") / 10**6 + Decimal("10") / 10**6
