@@ -22,7 +22,7 @@ from tokprof.profiler import keys
 from tokprof.profiler.integrations import middleware
 from tokprof.profiler.model import Span, Usage
 from tokprof.profiler.integrations.sdk_state import (
-    Accumulator, Adapter, CallState, check_usage, RAW_HEADER, take_sdk_usage
+    Accumulator, Adapter, CallState, check_usage, IN_SDK_CALL, RAW_HEADER, take_sdk_usage
 )
 from tokprof.profiler.integrations.sdk_streams import (
     async_watch_raw, observe_async, observe_sync, watch_raw, wrap_async_stream, wrap_stream
@@ -69,6 +69,7 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         state.span = span
         if span is None:
             return state
+        IN_SDK_CALL.set(state)  # its HTTP requests are this call's: the HTTP-level fallback skips them
         if operation is not None:
             span.set_attribute(keys.LLM_OPERATION, operation)
         if state.transformed:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 from tokprof.profiler.hooks import end_span, internal_error
@@ -12,6 +13,13 @@ from tokprof.profiler.model import LLMCall, Span, Usage
 
 
 RAW_HEADER = "X-Stainless-Raw-Response"
+
+
+IN_SDK_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("tokprof_sdk_call", default=None)
+"""The SDK call being recorded in this context (set by ``_sdk.begin``): while it is not done, the HTTP
+requests it makes are its own, and the HTTP-level fallback (``http_fallback.py``) leaves them alone. Never
+reset: a finished call (``done``) no longer counts, which also covers a stream's request sent after the
+call returned (Anthropic's ``messages.stream`` manager)."""
 
 
 class Accumulator(Protocol):
