@@ -2,7 +2,7 @@
 by the real client library over real HTTP against the loopback server (tests/llm_server.py), and what
 tokprof recorded (calls / input / output / cached / cost) next to what the server sent.
 
-Run: ``python benchmarks/probe_paths.py``. A row is ``ok`` when the recorded calls, input and output tokens
+Run: ``python benchmarks/probe_paths.py`` (rows of benchmarks/probe_paths_http.py included). A row is ``ok`` when the recorded calls, input and output tokens
 equal what the server sent (a token-counting endpoint must record no call); ``MISS`` otherwise; ``ERR`` when
 the client itself failed. Nothing touches the network.
 """
@@ -21,16 +21,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from llm_server import LLMServer, Reply  # noqa: E402
+from probe_paths_http import HTTP_PATHS, NotApplicable  # noqa: E402
 from tokprof.profiler import profile  # noqa: E402
 from tokprof.profiler.accounting import span_cost  # noqa: E402
 
 IN, OUT = 42, 7
 """What the server reports for every call (``Reply`` defaults)."""
 MSG = [{"role": "user", "content": "hi"}]
-
-
-class NotApplicable(Exception):
-    """The installed client has no such path (the row says ``n/a``)."""
 
 
 def _openai(s: LLMServer, cls: str = "OpenAI") -> Any:
@@ -330,6 +327,7 @@ PATHS: list[tuple[str, Callable[[LLMServer], None], int, int, int]] = [
     ("litellm.Router embedding", ll_router_embedding, 1, IN, 0),
 ]
 """An expected input of -1: the provider sends no usage (Gemini API embeddings); any counted input > 0 is ok."""
+PATHS += HTTP_PATHS  # client libraries without an SDK patch, and libraries built on the patched SDKs
 
 
 def probe(name: str, fn: Callable[[LLMServer], None], server: LLMServer) -> dict[str, Any]:

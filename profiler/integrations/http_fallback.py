@@ -29,7 +29,7 @@ from tokprof.profiler import hooks, keys
 from tokprof.profiler.hooks import internal_error, start_span
 from tokprof.profiler.integrations import http_routes
 from tokprof.profiler.integrations.sdk_patching import Patch, patch, unpatch
-from tokprof.profiler.integrations.sdk_state import IN_SDK_CALL, CallState
+from tokprof.profiler.integrations.sdk_state import HTTP_WATCH, IN_SDK_CALL, CallState
 from tokprof.profiler.integrations.sdk_streams import _track, _untrack
 from tokprof.profiler.model import Span
 
@@ -181,15 +181,16 @@ def _begin(method: Any, url: Any, read_body: Callable[[], Any]) -> _Exchange | N
     """The exchange to record, or ``None`` (not an LLM call, recorded elsewhere, or outside a profile).
     Never raises."""
     try:
+        sdk = IN_SDK_CALL.get()
+        if sdk is not None and not sdk.done:
+            sdk.http_requests += 1  # any request, whatever its path: the call did send something
+            return None  # an SDK patch records this call
         if str(method).upper() != "POST":
             return None
         url = str(url)
         path = urlsplit(url).path.rstrip("/")
         if not path.endswith(_PATH_ENDS):
             return None
-        sdk = IN_SDK_CALL.get()
-        if sdk is not None and not sdk.done:
-            return None  # an SDK patch records this call
         parent = hooks.current_span() or hooks.implicit_root()
         if parent is None:
             return None
@@ -383,6 +384,23 @@ def _patch_httpx_like(name: str) -> list[Patch]:
         unpatch(patches)
         raise
     return patches
+
+
+def _watching() -> bool:
+    """Whether this module's hook is installed on every imported httpx-like library (those the patched SDKs
+    send through: httpx2 for OpenAI and Anthropic, httpx for zai-sdk and Ark)."""
+    import sys
+
+    modules = [m for m in (sys.modules.get("httpx2"), sys.modules.get("httpx")) if m is not None]
+    for module in modules:
+        for cls in (getattr(module, "Client", None), getattr(module, "AsyncClient", None)):
+            layer = getattr(getattr(cls, "__dict__", {}).get("send"), "__tokprof_layer__", None)
+            if layer is None or not layer.active:
+                return False
+    return bool(modules)
+
+
+HTTP_WATCH[0] = _watching
 
 
 def patch_httpx() -> list[Patch]:

@@ -64,6 +64,8 @@ class CallState:
     transformed: list[str] = field(default_factory=list)
     enriches: Span | None = None
     """The model span above this call (LangChain, litellm) that gets the usage read here."""
+    http_requests: int = 0
+    """HTTP requests the HTTP-level hook saw this call make (``http_fallback.py``; 0 when it is off)."""
 
     def _usage_read(self) -> None:
         assert self.span is not None and self.span.llm is not None
@@ -78,9 +80,30 @@ class CallState:
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
             self.done = True
-            if self.enriches is None:
+            if self.enriches is None and not self._not_sent(exc):
                 failed_usage(self.span, exc)
             end_span(self.span, exc)
+
+    def _not_sent(self, exc: BaseException) -> bool:
+        """A call the client refused before sending anything (an argument check: pydantic-ai's Anthropic
+        model calls ``create`` without streaming, the SDK raises ``ValueError`` "Streaming is required ..." and
+        pydantic-ai retries streaming) is no model call: nothing reached the provider, nothing was billed.
+        Known only while the HTTP hook watches the SDK's HTTP library and saw no request from this call; then
+        the span stays, as a failed ``function`` span, without the call's counts. Never raises."""
+        try:
+            watching = HTTP_WATCH[0]
+            if (type(exc) not in (ValueError, TypeError) or self.http_requests or watching is None
+                    or not watching() or self.span is None or self.span.llm is None):
+                return False
+            call, self.span.llm = self.span.llm, None
+            self.span.kind = "function"
+            self.span.set_attribute("llm.model", call.model)
+            self.span.set_attribute("usage_note", "the client raised before sending any request: no model call, "
+                                    "nothing billed")
+            return True
+        except Exception as err:  # noqa: BLE001 - best effort; the user's exception goes on unchanged
+            internal_error("a call refused before sending", err)
+            return False
 
     def finish(self, response: Any) -> Any:
         """Record a complete (non-streamed) response; returns it unchanged."""
@@ -112,6 +135,11 @@ class CallState:
         except Exception as exc:
             internal_error(f"{self.adapter.api} stream end", exc)
         end_span(self.span, error)
+
+
+HTTP_WATCH: list[Callable[[], bool] | None] = [None]
+"""Set by ``http_fallback.py``: whether its hook is installed on the HTTP library of the patched SDKs (httpx2,
+httpx), i.e. whether ``CallState.http_requests`` can be trusted."""
 
 
 _sdk_usage: dict[str, Usage] = {}
