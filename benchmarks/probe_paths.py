@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from llm_server import LLMServer, Reply  # noqa: E402
 from probe_paths_http import HTTP_PATHS, NotApplicable  # noqa: E402
-from tokprof.profiler import profile  # noqa: E402
+from tokprof.profiler import keys, profile  # noqa: E402
 from tokprof.profiler.accounting import span_cost  # noqa: E402
 
 IN, OUT = 42, 7
@@ -341,7 +341,9 @@ def probe(name: str, fn: Callable[[LLMServer], None], server: LLMServer) -> dict
             error = f"n/a: {exc}"
         except Exception as exc:  # the client failed: reported, not raised
             error = f"{type(exc).__name__}: {str(exc)[:60]}"
-    llm = run.llm_spans()
+    not_sent = getattr(keys, "NOT_SENT", "llm.not_sent")  # the probe also runs against older code (before tables)
+    refused = [s for s in run.llm_spans() if (s.attributes or {}).get(not_sent)]
+    llm = [s for s in run.llm_spans() if s not in refused]  # a call refused before sending is not a call
     usage = [s.llm.usage for s in llm]
     costs = [span_cost(s, "USD") for s in llm]
     # one unpriced call makes the total unknown (never shown as 0)
@@ -352,7 +354,7 @@ def probe(name: str, fn: Callable[[LLMServer], None], server: LLMServer) -> dict
             "cached": sum(u.cache_read_tokens or 0 for u in usage),
             "sources": sorted({v for u in usage for v in u.sources.values()}), "cost": cost,
             "kinds": sorted({str((s.attributes or {}).get("llm.kind", "chat")) for s in llm}),
-            "http": len(server.requests), "error": error}
+            "http": len(server.requests), "error": error, "refused": len(refused)}
 
 
 def _money(amount: Decimal | None) -> str:
@@ -375,7 +377,8 @@ def main() -> int:
             want = "counted>0" if want_in == -1 else want_in
             print(f"| {name} | {verdict} | {r['calls']} ({calls}) | {r['input']} ({want}) | {r['output']} ({want_out})"
                   f" | {r['cached']} | {_money(r['cost'])} | {','.join(r['sources'])} | {r['http']} |"
-                  + (f" {r['error']}" if r['error'] else ""))
+                  + (f" {r['error']}" if r['error'] else "")
+                  + (f" (+{r['refused']} refused by the client before sending: 0 tokens)" if r["refused"] else ""))
     print(f"\n{len(PATHS) - bad - na}/{len(PATHS) - na} paths recorded exactly ({na} not applicable to the "
           "installed client versions)")
     return bad

@@ -34,6 +34,8 @@ LIVE_DELTAS = "tokprof.live_deltas"
 TIME_TO_FIRST_TOKEN = "time_to_first_token_ns"
 STREAM_INCOMPLETE = "stream_incomplete"
 LANGCHAIN_RUN_ID = "langchain.run_id"
+NOT_SENT = "llm.not_sent"
+"""``True`` on a failed ``llm`` span whose client raised before sending any request (counts 0: not billed)."""
 RECORDED_BY = "recorded_by"
 """``"http"`` on an ``llm`` span recorded by the HTTP-level fallback (``integrations/http_fallback.py``), not
 by an SDK patch."""

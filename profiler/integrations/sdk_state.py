@@ -87,19 +87,22 @@ class CallState:
     def _not_sent(self, exc: BaseException) -> bool:
         """A call the client refused before sending anything (an argument check: pydantic-ai's Anthropic
         model calls ``create`` without streaming, the SDK raises ``ValueError`` "Streaming is required ..." and
-        pydantic-ai retries streaming) is no model call: nothing reached the provider, nothing was billed.
-        Known only while the HTTP hook watches the SDK's HTTP library and saw no request from this call; then
-        the span stays, as a failed ``function`` span, without the call's counts. Never raises."""
+        pydantic-ai retries streaming) reached no provider and was not billed: its counts are 0 (tokprof's
+        own observation, ``counted``), not an estimate of the prompt, and the span says so
+        (``keys.NOT_SENT``). Known only while the HTTP hook watches the SDK's HTTP library and saw no request
+        from this call. Never raises."""
         try:
             watching = HTTP_WATCH[0]
+            call = self.span.llm if self.span is not None else None
             if (type(exc) not in (ValueError, TypeError) or self.http_requests or watching is None
-                    or not watching() or self.span is None or self.span.llm is None):
+                    or not watching() or call is None or self.span is None):
                 return False
-            call, self.span.llm = self.span.llm, None
-            self.span.kind = "function"
-            self.span.set_attribute("llm.model", call.model)
-            self.span.set_attribute("usage_note", "the client raised before sending any request: no model call, "
-                                    "nothing billed")
+            call.usage = Usage()
+            call.usage.set("input_tokens", 0, "counted")
+            call.usage.set("output_tokens", 0, "counted")
+            self.span.set_attribute(keys.NOT_SENT, True)
+            self.span.set_attribute("usage_note", "the client raised before sending any request: nothing reached "
+                                    "the provider, nothing was billed")
             return True
         except Exception as err:  # noqa: BLE001 - best effort; the user's exception goes on unchanged
             internal_error("a call refused before sending", err)
