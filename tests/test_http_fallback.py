@@ -245,13 +245,24 @@ def test_anthropic_and_gemini_rest(llm_server: Any) -> None:
     assert span_cost(gem, "USD").amount == Decimal(263) / M
 
 
-def test_embeddings_over_raw_http(llm_server: Any) -> None:
-    llm_server.script(Reply(input_tokens=64))
+def test_embeddings_and_a_json_answer_read_as_a_stream(llm_server: Any) -> None:
+    llm_server.script(Reply(input_tokens=64), Reply(input_tokens=65, output_tokens=3))
     with profile("emb") as run:
         httpx.post(llm_server.openai_url + "/embeddings", json={"model": "text-embedding-3-small", "input": ["a", "b"]})
-    s = _one(run)
+        with httpx.Client() as c, c.stream("POST", llm_server.openai_url + "/chat/completions", json=CHAT) as r:
+            body = json.loads(r.read())  # send(stream=True), a plain JSON answer: parsed whole at its end
+    assert body["usage"]["prompt_tokens"] == 65
+    s, chat = run.llm_spans()
     assert s.attributes[keys.LLM_OPERATION] == keys.EMBEDDINGS and _counts(s)[:2] == (64, 0)
     assert span_cost(s, "USD").amount == 64 * Decimal("0.02") / M
+    assert _counts(chat)[:2] == (65, 3) and keys.STREAM_INCOMPLETE not in (chat.attributes or {})
+
+
+def test_redirect_is_not_a_call(llm_server: Any) -> None:
+    with profile("redirect") as run:
+        ex = http_fallback._begin("POST", llm_server.openai_url + "/chat/completions", lambda: json.dumps(CHAT))
+        assert ex is not None and http_fallback._answered(ex, 307, {"location": "/x"}, lambda: b"") is False
+    assert run.llm_spans() == []
 
 
 # ---- client libraries with their own HTTP client ---------------------------------------------------

@@ -139,7 +139,7 @@ class _Sink:
                 if isinstance(item, dict):
                     acc.observe(http_routes.View(item))
             acc.finish(call)
-        elif self.buffer.lstrip()[:5] in (b"data:", b"event"):  # a stream read whole by the caller
+        elif bytes(self.buffer.lstrip()[:5]) in (b"data:", b"event"):  # a stream read whole by the caller
             again = _Sink(self.adapter, "text/event-stream", "")
             again.feed(bytes(self.buffer) + b"\n\n")
             again.finish(call)
@@ -231,6 +231,11 @@ def _answered(ex: _Exchange, status: Any, headers: Any, content: Callable[[], An
     """Record the answer's status; a body already read (``content``) is parsed now. ``True`` when the body
     is still to come (the caller streams it)."""
     try:
+        if isinstance(status, int) and 300 <= status < 400:
+            # a redirect is not an answer: the request sent on to the new location is the call (httpx follows
+            # inside send(); requests sends it through Session.send again). The span is dropped, never ended.
+            ex.state.done = True
+            return False
         if isinstance(status, int) and status >= 400:
             ex.fail(HTTPStatusError(status))
             return False
@@ -268,7 +273,7 @@ def _tee_class(module: Any, is_async: bool) -> type:
     if key in _tee_classes:
         return _tee_classes[key]
     if is_async:
-        class AsyncTee(module.AsyncByteStream):  # type: ignore[name-defined,misc]
+        class AsyncTee(module.AsyncByteStream):
             def __init__(self, inner: Any, ex: _Exchange) -> None:
                 self._inner, self._ex = inner, ex
 
@@ -296,7 +301,7 @@ def _tee_class(module: Any, is_async: bool) -> type:
 
         _tee_classes[key] = AsyncTee
     else:
-        class SyncTee(module.SyncByteStream):  # type: ignore[name-defined,misc]
+        class SyncTee(module.SyncByteStream):
             def __init__(self, inner: Any, ex: _Exchange) -> None:
                 self._inner, self._ex = inner, ex
 

@@ -101,7 +101,7 @@ class OllamaAdapter:
     def request(self, kwargs: dict[str, Any]) -> LLMCall:
         messages: list[Message] = []
         if self.api.endswith("chat"):
-            messages = [m for m in kwargs.get("messages") or [] if isinstance(m, dict)]  # type: ignore[misc]
+            messages = [m for m in kwargs.get("messages") or [] if isinstance(m, dict)]
         else:
             if kwargs.get("system"):
                 messages.append({"role": "system", "content": str(kwargs["system"])})
@@ -143,7 +143,8 @@ class _CohereAcc:
         data = as_plain(event)
         if not isinstance(data, dict):
             return
-        kind, delta = data.get("type"), data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        kind = data.get("type")
+        delta: dict[str, Any] = data["delta"] if isinstance(data.get("delta"), dict) else {}
         if kind == "message-start":
             self.response_id = data.get("id") or self.response_id
         elif kind == "content-delta":
@@ -174,7 +175,7 @@ class CohereChatAdapter:
             if isinstance(m, dict):
                 content = m.get("content")
                 messages.append({**m, "content": content if isinstance(content, str) else _cohere_text(m) or None})
-        params = {k: kwargs[k] for k in ("temperature", "max_tokens", "p", "k", "seed") if k in kwargs}
+        params: dict[str, Any] = {k: kwargs[k] for k in ("temperature", "max_tokens", "p", "k", "seed") if k in kwargs}
         return LLMCall(provider="cohere", model=str(kwargs.get("model")) if kwargs.get("model") else None,
                        params=params, messages=messages,
                        tools=[t for t in kwargs.get("tools") or [] if isinstance(t, dict)])
