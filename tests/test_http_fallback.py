@@ -179,6 +179,26 @@ def test_tokprof_errors_are_swallowed_and_logged_once(llm_server: Any, monkeypat
     assert len([r for r in caplog.records if "http fallback request" in r.getMessage()]) == 1
 
 
+def test_a_body_tokprof_cannot_parse_leaves_the_stream_intact(llm_server: Any, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    def boom(self: Any, chunk: bytes) -> None:
+        raise ValueError("parser bug")
+
+    def read() -> bytes:
+        with httpx.Client() as c, c.stream("POST", llm_server.openai_url + "/chat/completions", json=STREAM) as r:
+            return b"".join(r.iter_bytes())
+
+    plain = read()
+    reset_internal_errors()
+    monkeypatch.setattr(http_fallback._Sink, "feed", boom)
+    with caplog.at_level(logging.WARNING, logger="tokprof"), profile("parser") as run:
+        seen = read()
+    assert len(seen) == len(plain) and seen.endswith(b"data: [DONE]\n\n")
+    s = _one(run)  # still one call: the prompt counted locally and labelled, never 0
+    assert s.llm.usage.input_tokens > 0 and set(s.llm.usage.sources.values()) == {"estimated"}
+    assert len([r for r in caplog.records if "http fallback response body" in r.getMessage()]) == 1
+
+
 def test_not_llm_requests_off_switch_and_outside_profile(llm_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     httpx.post(llm_server.openai_url + "/chat/completions", json=CHAT)  # no profile: nothing to record
     with profile("other") as run:

@@ -174,17 +174,34 @@ class _Exchange:
         if self.state.done:
             return
         _untrack(self.state)
-        self.state.end_stream(None if self.broken else self.sink, error, complete)
+        # an unreadable body still ends through an accumulator, so the usage check counts the call locally
+        self.state.end_stream(_NO_BODY if self.broken or self.sink is None else self.sink, error, complete)
+
+
+class _NoBody:
+    """The accumulator of a body tokprof could not read: nothing observed, nothing written."""
+
+    def observe(self, item: Any) -> None:
+        pass
+
+    def finish(self, call: Any) -> None:
+        pass
+
+
+_NO_BODY = _NoBody()
 
 
 def _begin(method: Any, url: Any, read_body: Callable[[], Any]) -> _Exchange | None:
     """The exchange to record, or ``None`` (not an LLM call, recorded elsewhere, or outside a profile).
     Never raises."""
+    sdk = IN_SDK_CALL.get()
+    if sdk is not None and sdk.done:
+        sdk = None
     try:
-        sdk = IN_SDK_CALL.get()
-        if sdk is not None and not sdk.done:
+        if sdk is not None:
             sdk.http_requests += 1  # any request, whatever its path: the call did send something
-            return None  # an SDK patch records this call
+            if sdk.span is not None:
+                return None  # an SDK patch records this call
         if str(method).upper() != "POST":
             return None
         url = str(url)
@@ -223,7 +240,8 @@ def _begin(method: Any, url: Any, read_body: Callable[[], Any]) -> _Exchange | N
             span.set_attribute(keys.LLM_OPERATION, operation)
         return _Exchange(state)
     except Exception as exc:
-        internal_error("http fallback request", exc)
+        if sdk is None or not sdk.internal_failure:  # the SDK layer already said it failed on this call
+            internal_error("http fallback request", exc)
         return None
 
 

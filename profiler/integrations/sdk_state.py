@@ -16,10 +16,11 @@ RAW_HEADER = "X-Stainless-Raw-Response"
 
 
 IN_SDK_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("tokprof_sdk_call", default=None)
-"""The SDK call being recorded in this context (set by ``_sdk.begin``): while it is not done, the HTTP
-requests it makes are its own, and the HTTP-level fallback (``http_fallback.py``) leaves them alone. Never
-reset: a finished call (``done``) no longer counts, which also covers a stream's request sent after the
-call returned (Anthropic's ``messages.stream`` manager)."""
+"""The SDK call in flight in this context (set by ``_sdk.begin``): while it is not done and has a span, the
+HTTP requests it makes are its own, and the HTTP-level fallback (``http_fallback.py``) leaves them alone (a
+call tokprof failed to open a span for is recorded by the fallback if it can). Never reset: a finished call
+(``done``) no longer counts, which also covers a stream's request sent after the call returned (Anthropic's
+``messages.stream`` manager)."""
 
 
 class Accumulator(Protocol):
@@ -66,6 +67,8 @@ class CallState:
     """The model span above this call (LangChain, litellm) that gets the usage read here."""
     http_requests: int = 0
     """HTTP requests the HTTP-level hook saw this call make (``http_fallback.py``; 0 when it is off)."""
+    internal_failure: bool = False
+    """tokprof failed (and said so) while preparing this call: no span; the HTTP fallback may record it."""
 
     def _usage_read(self) -> None:
         assert self.span is not None and self.span.llm is not None
