@@ -20,7 +20,7 @@ import llm_server_native  # noqa: F401  (Ollama and Cohere routes)
 from llm_server import Reply
 from tokprof.profiler import keys, profile, span, uninstrument
 from tokprof.profiler.accounting import span_cost
-from tokprof.profiler.integrations import http_fallback, http_routes
+from tokprof.profiler.integrations import http_body, http_fallback, http_routes
 from tokprof.profiler.policy import reset_internal_errors
 
 httpx = pytest.importorskip("httpx")
@@ -190,7 +190,7 @@ def test_a_body_tokprof_cannot_parse_leaves_the_stream_intact(llm_server: Any, m
 
     plain = read()
     reset_internal_errors()
-    monkeypatch.setattr(http_fallback._Sink, "feed", boom)
+    monkeypatch.setattr(http_body.Sink, "feed", boom)
     with caplog.at_level(logging.WARNING, logger="tokprof"), profile("parser") as run:
         seen = read()
     assert len(seen) == len(plain) and seen.endswith(b"data: [DONE]\n\n")
@@ -204,7 +204,7 @@ def test_not_llm_requests_off_switch_and_outside_profile(llm_server: Any, monkey
     with profile("other") as run:
         httpx.post(llm_server.url + "/v1/files", json={"purpose": "x"})  # not an LLM route
         httpx.post(llm_server.openai_url + "/chat/completions", json={"model": "gpt-4o-mini"})  # no messages
-        assert http_fallback._begin("POST", llm_server.openai_url + "/chat/completions", lambda: b"not json") is None
+        assert http_fallback.begin_exchange("POST", llm_server.openai_url + "/chat/completions", lambda: b"not json") is None
     assert run.llm_spans() == []
     monkeypatch.setenv("TOKPROF_HTTP_FALLBACK", "0")
     with profile("off") as run:
@@ -280,8 +280,8 @@ def test_embeddings_and_a_json_answer_read_as_a_stream(llm_server: Any) -> None:
 
 def test_redirect_is_not_a_call(llm_server: Any) -> None:
     with profile("redirect") as run:
-        ex = http_fallback._begin("POST", llm_server.openai_url + "/chat/completions", lambda: json.dumps(CHAT))
-        assert ex is not None and http_fallback._answered(ex, 307, {"location": "/x"}, lambda: b"") is False
+        ex = http_fallback.begin_exchange("POST", llm_server.openai_url + "/chat/completions", lambda: json.dumps(CHAT))
+        assert ex is not None and http_fallback.answered(ex, 307, {"location": "/x"}, lambda: b"") is False
     assert run.llm_spans() == []
 
 
@@ -387,7 +387,7 @@ def test_sink_gzip_sse_split_anywhere() -> None:
               {"id": "c1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}]
     raw = ("".join(f"data: {json.dumps(e)}\r\n\r\n" for e in events) + "data: [DONE]\n\n").encode()
     packed = gzip.compress(raw)
-    sink = http_fallback._Sink(ChatAdapter(), "text/event-stream; charset=utf-8", "gzip")
+    sink = http_body.Sink(ChatAdapter(), "text/event-stream; charset=utf-8", "gzip")
     for i in range(0, len(packed), 7):  # chunk borders fall inside lines and inside the gzip stream
         sink.feed(packed[i:i + 7])
     call = LLMCall(provider="openai", model="gpt-4o-mini")

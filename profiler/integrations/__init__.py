@@ -46,7 +46,7 @@ SUPPORTED: dict[str, tuple[str, str]] = {
 SUPPORTED.update({  # the HTTP-level fallback (http_fallback.py): one patch function per library
     "httpx": ("tokprof.profiler.integrations.http_fallback:patch_httpx", "pip install httpx"),
     "httpx2": ("tokprof.profiler.integrations.http_fallback:patch_httpx2", "pip install httpx2"),
-    "requests": ("tokprof.profiler.integrations.http_fallback:patch_requests", "pip install requests"),
+    "requests": ("tokprof.profiler.integrations.http_requests:patch_requests", "pip install requests"),
 })
 """SDK name -> (our patch module, or ``module:function``, how to install the SDK)."""
 SUPPORTED.update({

@@ -1,9 +1,9 @@
 """The generic fallback: LLM API calls made by client libraries tokprof has no SDK patch for (groq, mistralai,
 cohere, together, ollama, a hand-written ``httpx``/``requests`` post...) are recorded at the HTTP level.
 
-``httpx`` and ``httpx2`` (``Client.send`` / ``AsyncClient.send``) and ``requests`` (``Session.send``) are
-hooked, automatically inside ``profile()`` like the SDKs (:mod:`.auto`; ``TOKPROF_HTTP_FALLBACK=0`` turns this
-hook alone off). A POST whose path and JSON body are an LLM API's (:mod:`.http_routes`) becomes one ``llm``
+``httpx`` and ``httpx2`` (``Client.send`` / ``AsyncClient.send``, here) and ``requests`` (``Session.send``,
+``http_requests.py``) are hooked, automatically inside ``profile()`` like the SDKs (:mod:`.auto`;
+``TOKPROF_HTTP_FALLBACK=0`` turns this hook alone off). A POST whose path and JSON body are an LLM API's (:mod:`.http_routes`) becomes one ``llm``
 span: the request as messages, the response's usage read by the SDK integrations' own dialect code
 (:mod:`.usage_dialects`, :mod:`.usage_native`), marked ``recorded_by: "http"``.
 
@@ -21,22 +21,19 @@ from __future__ import annotations
 
 import functools
 import json
-import zlib
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from tokprof.profiler import hooks, keys
 from tokprof.profiler.hooks import internal_error, start_span
 from tokprof.profiler.integrations import http_routes
+from tokprof.profiler.integrations.http_body import MAX_BODY, NO_BODY, Sink
 from tokprof.profiler.integrations.sdk_patching import Patch, patch, unpatch
 from tokprof.profiler.integrations.sdk_state import HTTP_WATCH, IN_SDK_CALL, CallState
 from tokprof.profiler.integrations.sdk_streams import _track, _untrack
 from tokprof.profiler.model import Span
 
-__all__ = ["patch_httpx", "patch_httpx2", "patch_requests", "MAX_BODY"]
-
-MAX_BODY = 32 * 1024 * 1024
-"""A request or response body larger than this is not parsed (the call is recorded from what was read)."""
+__all__ = ["patch_httpx", "patch_httpx2", "HTTPStatusError", "Exchange", "begin_exchange", "answered"]
 
 _PATH_ENDS = ("/chat/completions", "/completions", "/embeddings", "/responses", "/messages", ":generateContent",
               ":streamGenerateContent", "/api/chat", "/api/generate", "/v2/chat")
@@ -51,113 +48,19 @@ class HTTPStatusError(Exception):
         self.status_code = status_code
 
 
-# ---------------------------------------------------------------------------------------------------
-# one exchange: the request recognised, the response body parsed as it goes by
-# ---------------------------------------------------------------------------------------------------
-class _Sink:
-    """Parses a copy of the response body: SSE and NDJSON event by event (each handed to the route's stream
-    accumulator), anything else kept whole and read as JSON at the end. Implements the ``Accumulator``
-    protocol for :meth:`CallState.end_stream`."""
-
-    def __init__(self, adapter: Any, content_type: str, encoding: str) -> None:
-        ct = content_type.lower()
-        self.adapter = adapter
-        self.mode = "sse" if "event-stream" in ct else "ndjson" if ("ndjson" in ct or "jsonl" in ct) else "body"
-        self.events = adapter.accumulator() if self.mode != "body" else None
-        self.buffer = bytearray()
-        self.data: list[str] = []
-        enc = encoding.lower().strip()
-        self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if enc in ("gzip", "x-gzip") else \
-            zlib.decompressobj() if enc == "deflate" else None
-        self.unreadable = enc not in ("", "identity", "gzip", "x-gzip", "deflate")
-        """An encoding tokprof does not decode (br, zstd): the body is not parsed; usage is counted."""
-
-    def feed(self, chunk: bytes) -> None:
-        if self.unreadable or not chunk:
-            return
-        if self.decoder is not None:
-            chunk = self.decoder.decompress(chunk)
-        if len(self.buffer) + len(chunk) > MAX_BODY:
-            self.unreadable = True  # a body this large is not an LLM answer tokprof can read
-            self.buffer.clear()
-            return
-        self.buffer += chunk
-        if self.mode != "body":
-            *lines, rest = bytes(self.buffer).split(b"\n")
-            self.buffer = bytearray(rest)
-            for line in lines:
-                self._line(line)
-
-    observe = feed
-
-    def _line(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        if self.mode == "ndjson":
-            if text.strip():
-                self._event(text)
-        elif not text:  # SSE: a blank line ends an event
-            self._dispatch()
-        elif text.startswith("data:"):
-            value = text[5:]
-            self.data.append(value[1:] if value.startswith(" ") else value)
-
-    def _dispatch(self) -> None:
-        data, self.data = "\n".join(self.data), []
-        if data and data.strip() != "[DONE]":
-            self._event(data)
-
-    def _event(self, text: str) -> None:
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            return  # a keep-alive or a vendor's non-JSON line
-        assert self.events is not None
-        for item in obj if isinstance(obj, list) else [obj]:
-            if isinstance(item, dict):
-                self.events.observe(http_routes.View(item))
-
-    def finish(self, call: Any) -> None:
-        if self.unreadable:
-            return
-        if self.mode != "body":
-            if self.buffer:
-                self._line(bytes(self.buffer))
-                self.buffer.clear()
-            self._dispatch()
-            assert self.events is not None
-            self.events.finish(call)
-            return
-        try:
-            obj = json.loads(bytes(self.buffer))
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            self.adapter.fill(call, http_routes.View(obj))
-        elif isinstance(obj, list):  # Gemini's streamGenerateContent without alt=sse: a JSON array
-            acc = self.adapter.accumulator()
-            for item in obj:
-                if isinstance(item, dict):
-                    acc.observe(http_routes.View(item))
-            acc.finish(call)
-        elif bytes(self.buffer.lstrip()[:5]) in (b"data:", b"event"):  # a stream read whole by the caller
-            again = _Sink(self.adapter, "text/event-stream", "")
-            again.feed(bytes(self.buffer) + b"\n\n")
-            again.finish(call)
-
-
-class _Exchange:
+class Exchange:
     """One recognised request and the span it fills."""
 
     def __init__(self, state: CallState) -> None:
         self.state = state
-        self.sink: _Sink | None = None
+        self.sink: Sink | None = None
         self.broken = False
 
     def fail(self, exc: BaseException) -> None:
         self.state.fail(exc)
 
-    def start_body(self, headers: Any) -> _Sink:
-        self.sink = _Sink(self.state.adapter, str(headers.get("content-type") or ""),
+    def start_body(self, headers: Any) -> Sink:
+        self.sink = Sink(self.state.adapter, str(headers.get("content-type") or ""),
                           str(headers.get("content-encoding") or ""))
         return self.sink
 
@@ -175,23 +78,10 @@ class _Exchange:
             return
         _untrack(self.state)
         # an unreadable body still ends through an accumulator, so the usage check counts the call locally
-        self.state.end_stream(_NO_BODY if self.broken or self.sink is None else self.sink, error, complete)
+        self.state.end_stream(NO_BODY if self.broken or self.sink is None else self.sink, error, complete)
 
 
-class _NoBody:
-    """The accumulator of a body tokprof could not read: nothing observed, nothing written."""
-
-    def observe(self, item: Any) -> None:
-        pass
-
-    def finish(self, call: Any) -> None:
-        pass
-
-
-_NO_BODY = _NoBody()
-
-
-def _begin(method: Any, url: Any, read_body: Callable[[], Any]) -> _Exchange | None:
+def begin_exchange(method: Any, url: Any, read_body: Callable[[], Any]) -> Exchange | None:
     """The exchange to record, or ``None`` (not an LLM call, recorded elsewhere, or outside a profile).
     Never raises."""
     sdk = IN_SDK_CALL.get()
@@ -238,14 +128,14 @@ def _begin(method: Any, url: Any, read_body: Callable[[], Any]) -> _Exchange | N
         operation = getattr(route.adapter, "operation", None)
         if operation is not None:
             span.set_attribute(keys.LLM_OPERATION, operation)
-        return _Exchange(state)
+        return Exchange(state)
     except Exception as exc:
         if sdk is None or not sdk.internal_failure:  # the SDK layer already said it failed on this call
             internal_error("http fallback request", exc)
         return None
 
 
-def _answered(ex: _Exchange, status: Any, headers: Any, content: Callable[[], Any] | None) -> bool:
+def answered(ex: Exchange, status: Any, headers: Any, content: Callable[[], Any] | None) -> bool:
     """Record the answer's status; a body already read (``content``) is parsed now. ``True`` when the body
     is still to come (the caller streams it)."""
     try:
@@ -292,7 +182,7 @@ def _tee_class(module: Any, is_async: bool) -> type:
         return _tee_classes[key]
     if is_async:
         class AsyncTee(module.AsyncByteStream):
-            def __init__(self, inner: Any, ex: _Exchange) -> None:
+            def __init__(self, inner: Any, ex: Exchange) -> None:
                 self._inner, self._ex = inner, ex
 
             async def __aiter__(self) -> Any:
@@ -320,7 +210,7 @@ def _tee_class(module: Any, is_async: bool) -> type:
         _tee_classes[key] = AsyncTee
     else:
         class SyncTee(module.SyncByteStream):
-            def __init__(self, inner: Any, ex: _Exchange) -> None:
+            def __init__(self, inner: Any, ex: Exchange) -> None:
                 self._inner, self._ex = inner, ex
 
             def __iter__(self) -> Any:
@@ -349,10 +239,10 @@ def _tee_class(module: Any, is_async: bool) -> type:
     return _tee_classes[key]
 
 
-def _watch_httpx(ex: _Exchange, response: Any, module: Any, is_async: bool) -> Any:
+def _watch_httpx(ex: Exchange, response: Any, module: Any, is_async: bool) -> Any:
     """Returns ``response`` itself; its byte stream swapped for a tee when the body is still to come."""
     read = bool(getattr(response, "is_stream_consumed", False)) or hasattr(response, "_content")
-    if _answered(ex, getattr(response, "status_code", None), response.headers,
+    if answered(ex, getattr(response, "status_code", None), response.headers,
                  (lambda: response.content) if read else None):
         try:
             response.stream = _tee_class(module, is_async)(response.stream, ex)
@@ -366,7 +256,7 @@ def _httpx_factories(module: Any) -> tuple[Callable[[Any], Any], Callable[[Any],
     def make_sync(original: Any) -> Any:
         @functools.wraps(original)
         def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            ex = _begin(getattr(request, "method", ""), getattr(request, "url", ""), lambda: _httpx_body(request))
+            ex = begin_exchange(getattr(request, "method", ""), getattr(request, "url", ""), lambda: _httpx_body(request))
             if ex is None:
                 return original(self, request, *args, **kwargs)
             try:
@@ -380,7 +270,7 @@ def _httpx_factories(module: Any) -> tuple[Callable[[Any], Any], Callable[[Any],
     def make_async(original: Any) -> Any:
         @functools.wraps(original)
         async def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            ex = _begin(getattr(request, "method", ""), getattr(request, "url", ""), lambda: _httpx_body(request))
+            ex = begin_exchange(getattr(request, "method", ""), getattr(request, "url", ""), lambda: _httpx_body(request))
             if ex is None:
                 return await original(self, request, *args, **kwargs)
             try:
@@ -433,94 +323,3 @@ def patch_httpx() -> list[Patch]:
 def patch_httpx2() -> list[Patch]:
     """httpx2: the httpx fork the OpenAI and Anthropic SDKs (and mistralai) are built on."""
     return _patch_httpx_like("httpx2")
-
-
-# ---------------------------------------------------------------------------------------------------
-# requests
-# ---------------------------------------------------------------------------------------------------
-class _RawTee:
-    """Stands in for a streamed ``requests`` response's ``raw`` (urllib3 response): ``stream()`` and
-    ``read()`` give the same bytes and feed a decoded copy to the exchange; everything else is the raw's."""
-
-    def __init__(self, raw: Any, ex: _Exchange) -> None:
-        self.__dict__["_tokprof"] = (raw, ex)
-
-    def stream(self, amt: Any = 2 ** 16, decode_content: Any = None) -> Any:
-        raw, ex = self.__dict__["_tokprof"]
-        complete, error = False, None
-        try:
-            for chunk in raw.stream(amt, decode_content=decode_content):
-                if decode_content:
-                    ex.feed(chunk)
-                else:  # the caller asked for the bytes as sent (possibly compressed): not parsed
-                    ex.broken = True
-                yield chunk
-            complete = True
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if complete or error is not None:
-                ex.end(error, complete)
-
-    def read(self, *args: Any, **kwargs: Any) -> Any:
-        raw, ex = self.__dict__["_tokprof"]
-        try:
-            data = raw.read(*args, **kwargs)
-        except BaseException as exc:
-            ex.end(exc, False)
-            raise
-        if kwargs.get("decode_content") or str(raw.headers.get("content-encoding") or "identity") == "identity":
-            ex.feed(data)
-        else:
-            ex.broken = True
-        if not data:
-            ex.end(None, True)
-        return data
-
-    def close(self) -> None:
-        raw, ex = self.__dict__["_tokprof"]
-        try:
-            raw.close()
-        finally:
-            ex.end(None, False)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_tokprof"][0], name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.__dict__["_tokprof"][0], name, value)
-
-
-def _make_requests_send(original: Any) -> Any:
-    @functools.wraps(original)
-    def send(self: Any, request: Any, **kwargs: Any) -> Any:
-        body = getattr(request, "body", None)
-        ex = _begin(getattr(request, "method", ""), getattr(request, "url", ""),
-                    lambda: body if isinstance(body, (bytes, str)) else None)
-        if ex is None:
-            return original(self, request, **kwargs)
-        try:
-            response = original(self, request, **kwargs)
-        except BaseException as exc:
-            ex.fail(exc)
-            raise
-        read = not kwargs.get("stream")
-        if _answered(ex, getattr(response, "status_code", None), response.headers,
-                     (lambda: response.content or b"") if read else None):
-            try:
-                ex.sink.decoder = None  # type: ignore[union-attr]  # only decoded bytes are fed
-                response.raw = _RawTee(response.raw, ex)
-            except Exception as exc:
-                internal_error("http fallback stream", exc)
-                ex.end(None, False)
-        return response
-    return send
-
-
-def patch_requests() -> list[Patch]:
-    import requests
-
-    return [patch(requests.Session, "send", _make_requests_send)]
