@@ -393,3 +393,35 @@ def test_sink_gzip_sse_split_anywhere() -> None:
     call = LLMCall(provider="openai", model="gpt-4o-mini")
     sink.finish(call)
     assert call.output["content"] == "Hello" and (call.usage.input_tokens, call.usage.output_tokens) == (9, 2)
+
+
+def test_sink_gemini_json_array_stream() -> None:
+    # streamGenerateContent without alt=sse answers one JSON array of chunks (application/json); usage is
+    # cumulative, the last report wins (https://ai.google.dev/api/generate-content#UsageMetadata)
+    chunks = [{"candidates": [{"content": {"role": "model", "parts": [{"text": "Bon"}]}}],
+               "usageMetadata": {"promptTokenCount": 30}},
+              {"candidates": [{"content": {"role": "model", "parts": [{"text": "jour"}]}, "finishReason": "STOP"}],
+               "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 4, "thoughtsTokenCount": 6},
+               "modelVersion": "gemini-2.5-flash"}]
+    adapter = http_routes.GeminiRestAdapter("gemini-2.5-flash")
+    call = adapter.request({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    sink = http_body.Sink(adapter, "application/json; charset=UTF-8", "")
+    data = json.dumps(chunks).encode()
+    sink.feed(data[:17])
+    sink.feed(data[17:])
+    sink.finish(call)
+    assert call.output["content"] == "Bonjour" and call.finish_reason == "STOP"
+    assert (call.usage.input_tokens, call.usage.output_tokens, call.usage.reasoning_tokens) == (30, 10, 6)
+
+
+def test_anthropic_stream_over_raw_httpx(llm_server: Any) -> None:
+    llm_server.script(Reply(text="Bonjour", input_tokens=900, cached_tokens=800, output_tokens=30))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": MSG, "stream": True}
+    with profile("anthropic sse") as run:
+        with httpx.Client() as c, c.stream("POST", llm_server.url + "/v1/messages", json=body) as r:
+            events = [line for line in r.iter_lines() if line.startswith("event:")]
+    assert events[0] == "event: message_start" and events[-1] == "event: message_stop"
+    s = _one(run)
+    assert _counts(s) == (900, 30, 800, 0) and s.llm.output["content"] == "Bonjour"
+    # hand: 100 fresh x 3 + 800 x 0.30 + 30 x 15 = 300 + 240 + 450 = 990 per million
+    assert span_cost(s, "USD").amount == Decimal(990) / M
