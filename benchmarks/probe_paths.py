@@ -2,7 +2,7 @@
 by the real client library over real HTTP against the loopback server (tests/llm_server.py), and what
 tokprof recorded (calls / input / output / cached / cost) next to what the server sent.
 
-Run: ``python benchmarks/probe_paths.py``. A row is ``ok`` when the recorded calls, input and output tokens
+Run: ``python benchmarks/probe_paths.py`` (rows of benchmarks/probe_paths_http.py included). A row is ``ok`` when the recorded calls, input and output tokens
 equal what the server sent (a token-counting endpoint must record no call); ``MISS`` otherwise; ``ERR`` when
 the client itself failed. Nothing touches the network.
 """
@@ -21,16 +21,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from llm_server import LLMServer, Reply  # noqa: E402
-from tokprof.profiler import profile  # noqa: E402
+from probe_paths_http import HTTP_PATHS, NotApplicable  # noqa: E402
+from tokprof.profiler import keys, profile  # noqa: E402
 from tokprof.profiler.accounting import span_cost  # noqa: E402
 
 IN, OUT = 42, 7
 """What the server reports for every call (``Reply`` defaults)."""
 MSG = [{"role": "user", "content": "hi"}]
-
-
-class NotApplicable(Exception):
-    """The installed client has no such path (the row says ``n/a``)."""
 
 
 def _openai(s: LLMServer, cls: str = "OpenAI") -> Any:
@@ -330,6 +327,7 @@ PATHS: list[tuple[str, Callable[[LLMServer], None], int, int, int]] = [
     ("litellm.Router embedding", ll_router_embedding, 1, IN, 0),
 ]
 """An expected input of -1: the provider sends no usage (Gemini API embeddings); any counted input > 0 is ok."""
+PATHS += HTTP_PATHS  # client libraries without an SDK patch, and libraries built on the patched SDKs
 
 
 def probe(name: str, fn: Callable[[LLMServer], None], server: LLMServer) -> dict[str, Any]:
@@ -343,7 +341,9 @@ def probe(name: str, fn: Callable[[LLMServer], None], server: LLMServer) -> dict
             error = f"n/a: {exc}"
         except Exception as exc:  # the client failed: reported, not raised
             error = f"{type(exc).__name__}: {str(exc)[:60]}"
-    llm = run.llm_spans()
+    not_sent = getattr(keys, "NOT_SENT", "llm.not_sent")  # the probe also runs against older code (before tables)
+    refused = [s for s in run.llm_spans() if (s.attributes or {}).get(not_sent)]
+    llm = [s for s in run.llm_spans() if s not in refused]  # a call refused before sending is not a call
     usage = [s.llm.usage for s in llm]
     costs = [span_cost(s, "USD") for s in llm]
     # one unpriced call makes the total unknown (never shown as 0)
@@ -354,7 +354,7 @@ def probe(name: str, fn: Callable[[LLMServer], None], server: LLMServer) -> dict
             "cached": sum(u.cache_read_tokens or 0 for u in usage),
             "sources": sorted({v for u in usage for v in u.sources.values()}), "cost": cost,
             "kinds": sorted({str((s.attributes or {}).get("llm.kind", "chat")) for s in llm}),
-            "http": len(server.requests), "error": error}
+            "http": len(server.requests), "error": error, "refused": len(refused)}
 
 
 def _money(amount: Decimal | None) -> str:
@@ -377,7 +377,8 @@ def main() -> int:
             want = "counted>0" if want_in == -1 else want_in
             print(f"| {name} | {verdict} | {r['calls']} ({calls}) | {r['input']} ({want}) | {r['output']} ({want_out})"
                   f" | {r['cached']} | {_money(r['cost'])} | {','.join(r['sources'])} | {r['http']} |"
-                  + (f" {r['error']}" if r['error'] else ""))
+                  + (f" {r['error']}" if r['error'] else "")
+                  + (f" (+{r['refused']} refused by the client before sending: 0 tokens)" if r["refused"] else ""))
     print(f"\n{len(PATHS) - bad - na}/{len(PATHS) - na} paths recorded exactly ({na} not applicable to the "
           "installed client versions)")
     return bad

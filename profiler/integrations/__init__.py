@@ -43,14 +43,19 @@ SUPPORTED: dict[str, tuple[str, str]] = {
     "google-genai": ("tokprof.profiler.integrations.gemini", "pip install google-genai"),
     "openai-agents": ("tokprof.profiler.integrations.openai_agents", "pip install openai-agents"),
 }
-"""SDK name -> (our patch module, how to install the SDK)."""
+SUPPORTED.update({  # the HTTP-level fallback (http_fallback.py): one patch function per library
+    "httpx": ("tokprof.profiler.integrations.http_fallback:patch_httpx", "pip install httpx"),
+    "httpx2": ("tokprof.profiler.integrations.http_fallback:patch_httpx2", "pip install httpx2"),
+    "requests": ("tokprof.profiler.integrations.http_requests:patch_requests", "pip install requests"),
+})
+"""SDK name -> (our patch module, or ``module:function``, how to install the SDK)."""
 SUPPORTED.update({
     "dashscope": ("tokprof.profiler.integrations.dashscope_client", "pip install dashscope"),
     "zai-sdk": ("tokprof.profiler.integrations.zai", "pip install zai-sdk"),
     "volcengine-ark": ("tokprof.profiler.integrations.ark", "pip install 'volcengine-python-sdk[ark]'"),
 })
 
-_IMPORT_NAME = _auto.IMPORT_NAMES
+_IMPORT_NAME = {**_auto.IMPORT_NAMES, **_auto.HTTP_IMPORT_NAMES}
 """SDK name -> its import name."""
 
 _lock = threading.RLock()
@@ -78,7 +83,8 @@ def _patch(key: str) -> bool:
         importlib.import_module(_IMPORT_NAME.get(key, key))
     except ImportError as exc:
         raise ImportError(f"tokprof.instrument({key!r}): the {key} SDK is not installed; {install}") from exc
-    _active[key] = importlib.import_module(module_name).patch()
+    module_name, _, function = module_name.partition(":")
+    _active[key] = getattr(importlib.import_module(module_name), function or "patch")()
     return True
 
 

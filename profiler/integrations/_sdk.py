@@ -22,7 +22,7 @@ from tokprof.profiler import keys
 from tokprof.profiler.integrations import middleware
 from tokprof.profiler.model import Span, Usage
 from tokprof.profiler.integrations.sdk_state import (
-    Accumulator, Adapter, CallState, check_usage, RAW_HEADER, take_sdk_usage
+    Accumulator, Adapter, CallState, check_usage, IN_SDK_CALL, RAW_HEADER, take_sdk_usage
 )
 from tokprof.profiler.integrations.sdk_streams import (
     async_watch_raw, observe_async, observe_sync, watch_raw, wrap_async_stream, wrap_stream
@@ -37,6 +37,7 @@ __all__ = ["Accumulator", "Adapter", "async_create", "async_watch_raw", "CallSta
 def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_helper: bool = False) -> CallState:
     """Middleware, span and stream preparation before the real call. Never raises."""
     state = CallState(adapter, kwargs)
+    IN_SDK_CALL.set(state)  # its HTTP requests are this call's: the HTTP-level fallback leaves them to it
     operation = getattr(adapter, "operation", None)
     """Not a chat turn (``"embeddings"``): marked on the span, and left alone by the live middleware."""
     try:
@@ -92,6 +93,7 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
             # stream; only a caller reading the raw bytes (``iter_lines``) sees the documented usage chunk.
             state.kwargs, state.hide = adapter.prepare_stream(state.kwargs)
     except Exception as exc:
+        state.internal_failure = True  # the HTTP fallback may still record the call, but says nothing more
         internal_error(f"{adapter.api} request", exc)
     return state
 

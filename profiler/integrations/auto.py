@@ -30,6 +30,10 @@ IMPORT_NAMES: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", "l
 """SDK name (as ``instrument()`` takes it) -> the module whose import makes it patchable."""
 IMPORT_NAMES.update({"dashscope": "dashscope", "zai-sdk": "zai", "volcengine-ark": "volcenginesdkarkruntime"})
 """The native SDKs of Chinese providers (Qwen, GLM, Doubao)."""
+HTTP_IMPORT_NAMES: dict[str, str] = {"httpx": "httpx", "httpx2": "httpx2", "requests": "requests"}
+"""HTTP client libraries hooked by the generic fallback (``http_fallback.py``: LLM calls of client libraries
+without an SDK patch); patched like the SDKs, but not named in the no-LLM-call warning (importing them says
+nothing about calling a model). ``TOKPROF_HTTP_FALLBACK=0`` leaves them alone."""
 
 _lock = threading.RLock()
 _open_profiles = 0
@@ -48,6 +52,25 @@ def imported_sdks() -> list[str]:
     return [key for key, mod in IMPORT_NAMES.items() if mod in sys.modules]
 
 
+def http_fallback_disabled() -> bool:
+    return os.environ.get("TOKPROF_HTTP_FALLBACK", "").strip().lower() in ("0", "false", "no", "off")
+
+
+def imported_http() -> list[str]:
+    """Hooked HTTP libraries imported in this process (none when the fallback is switched off)."""
+    if http_fallback_disabled():
+        return []
+    return [key for key, mod in HTTP_IMPORT_NAMES.items() if mod in sys.modules]
+
+
+def _watched(fullname: str) -> str | None:
+    """The key of a watched module (an SDK, or an HTTP library while the fallback is on)."""
+    key = next((k for k, mod in IMPORT_NAMES.items() if mod == fullname), None)
+    if key is None and not http_fallback_disabled():
+        key = next((k for k, mod in HTTP_IMPORT_NAMES.items() if mod == fullname), None)
+    return key
+
+
 def _try_patch(key: str) -> None:
     assert _patch_fn is not None
     try:
@@ -63,7 +86,7 @@ class _Finder(importlib.abc.MetaPathFinder):
     """Patches a watched SDK right after its module finishes importing."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
-        key = next((k for k, mod in IMPORT_NAMES.items() if mod == fullname), None)
+        key = _watched(fullname)
         if key is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
@@ -92,7 +115,7 @@ def enter(patch: Callable[[str], bool], unpatch: Callable[[str], None]) -> None:
     with _lock:
         _patch_fn, _unpatch_fn = patch, unpatch
         _open_profiles += 1
-        for key in imported_sdks():
+        for key in imported_sdks() + imported_http():
             _try_patch(key)
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)

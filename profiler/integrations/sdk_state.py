@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 from tokprof.profiler.hooks import end_span, internal_error
@@ -12,6 +13,14 @@ from tokprof.profiler.model import LLMCall, Span, Usage
 
 
 RAW_HEADER = "X-Stainless-Raw-Response"
+
+
+IN_SDK_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("tokprof_sdk_call", default=None)
+"""The SDK call in flight in this context (set by ``_sdk.begin``): while it is not done and has a span, the
+HTTP requests it makes are its own, and the HTTP-level fallback (``http_fallback.py``) leaves them alone (a
+call tokprof failed to open a span for is recorded by the fallback if it can). Never reset: a finished call
+(``done``) no longer counts, which also covers a stream's request sent after the call returned (Anthropic's
+``messages.stream`` manager)."""
 
 
 class Accumulator(Protocol):
@@ -56,6 +65,10 @@ class CallState:
     transformed: list[str] = field(default_factory=list)
     enriches: Span | None = None
     """The model span above this call (LangChain, litellm) that gets the usage read here."""
+    http_requests: int = 0
+    """HTTP requests the HTTP-level hook saw this call make (``http_fallback.py``; 0 when it is off)."""
+    internal_failure: bool = False
+    """tokprof failed (and said so) while preparing this call: no span; the HTTP fallback may record it."""
 
     def _usage_read(self, output_final: bool = True) -> None:
         assert self.span is not None and self.span.llm is not None
@@ -75,9 +88,33 @@ class CallState:
     def fail(self, exc: BaseException) -> None:
         if self.span is not None and not self.done:
             self.done = True
-            if self.enriches is None:
+            if self.enriches is None and not self._not_sent(exc):
                 failed_usage(self.span, exc)
             end_span(self.span, exc)
+
+    def _not_sent(self, exc: BaseException) -> bool:
+        """A call the client refused before sending anything (an argument check: pydantic-ai's Anthropic
+        model calls ``create`` without streaming, the SDK raises ``ValueError`` "Streaming is required ..." and
+        pydantic-ai retries streaming) reached no provider and was not billed: its counts are 0 (tokprof's
+        own observation, ``counted``), not an estimate of the prompt, and the span says so
+        (``keys.NOT_SENT``). Known only while the HTTP hook watches the SDK's HTTP library and saw no request
+        from this call. Never raises."""
+        try:
+            watching = HTTP_WATCH[0]
+            call = self.span.llm if self.span is not None else None
+            if (type(exc) not in (ValueError, TypeError) or self.http_requests or watching is None
+                    or not watching() or call is None or self.span is None):
+                return False
+            call.usage = Usage()
+            call.usage.set("input_tokens", 0, "counted")
+            call.usage.set("output_tokens", 0, "counted")
+            self.span.set_attribute(keys.NOT_SENT, True)
+            self.span.set_attribute("usage_note", "the client raised before sending any request: nothing reached "
+                                    "the provider, nothing was billed")
+            return True
+        except Exception as err:  # noqa: BLE001 - best effort; the user's exception goes on unchanged
+            internal_error("a call refused before sending", err)
+            return False
 
     def finish(self, response: Any) -> Any:
         """Record a complete (non-streamed) response; returns it unchanged."""
@@ -122,6 +159,11 @@ def _vendor_error(span: Span, error: str | None) -> None:
     caller's response is untouched; ``end_span`` keeps a status set before it)."""
     if error:
         span.status, span.error = "error", error
+
+
+HTTP_WATCH: list[Callable[[], bool] | None] = [None]
+"""Set by ``http_fallback.py``: whether its hook is installed on the HTTP library of the patched SDKs (httpx2,
+httpx), i.e. whether ``CallState.http_requests`` can be trusted."""
 
 
 _sdk_usage: dict[str, Usage] = {}

@@ -1,0 +1,101 @@
+"""The HTTP-level fallback (``http_fallback.py``) on ``requests``: ``Session.send`` hooked; a streamed answer is
+watched through a stand-in for the response's ``raw`` that gives the caller the same bytes."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from tokprof.profiler.hooks import internal_error
+from tokprof.profiler.integrations.http_fallback import Exchange, answered, begin_exchange
+from tokprof.profiler.integrations.sdk_patching import Patch, patch
+
+__all__ = ["patch_requests"]
+
+
+class _RawTee:
+    """Stands in for a streamed ``requests`` response's ``raw`` (urllib3 response): ``stream()`` and
+    ``read()`` give the same bytes and feed a decoded copy to the exchange; everything else is the raw's."""
+
+    def __init__(self, raw: Any, ex: Exchange) -> None:
+        self.__dict__["_tokprof"] = (raw, ex)
+
+    def stream(self, amt: Any = 2 ** 16, decode_content: Any = None) -> Any:
+        raw, ex = self.__dict__["_tokprof"]
+        complete, error = False, None
+        try:
+            for chunk in raw.stream(amt, decode_content=decode_content):
+                if decode_content:
+                    ex.feed(chunk)
+                else:  # the caller asked for the bytes as sent (possibly compressed): not parsed
+                    ex.broken = True
+                yield chunk
+            complete = True
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if complete or error is not None:
+                ex.end(error, complete)
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        raw, ex = self.__dict__["_tokprof"]
+        try:
+            data = raw.read(*args, **kwargs)
+        except BaseException as exc:
+            ex.end(exc, False)
+            raise
+        if kwargs.get("decode_content") or str(raw.headers.get("content-encoding") or "identity") == "identity":
+            ex.feed(data)
+        else:
+            ex.broken = True
+        if not data:
+            ex.end(None, True)
+        return data
+
+    def close(self) -> None:
+        raw, ex = self.__dict__["_tokprof"]
+        try:
+            raw.close()
+        finally:
+            ex.end(None, False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_tokprof"][0], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.__dict__["_tokprof"][0], name, value)
+
+
+def _make_requests_send(original: Any) -> Any:
+    @functools.wraps(original)
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        body = getattr(request, "body", None)
+        ex = begin_exchange(getattr(request, "method", ""), getattr(request, "url", ""),
+                    lambda: body if isinstance(body, (bytes, str)) else None)
+        if ex is None:
+            return original(self, request, **kwargs)
+        try:
+            response = original(self, request, **kwargs)
+        except BaseException as exc:
+            ex.fail(exc)
+            raise
+        read = not kwargs.get("stream")
+        if answered(ex, getattr(response, "status_code", None), response.headers,
+                     (lambda: response.content or b"") if read else None):
+            try:
+                ex.sink.decoder = None  # type: ignore[union-attr]  # only decoded bytes are fed
+                response.raw = _RawTee(response.raw, ex)
+            except Exception as exc:
+                internal_error("http fallback stream", exc)
+                ex.end(None, False)
+        return response
+    return send
+
+
+def patch_requests() -> list[Patch]:
+    import requests
+
+    return [patch(requests.Session, "send", _make_requests_send)]
