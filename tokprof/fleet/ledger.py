@@ -27,7 +27,7 @@ from tokprof.fleet.dims import Dims
 from tokprof.fleet.file_check import failure, truncation
 from tokprof.fleet.migrate import MigrationError, migrate, stored_version
 from tokprof.fleet.rows import RowBuilder
-from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, ddl, rollback
+from tokprof.fleet.schema import FACTS, KEYS, SCHEMA_VERSION, create_tables, rollback
 from tokprof.fleet.sources import file_error, file_sha1, load_source
 from tokprof.profiler.model import Run
 from tokprof.profiler.private_files import owner_only
@@ -137,8 +137,7 @@ def _connect(p: Path, read_only: bool) -> Any:
             except MigrationError as exc:
                 con.close()
                 raise LedgerError(f"{p}: {exc}") from exc
-        for stmt in ddl():
-            con.execute(stmt)
+        create_tables(con)
         row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
         if row is None or row[0] is None:
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, dt.datetime.now(dt.timezone.utc)

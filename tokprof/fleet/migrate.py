@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tokprof.fleet.schema import KIND_FIELDS, SCHEMA_VERSION, ddl, rollback
+from tokprof.fleet.schema import KIND_FIELDS, SCHEMA_VERSION, create_tables, rollback
 
 
 class MigrationError(ValueError):
@@ -52,9 +52,7 @@ def migrate(con: Any, version: int) -> None:
 def _v1_to_v2(con: Any) -> None:
     for t in ("calls", "spans", "runs"):
         con.execute(f"ALTER TABLE {t} RENAME TO {t}_v1")
-    for stmt in ddl():
-        if not stmt.startswith("CREATE OR REPLACE VIEW"):
-            con.execute(stmt)
+    create_tables(con, views=False)
     con.execute("INSERT INTO runs SELECT (row_number() OVER (ORDER BY run_id) - 1)::INTEGER, * FROM runs_v1")
     # every distinct place of a call or span (a call's depth: its parent span's + 1)
     con.execute("""

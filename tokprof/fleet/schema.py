@@ -218,16 +218,43 @@ _SQL_TYPES = {
 }
 
 
-def ddl() -> list[str]:
-    """CREATE TABLE statements for every table (idempotent)."""
+COMPRESSION = {("messages", "content"): "zstd", ("messages", "hash"): "uncompressed",
+               ("prompts", "prompt_hash"): "uncompressed"}
+"""Storage chosen per column where DuckDB's own choice measured worse (``bench_fleet.py --distinct``, 1M calls
+whose runs do not repeat): message texts as zstd (2,623 -> 688 bytes per call on disk, and faster to load and
+to scan); a content table's key is unique per row by definition (a hex hash: no scheme shrinks it, and
+trying them cost the load ~10%). A DuckDB that cannot do this creates the plain table
+(:func:`tokprof.fleet.ledger.connect`)."""
+
+
+def ddl(compression: bool = True) -> list[str]:
+    """CREATE TABLE statements for every table (idempotent); ``compression``: with :data:`COMPRESSION`."""
     out = []
     for name, schema in TABLES.items():
-        cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
+        cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' + (
+            f" USING COMPRESSION {how}" if compression and (how := COMPRESSION.get((name, f.name))) else "")
+            for f in schema)
         out.append(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
     out.append("CREATE TABLE IF NOT EXISTS files (path VARCHAR PRIMARY KEY, size BIGINT, mtime_ns BIGINT, "
                "sha1 VARCHAR, run_ids VARCHAR[], ingested_at TIMESTAMP)")
     out.append("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, created_at TIMESTAMP)")
     return out + VIEWS
+
+
+def create_tables(con: Any, *, views: bool = True) -> None:
+    """Run :func:`ddl` on ``con`` (the views too unless ``views`` is false); a table whose column compression
+    this DuckDB does not have is created plain (the column then gets DuckDB's own choice)."""
+    import duckdb
+
+    for stmt, plain in zip(ddl(), ddl(compression=False)):
+        if not views and stmt.startswith("CREATE OR REPLACE VIEW"):
+            continue
+        try:
+            con.execute(stmt)
+        except duckdb.Error:
+            if stmt == plain:
+                raise
+            con.execute(plain)
 
 
 def arrow_array(values: Any, typ: "pa.DataType", pool: Any = None) -> "pa.Array":
