@@ -39,6 +39,7 @@ from tokprof.profiler.providers.messages import content_text
 from tokprof.profiler.providers.prompt_units import KeyMemo, common_prefix, shared_units
 from tokprof.profiler import keys
 from tokprof.profiler.providers.cost import TokenSplit, call_start_ns, split_cost
+from tokprof.profiler.providers.prices import priced_model
 from tokprof.profiler.model import LLMCall, Run, Span
 
 # A value that changes on every call: ISO dates/times, clock times, UUIDs, long hex or digit ids.
@@ -369,7 +370,7 @@ def prefix_breaks(run: Run, currency: str = "USD", *, prices: Any = None, by_pat
         shared = int(i * ratio)
         lost = max(0, min(prev_tokens, call.usage.input_tokens or prev_tokens) - shared)
         rule = cache_rule(call.provider, call.model)
-        rates: Rates | None = lookup(call.model)
+        rates: Rates | None = lookup(priced_model(call.model, call.provider))
         cost = None
         if rates is not None:
             # what the lost tokens cost fresh minus what they would have cost read from the cache, both priced

@@ -18,7 +18,7 @@ from tokprof.profiler.model import TOKEN_SOURCES, Cost, LLMCall, Run, Span, Usag
 from tokprof.profiler.policy import internal_error
 from tokprof.profiler.providers.chat_format import count_completion, count_prompt, count_prompts
 from tokprof.profiler.providers import cost as _cost
-from tokprof.profiler.providers.prices import convert, get_price
+from tokprof.profiler.providers.prices import convert, get_price, priced_model
 from tokprof.profiler.providers.tokenizers import tokenizer_for
 from tokprof.profiler.session import on_llm_finish
 
@@ -93,14 +93,15 @@ def usage_cost(usage: Usage, model: str | None, currency: str = "USD", *,
     before the rule), the row's peak prices stand in and the cost is ``estimated`` (an upper bound)."""
     if not (usage.known("input_tokens") or usage.known("output_tokens")):
         return None
-    price = get_price(model)
+    price = get_price(model, provider=provider)
     if price is None:
         return None
-    amount = _cost.call_cost(usage, model, currency.upper(), provider=provider,
+    name = priced_model(model, provider)  # the host's own row when it has one (Groq's gpt-oss, not OpenAI's)
+    amount = _cost.call_cost(usage, name, currency.upper(), provider=provider,
                              prices=lambda _m: _cost.rates_of(price), started_ns=started_ns)
     if amount is None:
         return None
-    return Cost(amount, currency.upper(), _priced_source(usage, model, price, currency, started_ns))
+    return Cost(amount, currency.upper(), _priced_source(usage, name, price, currency, started_ns))
 
 
 _SOURCE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
@@ -198,10 +199,10 @@ def _priced(span: Span, call: LLMCall, usage: Usage, curs: list[str], memo: Rate
     """:func:`usage_cost` of ``call`` in each of ``curs`` (see :func:`span_costs`)."""
     from tokprof.profiler.providers.cache_rules import cache_rule
 
-    model = call.model
-    price = get_price(model)
+    price = get_price(call.model, provider=call.provider)
     if price is None:
         return [None] * len(curs)
+    model = priced_model(call.model, call.provider)
     got = None if memo is None else memo.get(id(price))
     if got is None or got[0] is not price:
         got = (price, _cost.rates_of(price))
@@ -237,11 +238,12 @@ def cost_source(span: Span, currency: str = "USD") -> str | None:
     if not ((rec is not None and rec.source == "recorded" and rec.amount is not None)
             or not (usage.known("input_tokens") or usage.known("output_tokens"))):
         try:
-            price = get_price(call.model)
+            price = get_price(call.model, provider=call.provider)
             if price is None:
                 return None
             # priced from a row, the amount is known in either supported currency
-            return str(_priced_source(usage, call.model, price, currency.upper(), _cost.call_start_ns(span)))
+            return str(_priced_source(usage, priced_model(call.model, call.provider), price, currency.upper(),
+                                      _cost.call_start_ns(span)))
         except Exception:  # noqa: BLE001 - the general path decides (and logs)
             pass
     c = span_cost(span, currency)

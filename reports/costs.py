@@ -22,6 +22,7 @@ from tokprof.optimizers.billing import (
 from tokprof.optimizers.paid import paid_bills
 from tokprof.profiler.carried import CallPrice, Carried, TokensOf, carried_costs
 from tokprof.profiler.model import Run
+from tokprof.profiler.providers.prices import priced_model
 
 
 @dataclass
@@ -80,7 +81,8 @@ def run_costs(run: Run, currency: str = "USD") -> RunCosts:
             continue
         mk = (call.model, call.provider)
         if mk not in looked_up:
-            looked_up[mk] = (default_prices(call.model), cache_rule(call.provider, call.model))
+            looked_up[mk] = (default_prices(priced_model(call.model, call.provider)),
+                             cache_rule(call.provider, call.model))
         rates, rule = looked_up[mk]
         no_out = call_cost(replace(b, output_tokens=0, reasoning_tokens=0), rates, rule, currency)  # type: ignore[arg-type]
         out_cost = sim_cost - no_out if no_out is not None and b.basis != "served" else Decimal(0)

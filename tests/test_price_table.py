@@ -115,6 +115,11 @@ ALLOWED_HOSTS: dict[str, dict[str, tuple[str, ...]]] = {
     "minimax": {"CNY": ("platform.minimaxi.com",), "USD": ("platform.minimax.io", "www.minimax.io")},
     "bytedance": {"CNY": ("www.volcengine.com", "volcengine.com"), "USD": ("docs.byteplus.com",)},
     "baidu": {"CNY": ("cloud.baidu.com",)},
+    "groq": {_ANY: ("console.groq.com", "groq.com")},
+    "mistral": {_ANY: ("docs.mistral.ai", "mistral.ai")},
+    "cohere": {_ANY: ("cohere.com", "docs.cohere.com")},
+    "together": {_ANY: ("docs.together.ai", "together.ai")},
+    "fireworks": {_ANY: ("docs.fireworks.ai", "fireworks.ai")},
 }
 # cache-rule provider names (billing_rules.json) -> price-table provider whose hosts count as its own pages
 RULE_PROVIDER = {"qwen": "alibaba"}

@@ -51,6 +51,7 @@ from tokprof.profiler.providers.bills import memo_lookup, memo_rules
 from tokprof.profiler.providers.cache_sim import Simulator, bill_runs, plan_of
 from tokprof.profiler.providers.cost import PriceLookup, Rates, default_prices
 from tokprof.profiler.providers.cost import convert_or_none as convert_cost
+from tokprof.profiler.providers.prices import priced_model
 
 RECORDED = "recorded cost"
 CACHE_TOKENS = "provider cache tokens"
@@ -290,7 +291,7 @@ def simulate_in(runs: list[Run], currencies: tuple[str, ...],
             assert call is not None
             plan = plan_of(span) or plan_for(0, span)
             rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
-            rates = lookup(call.model)
+            rates = lookup(priced_model(call.model, call.provider))
             basis = SERVED if b.basis == "served" else (
                 SIMULATED if rule.mode == "automatic" else
                 "simulated breakpoints" if plan.get("breakpoints") else UNCACHED)

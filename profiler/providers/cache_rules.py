@@ -106,9 +106,10 @@ def provider_of(provider: str | None, model: str | None) -> str | None:
     deployment name).
 
     A model served by a third party under another vendor's name (``openai/gpt-oss-120b`` on Nebius) has
-    no rule and is billed without caching."""
+    no rule and is billed without caching; so has one whose host has its own price row (``qwen/qwen3-32b`` on
+    Groq resolves to ``groq/qwen/qwen3-32b``, not to Qwen's own model and its cache)."""
     data = billing_rules()
-    best = _longest_prefix(data["model_providers"], _canonical(model))
+    best = _longest_prefix(data["model_providers"], _canonical(model, provider))
     if best is not None:
         # the model decides: a deepseek model called through the OpenAI client is cached by DeepSeek, a Gemini
         # model on Vertex AI by Google
@@ -119,12 +120,17 @@ def provider_of(provider: str | None, model: str | None) -> str | None:
     return None
 
 
-def _canonical(model: str | None) -> str:
-    """The price table's name for ``model`` when it resolves (``ep-…`` aliases, dated ids), else its bare name."""
+def _canonical(model: str | None, provider: str | None = None) -> str:
+    """The price table's name for ``model`` (called through ``provider``: a host's own row, see
+    :func:`~tokprof.profiler.providers.prices.priced_model`) when it resolves (``ep-…`` aliases, dated ids),
+    else its bare name."""
     try:
-        from tokprof.profiler.providers.prices import resolve_model
+        from tokprof.profiler.providers.prices import priced_model, resolve_model
 
-        key = resolve_model(model or "")
+        name = priced_model(model, provider)
+        if name is None and model:
+            return ""  # a local model (Ollama) with no row of its own: no provider's cache applies
+        key = resolve_model(name or "")
     except Exception:  # noqa: BLE001 - a damaged override file must not stop rule lookup
         key = None
     return key or bare_model(model)
@@ -146,7 +152,7 @@ def cache_rule(provider: str | None, model: str | None, *, explicit: bool = Fals
     data = rules["providers"].get(name or "")
     if data is None:
         return NO_CACHE
-    bare = _canonical(model)
+    bare = _canonical(model, provider)
     memo_key = (name, bare, explicit, id(rules))  # a reloaded rules document is a new object: a new key
     hit = _RULE_MEMO.get(memo_key)
     if hit is not None:

@@ -40,6 +40,7 @@ from tokprof.profiler.providers.bills import BillingError, CallBill, RunBill, ca
 from tokprof.profiler.providers.cache_rules import CacheRule, cache_rule
 from tokprof.profiler.providers.cache_rules import bare_model as _bare_model
 from tokprof.profiler.providers.cost import PriceLookup, call_start_ns, default_prices
+from tokprof.profiler.providers.prices import priced_model
 from tokprof.profiler.providers.provider_cache import ProviderCache, _Entry, _Seq  # re-exported: old import path
 from tokprof.profiler.providers.prompt_units import (
     BLOCK_UNITS, KeyMemo, PromptUnits, exact_tokenizer, block_hashes, prefix_key, prompt_units, shared_units)
@@ -327,7 +328,7 @@ def bill_runs(runs: list[Run], currency: str = "USD", *, mode: str | None = None
             if not priced:
                 calls.append(b)
                 continue
-            b.cost = call_cost(b, lookup(span.llm.model), rules[key], currency)
+            b.cost = call_cost(b, lookup(priced_model(span.llm.model, span.llm.provider)), rules[key], currency)
             if b.cost is None and b.basis != "served":
                 b.basis = "unpriced"
             calls.append(b)

@@ -127,6 +127,34 @@ def resolve_model(model: str) -> str | None:
     return found
 
 
+def priced_model(model: str | None, provider: str | None) -> str | None:
+    """The name to price a call to ``model`` through ``provider`` by: the host's own row when the host has one
+    (``openai/gpt-oss-20b`` through Groq is ``groq/openai/gpt-oss-20b``, Groq's price, not OpenAI's), else
+    ``model`` itself. Every place that prices or rules a *call* passes its name through here, so a host's price
+    is used wherever the call is shown.
+
+    A local host (Ollama: :data:`tokprof.profiler.providers.resolver.LOCAL_HOSTS`) has no per-token price:
+    without a row the user added for it (``ollama/llama3.2:3b``) the answer is ``None``, an unknown cost,
+    never the price of a hosted model that happens to share the name (``gpt-oss-20b``)."""
+    host = resolver.host_label(provider)
+    if not model or host is None:
+        return model
+    key = f"{host}\x00{model.strip().lower()}"  # never a model name: shares the resolution cache safely
+    with _lock:
+        cached = key in _resolve_cache
+        found = _resolve_cache.get(key)
+    if not cached:
+        for cand in resolver.candidates(model):
+            found = _lookup(cand if cand.startswith(host + "/") else f"{host}/{cand}")
+            if found is not None:
+                break
+        with _lock:
+            _resolve_cache[key] = found
+    if found is None and host not in resolver.LOCAL_HOSTS:
+        return model
+    return found
+
+
 def suggestions(model: str) -> list[str]:
     """Priced models whose names are close to ``model`` ("did you mean …")."""
     return resolver.suggest(model, [*_ensure(), *_overrides, *_aliases])
@@ -140,15 +168,17 @@ def _clear_resolution() -> None:
 resolver.on_change(_clear_resolution)
 
 
-def get_price(model: str | None, *, warn: bool = True, currency: str | None = None) -> ModelPrice | None:
+def get_price(model: str | None, *, warn: bool = True, currency: str | None = None,
+              provider: str | None = None) -> ModelPrice | None:
     """The price of ``model`` or ``None`` (and one :class:`UnknownModelWarning` per model) if unknown.
 
     ``currency``: the row the provider lists in that currency when there is one (no conversion), else the
-    model's primary row."""
-    key = resolve_model(model or "")
+    model's primary row. ``provider``: the call's provider label, for a host's own row (:func:`priced_model`)."""
+    name = priced_model(model, provider) if provider else model
+    key = resolve_model(name or "")
     if key is None:
         if warn:
-            _warn_unknown(model or "<no model>")
+            _warn_unknown(model or "<no model>", local=resolver.is_local(provider))
         return None
     if currency:
         native = native_prices(key).get(currency.upper())
@@ -157,11 +187,19 @@ def get_price(model: str | None, *, warn: bool = True, currency: str | None = No
     return _overrides.get(key) or _ensure()[key]
 
 
-def _warn_unknown(model: str) -> None:
+def _warn_unknown(model: str, *, local: bool = False) -> None:
     with _lock:
         if model in _warned:
             return
         _warned.add(model)
+    if local:
+        # a local model has no list price: a "did you mean" hosted model would invite a wrong price
+        warnings.warn(
+            f"tokprof: {model!r} is served by a local Ollama, which has no per-token price; its cost is shown as "
+            f"unknown (not 0). To put your own figure on it (hardware, power), add a price for "
+            f"'ollama/{model}' with tokprof.profiler.providers.prices.set_price() or a TOKPROF_PRICES file.",
+            UnknownModelWarning, stacklevel=3)
+        return
     close = suggestions(model)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     warnings.warn(

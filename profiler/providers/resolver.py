@@ -9,6 +9,13 @@ case and separator variants (``Claude_Sonnet_4.5``), and endpoint ids that say n
 ``$TOKPROF_MODEL_ALIASES``) maps endpoint ids and in-house names first.
 
 A name that resolves to nothing gets a "did you mean" suggestion (:func:`suggest`); its cost is unknown.
+
+Hosts of other vendors' open-weight models (Groq, Together, Fireworks) price the same model differently, and
+send it under the vendor's own id (``openai/gpt-oss-20b`` on Groq is not OpenAI's price). Their price rows are
+keyed ``host/<id as the host sends it>`` (``groq/openai/gpt-oss-20b``); :func:`host_label` names the host of
+a call's provider label (litellm's ``together_ai`` is ``together``), and a model written with its host in
+front (``together_ai/meta-llama/...``) is also tried as ``together/meta-llama/...``. Which row a *call*
+resolves to, given its provider, is :func:`tokprof.profiler.providers.prices.priced_model`.
 """
 
 from __future__ import annotations
@@ -42,6 +49,35 @@ _SUFFIXES = [
 # "4.5" and "4-5", "1.6" and "1-6" name the same version in different catalogues
 _DOTTED = re.compile(r"(?<=\d)\.(?=\d)")
 _DASHED = re.compile(r"(?<=[a-z-]\d)-(?=\d(?:$|[^\d]))")
+
+
+HOST_LABELS: dict[str, str] = {
+    "together_ai": "together", "togetherai": "together", "together": "together",
+    "fireworks_ai": "fireworks", "fireworksai": "fireworks", "fireworks": "fireworks",
+    "groq": "groq", "ollama": "ollama", "ollama_chat": "ollama",
+}
+"""Provider labels (tokprof's http routes, litellm's ``custom_llm_provider`` names) -> the host label its
+price rows are keyed under. Any other label is used as written (lower case)."""
+
+_HOST_PATHS = (("accounts/fireworks/", "fireworks"),)
+"""Model ids whose path names their host (Fireworks' ``accounts/fireworks/models/...``)."""
+
+LOCAL_HOSTS = frozenset({"ollama"})
+"""Hosts that serve models on the user's own machine: no per-token price exists, so a call there is priced
+only by a row the user adds for it (``ollama/<tag>``), never by a hosted provider's row of the same name."""
+
+
+def host_label(provider: str | None) -> str | None:
+    """The host label of a call's provider label (``together_ai`` -> ``together``), ``None`` without one."""
+    if not provider:
+        return None
+    p = provider.strip().lower()
+    return HOST_LABELS.get(p, p) or None
+
+
+def is_local(provider: str | None) -> bool:
+    """Whether ``provider`` serves models locally (Ollama): see :data:`LOCAL_HOSTS`."""
+    return host_label(provider) in LOCAL_HOSTS
 
 
 class AliasFileError(ValueError):
@@ -116,6 +152,12 @@ def candidates(model: str) -> list[str]:
     aliases = user_aliases()
     if m in aliases:
         out.insert(0, aliases[m])
+    for path, host in _HOST_PATHS:
+        if m.startswith(path):
+            out.append(f"{host}/{m}")  # the id names its host: that host's row, not the vendor's
+    head, sep, rest = m.partition("/")
+    if sep and rest and HOST_LABELS.get(head, head) != head:
+        out.append(f"{HOST_LABELS[head]}/{rest}")  # litellm's "together_ai/..." is the "together/..." row
     m = _PREFIX.sub("", m)
     m = _BEDROCK.sub("", m)
     m = m.replace("_", "-").replace(" ", "-")

@@ -22,6 +22,7 @@ from tokprof.profiler.providers.bills import call_cost, memo_lookup, memo_rules
 from tokprof.profiler.providers.cache_rules import CacheRule
 from tokprof.profiler.providers.cache_sim import plan_of, recorded_bill
 from tokprof.profiler.providers.cost import PriceLookup, TokenSplit, default_prices, split_cost
+from tokprof.profiler.providers.prices import priced_model
 
 _PLACES = Decimal(1).scaleb(-24)
 MEMO_BOUND = 200_000
@@ -113,7 +114,7 @@ def simulated_costs(run: Run, lookup: PriceLookup | None = None,
         rule = rule_of(call.provider, call.model, bool(plan.get("breakpoints")))
         if rule.mode != "automatic":
             continue  # basis uncached or simulated breakpoints: the call's own cost stands
-        rates = lookup(call.model)
+        rates = lookup(priced_model(call.model, call.provider))
         u = call.usage
         if (u.known("cache_read_tokens") or u.known("cache_write_tokens")) \
                 and call_cost(recorded_bill(span, call, rule.provider), rates, rule, "USD") is not None:
@@ -205,5 +206,5 @@ def native_currency(call: Any) -> str:
         return str(rec.currency.upper())
     from tokprof.profiler.providers.prices import get_price
 
-    price = get_price(call.model, warn=False)
+    price = get_price(call.model, warn=False, provider=call.provider)
     return "USD" if price is None else str(price.currency)
