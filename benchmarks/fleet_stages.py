@@ -176,7 +176,8 @@ def stages(corpus: Path, ray: bool = True,
     ceiling_cpu = max(x["cpu_rate"] for x in loads)  # what it would be on an idle core
     print(f"(d) projection: {TARGET:,} calls/s needs {TARGET:,} / {a['rate']:,.0f} = {need} workers of this speed "
           f"(cold calls, with diagnostics; about half as many with --no-diagnostics); the serial load "
-          f"({ceiling:,.0f} calls/s wall at this load, {ceiling_cpu:,.0f} per CPU second) " +
+          f"of parts whose messages are already stored ({ceiling:,.0f} calls/s wall at this load, "
+          f"{ceiling_cpu:,.0f} per CPU second; for runs that do not repeat, measure it with --distinct) " +
           ("allows it" if ceiling_cpu >= TARGET else "caps any number of workers below it") +
           f"; N workers give about min(N x {a['rate']:,.0f}, {ceiling_cpu:,.0f}) calls/s once started, on N "
           f"free cores (the work is split by file: at most one worker per file; here {len(files)} files)")
