@@ -34,8 +34,11 @@ __all__ = ["Accumulator", "Adapter", "async_create", "async_watch_raw", "CallSta
            "patch", "patch_raw_accessors", "served_copy", "sync_create", "take_sdk_usage", "unpatch", "watch_raw", "wrap_async_stream", "wrap_stream"]
 
 
-def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_helper: bool = False) -> CallState:
-    """Middleware, span and stream preparation before the real call. Never raises."""
+def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_helper: bool = False,
+          resource: Any = None) -> CallState:
+    """Middleware, span and stream preparation before the real call. Never raises. ``resource``: the SDK
+    object the method was called on (its client's base URL says which provider an OpenAI-compatible call
+    went to: :func:`tokprof.profiler.providers.hosts.call_provider`)."""
     state = CallState(adapter, kwargs)
     IN_SDK_CALL.set(state)  # its HTTP requests are this call's: the HTTP-level fallback leaves them to it
     operation = getattr(adapter, "operation", None)
@@ -57,6 +60,8 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
         if parent is None:
             return state  # outside a profile there is nothing to record
         call = adapter.request(state.kwargs)
+        if resource is not None and call.provider == "openai":
+            call.provider = _provider_behind(resource, call.model)
         if parent.kind == "llm":
             # Inside a model span (LangChain's ChatOpenAI, litellm...) the call is already recorded:
             # recording it again would count its tokens twice. It is watched on a detached span (never
@@ -98,6 +103,18 @@ def begin(adapter: Adapter, kwargs: dict[str, Any], *, name: str, streaming_help
     return state
 
 
+def _provider_behind(resource: Any, model: str | None) -> str:
+    """The provider an OpenAI-dialect call on ``resource`` went to, from its client's base URL (OpenAI's own
+    when there is none to read)."""
+    client = getattr(resource, "_client", None)
+    url = getattr(client, "base_url", None) if client is not None else None
+    if url is None:
+        return "openai"
+    from tokprof.profiler.providers.hosts import call_provider
+
+    return call_provider(url, model, "openai")
+
+
 # ---------------------------------------------------------------------------------------------------
 # method wrappers
 # ---------------------------------------------------------------------------------------------------
@@ -110,7 +127,7 @@ def sync_create(adapter: Adapter, original: Callable[..., Any], name: str,
 
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = begin(adapter, kwargs, name=name)
+        state = begin(adapter, kwargs, name=name, resource=self)
         if state.cached is not None:
             return state.cached
         try:
@@ -136,7 +153,7 @@ def async_create(adapter: Adapter, original: Callable[..., Any], name: str,
 
     @functools.wraps(original)
     async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = begin(adapter, kwargs, name=name)
+        state = begin(adapter, kwargs, name=name, resource=self)
         if state.cached is not None:
             return state.cached
         try:

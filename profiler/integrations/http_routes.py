@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from tokprof.profiler.providers.hosts import API_HOSTS
+
 from tokprof.profiler.integrations import usage_native
 from tokprof.profiler.integrations.anthropic import MessagesAdapter
 from tokprof.profiler.integrations.embeddings import OpenAIEmbeddingsAdapter
@@ -225,16 +227,8 @@ class Route:
     """From the host, when it is a known API host (``None``: the adapter's own label)."""
 
 
-HOSTS: dict[str, str] = {
-    "api.openai.com": "openai", "api.anthropic.com": "anthropic", "generativelanguage.googleapis.com": "google",
-    "api.mistral.ai": "mistral", "api.groq.com": "groq", "api.together.xyz": "together",
-    "api.together.ai": "together", "api.cohere.com": "cohere", "api.cohere.ai": "cohere",
-    "api.deepseek.com": "deepseek", "openrouter.ai": "openrouter", "api.x.ai": "xai",
-    "api.fireworks.ai": "fireworks", "api.moonshot.ai": "moonshot", "api.moonshot.cn": "moonshot",
-    "dashscope.aliyuncs.com": "qwen", "dashscope-intl.aliyuncs.com": "qwen", "api.z.ai": "zai",
-    "open.bigmodel.cn": "zai", "ark.cn-beijing.volces.com": "doubao", "api.minimax.io": "minimax",
-}
-"""Known API hosts -> provider label (what a call to anywhere else is labelled by its dialect)."""
+HOSTS = API_HOSTS
+"""Known API hosts -> provider label (one table: :mod:`tokprof.profiler.providers.hosts`)."""
 
 
 def match(method: str, url: str, body: Any) -> Route | None:
