@@ -163,7 +163,7 @@ def _wrap(adapter: Any, original: Callable[..., Any], name: str, *, is_async: bo
     if is_async:
         @functools.wraps(original)
         async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
-            state = _sdk.begin(adapter, kwargs, name=name)
+            state = _sdk.begin(adapter, kwargs, name=name, resource=self)
             try:
                 result = await original(self, *args, **kwargs)
             except BaseException as exc:
@@ -175,7 +175,7 @@ def _wrap(adapter: Any, original: Callable[..., Any], name: str, *, is_async: bo
 
     @functools.wraps(original)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = _sdk.begin(adapter, kwargs, name=name)
+        state = _sdk.begin(adapter, kwargs, name=name, resource=self)
         try:
             result = original(self, *args, **kwargs)
         except BaseException as exc:
