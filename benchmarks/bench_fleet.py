@@ -31,8 +31,11 @@ When the load average exceeds the core count, a wall-clock target that the CPU f
 ledger, in a fresh process (every memo misses: each call priced, each run's as-paid caching simulated, each
 message hashed).
 
-Run: ``nice python benchmarks/bench_fleet.py [--calls N] [--no-ray] [--cold] [--stages] [--ray-only]`` (needs ../shared/corpus). Exits 1 when
-a target is missed.
+``--distinct`` measures the ledger at ``--calls`` calls whose runs do not repeat (``fleet_distinct.py``): the
+per-run work done for real, then copies whose runs, messages and prompts are all new, loaded as parts.
+
+Run: ``nice python benchmarks/bench_fleet.py [--calls N] [--no-ray] [--cold] [--stages] [--ray-only]
+[--distinct]`` (needs ../shared/corpus). Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
