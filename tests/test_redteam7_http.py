@@ -187,16 +187,17 @@ def test_giant_sse_line_in_small_chunks_is_not_copied_per_chunk() -> None:
     sink.feed(b"data: " + b"z" * (4 << 20))  # a 4 MB line, no newline yet
     tracemalloc.start()
     try:
-        worst = 0
+        costs = []
         for _ in range(50):
             tracemalloc.reset_peak()
             before, _ = tracemalloc.get_traced_memory()
             sink.feed(b"z" * 512)
             _, peak = tracemalloc.get_traced_memory()
-            worst = max(worst, peak - before)
+            costs.append(peak - before)
     finally:
         tracemalloc.stop()
-    assert worst < 256 * 1024, worst
+    # the buffer's own occasional growth (amortised, a few reallocations) is allowed; a copy per chunk is not
+    assert sum(c > 256 * 1024 for c in costs) <= 3, costs
 
 
 def test_giant_sse_line_read_in_small_chunks_gives_same_bytes_and_usage(server: Any) -> None:

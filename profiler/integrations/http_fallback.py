@@ -20,14 +20,13 @@ logged once and swallowed; the caller's exceptions and HTTP errors reach the cal
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from tokprof.profiler import hooks, keys
 from tokprof.profiler.hooks import internal_error, start_span
 from tokprof.profiler.integrations import http_routes
-from tokprof.profiler.integrations.http_body import MAX_BODY, NO_BODY, Sink
+from tokprof.profiler.integrations.http_body import MAX_BODY, NO_BODY, Sink, loads
 from tokprof.profiler.integrations.sdk_patching import Patch, patch, unpatch
 from tokprof.profiler.integrations.sdk_state import HTTP_WATCH, IN_SDK_CALL, CallState
 from tokprof.profiler.integrations.sdk_streams import _track, _untrack
@@ -104,7 +103,7 @@ def begin_exchange(method: Any, url: Any, read_body: Callable[[], Any]) -> Excha
         raw = read_body()
         if raw is None or len(raw) > MAX_BODY:
             return None
-        body = json.loads(raw)
+        body = loads(raw)  # not JSON (form data, binary, absurdly nested): not an LLM call, left alone
         route = http_routes.match("POST", url, body)
         if route is None:
             return None
