@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import tracemalloc
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -27,7 +27,6 @@ ANSWER = json.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o-m
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
                                   "finish_reason": "stop"}],
                      "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}).encode()
-Body = "bytes | Callable[[], Iterator[bytes]]"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
