@@ -212,3 +212,43 @@ def test_giant_sse_line_read_in_small_chunks_gives_same_bytes_and_usage(server: 
         assert b"".join(r.iter_content(512)) == stream
     assert _usage(run) == [(5, 7)]
     assert run.llm_spans()[0].llm.output["content"] == content
+
+
+# ---- a body read whole through requests' raw is complete ------------------------------------------------
+def test_requests_raw_read_whole_body_is_complete(server: Any) -> None:
+    """``response.raw.read()`` (no size) returns the whole body; the call was still marked incomplete (a cut
+    stream) because the tee waited for an empty read that never comes."""
+    base, routes = server
+    stream = (b'data: {"choices":[{"index":0,"delta":{"content":"hello"},"finish_reason":"stop"}]}\n\n'
+              b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\n\n'
+              b"data: [DONE]\n\n")
+    routes["/v1/chat/completions"] = (200, {"content-type": "text/event-stream"}, lambda: iter([stream[:40], stream[40:]]))
+    with profile("raw") as run:
+        r = requests.post(base + "/v1/chat/completions", json={**CHAT, "stream": True}, stream=True)
+        assert r.raw.read(decode_content=True) == stream
+        r.close()
+    (s,) = run.llm_spans()
+    assert _usage(run) == [(5, 7)] and s.llm.output["content"] == "hello"
+    assert not s.attributes.get("stream_incomplete"), s.attributes
+
+
+# ---- hosts ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url,provider", [
+    ("https://api.deepseek.com./v1", "deepseek"),  # a fully qualified name (trailing dot) is the same host
+    ("https://user:secret@API.DeepSeek.com:443/v1", "deepseek"),
+    ("http://[::1]:8080/v1", None),
+    ("http://[::1/v1", None),  # malformed IPv6: unknown, never an exception
+    ("https://api.deepseek.com.evil.example/v1", None),
+])
+def test_host_provider_odd_urls(url: str, provider: str | None) -> None:
+    from tokprof.profiler.providers.hosts import host_provider
+
+    assert host_provider(url) == provider
+
+
+def test_http_route_provider_uses_the_one_host_table() -> None:
+    """The HTTP routes labelled the provider from the raw host table: an Azure OpenAI resource or a host
+    written with a trailing dot got the dialect's default instead of the host's provider."""
+    assert http_routes.match("POST", "https://api.deepseek.com./chat/completions", CHAT).provider == "deepseek"
+    assert http_routes.match("POST", "https://r.openai.azure.com/openai/deployments/d/chat/completions",
+                             CHAT).provider == "openai"
