@@ -52,7 +52,8 @@ class _RawTee:
             ex.feed(data)
         else:
             ex.broken = True
-        if not data:
+        amt = args[0] if args else kwargs.get("amt")
+        if not data or amt is None:  # an empty read is the end; a read without a size returned the whole body
             ex.end(None, True)
         return data
 
