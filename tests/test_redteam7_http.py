@@ -252,3 +252,29 @@ def test_http_route_provider_uses_the_one_host_table() -> None:
     assert http_routes.match("POST", "https://api.deepseek.com./chat/completions", CHAT).provider == "deepseek"
     assert http_routes.match("POST", "https://r.openai.azure.com/openai/deployments/d/chat/completions",
                              CHAT).provider == "openai"
+
+
+# ---- a stream outliving its profile ---------------------------------------------------------------------
+def test_stream_read_after_the_profile_exits_is_not_parsed_any_more(server: Any) -> None:
+    """The profile's exit records a stream still open (incomplete); the caller may read on afterwards. The
+    copy was still parsed and kept (up to 32 MB per response) for a call already recorded."""
+    base, routes = server
+    head = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+    tail = b"data: " + b"q" * (8 << 20)  # one long line still to come
+    routes["/v1/chat/completions"] = (200, {"content-type": "text/event-stream"}, lambda: iter([head, tail]))
+    with profile("outlived") as run:
+        client = httpx.Client()
+        r = client.send(client.build_request("POST", base + "/v1/chat/completions", json={**CHAT, "stream": True}),
+                        stream=True)
+    (s,) = run.llm_spans()
+    assert s.attributes.get("stream_incomplete") is True
+    tracemalloc.start()
+    try:
+        got = b"".join(r.iter_raw())
+        del got
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        r.close()
+        client.close()
+    assert current < 2 << 20, current // (1 << 20)
