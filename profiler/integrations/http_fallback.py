@@ -64,8 +64,8 @@ class Exchange:
         return self.sink
 
     def feed(self, chunk: Any) -> None:
-        if self.broken or self.sink is None:
-            return
+        if self.broken or self.sink is None or self.state.done:
+            return  # (done: recorded already, e.g. by the profile's exit while the caller reads on)
         try:
             self.sink.feed(bytes(chunk))
         except Exception as exc:  # never the caller's problem: stop reading this body
@@ -78,6 +78,7 @@ class Exchange:
         _untrack(self.state)
         # an unreadable body still ends through an accumulator, so the usage check counts the call locally
         self.state.end_stream(NO_BODY if self.broken or self.sink is None else self.sink, error, complete)
+        self.sink = None  # the call is recorded: the copy is not kept as long as the caller keeps the response
 
 
 def begin_exchange(method: Any, url: Any, read_body: Callable[[], Any]) -> Exchange | None:
