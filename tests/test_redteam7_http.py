@@ -278,3 +278,26 @@ def test_stream_read_after_the_profile_exits_is_not_parsed_any_more(server: Any)
         r.close()
         client.close()
     assert current < 2 << 20, current // (1 << 20)
+
+
+# ---- content-encoding: deflate as servers send it -------------------------------------------------------
+@pytest.mark.parametrize("wbits", [15, -15])
+def test_deflate_stream_raw_or_zlib_wrapped_is_read(server: Any, wbits: int) -> None:
+    """``Content-Encoding: deflate`` is sent both zlib-wrapped (RFC 9110) and as a raw deflate stream (a
+    common server mistake httpx and urllib3 both accept). The raw form was unreadable here: the provider's
+    usage was lost and the call counted locally."""
+    import zlib
+
+    stream = (b'data: {"choices":[{"index":0,"delta":{"content":"hello"},"finish_reason":"stop"}]}\n\n'
+              b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\n\n'
+              b"data: [DONE]\n\n")
+    c = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    packed = c.compress(stream) + c.flush()
+    base, routes = server
+    routes["/v1/chat/completions"] = (200, {"content-type": "text/event-stream", "content-encoding": "deflate"},
+                                      lambda: iter([packed[:20], packed[20:]]))
+    with profile("deflate") as run:
+        with httpx.stream("POST", base + "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+            assert b"".join(r.iter_bytes()) == stream
+    assert _usage(run) == [(5, 7)]
+    assert set(run.llm_spans()[0].llm.usage.sources.values()) == {"provider"}
