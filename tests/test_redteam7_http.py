@@ -301,3 +301,17 @@ def test_deflate_stream_raw_or_zlib_wrapped_is_read(server: Any, wbits: int) -> 
             assert b"".join(r.iter_bytes()) == stream
     assert _usage(run) == [(5, 7)]
     assert set(run.llm_spans()[0].llm.usage.sources.values()) == {"provider"}
+
+
+def test_raw_deflate_in_one_byte_chunks_is_read() -> None:
+    import zlib
+
+    event = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\n\n'
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = c.compress(event) + c.flush()
+    sink = _sink(encoding="deflate")
+    for i in range(len(packed)):
+        sink.feed(packed[i:i + 1])
+    call = http_routes.ChatAdapter().request(CHAT)
+    sink.finish(call)
+    assert (call.usage.input_tokens, call.usage.output_tokens) == (5, 7)

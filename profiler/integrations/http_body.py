@@ -48,6 +48,7 @@ class Sink:
         enc = encoding.lower().strip()
         self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if enc in ("gzip", "x-gzip") else \
             zlib.decompressobj() if enc == "deflate" else None
+        self.deflate_head: bytes | None = b"" if enc == "deflate" else None
         self.unreadable = enc not in ("", "identity", "gzip", "x-gzip", "deflate")
         """An encoding tokprof does not decode (br, zstd): the body is not parsed; usage is counted."""
 
@@ -59,7 +60,18 @@ class Sink:
             return
         # decompressed piece by piece: a gzip bomb (1000:1) must not inflate a whole network chunk at once
         while not self.unreadable:
-            piece = self.decoder.decompress(chunk, _PIECE)
+            try:
+                piece = self.decoder.decompress(chunk, _PIECE)
+            except zlib.error:
+                if self.deflate_head is None:
+                    raise
+                # "deflate" sent as a raw deflate stream, not zlib-wrapped (RFC 9110): a common server mistake
+                # httpx and urllib3 both accept, so the caller got the body; read it the same way
+                chunk, self.deflate_head = bytes(self.deflate_head) + chunk, None
+                self.decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                continue
+            if self.deflate_head is not None:  # until the first output, the input is kept for that retry
+                self.deflate_head = None if piece else self.deflate_head + chunk
             chunk = self.decoder.unconsumed_tail
             self._take(piece)
             if not chunk and len(piece) < _PIECE:
