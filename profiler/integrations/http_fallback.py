@@ -20,14 +20,13 @@ logged once and swallowed; the caller's exceptions and HTTP errors reach the cal
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from tokprof.profiler import hooks, keys
 from tokprof.profiler.hooks import internal_error, start_span
 from tokprof.profiler.integrations import http_routes
-from tokprof.profiler.integrations.http_body import MAX_BODY, NO_BODY, Sink
+from tokprof.profiler.integrations.http_body import MAX_BODY, NO_BODY, Sink, loads
 from tokprof.profiler.integrations.sdk_patching import Patch, patch, unpatch
 from tokprof.profiler.integrations.sdk_state import HTTP_WATCH, IN_SDK_CALL, CallState
 from tokprof.profiler.integrations.sdk_streams import _track, _untrack
@@ -65,8 +64,8 @@ class Exchange:
         return self.sink
 
     def feed(self, chunk: Any) -> None:
-        if self.broken or self.sink is None:
-            return
+        if self.broken or self.sink is None or self.state.done:
+            return  # (done: recorded already, e.g. by the profile's exit while the caller reads on)
         try:
             self.sink.feed(bytes(chunk))
         except Exception as exc:  # never the caller's problem: stop reading this body
@@ -79,6 +78,7 @@ class Exchange:
         _untrack(self.state)
         # an unreadable body still ends through an accumulator, so the usage check counts the call locally
         self.state.end_stream(NO_BODY if self.broken or self.sink is None else self.sink, error, complete)
+        self.sink = None  # the call is recorded: the copy is not kept as long as the caller keeps the response
 
 
 def begin_exchange(method: Any, url: Any, read_body: Callable[[], Any]) -> Exchange | None:
@@ -104,7 +104,7 @@ def begin_exchange(method: Any, url: Any, read_body: Callable[[], Any]) -> Excha
         raw = read_body()
         if raw is None or len(raw) > MAX_BODY:
             return None
-        body = json.loads(raw)
+        body = loads(raw)  # not JSON (form data, binary, absurdly nested): not an LLM call, left alone
         route = http_routes.match("POST", url, body)
         if route is None:
             return None

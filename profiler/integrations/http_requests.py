@@ -3,6 +3,7 @@ watched through a stand-in for the response's ``raw`` that gives the caller the 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from typing import Any
 
@@ -51,7 +52,8 @@ class _RawTee:
             ex.feed(data)
         else:
             ex.broken = True
-        if not data:
+        amt = args[0] if args else kwargs.get("amt")
+        if not data or amt is None:  # an empty read is the end; a read without a size returned the whole body
             ex.end(None, True)
         return data
 
@@ -69,6 +71,11 @@ class _RawTee:
         setattr(self.__dict__["_tokprof"][0], name, value)
 
 
+_HOPS: contextvars.ContextVar[list[Exchange] | None] = contextvars.ContextVar("tokprof_requests_hops", default=None)
+"""The exchanges begun by the sends a recorded ``Session.send`` makes itself: requests follows a redirect that
+keeps the POST (307/308) by sending it again through ``Session.send`` (hooked), and that send records the call."""
+
+
 def _make_requests_send(original: Any) -> Any:
     @functools.wraps(original)
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
@@ -77,11 +84,26 @@ def _make_requests_send(original: Any) -> Any:
                     lambda: body if isinstance(body, (bytes, str)) else None)
         if ex is None:
             return original(self, request, **kwargs)
+        outer = _HOPS.get()
+        if outer is not None:
+            outer.append(ex)
+        hops: list[Exchange] = []
+        token = _HOPS.set(hops)
         try:
             response = original(self, request, **kwargs)
         except BaseException as exc:
-            ex.fail(exc)
+            if hops:  # the redirected send recorded the call (and its failure): never twice
+                ex.state.done = True
+            else:
+                ex.fail(exc)
             raise
+        finally:
+            _HOPS.reset(token)
+        if hops:
+            # a redirect followed with the POST sent again: that send recorded the call; this span is
+            # dropped, never ended (the response is the final hop's)
+            ex.state.done = True
+            return response
         read = not kwargs.get("stream")
         if answered(ex, getattr(response, "status_code", None), response.headers,
                      (lambda: response.content or b"") if read else None):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from tokprof.profiler.providers.hosts import API_HOSTS
+from tokprof.profiler.providers.hosts import API_HOSTS, host_provider
 
 from tokprof.profiler.integrations import usage_native
 from tokprof.profiler.integrations.anthropic import MessagesAdapter
@@ -237,7 +237,7 @@ def match(method: str, url: str, body: Any) -> Route | None:
         return None
     parts = urlsplit(url)
     path = parts.path.rstrip("/")
-    provider = HOSTS.get((parts.hostname or "").lower())
+    provider = host_provider(url)
     route: tuple[str, Any] | None = None
     if path.endswith("/chat/completions") and "messages" in body:
         route = ("http.chat.completions", ChatAdapter())

@@ -33,7 +33,8 @@ _OPENAI_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com")
 def host_provider(url: object) -> str | None:
     """The provider of a known API host in ``url`` (a string or an ``httpx.URL``), else ``None``."""
     try:
-        host = (urlsplit(str(url)).hostname or "").lower()
+        # a fully qualified name's trailing dot ("api.openai.com.") names the same host
+        host = (urlsplit(str(url)).hostname or "").lower().rstrip(".")
     except ValueError:
         return None
     if host in API_HOSTS:
