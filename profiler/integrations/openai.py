@@ -124,7 +124,7 @@ class _ChatAccumulator:
         elif self.usage is None:
             self.usage = usage_dialects.vendor_stream_usage(chunk)  # Groq's x_groq.usage
         for choice in getattr(chunk, "choices", None) or []:
-            if getattr(choice, "index", 0) != 0:
+            if getattr(choice, "index", 0) not in (0, None):  # some compatible servers send no index: the first
                 continue
             if getattr(choice, "usage", None) is not None and getattr(chunk, "usage", None) is None:
                 # Kimi/Moonshot streams put the usage in the last chunk's choices[0].usage
@@ -154,7 +154,7 @@ class _ChatAccumulator:
             message["tool_calls"] = [
                 {"id": slot["id"], "type": "function",
                  "function": {"name": "".join(slot["name"]), "arguments": "".join(slot["arguments"])}}
-                for slot in (self.tool_calls[i] for i in sorted(self.tool_calls))]
+                for slot in (self.tool_calls[i] for i in sorted(self.tool_calls, key=_slot_order))]
         call.output = message
         call.finish_reason = self.finish_reason
         call.response_id = self.response_id
@@ -166,6 +166,11 @@ class _ChatAccumulator:
 
 ChatAccumulator = _ChatAccumulator
 """The public name (litellm rebuilds its streams with it)."""
+
+
+def _slot_order(index: Any) -> tuple[int, int]:
+    """Tool-call slots in index order; a slot a server sent without an integer index sorts first."""
+    return (1, index) if isinstance(index, int) else (0, 0)
 
 
 def _is_usage_only_chunk(chunk: Any) -> bool:
