@@ -315,3 +315,35 @@ def test_raw_deflate_in_one_byte_chunks_is_read() -> None:
     call = http_routes.ChatAdapter().request(CHAT)
     sink.finish(call)
     assert (call.usage.input_tokens, call.usage.output_tokens) == (5, 7)
+
+
+# ---- requests' raw stays the caller's own object ------------------------------------------------------------
+@pytest.mark.parametrize("how", ["iter_content", "readinto", "read"])
+def test_requests_raw_is_still_the_urllib3_response(server: Any, how: str) -> None:
+    """The fallback used to put a stand-in object in ``response.raw``: code that checked
+    ``isinstance(r.raw, urllib3.HTTPResponse)`` saw False, and ``readinto`` bypassed the copy (usage then
+    counted locally). Now the raw's own methods are wrapped: the type holds, every way of reading gives the
+    same bytes, and the provider's usage (5, 7) is recorded once."""
+    import urllib3
+
+    base, routes = server
+    stream = (b'data: {"choices":[{"index":0,"delta":{"content":"hello"},"finish_reason":"stop"}]}\n\n'
+              b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\n\n'
+              b"data: [DONE]\n\n")
+    routes["/v1/chat/completions"] = (200, {"content-type": "text/event-stream"}, lambda: iter([stream[:40], stream[40:]]))
+    with profile("raw-type") as run:
+        r = requests.post(base + "/v1/chat/completions", json={**CHAT, "stream": True}, stream=True)
+        assert isinstance(r.raw, urllib3.HTTPResponse)
+        if how == "iter_content":
+            got = b"".join(r.iter_content(16))
+        elif how == "readinto":
+            buf, parts = bytearray(32), []
+            while n := r.raw.readinto(buf):
+                parts.append(bytes(buf[:n]))
+            got = b"".join(parts)
+        else:
+            got = b"".join(iter(lambda: r.raw.read(16), b""))
+        r.close()
+    assert got == stream
+    (s,) = run.llm_spans()
+    assert _usage(run) == [(5, 7)] and s.llm.output["content"] == "hello"

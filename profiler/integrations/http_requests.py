@@ -1,5 +1,5 @@
 """The HTTP-level fallback (``http_fallback.py``) on ``requests``: ``Session.send`` hooked; a streamed answer is
-watched through a stand-in for the response's ``raw`` that gives the caller the same bytes."""
+watched by wrapping the methods of the response's own ``raw`` (the caller keeps that object and its bytes)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,20 @@ from tokprof.profiler.integrations.sdk_patching import Patch, patch
 __all__ = ["patch_requests"]
 
 
-class _RawTee:
-    """Stands in for a streamed ``requests`` response's ``raw`` (urllib3 response): ``stream()`` and
-    ``read()`` give the same bytes and feed a decoded copy to the exchange; everything else is the raw's."""
+def _tee_raw(raw: Any, ex: Exchange) -> None:
+    """Watch a streamed ``requests`` response's ``raw`` (a urllib3 response) in place: its ``stream()``,
+    ``read()`` and ``close()`` are wrapped on the object itself, so the caller keeps the very object
+    (``isinstance(r.raw, urllib3.HTTPResponse)`` holds; a stand-in object broke that) and gets the same bytes,
+    while a decoded copy feeds the exchange. ``stream()`` reads through ``self.read``: inside it, ``read`` only
+    passes through (each byte is fed once)."""
+    orig_stream, orig_read, orig_close = raw.stream, raw.read, raw.close
+    depth = [0]
 
-    def __init__(self, raw: Any, ex: Exchange) -> None:
-        self.__dict__["_tokprof"] = (raw, ex)
-
-    def stream(self, amt: Any = 2 ** 16, decode_content: Any = None) -> Any:
-        raw, ex = self.__dict__["_tokprof"]
+    def stream(amt: Any = 2 ** 16, decode_content: Any = None) -> Any:
         complete, error = False, None
+        depth[0] += 1
         try:
-            for chunk in raw.stream(amt, decode_content=decode_content):
+            for chunk in orig_stream(amt, decode_content=decode_content):
                 if decode_content:
                     ex.feed(chunk)
                 else:  # the caller asked for the bytes as sent (possibly compressed): not parsed
@@ -38,13 +40,15 @@ class _RawTee:
             error = exc
             raise
         finally:
+            depth[0] -= 1
             if complete or error is not None:
                 ex.end(error, complete)
 
-    def read(self, *args: Any, **kwargs: Any) -> Any:
-        raw, ex = self.__dict__["_tokprof"]
+    def read(*args: Any, **kwargs: Any) -> Any:
+        if depth[0]:
+            return orig_read(*args, **kwargs)
         try:
-            data = raw.read(*args, **kwargs)
+            data = orig_read(*args, **kwargs)
         except BaseException as exc:
             ex.end(exc, False)
             raise
@@ -57,18 +61,13 @@ class _RawTee:
             ex.end(None, True)
         return data
 
-    def close(self) -> None:
-        raw, ex = self.__dict__["_tokprof"]
+    def close() -> None:
         try:
-            raw.close()
+            orig_close()
         finally:
             ex.end(None, False)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_tokprof"][0], name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.__dict__["_tokprof"][0], name, value)
+    raw.stream, raw.read, raw.close = stream, read, close
 
 
 _HOPS: contextvars.ContextVar[list[Exchange] | None] = contextvars.ContextVar("tokprof_requests_hops", default=None)
@@ -109,7 +108,7 @@ def _make_requests_send(original: Any) -> Any:
                      (lambda: response.content or b"") if read else None):
             try:
                 ex.sink.decoder = None  # type: ignore[union-attr]  # only decoded bytes are fed
-                response.raw = _RawTee(response.raw, ex)
+                _tee_raw(response.raw, ex)
             except Exception as exc:
                 internal_error("http fallback stream", exc)
                 ex.end(None, False)
