@@ -20,7 +20,7 @@ logged once and swallowed; the caller's exceptions and HTTP errors reach the cal
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from tokprof.profiler import hooks, keys
@@ -171,6 +171,25 @@ def _httpx_body(request: Any) -> Any:
         return None
 
 
+def tee_chunks(inner: Iterable[Any], ex: Exchange, feed: Callable[[Any], None]) -> Iterator[Any]:
+    """The chunks of ``inner`` unchanged, each passed to ``feed`` first; the exchange ends when the stream
+    does (complete, or with the error the caller sees). A stream the caller drops is ended by ``close``."""
+    complete, error = False, None
+    try:
+        for chunk in inner:
+            feed(chunk)
+            yield chunk
+        complete = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if complete or error is not None:
+            ex.end(error, complete)
+
+
 _tee_classes: dict[tuple[str, bool], type] = {}
 
 
@@ -214,20 +233,7 @@ def _tee_class(module: Any, is_async: bool) -> type:
                 self._inner, self._ex = inner, ex
 
             def __iter__(self) -> Any:
-                complete, error = False, None
-                try:
-                    for chunk in self._inner:
-                        self._ex.feed(chunk)
-                        yield chunk
-                    complete = True
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    if complete or error is not None:
-                        self._ex.end(error, complete)
+                return tee_chunks(self._inner, self._ex, self._ex.feed)
 
             def close(self) -> None:
                 try:

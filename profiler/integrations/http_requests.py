@@ -8,7 +8,7 @@ import functools
 from typing import Any
 
 from tokprof.profiler.hooks import internal_error
-from tokprof.profiler.integrations.http_fallback import Exchange, answered, begin_exchange
+from tokprof.profiler.integrations.http_fallback import Exchange, answered, begin_exchange, tee_chunks
 from tokprof.profiler.integrations.sdk_patching import Patch, patch
 
 __all__ = ["patch_requests"]
@@ -23,26 +23,16 @@ def _tee_raw(raw: Any, ex: Exchange) -> None:
     orig_stream, orig_read, orig_close = raw.stream, raw.read, raw.close
     depth = [0]
 
+    def undecoded(_chunk: Any) -> None:  # the caller asked for the bytes as sent (maybe compressed): not parsed
+        ex.broken = True
+
     def stream(amt: Any = 2 ** 16, decode_content: Any = None) -> Any:
-        complete, error = False, None
         depth[0] += 1
         try:
-            for chunk in orig_stream(amt, decode_content=decode_content):
-                if decode_content:
-                    ex.feed(chunk)
-                else:  # the caller asked for the bytes as sent (possibly compressed): not parsed
-                    ex.broken = True
-                yield chunk
-            complete = True
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
+            yield from tee_chunks(orig_stream(amt, decode_content=decode_content), ex,
+                                  ex.feed if decode_content else undecoded)
         finally:
             depth[0] -= 1
-            if complete or error is not None:
-                ex.end(error, complete)
 
     def read(*args: Any, **kwargs: Any) -> Any:
         if depth[0]:
